@@ -1,6 +1,6 @@
 import http from "node:http";
 
-import { afterEach, beforeEach, describe, expect, it } from "@jest/globals";
+import { afterEach, beforeEach, describe, expect, it, jest } from "@jest/globals";
 
 import { startFaultyLink, type FaultyLink } from "../../../src/testing/network/index.js";
 import { startTargetServer, type TargetServer } from "./targetServer.js";
@@ -250,12 +250,25 @@ describe("FaultyLink", () => {
   });
 
   it("close() clears pending latency timers", async () => {
-    link.setLatency(4000);
-    const pending = attempt(`${link.url}/count`, {}, 3000);
-    await waitFor(() => link.log.length === 1);
-    await link.close();
-    expect(await pending).toEqual({ kind: "network-error" });
-    expect(target.arrived).toHaveLength(0);
+    const setSpy = jest.spyOn(globalThis, "setTimeout");
+    const clearSpy = jest.spyOn(globalThis, "clearTimeout");
+    try {
+      link.setLatency(4000);
+      const pending = attempt(`${link.url}/count`, {}, 3000);
+      await waitFor(() => link.log.length === 1);
+      const latencyTimers = setSpy.mock.calls
+        .map((call, i) => [call[1], setSpy.mock.results[i].value] as const)
+        .filter(([ms]) => ms === 2000)
+        .map(([, timer]) => timer);
+      expect(latencyTimers).toHaveLength(1);
+      await link.close();
+      expect(clearSpy.mock.calls.map((call) => call[0])).toContain(latencyTimers[0]);
+      expect(await pending).toEqual({ kind: "network-error" });
+      expect(target.arrived).toHaveLength(0);
+    } finally {
+      setSpy.mockRestore();
+      clearSpy.mockRestore();
+    }
   });
 
   it("close() ends held and idle connections and resolves", async () => {
