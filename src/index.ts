@@ -1,1 +1,47 @@
-export {};
+export { MembershipManager } from "./manager/MembershipManager.js";
+export type { MembershipManagerOptions, MembershipUpdate } from "./manager/MembershipManager.js";
+export type {
+  MembershipState,
+  Status,
+  LeaveResult,
+  Support,
+  ReconnectReason,
+  LeftReason,
+} from "./manager/state.js";
+export { statusOf } from "./manager/state.js";
+export { ClientBackend } from "./backends/client.js";
+export type { ClientLike } from "./backends/client.js";
+export type {
+  MembershipBackend,
+  DelayedEventAction,
+  RequestOptions,
+  StateEventRequest,
+  SupportHint,
+} from "./backends/types.js";
+export {
+  classifyError,
+  httpFacts,
+  isTransient,
+  LocalTimeoutError,
+  MembershipConfigError,
+  MembershipError,
+} from "./errors.js";
+export type { ErrorClass, HttpFacts, MembershipErrorCode, Operation } from "./errors.js";
+export { resolveTiming, refreshIntervalMs, backoffMs, MIN_DELAY_MS } from "./core/config.js";
+export type { Timing, TimingOptions } from "./core/config.js";
+export {
+  CALL_MEMBER_EVENT_TYPE,
+  DEFAULT_SLOT,
+  LEFT_CONTENT,
+  isLeftContent,
+  makeMembershipContent,
+  membershipStateKey,
+  wireCallId,
+} from "./membership/content.js";
+export type {
+  CallIntent,
+  MembershipContent,
+  MembershipFields,
+  Slot,
+  Transport,
+} from "./membership/content.js";

@@ -1,0 +1,78 @@
+import type { MatrixClient } from "matrix-js-sdk";
+import type {
+  DelayedEventAction,
+  MembershipBackend,
+  RequestOptions,
+  StateEventRequest,
+  SupportHint,
+} from "./types.js";
+
+/** The part of matrix-js-sdk's MatrixClient the backend uses (a bare client, no startClient() needed). */
+export type ClientLike = Pick<
+  MatrixClient,
+  | "_unstable_sendDelayedStateEvent"
+  | "_unstable_restartScheduledDelayedEvent"
+  | "_unstable_sendScheduledDelayedEvent"
+  | "_unstable_cancelScheduledDelayedEvent"
+  | "sendStateEvent"
+  | "doesServerSupportUnstableFeature"
+  | "getCapabilities"
+>;
+
+const CAPABILITY = "org.matrix.msc4140.delayed_events";
+
+/** Standalone mode: talks to the homeserver through a matrix-js-sdk MatrixClient. */
+export class ClientBackend implements MembershipBackend {
+  constructor(private readonly client: ClientLike) {}
+
+  async sendDelayedStateEvent(
+    req: StateEventRequest & { delayMs: number },
+    opts?: RequestOptions,
+  ): Promise<string> {
+    const res = await this.client._unstable_sendDelayedStateEvent(
+      req.roomId,
+      { delay: req.delayMs },
+      // js-sdk types state content per event type; ours is an unstable type it does not list.
+      req.eventType as never,
+      req.content as never,
+      req.stateKey,
+      { abortSignal: opts?.signal },
+    );
+    return res.delay_id;
+  }
+
+  async sendStateEvent(req: StateEventRequest, opts?: RequestOptions): Promise<void> {
+    await this.client.sendStateEvent(req.roomId, req.eventType as never, req.content as never, req.stateKey, {
+      abortSignal: opts?.signal,
+    });
+  }
+
+  async updateDelayedEvent(
+    delayId: string,
+    action: DelayedEventAction,
+    opts?: RequestOptions,
+  ): Promise<void> {
+    const requestOpts = { abortSignal: opts?.signal };
+    if (action === "restart") await this.client._unstable_restartScheduledDelayedEvent(delayId, requestOpts);
+    else if (action === "send") await this.client._unstable_sendScheduledDelayedEvent(delayId, requestOpts);
+    else await this.client._unstable_cancelScheduledDelayedEvent(delayId, requestOpts);
+  }
+
+  async probeSupport(): Promise<SupportHint> {
+    if (!(await this.client.doesServerSupportUnstableFeature("org.matrix.msc4140")))
+      return { delayedEvents: false, reason: "the server does not advertise org.matrix.msc4140" };
+    // Synapse ≥1.157 advertises its limits; older servers do not, which is fine.
+    try {
+      const caps = (await this.client.getCapabilities()) as Record<string, unknown>;
+      const cap = caps[CAPABILITY] as { max_delay_ms?: unknown } | undefined;
+      const max = cap?.max_delay_ms;
+      if (typeof max === "number") {
+        if (max <= 0) return { delayedEvents: false, maxDelayMs: 0, reason: "max_delay_ms is 0" };
+        return { delayedEvents: true, maxDelayMs: max };
+      }
+    } catch {
+      // capabilities are advisory only
+    }
+    return { delayedEvents: true };
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * The one interface both transports implement. Each method is one request to the homeserver (directly,
+ * or through the widget host); the manager owns retries, timeouts and ordering.
+ */
+
+export type DelayedEventAction = "restart" | "send" | "cancel";
+
+export interface RequestOptions {
+  /** Aborted when the manager's local timeout fires or the manager is disposed. */
+  signal?: AbortSignal;
+}
+
+export interface StateEventRequest {
+  roomId: string;
+  eventType: string;
+  stateKey: string;
+  content: Record<string, unknown>;
+}
+
+/** What a backend knows about the server before any delayed-event request (all fields optional). */
+export interface SupportHint {
+  /** false: do not even try (feature flag off, capability refused); undefined: unknown, try. */
+  delayedEvents?: boolean;
+  /** The server's maximum delay, when advertised (Synapse ≥1.157 `/capabilities`). */
+  maxDelayMs?: number;
+  /** Why delayed events are unavailable, for `support$`. */
+  reason?: string;
+  /** false when the widget host refused the state capability for our key. */
+  canSendState?: boolean;
+}
+
+export interface MembershipBackend {
+  /** Schedules a delayed state event and resolves to its delay id. */
+  sendDelayedStateEvent(req: StateEventRequest & { delayMs: number }, opts?: RequestOptions): Promise<string>;
+  /** Sends a state event now. */
+  sendStateEvent(req: StateEventRequest, opts?: RequestOptions): Promise<void>;
+  /** restart / send / cancel one delayed event. */
+  updateDelayedEvent(delayId: string, action: DelayedEventAction, opts?: RequestOptions): Promise<void>;
+  /** Optional probe of server support; called once per join, failures are ignored. */
+  probeSupport?(opts?: RequestOptions): Promise<SupportHint>;
+}

@@ -1,0 +1,216 @@
+/**
+ * One classifier for every failure either backend can produce: matrix-js-sdk's MatrixError /
+ * HTTPError / ConnectionError, matrix-widget-api's WidgetApiResponseError (with or without
+ * `matrix_api_error`, headers or not), the widget transport's "Request timed out", plain host
+ * errors, and our own local timeouts. The manager decides what to do from the class alone.
+ */
+
+/** Which request failed; a 403 means different things for a delayed schedule and a state send. */
+export type Operation = "schedule-leave" | "restart" | "send-leave" | "cancel" | "send-state";
+
+export type ErrorClass =
+  /** 429: wait `retryAfterMs` when the server said (header first, then body), else back off. */
+  | { kind: "rate-limited"; retryAfterMs?: number }
+  /** Connection failure, local timeout, widget transport timeout: retry with backoff. */
+  | { kind: "network" }
+  /** 5xx: retry with backoff. */
+  | { kind: "server"; status: number }
+  /** 404 M_NOT_FOUND (or 409 from the newer MSC4140) on a delayed-event action: it is not pending. */
+  | { kind: "gone" }
+  /** The delay is over the server's maximum; `maxDelayMs` when the server said (legacy dialect). */
+  | { kind: "max-delay"; maxDelayMs?: number }
+  /** Delayed events disabled or unsupported by the server or the widget host. */
+  | { kind: "unsupported"; reason: string }
+  /** The server or host refused: power levels, a refused widget capability, a bad token. */
+  | { kind: "forbidden"; reason: string }
+  /** Any other 4xx: our request is wrong; retrying the same request will not help. */
+  | { kind: "rejected"; status: number; errcode?: string }
+  /** Nothing recognisable (untyped host errors): treated as transient, within the give-up bound. */
+  | { kind: "unknown" };
+
+/** An HTTP-shaped view of an error, whichever way it arrived. */
+export interface HttpFacts {
+  status?: number;
+  errcode?: string;
+  message: string;
+  body: Record<string, unknown>;
+  headers: Record<string, string>;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null;
+}
+
+function headersToRecord(h: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!h) return out;
+  if (typeof (h as Headers).forEach === "function" && typeof (h as Headers).get === "function") {
+    (h as Headers).forEach((value, key) => (out[key.toLowerCase()] = value));
+    return out;
+  }
+  if (isRecord(h))
+    for (const [k, v] of Object.entries(h)) if (typeof v === "string") out[k.toLowerCase()] = v;
+  return out;
+}
+
+/** Pull status, errcode, body and headers out of any error shape we know. */
+export function httpFacts(error: unknown): HttpFacts {
+  const message = isRecord(error) && typeof error.message === "string" ? error.message : String(error);
+  if (!isRecord(error)) return { message, body: {}, headers: {} };
+
+  // matrix-widget-api: WidgetApiResponseError.data.matrix_api_error (Element Web adds headers, Element X not).
+  const widgetData = isRecord(error.data) ? error.data : undefined;
+  const mae = widgetData && isRecord(widgetData.matrix_api_error) ? widgetData.matrix_api_error : undefined;
+  if (mae) {
+    const body = isRecord(mae.response) ? mae.response : {};
+    return {
+      status: typeof mae.http_status === "number" ? mae.http_status : undefined,
+      errcode: typeof body.errcode === "string" ? body.errcode : undefined,
+      message,
+      body,
+      headers: headersToRecord(mae.http_headers),
+    };
+  }
+
+  // matrix-js-sdk MatrixError / HTTPError (also what RoomWidgetClient rebuilds from widget errors).
+  const status = typeof error.httpStatus === "number" ? error.httpStatus : undefined;
+  const body = isRecord(error.data) ? error.data : {};
+  const errcode = typeof error.errcode === "string" ? error.errcode : undefined;
+  return { status, errcode, message, body, headers: headersToRecord(error.httpHeaders) };
+}
+
+/** Retry-After (seconds or HTTP date) first, then `retry_after_ms`; undefined when neither is usable. */
+export function retryAfterMs(facts: HttpFacts, now: number = Date.now()): number | undefined {
+  const header = facts.headers["retry-after"];
+  if (header !== undefined) {
+    const seconds = Number(header);
+    if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+    const date = Date.parse(header);
+    if (Number.isFinite(date)) return Math.max(0, date - now);
+  }
+  const ms = facts.body.retry_after_ms;
+  if (typeof ms === "number" && Number.isFinite(ms) && ms >= 0) return ms;
+  return undefined;
+}
+
+const NETWORK_NAMES = new Set(["ConnectionError", "AbortError", "TimeoutError", "LocalTimeoutError"]);
+const NETWORK_CODES = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT", "UND_ERR_SOCKET"]);
+
+function looksLikeNetworkError(error: unknown, message: string): boolean {
+  if (!isRecord(error)) return false;
+  if (typeof error.name === "string" && NETWORK_NAMES.has(error.name)) return true;
+  const cause = isRecord(error.cause) ? error.cause : undefined;
+  if (cause && typeof cause.code === "string" && NETWORK_CODES.has(cause.code)) return true;
+  if (typeof error.code === "string" && NETWORK_CODES.has(error.code)) return true;
+  // The widget transport's own timeout, and fetch's generic failure.
+  return /request timed out|failed to fetch|fetch failed|network ?error|socket hang up/i.test(message);
+}
+
+/** Classify one failure of `op`. Pure: no I/O, no clock other than for an HTTP-date Retry-After. */
+export function classifyError(error: unknown, op: Operation, now: number = Date.now()): ErrorClass {
+  const facts = httpFacts(error);
+  const { status, errcode, body, message } = facts;
+  const msc4140Errcode = body["org.matrix.msc4140.errcode"];
+
+  if (status === 429 || errcode === "M_LIMIT_EXCEEDED")
+    return { kind: "rate-limited", retryAfterMs: retryAfterMs(facts, now) };
+
+  if (isRecord(error) && error.name === "UnsupportedDelayedEventsEndpointError")
+    return { kind: "unsupported", reason: "the server does not advertise org.matrix.msc4140" };
+  if (msc4140Errcode === "M_MAX_DELAY_UNSUPPORTED")
+    return { kind: "unsupported", reason: "delayed events are not supported on this server" };
+  if (msc4140Errcode === "M_MAX_DELAY_EXCEEDED") {
+    const max = body["org.matrix.msc4140.max_delay"];
+    return { kind: "max-delay", maxDelayMs: typeof max === "number" && max > 0 ? max : undefined };
+  }
+  // Widget hosts refusing the delayed-event capabilities (matrix-widget-api and matrix-rust-sdk wording).
+  if (
+    /missing capability.*(msc4157|delayed_event)|msc4157.*capability/i.test(message) ||
+    /^missing capability$/i.test(message)
+  )
+    return op === "send-state"
+      ? { kind: "forbidden", reason: message }
+      : { kind: "unsupported", reason: `widget host refused: ${message}` };
+  if (/cannot send state events of this type|not allowed/i.test(message) && status === undefined)
+    return { kind: "forbidden", reason: message };
+
+  if (status !== undefined) {
+    if (status >= 500) return { kind: "server", status };
+    if ((status === 404 && errcode === "M_NOT_FOUND") || status === 409) {
+      if (op === "restart" || op === "send-leave" || op === "cancel") return { kind: "gone" };
+      return { kind: "rejected", status, errcode };
+    }
+    if (status === 404 && errcode === "M_UNRECOGNIZED")
+      return op === "send-state"
+        ? { kind: "rejected", status, errcode }
+        : { kind: "unsupported", reason: "delayed-event endpoint missing" };
+    if (status === 403 && op === "schedule-leave") {
+      // Synapse ≥1.157: a 403 on scheduling is either "disallowed" or "over the maximum" (limit in /capabilities).
+      if (
+        /exceeds the allowed maximum/i.test(message) ||
+        /exceeds the allowed maximum/i.test(String(body.error ?? ""))
+      )
+        return { kind: "max-delay" };
+      if (
+        /disallowed|not supported/i.test(message) ||
+        /disallowed|not supported/i.test(String(body.error ?? ""))
+      )
+        return { kind: "unsupported", reason: "delayed events are disallowed on this server" };
+      return { kind: "max-delay" };
+    }
+    if (status === 401 || status === 403)
+      return { kind: "forbidden", reason: `${status} ${errcode ?? ""} ${message}`.trim() };
+    if (status >= 400) return { kind: "rejected", status, errcode };
+  }
+
+  if (looksLikeNetworkError(error, message)) return { kind: "network" };
+  return { kind: "unknown" };
+}
+
+/** True for classes where the same request may succeed later. */
+export function isTransient(c: ErrorClass): boolean {
+  return c.kind === "rate-limited" || c.kind === "network" || c.kind === "server" || c.kind === "unknown";
+}
+
+/** A typed error the app can act on; `cause` is the original error. */
+export class MembershipError extends Error {
+  constructor(
+    message: string,
+    readonly code: MembershipErrorCode,
+    readonly operation: Operation | "config",
+    readonly errorClass?: ErrorClass,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "MembershipError";
+  }
+}
+
+export type MembershipErrorCode =
+  | "rate-limited"
+  | "network"
+  | "server"
+  | "delayed-leave-lost"
+  | "max-delay-lowered"
+  | "delayed-events-unsupported"
+  | "forbidden"
+  | "rejected"
+  | "unknown"
+  | "gave-up"
+  | "membership-removed";
+
+/** Our own local timeout for one request (the request itself may still reach the server). */
+export class LocalTimeoutError extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`no answer within ${timeoutMs} ms`);
+    this.name = "LocalTimeoutError";
+  }
+}
+
+/** Thrown from the constructor for contradictory or impossible options. */
+export class MembershipConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "MembershipConfigError";
+  }
+}

@@ -1,0 +1,825 @@
+import log, { type Logger } from "loglevel";
+import {
+  asyncScheduler,
+  BehaviorSubject,
+  distinctUntilChanged,
+  map,
+  Subject,
+  type Observable,
+  type SchedulerLike,
+} from "rxjs";
+import type { MembershipBackend } from "../backends/types.js";
+import {
+  backoffMs,
+  MIN_DELAY_MS,
+  refreshIntervalMs,
+  resolveTiming,
+  type Timing,
+  type TimingOptions,
+} from "../core/config.js";
+import {
+  classifyError,
+  isTransient,
+  LocalTimeoutError,
+  MembershipConfigError,
+  MembershipError,
+  type ErrorClass,
+  type MembershipErrorCode,
+  type Operation,
+} from "../errors.js";
+import {
+  CALL_MEMBER_EVENT_TYPE,
+  DEFAULT_SLOT,
+  LEFT_CONTENT,
+  makeMembershipContent,
+  membershipStateKey,
+  type CallIntent,
+  type MembershipContent,
+  type MembershipFields,
+  type Slot,
+  type Transport,
+} from "../membership/content.js";
+import { Clock } from "./clock.js";
+import { statusOf, type LeaveResult, type MembershipState, type Status, type Support } from "./state.js";
+
+export interface MembershipManagerOptions extends TimingOptions {
+  backend: MembershipBackend;
+  roomId: string;
+  userId: string;
+  deviceId: string;
+  slot?: Slot;
+  /** The room's version; MSC3757/MSC3779 rooms use state keys without the leading underscore. */
+  roomVersion?: string;
+  /** Default `{type: "livekit", focus_selection: "oldest_membership"}`. */
+  focusActive?: Transport;
+  fociPreferred?: Transport[];
+  callIntent?: CallIntent;
+  applicationData?: Record<string, unknown>;
+  /** Join again by itself after the server fired our leave or removed our membership. Default true. */
+  autoRejoin?: boolean;
+  /** All timers run on this scheduler (tests pass a VirtualTimeScheduler). Default asyncScheduler. */
+  scheduler?: SchedulerLike;
+  logger?: Logger;
+  /** Source of jitter, for deterministic tests. Default Math.random. */
+  random?: () => number;
+}
+
+/** What an app may change without leaving. */
+export type MembershipUpdate = Partial<
+  Pick<MembershipManagerOptions, "callIntent" | "fociPreferred" | "focusActive" | "applicationData">
+>;
+
+type WriteKind = "reassert" | "refresh" | "fresh";
+const WRITE_RANK: Record<WriteKind, number> = { reassert: 0, refresh: 1, fresh: 2 };
+
+/** One join, from join() until it ends (leave, failure, a fired leave we may not rejoin, dispose). */
+interface Call {
+  readonly abort: AbortController;
+  delayId?: string;
+  /** "armed": a delayed leave is pending on the server; "none": degraded mode without delayed events. */
+  delayed: "pending" | "armed" | "none";
+  /** Send time of the last schedule/restart that succeeded; the server fires at the earliest delay after it. */
+  armedAt?: number;
+  /** The in-flight schedule attempt (settles, never rejects); leave() waits for it to learn the id. */
+  scheduling?: Promise<void>;
+  membershipAttempted: boolean;
+  wantedWrite?: WriteKind;
+  writer?: Promise<void>;
+  lastSent?: MembershipContent;
+  createdTs?: number;
+  confirmedVersion: number;
+  /** Wakes the heartbeat early (after a membership write, to catch servers whose own writes cancel). */
+  wake?: AbortController;
+  failingSince?: number;
+  cancelProbablyLeft?: () => void;
+  cancelRefresh?: () => void;
+  lowerings: number;
+}
+
+type Attempt<T> =
+  { ok: true; value: T; sentAt: number } | { ok: false; cls: ErrorClass; error: unknown; aborted?: boolean };
+
+const DEFAULT_FOCUS: Transport = { type: "livekit", focus_selection: "oldest_membership" };
+const MAX_DELAY_LOWERINGS = 8;
+
+/**
+ * Keeps one device's MatrixRTC membership alive: a delayed leave first, then the membership, then
+ * `restart` heartbeats on their own lane (never behind a state send), and a clean leave that fires the
+ * delayed leave. See README "How it works" for the sequence.
+ */
+export class MembershipManager {
+  readonly roomId: string;
+  readonly userId: string;
+  readonly deviceId: string;
+  readonly stateKey: string;
+
+  private readonly backend: MembershipBackend;
+  private readonly options: MembershipManagerOptions;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly random: () => number;
+  private readonly autoRejoin: boolean;
+  private readonly fields: MembershipFields;
+  private fieldsVersion = 0;
+  private timing: Timing;
+
+  private readonly stateSubject = new BehaviorSubject<MembershipState>({ kind: "idle" });
+  private readonly probablyLeftSubject = new BehaviorSubject<boolean>(false);
+  private readonly delayIdSubject = new BehaviorSubject<string | undefined>(undefined);
+  private readonly ownMembershipSubject = new BehaviorSubject<MembershipContent | undefined>(undefined);
+  private readonly supportSubject: BehaviorSubject<Support>;
+  private readonly errorSubject = new Subject<MembershipError>();
+
+  readonly state$: Observable<MembershipState>;
+  readonly status$: Observable<Status>;
+  readonly probablyLeft$: Observable<boolean>;
+  readonly delayId$: Observable<string | undefined>;
+  readonly ownMembership$: Observable<MembershipContent | undefined>;
+  readonly support$: Observable<Support>;
+  readonly errors$: Observable<MembershipError>;
+
+  private wantJoined = false;
+  private call?: Call;
+  private leaveJob?: Promise<LeaveResult>;
+  private readonly disposeController = new AbortController();
+  private knownMaxDelayMs?: number;
+  private updateWaiters: { version: number; resolve: () => void; reject: (e: Error) => void }[] = [];
+
+  constructor(options: MembershipManagerOptions) {
+    for (const key of ["roomId", "userId", "deviceId"] as const)
+      if (typeof options[key] !== "string" || options[key].length === 0)
+        throw new MembershipConfigError(`${key} must be a non-empty string`);
+    if (!options.backend) throw new MembershipConfigError("backend is required");
+    this.options = options;
+    this.timing = resolveTiming(options);
+    this.backend = options.backend;
+    this.roomId = options.roomId;
+    this.userId = options.userId;
+    this.deviceId = options.deviceId;
+    const slot = options.slot ?? DEFAULT_SLOT;
+    this.stateKey = membershipStateKey(options.userId, options.deviceId, slot, options.roomVersion);
+    this.fields = {
+      userId: options.userId,
+      deviceId: options.deviceId,
+      slot,
+      focusActive: options.focusActive ?? DEFAULT_FOCUS,
+      fociPreferred: options.fociPreferred ?? [],
+      callIntent: options.callIntent,
+      applicationData: options.applicationData,
+    };
+    this.clock = new Clock(options.scheduler ?? asyncScheduler);
+    this.log = options.logger ?? log.getLogger("matrixrtc-membership");
+    this.random = options.random ?? Math.random;
+    this.autoRejoin = options.autoRejoin ?? true;
+    this.supportSubject = new BehaviorSubject<Support>({
+      delayedEvents: undefined,
+      delayMs: this.timing.delayMs,
+    });
+
+    this.state$ = this.stateSubject.asObservable();
+    this.status$ = this.stateSubject.pipe(map(statusOf), distinctUntilChanged());
+    this.probablyLeft$ = this.probablyLeftSubject.pipe(distinctUntilChanged());
+    this.delayId$ = this.delayIdSubject.pipe(distinctUntilChanged());
+    this.ownMembership$ = this.ownMembershipSubject.asObservable();
+    this.support$ = this.supportSubject.asObservable();
+    this.errors$ = this.errorSubject.asObservable();
+  }
+
+  /** Current values, for apps that do not want to subscribe. */
+  get state(): MembershipState {
+    return this.stateSubject.value;
+  }
+  get status(): Status {
+    return statusOf(this.stateSubject.value);
+  }
+  get probablyLeft(): boolean {
+    return this.probablyLeftSubject.value;
+  }
+  /** The timing in force (the delay may have been lowered to the server's maximum). */
+  get effectiveTiming(): Readonly<Timing> {
+    return this.timing;
+  }
+  get disposed(): boolean {
+    return this.disposeController.signal.aborted;
+  }
+
+  /** Join the call. Idempotent; returns at once. Waits for a leave in progress to finish first. */
+  join(): void {
+    if (this.disposed) throw new MembershipConfigError("join() after dispose()");
+    if (this.wantJoined) return;
+    this.wantJoined = true;
+    // A call that failed or was left may still hold a delayed leave: clean it up before joining again.
+    if (!this.leaveJob && this.call) this.startLeaveJob(this.call);
+    if (!this.leaveJob) this.startCall();
+  }
+
+  /**
+   * Leave: fire the delayed leave (one request) or, if it is gone, write `{}`. Resolves with how it went
+   * out, or `timed-out` after `timeoutMs` while retries go on until the server confirms or `dispose()`.
+   */
+  leave(options: { timeoutMs?: number } = {}): Promise<LeaveResult> {
+    if (this.disposed) return Promise.resolve({ status: "disposed" });
+    this.wantJoined = false;
+    if (!this.leaveJob) {
+      if (!this.call) return Promise.resolve({ status: "left", via: "nothing-to-leave" });
+      this.startLeaveJob(this.call);
+    }
+    const job = this.leaveJob!;
+    if (options.timeoutMs === undefined) return job;
+    return new Promise((resolve) => {
+      const cancel = this.clock.after(options.timeoutMs!, () => resolve({ status: "timed-out" }));
+      void job.then((r) => {
+        cancel();
+        resolve(r);
+      });
+    });
+  }
+
+  /** Change what the membership says without leaving; resolves once the server holds it. */
+  update(patch: MembershipUpdate): Promise<void> {
+    if (this.disposed) return Promise.reject(new MembershipConfigError("update() after dispose()"));
+    if (patch.callIntent !== undefined) this.fields.callIntent = patch.callIntent;
+    if (patch.fociPreferred !== undefined) this.fields.fociPreferred = patch.fociPreferred;
+    if (patch.focusActive !== undefined) this.fields.focusActive = patch.focusActive;
+    if (patch.applicationData !== undefined) this.fields.applicationData = patch.applicationData;
+    const version = ++this.fieldsVersion;
+    const call = this.call;
+    // Not in a call (or not written yet): the next membership write carries the new fields.
+    if (!call || call.abort.signal.aborted || !call.membershipAttempted) return Promise.resolve();
+    const done = new Promise<void>((resolve, reject) =>
+      this.updateWaiters.push({ version, resolve, reject }),
+    );
+    void this.writeMembership(call, "refresh");
+    return done;
+  }
+
+  /** Stop every timer and subscription now. Sends nothing; pending promises settle. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposeController.abort();
+    if (this.call) this.endCall(this.call);
+    this.clock.dispose();
+    this.rejectUpdates(new MembershipError("disposed", "gave-up", "config"));
+    this.stateSubject.complete();
+    this.probablyLeftSubject.complete();
+    this.delayIdSubject.complete();
+    this.ownMembershipSubject.complete();
+    this.supportSubject.complete();
+    this.errorSubject.complete();
+  }
+
+  /** Timers still pending (0 after dispose(); tests use it to prove nothing leaks). */
+  get pendingTimers(): number {
+    return this.clock.pendingTimers;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Join: delayed leave first, then the membership; then the heartbeat on its own lane.
+  // ---------------------------------------------------------------------------------------------
+
+  private startCall(): void {
+    const call: Call = {
+      abort: new AbortController(),
+      delayed: "pending",
+      membershipAttempted: false,
+      confirmedVersion: -1,
+      lowerings: 0,
+    };
+    this.call = call;
+    this.setState({ kind: "joining", step: "delayed-leave" });
+    void this.runCall(call);
+  }
+
+  private async runCall(call: Call): Promise<void> {
+    void this.probeSupport(call);
+    if (!(await this.armDelayedLeave(call))) return;
+    this.setState({ kind: "joining", step: "membership" });
+    void this.writeMembership(call, "fresh");
+    void this.heartbeat(call);
+  }
+
+  /** Schedule a delayed leave, retrying; false if the call ended first. Falls back to degraded mode. */
+  private async armDelayedLeave(call: Call): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      if (call.abort.signal.aborted) return false;
+      if (call.delayed === "none") return true;
+      const result = await this.trackScheduling(call, this.scheduleOnce(call));
+      // Record an id even when the call ended meanwhile: the leave job must send or cancel it.
+      if (result.ok) call.delayId = result.value;
+      if (call.abort.signal.aborted) return false;
+      if (result.ok) {
+        this.delayIdSubject.next(result.value);
+        this.markArmed(call, result.sentAt);
+        this.updateSupport({ delayedEvents: true });
+        return true;
+      }
+      const { cls } = result;
+      if (cls.kind === "max-delay" && (await this.lowerDelay(call, cls.maxDelayMs))) continue;
+      if (cls.kind === "max-delay" || cls.kind === "unsupported") {
+        this.enterDegraded(call, cls.kind === "unsupported" ? cls.reason : "no usable delay");
+        return true;
+      }
+      if (!isTransient(cls)) {
+        this.failCall(call, this.toError(cls, result.error, "schedule-leave"));
+        return false;
+      }
+      if (
+        !(await this.waitBeforeRetry(
+          call,
+          cls,
+          result.error,
+          attempt,
+          "schedule-leave",
+          this.timing.heartbeatIntervalMs,
+        ))
+      )
+        return false;
+    }
+  }
+
+  private trackScheduling<T>(call: Call, p: Promise<T>): Promise<T> {
+    call.scheduling = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    return p;
+  }
+
+  /**
+   * One schedule request. It is not idempotent (every PUT creates a new delayed event), so it is never
+   * aborted: an id that arrives after our timeout is cancelled, and an attempt whose outcome we never
+   * learn gets our membership re-asserted after it could have fired.
+   */
+  private async scheduleOnce(call: Call): Promise<Attempt<string>> {
+    const sentAt = this.clock.now();
+    const delayMs = this.timing.delayMs;
+    const request = this.backend.sendDelayedStateEvent({
+      roomId: this.roomId,
+      eventType: CALL_MEMBER_EVENT_TYPE,
+      stateKey: this.stateKey,
+      content: { ...LEFT_CONTENT },
+      delayMs,
+    });
+    try {
+      const value = await this.clock.withTimeout(
+        this.timing.requestTimeoutMs,
+        this.disposeController.signal,
+        () => request,
+      );
+      return { ok: true, value, sentAt };
+    } catch (error) {
+      const cls = classifyError(error, "schedule-leave", this.clock.now());
+      if (error instanceof LocalTimeoutError)
+        request.then(
+          (id) => this.cancelOrphan(id),
+          () => undefined,
+        );
+      if (cls.kind === "network" || cls.kind === "server" || cls.kind === "unknown")
+        this.clock.after(delayMs + this.timing.requestTimeoutMs, () => {
+          if (!call.abort.signal.aborted && call.lastSent) void this.writeMembership(call, "reassert");
+        });
+      return { ok: false, cls, error };
+    }
+  }
+
+  /** A delayed leave nobody tracks any more would fire later and wipe a membership: cancel it. */
+  private cancelOrphan(delayId: string): void {
+    if (this.disposed) return;
+    this.log.debug("cancelling orphaned delayed leave", delayId);
+    void this.retrying(this.disposeController.signal, "cancel", (signal) =>
+      this.backend.updateDelayedEvent(delayId, "cancel", { signal }),
+    );
+  }
+
+  private async lowerDelay(call: Call, serverMaxMs: number | undefined): Promise<boolean> {
+    const current = this.timing.delayMs;
+    const candidate = serverMaxMs ?? this.knownMaxDelayMs;
+    const next = candidate !== undefined && candidate < current ? candidate : Math.floor(current / 2);
+    if (next < MIN_DELAY_MS || ++call.lowerings > MAX_DELAY_LOWERINGS) return false;
+    this.timing = resolveTiming(this.options, next);
+    this.log.warn(`server refused a ${current} ms delay; using ${next} ms`);
+    this.updateSupport({ delayMs: next, maxDelayMs: candidate ?? this.supportSubject.value.maxDelayMs });
+    this.emitError(new MembershipError(`delay lowered to ${next} ms`, "max-delay-lowered", "schedule-leave"));
+    return true;
+  }
+
+  private enterDegraded(call: Call, reason: string): void {
+    this.log.warn(`joining without a delayed leave: ${reason}`);
+    call.delayed = "none";
+    this.updateSupport({ delayedEvents: false, reason });
+    this.emitError(new MembershipError(reason, "delayed-events-unsupported", "schedule-leave"));
+  }
+
+  private markArmed(call: Call, sentAt: number): void {
+    call.delayed = "armed";
+    call.armedAt = sentAt;
+    call.failingSince = undefined;
+    const leaveAt = sentAt + this.timing.delayMs;
+    call.cancelProbablyLeft?.();
+    call.cancelProbablyLeft = this.clock.after(leaveAt - this.clock.now(), () => this.onPredictedLeave(call));
+    // A restart that succeeds proves the leave had not fired: we are certainly still in the call.
+    if (call.lastSent) {
+      this.setProbablyLeft(false);
+      this.setState({ kind: "joined", delayedLeave: true, leaveAt });
+    }
+  }
+
+  private onPredictedLeave(call: Call): void {
+    if (call.abort.signal.aborted) return;
+    this.log.warn("no heartbeat got through before the delayed leave was due: probably left");
+    this.setProbablyLeft(true);
+    this.setState({ kind: "reconnecting", reason: "heartbeat-failing", probablyLeft: true });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Heartbeat: restart the delayed leave every interval, counted from the send of the last success.
+  // ---------------------------------------------------------------------------------------------
+
+  private async heartbeat(call: Call): Promise<void> {
+    const signal = call.abort.signal;
+    while (!signal.aborted && call.delayed === "armed") {
+      call.wake = new AbortController();
+      const due = call.armedAt! + this.timing.heartbeatIntervalMs - this.clock.now();
+      await this.clock.sleep(due, AbortSignal.any([signal, call.wake.signal]));
+      if (signal.aborted) return;
+      const delayId = call.delayId!;
+      const result = await this.retrying(
+        signal,
+        "restart",
+        (s) => this.backend.updateDelayedEvent(delayId, "restart", { signal: s }),
+        call,
+        this.timing.heartbeatIntervalMs,
+      );
+      if (signal.aborted) return;
+      if (result.ok) {
+        this.markArmed(call, result.sentAt);
+        continue;
+      }
+      if (result.cls.kind === "unsupported") {
+        this.enterDegraded(call, result.cls.reason);
+        this.setProbablyLeft(false);
+        void this.writeMembership(call, "refresh");
+        return;
+      }
+      // gone, or refused for good: the server no longer holds our delayed leave.
+      await this.recoverLostDelayedLeave(call);
+    }
+  }
+
+  private async recoverLostDelayedLeave(call: Call): Promise<void> {
+    const fired = this.probablyLeftSubject.value || this.clock.now() >= call.armedAt! + this.timing.delayMs;
+    call.delayId = undefined;
+    call.delayed = "pending";
+    call.cancelProbablyLeft?.();
+    this.delayIdSubject.next(undefined);
+    if (fired) {
+      this.setProbablyLeft(true);
+      // The membership is gone from the server; we are not joined until a fresh one lands.
+      call.lastSent = undefined;
+      this.ownMembershipSubject.next(undefined);
+      if (!this.autoRejoin) {
+        this.log.warn("the server fired our delayed leave; autoRejoin is off, so we stay out");
+        this.wantJoined = false;
+        this.endCall(call);
+        this.call = undefined;
+        this.setState({ kind: "left", reason: "delayed-leave-fired" });
+        return;
+      }
+      this.setState({ kind: "reconnecting", reason: "delayed-leave-fired", probablyLeft: true });
+    } else {
+      this.emitError(
+        new MembershipError(
+          "the delayed leave is gone; scheduling a new one",
+          "delayed-leave-lost",
+          "restart",
+        ),
+      );
+      this.setState({ kind: "reconnecting", reason: "delayed-leave-lost", probablyLeft: false });
+    }
+    if (!(await this.armDelayedLeave(call))) return;
+    // Never wait for the state send here: the new delayed leave needs its heartbeat.
+    void this.writeMembership(call, fired ? "fresh" : "reassert");
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Membership writes: one in flight at a time, later requests coalesced into the next write.
+  // ---------------------------------------------------------------------------------------------
+
+  private writeMembership(call: Call, kind: WriteKind): Promise<void> {
+    if (!call.wantedWrite || WRITE_RANK[kind] > WRITE_RANK[call.wantedWrite]) call.wantedWrite = kind;
+    if (!call.writer)
+      call.writer = this.membershipWriter(call).finally(() => {
+        call.writer = undefined;
+      });
+    return call.writer;
+  }
+
+  private async membershipWriter(call: Call): Promise<void> {
+    const signal = call.abort.signal;
+    while (call.wantedWrite && !signal.aborted) {
+      // While the server has probably fired our leave, only a fresh join may write (no resurrection).
+      if (this.probablyLeftSubject.value && call.wantedWrite !== "fresh") return;
+      if (call.delayed === "pending") return; // the arm step writes once the delayed leave is back
+      const kind = call.wantedWrite;
+      call.wantedWrite = undefined;
+      const version = this.fieldsVersion;
+      const content =
+        kind === "reassert" && call.lastSent
+          ? call.lastSent
+          : this.makeContent(call, kind === "fresh" || !call.createdTs);
+      call.membershipAttempted = true;
+      const result = await this.retrying(
+        signal,
+        "send-state",
+        (s) =>
+          this.backend.sendStateEvent(
+            { roomId: this.roomId, eventType: CALL_MEMBER_EVENT_TYPE, stateKey: this.stateKey, content },
+            { signal: s },
+          ),
+        call,
+        this.timing.retryMaxMs,
+        this.timing.stateRequestTimeoutMs,
+      );
+      if (this.disposed) return;
+      if (!result.ok) {
+        if (!result.aborted && !isTransient(result.cls))
+          this.failCall(call, this.toError(result.cls, result.error, "send-state"));
+        return;
+      }
+      if (signal.aborted) return;
+      call.lastSent = content;
+      call.confirmedVersion = Math.max(call.confirmedVersion, version);
+      this.ownMembershipSubject.next(content);
+      this.resolveUpdates(call.confirmedVersion);
+      this.scheduleRefresh(call);
+      if (call.delayed === "armed") {
+        this.setProbablyLeft(false);
+        this.setState({ kind: "joined", delayedLeave: true, leaveAt: call.armedAt! + this.timing.delayMs });
+        // Servers before Synapse 1.127 cancel our delayed leave when we write state: check at once.
+        call.wake?.abort();
+      } else {
+        this.setState({ kind: "joined", delayedLeave: false });
+      }
+    }
+  }
+
+  private makeContent(call: Call, fresh: boolean): MembershipContent {
+    const now = this.clock.now();
+    if (fresh || call.createdTs === undefined) call.createdTs = now;
+    const window =
+      call.delayed === "none" ? this.timing.degradedMembershipExpiryMs : this.timing.membershipExpiryMs;
+    return makeMembershipContent(this.fields, call.createdTs, now, window);
+  }
+
+  /** Refresh `expires` when half its window has passed, so it tracks real time. */
+  private scheduleRefresh(call: Call): void {
+    call.cancelRefresh?.();
+    const window =
+      call.delayed === "none" ? this.timing.degradedMembershipExpiryMs : this.timing.membershipExpiryMs;
+    call.cancelRefresh = this.clock.after(refreshIntervalMs(window), () => {
+      if (!call.abort.signal.aborted) void this.writeMembership(call, "refresh");
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Leave: stop the call, learn any in-flight delay id, then fire the delayed leave or write {}.
+  // ---------------------------------------------------------------------------------------------
+
+  private startLeaveJob(call: Call): void {
+    const wasFailed = this.stateSubject.value.kind === "failed";
+    this.endCall(call);
+    if (!wasFailed || !this.wantJoined) this.setState({ kind: "leaving" });
+    this.leaveJob = this.runLeave(call).then((result) => {
+      this.leaveJob = undefined;
+      if (this.call === call) this.call = undefined;
+      if (this.disposed) return result;
+      if (this.wantJoined) this.startCall();
+      return result;
+    });
+  }
+
+  private async runLeave(call: Call): Promise<LeaveResult> {
+    const signal = this.disposeController.signal;
+    // Requests in flight settle first (each has a local timeout), so our leave lands after them.
+    await call.scheduling;
+    await call.writer;
+    if (signal.aborted) return { status: "disposed" };
+    let via: Extract<LeaveResult, { status: "left" }>["via"] = "nothing-to-leave";
+    const delayId = call.delayId;
+    if (!call.membershipAttempted) {
+      if (delayId) {
+        const r = await this.retrying(signal, "cancel", (s) =>
+          this.backend.updateDelayedEvent(delayId, "cancel", { signal: s }),
+        );
+        if (!r.ok && r.aborted) return { status: "disposed" };
+        via = "delayed-event-cancelled";
+      }
+    } else {
+      let sent = false;
+      if (delayId) {
+        const r = await this.retrying(signal, "send-leave", (s) =>
+          this.backend.updateDelayedEvent(delayId, "send", { signal: s }),
+        );
+        if (!r.ok && r.aborted) return { status: "disposed" };
+        sent = r.ok;
+        via = "delayed-event-sent";
+      }
+      if (!sent) {
+        const r = await this.retrying(
+          signal,
+          "send-state",
+          (s) =>
+            this.backend.sendStateEvent(
+              {
+                roomId: this.roomId,
+                eventType: CALL_MEMBER_EVENT_TYPE,
+                stateKey: this.stateKey,
+                content: { ...LEFT_CONTENT },
+              },
+              { signal: s },
+            ),
+          undefined,
+          this.timing.retryMaxMs,
+          this.timing.stateRequestTimeoutMs,
+        );
+        if (!r.ok) {
+          if (r.aborted) return { status: "disposed" };
+          const error = this.toError(r.cls, r.error, "send-state");
+          this.setState({ kind: "failed", error });
+          return { status: "timed-out" };
+        }
+        via = "state-written";
+      }
+    }
+    this.delayIdSubject.next(undefined);
+    this.ownMembershipSubject.next(undefined);
+    this.setProbablyLeft(false);
+    if (!this.wantJoined) this.setState({ kind: "left", reason: "user" });
+    return { status: "left", via };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Shared plumbing: retries, give-up bound, support probing, state changes.
+  // ---------------------------------------------------------------------------------------------
+
+  /**
+   * Run one request until it succeeds, fails for good, or `signal` aborts. Transient failures wait
+   * (Retry-After, or capped exponential backoff with jitter; a local timeout retries at once).
+   */
+  private async retrying<T>(
+    signal: AbortSignal,
+    op: Operation,
+    fn: (signal: AbortSignal) => Promise<T>,
+    call?: Call,
+    capMs: number = this.timing.retryMaxMs,
+    timeoutMs: number = this.timing.requestTimeoutMs,
+  ): Promise<Attempt<T>> {
+    for (let attempt = 0; ; attempt++) {
+      if (signal.aborted) return { ok: false, cls: { kind: "network" }, error: signal.reason, aborted: true };
+      const sentAt = this.clock.now();
+      try {
+        const value = await this.clock.withTimeout(timeoutMs, this.disposeController.signal, fn);
+        if (call) call.failingSince = undefined;
+        return { ok: true, value, sentAt };
+      } catch (error) {
+        if (this.disposed) return { ok: false, cls: { kind: "network" }, error, aborted: true };
+        const cls = classifyError(error, op, this.clock.now());
+        if (!isTransient(cls)) return { ok: false, cls, error };
+        if (!(await this.waitBeforeRetry(call, cls, error, attempt, op, capMs, signal)))
+          return { ok: false, cls, error, aborted: signal.aborted || this.disposed };
+      }
+    }
+  }
+
+  /** Report a transient failure and wait; false if the call ended or the give-up bound was reached. */
+  private async waitBeforeRetry(
+    call: Call | undefined,
+    cls: ErrorClass,
+    error: unknown,
+    attempt: number,
+    op: Operation,
+    capMs: number,
+    signal: AbortSignal = call!.abort.signal,
+  ): Promise<boolean> {
+    this.emitError(this.toError(cls, error, op));
+    const now = this.clock.now();
+    if (call) {
+      call.failingSince ??= now;
+      if (now - call.failingSince >= this.timing.giveUpAfterMs) {
+        this.failCall(
+          call,
+          new MembershipError(`gave up after failing for ${now - call.failingSince} ms`, "gave-up", op, cls, {
+            cause: error,
+          }),
+        );
+        return false;
+      }
+    }
+    let waitMs: number;
+    if (error instanceof LocalTimeoutError) waitMs = 0;
+    else if (cls.kind === "rate-limited" && cls.retryAfterMs !== undefined) waitMs = cls.retryAfterMs;
+    else
+      waitMs = backoffMs(
+        attempt,
+        this.timing.retryBaseMs,
+        Math.max(this.timing.retryBaseMs, capMs),
+        this.random,
+      );
+    this.log.debug(`${op} failed (${cls.kind}); retrying in ${waitMs} ms`);
+    return this.clock.sleep(waitMs, signal);
+  }
+
+  private async probeSupport(call: Call): Promise<void> {
+    if (!this.backend.probeSupport) return;
+    try {
+      const hint = await this.clock.withTimeout(
+        this.timing.stateRequestTimeoutMs,
+        this.disposeController.signal,
+        (signal) => this.backend.probeSupport!({ signal }),
+      );
+      if (this.disposed) return;
+      if (hint.maxDelayMs !== undefined && hint.maxDelayMs > 0) {
+        this.knownMaxDelayMs = hint.maxDelayMs;
+        this.updateSupport({ maxDelayMs: hint.maxDelayMs });
+      }
+      if (hint.canSendState === false && !call.abort.signal.aborted)
+        this.failCall(
+          call,
+          new MembershipError(
+            "the widget host refused to let us send our membership",
+            "forbidden",
+            "send-state",
+          ),
+        );
+      else if (hint.delayedEvents === false && this.supportSubject.value.delayedEvents === undefined)
+        this.updateSupport({ delayedEvents: false, reason: hint.reason });
+    } catch (error) {
+      this.log.debug("support probe failed", error);
+    }
+  }
+
+  private failCall(call: Call, error: MembershipError): void {
+    if (call.abort.signal.aborted) return;
+    this.log.error(`membership failed: ${error.message}`);
+    this.wantJoined = false;
+    this.endCall(call);
+    this.emitError(error);
+    this.setState({ kind: "failed", error });
+  }
+
+  /** Stop the call's heartbeat, refresh and retries. In-flight requests still settle. */
+  private endCall(call: Call): void {
+    if (!call.abort.signal.aborted) call.abort.abort();
+    call.cancelProbablyLeft?.();
+    call.cancelRefresh?.();
+    call.wantedWrite = undefined;
+    this.rejectUpdates(
+      new MembershipError("the call ended before the update was sent", "gave-up", "send-state"),
+    );
+  }
+
+  private toError(cls: ErrorClass, cause: unknown, op: Operation): MembershipError {
+    const code: MembershipErrorCode =
+      cls.kind === "gone"
+        ? "delayed-leave-lost"
+        : cls.kind === "max-delay"
+          ? "max-delay-lowered"
+          : cls.kind === "unsupported"
+            ? "delayed-events-unsupported"
+            : cls.kind;
+    const message = cause instanceof Error ? cause.message : String(cause);
+    return new MembershipError(`${op}: ${message}`, code, op, cls, { cause });
+  }
+
+  private emitError(error: MembershipError): void {
+    if (!this.disposed) this.errorSubject.next(error);
+  }
+
+  private resolveUpdates(confirmed: number): void {
+    const done = this.updateWaiters.filter((w) => w.version <= confirmed);
+    this.updateWaiters = this.updateWaiters.filter((w) => w.version > confirmed);
+    for (const w of done) w.resolve();
+  }
+
+  private rejectUpdates(error: Error): void {
+    const waiters = this.updateWaiters;
+    this.updateWaiters = [];
+    for (const w of waiters) w.reject(error);
+  }
+
+  private setState(state: MembershipState): void {
+    if (this.disposed) return;
+    const prev = this.stateSubject.value;
+    if (JSON.stringify(prev) === JSON.stringify(state)) return;
+    this.log.debug(`state ${prev.kind} -> ${state.kind}`);
+    this.stateSubject.next(state);
+  }
+
+  private setProbablyLeft(value: boolean): void {
+    if (!this.disposed && this.probablyLeftSubject.value !== value) this.probablyLeftSubject.next(value);
+  }
+
+  private updateSupport(patch: Partial<Support>): void {
+    if (!this.disposed) this.supportSubject.next({ ...this.supportSubject.value, ...patch });
+  }
+}

@@ -1,0 +1,97 @@
+import type { SchedulerLike, Subscription } from "rxjs";
+import { LocalTimeoutError } from "../errors.js";
+
+/**
+ * Every wait the manager makes goes through one RxJS scheduler, so tests can run a call of hours on
+ * virtual time, and `dispose()` can cancel every pending timer at once.
+ */
+export class Clock {
+  private readonly pending = new Set<Subscription>();
+
+  constructor(private readonly scheduler: SchedulerLike) {}
+
+  now(): number {
+    return this.scheduler.now();
+  }
+
+  /** Run `fn` after `ms`; the returned function cancels it. */
+  after(ms: number, fn: () => void): () => void {
+    const sub = this.scheduler.schedule(
+      () => {
+        this.pending.delete(sub);
+        fn();
+      },
+      Math.max(0, ms),
+    );
+    this.pending.add(sub);
+    return () => {
+      sub.unsubscribe();
+      this.pending.delete(sub);
+    };
+  }
+
+  /** Resolves true after `ms`, or false as soon as `signal` aborts. Never rejects. */
+  sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+    if (signal.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const onAbort = () => {
+        cancel();
+        resolve(false);
+      };
+      const cancel = this.after(ms, () => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(true);
+      });
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  /**
+   * Run one request with a local timeout. The request gets an AbortSignal that fires on timeout or
+   * when `outer` aborts; the promise rejects with LocalTimeoutError on timeout.
+   */
+  withTimeout<T>(ms: number, outer: AbortSignal, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const controller = new AbortController();
+    return new Promise<T>((resolve, reject) => {
+      // On the outer abort (dispose) settle at once: a request that ignores its signal must not hang us.
+      const abortFromOuter = () => {
+        controller.abort(outer.reason);
+        finish(() => reject(new DOMException("aborted", "AbortError")));
+      };
+      if (outer.aborted) return reject(new DOMException("aborted", "AbortError"));
+      outer.addEventListener("abort", abortFromOuter, { once: true });
+      let settled = false;
+      const finish = (f: () => void) => {
+        if (settled) return;
+        settled = true;
+        cancelTimer();
+        outer.removeEventListener("abort", abortFromOuter);
+        f();
+      };
+      const cancelTimer = this.after(ms, () => {
+        finish(() => reject(new LocalTimeoutError(ms)));
+        controller.abort(new LocalTimeoutError(ms));
+      });
+      let request: Promise<T>;
+      try {
+        request = fn(controller.signal);
+      } catch (e) {
+        request = Promise.reject(e);
+      }
+      request.then(
+        (v) => finish(() => resolve(v)),
+        (e) => finish(() => reject(e)),
+      );
+    });
+  }
+
+  /** Cancel every pending timer. */
+  dispose(): void {
+    for (const sub of this.pending) sub.unsubscribe();
+    this.pending.clear();
+  }
+
+  get pendingTimers(): number {
+    return this.pending.size;
+  }
+}

@@ -1,0 +1,78 @@
+import type { MembershipError } from "../errors.js";
+
+/** Why we are not (or no longer) cleanly joined. */
+export type ReconnectReason =
+  /** Heartbeats are failing; `probablyLeft` says whether the server has likely fired our leave. */
+  | "heartbeat-failing"
+  /** The server no longer holds our delayed leave (404/409 on restart) though it should not have fired yet. */
+  | "delayed-leave-lost"
+  /** The server fired our delayed leave; we are joining again (autoRejoin). */
+  | "delayed-leave-fired"
+  /** Our membership was removed or overwritten by someone else; we are joining again (autoRejoin). */
+  | "membership-removed";
+
+export type LeftReason = "user" | "delayed-leave-fired" | "membership-removed";
+
+/** The manager's whole state as a tagged union; `state$` replays the current one. */
+export type MembershipState =
+  | { kind: "idle" }
+  | { kind: "joining"; step: "delayed-leave" | "membership" }
+  | {
+      kind: "joined";
+      /** false in degraded mode (no delayed events): only `expires` protects against a crash. */
+      delayedLeave: boolean;
+      /** Earliest time the server could fire our leave if no heartbeat got through (epoch ms). */
+      leaveAt?: number;
+    }
+  | { kind: "reconnecting"; reason: ReconnectReason; probablyLeft: boolean }
+  | { kind: "leaving" }
+  | { kind: "left"; reason: LeftReason }
+  | { kind: "failed"; error: MembershipError };
+
+export type Status = "disconnected" | "connecting" | "connected" | "reconnecting" | "disconnecting";
+
+export function statusOf(state: MembershipState): Status {
+  switch (state.kind) {
+    case "idle":
+    case "left":
+    case "failed":
+      return "disconnected";
+    case "joining":
+      return "connecting";
+    case "joined":
+      return "connected";
+    case "reconnecting":
+      return "reconnecting";
+    case "leaving":
+      return "disconnecting";
+  }
+}
+
+/** How `leave()` went out. */
+export type LeaveResult =
+  | {
+      status: "left";
+      /**
+       * delayed-event-sent: the server fired our delayed leave on request (one request);
+       * state-written: the delayed leave was gone, so `{}` was written directly;
+       * delayed-event-cancelled: no membership had been sent yet, the delayed leave was cancelled;
+       * nothing-to-leave: nothing had reached the server.
+       */
+      via: "delayed-event-sent" | "state-written" | "delayed-event-cancelled" | "nothing-to-leave";
+    }
+  /** Not confirmed within `timeoutMs`; retries go on until the server confirms or `dispose()`. */
+  | { status: "timed-out" }
+  /** `dispose()` was called before the leave was confirmed. */
+  | { status: "disposed" };
+
+/** What we know of the server's support for delayed events; `support$` replays it. */
+export interface Support {
+  /** undefined until the first answer. */
+  delayedEvents: boolean | undefined;
+  /** The delay in use (lowered when the server's maximum is smaller than the configured one). */
+  delayMs: number;
+  /** The server's maximum delay, when known. */
+  maxDelayMs?: number;
+  /** Why delayed events are off, when they are. */
+  reason?: string;
+}

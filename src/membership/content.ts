@@ -1,0 +1,113 @@
+/**
+ * What goes on the wire: the legacy MatrixRTC membership state event that matrix-js-sdk's
+ * MatrixRTCSession writes and parses (reference-js-sdk.md §3), so that Element Call, Element Web
+ * and Element X list our device as a call member.
+ */
+
+/** State event type of a legacy (state-event based) MatrixRTC membership. */
+export const CALL_MEMBER_EVENT_TYPE = "org.matrix.msc3401.call.member";
+
+/** A MatrixRTC slot: which application and which call in the room. */
+export interface Slot {
+  /** Application type, e.g. "m.call". */
+  application: string;
+  /** Slot id; "ROOM" is the one room-wide call (written as `call_id: ""` on the wire). */
+  id: string;
+}
+
+export const DEFAULT_SLOT: Slot = { application: "m.call", id: "ROOM" };
+
+/** A transport (focus) a member can be reached through, e.g. a LiveKit SFU. */
+export interface Transport {
+  type: string;
+  [key: string]: unknown;
+}
+
+export type CallIntent = "audio" | "video" | (string & {});
+
+/** The membership content our device writes (and the fields others' content may carry). */
+export interface MembershipContent {
+  application: string;
+  call_id: string;
+  scope: "m.room" | (string & {});
+  device_id: string;
+  membershipID?: string;
+  expires: number;
+  created_ts?: number;
+  focus_active: Transport;
+  foci_preferred: Transport[];
+  "m.call.intent"?: CallIntent;
+  [key: string]: unknown;
+}
+
+/** Rooms whose auth rules own state keys by user id (MSC3757/MSC3779) drop the leading underscore. */
+function roomVersionOwnsStateKeys(roomVersion?: string): boolean {
+  return roomVersion !== undefined && /^org\.matrix\.msc(3757|3779)\b/.test(roomVersion);
+}
+
+/** The wire call id of a slot: the room-wide "m.call" slot is the empty string. */
+export function wireCallId(slot: Slot): string {
+  return slot.application === "m.call" && slot.id === "ROOM" ? "" : slot.id;
+}
+
+/**
+ * State key for one device in one slot: `_@user:server_DEVICE_m.call` for the room call,
+ * `_@user:server_DEVICE_<application><slotId>` otherwise (application and slot concatenated, as js-sdk does).
+ */
+export function membershipStateKey(
+  userId: string,
+  deviceId: string,
+  slot: Slot,
+  roomVersion?: string,
+): string {
+  const prefix = roomVersionOwnsStateKeys(roomVersion) ? "" : "_";
+  return `${prefix}${userId}_${deviceId}_${slot.application}${wireCallId(slot)}`;
+}
+
+/** Inputs to one membership content: the device, the slot and the app's choices. */
+export interface MembershipFields {
+  userId: string;
+  deviceId: string;
+  slot: Slot;
+  focusActive: Transport;
+  fociPreferred: Transport[];
+  callIntent?: CallIntent;
+  /** Extra app data; session fields win over colliding keys, as in js-sdk. */
+  applicationData?: Record<string, unknown>;
+}
+
+/**
+ * The content of our membership. `expires` is relative to `created_ts`; every refresh sets it so that
+ * the membership is valid until `now + expiryWindowMs`, which keeps a crashed device from lingering
+ * longer than one window (unlike js-sdk's growing multiples of 4 h).
+ */
+export function makeMembershipContent(
+  fields: MembershipFields,
+  createdTs: number,
+  now: number,
+  expiryWindowMs: number,
+): MembershipContent {
+  const content: MembershipContent = {
+    ...fields.applicationData,
+    application: fields.slot.application,
+    call_id: wireCallId(fields.slot),
+    scope: "m.room",
+    device_id: fields.deviceId,
+    membershipID: `${fields.userId}:${fields.deviceId}`,
+    created_ts: createdTs,
+    expires: Math.max(1, now - createdTs + expiryWindowMs),
+    focus_active: fields.focusActive,
+    foci_preferred: fields.fociPreferred,
+  };
+  if (fields.callIntent !== undefined) content["m.call.intent"] = fields.callIntent;
+  return content;
+}
+
+/** The content of a left membership (delayed leave and explicit leave alike). */
+export const LEFT_CONTENT: Record<string, never> = Object.freeze({}) as Record<string, never>;
+
+/** js-sdk counts content with no keys (or only sticky bookkeeping keys) as "left". */
+export function isLeftContent(content: Record<string, unknown> | undefined): boolean {
+  if (!content) return true;
+  return Object.keys(content).every((k) => k === "slot_id" || k === "msc4354_sticky_key");
+}
