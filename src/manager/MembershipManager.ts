@@ -199,6 +199,13 @@ export class MembershipManager {
   get effectiveTiming(): Readonly<Timing> {
     return this.timing;
   }
+  /** Earliest time (scheduler ms) the server could fire our leave if no further heartbeat gets through. */
+  get predictedLeaveAt(): number | undefined {
+    const call = this.call;
+    return call?.delayed === "armed" && call.armedAt !== undefined
+      ? call.armedAt + this.timing.delayMs
+      : undefined;
+  }
   get disposed(): boolean {
     return this.disposeController.signal.aborted;
   }
@@ -420,7 +427,7 @@ export class MembershipManager {
     // A restart that succeeds proves the leave had not fired: we are certainly still in the call.
     if (call.lastSent) {
       this.setProbablyLeft(false);
-      this.setState({ kind: "joined", delayedLeave: true, leaveAt });
+      this.setState({ kind: "joined", delayedLeave: true });
     }
   }
 
@@ -554,7 +561,7 @@ export class MembershipManager {
       this.scheduleRefresh(call);
       if (call.delayed === "armed") {
         this.setProbablyLeft(false);
-        this.setState({ kind: "joined", delayedLeave: true, leaveAt: call.armedAt! + this.timing.delayMs });
+        this.setState({ kind: "joined", delayedLeave: true });
         // Servers before Synapse 1.127 cancel our delayed leave when we write state: check at once.
         call.wake?.abort();
       } else {

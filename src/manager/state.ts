@@ -21,8 +21,6 @@ export type MembershipState =
       kind: "joined";
       /** false in degraded mode (no delayed events): only `expires` protects against a crash. */
       delayedLeave: boolean;
-      /** Earliest time the server could fire our leave if no heartbeat got through (epoch ms). */
-      leaveAt?: number;
     }
   | { kind: "reconnecting"; reason: ReconnectReason; probablyLeft: boolean }
   | { kind: "leaving" }

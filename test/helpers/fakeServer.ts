@@ -1,0 +1,253 @@
+import { MatrixError } from "matrix-js-sdk";
+import type { SchedulerLike } from "rxjs";
+import type {
+  DelayedEventAction,
+  MembershipBackend,
+  RequestOptions,
+  StateEventRequest,
+  SupportHint,
+} from "../../src/backends/types.js";
+
+type Op = "schedule" | "state" | DelayedEventAction | "probe";
+
+/** How the fake server treats one request: answer normally, fail, hang, or process and lose the answer. */
+export type Fault =
+  | { kind: "error"; error: () => unknown }
+  | { kind: "hang" }
+  | { kind: "lose-response" }
+  | { kind: "slow"; ms: number };
+
+interface Delayed {
+  stateKey: string;
+  content: Record<string, unknown>;
+  delayMs: number;
+  sendTs: number;
+  cancelTimer: () => void;
+}
+
+export interface LogEntry {
+  at: number;
+  op: Op;
+  stateKey?: string;
+  delayId?: string;
+  content?: Record<string, unknown>;
+  outcome: "ok" | "error" | "hang" | "lost";
+}
+
+export function matrixError(
+  status: number,
+  errcode: string,
+  extra: Record<string, unknown> = {},
+  headers?: Record<string, string>,
+) {
+  return new MatrixError(
+    { errcode, error: String(extra.error ?? errcode), ...extra },
+    status,
+    "http://fake",
+    undefined,
+    new Headers(headers),
+  );
+}
+
+/**
+ * A backend that is also a tiny homeserver on virtual time: it holds room state and pending delayed
+ * events and fires them when due, so unit tests assert on what the server holds, not on our own model.
+ */
+export class FakeServer implements MembershipBackend {
+  readonly state = new Map<string, Record<string, unknown>>();
+  readonly delayed = new Map<string, Delayed>();
+  readonly log: LogEntry[] = [];
+  /** Every content ever written at a key, in order (to check for resurrection and flapping). */
+  readonly history: {
+    at: number;
+    stateKey: string;
+    content: Record<string, unknown>;
+    by: "client" | "delayed";
+  }[] = [];
+  latencyMs = 20;
+  /** Requests sent while down hang forever (a cut network). */
+  down = false;
+  maxDelayMs?: number;
+  dialect: "1.157" | "legacy" = "1.157";
+  delayedEventsEnabled = true;
+  /** Servers before Synapse 1.127: the owner's own state write cancels their pending delayed state. */
+  ownWritesCancel = false;
+  supportHint?: SupportHint;
+  private faults: { op: Op; times: number; fault: Fault }[] = [];
+  private nextId = 1;
+
+  constructor(private readonly scheduler: SchedulerLike) {}
+
+  now(): number {
+    return this.scheduler.now();
+  }
+
+  /** Make the next `times` requests of `op` go wrong. */
+  inject(op: Op, fault: Fault, times = 1): void {
+    this.faults.push({ op, times, fault });
+  }
+
+  clearFaults(): void {
+    this.faults = [];
+  }
+
+  count(op: Op, outcome?: LogEntry["outcome"]): number {
+    return this.log.filter((e) => e.op === op && (!outcome || e.outcome === outcome)).length;
+  }
+
+  pendingFor(stateKey: string): string[] {
+    return [...this.delayed.entries()].filter(([, d]) => d.stateKey === stateKey).map(([id]) => id);
+  }
+
+  /** Forget a delayed event silently (as a server losing it would). */
+  lose(delayId: string): void {
+    this.delayed.get(delayId)?.cancelTimer();
+    this.delayed.delete(delayId);
+  }
+
+  /** Someone else writes our key: Synapse cancels our pending delayed state there. */
+  foreignWrite(stateKey: string, content: Record<string, unknown>): void {
+    this.writeState(stateKey, content, "client");
+    for (const id of this.pendingFor(stateKey)) this.lose(id);
+  }
+
+  private after(ms: number, fn: () => void): () => void {
+    const sub = this.scheduler.schedule(fn, ms);
+    return () => sub.unsubscribe();
+  }
+
+  private writeState(stateKey: string, content: Record<string, unknown>, by: "client" | "delayed"): void {
+    this.state.set(stateKey, content);
+    this.history.push({ at: this.now(), stateKey, content, by });
+  }
+
+  private fire(id: string): void {
+    const d = this.delayed.get(id);
+    if (!d) return;
+    this.delayed.delete(id);
+    this.writeState(d.stateKey, d.content, "delayed");
+  }
+
+  private arm(id: string, d: Omit<Delayed, "cancelTimer" | "sendTs">): void {
+    const sendTs = this.now() + d.delayMs;
+    const cancelTimer = this.after(d.delayMs, () => this.fire(id));
+    this.delayed.set(id, { ...d, sendTs, cancelTimer });
+  }
+
+  /** Run one request through latency, faults and the server model. */
+  private request<T>(
+    op: Op,
+    process: () => T,
+    meta: Partial<LogEntry> = {},
+    opts?: RequestOptions,
+  ): Promise<T> {
+    const entry: LogEntry = { at: this.now(), op, outcome: "ok", ...meta };
+    this.log.push(entry);
+    const slot = this.faults.find((f) => f.op === op && f.times > 0);
+    if (slot) slot.times--;
+    const fault = slot?.fault;
+    if (this.down || fault?.kind === "hang") {
+      entry.outcome = "hang";
+      return new Promise<T>((_, reject) =>
+        opts?.signal?.addEventListener("abort", () => reject(opts.signal!.reason)),
+      );
+    }
+    const half = this.latencyMs / 2 + (fault?.kind === "slow" ? fault.ms : 0);
+    return new Promise<T>((resolve, reject) => {
+      this.after(half, () => {
+        if (this.down) {
+          entry.outcome = "hang";
+          return;
+        }
+        if (fault?.kind === "error") {
+          entry.outcome = "error";
+          const error = fault.error();
+          this.after(this.latencyMs / 2, () => reject(error));
+          return;
+        }
+        let value: T;
+        try {
+          value = process();
+        } catch (error) {
+          entry.outcome = "error";
+          this.after(this.latencyMs / 2, () => reject(error));
+          return;
+        }
+        if (fault?.kind === "lose-response") {
+          entry.outcome = "lost";
+          return;
+        }
+        this.after(this.latencyMs / 2, () => (this.down ? undefined : resolve(value)));
+      });
+    });
+  }
+
+  sendDelayedStateEvent(
+    req: StateEventRequest & { delayMs: number },
+    opts?: RequestOptions,
+  ): Promise<string> {
+    return this.request(
+      "schedule",
+      () => {
+        if (!this.delayedEventsEnabled)
+          throw this.dialect === "legacy"
+            ? matrixError(400, "M_UNKNOWN", { "org.matrix.msc4140.errcode": "M_MAX_DELAY_UNSUPPORTED" })
+            : matrixError(403, "M_FORBIDDEN", { error: "Sending delayed events has been disallowed" });
+        if (this.maxDelayMs !== undefined && req.delayMs > this.maxDelayMs)
+          throw this.dialect === "legacy"
+            ? matrixError(400, "M_UNKNOWN", {
+                error: "The requested delay exceeds the allowed maximum.",
+                "org.matrix.msc4140.errcode": "M_MAX_DELAY_EXCEEDED",
+                "org.matrix.msc4140.max_delay": this.maxDelayMs,
+              })
+            : matrixError(403, "M_FORBIDDEN", {
+                error: `The requested delay (${req.delayMs}ms) exceeds the allowed maximum (${this.maxDelayMs}ms)`,
+              });
+        const id = `syd_${this.nextId++}`;
+        this.arm(id, { stateKey: req.stateKey, content: req.content, delayMs: req.delayMs });
+        return id;
+      },
+      { stateKey: req.stateKey, content: req.content },
+      opts,
+    );
+  }
+
+  sendStateEvent(req: StateEventRequest, opts?: RequestOptions): Promise<void> {
+    return this.request(
+      "state",
+      () => {
+        const current = this.state.get(req.stateKey);
+        if (current && JSON.stringify(current) === JSON.stringify(req.content)) return; // deduplicated
+        this.writeState(req.stateKey, req.content, "client");
+        if (this.ownWritesCancel) for (const id of this.pendingFor(req.stateKey)) this.lose(id);
+      },
+      { stateKey: req.stateKey, content: req.content },
+      opts,
+    );
+  }
+
+  updateDelayedEvent(delayId: string, action: DelayedEventAction, opts?: RequestOptions): Promise<void> {
+    return this.request(
+      action,
+      () => {
+        const d = this.delayed.get(delayId);
+        if (!d) throw matrixError(404, "M_NOT_FOUND", { error: "Delayed event not found" });
+        d.cancelTimer();
+        this.delayed.delete(delayId);
+        if (action === "restart") this.arm(delayId, d);
+        else if (action === "send") this.writeState(d.stateKey, d.content, "delayed");
+      },
+      { delayId },
+      opts,
+    );
+  }
+
+  probeSupport(): Promise<SupportHint> {
+    if (this.supportHint) return Promise.resolve(this.supportHint);
+    return Promise.resolve(
+      this.delayedEventsEnabled
+        ? { delayedEvents: true, maxDelayMs: this.dialect === "1.157" ? this.maxDelayMs : undefined }
+        : { delayedEvents: false },
+    );
+  }
+}
