@@ -1,0 +1,183 @@
+/**
+ * MSC4140 over HTTP exactly as Synapse serves it (protocol.md A.2–A.6, A.9): scheduling through the
+ * `org.matrix.msc4140.delay` query parameter, per-action and legacy management, and the listing.
+ */
+import { auth, jsonBody, ok } from "./api-common.js";
+import type { BucketName, HomeserverCore } from "./core.js";
+import {
+  badRequest,
+  delayedEventNotFound,
+  forbidden,
+  limitExceeded,
+  notFound,
+  type JsonObject,
+} from "./errors.js";
+import type { HandlerResult, RequestContext } from "./router.js";
+import type { Requester } from "./users.js";
+
+export const DELAY_PARAM = "org.matrix.msc4140.delay";
+
+export type DelayedAction = "cancel" | "restart" | "send";
+const ACTIONS: DelayedAction[] = ["cancel", "restart", "send"];
+
+/** The delay in ms, or undefined for a normal send. Validated even when the feature is off (step 3). */
+export function parseDelayParam(query: URLSearchParams): number | undefined {
+  const raw = query.get(DELAY_PARAM);
+  if (raw === null) return undefined;
+  if (!/^[+-]?\d+$/.test(raw.trim())) {
+    throw badRequest(`Query parameter ${DELAY_PARAM} must be an integer`, "M_INVALID_PARAM");
+  }
+  const delay = Number(raw.trim());
+  if (delay < 0)
+    throw badRequest(`Query parameter ${DELAY_PARAM} must be a positive integer.`, "M_INVALID_PARAM");
+  return delay;
+}
+
+export interface DelayedTarget {
+  roomId: string;
+  type: string;
+  stateKey?: string;
+  content: JsonObject;
+}
+
+/** Steps 4–9 of the scheduling check order (auth, JSON and delay parsing are done by the caller). */
+export function scheduleDelayed(
+  core: HomeserverCore,
+  requester: Requester,
+  target: DelayedTarget,
+  delay: number,
+): HandlerResult {
+  const { options } = core;
+  const enabled = core.delayedEventsEnabled;
+  if (options.errorDialect === "legacy") {
+    // ≤1.156 checked these in the servlet, right after parsing and before rc_message.
+    if (!enabled) {
+      throw badRequest("Delayed events are not supported on this server", "M_UNKNOWN", {
+        "org.matrix.msc4140.errcode": "M_MAX_DELAY_UNSUPPORTED",
+      });
+    }
+    if (delay > options.maxDelayMs) {
+      throw badRequest("The requested delay exceeds the allowed maximum.", "M_UNKNOWN", {
+        "org.matrix.msc4140.errcode": "M_MAX_DELAY_EXCEEDED",
+        "org.matrix.msc4140.max_delay": options.maxDelayMs,
+      });
+    }
+  }
+  core.rateLimit("message", requester.userId, requester.userId);
+  if (options.errorDialect === "1.157") {
+    if (!enabled) throw forbidden("Sending delayed events has been disallowed");
+    if (delay > options.maxDelayMs) {
+      throw forbidden(
+        `The requested delay (${delay}ms) exceeds the allowed maximum (${options.maxDelayMs}ms)`,
+      );
+    }
+  }
+  if (!core.rooms.get(target.roomId)) throw notFound(`Could not find room_version for ${target.roomId}`);
+  core.rooms.validateShape({ ...target, sender: requester.userId });
+  if (options.errorDialect === "1.157") {
+    const limit = options.maxScheduledPerUser;
+    if (core.delayed.countFor(requester.userId) >= limit) {
+      const retryAfterMs = core.delayed.retryAfterForLimit(requester.userId, limit, core.now());
+      throw limitExceeded(retryAfterMs, "The maximum number of delayed events has been reached.");
+    }
+  }
+  const delayId = core.ids.delayId();
+  core.delayed.add({
+    delayId,
+    userId: requester.userId,
+    deviceId: requester.deviceId,
+    roomId: target.roomId,
+    type: target.type,
+    ...(target.stateKey !== undefined ? { stateKey: target.stateKey } : {}),
+    content: target.content,
+    delayMs: delay,
+    sendTs: core.now() + delay,
+  });
+  return ok({ delay_id: delayId });
+}
+
+/**
+ * Rate limit for management (A.6), before the lookup so unknown ids can get 429 too. Returns the
+ * authenticated requester when there is one (needed for the owner check in `required` mode).
+ */
+function managementRateLimit(
+  core: HomeserverCore,
+  ctx: RequestContext,
+  action: DelayedAction | "list",
+  requester: Requester | undefined,
+): Requester | undefined {
+  const { options } = core;
+  const bucket: BucketName =
+    options.managementBucket === "message" || (action === "send" && options.sendUsesMessageLimit)
+      ? "message"
+      : "delayedEventMgmt";
+  let who = requester;
+  if (!who && options.managementAuth === "optional" && ctx.accessToken !== undefined) {
+    who = auth(core, ctx, { allowGuest: false });
+  }
+  if (who) {
+    // 1.126–1.142 keyed the management bucket on (user, device); rc_message is always per user.
+    const perDevice = options.managementAuth === "required" && bucket === "delayedEventMgmt";
+    core.rateLimit(bucket, perDevice ? `${who.userId}|${who.deviceId}` : who.userId, who.userId);
+  } else {
+    core.rateLimit(bucket, `ip:${ctx.ip}`);
+  }
+  return who;
+}
+
+function perform(
+  core: HomeserverCore,
+  delayId: string,
+  action: DelayedAction,
+  owner: Requester | undefined,
+): HandlerResult {
+  const ownerCheck = core.options.managementAuth === "required" ? owner?.userId : undefined;
+  if (!core.delayed.pending(delayId, ownerCheck)) throw delayedEventNotFound();
+  if (action === "cancel") core.delayed.cancel(delayId);
+  else if (action === "restart") core.delayed.restart(delayId);
+  else core.delayed.sendNow(delayId);
+  return ok();
+}
+
+/** `POST …/delayed_events/{id}/{cancel|restart|send}` (≥1.143): body ignored, auth per `managementAuth`. */
+export function manageAction(
+  core: HomeserverCore,
+  ctx: RequestContext,
+  action: DelayedAction,
+): HandlerResult {
+  const delayId = ctx.params[0];
+  const requester = managementRateLimit(core, ctx, action, undefined);
+  return perform(core, delayId, action, requester);
+}
+
+/** `POST …/delayed_events/{id}` with `{"action"}`: the body is checked before anything else (HEAD). */
+export function manageLegacy(core: HomeserverCore, ctx: RequestContext): HandlerResult {
+  const delayId = ctx.params[0];
+  // ≤1.142 authenticated first (401 M_MISSING_TOKEN makes matrix-js-sdk retry with a token).
+  const requester =
+    core.options.managementAuth === "required" ? auth(core, ctx, { allowGuest: false }) : undefined;
+  const body = jsonBody(ctx);
+  if (!("action" in body)) throw badRequest("'action' is missing", "M_MISSING_PARAM");
+  const action = String(body.action);
+  if (!ACTIONS.includes(action as DelayedAction)) {
+    throw badRequest("'action' is not one of 'cancel', 'restart', 'send'", "M_INVALID_PARAM");
+  }
+  const who = managementRateLimit(core, ctx, action as DelayedAction, requester);
+  return perform(core, delayId, action as DelayedAction, who);
+}
+
+/** `GET …/delayed_events`: the requester's pending rows, due soonest first; query params ignored. */
+export function listDelayed(core: HomeserverCore, ctx: RequestContext): HandlerResult {
+  const requester = auth(core, ctx, { allowGuest: false });
+  managementRateLimit(core, ctx, "list", requester);
+  const delayed_events = core.delayed.listFor(requester.userId).map((row) => ({
+    delay_id: row.delayId,
+    room_id: row.roomId,
+    type: row.type,
+    ...(row.stateKey !== undefined ? { state_key: row.stateKey } : {}),
+    delay: row.delayMs,
+    running_since: row.sendTs - row.delayMs,
+    content: row.content,
+  }));
+  return ok({ delayed_events });
+}

@@ -1,0 +1,106 @@
+/**
+ * The server's state and the shared event pipeline, without any HTTP: users, rooms, delayed events,
+ * rate limiters, transaction cache, filters. API modules and the public handle both work on this.
+ */
+import { realClock } from "./clock.js";
+import { DelayedEventScheduler } from "./delayed-events.js";
+import { limitExceeded, type JsonObject } from "./errors.js";
+import { FaultRegistry } from "./faults.js";
+import { IdGenerator } from "./ids.js";
+import { delayedEventsEnabled, type Clock, type RateLimits, type ResolvedOptions } from "./options.js";
+import { LeakyBucketLimiter } from "./rate-limiter.js";
+import type { HandlerResult } from "./router.js";
+import { RoomStore, type SendRequest, type SendResult } from "./rooms.js";
+import { SyncNotifier } from "./sync.js";
+import { UserStore } from "./users.js";
+
+export type BucketName = keyof RateLimits;
+
+export class HomeserverCore {
+  public readonly ids: IdGenerator;
+  public readonly users: UserStore;
+  public readonly rooms: RoomStore;
+  public readonly delayed: DelayedEventScheduler;
+  public readonly notifier = new SyncNotifier();
+  public readonly faults = new FaultRegistry();
+  /** Successful responses of `PUT …/send/{type}/{txnId}`, keyed on path + user + device (Synapse's txn cache). */
+  public readonly transactions = new Map<string, HandlerResult>();
+  /** Filters by `${userId}\0${filterId}`. */
+  public readonly filters = new Map<string, JsonObject>();
+  /** Account data by `${userId}\0${roomId or ""}\0${type}`. */
+  public readonly accountData = new Map<string, JsonObject>();
+  private readonly limiters: Record<BucketName, LeakyBucketLimiter> = {
+    message: new LeakyBucketLimiter(),
+    delayedEventMgmt: new LeakyBucketLimiter(),
+  };
+
+  public constructor(public options: ResolvedOptions) {
+    this.ids = new IdGenerator(options.serverName, options.deterministicIds);
+    this.users = new UserStore(options.serverName, this.ids);
+    this.rooms = new RoomStore(
+      this.ids,
+      () => this.now(),
+      {
+        onStateChanged: (event) =>
+          this.delayed.onStateChanged(
+            event.room_id,
+            event.type,
+            event.state_key as string,
+            event.sender,
+            this.options.ownWritesCancel,
+          ),
+        onNewEvent: () => this.notifier.notify(),
+      },
+      () => this.options.maxEventBytes,
+    );
+    this.delayed = new DelayedEventScheduler(() => this.clock, {
+      send: (row, originServerTs) => {
+        this.sendEvent(
+          {
+            roomId: row.roomId,
+            sender: row.userId,
+            type: row.type,
+            content: row.content,
+            stateKey: row.stateKey,
+            deviceId: row.deviceId,
+            delayId: row.delayId,
+            originServerTs,
+          },
+          { ratelimit: true },
+        );
+      },
+    });
+  }
+
+  public get clock(): Clock {
+    return this.options.clock ?? realClock;
+  }
+
+  public now(): number {
+    return this.clock.now();
+  }
+
+  public get delayedEventsEnabled(): boolean {
+    return delayedEventsEnabled(this.options);
+  }
+
+  /** Throws 429 M_LIMIT_EXCEEDED when the bucket for `key` is full. Exempt users never are. */
+  public rateLimit(bucket: BucketName, key: string, userId?: string): void {
+    if (userId !== undefined && this.options.rateLimitExemptUsers.includes(userId)) return;
+    const result = this.limiters[bucket].take(
+      `${bucket}\u0000${key}`,
+      this.options.rateLimits[bucket],
+      this.now(),
+    );
+    if (!result.allowed) throw limitExceeded(result.retryAfterMs);
+  }
+
+  /**
+   * The event pipeline every client send and every fired delayed event goes through: `rc_message`
+   * (not for membership changes, which Synapse limits separately), then room checks and auth rules.
+   */
+  public sendEvent(req: SendRequest, opts: { ratelimit: boolean }): SendResult {
+    if (opts.ratelimit && req.type !== "m.room.member") this.rateLimit("message", req.sender, req.sender);
+    return this.rooms.send(req);
+  }
+}

@@ -1,0 +1,221 @@
+/**
+ * The HTTP side: a node:http server on loopback, per-request pipeline (route → fault → body → handler →
+ * JSON response), the request log, and a stop/listen pair that a simulated restart uses. Nothing here
+ * knows Matrix semantics beyond turning errors into Matrix error bodies.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import log from "loglevel";
+import type { HomeserverCore } from "./core.js";
+import { MatrixHttpError, tooLarge, unrecognized } from "./errors.js";
+import type { RequestContext, Router } from "./router.js";
+import type { RouteId } from "./routes.js";
+import { extractAccessToken } from "./users.js";
+
+export interface RequestLogEntry {
+  /** Server clock time when the request arrived. */
+  ts: number;
+  method: string;
+  /** Path without query (so no `access_token`), delay ids replaced by `{delayId}` (they are bearer capabilities). */
+  path: string;
+  route: RouteId;
+  /** HTTP status sent, or 0 when no response was sent (drop / hang / process-then-drop). */
+  status: number;
+  userId?: string;
+  /** Set when an injected fault decided the outcome. */
+  fault?: "respond" | "hang" | "drop" | "process-then-drop";
+}
+
+const CORS_HEADERS = {
+  "Access-Control-Allow-Origin": "*",
+  "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+  "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization, Date",
+  "Access-Control-Expose-Headers": "Retry-After",
+};
+
+const logger = log.getLogger("matrixrtc-membership:test-homeserver");
+
+const redactPath = (path: string): string => path.replace(/(\/delayed_events\/)[^/]+/, "$1{delayId}");
+
+type BodyResult = { kind: "ok"; body: Buffer } | { kind: "too-large" } | { kind: "aborted" };
+
+/** Buffers the body up to `max` bytes; beyond that it keeps draining (so the 413 can be read) but stores nothing. */
+function readBody(req: IncomingMessage, max: number): Promise<BodyResult> {
+  return new Promise((resolve) => {
+    const declared = Number(req.headers["content-length"] ?? "0");
+    if (declared > max) {
+      req.resume();
+      resolve({ kind: "too-large" });
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooBig = false;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) tooBig = true;
+      else chunks.push(chunk);
+    });
+    req.on("end", () =>
+      resolve(tooBig ? { kind: "too-large" } : { kind: "ok", body: Buffer.concat(chunks) }),
+    );
+    req.on("error", () => resolve({ kind: "aborted" }));
+    req.on("aborted", () => resolve({ kind: "aborted" }));
+  });
+}
+
+function writeJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  if (res.headersSent || res.destroyed) return;
+  const data = JSON.stringify(body);
+  res.writeHead(status, {
+    "Content-Type": "application/json",
+    "Content-Length": Buffer.byteLength(data),
+    "Cache-Control": "no-cache, no-store, must-revalidate",
+    ...CORS_HEADERS,
+    ...headers,
+  });
+  res.end(data);
+}
+
+export class HttpFrontend {
+  private server: Server | undefined;
+  private readonly sockets = new Set<Socket>();
+  public readonly requests: RequestLogEntry[] = [];
+  public port = 0;
+
+  public constructor(
+    private readonly core: HomeserverCore,
+    private readonly router: Router<RouteId>,
+  ) {}
+
+  public listen(host: string, port: number): Promise<number> {
+    const server = createServer((req, res) => void this.handle(req, res));
+    server.keepAliveTimeout = 30_000;
+    server.on("connection", (socket) => {
+      this.sockets.add(socket);
+      socket.on("close", () => this.sockets.delete(socket));
+    });
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => {
+        server.off("error", reject);
+        this.port = (server.address() as AddressInfo).port;
+        resolve(this.port);
+      });
+    });
+  }
+
+  /** Stops listening and drops every connection, mid-request ones included (what a crash looks like). */
+  public stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return Promise.resolve();
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const socket of this.sockets) socket.destroy();
+    this.sockets.clear();
+    this.core.notifier.releaseAll();
+    return closed;
+  }
+
+  private record(entry: RequestLogEntry): void {
+    this.requests.push(entry);
+    const limit = this.core.options.requestLogLimit;
+    // Trim in batches so a full log does not cost an O(n) shift per request.
+    if (this.requests.length > limit + 1000) this.requests.splice(0, this.requests.length - limit);
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    res.on("error", () => undefined);
+    const method = req.method ?? "GET";
+    const url = new URL(req.url ?? "/", "http://localhost");
+    const path = url.pathname;
+    const query = url.searchParams;
+    const accessToken = extractAccessToken(req.headers.authorization, query);
+    const userId = this.core.users.peek(accessToken)?.userId;
+    const match = method === "OPTIONS" ? undefined : this.router.match(method, path, query);
+    const route: RouteId = method === "OPTIONS" ? "options" : match?.kind === "route" ? match.id : "unknown";
+    const entry: RequestLogEntry = { ts: this.core.now(), method, path: redactPath(path), route, status: 0 };
+    if (userId !== undefined) entry.userId = userId;
+    this.record(entry);
+
+    const fault = this.core.faults.take({ route, method, path, userId });
+    if (fault?.respond === "drop") {
+      entry.fault = "drop";
+      req.socket.destroy();
+      return;
+    }
+    if (fault?.respond === "hang") {
+      entry.fault = "hang";
+      const unregister = this.core.faults.hang(fault.id, () => req.socket.destroy());
+      req.socket.once("close", unregister);
+      req.resume();
+      return;
+    }
+
+    const body = await readBody(req, this.core.options.maxBodyBytes);
+    if (body.kind === "aborted") return;
+    const send = (status: number, payload: unknown, headers?: Record<string, string>): void => {
+      entry.status = status;
+      writeJson(res, status, payload, headers);
+    };
+    if (fault && typeof fault.respond === "object") {
+      entry.fault = "respond";
+      const payload = fault.respond.body ?? { errcode: "M_UNKNOWN", error: "Injected fault" };
+      send(fault.respond.status, payload, fault.respond.headers);
+      return;
+    }
+    if (body.kind === "too-large") {
+      const error = tooLarge();
+      send(error.status, error.body(), { Connection: "close" });
+      return;
+    }
+
+    let status: number;
+    let payload: unknown;
+    let headers: Record<string, string> | undefined;
+    if (method === "OPTIONS") {
+      // CORS preflight for browser clients (the demo); Synapse answers any path with 200 {}.
+      [status, payload] = [200, {}];
+    } else {
+      try {
+        if (!match || match.kind !== "route") throw unrecognized(match?.kind === "bad-method" ? 405 : 404);
+        const abort = new AbortController();
+        res.on("close", () => abort.abort());
+        const ctx: RequestContext = {
+          method,
+          params: match.params,
+          path,
+          query,
+          headers: req.headers,
+          ip: req.socket.remoteAddress ?? "unknown",
+          accessToken,
+          rawBody: body.body,
+          signal: abort.signal,
+        };
+        const result = await match.def.handler(ctx, match.id);
+        [status, payload, headers] = [result.status ?? 200, result.body, result.headers];
+      } catch (error) {
+        if (error instanceof MatrixHttpError) {
+          [status, payload, headers] = [error.status, error.body(), error.headers];
+        } else {
+          // A bug in this server, not a client error: keep serving, leave a trace for whoever debugs.
+          logger.debug("test homeserver: handler failed on %s %s: %s", method, route, String(error));
+          [status, payload] = [500, { errcode: "M_UNKNOWN", error: "Internal server error" }];
+        }
+      }
+    }
+    if (fault?.respond === "process-then-drop") {
+      // The work is done (state changed, timer restarted...) but the client never hears about it.
+      entry.fault = "process-then-drop";
+      req.socket.destroy();
+      return;
+    }
+    send(status, payload, headers);
+  }
+}

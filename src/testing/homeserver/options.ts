@@ -1,0 +1,185 @@
+/**
+ * The switches of the test homeserver. Each one mirrors a real difference between Synapse releases or
+ * deployments (protocol.md A.1/A.4), so a test can say "behave like Synapse 1.127" instead of mocking.
+ */
+
+/** Time source for event timestamps, rate limits and the delayed-event timer (tests may inject a fake). */
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+/** Synapse's leaky bucket: `burstCount` capacity, drains at `perSecond`. */
+export interface RateLimitConfig {
+  perSecond: number;
+  burstCount: number;
+}
+
+export interface RateLimits {
+  /** `rc_message`: scheduling a delayed event, sending any event (also when a delayed event fires). */
+  message: RateLimitConfig | null;
+  /** `rc_delayed_event_mgmt` (≥1.126): cancel/restart/send and the GET listing. */
+  delayedEventMgmt: RateLimitConfig | null;
+}
+
+/** `1.157`: 403 M_FORBIDDEN / 429 count limit. `legacy` (≤1.156): 400 M_UNKNOWN + org.matrix.msc4140.errcode. */
+export type ErrorDialect = "1.157" | "legacy";
+
+/**
+ * How management requests are authenticated (protocol.md A.6):
+ * `optional` (≥1.156) token validated if present, bucket per user, else per IP;
+ * `none` (1.143–1.155) token ignored, bucket per IP;
+ * `required` (≤1.142) token and ownership required, per-action routes absent.
+ */
+export type ManagementAuth = "optional" | "none" | "required";
+
+export interface TestHomeserverOptions {
+  /** TCP port; 0 picks a free one. */
+  port?: number;
+  host?: string;
+  serverName?: string;
+  errorDialect?: ErrorDialect;
+  /** `max_event_delay_duration` set at all; false = feature off (`/versions` flag false). */
+  delayedEvents?: boolean;
+  maxDelayMs?: number;
+  /** Per-user pending limit (1.157 dialect only; 0 turns the feature off like Synapse). */
+  maxScheduledPerUser?: number;
+  /** Serve `org.matrix.msc4140.delayed_events` in /capabilities (≥1.157). */
+  advertiseCapability?: boolean;
+  managementAuth?: ManagementAuth;
+  /** ≤1.126: the owner's own state writes also cancel the owner's pending delayed state at that key. */
+  ownWritesCancel?: boolean;
+  /** ≤1.142: the `send` management action is rate limited by `rc_message` instead of the mgmt bucket. */
+  sendUsesMessageLimit?: boolean;
+  /** ≤1.125 had no `rc_delayed_event_mgmt`: management used the `rc_message` bucket. */
+  managementBucket?: "delayedEventMgmt" | "message";
+  /** ≥1.150: fired events carry `unsigned["org.matrix.msc4140.delay_id"]` for the sender. */
+  delayIdInUnsigned?: boolean;
+  rateLimits?: Partial<RateLimits>;
+  /** User ids that no rate limit applies to (Synapse's per-user ratelimit override). */
+  rateLimitExemptUsers?: string[];
+  clock?: Clock;
+  /** Counter-based ids instead of random ones, for reproducible snapshots. */
+  deterministicIds?: boolean;
+  /** Request bodies larger than this get 413 M_TOO_LARGE. */
+  maxBodyBytes?: number;
+  /** Events whose JSON is larger than this get 413 M_TOO_LARGE (the spec's 64 KiB PDU limit). */
+  maxEventBytes?: number;
+  /** How many entries `requests` keeps (oldest dropped first). */
+  requestLogLimit?: number;
+}
+
+export type ResolvedOptions = Required<Omit<TestHomeserverOptions, "rateLimits" | "clock">> & {
+  rateLimits: RateLimits;
+  clock: Clock | undefined;
+};
+
+/** Element Call's self-hosting recommendation (protocol.md A.4); the default. */
+export const ELEMENT_CALL_RATE_LIMITS: RateLimits = {
+  message: { perSecond: 0.5, burstCount: 30 },
+  delayedEventMgmt: { perSecond: 1, burstCount: 20 },
+};
+
+/** Synapse's stock defaults, for tests that want a stingy server. */
+export const SYNAPSE_STOCK_RATE_LIMITS: RateLimits = {
+  message: { perSecond: 0.2, burstCount: 10 },
+  delayedEventMgmt: { perSecond: 1, burstCount: 5 },
+};
+
+export const DEFAULT_OPTIONS: ResolvedOptions = {
+  port: 0,
+  host: "127.0.0.1",
+  serverName: "localhost",
+  errorDialect: "1.157",
+  delayedEvents: true,
+  maxDelayMs: 24 * 60 * 60 * 1000,
+  maxScheduledPerUser: 100,
+  advertiseCapability: true,
+  managementAuth: "optional",
+  ownWritesCancel: false,
+  sendUsesMessageLimit: false,
+  managementBucket: "delayedEventMgmt",
+  delayIdInUnsigned: true,
+  rateLimits: ELEMENT_CALL_RATE_LIMITS,
+  rateLimitExemptUsers: [],
+  clock: undefined,
+  deterministicIds: false,
+  maxBodyBytes: 1024 * 1024,
+  maxEventBytes: 65536,
+  requestLogLimit: 20_000,
+};
+
+export type SynapsePreset = "1.116" | "1.127" | "1.143" | "1.156" | "1.157" | "disabled";
+
+/** Option patches that reproduce each Synapse release's MSC4140 behaviour (protocol.md A.1). */
+export const SYNAPSE_PRESETS: Readonly<Record<SynapsePreset, Readonly<TestHomeserverOptions>>> = {
+  "1.116": {
+    errorDialect: "legacy",
+    delayedEvents: true,
+    advertiseCapability: false,
+    managementAuth: "required",
+    ownWritesCancel: true,
+    sendUsesMessageLimit: true,
+    managementBucket: "message",
+    delayIdInUnsigned: false,
+  },
+  "1.127": {
+    errorDialect: "legacy",
+    delayedEvents: true,
+    advertiseCapability: false,
+    managementAuth: "required",
+    ownWritesCancel: false,
+    sendUsesMessageLimit: true,
+    managementBucket: "delayedEventMgmt",
+    delayIdInUnsigned: false,
+  },
+  "1.143": {
+    errorDialect: "legacy",
+    delayedEvents: true,
+    advertiseCapability: false,
+    managementAuth: "none",
+    ownWritesCancel: false,
+    sendUsesMessageLimit: false,
+    managementBucket: "delayedEventMgmt",
+    delayIdInUnsigned: false,
+  },
+  "1.156": {
+    errorDialect: "legacy",
+    delayedEvents: true,
+    advertiseCapability: false,
+    managementAuth: "optional",
+    ownWritesCancel: false,
+    sendUsesMessageLimit: false,
+    managementBucket: "delayedEventMgmt",
+    delayIdInUnsigned: true,
+  },
+  "1.157": {
+    errorDialect: "1.157",
+    delayedEvents: true,
+    advertiseCapability: true,
+    managementAuth: "optional",
+    ownWritesCancel: false,
+    sendUsesMessageLimit: false,
+    managementBucket: "delayedEventMgmt",
+    delayIdInUnsigned: true,
+  },
+  disabled: { errorDialect: "1.157", delayedEvents: false, advertiseCapability: true },
+};
+
+/** Merges a patch over resolved options; `rateLimits` merges per bucket so one bucket can be switched alone. */
+export function mergeOptions(base: ResolvedOptions, patch: TestHomeserverOptions): ResolvedOptions {
+  const merged: ResolvedOptions = { ...base };
+  for (const [key, value] of Object.entries(patch) as [keyof TestHomeserverOptions, unknown][]) {
+    if (value === undefined || key === "rateLimits") continue;
+    (merged as Record<string, unknown>)[key] = value;
+  }
+  if (patch.rateLimits) merged.rateLimits = { ...base.rateLimits, ...patch.rateLimits };
+  return merged;
+}
+
+/** Synapse ≥1.157 turns the feature off when the per-user limit is 0; older releases had no such limit. */
+export function delayedEventsEnabled(options: ResolvedOptions): boolean {
+  if (!options.delayedEvents || options.maxDelayMs <= 0) return false;
+  return options.errorDialect === "legacy" || options.maxScheduledPerUser > 0;
+}

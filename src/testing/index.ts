@@ -1,0 +1,30 @@
+export { startTestHomeserver } from "./homeserver/homeserver.js";
+export type {
+  TestHomeserver,
+  CreateRoomOptions,
+  StateEventRecord,
+  TimelineEventRecord,
+} from "./homeserver/homeserver.js";
+export {
+  SYNAPSE_PRESETS,
+  DEFAULT_OPTIONS,
+  ELEMENT_CALL_RATE_LIMITS,
+  SYNAPSE_STOCK_RATE_LIMITS,
+} from "./homeserver/options.js";
+export type {
+  TestHomeserverOptions,
+  ResolvedOptions,
+  SynapsePreset,
+  Clock,
+  RateLimitConfig,
+  RateLimits,
+  ErrorDialect,
+  ManagementAuth,
+} from "./homeserver/options.js";
+export { createManualClock } from "./homeserver/clock.js";
+export type { ManualClock } from "./homeserver/clock.js";
+export type { DelayedEventRecord } from "./homeserver/delayed-events.js";
+export type { ServerFaults, FaultSpec, FaultResponse } from "./homeserver/faults.js";
+export type { RequestLogEntry } from "./homeserver/http-server.js";
+export type { RouteId } from "./homeserver/routes.js";
+export type { Credentials } from "./homeserver/users.js";
