@@ -45,3 +45,18 @@ export type {
   Slot,
   Transport,
 } from "./membership/content.js";
+export {
+  WidgetBackend,
+  WidgetCapabilityError,
+  widgetCapabilities,
+  sendStateCapability,
+  receiveStateCapability,
+  MSC4157_SEND_DELAYED_EVENT,
+  MSC4157_UPDATE_DELAYED_EVENT,
+} from "./backends/widget.js";
+export type {
+  WidgetApiLike,
+  WidgetBackendOptions,
+  WidgetCapabilityOptions,
+  WidgetMembershipKey,
+} from "./backends/widget.js";
