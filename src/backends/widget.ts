@@ -1,5 +1,10 @@
 import type { WidgetApi } from "matrix-widget-api";
-import { CALL_MEMBER_EVENT_TYPE, DEFAULT_SLOT, membershipStateKey, type Slot } from "../membership/content.js";
+import {
+  CALL_MEMBER_EVENT_TYPE,
+  DEFAULT_SLOT,
+  membershipStateKey,
+  type Slot,
+} from "../membership/content.js";
 import type {
   DelayedEventAction,
   MembershipBackend,

@@ -1,0 +1,232 @@
+import { MatrixError, type MatrixClient } from "matrix-js-sdk";
+import {
+  WidgetDriver,
+  type Capability,
+  type IMatrixApiError,
+  type IRoomEvent,
+  type ISendDelayedEventDetails,
+  type ISendEventDetails,
+  type IWidgetApiErrorResponseDataDetails,
+} from "matrix-widget-api";
+
+/** The part of matrix-js-sdk's MatrixClient the driver uses (a bare client, no startClient() needed). */
+export type DriverClient = Pick<
+  MatrixClient,
+  | "sendStateEvent"
+  | "sendEvent"
+  | "_unstable_sendDelayedStateEvent"
+  | "_unstable_sendDelayedEvent"
+  | "_unstable_restartScheduledDelayedEvent"
+  | "_unstable_sendScheduledDelayedEvent"
+  | "_unstable_cancelScheduledDelayedEvent"
+  | "roomState"
+>;
+
+/** Decides which of the requested capabilities to approve. */
+export type CapabilityValidator = (
+  requested: ReadonlySet<Capability>,
+) => Iterable<Capability> | Promise<Iterable<Capability>>;
+
+/** Exact capability strings, or patterns a capability must match in full. */
+export type CapabilityAllowList = Iterable<Capability | RegExp>;
+
+export interface DelayedEventWidgetDriverOptions {
+  /** The widget's room: where events go when a request names no `room_id`. */
+  roomId: string;
+  /**
+   * Which requested capabilities to approve: a function, or an allow-list (the approved set is what
+   * was requested and allowed). Default: approve everything requested.
+   */
+  validateCapabilities?: CapabilityValidator | CapabilityAllowList;
+  /** Rooms the widget may name in `room_id` (besides `roomId`). Default none. */
+  knownRooms?: string[];
+}
+
+/** The MSC4157 `update_delayed_event` actions, including the MSC text's `refresh` for `restart`. */
+export type UpdateDelayedEventActionName = "cancel" | "restart" | "send" | "refresh";
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null;
+}
+
+function headersRecord(headers: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (isRecord(headers) && typeof headers.forEach === "function")
+    (headers as unknown as Headers).forEach((value, name) => (out[name.toLowerCase()] = value));
+  return out;
+}
+
+/**
+ * What a widget needs to classify a failed Matrix request: status, every response header (so
+ * `Retry-After` arrives), the URL and the whole JSON body (`retry_after_ms`, `org.matrix.msc4140.*`).
+ * Undefined for errors that never got an HTTP answer.
+ */
+export function matrixApiErrorOf(error: unknown): IMatrixApiError | undefined {
+  if (!isRecord(error) || typeof error.httpStatus !== "number") return undefined;
+  const body: Record<string, unknown> =
+    error instanceof MatrixError ? { ...error.data } : isRecord(error.data) ? { ...error.data } : {};
+  const message = typeof error.message === "string" ? error.message : "Unknown error";
+  return {
+    http_status: error.httpStatus,
+    http_headers: headersRecord(error.httpHeaders),
+    url: typeof error.url === "string" ? error.url : "",
+    response: {
+      ...body,
+      errcode: typeof body.errcode === "string" ? body.errcode : "M_UNKNOWN",
+      error: typeof body.error === "string" ? body.error : message,
+    },
+  };
+}
+
+/**
+ * A matrix-widget-api `WidgetDriver` that carries a widget's MSC4157 requests to the homeserver with a
+ * matrix-js-sdk `MatrixClient`: state and room events with and without `delay`, and the three
+ * delayed-event actions. Use it with `ClientWidgetApi` (see `createClientWidgetApi`).
+ *
+ * Events are sent as they are (no end-to-end encryption unless the client encrypts `sendEvent`).
+ */
+export class DelayedEventWidgetDriver extends WidgetDriver {
+  readonly roomId: string;
+  private readonly validator: CapabilityValidator;
+  private readonly knownRooms: string[];
+
+  constructor(
+    private readonly client: DriverClient,
+    options: DelayedEventWidgetDriverOptions,
+  ) {
+    super();
+    this.roomId = options.roomId;
+    this.knownRooms = [options.roomId, ...(options.knownRooms ?? [])];
+    this.validator = toValidator(options.validateCapabilities);
+  }
+
+  override async validateCapabilities(requested: Set<Capability>): Promise<Set<Capability>> {
+    const approved = await this.validator(new Set(requested));
+    // Never approve what was not asked for.
+    return new Set([...approved].filter((cap) => requested.has(cap)));
+  }
+
+  override async sendEvent(
+    eventType: string,
+    content: unknown,
+    stateKey: string | null = null,
+    roomId: string | null = null,
+  ): Promise<ISendEventDetails> {
+    const room = roomId ?? this.roomId;
+    const body = (content ?? {}) as never;
+    const res =
+      stateKey !== null
+        ? await this.client.sendStateEvent(room, eventType as never, body, stateKey)
+        : await this.client.sendEvent(room, null, eventType as never, body);
+    return { roomId: room, eventId: res.event_id };
+  }
+
+  override async sendDelayedEvent(
+    delay: number,
+    eventType: string,
+    content: unknown,
+    stateKey: string | null = null,
+    roomId: string | null = null,
+  ): Promise<ISendDelayedEventDetails> {
+    const room = roomId ?? this.roomId;
+    const body = (content ?? {}) as never;
+    const res =
+      stateKey !== null
+        ? await this.client._unstable_sendDelayedStateEvent(
+            room,
+            { delay },
+            eventType as never,
+            body,
+            stateKey,
+          )
+        : await this.client._unstable_sendDelayedEvent(room, { delay }, null, eventType as never, body);
+    return { roomId: room, delayId: res.delay_id };
+  }
+
+  override async cancelScheduledDelayedEvent(delayId: string): Promise<void> {
+    await this.client._unstable_cancelScheduledDelayedEvent(delayId);
+  }
+
+  override async restartScheduledDelayedEvent(delayId: string): Promise<void> {
+    await this.client._unstable_restartScheduledDelayedEvent(delayId);
+  }
+
+  override async sendScheduledDelayedEvent(delayId: string): Promise<void> {
+    await this.client._unstable_sendScheduledDelayedEvent(delayId);
+  }
+
+  /**
+   * One entry point for every spelling: matrix-widget-api ≤1.13's single `updateDelayedEvent`, and the
+   * MSC4157 text's `refresh` (which all implementations call `restart`).
+   */
+  async updateDelayedEvent(delayId: string, action: UpdateDelayedEventActionName): Promise<void> {
+    switch (action) {
+      case "restart":
+      case "refresh":
+        return this.restartScheduledDelayedEvent(delayId);
+      case "send":
+        return this.sendScheduledDelayedEvent(delayId);
+      case "cancel":
+        return this.cancelScheduledDelayedEvent(delayId);
+      default:
+        throw new Error(`unsupported delayed event action: ${String(action)}`);
+    }
+  }
+
+  /** Current state of a room, for widgets granted `receive.state_event` (e.g. to list call members). */
+  override async readRoomState(
+    roomId: string,
+    eventType: string,
+    stateKey: string | undefined,
+  ): Promise<IRoomEvent[]> {
+    const events = await this.client.roomState(roomId);
+    return events
+      .filter((e) => e.type === eventType && (stateKey === undefined || e.state_key === stateKey))
+      .map((e) => ({ ...e, room_id: roomId }) as unknown as IRoomEvent);
+  }
+
+  override getKnownRooms(): string[] {
+    return [...this.knownRooms];
+  }
+
+  /**
+   * Matrix errors reach the widget as `{ matrix_api_error: { http_status, http_headers, url, response } }`
+   * (as Element Web's driver does). js-sdk's refusal to try a delayed request because the server does not
+   * advertise `org.matrix.msc4140` becomes a 404 `M_UNRECOGNIZED`, so the widget sees "unsupported"
+   * instead of a detail-less error it would retry forever.
+   */
+  override processError(error: unknown): IWidgetApiErrorResponseDataDetails | undefined {
+    const mae = matrixApiErrorOf(error);
+    if (mae) return { matrix_api_error: mae };
+    if (isRecord(error) && error.name === "UnsupportedDelayedEventsEndpointError")
+      return {
+        matrix_api_error: {
+          http_status: 404,
+          http_headers: {},
+          url: "",
+          response: {
+            errcode: "M_UNRECOGNIZED",
+            error: "The homeserver does not support delayed events (org.matrix.msc4140)",
+          },
+        },
+      };
+    return undefined;
+  }
+}
+
+function toValidator(option: DelayedEventWidgetDriverOptions["validateCapabilities"]): CapabilityValidator {
+  if (option === undefined) return (requested) => requested;
+  if (typeof option === "function") return option;
+  const allowed = [...option];
+  const exact = new Set(allowed.filter((a): a is string => typeof a === "string"));
+  const patterns = allowed.filter((a): a is RegExp => a instanceof RegExp);
+  return (requested) =>
+    [...requested].filter(
+      (cap) =>
+        exact.has(cap) ||
+        patterns.some((p) => {
+          const m = cap.match(p);
+          return m !== null && m.index === 0 && m[0].length === cap.length;
+        }),
+    );
+}
