@@ -1,0 +1,92 @@
+/**
+ * The host page (browser): a matrix-js-sdk MatrixClient, a DelayedEventWidgetDriver on it, and a
+ * ClientWidgetApi for one widget iframe on another origin. Everything comes from the query string:
+ * `hs`, `user`, `device`, `token`, `room`, `widget` (the widget's origin), `delay`, `autojoin`.
+ */
+import { createClient } from "matrix-js-sdk";
+import { Widget } from "matrix-widget-api";
+import { createClientWidgetApi, DelayedEventWidgetDriver } from "../../src/widget-host/index.js";
+
+interface HostHandle {
+  ready: boolean;
+  widgetId: string;
+  /** Removes the iframe without a leave, as closing a tab or a crash would. */
+  removeWidget(): void;
+  log: string[];
+}
+
+declare global {
+  interface Window {
+    host?: HostHandle;
+  }
+}
+
+function param(name: string): string {
+  const value = new URLSearchParams(location.search).get(name);
+  if (!value) throw new Error(`host page: missing query parameter ${name}`);
+  return value;
+}
+
+const log: string[] = [];
+function note(line: string): void {
+  log.push(line);
+  const el = document.getElementById("log");
+  if (el) el.textContent += `${new Date().toISOString().slice(11, 23)} ${line}\n`;
+}
+
+const userId = param("user");
+const roomId = param("room");
+const client = createClient({
+  baseUrl: param("hs"),
+  userId,
+  deviceId: param("device"),
+  accessToken: param("token"),
+});
+const driver = new DelayedEventWidgetDriver(client, { roomId });
+
+const widgetId = "matrixrtc-membership-example";
+const widgetUrl = new URL("/widget.html", param("widget"));
+for (const [k, v] of Object.entries({
+  widgetId,
+  parentOrigin: location.origin,
+  user: userId,
+  device: param("device"),
+  room: roomId,
+  delay: new URLSearchParams(location.search).get("delay") ?? "10000",
+  autojoin: new URLSearchParams(location.search).get("autojoin") ?? "0",
+}))
+  widgetUrl.searchParams.set(k, v);
+
+const iframe = document.createElement("iframe");
+iframe.src = widgetUrl.toString();
+iframe.title = "membership widget";
+iframe.allow = "camera; microphone";
+document.getElementById("widget")!.append(iframe);
+
+const widget = new Widget({
+  id: widgetId,
+  creatorUserId: userId,
+  type: "m.custom",
+  url: widgetUrl.toString(),
+  waitForIframeLoad: true,
+});
+const api = createClientWidgetApi(widget, iframe, driver);
+
+const handle: HostHandle = {
+  ready: false,
+  widgetId,
+  log,
+  removeWidget() {
+    api.stop();
+    iframe.remove();
+    note("widget removed without a leave");
+  },
+};
+window.host = handle;
+
+api.on("ready", () => {
+  handle.ready = true;
+  note(`widget ready on ${widget.origin}`);
+});
+document.getElementById("remove")!.addEventListener("click", () => handle.removeWidget());
+note(`host on ${location.origin}, homeserver ${param("hs")}`);
