@@ -133,6 +133,15 @@ export function classifyError(error: unknown, op: Operation, now: number = Date.
       : { kind: "unsupported", reason: `widget host refused: ${message}` };
   if (/cannot send state events of this type|not allowed/i.test(message) && status === undefined)
     return { kind: "forbidden", reason: message };
+  // matrix-widget-api: `room_id` sent without the `org.matrix.msc2762.timeline:<room>` capability.
+  if (/^unable to access room timeline/i.test(message) && status === undefined)
+    return { kind: "forbidden", reason: message };
+  // A host whose widget API predates MSC4157 does not know the update action at all.
+  if (
+    /unknown or unsupported from-widget action: .*update_delayed_event/i.test(message) &&
+    status === undefined
+  )
+    return { kind: "unsupported", reason: `widget host refused: ${message}` };
 
   if (status !== undefined) {
     if (status >= 500) return { kind: "server", status };
