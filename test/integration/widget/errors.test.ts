@@ -5,7 +5,12 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "@jest/globals";
 import { WidgetApiResponseError } from "matrix-widget-api";
-import { classifyError, sendStateCapability, CALL_MEMBER_EVENT_TYPE } from "../../../src/index.js";
+import {
+  classifyError,
+  sendStateCapability,
+  widgetCapabilities,
+  CALL_MEMBER_EVENT_TYPE,
+} from "../../../src/index.js";
 import type { TestHomeserverOptions } from "../../../src/testing/index.js";
 import { quietWidgetLogs } from "../../helpers/widgetBus.js";
 import { waitFor } from "../../helpers/matrix.js";
@@ -314,5 +319,27 @@ describe("widget mode: refused capabilities", () => {
     await sleep(200);
     expect(c.membership()).toBeUndefined();
     expect(c.pending()).toEqual([]);
+  });
+
+  it("room_id sent without the timeline capability: a typed failure, not endless retries", async () => {
+    const w = await start();
+    const c = await w.call({ backend: { sendRoomId: true } });
+    c.manager.join();
+    await waitFor(() => c.manager.state.kind === "failed", 2000, "failed");
+    const state = c.manager.state;
+    if (state.kind !== "failed") throw new Error("unreachable");
+    expect(state.error.code).toBe("forbidden");
+    expect(state.error.message).toContain("Unable to access room timeline");
+  });
+
+  it("room_id with the timeline capability works", async () => {
+    const w = await start();
+    const key = { userId: w.alice.userId, deviceId: w.alice.deviceId };
+    const c = await w.call({
+      backend: { sendRoomId: true },
+      capabilities: widgetCapabilities({ ...key, roomId: w.roomId }),
+    });
+    await joined(c);
+    expect(c.joinedOnServer()).toBe(true);
   });
 });

@@ -20,6 +20,7 @@ import {
   type StateEventRequest,
   type Support,
   type SupportHint,
+  type WidgetBackendOptions,
 } from "../../../src/index.js";
 import {
   startTestHomeserver,
@@ -106,6 +107,8 @@ export interface CallOptions {
   capabilities?: Capability[];
   transportTimeoutMs?: number;
   plainClientApi?: boolean;
+  /** Extra WidgetBackend options (e.g. `sendRoomId`). */
+  backend?: Partial<WidgetBackendOptions>;
 }
 
 export async function startWidgetWorld(options: TestHomeserverOptions = {}): Promise<WidgetWorld> {
@@ -125,7 +128,11 @@ export async function startWidgetWorld(options: TestHomeserverOptions = {}): Pro
       plainClientApi: opts.plainClientApi,
     });
     const backend = new RecordingBackend(
-      new WidgetBackend(pair.widgetApi, { membership: key, transportTimeoutMs: opts.transportTimeoutMs }),
+      new WidgetBackend(pair.widgetApi, {
+        membership: key,
+        transportTimeoutMs: opts.transportTimeoutMs,
+        ...opts.backend,
+      }),
     );
     const manager = new MembershipManager({
       backend,
