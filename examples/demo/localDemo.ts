@@ -2,7 +2,7 @@ import log from "loglevel";
 import type { MatrixClient } from "matrix-js-sdk";
 import { ClientBackend, MembershipManager, CALL_MEMBER_EVENT_TYPE } from "../../src/index.js";
 import { startFaultyLink, startTestHomeserver } from "../../src/testing/index.js";
-import { bareClient, rtcMembers, syncedClient, waitFor } from "../../test/helpers/matrix.js";
+import { bareClient, rtcMembers, syncedClient, stopClient, waitFor } from "../../test/helpers/matrix.js";
 
 export interface DemoReport {
   ok: boolean;
@@ -128,7 +128,7 @@ export async function runLocalDemo({ print }: { print: (line: string) => void })
   } finally {
     aliceM.dispose();
     bobM.dispose();
-    for (const c of clients) c.stopClient();
+    for (const c of clients) stopClient(c);
     await link.close();
     await hs.close();
   }

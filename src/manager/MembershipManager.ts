@@ -275,6 +275,15 @@ export class MembershipManager {
     this.errorSubject.complete();
   }
 
+  /**
+   * Retries on the delayed-leave lane (heartbeat, re-scheduling) back off at most to half a request
+   * timeout: during an outage that is about one probe a second, and when the network returns the
+   * rejoin starts within that step instead of after a long backoff.
+   */
+  private get rejoinRetryCapMs(): number {
+    return Math.max(this.timing.retryBaseMs, this.timing.requestTimeoutMs / 2);
+  }
+
   /** Timers still pending (0 after dispose(); tests use it to prove nothing leaks). */
   get pendingTimers(): number {
     return this.clock.pendingTimers;
@@ -337,7 +346,7 @@ export class MembershipManager {
           result.error,
           attempt,
           "schedule-leave",
-          this.timing.heartbeatIntervalMs,
+          this.rejoinRetryCapMs,
         ))
       )
         return false;
@@ -455,7 +464,7 @@ export class MembershipManager {
         "restart",
         (s) => this.backend.updateDelayedEvent(delayId, "restart", { signal: s }),
         call,
-        this.timing.heartbeatIntervalMs,
+        this.rejoinRetryCapMs,
       );
       if (signal.aborted) return;
       if (result.ok) {

@@ -1,7 +1,16 @@
 import { ClientEvent, createClient, type MatrixClient } from "matrix-js-sdk";
+import log from "loglevel";
 import { logger as sdkLogger } from "matrix-js-sdk/lib/logger.js";
 
-sdkLogger.setLevel("silent");
+// matrix-js-sdk forces every prefixed logger (MatrixRTCSession, sync, ...) to DEBUG when it creates it,
+// so levels cannot quieten it; a no-op method factory can, for loggers made now and later.
+// Set MATRIX_SDK_LOGS=1 to see them.
+if (!process.env.MATRIX_SDK_LOGS) {
+  const quiet: log.MethodFactory = () => () => undefined;
+  log.methodFactory = quiet;
+  sdkLogger.methodFactory = quiet;
+  sdkLogger.rebuild();
+}
 
 export interface UserCreds {
   userId: string;
@@ -53,4 +62,14 @@ export async function waitFor(
     await new Promise((r) => setTimeout(r, 10));
   }
   return Date.now() - start;
+}
+
+/** Stop a client made by `syncedClient` or `bareClient`, including its MatrixRTC session timers. */
+export function stopClient(client: MatrixClient): void {
+  try {
+    client.matrixRTC.stop();
+  } catch {
+    // never started
+  }
+  client.stopClient();
 }

@@ -7,7 +7,14 @@ import {
   type TestHomeserver,
   type TestHomeserverOptions,
 } from "../../../src/testing/index.js";
-import { bareClient, rtcMembers, syncedClient, waitFor, type UserCreds } from "../../helpers/matrix.js";
+import {
+  bareClient,
+  rtcMembers,
+  syncedClient,
+  stopClient,
+  waitFor,
+  type UserCreds,
+} from "../../helpers/matrix.js";
 
 const quiet = log.getLogger("quiet");
 quiet.setLevel("silent");
@@ -37,7 +44,7 @@ describe.each(DIALECTS)("MembershipManager with a real MatrixClient (%s)", (_nam
   });
   afterEach(() => {
     for (const m of managers.splice(0)) m.dispose();
-    for (const c of clients.splice(0)) c.stopClient();
+    for (const c of clients.splice(0)) stopClient(c);
   });
   afterAll(async () => {
     await hs.close();
@@ -136,8 +143,8 @@ describe("interop with matrix-js-sdk's MatrixRTCSession", () => {
       await waitFor(() => !rtcMembers(bobClient, roomId).includes(me), 10_000, "bob to see alice leave");
     } finally {
       m.dispose();
-      bobClient.stopClient();
-      aliceClient.stopClient();
+      stopClient(bobClient);
+      stopClient(aliceClient);
     }
   });
 });
