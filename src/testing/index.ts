@@ -28,3 +28,14 @@ export type { ServerFaults, FaultSpec, FaultResponse } from "./homeserver/faults
 export type { RequestLogEntry } from "./homeserver/http-server.js";
 export type { RouteId } from "./homeserver/routes.js";
 export type { Credentials } from "./homeserver/users.js";
+export { startFaultyLink } from "./network/index.js";
+export type {
+  FaultyLink,
+  FaultyLinkOptions,
+  LinkLogEntry,
+  LinkStats,
+  RequestFate,
+  RestoreOptions,
+} from "./network/index.js";
+export { startTestCall, bareClient, syncedClient, stopClient, rtcMembers, waitFor } from "./scenario.js";
+export type { TestCall, TestCallOptions, TestDevice, CallObserver, UserCreds } from "./scenario.js";

@@ -155,10 +155,10 @@ export class DelayedEventScheduler {
     this.clearTimer();
   }
 
-  /** Server up: overdue rows fire at once, in send_ts order. */
+  /** Server up: overdue rows fire at once (synchronously, before serving), in send_ts order. */
   public start(): void {
     this.running = true;
-    this.reschedule();
+    this.fireDue();
   }
 
   private clearTimer(): void {
