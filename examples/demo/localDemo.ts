@@ -2,7 +2,7 @@ import log from "loglevel";
 import type { MatrixClient } from "matrix-js-sdk";
 import { ClientBackend, MembershipManager, CALL_MEMBER_EVENT_TYPE } from "../../src/index.js";
 import { startFaultyLink, startTestHomeserver } from "../../src/testing/index.js";
-import { bareClient, rtcMembers, syncedClient, stopClient, waitFor } from "../../test/helpers/matrix.js";
+import { bareClient, rtcMembers, syncedClient, stopClient, waitFor } from "../../src/testing/scenario.js";
 
 export interface DemoReport {
   ok: boolean;

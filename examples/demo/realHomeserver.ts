@@ -9,7 +9,7 @@ export async function runRealHomeserver(
   accessToken: string,
   roomId: string,
 ): Promise<number> {
-  sdkLogger.setLevel("warn");
+  (sdkLogger as unknown as log.Logger).setLevel("warn");
   const probe = createClient({ baseUrl, accessToken });
   const me = await probe.whoami();
   if (!me.device_id) {

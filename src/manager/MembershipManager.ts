@@ -472,9 +472,16 @@ export class MembershipManager {
         continue;
       }
       if (result.cls.kind === "unsupported") {
+        // The delayed leave we armed can no longer be restarted and will fire: keep the membership
+        // (short expiry from now on) and write it again once that leave is past.
+        const firesBy = call.armedAt! + this.timing.delayMs + this.timing.requestTimeoutMs;
+        call.cancelProbablyLeft?.();
         this.enterDegraded(call, result.cls.reason);
         this.setProbablyLeft(false);
         void this.writeMembership(call, "refresh");
+        this.clock.after(firesBy - this.clock.now(), () => {
+          if (!call.abort.signal.aborted) void this.writeMembership(call, "refresh");
+        });
         return;
       }
       // gone, or refused for good: the server no longer holds our delayed leave.

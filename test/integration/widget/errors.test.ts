@@ -344,35 +344,29 @@ describe("widget mode: refused capabilities", () => {
   });
 });
 
-describe("known manager bug (src/manager/MembershipManager.ts, not widget code)", () => {
+describe("delayed events withdrawn mid-call", () => {
   // The heartbeat's restart is refused as "unsupported" mid-call (404 M_UNRECOGNIZED on both management
   // routes; a host answering "Missing capability" after renegotiation is the widget-side equivalent).
-  // The manager enters degraded mode but leaves the probably-left timer of the last armed delayed leave
-  // running; the server still fires that leave, the timer flips the state to
-  // `reconnecting/heartbeat-failing/probablyLeft`, and since the membership writer refuses non-fresh
-  // writes while probablyLeft, nothing ever rejoins: the membership stays `{}` on the server for good.
-  // `it.failing` keeps the suite green until the manager is fixed; then turn it into `it`.
-  it.failing(
-    "an 'unsupported' heartbeat mid-call: the membership comes back after the old leave fires",
-    async () => {
-      const w = await start();
-      const c = await w.call({ manager: { delayedLeaveDelayMs: 2000 } });
-      await joined(c);
-      const unrecognized = {
-        status: 404,
-        body: { errcode: "M_UNRECOGNIZED", error: "Unrecognized request" },
-      };
-      w.hs.faults.add({ route: "delayed.restart", respond: unrecognized });
-      w.hs.faults.add({ route: "delayed.legacy", respond: unrecognized });
-      await waitFor(
-        () => c.manager.state.kind === "joined" && !c.manager.state.delayedLeave,
-        4000,
-        "degraded mode",
-      );
-      // The old delayed leave is still pending on the server and fires; the manager must notice and rejoin.
-      await sleep(2000 + 2500);
-      expect(c.joinedOnServer()).toBe(true);
-      expect(c.manager.state).toEqual({ kind: "joined", delayedLeave: false });
-    },
-  );
+  // The delayed leave armed before can no longer be restarted and fires; the manager must go to
+  // degraded mode and write the membership again once that leave is past (this once left it `{}`).
+  it("an 'unsupported' heartbeat mid-call: the membership comes back after the old leave fires", async () => {
+    const w = await start();
+    const c = await w.call({ manager: { delayedLeaveDelayMs: 2000 } });
+    await joined(c);
+    const unrecognized = {
+      status: 404,
+      body: { errcode: "M_UNRECOGNIZED", error: "Unrecognized request" },
+    };
+    w.hs.faults.add({ route: "delayed.restart", respond: unrecognized });
+    w.hs.faults.add({ route: "delayed.legacy", respond: unrecognized });
+    await waitFor(
+      () => c.manager.state.kind === "joined" && !c.manager.state.delayedLeave,
+      4000,
+      "degraded mode",
+    );
+    // The old delayed leave is still pending on the server and fires; the manager must notice and rejoin.
+    await sleep(2000 + 2500);
+    expect(c.joinedOnServer()).toBe(true);
+    expect(c.manager.state).toEqual({ kind: "joined", delayedLeave: false });
+  });
 });

@@ -1,0 +1,201 @@
+/**
+ * Scenario helpers so a call app's network-loss test reads like the story it tells:
+ * "Alice loses the network for 15 s; Bob sees her leave within the delay; Alice is back within 2 s".
+ * Every device talks to the test homeserver through its own FaultyLink; observers are real synced
+ * matrix-js-sdk clients whose MatrixRTCSession says who is in the call.
+ */
+import { ClientEvent, createClient, type MatrixClient } from "matrix-js-sdk";
+import { ClientBackend } from "../backends/client.js";
+import { CALL_MEMBER_EVENT_TYPE } from "../membership/content.js";
+import { MembershipManager, type MembershipManagerOptions } from "../manager/MembershipManager.js";
+import { startTestHomeserver, type TestHomeserver } from "./homeserver/homeserver.js";
+import type { TestHomeserverOptions } from "./homeserver/options.js";
+import type { DelayedEventRecord } from "./homeserver/delayed-events.js";
+import { startFaultyLink, type FaultyLink } from "./network/index.js";
+
+export interface UserCreds {
+  userId: string;
+  accessToken: string;
+  deviceId: string;
+}
+
+/** A bare MatrixClient (no startClient): all a MembershipManager needs. */
+export function bareClient(baseUrl: string, user: UserCreds): MatrixClient {
+  return createClient({
+    baseUrl,
+    userId: user.userId,
+    accessToken: user.accessToken,
+    deviceId: user.deviceId,
+  });
+}
+
+/** A started, synced client whose MatrixRTC session manager runs; stop it with `stopClient`. */
+export async function syncedClient(baseUrl: string, user: UserCreds): Promise<MatrixClient> {
+  const client = bareClient(baseUrl, user);
+  const ready = new Promise<void>((resolve) =>
+    client.on(ClientEvent.Sync, (state) => {
+      if (state === "PREPARED" || state === "SYNCING") resolve();
+    }),
+  );
+  await client.startClient({ initialSyncLimit: 20 });
+  await ready;
+  client.matrixRTC.start();
+  return client;
+}
+
+/** Stop a client, including its MatrixRTC session timers. */
+export function stopClient(client: MatrixClient): void {
+  try {
+    client.matrixRTC.stop();
+  } catch {
+    // never started
+  }
+  client.stopClient();
+}
+
+/** The devices js-sdk's MatrixRTCSession lists as call members, as "@user:hs|DEVICE". */
+export function rtcMembers(client: MatrixClient, roomId: string): string[] {
+  const room = client.getRoom(roomId);
+  if (!room) return [];
+  return client.matrixRTC.getRoomSession(room).memberships.map((m) => `${m.sender}|${m.deviceId}`);
+}
+
+/** Poll on real time until `pred` holds; resolves to how long it took, rejects after `timeoutMs`. */
+export async function waitFor(
+  pred: () => boolean | Promise<boolean>,
+  timeoutMs = 5000,
+  what = "condition",
+): Promise<number> {
+  const start = Date.now();
+  while (!(await pred())) {
+    if (Date.now() - start > timeoutMs)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return Date.now() - start;
+}
+
+/** One device in the call: its manager, its own network link, and what the server holds for it. */
+export interface TestDevice {
+  readonly name: string;
+  readonly userId: string;
+  readonly deviceId: string;
+  readonly manager: MembershipManager;
+  /** Cut, restore, slow down or break this device's network. */
+  readonly network: FaultyLink;
+  /** The membership content the server holds for this device (`{}` or undefined when out). */
+  membershipOnServer(): Record<string, unknown> | undefined;
+  isJoinedOnServer(): boolean;
+  pendingDelayedLeaves(): DelayedEventRecord[];
+  /** Resolves when the manager reports `connected`; rejects if not within `withinMs`. */
+  waitUntilConnected(opts?: { withinMs?: number }): Promise<number>;
+}
+
+/** Another user's synced client: sees the call as Element Web / Element Call would. */
+export interface CallObserver {
+  readonly client: MatrixClient;
+  members(): string[];
+  sees(device: TestDevice): boolean;
+  /** Resolves to how long it took; rejects if not within `withinMs`. */
+  waitUntilSees(device: TestDevice, opts?: { withinMs?: number }): Promise<number>;
+  waitUntilGone(device: TestDevice, opts?: { withinMs?: number }): Promise<number>;
+}
+
+export interface TestCall {
+  readonly homeserver: TestHomeserver;
+  readonly roomId: string;
+  /** A new user joined to the room, with a MembershipManager behind its own FaultyLink (not joined yet). */
+  device(name: string, options?: Partial<MembershipManagerOptions>): Promise<TestDevice>;
+  observer(name: string): Promise<CallObserver>;
+  /** Disposes every manager, stops every client, closes links and the homeserver. */
+  close(): Promise<void>;
+}
+
+export interface TestCallOptions {
+  /** Delay of every device's delayed leave. Default 10 000 (Element Call's). */
+  delayMs?: number;
+  homeserver?: TestHomeserverOptions;
+}
+
+/** A homeserver, a room and helpers to put devices and observers in it. */
+export async function startTestCall(options: TestCallOptions = {}): Promise<TestCall> {
+  const homeserver = await startTestHomeserver(options.homeserver);
+  const owner = await homeserver.createUser("call-owner");
+  const roomId = await homeserver.createRoom(owner.accessToken, { name: "test call" });
+  const disposers: (() => unknown)[] = [];
+
+  const joinedUser = async (name: string) => {
+    const user = await homeserver.createUser(name);
+    await homeserver.joinRoom(user.accessToken, roomId);
+    return user;
+  };
+  const memberId = (d: TestDevice) => `${d.userId}|${d.deviceId}`;
+
+  return {
+    homeserver,
+    roomId,
+    async device(name, managerOptions = {}) {
+      const user = await joinedUser(name);
+      const network = await startFaultyLink({ target: homeserver.baseUrl });
+      const client = bareClient(network.url, user);
+      const manager = new MembershipManager({
+        backend: new ClientBackend(client),
+        roomId,
+        userId: user.userId,
+        deviceId: user.deviceId,
+        delayedLeaveDelayMs: options.delayMs ?? 10_000,
+        fociPreferred: [{ type: "livekit", livekit_service_url: "https://livekit.test" }],
+        ...managerOptions,
+      });
+      disposers.push(
+        () => manager.dispose(),
+        () => stopClient(client),
+        () => network.close(),
+      );
+      const membershipOnServer = () =>
+        homeserver.stateContent(roomId, CALL_MEMBER_EVENT_TYPE, manager.stateKey);
+      return {
+        name,
+        userId: user.userId,
+        deviceId: user.deviceId,
+        manager,
+        network,
+        membershipOnServer,
+        isJoinedOnServer: () => Object.keys(membershipOnServer() ?? {}).length > 0,
+        waitUntilConnected: (o = {}) =>
+          waitFor(() => manager.status === "connected", o.withinMs ?? 5000, `${name} to be connected`),
+        pendingDelayedLeaves: () =>
+          homeserver
+            .pendingDelayedEvents()
+            .filter((e) => e.roomId === roomId && e.stateKey === manager.stateKey),
+      };
+    },
+    async observer(name) {
+      const user = await joinedUser(name);
+      const client = await syncedClient(homeserver.baseUrl, user);
+      disposers.push(() => stopClient(client));
+      const members = () => rtcMembers(client, roomId);
+      return {
+        client,
+        members,
+        sees: (d) => members().includes(memberId(d)),
+        waitUntilSees: (d, o = {}) =>
+          waitFor(
+            () => members().includes(memberId(d)),
+            o.withinMs ?? 5000,
+            `${name} to see ${d.name} in the call`,
+          ),
+        waitUntilGone: (d, o = {}) =>
+          waitFor(
+            () => !members().includes(memberId(d)),
+            o.withinMs ?? 5000,
+            `${name} to see ${d.name} leave`,
+          ),
+      };
+    },
+    async close() {
+      for (const dispose of disposers.splice(0).reverse()) await dispose();
+      await homeserver.close();
+    },
+  };
+}
