@@ -17,6 +17,7 @@ export type ClientLike = Pick<
   | "sendStateEvent"
   | "doesServerSupportUnstableFeature"
   | "getCapabilities"
+  | "getStateEvent"
 >;
 
 const CAPABILITY = "org.matrix.msc4140.delayed_events";
@@ -56,6 +57,20 @@ export class ClientBackend implements MembershipBackend {
     if (action === "restart") await this.client._unstable_restartScheduledDelayedEvent(delayId, requestOpts);
     else if (action === "send") await this.client._unstable_sendScheduledDelayedEvent(delayId, requestOpts);
     else await this.client._unstable_cancelScheduledDelayedEvent(delayId, requestOpts);
+  }
+
+  async readStateEvent(
+    req: Omit<StateEventRequest, "content">,
+    opts?: RequestOptions,
+  ): Promise<Record<string, unknown> | undefined> {
+    try {
+      // js-sdk's getStateEvent takes no request options, so this read cannot be aborted early.
+      void opts;
+      return await this.client.getStateEvent(req.roomId, req.eventType, req.stateKey);
+    } catch (e) {
+      if ((e as { errcode?: string }).errcode === "M_NOT_FOUND") return undefined;
+      throw e;
+    }
   }
 
   async probeSupport(): Promise<SupportHint> {

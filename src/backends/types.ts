@@ -36,6 +36,14 @@ export interface MembershipBackend {
   sendStateEvent(req: StateEventRequest, opts?: RequestOptions): Promise<void>;
   /** restart / send / cancel one delayed event. */
   updateDelayedEvent(delayId: string, action: DelayedEventAction, opts?: RequestOptions): Promise<void>;
+  /**
+   * Optional: the current content of one state event (undefined when there is none). Lets the manager
+   * tell "the server lost our delayed leave" from "someone else replaced our membership".
+   */
+  readStateEvent?(
+    req: Omit<StateEventRequest, "content">,
+    opts?: RequestOptions,
+  ): Promise<Record<string, unknown> | undefined>;
   /** Optional probe of server support; called once per join, failures are ignored. */
   probeSupport?(opts?: RequestOptions): Promise<SupportHint>;
 }

@@ -33,6 +33,7 @@ import {
   LEFT_CONTENT,
   makeMembershipContent,
   membershipStateKey,
+  sameContent,
   type CallIntent,
   type MembershipContent,
   type MembershipFields,
@@ -509,6 +510,25 @@ export class MembershipManager {
         return;
       }
       this.setState({ kind: "reconnecting", reason: "delayed-leave-fired", probablyLeft: true });
+    } else if (await this.membershipReplaced(call)) {
+      // Another user wrote our key (Synapse then cancels our delayed leave): our membership is gone.
+      call.lastSent = undefined;
+      this.ownMembershipSubject.next(undefined);
+      this.emitError(
+        new MembershipError(
+          "our membership was removed or replaced by someone else",
+          "membership-removed",
+          "restart",
+        ),
+      );
+      if (!this.autoRejoin) {
+        this.wantJoined = false;
+        this.endCall(call);
+        this.call = undefined;
+        this.setState({ kind: "left", reason: "membership-removed" });
+        return;
+      }
+      this.setState({ kind: "reconnecting", reason: "membership-removed", probablyLeft: false });
     } else {
       this.emitError(
         new MembershipError(
@@ -519,9 +539,25 @@ export class MembershipManager {
       );
       this.setState({ kind: "reconnecting", reason: "delayed-leave-lost", probablyLeft: false });
     }
-    if (!(await this.armDelayedLeave(call))) return;
+    if (call.abort.signal.aborted || !(await this.armDelayedLeave(call))) return;
     // Never wait for the state send here: the new delayed leave needs its heartbeat.
-    void this.writeMembership(call, fired ? "fresh" : "reassert");
+    void this.writeMembership(call, call.lastSent ? "reassert" : "fresh");
+  }
+
+  /** True when the server holds something other than what we last wrote (best effort; false if unknown). */
+  private async membershipReplaced(call: Call): Promise<boolean> {
+    if (!this.backend.readStateEvent || !call.lastSent) return false;
+    const req = { roomId: this.roomId, eventType: CALL_MEMBER_EVENT_TYPE, stateKey: this.stateKey };
+    try {
+      const current = await this.clock.withTimeout(
+        this.timing.requestTimeoutMs,
+        this.disposeController.signal,
+        (signal) => this.backend.readStateEvent!(req, { signal }),
+      );
+      return !sameContent(current ?? {}, call.lastSent);
+    } catch {
+      return false;
+    }
   }
 
   // ---------------------------------------------------------------------------------------------

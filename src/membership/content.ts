@@ -111,3 +111,18 @@ export function isLeftContent(content: Record<string, unknown> | undefined): boo
   if (!content) return true;
   return Object.keys(content).every((k) => k === "slot_id" || k === "msc4354_sticky_key");
 }
+
+/** Deep equality of two JSON contents, independent of key order (servers may reorder keys). */
+export function sameContent(a: unknown, b: unknown): boolean {
+  const canonical = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(canonical)
+      : v && typeof v === "object"
+        ? Object.fromEntries(
+            Object.keys(v as object)
+              .sort()
+              .map((k) => [k, canonical((v as Record<string, unknown>)[k])]),
+          )
+        : v;
+  return JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
+}

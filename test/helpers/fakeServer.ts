@@ -242,6 +242,10 @@ export class FakeServer implements MembershipBackend {
     );
   }
 
+  readStateEvent(req: Omit<StateEventRequest, "content">, opts?: RequestOptions) {
+    return this.request("probe", () => this.state.get(req.stateKey), { stateKey: req.stateKey }, opts);
+  }
+
   probeSupport(): Promise<SupportHint> {
     if (this.supportHint) return Promise.resolve(this.supportHint);
     return Promise.resolve(

@@ -199,6 +199,31 @@ describe("faults", () => {
     expect(h.manager.status).toBe("connected");
   });
 
+  it("someone else replacing our membership: said so, and rejoined (autoRejoin) or left with the reason", async () => {
+    for (const autoRejoin of [true, false]) {
+      const h = harness({ delayedLeaveDelayMs: 2000, autoRejoin });
+      h.manager.join();
+      await h.time.advance(500);
+      h.server.foreignWrite(h.key, {});
+      await h.time.advance(3000);
+      expect(h.errors.some((e) => e.code === "membership-removed")).toBe(true);
+      if (autoRejoin) {
+        expect(h.states).toContainEqual({
+          kind: "reconnecting",
+          reason: "membership-removed",
+          probablyLeft: false,
+        });
+        expect(isJoinedOnServer(h)).toBe(true);
+        expect(h.manager.status).toBe("connected");
+      } else {
+        expect(h.manager.state).toEqual({ kind: "left", reason: "membership-removed" });
+        expect(isJoinedOnServer(h)).toBe(false);
+        expect(h.server.pendingFor(h.key)).toHaveLength(0);
+        expect(h.manager.pendingTimers).toBe(0);
+      }
+    }
+  });
+
   it("servers whose own writes cancel the delayed leave (Synapse < 1.127) still end up protected", async () => {
     const h = harness({ delayedLeaveDelayMs: 2000 }, (s) => (s.ownWritesCancel = true));
     h.manager.join();
