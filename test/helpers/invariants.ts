@@ -1,0 +1,662 @@
+/**
+ * Randomized invariant checking for the MembershipManager (issue 5, "Invariants under random faults").
+ *
+ * A schedule is a list of commands (join, leave, update, time passing, network cuts, injected faults,
+ * server-side loss, foreign writes). `runSchedule` plays it against a FakeServer on virtual time and
+ * checks the invariants after every virtual-time event, against the server's own records:
+ *
+ *   1   once leave() resolves `left`, no membership of ours on the server, and it stays so until we join again
+ *   1b  ... and no delayed event of ours is pending then (nor appears later, until we join again)
+ *   2   while status is "connected", a delayed leave of ours is pending (a window of one request allowed)
+ *   3   whenever the server fires our leave while we want to be joined, probablyLeft is (or becomes,
+ *       within one heartbeat interval) true
+ *   R   no resurrection: after the server fired our leave, our next membership write comes only after a
+ *       new delayed leave was scheduled
+ *   4   no timers after dispose(), and nothing sent after dispose()
+ *   5   convergence: once the network heals and faults stop, we end where the app asked (joined and
+ *       protected, or left)
+ *
+ * (Unhandled rejections are failed by jest itself: jest-circus listens on the host process, which the
+ * sandboxed `process` cannot reach. See invariants.test.ts.)
+ */
+import fc from "fast-check";
+import log from "loglevel";
+import { MembershipManager } from "../../src/manager/MembershipManager.js";
+import type { MembershipBackend } from "../../src/backends/types.js";
+import { FakeServer, matrixError, type Fault } from "./fakeServer.js";
+import { settle, VirtualTime } from "./virtualTime.js";
+
+const quiet = log.getLogger("invariants-quiet");
+quiet.setLevel("silent");
+
+export const DELAY_MS = 2000;
+const LATENCY_MS = 20;
+/**
+ * After the schedule: network up, faults cleared, then this long for the manager to converge. Longer
+ * than the longest wait it can be in (a 30 s retry step, a 10 s state request timeout) plus a rejoin.
+ */
+const HEAL_MS = 60_000;
+
+export type FaultOp = "schedule" | "state" | "restart" | "send" | "cancel";
+
+export type FaultSpec =
+  | { kind: "lose-response" }
+  | { kind: "hang" }
+  | { kind: "slow"; ms: number }
+  | {
+      kind: "429";
+      retryAfter: "none" | "null-body" | { headerS: number } | { dateS: number } | { bodyMs: number };
+    }
+  | { kind: "5xx"; status: number };
+
+export type Cmd =
+  | { k: "join" }
+  | { k: "leave"; timeoutMs?: number }
+  /** leave() and join() at once, as an app switching its call would. */
+  | { k: "rejoin" }
+  | { k: "update" }
+  | { k: "advance"; ms: number }
+  | { k: "down" }
+  | { k: "up" }
+  | { k: "fault"; op: FaultOp; fault: FaultSpec; times: number }
+  | { k: "losePending" }
+  | { k: "foreignWrite" };
+
+export type InvariantId = "1" | "1b" | "2" | "3" | "R" | "4" | "5";
+
+export interface Violation {
+  inv: InvariantId;
+  at: number;
+  msg: string;
+}
+
+export interface RunResult {
+  violations: Violation[];
+  /** Human-readable trace of commands, server requests and state changes, for diagnosis. */
+  trace: string[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Arbitraries
+// ---------------------------------------------------------------------------------------------
+
+const faultOpArb = fc.constantFrom<FaultOp>("schedule", "state", "restart", "send", "cancel");
+
+const faultSpecArb: fc.Arbitrary<FaultSpec> = fc.oneof(
+  fc.constant<FaultSpec>({ kind: "lose-response" }),
+  fc.constant<FaultSpec>({ kind: "hang" }),
+  fc.integer({ min: 50, max: 3000 }).map<FaultSpec>((ms) => ({ kind: "slow", ms })),
+  fc
+    .oneof(
+      fc.constant<"none">("none"),
+      fc.constant<"null-body">("null-body"),
+      fc.integer({ min: 0, max: 4 }).map((headerS) => ({ headerS })),
+      fc.integer({ min: 0, max: 4 }).map((dateS) => ({ dateS })),
+      fc.integer({ min: 0, max: 4000 }).map((bodyMs) => ({ bodyMs })),
+    )
+    .map<FaultSpec>((retryAfter) => ({ kind: "429", retryAfter })),
+  fc.constantFrom(500, 502, 503, 504).map<FaultSpec>((status) => ({ kind: "5xx", status })),
+);
+
+const advanceArb = fc
+  .oneof(
+    { arbitrary: fc.integer({ min: 0, max: 50 }), weight: 3 },
+    { arbitrary: fc.integer({ min: 50, max: 600 }), weight: 4 },
+    { arbitrary: fc.integer({ min: 600, max: DELAY_MS + 500 }), weight: 3 },
+    { arbitrary: fc.integer({ min: DELAY_MS + 500, max: 3 * DELAY_MS + 1000 }), weight: 1 },
+  )
+  .map<Cmd>((ms) => ({ k: "advance", ms }));
+
+/** Which command kinds (and fault kinds) a schedule may contain; all by default. */
+export interface ScheduleOptions {
+  exclude?: (Cmd["k"] | FaultSpec["kind"])[];
+  maxLength?: number;
+}
+
+export function cmdArb(opts: ScheduleOptions = {}): fc.Arbitrary<Cmd> {
+  const ex = new Set<string>(opts.exclude ?? []);
+  const specArb = faultSpecArb.filter((f) => !ex.has(f.kind));
+  const all: { k: Cmd["k"]; arbitrary: fc.Arbitrary<Cmd>; weight: number }[] = [
+    { k: "join", arbitrary: fc.constant<Cmd>({ k: "join" }), weight: 5 },
+    {
+      k: "leave",
+      arbitrary: fc
+        .option(fc.integer({ min: 50, max: 5000 }), { nil: undefined })
+        .map<Cmd>((timeoutMs) => (timeoutMs === undefined ? { k: "leave" } : { k: "leave", timeoutMs })),
+      weight: 3,
+    },
+    { k: "rejoin", arbitrary: fc.constant<Cmd>({ k: "rejoin" }), weight: 1 },
+    { k: "update", arbitrary: fc.constant<Cmd>({ k: "update" }), weight: 1 },
+    { k: "advance", arbitrary: advanceArb, weight: 10 },
+    { k: "down", arbitrary: fc.constant<Cmd>({ k: "down" }), weight: 2 },
+    { k: "up", arbitrary: fc.constant<Cmd>({ k: "up" }), weight: 2 },
+    {
+      k: "fault",
+      arbitrary: fc
+        .record({ op: faultOpArb, fault: specArb, times: fc.integer({ min: 1, max: 4 }) })
+        .map<Cmd>(({ op, fault, times }) => ({
+          k: "fault",
+          op,
+          fault,
+          times: fault.kind === "429" || fault.kind === "5xx" ? times : 1,
+        })),
+      weight: 4,
+    },
+    { k: "losePending", arbitrary: fc.constant<Cmd>({ k: "losePending" }), weight: 1 },
+    { k: "foreignWrite", arbitrary: fc.constant<Cmd>({ k: "foreignWrite" }), weight: 1 },
+  ];
+  return fc.oneof(...all.filter((a) => !ex.has(a.k)).map(({ arbitrary, weight }) => ({ arbitrary, weight })));
+}
+
+/**
+ * Schedules of two shapes: free-form (any command in any order), and "join under fire" (a few faults
+ * armed, a join, then a short burst of faults, updates and quick time steps around the first delays),
+ * where the races between the first schedule, the membership write and the heartbeat live.
+ */
+export function scheduleArb(opts: ScheduleOptions = {}) {
+  const ex = new Set<string>(opts.exclude ?? []);
+  const any = cmdArb(opts);
+  const fault = any.filter((c) => c.k === "fault");
+  const near = cmdArb({
+    ...opts,
+    exclude: [...(opts.exclude ?? []), "losePending", "foreignWrite", "join"],
+  }).map((c) => (c.k === "advance" ? { ...c, ms: c.ms % 700 } : c));
+  const focused = fc
+    .tuple(fc.array(fault, { minLength: 1, maxLength: 4 }), fc.array(near, { minLength: 1, maxLength: 14 }))
+    .map(([before, after]) => [...before, { k: "join" } as Cmd, ...after]);
+  const free = fc.array(any, { minLength: 1, maxLength: opts.maxLength ?? 40 });
+  return fc.record({
+    cmds:
+      ex.has("fault") || ex.has("join")
+        ? free
+        : fc.oneof({ arbitrary: free, weight: 2 }, { arbitrary: focused, weight: 1 }),
+    jitterSeed: fc.integer({ min: 0, max: 0x7fffffff }),
+  });
+}
+
+export function describeCmd(c: Cmd): string {
+  switch (c.k) {
+    case "leave":
+      return c.timeoutMs === undefined ? "leave()" : `leave({timeoutMs:${c.timeoutMs}})`;
+    case "advance":
+      return `advance(${c.ms})`;
+    case "fault":
+      return `inject(${c.op}, ${JSON.stringify(c.fault)}, ${c.times})`;
+    default:
+      return c.k;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The runner
+// ---------------------------------------------------------------------------------------------
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function isMembership(c: Record<string, unknown> | undefined): boolean {
+  return !!c && Object.keys(c).length > 0;
+}
+
+const FOREIGN_MARK = "org.example.foreign";
+
+function isForeign(c: Record<string, unknown> | undefined): boolean {
+  return !!c && c[FOREIGN_MARK] === true;
+}
+
+/** FakeServer internals we observe (private in TypeScript, but plain methods at run time). */
+interface ServerInternals {
+  fire(id: string): void;
+  arm(id: string, d: unknown): void;
+  writeState(stateKey: string, content: Record<string, unknown>, by: "client" | "delayed"): void;
+}
+
+function faultOf(spec: FaultSpec, server: FakeServer): Fault {
+  switch (spec.kind) {
+    case "lose-response":
+    case "hang":
+      return { kind: spec.kind };
+    case "slow":
+      return { kind: "slow", ms: spec.ms };
+    case "5xx":
+      return {
+        kind: "error",
+        error: () => matrixError(spec.status, "M_UNKNOWN", { error: "Internal error" }),
+      };
+    case "429":
+      return {
+        kind: "error",
+        error: () => {
+          const ra = spec.retryAfter;
+          if (ra === "none") return matrixError(429, "M_LIMIT_EXCEEDED");
+          if (ra === "null-body") return matrixError(429, "M_LIMIT_EXCEEDED", { retry_after_ms: null });
+          if ("headerS" in ra)
+            return matrixError(429, "M_LIMIT_EXCEEDED", {}, { "Retry-After": String(ra.headerS) });
+          if ("dateS" in ra)
+            // An HTTP date on the virtual clock (the manager compares it with its scheduler's now()).
+            return matrixError(
+              429,
+              "M_LIMIT_EXCEEDED",
+              {},
+              { "Retry-After": new Date(server.now() + ra.dateS * 1000).toUTCString() },
+            );
+          return matrixError(429, "M_LIMIT_EXCEEDED", { retry_after_ms: ra.bodyMs });
+        },
+      };
+  }
+}
+
+export async function runSchedule(
+  cmds: Cmd[],
+  jitterSeed: number,
+  opts: { healMs?: number } = {},
+): Promise<RunResult> {
+  const time = new VirtualTime();
+  const server = new FakeServer(time.scheduler);
+  server.latencyMs = LATENCY_MS;
+  const trace: { at: number; seq: number; text: string }[] = [];
+  const push = (at: number, text: string) => trace.push({ at, seq: trace.length, text });
+  const violations: Violation[] = [];
+  const t = () => time.now();
+  const note = (s: string) => push(t(), s);
+  const violate = (inv: InvariantId, msg: string) => {
+    if (violations.some((v) => v.inv === inv)) return; // the first of each kind is the interesting one
+    violations.push({ inv, at: t(), msg });
+    note(`!! VIOLATION ${inv}: ${msg}`);
+  };
+
+  // Responses as the manager sees them: when a 404 ("gone") reached it.
+  const goneDeliveredAt: number[] = [];
+  const wrap =
+    <A extends unknown[], R>(name: string, f: (...a: A) => Promise<R>) =>
+    (...a: A): Promise<R> =>
+      f(...a).then(
+        (v) => v,
+        (e: unknown) => {
+          const status = (e as { httpStatus?: number } | undefined)?.httpStatus;
+          if (status === 404 || status === 409) goneDeliveredAt.push(t());
+          note(`   <- ${name} rejected: ${status ?? (e as Error)?.name ?? String(e)}`);
+          throw e;
+        },
+      );
+  const backend: MembershipBackend = {
+    sendDelayedStateEvent: wrap("schedule", server.sendDelayedStateEvent.bind(server)),
+    sendStateEvent: wrap("state", server.sendStateEvent.bind(server)),
+    updateDelayedEvent: wrap("delayed-action", server.updateDelayedEvent.bind(server)),
+    probeSupport: server.probeSupport.bind(server),
+  };
+
+  const manager = new MembershipManager({
+    backend,
+    roomId: "!room:localhost",
+    userId: "@alice:localhost",
+    deviceId: "DEV",
+    delayedLeaveDelayMs: DELAY_MS,
+    scheduler: time.scheduler,
+    logger: quiet,
+    random: mulberry32(jitterSeed),
+    fociPreferred: [{ type: "livekit", livekit_service_url: "https://lk.example" }],
+  });
+  const key = manager.stateKey;
+  const timing = manager.effectiveTiming;
+  const RTT = LATENCY_MS;
+  const ONE_REQUEST = RTT + timing.requestTimeoutMs;
+
+  // --- App intent ---------------------------------------------------------------------------
+  let intent = "left" as "joined" | "left";
+  let disposed = false;
+  let seq = 0; // orders join() and leave() calls
+  let lastJoinSeq = -1;
+  let lastLeaveAt = -Infinity; // virtual time of the last leave() call
+  let cmdIndex = -1;
+
+  // --- Server observation --------------------------------------------------------------------
+  const internals = server as unknown as ServerInternals;
+  for (const m of ["fire", "arm", "writeState"] as const)
+    if (typeof internals[m] !== "function") throw new Error(`FakeServer has no ${m}(); update invariants.ts`);
+  const origFire = internals.fire.bind(server);
+  const origArm = internals.arm.bind(server);
+  const origWrite = internals.writeState.bind(server);
+  let inFire = false;
+  let firing = "";
+  let inForeign = false;
+  const createdAt = new Map<string, number>();
+  /** Every delay id the manager ever learned (delayId$); others at our key are orphans it never knew. */
+  const trackedIds = new Set<string>();
+  const kindOf = (id: string) => (trackedIds.has(id) ? "tracked" : "orphan");
+  /** Open checks for invariant 3: a timer fire at our key while the app wanted to be joined. */
+  const fires: { at: number; id: string; satisfied: boolean; exempt: boolean }[] = [];
+  /** The last timer fire of our key not yet followed by a membership write of ours (for R). */
+  let unresolvedFireAt: number | undefined;
+  let lastExternalRemovalAt = -Infinity;
+  /** Invariant 1 window: from leave() resolving "left" until the next join(). */
+  let leftWindow: { at: number; open: boolean } | undefined;
+
+  internals.arm = (id, d) => {
+    if (!createdAt.has(id)) {
+      createdAt.set(id, t());
+      note(`   server: delayed ${id} created`);
+    }
+    origArm(id, d);
+  };
+  internals.fire = (id) => {
+    firing = id;
+    inFire = true;
+    try {
+      origFire(id);
+    } finally {
+      inFire = false;
+    }
+  };
+  internals.writeState = (stateKey, content, by) => {
+    if (stateKey === key) {
+      const foreign = inForeign;
+      note(
+        `   server: write ${by}${inFire ? " (timer fire)" : ""}${foreign ? " (foreign)" : ""} ${
+          isMembership(content) ? (isForeign(content) ? "foreign content" : "membership") : "{}"
+        }; pending=${server.pendingFor(key).join(",") || "none"}`,
+      );
+      if (inFire) {
+        // Exempt: the app did not want to be joined, or a leave() it asked for is still being carried out.
+        const exempt = intent !== "joined" || disposed || manager.state.kind === "leaving";
+        fires.push({
+          at: t(),
+          id: firing,
+          satisfied: manager.disposed ? false : manager.probablyLeft,
+          exempt,
+        });
+        unresolvedFireAt = t();
+      } else if (by === "client" && !foreign && isMembership(content)) {
+        // R: a membership write of ours that (re)creates our membership (after a fired leave, a leave,
+        // or before anything) must be protected by a pending delayed leave of ours.
+        const before = server.state.get(key);
+        const lastCreated = Math.max(-Infinity, ...createdAt.values());
+        const removedBehindOurBack =
+          lastExternalRemovalAt >= lastCreated && !goneDeliveredAt.some((x) => x >= lastExternalRemovalAt);
+        if (!isMembership(before) && server.pendingFor(key).length === 0 && !removedBehindOurBack)
+          violate(
+            "R",
+            unresolvedFireAt !== undefined
+              ? `membership written at ${t()} after the server fired our leave at ${unresolvedFireAt}, ` +
+                  `with no delayed leave of ours pending (none scheduled since: ${
+                    [...createdAt.values()].some((at) => at >= unresolvedFireAt!) ? "no" : "yes"
+                  })`
+              : `membership (re)created at ${t()} with no delayed leave of ours pending`,
+          );
+        unresolvedFireAt = undefined;
+        if (leftWindow?.open)
+          violate("1", `membership written by us at ${t()} after leave() resolved left at ${leftWindow.at}`);
+      }
+    }
+    origWrite(stateKey, content, by);
+  };
+
+  // --- Manager observation -------------------------------------------------------------------
+  manager.delayId$.subscribe((id) => {
+    if (id) trackedIds.add(id);
+  });
+  let prevStatus = manager.status;
+  manager.status$.subscribe((s) => {
+    if (s !== prevStatus) note(`   status ${prevStatus} -> ${s} (${manager.state.kind})`);
+    prevStatus = s;
+  });
+  manager.probablyLeft$.subscribe((p) => {
+    note(`   probablyLeft = ${p}`);
+    if (p)
+      for (const f of fires) if (!f.satisfied && t() <= f.at + timing.heartbeatIntervalMs) f.satisfied = true;
+  });
+
+  const serverHoldsOurMembership = () => {
+    const c = server.state.get(key);
+    return isMembership(c) && !isForeign(c);
+  };
+
+  const checkLeft = (when: string) => {
+    if (!leftWindow?.open) return;
+    if (serverHoldsOurMembership())
+      violate("1", `${when}: server holds our membership after leave() resolved left at ${leftWindow.at}`);
+    const pending = server.pendingFor(key);
+    if (pending.length > 0)
+      violate(
+        "1b",
+        `${when}: delayed event(s) ${pending.map((id) => `${id} (${kindOf(id)})`).join(",")} of ours pending after leave() resolved left at ${leftWindow.at}`,
+      );
+  };
+
+  // Invariant 2 bookkeeping.
+  let gap: { start: number; external: boolean } | undefined;
+
+  const check = () => {
+    if (disposed) return;
+    const now = t();
+    checkLeft("check");
+    // 2
+    const connected = manager.status === "connected";
+    const pending = server.pendingFor(key).length > 0;
+    if (connected && !pending) {
+      // External: the last delayed leave of ours was removed by the server or someone else, not by us.
+      gap ??= { start: now, external: lastExternalRemovalAt >= Math.max(-Infinity, ...createdAt.values()) };
+      let deadline = gap.start + ONE_REQUEST;
+      if (gap.external) {
+        const removedAt = lastExternalRemovalAt;
+        const learned = goneDeliveredAt.find((x) => x >= removedAt);
+        deadline = Math.min(removedAt + timing.delayMs, learned ?? Infinity) + ONE_REQUEST;
+      }
+      if (now > deadline)
+        violate(
+          "2",
+          `status "connected" with no delayed leave of ours pending since ${gap.start} ` +
+            `(${gap.external ? "after an external removal" : "no external cause"}), now ${now}`,
+        );
+    } else gap = undefined;
+    // 3
+    for (const f of fires) {
+      if (f.exempt || f.satisfied) continue;
+      if (lastLeaveAt >= f.at) {
+        f.exempt = true; // the app asked to leave within the window: probablyLeft is moot
+        continue;
+      }
+      if (now > f.at + timing.heartbeatIntervalMs) {
+        violate(
+          "3",
+          `the server fired our leave (${f.id}, ${kindOf(f.id)}) at ${f.at} while we wanted to be joined; probablyLeft never turned ` +
+            `true within one heartbeat (${timing.heartbeatIntervalMs} ms)`,
+        );
+        f.exempt = true;
+      }
+    }
+  };
+
+  /** Advance virtual time, checking after every due timer. */
+  const advance = async (ms: number) => {
+    const s = time.scheduler;
+    const target = s.frame + ms;
+    await settle();
+    check();
+    for (;;) {
+      const next = s.actions.find((a) => !a.closed);
+      if (!next || next.delay > target) break;
+      s.maxFrames = next.delay;
+      s.flush();
+      await settle();
+      check();
+    }
+    s.frame = Math.max(s.frame, target);
+    await settle();
+    check();
+  };
+
+  const prevLogLen = { n: 0 };
+  const traceLog = () => {
+    for (const e of server.log.slice(prevLogLen.n))
+      push(
+        e.at,
+        `   -> ${e.op}${e.delayId ? ` ${e.delayId}` : ""}${
+          e.op === "state" ? (isMembership(e.content) ? " membership" : " {}") : ""
+        } [${e.outcome}]`,
+      );
+    prevLogLen.n = server.log.length;
+  };
+
+  // --- Play the schedule -----------------------------------------------------------------------
+  const doJoin = () => {
+    intent = "joined";
+    lastJoinSeq = ++seq;
+    if (leftWindow) leftWindow.open = false;
+    manager.join();
+  };
+  const leaveResults: Promise<unknown>[] = [];
+  for (const cmd of cmds) {
+    cmdIndex++;
+    traceLog();
+    note(`# ${describeCmd(cmd)}`);
+    switch (cmd.k) {
+      case "join":
+        doJoin();
+        break;
+      case "rejoin":
+      case "leave": {
+        intent = "left";
+        lastLeaveAt = t();
+        const issuedAt = cmdIndex;
+        const leaveSeq = ++seq;
+        const p = manager.leave(
+          cmd.k === "leave" && cmd.timeoutMs !== undefined ? { timeoutMs: cmd.timeoutMs } : {},
+        );
+        leaveResults.push(
+          p.then((r) => {
+            note(`   leave() from command ${issuedAt} resolved ${JSON.stringify(r)}`);
+            if (r.status !== "left" || disposed) return;
+            // "unless we join again": a join() issued after this leave() closes the window at once.
+            const window = { at: t(), open: lastJoinSeq < leaveSeq };
+            if (window.open) leftWindow = window;
+            // The at-resolution check applies even if a join() followed (the leave completes first).
+            if (serverHoldsOurMembership())
+              violate("1", `leave() resolved ${JSON.stringify(r)} but the server holds our membership`);
+            const pending = server.pendingFor(key);
+            if (pending.length > 0)
+              violate(
+                "1b",
+                `leave() resolved ${JSON.stringify(r)} with delayed event(s) ${pending.map((id) => `${id} (${kindOf(id)})`).join(",")} still pending`,
+              );
+          }),
+        );
+        if (cmd.k === "rejoin") doJoin();
+        break;
+      }
+      case "update":
+        manager.update({ callIntent: cmdIndex % 2 ? "audio" : "video" }).catch(() => undefined);
+        break;
+      case "advance":
+        await advance(cmd.ms);
+        break;
+      case "down":
+        server.down = true;
+        break;
+      case "up":
+        server.down = false;
+        break;
+      case "fault":
+        server.inject(cmd.op, faultOf(cmd.fault, server), cmd.times);
+        break;
+      case "losePending":
+        for (const id of server.pendingFor(key)) {
+          server.lose(id);
+          lastExternalRemovalAt = t();
+        }
+        break;
+      case "foreignWrite":
+        inForeign = true;
+        try {
+          if (server.pendingFor(key).length > 0) lastExternalRemovalAt = t();
+          server.foreignWrite(key, { [FOREIGN_MARK]: true, application: "m.call", device_id: "OTHER" });
+        } finally {
+          inForeign = false;
+        }
+        // Someone else now owns the content at our key; that is not a resurrection of ours.
+        unresolvedFireAt = undefined;
+        break;
+    }
+    await settle();
+    check();
+  }
+
+  // --- Heal: network back, no more faults; the manager must converge to the app's intent. -----
+  traceLog();
+  note("# heal (network up, faults cleared)");
+  server.down = false;
+  server.clearFaults();
+  await advance(opts.healMs ?? HEAL_MS);
+  traceLog();
+  if (intent === "joined") {
+    const c = server.state.get(key);
+    if (
+      manager.status !== "connected" ||
+      !isMembership(c) ||
+      isForeign(c) ||
+      server.pendingFor(key).length === 0
+    )
+      violate(
+        "5",
+        `after healing, the app wants to be joined but status=${manager.status} (${manager.state.kind}), ` +
+          `server content=${JSON.stringify(c)}, pending=${server.pendingFor(key).length}` +
+          (fires.some((f) => kindOf(f.id) === "orphan")
+            ? `; orphan fires: ${fires.filter((f) => kindOf(f.id) === "orphan").map((f) => `${f.id}@${f.at}`)}`
+            : ""),
+      );
+    else if (server.pendingFor(key).length > 1)
+      violate("5", `after healing, ${server.pendingFor(key).length} delayed leaves of ours are pending`);
+  } else {
+    if (serverHoldsOurMembership() || server.pendingFor(key).length > 0 || manager.status !== "disconnected")
+      violate(
+        "5",
+        `after healing, the app wants to be out but status=${manager.status} (${manager.state.kind}), ` +
+          `server content=${JSON.stringify(server.state.get(key))}, pending=${server.pendingFor(key).length}`,
+      );
+  }
+
+  // --- Dispose: no timers, nothing sent afterwards. -------------------------------------------
+  note("# dispose");
+  manager.dispose();
+  disposed = true;
+  if (manager.pendingTimers !== 0)
+    violate("4", `${manager.pendingTimers} timers pending right after dispose()`);
+  const logLen = server.log.length;
+  await advance(30_000);
+  await Promise.all(leaveResults);
+  if (manager.pendingTimers !== 0)
+    violate("4", `${manager.pendingTimers} timers pending 30 s after dispose()`);
+  if (server.log.length !== logLen)
+    violate(
+      "4",
+      `${server.log.length - logLen} request(s) sent after dispose(): ${server.log
+        .slice(logLen)
+        .map((e) => e.op)
+        .join(", ")}`,
+    );
+  traceLog();
+  return {
+    violations,
+    trace: trace
+      .sort((a, b) => a.at - b.at || a.seq - b.seq)
+      .map((e) => `${String(e.at).padStart(7)}  ${e.text}`),
+  };
+}
+
+export function formatFailure(cmds: Cmd[], result: RunResult, only?: InvariantId[]): string {
+  const vs = result.violations.filter((v) => !only || only.includes(v.inv));
+  return [
+    ...vs.map((v) => `invariant ${v.inv} violated at ${v.at}: ${v.msg}`),
+    `schedule: ${cmds.map(describeCmd).join("; ")}`,
+    "trace:",
+    ...result.trace,
+  ].join("\n");
+}

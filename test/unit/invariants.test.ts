@@ -1,0 +1,269 @@
+/**
+ * Issue 5, "Invariants under random faults": fast-check generates schedules of joins, leaves, updates and
+ * faults; `runSchedule` plays each against the FakeServer on virtual time and checks the invariants after
+ * every virtual-time event, against the server's own records (see test/helpers/invariants.ts).
+ *
+ * CI: INVARIANT_RUNS (default 1,000, about 3 s) schedules from INVARIANT_SEED (default a fixed seed, printed;
+ * "random" for a fresh one). Long run: scripts/invariants-long.sh (10,000 schedules, fresh seed, strict).
+ * Replay a failure: INVARIANT_SEED=<seed> INVARIANT_PATH=<path> npm run test:jest -- test/unit/invariants
+ * (fast-check prints both in the failure).
+ *
+ * Unhandled rejections fail the running test through jest itself (jest-circus listens on the host process;
+ * a listener on the sandboxed `process` never fires), so the first property below, which plays every
+ * schedule, is the one that would report them.
+ */
+import { describe, expect, it } from "@jest/globals";
+import fc from "fast-check";
+import {
+  describeCmd,
+  formatFailure,
+  runSchedule,
+  scheduleArb,
+  type Cmd,
+  type InvariantId,
+  type Violation,
+} from "../helpers/invariants.js";
+
+const DEFAULT_SEED = 20250601;
+const RUNS = Number(process.env.INVARIANT_RUNS ?? 1000);
+/** INVARIANT_STRICT=1: no `it.failing` for known-broken invariants (the long run uses it to see everything). */
+const STRICT = process.env.INVARIANT_STRICT === "1";
+const SEED =
+  process.env.INVARIANT_SEED === "random"
+    ? (Date.now() ^ (Math.random() * 0x7fffffff)) | 0
+    : Number(process.env.INVARIANT_SEED ?? DEFAULT_SEED);
+const PATH = process.env.INVARIANT_PATH || undefined;
+const TIMEOUT_MS = Math.max(60_000, RUNS * 60);
+
+console.log(
+  `[invariants] ${RUNS} schedules, seed ${SEED}${PATH ? `, path ${PATH}` : ""}${STRICT ? ", strict" : ""}. ` +
+    `Replay: INVARIANT_SEED=${SEED} INVARIANT_RUNS=${RUNS} npm run test:jest -- test/unit/invariants`,
+);
+
+/**
+ * Invariants with a known counterexample in the current manager (see "known counterexamples" below).
+ * Their properties are `it.failing` until the manager is fixed; then they fail as "passed unexpectedly":
+ * take the invariant out of this list.
+ */
+const KNOWN_BROKEN = new Set<InvariantId>(["1b", "2", "3", "R", "5"]);
+
+/** Every property plays the same schedules (same seed): play each once. */
+const cache = new Map<string, Violation[]>();
+async function violationsOf(s: { cmds: Cmd[]; jitterSeed: number }): Promise<Violation[]> {
+  const key = JSON.stringify(s);
+  let v = cache.get(key);
+  if (!v) {
+    v = (await runSchedule(s.cmds, s.jitterSeed)).violations;
+    cache.set(key, v);
+  }
+  return v;
+}
+
+async function explain(s: { cmds: Cmd[]; jitterSeed: number }, invs: InvariantId[]): Promise<string> {
+  const r = await runSchedule(s.cmds, s.jitterSeed);
+  const text = formatFailure(s.cmds, r, invs).split("\n");
+  // Keep the trace readable: up to a little after the first violation.
+  const first = text.findIndex((l) => l.includes("!! VIOLATION"));
+  const end = first < 0 ? 150 : Math.min(first + 20, 250);
+  return `jitterSeed ${s.jitterSeed}\n${text.slice(0, end).join("\n")}`;
+}
+
+function property(invs: InvariantId[]) {
+  return fc.asyncProperty(scheduleArb(), async (s) => {
+    const bad = (await violationsOf(s)).filter((v) => invs.includes(v.inv));
+    if (bad.length > 0) throw new Error(await explain(s, invs));
+  });
+}
+
+const PROPERTIES: [InvariantId, string][] = [
+  ["4", "4: no timers left and nothing sent after dispose() (and no unhandled rejection, via jest)"],
+  ["1", "1: once leave() resolves left, no membership of ours on the server until we join again"],
+  ["1b", "1b: once leave() resolves left, no delayed event of ours pending until we join again"],
+  ["2", "2: while connected, a delayed leave of ours is pending (one request's window allowed)"],
+  ["3", "3: when the server fires our leave while we want to be joined, probablyLeft within one heartbeat"],
+  ["R", "R: no resurrection: a membership we (re)create is always covered by a pending delayed leave"],
+  ["5", "5: after the network heals, we converge to what the app asked (joined and protected, or left)"],
+];
+
+describe(`invariants under random faults (${RUNS} schedules, seed ${SEED})`, () => {
+  for (const [inv, name] of PROPERTIES) {
+    const known = KNOWN_BROKEN.has(inv) && !STRICT;
+    (known ? it.failing : it)(
+      name,
+      async () => {
+        await fc.assert(property([inv]), {
+          numRuns: RUNS,
+          seed: SEED,
+          path: PATH,
+          // A known counterexample needs no shrinking on every CI run; a new failure does.
+          endOnFailure: known,
+        });
+      },
+      TIMEOUT_MS,
+    );
+  }
+});
+
+/** Deterministic schedules for the checker itself: plain fault scenarios that must hold every invariant. */
+const CLEAN: [string, Cmd[]][] = [
+  ["join, heartbeat, leave", [{ k: "join" }, { k: "advance", ms: 5000 }, { k: "leave" }]],
+  [
+    "a cut shorter than the delay",
+    [{ k: "join" }, { k: "advance", ms: 1500 }, { k: "down" }, { k: "advance", ms: 800 }, { k: "up" }],
+  ],
+  [
+    "a cut longer than the delay, then rejoin",
+    [
+      { k: "join" },
+      { k: "advance", ms: 1500 },
+      { k: "down" },
+      { k: "advance", ms: 6000 },
+      { k: "up" },
+      { k: "advance", ms: 3000 },
+    ],
+  ],
+  [
+    "the server loses our delayed leave",
+    [{ k: "join" }, { k: "advance", ms: 700 }, { k: "losePending" }, { k: "advance", ms: 3000 }],
+  ],
+  [
+    "someone overwrites our key",
+    [{ k: "join" }, { k: "advance", ms: 700 }, { k: "foreignWrite" }, { k: "advance", ms: 3000 }],
+  ],
+  [
+    "leave while cut off, with a timeout",
+    [
+      { k: "join" },
+      { k: "advance", ms: 700 },
+      { k: "down" },
+      { k: "leave", timeoutMs: 500 },
+      { k: "advance", ms: 5000 },
+      { k: "up" },
+      { k: "advance", ms: 3000 },
+    ],
+  ],
+  [
+    "rate-limited and 5xx heartbeats",
+    [
+      { k: "join" },
+      { k: "advance", ms: 300 },
+      { k: "fault", op: "restart", fault: { kind: "429", retryAfter: { headerS: 0 } }, times: 2 },
+      { k: "fault", op: "restart", fault: { kind: "5xx", status: 502 }, times: 2 },
+      { k: "advance", ms: 6000 },
+      { k: "leave" },
+      { k: "advance", ms: 1000 },
+    ],
+  ],
+];
+
+describe("the checker on plain fault scenarios (no violation expected)", () => {
+  for (const [name, cmds] of CLEAN)
+    it(`${name}: ${cmds.map(describeCmd).join("; ")}`, async () => {
+      const r = await runSchedule(cmds, 0);
+      if (r.violations.length) throw new Error(formatFailure(cmds, r));
+      expect(r.violations).toEqual([]);
+    });
+});
+
+/**
+ * Minimal counterexamples found by the properties above (shrunk by fast-check, then cleaned up by hand).
+ * Each is `it.failing` until the manager is fixed; see the report in issue 5 for the diagnosis.
+ */
+const KNOWN: { name: string; invs: InvariantId[]; cmds: Cmd[] }[] = [
+  {
+    name:
+      "A1: a schedule whose response is lost leaves an orphan delayed leave; it fires during the call, " +
+      "the membership is gone ~800 ms while status stays connected and probablyLeft false",
+    invs: ["3"],
+    cmds: [
+      { k: "fault", op: "schedule", fault: { kind: "lose-response" }, times: 1 },
+      { k: "join" },
+      { k: "advance", ms: 3000 },
+    ],
+  },
+  {
+    name: "A1 (network variant): the cut comes just after the first schedule reached the server",
+    invs: ["3"],
+    cmds: [
+      { k: "join" },
+      { k: "advance", ms: 10 },
+      { k: "down" },
+      { k: "advance", ms: 1500 },
+      { k: "up" },
+      { k: "advance", ms: 3000 },
+    ],
+  },
+  {
+    name:
+      "A2: the orphan of a call we left fires into the next call: status connected, server holds {}, " +
+      "nobody re-asserts (until the hourly refresh)",
+    invs: ["3", "5"],
+    cmds: [
+      { k: "fault", op: "schedule", fault: { kind: "lose-response" }, times: 1 },
+      { k: "join" },
+      { k: "advance", ms: 500 },
+      { k: "rejoin" },
+      { k: "advance", ms: 5000 },
+    ],
+  },
+  {
+    name: "A3: leave() resolves left (nothing-to-leave) while a schedule of unknown outcome left an orphan",
+    invs: ["1b"],
+    cmds: [
+      { k: "fault", op: "schedule", fault: { kind: "lose-response" }, times: 1 },
+      { k: "join" },
+      { k: "leave" },
+      { k: "advance", ms: 5000 },
+    ],
+  },
+  {
+    name:
+      "B: leave() during a slow membership write stops the heartbeat; the delayed leave fires first and " +
+      "the late write lands with nothing pending (a ghost if the network drops then)",
+    invs: ["R"],
+    cmds: [
+      { k: "fault", op: "state", fault: { kind: "slow", ms: 2500 }, times: 1 },
+      { k: "join" },
+      { k: "advance", ms: 50 },
+      { k: "leave" },
+      { k: "advance", ms: 2485 },
+      { k: "down" },
+      { k: "advance", ms: 20_000 },
+    ],
+  },
+  {
+    name:
+      "C: the first membership write keeps retrying past the delayed leave's expiry and lands unprotected; " +
+      "then status says connected with nothing pending",
+    invs: ["R", "2"],
+    cmds: [
+      { k: "fault", op: "state", fault: { kind: "5xx", status: 500 }, times: 4 },
+      { k: "fault", op: "restart", fault: { kind: "429", retryAfter: { dateS: 2 } }, times: 1 },
+      { k: "join" },
+      { k: "advance", ms: 1100 },
+    ],
+  },
+  {
+    name:
+      "D: a membership write that lands just after the predicted leave clears probablyLeft and says " +
+      "connected; the server fires 10 ms later and nobody notices for a second",
+    invs: ["2", "3"],
+    cmds: [
+      { k: "join" },
+      { k: "fault", op: "state", fault: { kind: "slow", ms: 1940 }, times: 1 },
+      { k: "advance", ms: 50 },
+      { k: "fault", op: "restart", fault: { kind: "429", retryAfter: { headerS: 2 } }, times: 1 },
+      { k: "update" },
+      { k: "advance", ms: 1500 },
+    ],
+  },
+];
+
+describe("known counterexamples (it.failing until the manager is fixed)", () => {
+  for (const k of KNOWN)
+    it.failing(`${k.name} [${k.invs.join(", ")}]: ${k.cmds.map(describeCmd).join("; ")}`, async () => {
+      const r = await runSchedule(k.cmds, 0);
+      const bad = r.violations.filter((v) => k.invs.includes(v.inv));
+      if (bad.length) throw new Error(formatFailure(k.cmds, r, k.invs));
+    });
+});
