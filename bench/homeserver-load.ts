@@ -27,7 +27,14 @@ interface Reply {
   body: string;
 }
 
-function post(agent: Agent, url: URL, path: string, token: string, body?: string, method = "POST"): Promise<Reply> {
+function post(
+  agent: Agent,
+  url: URL,
+  path: string,
+  token: string,
+  body?: string,
+  method = "POST",
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = request(
       {
@@ -38,7 +45,9 @@ function post(agent: Agent, url: URL, path: string, token: string, body?: string
         method,
         headers: {
           Authorization: `Bearer ${token}`,
-          ...(body !== undefined ? { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) } : {}),
+          ...(body !== undefined
+            ? { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) }
+            : {}),
         },
       },
       (res) => {
@@ -58,7 +67,10 @@ const percentile = (sorted: number[], p: number): number =>
   sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 
 export async function runHomeserverLoad({ clients = 1000, seconds = 5 } = {}): Promise<HomeserverLoadResult> {
-  const hs = await startTestHomeserver({ rateLimits: { message: null, delayedEventMgmt: null }, requestLogLimit: 200_000 });
+  const hs = await startTestHomeserver({
+    rateLimits: { message: null, delayedEventMgmt: null },
+    requestLogLimit: 200_000,
+  });
   const url = new URL(hs.baseUrl);
   try {
     const owner = await hs.createUser("owner");

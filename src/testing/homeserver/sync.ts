@@ -134,7 +134,7 @@ function joinedRoom(
     ephemeral: { events: [] },
     account_data: { events: [] },
     unread_notifications: { highlight_count: 0, notification_count: 0 },
-    summary: summary(rooms, room, viewer.userId),
+    summary: summary(room, viewer.userId),
   };
   if (params.useStateAfter) {
     entry["org.matrix.msc4222.state_after"] = {
@@ -147,7 +147,7 @@ function joinedRoom(
   return entry;
 }
 
-function summary(rooms: RoomStore, room: RoomRecord, viewerId: string): JsonObject {
+function summary(room: RoomRecord, viewerId: string): JsonObject {
   let joined = 0;
   let invited = 0;
   const heroes: string[] = [];
@@ -158,7 +158,6 @@ function summary(rooms: RoomStore, room: RoomRecord, viewerId: string): JsonObje
     else continue;
     if (event.state_key !== viewerId && heroes.length < 5) heroes.push(event.state_key);
   }
-  void rooms;
   return { "m.heroes": heroes, "m.joined_member_count": joined, "m.invited_member_count": invited };
 }
 

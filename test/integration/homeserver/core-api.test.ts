@@ -78,7 +78,11 @@ describe("core Client-Server API", () => {
   });
 
   it("creates rooms with Synapse's power levels plus call-member level 0", () => {
-    const pl = hs.stateContent(roomId, "m.room.power_levels", "") as Record<string, any>;
+    const pl = hs.stateContent(roomId, "m.room.power_levels", "") as {
+      state_default: number;
+      users: object;
+      events: Record<string, number>;
+    };
     expect(pl.state_default).toBe(50);
     expect(pl.users).toEqual({ [alice.userId]: 100 });
     expect(pl.events[CALL_MEMBER]).toBe(0);

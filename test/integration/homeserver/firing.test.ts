@@ -41,12 +41,23 @@ async function setup(options: TestHomeserverOptions = {}): Promise<Setup> {
 const writeState = (s: Setup, user: Credentials, key: string, content: Record<string, unknown>) =>
   raw(s.hs, "PUT", statePath(s.roomId, CALL_MEMBER, key), { token: user.accessToken, body: content });
 
-const scheduleMessage = async (s: Setup, user: Credentials, txn: string, delay: number, body: Record<string, unknown>) => {
-  const res = await raw(s.hs, "PUT", sendPath(s.roomId, "m.custom", txn), { token: user.accessToken, body, query: delayQuery(delay) });
+const scheduleMessage = async (
+  s: Setup,
+  user: Credentials,
+  txn: string,
+  delay: number,
+  body: Record<string, unknown>,
+) => {
+  const res = await raw(s.hs, "PUT", sendPath(s.roomId, "m.custom", txn), {
+    token: user.accessToken,
+    body,
+    query: delayQuery(delay),
+  });
   return res.body.delay_id as string;
 };
 
-const callEvents = (s: Setup) => s.hs.timeline(s.roomId).filter((e) => e.type === CALL_MEMBER || e.type === "m.custom");
+const callEvents = (s: Setup) =>
+  s.hs.timeline(s.roomId).filter((e) => e.type === CALL_MEMBER || e.type === "m.custom");
 
 describe("firing", () => {
   it("fires everything due in send_ts order with origin_server_ts = send_ts", async () => {
@@ -99,7 +110,9 @@ describe("firing", () => {
     await scheduleState(s.hs, s.bob, s.roomId, "", 1000, { topic: "bob's" }, "m.room.topic"); // PL 0 < 50
     await scheduleState(s.hs, s.bob, s.roomId, "bob-leaves", 1000, {});
     await scheduleState(s.hs, s.carol, s.roomId, "carol-joins", 1000, { hi: 1 });
-    await raw(s.hs, "POST", `/_matrix/client/v3/rooms/${encodeURIComponent(s.roomId)}/leave`, { token: s.bob.accessToken });
+    await raw(s.hs, "POST", `/_matrix/client/v3/rooms/${encodeURIComponent(s.roomId)}/leave`, {
+      token: s.bob.accessToken,
+    });
     await s.hs.joinRoom(s.carol.accessToken, s.roomId);
     const before = s.hs.timeline(s.roomId).length;
     s.clock.advance(1000);
@@ -127,7 +140,9 @@ describe("firing", () => {
     s.clock.advance(1000);
     const seen = async (user: Credentials) => {
       const res = await raw(s.hs, "GET", "/_matrix/client/v3/sync", { token: user.accessToken });
-      return res.body.rooms.join[s.roomId].timeline.events.find((e: { state_key?: string }) => e.state_key === "k").unsigned;
+      return res.body.rooms.join[s.roomId].timeline.events.find(
+        (e: { state_key?: string }) => e.state_key === "k",
+      ).unsigned;
     };
     expect((await seen(s.alice))["org.matrix.msc4140.delay_id"]).toBe(id);
     expect((await seen(aliceTwo))["org.matrix.msc4140.delay_id"]).toBe(id);
@@ -139,7 +154,9 @@ describe("firing", () => {
     await scheduleState(s.hs, s.alice, s.roomId, "k", 1000, { v: 1 });
     s.clock.advance(1000);
     const res = await raw(s.hs, "GET", "/_matrix/client/v3/sync", { token: s.alice.accessToken });
-    const event = res.body.rooms.join[s.roomId].timeline.events.find((e: { state_key?: string }) => e.state_key === "k");
+    const event = res.body.rooms.join[s.roomId].timeline.events.find(
+      (e: { state_key?: string }) => e.state_key === "k",
+    );
     expect(event.unsigned["org.matrix.msc4140.delay_id"]).toBeUndefined();
   });
 });
@@ -152,9 +169,19 @@ describe("auto-cancel of delayed state by newer state", () => {
     const message = await scheduleMessage(s, s.alice, "m", 60_000, {});
     const aliceTwo = await s.hs.loginDevice("alice");
     await writeState(s, aliceTwo, "k", { own: true });
-    expect(s.hs.pendingDelayedEvents().map((d) => d.delayId).sort()).toEqual([mine, elsewhere, message].sort());
+    expect(
+      s.hs
+        .pendingDelayedEvents()
+        .map((d) => d.delayId)
+        .sort(),
+    ).toEqual([mine, elsewhere, message].sort());
     await writeState(s, s.bob, "k", { bob: true });
-    expect(s.hs.pendingDelayedEvents().map((d) => d.delayId).sort()).toEqual([elsewhere, message].sort());
+    expect(
+      s.hs
+        .pendingDelayedEvents()
+        .map((d) => d.delayId)
+        .sort(),
+    ).toEqual([elsewhere, message].sort());
   });
 
   it("writes that do not change current state cancel nothing (rejected, deduplicated)", async () => {

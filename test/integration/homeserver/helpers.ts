@@ -19,7 +19,7 @@ export interface RawOptions {
   token?: string;
   /** JSON-encoded unless `raw` is given. */
   body?: unknown;
-  raw?: string | Buffer;
+  raw?: string;
   query?: Record<string, string | number>;
 }
 
@@ -34,7 +34,7 @@ export async function raw(
   for (const [k, v] of Object.entries(opts.query ?? {})) url.searchParams.set(k, String(v));
   const headers: Record<string, string> = {};
   if (opts.token !== undefined) headers.Authorization = `Bearer ${opts.token}`;
-  let body: string | Buffer | undefined = opts.raw;
+  let body: string | undefined = opts.raw;
   if (body === undefined && opts.body !== undefined) {
     body = JSON.stringify(opts.body);
     headers["Content-Type"] = "application/json";

@@ -81,7 +81,10 @@ describe("per-action routes (auth optional, Synapse ≥1.156)", () => {
     for (const id of ["syd_doesnotexistatallxx", cancelled, sent, fired]) {
       for (const action of ["cancel", "restart", "send"]) {
         expect(await mgmt(s.hs, id, action)).toMatchObject({ status: 404, body: NOT_FOUND });
-        expect(await mgmtLegacy(s.hs, id, { action }, s.alice.accessToken)).toMatchObject({ status: 404, body: NOT_FOUND });
+        expect(await mgmtLegacy(s.hs, id, { action }, s.alice.accessToken)).toMatchObject({
+          status: 404,
+          body: NOT_FOUND,
+        });
       }
     }
   });
@@ -89,14 +92,24 @@ describe("per-action routes (auth optional, Synapse ≥1.156)", () => {
   it("keeps M_UNRECOGNIZED (route missing) distinct from M_NOT_FOUND (id missing)", async () => {
     const s = await setup();
     const id = await scheduleState(s.hs, s.alice, s.roomId, "a", 60_000);
-    expect(await raw(s.hs, "POST", `${UNSTABLE}/delayed_events/`)).toMatchObject({ status: 404, body: UNRECOGNIZED });
+    expect(await raw(s.hs, "POST", `${UNSTABLE}/delayed_events/`)).toMatchObject({
+      status: 404,
+      body: UNRECOGNIZED,
+    });
     expect(await mgmt(s.hs, id, "refresh")).toMatchObject({ status: 404, body: UNRECOGNIZED });
-    expect(await raw(s.hs, "GET", `${UNSTABLE}/delayed_events/${id}`)).toMatchObject({ status: 405, body: UNRECOGNIZED });
+    expect(await raw(s.hs, "GET", `${UNSTABLE}/delayed_events/${id}`)).toMatchObject({
+      status: 405,
+      body: UNRECOGNIZED,
+    });
     expect(await raw(s.hs, "GET", `${UNSTABLE}/delayed_events/${id}/cancel`)).toMatchObject({ status: 405 });
     // The MSC's newer endpoints are not served by Synapse.
     expect((await raw(s.hs, "POST", `/_matrix/client/v1/delayed_events/${id}/cancel`)).status).toBe(404);
     expect(
-      (await raw(s.hs, "PUT", `${UNSTABLE}/rooms/${encodeURIComponent(s.roomId)}/delayed_event/m.x/t`, { body: {} })).status,
+      (
+        await raw(s.hs, "PUT", `${UNSTABLE}/rooms/${encodeURIComponent(s.roomId)}/delayed_event/m.x/t`, {
+          body: {},
+        })
+      ).status,
     ).toBe(404);
   });
 });
@@ -105,7 +118,10 @@ describe("legacy body-action route", () => {
   it("checks the body first: M_NOT_JSON, M_MISSING_PARAM, M_INVALID_PARAM (even for unknown ids)", async () => {
     const s = await setup();
     const path = `${UNSTABLE}/delayed_events/syd_unknown`;
-    expect((await raw(s.hs, "POST", path)).body).toEqual({ errcode: "M_NOT_JSON", error: "Content not JSON." });
+    expect((await raw(s.hs, "POST", path)).body).toEqual({
+      errcode: "M_NOT_JSON",
+      error: "Content not JSON.",
+    });
     expect((await raw(s.hs, "POST", path, { raw: "{oops" })).body.errcode).toBe("M_NOT_JSON");
     expect((await mgmtLegacy(s.hs, "syd_unknown", {})).body).toEqual({
       errcode: "M_MISSING_PARAM",
@@ -141,12 +157,18 @@ describe("management auth modes", () => {
   it("required (≤1.142): per-action routes absent, legacy needs a token and the owner's localpart", async () => {
     const s = await setup({ managementAuth: "required" });
     const id = await scheduleState(s.hs, s.alice, s.roomId, "a", 60_000);
-    expect(await mgmt(s.hs, id, "restart", s.alice.accessToken)).toMatchObject({ status: 404, body: UNRECOGNIZED });
+    expect(await mgmt(s.hs, id, "restart", s.alice.accessToken)).toMatchObject({
+      status: 404,
+      body: UNRECOGNIZED,
+    });
     const noToken = await mgmtLegacy(s.hs, id, { action: "restart" });
     expect(noToken.status).toBe(401);
     expect(noToken.body.errcode).toBe("M_MISSING_TOKEN");
     // Someone else's id looks like no id at all.
-    expect(await mgmtLegacy(s.hs, id, { action: "cancel" }, s.bob.accessToken)).toMatchObject({ status: 404, body: NOT_FOUND });
+    expect(await mgmtLegacy(s.hs, id, { action: "cancel" }, s.bob.accessToken)).toMatchObject({
+      status: 404,
+      body: NOT_FOUND,
+    });
     const otherDevice = await s.hs.loginDevice("alice");
     expect((await mgmtLegacy(s.hs, id, { action: "restart" }, otherDevice.accessToken)).status).toBe(200);
     expect((await mgmtLegacy(s.hs, id, { action: "cancel" }, s.alice.accessToken)).status).toBe(200);
@@ -178,7 +200,11 @@ describe("restart and send semantics", () => {
     clock.advance(3_000);
     await mgmt(s.hs, id, "send", s.bob.accessToken);
     const event = s.hs.roomState(s.roomId).find((e) => e.state_key === "a")!;
-    expect(event).toMatchObject({ sender: s.alice.userId, origin_server_ts: 2_003_000, content: { now: true } });
+    expect(event).toMatchObject({
+      sender: s.alice.userId,
+      origin_server_ts: 2_003_000,
+      content: { now: true },
+    });
     expect(event.unsigned["org.matrix.msc4140.delay_id"]).toBe(id);
   });
 
@@ -194,7 +220,9 @@ describe("restart and send semantics", () => {
   });
 
   it("send hits rc_message at event creation: 429 and the row is gone", async () => {
-    const s = await setup({ rateLimits: { message: { perSecond: 0.001, burstCount: 1 }, delayedEventMgmt: null } });
+    const s = await setup({
+      rateLimits: { message: { perSecond: 0.001, burstCount: 1 }, delayedEventMgmt: null },
+    });
     const id = await scheduleState(s.hs, s.alice, s.roomId, "a", 60_000);
     const res = await mgmt(s.hs, id, "send");
     expect(res.status).toBe(429);

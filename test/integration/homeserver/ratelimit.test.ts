@@ -9,7 +9,16 @@ import {
   type TestHomeserver,
   type TestHomeserverOptions,
 } from "../../../src/testing/index.js";
-import { CALL_MEMBER, delayQuery, mgmt, mgmtLegacy, raw, scheduleState, statePath, UNSTABLE } from "./helpers.js";
+import {
+  CALL_MEMBER,
+  delayQuery,
+  mgmt,
+  mgmtLegacy,
+  raw,
+  scheduleState,
+  statePath,
+  UNSTABLE,
+} from "./helpers.js";
 
 interface Setup {
   hs: TestHomeserver;
@@ -36,19 +45,32 @@ async function setup(options: TestHomeserverOptions): Promise<Setup> {
 }
 
 const schedule = (s: Setup, user: Credentials) =>
-  raw(s.hs, "PUT", statePath(s.roomId, CALL_MEMBER, "k"), { token: user.accessToken, body: {}, query: delayQuery(60_000) });
+  raw(s.hs, "PUT", statePath(s.roomId, CALL_MEMBER, "k"), {
+    token: user.accessToken,
+    body: {},
+    query: delayQuery(60_000),
+  });
 
 describe("rc_message", () => {
   it("is a leaky bucket per user: burst, then 429 with retry_after_ms and Retry-After, then drains", async () => {
-    const s = await setup({ rateLimits: { message: { perSecond: 0.5, burstCount: 3 }, delayedEventMgmt: null } });
+    const s = await setup({
+      rateLimits: { message: { perSecond: 0.5, burstCount: 3 }, delayedEventMgmt: null },
+    });
     for (let i = 0; i < 3; i++) expect((await schedule(s, s.alice)).status).toBe(200);
     const limited = await schedule(s, s.alice);
     expect(limited.status).toBe(429);
-    expect(limited.body).toEqual({ errcode: "M_LIMIT_EXCEEDED", error: "Too Many Requests", retry_after_ms: 2000 });
+    expect(limited.body).toEqual({
+      errcode: "M_LIMIT_EXCEEDED",
+      error: "Too Many Requests",
+      retry_after_ms: 2000,
+    });
     expect(limited.headers.get("retry-after")).toBe("2");
     // Bob has his own bucket; normal sends share alice's.
     expect((await schedule(s, s.bob)).status).toBe(200);
-    const plain = await raw(s.hs, "PUT", statePath(s.roomId, CALL_MEMBER, "p"), { token: s.alice.accessToken, body: {} });
+    const plain = await raw(s.hs, "PUT", statePath(s.roomId, CALL_MEMBER, "p"), {
+      token: s.alice.accessToken,
+      body: {},
+    });
     expect(plain.status).toBe(429);
     s.clock.advance(1999);
     expect((await schedule(s, s.alice)).status).toBe(429);
@@ -67,7 +89,9 @@ describe("rc_message", () => {
   });
 
   it("applies when a delayed event fires: a fired event over the limit is dropped", async () => {
-    const s = await setup({ rateLimits: { message: { perSecond: 0.001, burstCount: 2 }, delayedEventMgmt: null } });
+    const s = await setup({
+      rateLimits: { message: { perSecond: 0.001, burstCount: 2 }, delayedEventMgmt: null },
+    });
     await scheduleState(s.hs, s.alice, s.roomId, "a", 1000, { v: 1 });
     await scheduleState(s.hs, s.alice, s.roomId, "b", 2000, { v: 2 });
     s.clock.advance(5000); // 0.005 tokens drained: both fired sends are over the limit
@@ -95,7 +119,9 @@ describe("rc_delayed_event_mgmt", () => {
     const s = await setup(mgmtOnly(2));
     const id = await scheduleState(s.hs, s.alice, s.roomId, "a", 60_000);
     expect((await mgmt(s.hs, id, "restart", s.alice.accessToken)).status).toBe(200);
-    expect((await raw(s.hs, "GET", `${UNSTABLE}/delayed_events`, { token: s.alice.accessToken })).status).toBe(200);
+    expect(
+      (await raw(s.hs, "GET", `${UNSTABLE}/delayed_events`, { token: s.alice.accessToken })).status,
+    ).toBe(200);
     expect((await mgmt(s.hs, id, "restart", s.alice.accessToken)).status).toBe(429);
     // Bob's bucket and the anonymous (IP) bucket are separate.
     expect((await mgmt(s.hs, id, "restart", s.bob.accessToken)).status).toBe(200);
@@ -115,7 +141,10 @@ describe("rc_delayed_event_mgmt", () => {
   it("required (1.127): keyed on (user, device); `send` uses rc_message instead", async () => {
     const s = await setup({
       ...SYNAPSE_PRESETS["1.127"],
-      rateLimits: { message: { perSecond: 0.001, burstCount: 2 }, delayedEventMgmt: { perSecond: 1, burstCount: 1 } },
+      rateLimits: {
+        message: { perSecond: 0.001, burstCount: 2 },
+        delayedEventMgmt: { perSecond: 1, burstCount: 1 },
+      },
     });
     const id = await scheduleState(s.hs, s.alice, s.roomId, "a", 60_000); // message bucket: 1 of 2
     expect((await mgmtLegacy(s.hs, id, { action: "restart" }, s.alice.accessToken)).status).toBe(200);
@@ -131,7 +160,10 @@ describe("rc_delayed_event_mgmt", () => {
   it("1.116: no management bucket, management counts against rc_message", async () => {
     const s = await setup({
       ...SYNAPSE_PRESETS["1.116"],
-      rateLimits: { message: { perSecond: 0.001, burstCount: 2 }, delayedEventMgmt: { perSecond: 1000, burstCount: 1000 } },
+      rateLimits: {
+        message: { perSecond: 0.001, burstCount: 2 },
+        delayedEventMgmt: { perSecond: 1000, burstCount: 1000 },
+      },
     });
     const id = await scheduleState(s.hs, s.alice, s.roomId, "a", 60_000);
     expect((await mgmtLegacy(s.hs, id, { action: "restart" }, s.alice.accessToken)).status).toBe(200);

@@ -65,11 +65,32 @@ describe("bad input", () => {
       ["PUT", sendPath(s.roomId, "m.x", "t"), t, "[]", 400, "M_BAD_JSON"],
       ["POST", "/_matrix/client/v3/login", undefined, "{", 400, "M_NOT_JSON"],
       ["POST", "/_matrix/client/v3/login", undefined, '{"type":5}', 400, "M_INVALID_PARAM"],
-      ["POST", "/_matrix/client/v3/login", undefined, '{"type":"m.login.password","identifier":{"user":7}}', 400, "M_INVALID_PARAM"],
+      [
+        "POST",
+        "/_matrix/client/v3/login",
+        undefined,
+        '{"type":"m.login.password","identifier":{"user":7}}',
+        400,
+        "M_INVALID_PARAM",
+      ],
       ["POST", "/_matrix/client/v3/createRoom", t, '{"invite":"bob"}', 400, "M_BAD_JSON"],
       ["POST", "/_matrix/client/v3/createRoom", t, '{"power_level_content_override":[]}', 400, "M_BAD_JSON"],
-      ["POST", "/_matrix/client/v3/createRoom", t, '{"room_version":"99"}', 400, "M_UNSUPPORTED_ROOM_VERSION"],
-      ["POST", `/_matrix/client/v3/user/${encodeURIComponent(s.alice.userId)}/filter`, t, "{", 400, "M_NOT_JSON"],
+      [
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        t,
+        '{"room_version":"99"}',
+        400,
+        "M_UNSUPPORTED_ROOM_VERSION",
+      ],
+      [
+        "POST",
+        `/_matrix/client/v3/user/${encodeURIComponent(s.alice.userId)}/filter`,
+        t,
+        "{",
+        400,
+        "M_NOT_JSON",
+      ],
       ["GET", "/_matrix/client/v3/sync?filter=%7Bbroken", t, undefined as never, 400, "M_INVALID_PARAM"],
       ["GET", "/_matrix/client/v3/sync?since=garbage", t, undefined as never, 400, "M_INVALID_PARAM"],
       ["POST", `${UNSTABLE}/delayed_events/syd_x`, undefined, "[1,2]", 400, "M_BAD_JSON"],
@@ -85,12 +106,18 @@ describe("bad input", () => {
   it("bodies over maxBodyBytes get 413 M_TOO_LARGE; events over 64 KiB too", async () => {
     const s = await setup({ maxBodyBytes: 200_000 });
     const huge = JSON.stringify({ pad: "x".repeat(1_000_000) });
-    const res = await raw(s.hs, "PUT", statePath(s.roomId, CALL_MEMBER, "k"), { token: s.alice.accessToken, raw: huge });
+    const res = await raw(s.hs, "PUT", statePath(s.roomId, CALL_MEMBER, "k"), {
+      token: s.alice.accessToken,
+      raw: huge,
+    });
     expect(res.status).toBe(413);
     expect(res.body.errcode).toBe("M_TOO_LARGE");
     await alive(s.hs);
     const bigEvent = JSON.stringify({ pad: "x".repeat(70_000) });
-    const ev = await raw(s.hs, "PUT", statePath(s.roomId, CALL_MEMBER, "k"), { token: s.alice.accessToken, raw: bigEvent });
+    const ev = await raw(s.hs, "PUT", statePath(s.roomId, CALL_MEMBER, "k"), {
+      token: s.alice.accessToken,
+      raw: bigEvent,
+    });
     expect(ev.status).toBe(413);
     expect(ev.body).toEqual({ errcode: "M_TOO_LARGE", error: "event too large" });
     const delayed = await raw(s.hs, "PUT", statePath(s.roomId, CALL_MEMBER, "k"), {
@@ -104,8 +131,25 @@ describe("bad input", () => {
 
   it("random requests never produce a 5xx", async () => {
     const s = await setup();
-    const segments = ["rooms", encodeURIComponent(s.roomId), "state", "send", CALL_MEMBER, "x", "%FF", "..", "delayed_events", "sync", ""];
-    const prefixes = ["/_matrix/client/v3/", "/_matrix/client/r0/", "/_matrix/client/unstable/org.matrix.msc4140/", "/"];
+    const segments = [
+      "rooms",
+      encodeURIComponent(s.roomId),
+      "state",
+      "send",
+      CALL_MEMBER,
+      "x",
+      "%FF",
+      "..",
+      "delayed_events",
+      "sync",
+      "",
+    ];
+    const prefixes = [
+      "/_matrix/client/v3/",
+      "/_matrix/client/r0/",
+      "/_matrix/client/unstable/org.matrix.msc4140/",
+      "/",
+    ];
     await fc.assert(
       fc.asyncProperty(
         fc.constantFrom("GET", "PUT", "POST", "DELETE"),
@@ -138,7 +182,11 @@ describe("fault injection", () => {
       route: "delayed.restart",
       times: 1,
       userId: s.alice.userId,
-      respond: { status: 429, body: { errcode: "M_LIMIT_EXCEEDED", error: "Too Many Requests" }, headers: { "Retry-After": "3" } },
+      respond: {
+        status: 429,
+        body: { errcode: "M_LIMIT_EXCEEDED", error: "Too Many Requests" },
+        headers: { "Retry-After": "3" },
+      },
     });
     expect((await mgmt(s.hs, id, "restart", s.bob.accessToken)).status).toBe(200);
     const faulted = await mgmt(s.hs, id, "restart", s.alice.accessToken);
@@ -215,11 +263,22 @@ describe("simulated restart", () => {
     const observer = await syncedClient(s.hs, s.bob);
     clients.push(observer);
     const room = await waitFor(() => observer.getRoom(s.roomId));
-    await waitFor(() => s.hs.requests.some((r) => r.route === "sync" && r.userId === s.bob.userId && r.status === 0));
+    await waitFor(() =>
+      s.hs.requests.some((r) => r.route === "sync" && r.userId === s.bob.userId && r.status === 0),
+    );
     await s.hs.restart({ downMs: 50 });
     // What an app does when the network returns; without it js-sdk waits out its own backoff (~5 s).
     await waitFor(() => observer.retryImmediately(), 3000, "sync error noticed");
-    await client(s.hs, s.alice).sendStateEvent(s.roomId, CALL_MEMBER as never, { after: true } as never, "after-restart");
-    await waitFor(() => room.currentState.getStateEvents(CALL_MEMBER, "after-restart"), 10_000, "event after restart");
+    await client(s.hs, s.alice).sendStateEvent(
+      s.roomId,
+      CALL_MEMBER as never,
+      { after: true } as never,
+      "after-restart",
+    );
+    await waitFor(
+      () => room.currentState.getStateEvents(CALL_MEMBER, "after-restart"),
+      10_000,
+      "event after restart",
+    );
   });
 });

@@ -8,7 +8,16 @@ import {
   type TestHomeserver,
   type TestHomeserverOptions,
 } from "../../../src/testing/index.js";
-import { CALL_MEMBER, delayQuery, NO_LIMITS, raw, scheduleState, sendPath, statePath, UNSTABLE } from "./helpers.js";
+import {
+  CALL_MEMBER,
+  delayQuery,
+  NO_LIMITS,
+  raw,
+  scheduleState,
+  sendPath,
+  statePath,
+  UNSTABLE,
+} from "./helpers.js";
 
 interface Setup {
   hs: TestHomeserver;
@@ -32,7 +41,11 @@ async function setup(options: TestHomeserverOptions = {}): Promise<Setup> {
   return { hs, alice, bob, roomId };
 }
 
-const put = (s: Setup, delay: number | string, opts: { token?: string | null; raw?: string; key?: string; body?: unknown } = {}) =>
+const put = (
+  s: Setup,
+  delay: number | string,
+  opts: { token?: string | null; raw?: string; key?: string; body?: unknown } = {},
+) =>
   raw(s.hs, "PUT", statePath(s.roomId, CALL_MEMBER, opts.key ?? "k"), {
     token: opts.token === null ? undefined : (opts.token ?? s.alice.accessToken),
     raw: opts.raw,
@@ -53,7 +66,11 @@ describe("delay parameter", () => {
       sendPath(s.roomId, "m.custom", "t1"),
     ];
     for (const path of paths) {
-      const res = await raw(s.hs, "PUT", path, { token: s.alice.accessToken, body: {}, query: delayQuery(60_000) });
+      const res = await raw(s.hs, "PUT", path, {
+        token: s.alice.accessToken,
+        body: {},
+        query: delayQuery(60_000),
+      });
       expect(res.status).toBe(200);
       expect(res.body.delay_id).toMatch(/^syd_[A-Za-z]{20}$/);
     }
@@ -94,7 +111,10 @@ describe("check order", () => {
     const s = await setup();
     expect((await put(s, "x", { token: null, raw: "{" })).body.errcode).toBe("M_MISSING_TOKEN");
     expect((await put(s, "x", { token: "bogus", raw: "{" })).body.errcode).toBe("M_UNKNOWN_TOKEN");
-    expect((await put(s, "x", { raw: "{" })).body).toEqual({ errcode: "M_NOT_JSON", error: "Content not JSON." });
+    expect((await put(s, "x", { raw: "{" })).body).toEqual({
+      errcode: "M_NOT_JSON",
+      error: "Content not JSON.",
+    });
     expect((await put(s, "x", { raw: "[1]" })).body).toEqual({
       errcode: "M_BAD_JSON",
       error: "Content must be a JSON object.",
@@ -161,13 +181,18 @@ describe("error dialects", () => {
     const versions = await raw(s.hs, "GET", "/_matrix/client/versions");
     expect(versions.body.unstable_features["org.matrix.msc4140"]).toBe(false);
     const caps = await raw(s.hs, "GET", "/_matrix/client/v3/capabilities", { token: s.alice.accessToken });
-    expect(caps.body.capabilities["org.matrix.msc4140.delayed_events"]).toEqual({ max_delay_ms: 0, max_scheduled: 100 });
+    expect(caps.body.capabilities["org.matrix.msc4140.delayed_events"]).toEqual({
+      max_delay_ms: 0,
+      max_scheduled: 100,
+    });
   });
 
   it("1.157: a per-user limit of 0 also turns the feature off", async () => {
     const s = await setup({ maxScheduledPerUser: 0 });
     expect((await put(s, 1000)).status).toBe(403);
-    expect((await raw(s.hs, "GET", "/_matrix/client/versions")).body.unstable_features["org.matrix.msc4140"]).toBe(false);
+    expect(
+      (await raw(s.hs, "GET", "/_matrix/client/versions")).body.unstable_features["org.matrix.msc4140"],
+    ).toBe(false);
   });
 
   it("1.157: too long → 403 M_FORBIDDEN with both numbers in the message, no extra fields", async () => {
@@ -249,8 +274,16 @@ describe("idempotency and schedule-time checks", () => {
   it("a retried /send txn id returns the same delay_id and schedules once; /state always schedules anew", async () => {
     const s = await setup();
     const path = sendPath(s.roomId, "m.custom", "same-txn");
-    const a = await raw(s.hs, "PUT", path, { token: s.alice.accessToken, body: { n: 1 }, query: delayQuery(60_000) });
-    const b = await raw(s.hs, "PUT", path, { token: s.alice.accessToken, body: { n: 1 }, query: delayQuery(60_000) });
+    const a = await raw(s.hs, "PUT", path, {
+      token: s.alice.accessToken,
+      body: { n: 1 },
+      query: delayQuery(60_000),
+    });
+    const b = await raw(s.hs, "PUT", path, {
+      token: s.alice.accessToken,
+      body: { n: 1 },
+      query: delayQuery(60_000),
+    });
     expect(b.body.delay_id).toBe(a.body.delay_id);
     expect(s.hs.pendingDelayedEvents()).toHaveLength(1);
     const x = await scheduleState(s.hs, s.alice, s.roomId, "k", 60_000);
@@ -262,7 +295,15 @@ describe("idempotency and schedule-time checks", () => {
   it("does not check membership or power levels when scheduling", async () => {
     const s = await setup();
     const carol = await s.hs.createUser("carol");
-    const id = await scheduleState(s.hs, carol, s.roomId, "m.whatever", 60_000, { topic: "t" }, "m.room.topic");
+    const id = await scheduleState(
+      s.hs,
+      carol,
+      s.roomId,
+      "m.whatever",
+      60_000,
+      { topic: "t" },
+      "m.room.topic",
+    );
     expect(s.hs.pendingDelayedEvents()[0]).toMatchObject({ delayId: id, userId: carol.userId });
   });
 
@@ -298,7 +339,10 @@ describe("GET delayed_events", () => {
       body: {},
       query: delayQuery(45_000),
     });
-    const res = await raw(s.hs, "GET", `${UNSTABLE}/delayed_events`, { token: s.alice.accessToken, query: { status: "x" } });
+    const res = await raw(s.hs, "GET", `${UNSTABLE}/delayed_events`, {
+      token: s.alice.accessToken,
+      query: { status: "x" },
+    });
     expect(res.status).toBe(200);
     const items = res.body.delayed_events;
     expect(items.map((i: { delay_id: string }) => i.delay_id)).toEqual([soon, msg.body.delay_id, late]);
