@@ -3,7 +3,7 @@ import { auth, jsonBody, ok, stringField } from "./api-common.js";
 import { parseDelayParam, scheduleDelayed } from "./api-delayed.js";
 import type { HomeserverCore } from "./core.js";
 import { badRequest, forbidden, notFound, type JsonObject } from "./errors.js";
-import type { CreateRoomSpec, RoomRecord, StoredEvent } from "./rooms.js";
+import { joinContent, type CreateRoomSpec, type RoomRecord, type StoredEvent } from "./rooms.js";
 import type { HandlerResult, RequestContext } from "./router.js";
 import { serializeEvent, type Viewer } from "./serialize.js";
 import type { Requester } from "./users.js";
@@ -67,7 +67,7 @@ function changeMembership(
   membership: string,
   reason?: unknown,
 ): void {
-  const content: JsonObject = { membership };
+  const content: JsonObject = membership === "join" ? joinContent(target) : { membership };
   if (typeof reason === "string") content.reason = reason;
   core.sendEvent(
     {

@@ -17,8 +17,10 @@ export interface ManualClock extends Clock {
 /**
  * A clock that only moves when the test says so, for firing-order and rate-limit tests that would
  * otherwise need real waits. HTTP keeps running on real time; only the server's notion of "now" is fake.
+ * It starts at the wall-clock time by default, because clients judge membership expiry
+ * (`origin_server_ts + expires`) against their own real clock.
  */
-export function createManualClock(startMs = 1_700_000_000_000): ManualClock {
+export function createManualClock(startMs = Date.now()): ManualClock {
   let now = startMs;
   let nextId = 1;
   const timers = new Map<number, { due: number; fn: () => void }>();

@@ -13,6 +13,7 @@ import {
   type ResolvedOptions,
   type TestHomeserverOptions,
 } from "./options.js";
+import { joinContent } from "./rooms.js";
 import { Router } from "./router.js";
 import { buildRoutes } from "./routes.js";
 import { serializeEvent } from "./serialize.js";
@@ -133,7 +134,7 @@ export async function startTestHomeserver(options: TestHomeserverOptions = {}): 
           sender: requester.userId,
           type: "m.room.member",
           stateKey: requester.userId,
-          content: { membership: "join" },
+          content: joinContent(requester.userId),
         },
         { ratelimit: false },
       );

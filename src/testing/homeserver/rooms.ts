@@ -73,6 +73,12 @@ export interface RoomHooks {
 export const SUPPORTED_ROOM_VERSIONS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"];
 export const DEFAULT_ROOM_VERSION = "10";
 
+/** Join content as Synapse writes it for the join endpoints: the profile's display name included. */
+export const joinContent = (userId: string): JsonObject => ({
+  membership: "join",
+  displayname: userId.slice(1, userId.indexOf(":")),
+});
+
 const stateId = (type: string, stateKey: string): string => `${type}\u0000${stateKey}`;
 
 /** Canonical-ish JSON: sorted keys, so equal contents compare equal regardless of key order. */
@@ -174,7 +180,7 @@ export class RoomStore {
     const createContent: JsonObject = { room_version: version, ...(spec.creationContent ?? {}) };
     if (Number(version) < 11) createContent.creator = creator;
     seed("m.room.create", createContent);
-    seed("m.room.member", { membership: "join" }, creator);
+    seed("m.room.member", joinContent(creator), creator);
     const users: Record<string, number> = { [creator]: 100 };
     if (preset === "trusted_private_chat") for (const invitee of spec.invite ?? []) users[invitee] = 100;
     // Synapse's default power levels for the private/public presets.
