@@ -37,7 +37,8 @@ const LATENCY_MS = 20;
  */
 const HEAL_MS = 60_000;
 
-export type FaultOp = "schedule" | "state" | "restart" | "send" | "cancel";
+/** "probe" is the FakeServer's op for reads of our key (readStateEvent). */
+export type FaultOp = "schedule" | "state" | "restart" | "send" | "cancel" | "probe";
 
 export type FaultSpec =
   | { kind: "lose-response" }
@@ -80,7 +81,7 @@ export interface RunResult {
 // Arbitraries
 // ---------------------------------------------------------------------------------------------
 
-const faultOpArb = fc.constantFrom<FaultOp>("schedule", "state", "restart", "send", "cancel");
+const faultOpArb = fc.constantFrom<FaultOp>("schedule", "state", "restart", "send", "cancel", "probe");
 
 const faultSpecArb: fc.Arbitrary<FaultSpec> = fc.oneof(
   fc.constant<FaultSpec>({ kind: "lose-response" }),
@@ -291,6 +292,7 @@ export async function runSchedule(
     sendDelayedStateEvent: wrap("schedule", server.sendDelayedStateEvent.bind(server)),
     sendStateEvent: wrap("state", server.sendStateEvent.bind(server)),
     updateDelayedEvent: wrap("delayed-action", server.updateDelayedEvent.bind(server)),
+    readStateEvent: wrap("read", server.readStateEvent.bind(server)),
     probeSupport: server.probeSupport.bind(server),
   };
 
@@ -384,12 +386,13 @@ export async function runSchedule(
         if (!isMembership(before) && server.pendingFor(key).length === 0 && !removedBehindOurBack)
           violate(
             "R",
-            unresolvedFireAt !== undefined
+            (unresolvedFireAt !== undefined
               ? `membership written at ${t()} after the server fired our leave at ${unresolvedFireAt}, ` +
-                  `with no delayed leave of ours pending (none scheduled since: ${
-                    [...createdAt.values()].some((at) => at >= unresolvedFireAt!) ? "no" : "yes"
-                  })`
-              : `membership (re)created at ${t()} with no delayed leave of ours pending`,
+                `with no delayed leave of ours pending (none scheduled since: ${
+                  [...createdAt.values()].some((at) => at >= unresolvedFireAt!) ? "no" : "yes"
+                })`
+              : `membership (re)created at ${t()} with no delayed leave of ours pending`) +
+              ` [manager: ${manager.state.kind}, probablyLeft ${manager.probablyLeft}]`,
           );
         unresolvedFireAt = undefined;
         if (leftWindow?.open)

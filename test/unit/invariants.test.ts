@@ -3,8 +3,8 @@
  * faults; `runSchedule` plays each against the FakeServer on virtual time and checks the invariants after
  * every virtual-time event, against the server's own records (see test/helpers/invariants.ts).
  *
- * CI: INVARIANT_RUNS (default 1,000, about 3 s) schedules from INVARIANT_SEED (default a fixed seed, printed;
- * "random" for a fresh one). Long run: scripts/invariants-long.sh (10,000 schedules, fresh seed, strict).
+ * CI: INVARIANT_RUNS (default 1,000, about 3 s) schedules from INVARIANT_SEED (default a fresh seed each
+ * run, printed). Long run: scripts/invariants-long.sh (10,000 schedules, fresh seed, strict).
  * Replay a failure: INVARIANT_SEED=<seed> INVARIANT_PATH=<path> npm run test:jest -- test/unit/invariants
  * (fast-check prints both in the failure).
  *
@@ -24,14 +24,13 @@ import {
   type Violation,
 } from "../helpers/invariants.js";
 
-const DEFAULT_SEED = 20250601;
 const RUNS = Number(process.env.INVARIANT_RUNS ?? 1000);
-/** INVARIANT_STRICT=1: no `it.failing` for known-broken invariants (the long run uses it to see everything). */
+/** INVARIANT_STRICT=1: also run the properties of known-broken invariants (the long run sets it). */
 const STRICT = process.env.INVARIANT_STRICT === "1";
 const SEED =
-  process.env.INVARIANT_SEED === "random"
-    ? (Date.now() ^ (Math.random() * 0x7fffffff)) | 0
-    : Number(process.env.INVARIANT_SEED ?? DEFAULT_SEED);
+  process.env.INVARIANT_SEED && process.env.INVARIANT_SEED !== "random"
+    ? Number(process.env.INVARIANT_SEED)
+    : (Date.now() ^ (Math.random() * 0x7fffffff)) | 0;
 const PATH = process.env.INVARIANT_PATH || undefined;
 const TIMEOUT_MS = Math.max(60_000, RUNS * 60);
 
@@ -41,13 +40,15 @@ console.log(
 );
 
 /**
- * Invariants with a known counterexample in the current manager (see "known counterexamples" below).
- * Their properties are `it.failing` until the manager is fixed; then they fail as "passed unexpectedly":
- * take the invariant out of this list.
+ * Invariants with a known counterexample in the current manager (see "known counterexamples" below, which
+ * are deterministic `it.failing` tests). Their random properties are skipped in CI (a random search finds
+ * some of those counterexamples only once in thousands of schedules, so `it.failing` would be flaky) and
+ * run with INVARIANT_STRICT=1 (the long-run script sets it). Once the manager is fixed, take the
+ * invariant out of this list.
  */
 const KNOWN_BROKEN = new Set<InvariantId>(["1b", "2", "3", "R", "5"]);
 
-/** Every property plays the same schedules (same seed): play each once. */
+/** Every property plays the same schedules (same seed): play each once (only the violations are kept). */
 const cache = new Map<string, Violation[]>();
 async function violationsOf(s: { cmds: Cmd[]; jitterSeed: number }): Promise<Violation[]> {
   const key = JSON.stringify(s);
@@ -87,17 +88,11 @@ const PROPERTIES: [InvariantId, string][] = [
 
 describe(`invariants under random faults (${RUNS} schedules, seed ${SEED})`, () => {
   for (const [inv, name] of PROPERTIES) {
-    const known = KNOWN_BROKEN.has(inv) && !STRICT;
-    (known ? it.failing : it)(
-      name,
+    const skipped = KNOWN_BROKEN.has(inv) && !STRICT;
+    (skipped ? it.skip : it)(
+      skipped ? `${name} [known counterexamples below; INVARIANT_STRICT=1 runs it]` : name,
       async () => {
-        await fc.assert(property([inv]), {
-          numRuns: RUNS,
-          seed: SEED,
-          path: PATH,
-          // A known counterexample needs no shrinking on every CI run; a new failure does.
-          endOnFailure: known,
-        });
+        await fc.assert(property([inv]), { numRuns: RUNS, seed: SEED, path: PATH });
       },
       TIMEOUT_MS,
     );
@@ -255,6 +250,20 @@ const KNOWN: { name: string; invs: InvariantId[]; cmds: Cmd[] }[] = [
       { k: "fault", op: "restart", fault: { kind: "429", retryAfter: { headerS: 2 } }, times: 1 },
       { k: "update" },
       { k: "advance", ms: 1500 },
+    ],
+  },
+  {
+    name:
+      "D2: no state fault at all: joined after a cut, one rate-limited heartbeat; the re-assert timer of the " +
+      "failed schedules writes at the predicted leave, lands after the fire, and clears probablyLeft",
+    invs: ["R", "2"],
+    cmds: [
+      { k: "down" },
+      { k: "join" },
+      { k: "advance", ms: 500 },
+      { k: "fault", op: "restart", fault: { kind: "429", retryAfter: { bodyMs: 2400 } }, times: 1 },
+      { k: "up" },
+      { k: "advance", ms: 3000 },
     ],
   },
 ];
