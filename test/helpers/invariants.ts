@@ -517,6 +517,14 @@ export async function runSchedule(
     manager.join();
   };
   const leaveResults: Promise<unknown>[] = [];
+  /** leave() and update() promises not settled yet (dispose() promises they all settle). */
+  const unsettled = new Set<string>();
+  const track = <T>(what: string, p: Promise<T>): Promise<T> => {
+    unsettled.add(what);
+    const done = () => unsettled.delete(what);
+    p.then(done, done);
+    return p;
+  };
   for (const cmd of cmds) {
     cmdIndex++;
     traceLog();
@@ -531,8 +539,9 @@ export async function runSchedule(
         lastLeaveAt = t();
         const issuedAt = cmdIndex;
         const leaveSeq = ++seq;
-        const p = manager.leave(
-          cmd.k === "leave" && cmd.timeoutMs !== undefined ? { timeoutMs: cmd.timeoutMs } : {},
+        const p = track(
+          `leave() of command ${cmdIndex}`,
+          manager.leave(cmd.k === "leave" && cmd.timeoutMs !== undefined ? { timeoutMs: cmd.timeoutMs } : {}),
         );
         leaveResults.push(
           p.then((r) => {
@@ -556,7 +565,10 @@ export async function runSchedule(
         break;
       }
       case "update":
-        manager.update({ callIntent: cmdIndex % 2 ? "audio" : "video" }).catch(() => undefined);
+        track(
+          `update() of command ${cmdIndex}`,
+          manager.update({ callIntent: cmdIndex % 2 ? "audio" : "video" }),
+        ).catch(() => undefined);
         break;
       case "advance":
         await advance(cmd.ms);
@@ -634,7 +646,8 @@ export async function runSchedule(
     violate("4", `${manager.pendingTimers} timers pending right after dispose()`);
   const logLen = server.log.length;
   await advance(30_000);
-  await Promise.all(leaveResults);
+  if (unsettled.size > 0) violate("4", `never settled after dispose(): ${[...unsettled].join(", ")}`);
+  else await Promise.all(leaveResults);
   if (manager.pendingTimers !== 0)
     violate("4", `${manager.pendingTimers} timers pending 30 s after dispose()`);
   if (server.log.length !== logLen)

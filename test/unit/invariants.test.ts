@@ -5,8 +5,8 @@
  *
  * CI: INVARIANT_RUNS (default 1,000, about 3 s) schedules from INVARIANT_SEED (default a fresh seed each
  * run, printed). Long run: scripts/invariants-long.sh (10,000 schedules, fresh seed, strict).
- * Replay a failure: INVARIANT_SEED=<seed> INVARIANT_PATH=<path> npm run test:jest -- test/unit/invariants
- * (fast-check prints both in the failure).
+ * Replay a failure: INVARIANT_SEED=<seed> INVARIANT_PATH=<path> [INVARIANT_STRICT=1] \
+ *   npm run test:jest -- test/unit/invariants -t "<invariant id>:"   (fast-check prints seed and path).
  *
  * Unhandled rejections fail the running test through jest itself (jest-circus listens on the host process;
  * a listener on the sandboxed `process` never fires), so the first property below, which plays every
