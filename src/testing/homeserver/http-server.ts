@@ -94,7 +94,13 @@ export class HttpFrontend {
   ) {}
 
   public listen(host: string, port: number): Promise<number> {
-    const server = createServer((req, res) => void this.handle(req, res));
+    const server = createServer((req, res) => {
+      // A bug in the pipeline must cost one request, never the process (or the test run).
+      this.handle(req, res).catch((error: unknown) => {
+        logger.debug("test homeserver: request pipeline failed: %s", String(error));
+        res.destroy();
+      });
+    });
     server.keepAliveTimeout = 30_000;
     server.on("connection", (socket) => {
       this.sockets.add(socket);
@@ -133,7 +139,11 @@ export class HttpFrontend {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     res.on("error", () => undefined);
     const method = req.method ?? "GET";
-    const url = new URL(req.url ?? "/", "http://localhost");
+    // Origin-form only ("/path?query"); "//host/x" must stay a path and absolute-form must not parse as a host.
+    const target = req.url ?? "/";
+    const url = new URL(
+      target.startsWith("/") ? `http://localhost${target}` : "http://localhost/invalid-request-target",
+    );
     const path = url.pathname;
     const query = url.searchParams;
     const accessToken = extractAccessToken(req.headers.authorization, query);

@@ -1,6 +1,7 @@
 /** Bad input never crashes the server; injected faults and simulated restarts behave as documented. */
 import { afterEach, describe, expect, it } from "@jest/globals";
 import fc from "fast-check";
+import { connect } from "node:net";
 import type { MatrixClient } from "matrix-js-sdk";
 import {
   createManualClock,
@@ -100,6 +101,27 @@ describe("bad input", () => {
       const res = await raw(s.hs, method, path, { token, raw: body });
       expect([method, path, res.status, res.body.errcode]).toEqual([method, path, status, errcode]);
     }
+    await alive(s.hs);
+  });
+
+  it("odd request targets and broken HTTP do not take the server down", async () => {
+    const s = await setup();
+    const { port } = new URL(s.hs.baseUrl);
+    const send = (text: string) =>
+      new Promise<string>((resolve) => {
+        const socket = connect(Number(port), "127.0.0.1", () => socket.end(text));
+        let data = "";
+        socket.on("data", (chunk) => (data += chunk.toString()));
+        socket.on("close", () => resolve(data));
+        socket.on("error", () => resolve(data));
+      });
+    expect(
+      await send("GET //evil/_matrix/client/versions HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+    ).toMatch(/^HTTP\/1.1 404/);
+    expect(
+      await send("GET http://evil/_matrix/client/versions HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+    ).toMatch(/^HTTP\/1.1 404/);
+    expect(await send("NONSENSE\r\n\r\n")).toMatch(/^HTTP\/1.1 400/);
     await alive(s.hs);
   });
 
