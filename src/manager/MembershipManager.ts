@@ -75,7 +75,11 @@ const WRITE_RANK: Record<WriteKind, number> = { reassert: 0, refresh: 1, fresh: 
 
 /** One join, from join() until it ends (leave, failure, a fired leave we may not rejoin, dispose). */
 interface Call {
+  /** Aborted when the call ends: no more membership writes, rejoins or retries. */
   readonly abort: AbortController;
+  /** Aborted separately: during leave() the heartbeat goes on until in-flight writes have settled. */
+  readonly heartbeatAbort: AbortController;
+  heartbeatLoop?: Promise<void>;
   delayId?: string;
   /** "armed": a delayed leave is pending on the server; "none": degraded mode without delayed events. */
   delayed: "pending" | "armed" | "none";
@@ -98,7 +102,8 @@ interface Call {
 }
 
 type Attempt<T> =
-  { ok: true; value: T; sentAt: number } | { ok: false; cls: ErrorClass; error: unknown; aborted?: boolean };
+  | { ok: true; value: T; sentAt: number }
+  | { ok: false; cls: ErrorClass; error: unknown; aborted?: boolean; deferred?: boolean };
 
 const DEFAULT_FOCUS: Transport = { type: "livekit", focus_selection: "oldest_membership" };
 const MAX_DELAY_LOWERINGS = 8;
@@ -144,6 +149,8 @@ export class MembershipManager {
   private leaveJob?: Promise<LeaveResult>;
   private readonly disposeController = new AbortController();
   private knownMaxDelayMs?: number;
+  /** Schedule requests answered after our timeout: their ids are being cancelled. */
+  private readonly lateSchedules = new Set<Promise<void>>();
   private updateWaiters: { version: number; resolve: () => void; reject: (e: Error) => void }[] = [];
 
   constructor(options: MembershipManagerOptions) {
@@ -297,6 +304,7 @@ export class MembershipManager {
   private startCall(): void {
     const call: Call = {
       abort: new AbortController(),
+      heartbeatAbort: new AbortController(),
       delayed: "pending",
       membershipAttempted: false,
       confirmedVersion: -1,
@@ -312,7 +320,7 @@ export class MembershipManager {
     if (!(await this.armDelayedLeave(call))) return;
     this.setState({ kind: "joining", step: "membership" });
     void this.writeMembership(call, "fresh");
-    void this.heartbeat(call);
+    call.heartbeatLoop = this.heartbeat(call);
   }
 
   /** Schedule a delayed leave, retrying; false if the call ended first. Falls back to degraded mode. */
@@ -386,24 +394,31 @@ export class MembershipManager {
       return { ok: true, value, sentAt };
     } catch (error) {
       const cls = classifyError(error, "schedule-leave", this.clock.now());
-      if (error instanceof LocalTimeoutError)
-        request.then(
+      if (error instanceof LocalTimeoutError) {
+        const late: Promise<void> = request.then(
           (id) => this.cancelOrphan(id),
           () => undefined,
         );
+        this.lateSchedules.add(late);
+        void late.finally(() => this.lateSchedules.delete(late));
+      }
+      // The request may have reached the server and its delayed leave may fire: re-assert whatever
+      // membership is current then (possibly a later call's).
       if (cls.kind === "network" || cls.kind === "server" || cls.kind === "unknown")
         this.clock.after(delayMs + this.timing.requestTimeoutMs, () => {
-          if (!call.abort.signal.aborted && call.lastSent) void this.writeMembership(call, "reassert");
+          const current = this.call;
+          if (current && !current.abort.signal.aborted && current.lastSent)
+            void this.writeMembership(current, "reassert");
         });
       return { ok: false, cls, error };
     }
   }
 
   /** A delayed leave nobody tracks any more would fire later and wipe a membership: cancel it. */
-  private cancelOrphan(delayId: string): void {
+  private async cancelOrphan(delayId: string): Promise<void> {
     if (this.disposed) return;
     this.log.debug("cancelling orphaned delayed leave", delayId);
-    void this.retrying(this.disposeController.signal, "cancel", (signal) =>
+    await this.retrying(this.disposeController.signal, "cancel", (signal) =>
       this.backend.updateDelayedEvent(delayId, "cancel", { signal }),
     );
   }
@@ -434,11 +449,21 @@ export class MembershipManager {
     const leaveAt = sentAt + this.timing.delayMs;
     call.cancelProbablyLeft?.();
     call.cancelProbablyLeft = this.clock.after(leaveAt - this.clock.now(), () => this.onPredictedLeave(call));
-    // A restart that succeeds proves the leave had not fired: we are certainly still in the call.
+    if (call.abort.signal.aborted) return; // leaving: just keep the delayed leave alive
+    // A schedule or restart that succeeds after our membership landed proves we are in the call.
     if (call.lastSent) {
       this.setProbablyLeft(false);
       this.setState({ kind: "joined", delayedLeave: true });
     }
+    // Writes deferred while the delayed leave was not known to be alive can go now.
+    if (call.wantedWrite && !call.writer) void this.writeMembership(call, call.wantedWrite);
+  }
+
+  /** A membership write is safe only while a delayed leave is known to be pending long enough. */
+  private writeIsProtected(call: Call): boolean {
+    if (call.delayed === "none") return true;
+    if (call.delayed !== "armed" || call.armedAt === undefined) return false;
+    return this.clock.now() + this.timing.requestTimeoutMs < call.armedAt + this.timing.delayMs;
   }
 
   private onPredictedLeave(call: Call): void {
@@ -453,7 +478,7 @@ export class MembershipManager {
   // ---------------------------------------------------------------------------------------------
 
   private async heartbeat(call: Call): Promise<void> {
-    const signal = call.abort.signal;
+    const signal = call.heartbeatAbort.signal;
     while (!signal.aborted && call.delayed === "armed") {
       call.wake = new AbortController();
       const due = call.armedAt! + this.timing.heartbeatIntervalMs - this.clock.now();
@@ -471,6 +496,11 @@ export class MembershipManager {
       if (result.ok) {
         this.markArmed(call, result.sentAt);
         continue;
+      }
+      if (call.abort.signal.aborted) {
+        // Leaving: the delayed leave is gone, so the leave job will write {} itself.
+        if (result.cls.kind === "gone") call.delayId = undefined;
+        return;
       }
       if (result.cls.kind === "unsupported") {
         // The delayed leave we armed can no longer be restarted and will fire: keep the membership
@@ -576,9 +606,8 @@ export class MembershipManager {
   private async membershipWriter(call: Call): Promise<void> {
     const signal = call.abort.signal;
     while (call.wantedWrite && !signal.aborted) {
-      // While the server has probably fired our leave, only a fresh join may write (no resurrection).
-      if (this.probablyLeftSubject.value && call.wantedWrite !== "fresh") return;
-      if (call.delayed === "pending") return; // the arm step writes once the delayed leave is back
+      // No write without a live delayed leave behind it; markArmed resumes deferred writes.
+      if (!this.writeIsProtected(call)) return;
       const kind = call.wantedWrite;
       call.wantedWrite = undefined;
       const version = this.fieldsVersion;
@@ -598,8 +627,13 @@ export class MembershipManager {
         call,
         this.timing.retryMaxMs,
         this.timing.stateRequestTimeoutMs,
+        () => this.writeIsProtected(call),
       );
       if (this.disposed) return;
+      if (!result.ok && result.deferred) {
+        if (!call.wantedWrite || WRITE_RANK[kind] > WRITE_RANK[call.wantedWrite]) call.wantedWrite = kind;
+        return;
+      }
       if (!result.ok) {
         if (!result.aborted && !isTransient(result.cls))
           this.failCall(call, this.toError(result.cls, result.error, "send-state"));
@@ -612,11 +646,12 @@ export class MembershipManager {
       this.resolveUpdates(call.confirmedVersion);
       this.scheduleRefresh(call);
       if (call.delayed === "armed") {
-        this.setProbablyLeft(false);
-        this.setState({ kind: "joined", delayedLeave: true });
+        // After a rejoin, "certainly joined" waits for the restart that follows (markArmed).
+        if (!this.probablyLeftSubject.value) this.setState({ kind: "joined", delayedLeave: true });
         // Servers before Synapse 1.127 cancel our delayed leave when we write state: check at once.
         call.wake?.abort();
       } else {
+        this.setProbablyLeft(false);
         this.setState({ kind: "joined", delayedLeave: false });
       }
     }
@@ -646,7 +681,7 @@ export class MembershipManager {
 
   private startLeaveJob(call: Call): void {
     const wasFailed = this.stateSubject.value.kind === "failed";
-    this.endCall(call);
+    this.endCall(call, { keepHeartbeat: true });
     if (!wasFailed || !this.wantJoined) this.setState({ kind: "leaving" });
     this.leaveJob = this.runLeave(call).then((result) => {
       this.leaveJob = undefined;
@@ -659,9 +694,18 @@ export class MembershipManager {
 
   private async runLeave(call: Call): Promise<LeaveResult> {
     const signal = this.disposeController.signal;
-    // Requests in flight settle first (each has a local timeout), so our leave lands after them.
+    // Requests in flight settle first (each has a local timeout), so our leave lands after them; the
+    // heartbeat goes on meanwhile, or a slow write could land after our delayed leave fired.
     await call.scheduling;
     await call.writer;
+    // Schedules answered after their timeout are being cancelled: wait for that, within bounds.
+    if (this.lateSchedules.size > 0)
+      await this.clock.sleep(
+        this.timing.stateRequestTimeoutMs,
+        AbortSignal.any([signal, abortWhen(Promise.all(this.lateSchedules))]),
+      );
+    call.heartbeatAbort.abort();
+    await call.heartbeatLoop;
     if (signal.aborted) return { status: "disposed" };
     let via: Extract<LeaveResult, { status: "left" }>["via"] = "nothing-to-leave";
     const delayId = call.delayId;
@@ -732,9 +776,19 @@ export class MembershipManager {
     call?: Call,
     capMs: number = this.timing.retryMaxMs,
     timeoutMs: number = this.timing.requestTimeoutMs,
+    /** Checked before every attempt; false stops with `deferred` (nothing sent). */
+    guard?: () => boolean,
   ): Promise<Attempt<T>> {
     for (let attempt = 0; ; attempt++) {
       if (signal.aborted) return { ok: false, cls: { kind: "network" }, error: signal.reason, aborted: true };
+      if (guard && !guard())
+        return {
+          ok: false,
+          cls: { kind: "network" },
+          error: new Error("deferred"),
+          aborted: true,
+          deferred: true,
+        };
       const sentAt = this.clock.now();
       try {
         const value = await this.clock.withTimeout(timeoutMs, this.disposeController.signal, fn);
@@ -827,8 +881,9 @@ export class MembershipManager {
   }
 
   /** Stop the call's heartbeat, refresh and retries. In-flight requests still settle. */
-  private endCall(call: Call): void {
+  private endCall(call: Call, { keepHeartbeat = false } = {}): void {
     if (!call.abort.signal.aborted) call.abort.abort();
+    if (!keepHeartbeat && !call.heartbeatAbort.signal.aborted) call.heartbeatAbort.abort();
     call.cancelProbablyLeft?.();
     call.cancelRefresh?.();
     call.wantedWrite = undefined;
@@ -881,4 +936,11 @@ export class MembershipManager {
   private updateSupport(patch: Partial<Support>): void {
     if (!this.disposed) this.supportSubject.next({ ...this.supportSubject.value, ...patch });
   }
+}
+
+/** A signal that aborts once `p` settles. */
+function abortWhen(p: Promise<unknown>): AbortSignal {
+  const controller = new AbortController();
+  void p.finally(() => controller.abort());
+  return controller.signal;
 }

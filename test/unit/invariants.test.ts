@@ -46,7 +46,12 @@ console.log(
  * run with INVARIANT_STRICT=1 (the long-run script sets it). Once the manager is fixed, take the
  * invariant out of this list.
  */
-const KNOWN_BROKEN = new Set<InvariantId>(["1b", "2", "3", "R", "5"]);
+// Still open (skipped in CI, run with INVARIANT_STRICT=1):
+//  3: counterexample A1: a schedule whose answer is lost leaves an orphan delayed leave; when it fires
+//     during the call, the membership is gone for up to one request timeout before the re-assert.
+//  R: a membership PUT sent while our delayed leave was pending can land just after the server fired
+//     it (a physical limit: no client can recall a request in flight); the next heartbeat's 404 rejoins.
+const KNOWN_BROKEN = new Set<InvariantId>(["3", "R"]);
 
 /** Every property plays the same schedules (same seed): play each once (only the violations are kept). */
 const cache = new Map<string, Violation[]>();
@@ -164,7 +169,7 @@ describe("the checker on plain fault scenarios (no violation expected)", () => {
  * Minimal counterexamples found by the properties above (shrunk by fast-check, then cleaned up by hand).
  * Each is `it.failing` until the manager is fixed; see the report in issue 5 for the diagnosis.
  */
-const KNOWN: { name: string; invs: InvariantId[]; cmds: Cmd[] }[] = [
+const KNOWN: { name: string; invs: InvariantId[]; cmds: Cmd[]; fixed?: boolean }[] = [
   {
     name:
       "A1: a schedule whose response is lost leaves an orphan delayed leave; it fires during the call, " +
@@ -189,6 +194,7 @@ const KNOWN: { name: string; invs: InvariantId[]; cmds: Cmd[] }[] = [
     ],
   },
   {
+    fixed: true,
     name:
       "A2: the orphan of a call we left fires into the next call: status connected, server holds {}, " +
       "nobody re-asserts (until the hourly refresh)",
@@ -203,6 +209,7 @@ const KNOWN: { name: string; invs: InvariantId[]; cmds: Cmd[] }[] = [
   },
   {
     name: "A3: leave() resolves left (nothing-to-leave) while a schedule of unknown outcome left an orphan",
+    fixed: true,
     invs: ["1b"],
     cmds: [
       { k: "fault", op: "schedule", fault: { kind: "lose-response" }, times: 1 },
@@ -212,6 +219,7 @@ const KNOWN: { name: string; invs: InvariantId[]; cmds: Cmd[] }[] = [
     ],
   },
   {
+    fixed: true,
     name:
       "B: leave() during a slow membership write stops the heartbeat; the delayed leave fires first and " +
       "the late write lands with nothing pending (a ghost if the network drops then)",
@@ -227,6 +235,7 @@ const KNOWN: { name: string; invs: InvariantId[]; cmds: Cmd[] }[] = [
     ],
   },
   {
+    fixed: true,
     name:
       "C: the first membership write keeps retrying past the delayed leave's expiry and lands unprotected; " +
       "then status says connected with nothing pending",
@@ -239,6 +248,7 @@ const KNOWN: { name: string; invs: InvariantId[]; cmds: Cmd[] }[] = [
     ],
   },
   {
+    fixed: true,
     name:
       "D: a membership write that lands just after the predicted leave clears probablyLeft and says " +
       "connected; the server fires 10 ms later and nobody notices for a second",
@@ -253,6 +263,7 @@ const KNOWN: { name: string; invs: InvariantId[]; cmds: Cmd[] }[] = [
     ],
   },
   {
+    fixed: true,
     name:
       "D2: no state fault at all: joined after a cut, one rate-limited heartbeat; the re-assert timer of the " +
       "failed schedules writes at the predicted leave, lands after the fire, and clears probablyLeft",
@@ -268,11 +279,14 @@ const KNOWN: { name: string; invs: InvariantId[]; cmds: Cmd[] }[] = [
   },
 ];
 
-describe("known counterexamples (it.failing until the manager is fixed)", () => {
+describe("counterexamples: regression tests once fixed, it.failing while still open", () => {
   for (const k of KNOWN)
-    it.failing(`${k.name} [${k.invs.join(", ")}]: ${k.cmds.map(describeCmd).join("; ")}`, async () => {
-      const r = await runSchedule(k.cmds, 0);
-      const bad = r.violations.filter((v) => k.invs.includes(v.inv));
-      if (bad.length) throw new Error(formatFailure(k.cmds, r, k.invs));
-    });
+    (k.fixed ? it : it.failing)(
+      `${k.name} [${k.invs.join(", ")}]: ${k.cmds.map(describeCmd).join("; ")}`,
+      async () => {
+        const r = await runSchedule(k.cmds, 0);
+        const bad = r.violations.filter((v) => k.invs.includes(v.inv));
+        if (bad.length) throw new Error(formatFailure(k.cmds, r, k.invs));
+      },
+    );
 });
