@@ -328,7 +328,7 @@ export class MembershipManager {
     for (let attempt = 0; ; attempt++) {
       if (call.abort.signal.aborted) return false;
       if (call.delayed === "none") return true;
-      const result = await this.trackScheduling(call, this.scheduleOnce(call));
+      const result = await this.trackScheduling(call, this.scheduleOnce());
       // Record an id even when the call ended meanwhile: the leave job must send or cancel it.
       if (result.ok) call.delayId = result.value;
       if (call.abort.signal.aborted) return false;
@@ -375,7 +375,7 @@ export class MembershipManager {
    * aborted: an id that arrives after our timeout is cancelled, and an attempt whose outcome we never
    * learn gets our membership re-asserted after it could have fired.
    */
-  private async scheduleOnce(call: Call): Promise<Attempt<string>> {
+  private async scheduleOnce(): Promise<Attempt<string>> {
     const sentAt = this.clock.now();
     const delayMs = this.timing.delayMs;
     const request = this.backend.sendDelayedStateEvent({
