@@ -1,7 +1,7 @@
 import log from "loglevel";
 import type { MatrixClient } from "matrix-js-sdk";
 import { ClientBackend, MembershipManager, CALL_MEMBER_EVENT_TYPE } from "../../src/index.js";
-import { startFaultyLink, startTestHomeserver } from "../../src/testing/index.js";
+import { quietMatrixSdkLogs, startFaultyLink, startTestHomeserver } from "../../src/testing/index.js";
 import { bareClient, rtcMembers, syncedClient, stopClient, waitFor } from "../../src/testing/scenario.js";
 
 export interface DemoReport {
@@ -15,6 +15,7 @@ const DELAY_MS = 3000;
 
 /** The scripted demo, in-process; `print` receives one timestamped line per event. */
 export async function runLocalDemo({ print }: { print: (line: string) => void }): Promise<DemoReport> {
+  quietMatrixSdkLogs();
   const quiet = log.getLogger("demo-quiet");
   quiet.setLevel("silent");
   const start = Date.now();

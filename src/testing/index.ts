@@ -37,5 +37,13 @@ export type {
   RequestFate,
   RestoreOptions,
 } from "./network/index.js";
-export { startTestCall, bareClient, syncedClient, stopClient, rtcMembers, waitFor } from "./scenario.js";
+export {
+  startTestCall,
+  quietMatrixSdkLogs,
+  bareClient,
+  syncedClient,
+  stopClient,
+  rtcMembers,
+  waitFor,
+} from "./scenario.js";
 export type { TestCall, TestCallOptions, TestDevice, CallObserver, UserCreds } from "./scenario.js";

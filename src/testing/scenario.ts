@@ -4,7 +4,9 @@
  * Every device talks to the test homeserver through its own FaultyLink; observers are real synced
  * matrix-js-sdk clients whose MatrixRTCSession says who is in the call.
  */
+import log from "loglevel";
 import { ClientEvent, createClient, type MatrixClient } from "matrix-js-sdk";
+import { logger as sdkLogger } from "matrix-js-sdk/lib/logger.js";
 import { ClientBackend } from "../backends/client.js";
 import { CALL_MEMBER_EVENT_TYPE } from "../membership/content.js";
 import { MembershipManager, type MembershipManagerOptions } from "../manager/MembershipManager.js";
@@ -12,6 +14,19 @@ import { startTestHomeserver, type TestHomeserver } from "./homeserver/homeserve
 import type { TestHomeserverOptions } from "./homeserver/options.js";
 import type { DelayedEventRecord } from "./homeserver/delayed-events.js";
 import { startFaultyLink, type FaultyLink } from "./network/index.js";
+
+/**
+ * Silence matrix-js-sdk's logging (it forces each of its prefixed loggers to DEBUG when it creates
+ * them, so levels cannot; a no-op method factory can, for loggers made now and later).
+ */
+export function quietMatrixSdkLogs(): void {
+  const quiet: log.MethodFactory = () => () => undefined;
+  log.methodFactory = quiet;
+  // js-sdk types its logger narrowly; underneath it is a loglevel logger.
+  const sdk = sdkLogger as unknown as log.Logger;
+  sdk.methodFactory = quiet;
+  sdk.rebuild();
+}
 
 export interface UserCreds {
   userId: string;
