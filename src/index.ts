@@ -60,3 +60,46 @@ export type {
   WidgetCapabilityOptions,
   WidgetMembershipKey,
 } from "./backends/widget.js";
+export {
+  DEFAULT_MEMBERSHIP_EXPIRES_MS,
+  acceptedStateKeys,
+  evaluateCallMembers,
+  membershipContentErrors,
+  membershipLookupFrom,
+  ownMembership,
+  parseCallMemberEvent,
+  slotOfContent,
+} from "./membership/parse.js";
+export type {
+  CallMember,
+  CallMembersEvaluation,
+  IgnoredReason,
+  MembershipLookup,
+  ParsedMembership,
+  ParseOptions,
+  RejectedMembership,
+  RejectionReason,
+  StateEventLike,
+} from "./membership/parse.js";
+export {
+  JS_SDK_EVENTS,
+  WidgetStateSource,
+  callMembers$,
+  callMembersState$,
+  eventsStateSource,
+  ownMembership$,
+  rejectedMemberships$,
+  roomStateSource,
+  sameMembers,
+  widgetObserverCapabilities,
+  widgetStateSource,
+} from "./membership/observer.js";
+export type {
+  CallMembersOptions,
+  CallMembersSnapshot,
+  RoomStateClient,
+  RoomStateSnapshot,
+  RoomStateSource,
+  WidgetStateApi,
+  WidgetStateSourceOptions,
+} from "./membership/observer.js";

@@ -1,0 +1,346 @@
+/**
+ * Reading others' legacy MatrixRTC memberships (`org.matrix.msc3401.call.member` state events) the way
+ * matrix-js-sdk's MatrixRTCSession does (reference-js-sdk.md §5), and stricter where that is safer:
+ *
+ * - js-sdk's rules: required `device_id`, `call_id`, `application` (strings) and `focus_active` with a
+ *   string `type`; optional `foci_preferred` (transports), `created_ts` (number), `scope` and
+ *   `m.call.intent` (strings); not expired (`created_ts ?? origin_server_ts` + `expires ?? 4 h` > now,
+ *   local clock); the sender's `m.room.member` is `join`; oldest first.
+ * - Stricter: the slot compares the application too (js-sdk compares only the id); the state key must
+ *   be the sender's own key for the content's device and slot (js-sdk never looks at it); `expires`
+ *   must be a positive number when present (js-sdk lets a non-number keep a membership forever); a
+ *   sender whose room membership is unknown does not count.
+ *
+ * Nothing here throws, whatever the input: bad events come back as rejections with a reason.
+ */
+import {
+  CALL_MEMBER_EVENT_TYPE,
+  DEFAULT_SLOT,
+  isLeftContent,
+  type CallIntent,
+  type MembershipContent,
+  type Slot,
+  type Transport,
+} from "./content.js";
+
+/** js-sdk's `DEFAULT_EXPIRE_DURATION`: a membership without `expires` is valid this long. */
+export const DEFAULT_MEMBERSHIP_EXPIRES_MS = 4 * 60 * 60 * 1000;
+
+/** A room state event as any source delivers it (sync, `/state`, the widget API). */
+export interface StateEventLike {
+  type: string;
+  state_key: string;
+  sender: string;
+  content: unknown;
+  origin_server_ts: number;
+  event_id?: string;
+  room_id?: string;
+}
+
+/** One device in the call, from a valid membership event. */
+export interface CallMember {
+  /** The sender (js-sdk's `CallMembership.userId`/`sender`). */
+  userId: string;
+  deviceId: string;
+  stateKey: string;
+  /** The whole content, as sent (application data included). */
+  content: MembershipContent;
+  /** `created_ts` or else the event's `origin_server_ts` (js-sdk's `createdTs()`). */
+  createdTs: number;
+  /** `createdTs + (expires ?? 4 h)` (js-sdk's `getAbsoluteExpiry()`); the member counts until then. */
+  expiresAt: number;
+  focusActive: Transport;
+  /** `foci_preferred`, `[]` when absent (js-sdk's `transports`). */
+  fociPreferred: Transport[];
+  callIntent?: CallIntent;
+  /** `membershipID` or else `sender:device_id` (js-sdk's `memberId`, the LiveKit identity). */
+  memberId: string;
+  slot: Slot;
+  eventId?: string;
+  originServerTs: number;
+}
+
+export type RejectionReason =
+  /** Not a usable state event at all (no string sender/state key, no timestamp). */
+  | "malformed-event"
+  /** The content fails js-sdk's schema, or ours (`expires`). */
+  | "invalid-content"
+  /** The state key names another user or device than the sender and `device_id`, or is not a membership key. */
+  | "state-key-mismatch"
+  /** Valid, but `createdTs + expires` has passed. */
+  | "expired"
+  /** The sender's `m.room.member` is not `join`. */
+  | "sender-not-joined"
+  /** The source does not know the sender's room membership (e.g. no `m.room.member` capability). */
+  | "sender-membership-unknown";
+
+/** A membership-looking event that is not counted, and why. */
+export interface RejectedMembership {
+  reason: RejectionReason;
+  stateKey: string;
+  sender: string;
+  eventId?: string;
+  /** Human-readable details (schema errors, the key expected). */
+  details: string[];
+}
+
+/** Events that are not memberships of this slot at all; never reported. */
+export type IgnoredReason = "not-a-call-member" | "left" | "deprecated-format" | "other-slot";
+
+export type ParsedMembership =
+  | { kind: "member"; member: CallMember }
+  | { kind: "rejected"; rejection: RejectedMembership }
+  | { kind: "ignored"; reason: IgnoredReason };
+
+/** The sender's `m.room.member` membership (`"join"`, `"leave"`, …), or undefined when unknown. */
+export type MembershipLookup = (userId: string) => string | undefined;
+
+export interface ParseOptions {
+  /** Default `{application: "m.call", id: "ROOM"}`. */
+  slot?: Slot;
+  /** Local time (ms since the epoch) to check expiry against. */
+  now: number;
+  /** Without it, the sender check is skipped (say so only when the source guarantees joined senders). */
+  membershipOf?: MembershipLookup;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+const isTransport = (t: unknown): t is Transport => isRecord(t) && typeof t.type === "string";
+
+/**
+ * The slot a legacy content belongs to: js-sdk reads `m.call` with `call_id ""` as the room call
+ * (`ROOM`), and `call_id` as the slot id otherwise.
+ */
+export function slotOfContent(application: string, callId: string): Slot {
+  return { application, id: application === "m.call" && callId === "" ? "ROOM" : callId };
+}
+
+/** js-sdk's legacy schema (`checkSessionsMembershipData`) plus our `expires` check; empty when valid. */
+export function membershipContentErrors(content: Record<string, unknown>): string[] {
+  const errors: string[] = [];
+  if (typeof content.device_id !== "string") errors.push("device_id must be a string");
+  if (typeof content.call_id !== "string") errors.push("call_id must be a string");
+  if (typeof content.application !== "string") errors.push("application must be a string");
+  if (!isTransport(content.focus_active)) errors.push("focus_active must be an object with a string type");
+  const foci = content.foci_preferred;
+  if (foci !== undefined && !(Array.isArray(foci) && foci.every(isTransport)))
+    errors.push("foci_preferred must be an array of transports (objects with a string type)");
+  if (content.created_ts !== undefined && !Number.isFinite(content.created_ts))
+    errors.push("created_ts must be a number");
+  if (content.scope !== undefined && typeof content.scope !== "string") errors.push("scope must be a string");
+  if (content["m.call.intent"] !== undefined && typeof content["m.call.intent"] !== "string")
+    errors.push("m.call.intent must be a string");
+  // Stricter than js-sdk, where a non-number `expires` makes the membership never expire.
+  const expires = content.expires;
+  if (expires !== undefined && !(typeof expires === "number" && Number.isFinite(expires) && expires > 0))
+    errors.push("expires must be a positive number");
+  return errors;
+}
+
+/**
+ * The state keys a sender may publish this content under: `_@user:hs_DEVICE_<application><call_id>`
+ * (current js-sdk), `_@user:hs_DEVICE` (js-sdk before slots), each also without the leading `_`
+ * (MSC3757/MSC3779 rooms, where the server enforces ownership).
+ */
+export function acceptedStateKeys(
+  sender: string,
+  deviceId: string,
+  application: string,
+  callId: string,
+): string[] {
+  const keys = [`${sender}_${deviceId}_${application}${callId}`, `${sender}_${deviceId}`];
+  return keys.flatMap((k) => [`_${k}`, k]);
+}
+
+/** Why a state key does not belong to this sender and device (undefined when it does). */
+function stateKeyProblem(
+  stateKey: string,
+  sender: string,
+  deviceId: string,
+  application: string,
+  callId: string,
+): string | undefined {
+  if (acceptedStateKeys(sender, deviceId, application, callId).includes(stateKey)) return undefined;
+  const bare = stateKey.startsWith("_") ? stateKey.slice(1) : stateKey;
+  if (bare.startsWith("@") && !bare.startsWith(`${sender}_`))
+    return `the state key ${JSON.stringify(stateKey)} claims another user than the sender ${sender}`;
+  if (bare.startsWith(`${sender}_`))
+    return (
+      `the state key ${JSON.stringify(stateKey)} does not match device_id ${JSON.stringify(deviceId)} ` +
+      `and slot ${application}${callId} (expected ${JSON.stringify(`_${sender}_${deviceId}_${application}${callId}`)})`
+    );
+  return `the state key ${JSON.stringify(stateKey)} is not a membership key of ${sender}`;
+}
+
+/** Parse one state event against one slot. Never throws. */
+export function parseCallMemberEvent(event: unknown, options: ParseOptions): ParsedMembership {
+  try {
+    return parseUnsafe(event, options);
+  } catch (error) {
+    // Only exotic inputs get here (throwing getters, proxies): treat them as malformed.
+    const e = isRecord(event) ? event : {};
+    return {
+      kind: "rejected",
+      rejection: {
+        reason: "malformed-event",
+        stateKey: typeof e.state_key === "string" ? e.state_key : "",
+        sender: typeof e.sender === "string" ? e.sender : "",
+        details: [`could not read the event: ${String(error)}`],
+      },
+    };
+  }
+}
+
+function parseUnsafe(event: unknown, options: ParseOptions): ParsedMembership {
+  if (!isRecord(event) || event.type !== CALL_MEMBER_EVENT_TYPE)
+    return { kind: "ignored", reason: "not-a-call-member" };
+  const stateKey = typeof event.state_key === "string" ? event.state_key : undefined;
+  const sender = typeof event.sender === "string" ? event.sender : undefined;
+  const eventId = typeof event.event_id === "string" ? event.event_id : undefined;
+  const content = event.content;
+  // A missing content is a left membership, as in js-sdk (getContent() is then {}).
+  if (content === undefined || content === null) return { kind: "ignored", reason: "left" };
+  if (!isRecord(content))
+    return reject("invalid-content", stateKey ?? "", sender ?? "", eventId, ["content must be an object"]);
+  if (isLeftContent(content)) return { kind: "ignored", reason: "left" };
+  const keyCount = Object.keys(content).filter((k) => k !== "msc4354_sticky_key").length;
+  if (keyCount === 1 && "memberships" in content) return { kind: "ignored", reason: "deprecated-format" };
+
+  const ts = event.origin_server_ts;
+  if (stateKey === undefined || sender === undefined || !Number.isFinite(ts))
+    return reject("malformed-event", stateKey ?? "", sender ?? "", eventId, [
+      "a state event needs a string state_key, a string sender and a numeric origin_server_ts",
+    ]);
+
+  // Memberships of another slot are none of our business, valid or not.
+  const slot = options.slot ?? DEFAULT_SLOT;
+  if (typeof content.application === "string" && typeof content.call_id === "string") {
+    const theirs = slotOfContent(content.application, content.call_id);
+    if (theirs.application !== slot.application || theirs.id !== slot.id)
+      return { kind: "ignored", reason: "other-slot" };
+  }
+
+  const errors = membershipContentErrors(content);
+  if (errors.length > 0) return reject("invalid-content", stateKey, sender, eventId, errors);
+  const valid = content as MembershipContent;
+
+  const keyProblem = stateKeyProblem(stateKey, sender, valid.device_id, valid.application, valid.call_id);
+  if (keyProblem) return reject("state-key-mismatch", stateKey, sender, eventId, [keyProblem]);
+
+  const createdTs = valid.created_ts ?? (ts as number);
+  const expiresAt = createdTs + (valid.expires ?? DEFAULT_MEMBERSHIP_EXPIRES_MS);
+  if (!(expiresAt > options.now))
+    return reject("expired", stateKey, sender, eventId, [
+      `expired at ${new Date(expiresAt).toISOString()} (created ${new Date(createdTs).toISOString()})`,
+    ]);
+
+  if (options.membershipOf) {
+    const membership = options.membershipOf(sender);
+    if (membership === undefined)
+      return reject("sender-membership-unknown", stateKey, sender, eventId, [
+        `no m.room.member event for ${sender}`,
+      ]);
+    if (membership !== "join")
+      return reject("sender-not-joined", stateKey, sender, eventId, [
+        `${sender}'s membership is ${membership}`,
+      ]);
+  }
+
+  const member: CallMember = {
+    userId: sender,
+    deviceId: valid.device_id,
+    stateKey,
+    content: valid,
+    createdTs,
+    expiresAt,
+    focusActive: valid.focus_active,
+    fociPreferred: valid.foci_preferred ?? [],
+    memberId: typeof valid.membershipID === "string" ? valid.membershipID : `${sender}:${valid.device_id}`,
+    slot: slotOfContent(valid.application, valid.call_id),
+    originServerTs: ts as number,
+  };
+  if (valid["m.call.intent"] !== undefined) member.callIntent = valid["m.call.intent"];
+  if (eventId !== undefined) member.eventId = eventId;
+  return { kind: "member", member };
+}
+
+function reject(
+  reason: RejectionReason,
+  stateKey: string,
+  sender: string,
+  eventId: string | undefined,
+  details: string[],
+): ParsedMembership {
+  const rejection: RejectedMembership = { reason, stateKey, sender, details };
+  if (eventId !== undefined) rejection.eventId = eventId;
+  return { kind: "rejected", rejection };
+}
+
+/** The members of one slot, oldest first, what was rejected, and when the answer changes by itself. */
+export interface CallMembersEvaluation {
+  /** Sorted by `createdTs` ascending (stable: ties keep the input order, as js-sdk's sort does). */
+  members: CallMember[];
+  rejected: RejectedMembership[];
+  /** The soonest `expiresAt` among the members: evaluate again then. */
+  nextExpiryAt?: number;
+}
+
+/**
+ * Evaluate a room's current call membership state events (any order, other event types are skipped).
+ * When several events share a state key, the last one wins (pass events in the order they applied).
+ */
+export function evaluateCallMembers(events: Iterable<unknown>, options: ParseOptions): CallMembersEvaluation {
+  const byKey = new Map<string, unknown>();
+  const unkeyed: unknown[] = [];
+  try {
+    for (const event of events) {
+      const key =
+        isRecord(event) && typeof event.state_key === "string"
+          ? `${String(event.type)}\u0000${event.state_key}`
+          : undefined;
+      // Keep the first position of a key (js-sdk's state map order) and the last value.
+      if (key === undefined) unkeyed.push(event);
+      else byKey.set(key, event);
+    }
+  } catch {
+    // A throwing iterable: use what was read.
+  }
+  const members: CallMember[] = [];
+  const rejected: RejectedMembership[] = [];
+  for (const event of [...byKey.values(), ...unkeyed]) {
+    const parsed = parseCallMemberEvent(event, options);
+    if (parsed.kind === "member") members.push(parsed.member);
+    else if (parsed.kind === "rejected") rejected.push(parsed.rejection);
+  }
+  members.sort((a, b) => a.createdTs - b.createdTs);
+  const nextExpiryAt = members.length > 0 ? Math.min(...members.map((m) => m.expiresAt)) : undefined;
+  return nextExpiryAt === undefined ? { members, rejected } : { members, rejected, nextExpiryAt };
+}
+
+/** The room memberships (`m.room.member`) among state events, last one per user winning. */
+export function membershipLookupFrom(events: Iterable<unknown>): MembershipLookup {
+  const memberships = new Map<string, string>();
+  try {
+    for (const event of events) {
+      if (!isRecord(event) || event.type !== "m.room.member" || typeof event.state_key !== "string") continue;
+      const membership = isRecord(event.content) ? event.content.membership : undefined;
+      if (typeof membership === "string") memberships.set(event.state_key, membership);
+      else memberships.delete(event.state_key);
+    }
+  } catch {
+    // A throwing iterable: use what was read.
+  }
+  return (userId) => memberships.get(userId);
+}
+
+/** Our own device's membership among the members, if the server (still) holds a valid one. */
+export function ownMembership(
+  members: readonly CallMember[],
+  userId: string,
+  deviceId: string,
+): CallMember | undefined {
+  return members.find((m) => m.userId === userId && m.deviceId === deviceId);
+}
