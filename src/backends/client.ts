@@ -2,6 +2,7 @@ import type { MatrixClient } from "matrix-js-sdk";
 import type {
   DelayedEventAction,
   MembershipBackend,
+  PendingDelayedEvent,
   RequestOptions,
   StateEventRequest,
   SupportHint,
@@ -18,6 +19,7 @@ export type ClientLike = Pick<
   | "doesServerSupportUnstableFeature"
   | "getCapabilities"
   | "getStateEvent"
+  | "_unstable_getDelayedEvents"
 >;
 
 const CAPABILITY = "org.matrix.msc4140.delayed_events";
@@ -71,6 +73,19 @@ export class ClientBackend implements MembershipBackend {
       if ((e as { errcode?: string }).errcode === "M_NOT_FOUND") return undefined;
       throw e;
     }
+  }
+
+  async listDelayedEvents(): Promise<PendingDelayedEvent[]> {
+    // Synapse answers {delayed_events: [...]}; js-sdk 43 types it after a newer MSC draft ({scheduled}).
+    const res = (await this.client._unstable_getDelayedEvents()) as unknown as Record<string, unknown>;
+    const list = (res.delayed_events ?? res.scheduled ?? []) as Record<string, unknown>[];
+    return list
+      .filter((e) => typeof e.delay_id === "string" && typeof e.room_id === "string")
+      .map((e) => ({
+        delayId: e.delay_id as string,
+        roomId: e.room_id as string,
+        stateKey: typeof e.state_key === "string" ? e.state_key : undefined,
+      }));
   }
 
   async probeSupport(): Promise<SupportHint> {

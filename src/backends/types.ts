@@ -29,6 +29,12 @@ export interface SupportHint {
   canSendState?: boolean;
 }
 
+export interface PendingDelayedEvent {
+  delayId: string;
+  roomId: string;
+  stateKey?: string;
+}
+
 export interface MembershipBackend {
   /** Schedules a delayed state event and resolves to its delay id. */
   sendDelayedStateEvent(req: StateEventRequest & { delayMs: number }, opts?: RequestOptions): Promise<string>;
@@ -44,6 +50,11 @@ export interface MembershipBackend {
     req: Omit<StateEventRequest, "content">,
     opts?: RequestOptions,
   ): Promise<Record<string, unknown> | undefined>;
+  /**
+   * Optional: our pending delayed events (all rooms). Lets the manager find and cancel a delayed leave
+   * whose schedule request reached the server but whose answer never reached us.
+   */
+  listDelayedEvents?(opts?: RequestOptions): Promise<PendingDelayedEvent[]>;
   /** Optional probe of server support; called once per join, failures are ignored. */
   probeSupport?(opts?: RequestOptions): Promise<SupportHint>;
 }

@@ -151,6 +151,10 @@ export class MembershipManager {
   private knownMaxDelayMs?: number;
   /** Schedule requests answered after our timeout: their ids are being cancelled. */
   private readonly lateSchedules = new Set<Promise<void>>();
+  /** Until then, a schedule whose outcome we never learned may still fire (an orphan). */
+  private orphanWindowUntil = 0;
+  private sweeping?: Promise<void>;
+  private sweepAgain = false;
   private updateWaiters: { version: number; resolve: () => void; reject: (e: Error) => void }[] = [];
 
   constructor(options: MembershipManagerOptions) {
@@ -336,6 +340,7 @@ export class MembershipManager {
         this.delayIdSubject.next(result.value);
         this.markArmed(call, result.sentAt);
         this.updateSupport({ delayedEvents: true });
+        void this.sweepOrphans(result.value);
         return true;
       }
       const { cls } = result;
@@ -404,12 +409,18 @@ export class MembershipManager {
       }
       // The request may have reached the server and its delayed leave may fire: re-assert whatever
       // membership is current then (possibly a later call's).
-      if (cls.kind === "network" || cls.kind === "server" || cls.kind === "unknown")
+      if (cls.kind === "network" || cls.kind === "server" || cls.kind === "unknown") {
+        this.orphanWindowUntil = Math.max(
+          this.orphanWindowUntil,
+          sentAt + delayMs + this.timing.requestTimeoutMs,
+        );
+        void this.sweepOrphans(this.call?.delayId);
         this.clock.after(delayMs + this.timing.requestTimeoutMs, () => {
           const current = this.call;
           if (current && !current.abort.signal.aborted && current.lastSent)
             void this.writeMembership(current, "reassert");
         });
+      }
       return { ok: false, cls, error };
     }
   }
@@ -418,9 +429,67 @@ export class MembershipManager {
   private async cancelOrphan(delayId: string): Promise<void> {
     if (this.disposed) return;
     this.log.debug("cancelling orphaned delayed leave", delayId);
-    await this.retrying(this.disposeController.signal, "cancel", (signal) =>
-      this.backend.updateDelayedEvent(delayId, "cancel", { signal }),
+    // Quick retries: the cancel has to land before the orphan's deadline.
+    await this.retrying(
+      this.disposeController.signal,
+      "cancel",
+      (signal) => this.backend.updateDelayedEvent(delayId, "cancel", { signal }),
+      undefined,
+      this.rejoinRetryCapMs,
     );
+  }
+
+  /**
+   * Where the backend can list our pending delayed events, cancel every one at our key except `keep`:
+   * it is an orphan from a schedule whose answer we never got, and would wipe our membership when it
+   * fired. Only runs while such an orphan may exist; failures leave the re-assert as the fallback.
+   */
+  private sweepOrphans(keep: string | undefined): Promise<void> {
+    if (!this.backend.listDelayedEvents || this.clock.now() >= this.orphanWindowUntil)
+      return Promise.resolve();
+    // One sweep at a time; a request for another while one runs makes it run once more.
+    if (this.sweeping) {
+      this.sweepAgain = true;
+      return this.sweeping;
+    }
+    this.sweeping = this.sweepOnce(keep).finally(() => {
+      this.sweeping = undefined;
+      if (this.sweepAgain) {
+        this.sweepAgain = false;
+        void this.sweepOrphans(this.call?.delayId);
+      }
+    });
+    return this.sweeping;
+  }
+
+  private async sweepOnce(keep: string | undefined): Promise<void> {
+    const windowUntil = this.orphanWindowUntil;
+    // Retried quickly, but only while an orphan could still fire.
+    const listed = await this.retrying(
+      this.disposeController.signal,
+      "cancel",
+      (signal) => this.backend.listDelayedEvents!({ signal }),
+      undefined,
+      this.rejoinRetryCapMs,
+      this.timing.requestTimeoutMs,
+      () => this.clock.now() < windowUntil,
+    );
+    if (!listed.ok) {
+      this.log.debug("could not list delayed events to find orphans", listed.error);
+      return;
+    }
+    const orphans = listed.value.filter(
+      (e) =>
+        e.roomId === this.roomId &&
+        e.stateKey === this.stateKey &&
+        e.delayId !== keep &&
+        e.delayId !== this.call?.delayId,
+    );
+    await Promise.all(orphans.map((e) => this.cancelOrphan(e.delayId)));
+    if (this.orphanWindowUntil === windowUntil) this.orphanWindowUntil = 0;
+    const call = this.call;
+    if (call && !call.abort.signal.aborted && call.wantedWrite && !call.writer)
+      void this.writeMembership(call, call.wantedWrite);
   }
 
   private async lowerDelay(call: Call, serverMaxMs: number | undefined): Promise<boolean> {
@@ -461,6 +530,9 @@ export class MembershipManager {
 
   /** A membership write is safe only while a delayed leave is known to be pending long enough. */
   private writeIsProtected(call: Call): boolean {
+    // An orphan delayed leave could still fire and wipe what we write: where we can find and cancel
+    // orphans, wait for that sweep (sweepOrphans resumes deferred writes).
+    if (this.backend.listDelayedEvents && this.clock.now() < this.orphanWindowUntil) return false;
     if (call.delayed === "none") return true;
     if (call.delayed !== "armed" || call.armedAt === undefined) return false;
     return this.clock.now() + this.timing.requestTimeoutMs < call.armedAt + this.timing.delayMs;
@@ -706,6 +778,7 @@ export class MembershipManager {
       );
     call.heartbeatAbort.abort();
     await call.heartbeatLoop;
+    await this.sweepOrphans(call.membershipAttempted ? call.delayId : undefined);
     if (signal.aborted) return { status: "disposed" };
     let via: Extract<LeaveResult, { status: "left" }>["via"] = "nothing-to-leave";
     const delayId = call.delayId;

@@ -242,6 +242,20 @@ export class FakeServer implements MembershipBackend {
     );
   }
 
+  listDelayedEvents(opts?: RequestOptions) {
+    return this.request(
+      "probe",
+      () =>
+        [...this.delayed.entries()].map(([delayId, d]) => ({
+          delayId,
+          roomId: "!room:localhost",
+          stateKey: d.stateKey,
+        })),
+      {},
+      opts,
+    );
+  }
+
   readStateEvent(req: Omit<StateEventRequest, "content">, opts?: RequestOptions) {
     return this.request("probe", () => this.state.get(req.stateKey), { stateKey: req.stateKey }, opts);
   }

@@ -293,6 +293,7 @@ export async function runSchedule(
     sendStateEvent: wrap("state", server.sendStateEvent.bind(server)),
     updateDelayedEvent: wrap("delayed-action", server.updateDelayedEvent.bind(server)),
     readStateEvent: wrap("read", server.readStateEvent.bind(server)),
+    listDelayedEvents: wrap("list", server.listDelayedEvents.bind(server)),
     probeSupport: server.probeSupport.bind(server),
   };
 
@@ -367,8 +368,14 @@ export async function runSchedule(
         }; pending=${server.pendingFor(key).join(",") || "none"}`,
       );
       if (inFire) {
-        // Exempt: the app did not want to be joined, or a leave() it asked for is still being carried out.
-        const exempt = intent !== "joined" || disposed || manager.state.kind === "leaving";
+        // Exempt: the app did not want to be joined, or a leave() it asked for is still being carried out,
+        // or the key held no membership of ours (a fire over nothing: nobody saw us leave).
+        const before = server.state.get(key);
+        const exempt =
+          intent !== "joined" ||
+          disposed ||
+          manager.state.kind === "leaving" ||
+          !(before && isMembership(before) && !isForeign(before));
         fires.push({
           at: t(),
           id: firing,
