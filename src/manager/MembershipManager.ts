@@ -401,7 +401,7 @@ export class MembershipManager {
       const cls = classifyError(error, "schedule-leave", this.clock.now());
       if (error instanceof LocalTimeoutError) {
         const late: Promise<void> = request.then(
-          (id) => this.cancelOrphan(id),
+          (id) => this.cancelOrphan(id, sentAt + delayMs),
           () => undefined,
         );
         this.lateSchedules.add(late);
@@ -426,9 +426,15 @@ export class MembershipManager {
   }
 
   /** A delayed leave nobody tracks any more would fire later and wipe a membership: cancel it. */
-  private async cancelOrphan(delayId: string): Promise<void> {
+  private async cancelOrphan(delayId: string, firesAt?: number): Promise<void> {
     if (this.disposed) return;
     this.log.debug("cancelling orphaned delayed leave", delayId);
+    // If the cancel is not confirmed by the time the orphan is due, it probably wiped our membership.
+    let confirmed = false;
+    const cancelDeadline =
+      firesAt === undefined
+        ? undefined
+        : this.clock.after(firesAt - this.clock.now(), () => !confirmed && this.orphanProbablyFired());
     // Quick retries: the cancel has to land before the orphan's deadline.
     await this.retrying(
       this.disposeController.signal,
@@ -437,6 +443,20 @@ export class MembershipManager {
       undefined,
       this.rejoinRetryCapMs,
     );
+    confirmed = true;
+    cancelDeadline?.();
+  }
+
+  /** An orphan we could not cancel in time fired: others see us gone; rejoin like after a fired leave. */
+  private orphanProbablyFired(): void {
+    const call = this.call;
+    if (!call || call.abort.signal.aborted || !call.lastSent) return;
+    this.log.warn("an orphaned delayed leave was due before we could cancel it: probably left");
+    call.lastSent = undefined;
+    this.ownMembershipSubject.next(undefined);
+    this.setProbablyLeft(true);
+    this.setState({ kind: "reconnecting", reason: "delayed-leave-fired", probablyLeft: true });
+    void this.writeMembership(call, "fresh");
   }
 
   /**

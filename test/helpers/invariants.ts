@@ -291,7 +291,14 @@ export async function runSchedule(
   const backend: MembershipBackend = {
     sendDelayedStateEvent: wrap("schedule", server.sendDelayedStateEvent.bind(server)),
     sendStateEvent: wrap("state", server.sendStateEvent.bind(server)),
-    updateDelayedEvent: wrap("delayed-action", server.updateDelayedEvent.bind(server)),
+    // Only a restart's 404 tells the manager its tracked delayed leave is gone (a cancel's is an orphan's).
+    updateDelayedEvent: (id, action, opts) =>
+      action === "restart"
+        ? wrap("delayed-action", server.updateDelayedEvent.bind(server))(id, action, opts)
+        : server.updateDelayedEvent(id, action, opts).catch((e: unknown) => {
+            note(`   <- ${action} rejected: ${(e as { httpStatus?: number })?.httpStatus ?? String(e)}`);
+            throw e;
+          }),
     readStateEvent: wrap("read", server.readStateEvent.bind(server)),
     listDelayedEvents: wrap("list", server.listDelayedEvents.bind(server)),
     probeSupport: server.probeSupport.bind(server),
