@@ -6,6 +6,8 @@
  * `npm run demo -- --homeserver URL --token TOKEN --room ROOM_ID` joins a real homeserver instead and
  * stays in the call until Ctrl-C, which leaves cleanly.
  */
+import { relative } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { runLocalDemo } from "./localDemo.js";
 import { runRealHomeserver } from "./realHomeserver.js";
@@ -42,12 +44,16 @@ async function main(): Promise<number> {
     }
     return runRealHomeserver(values.homeserver!, values.token!, values.room!);
   }
-  const report = await runLocalDemo({ print: (line) => console.log(line) });
+  const timelinePath = fileURLToPath(new URL("../../out/demo-timeline.svg", import.meta.url));
+  const report = await runLocalDemo({ print: (line) => console.log(line), timelinePath });
+  const picture = relative(process.cwd(), timelinePath) || timelinePath;
   if (!report.ok) {
-    console.error(`demo FAILED: ${report.failures.join("; ")}`);
+    console.error(`\ndemo FAILED:\n  ${report.failures.join("\n  ")}\ntimeline of this run: ${picture}`);
     return 1;
   }
-  console.log("demo passed: every step happened as expected");
+  const took = ((report.trace.tEnd - report.trace.t0) / 1000).toFixed(1);
+  console.log(`\ndemo passed in ${took} s: every step happened as expected`);
+  console.log(`timeline picture: ${picture}`);
   return 0;
 }
 
