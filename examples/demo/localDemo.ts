@@ -226,10 +226,21 @@ export async function runLocalDemo({ print, timelinePath }: DemoOptions): Promis
         `back in the call ${claims.rejoinedAt - claims.restoredAt} ms after the network returned`,
       );
     await step("bob sees alice again", () => waitFor(() => sees("bob", "alice"), 5000, "bob to list alice"));
-    // alice's own client resumes syncing by itself: matrix-js-sdk retries /sync 2-7 s after a failure.
+    // alice's own client resumes syncing by itself: matrix-js-sdk retries 2-7 s after a failed /sync.
+    const aliceState = () =>
+      hs.roomState(roomId).find((e) => e.type === CALL_MEMBER_EVENT_TYPE && e.state_key === alice.stateKey);
     await step("alice's client catches up", () =>
-      waitFor(() => sees("alice", "alice") && sees("alice", "bob"), 15_000, "alice's client to list both"),
+      waitFor(
+        () =>
+          aliceClient
+            .getRoom(roomId)
+            ?.currentState.getStateEvents(CALL_MEMBER_EVENT_TYPE, alice.stateKey)
+            ?.getId() === aliceState()?.event_id,
+        12_000,
+        "alice's client to sync her rejoin",
+      ),
     );
+    rec.say("alice", "her client has caught up with the server: her view of the call is current again");
     await sleep(DEMO_DELAY_MS / 2);
 
     rec.say("demo", "both leave");

@@ -99,7 +99,9 @@ function failureLabel(r: DeviceRequest): string {
 
 export function renderTimeline(trace: DemoTrace): string {
   const t0 = trace.t0;
-  const seconds = Math.max(1, Math.ceil((trace.tEnd - t0) / 1000));
+  // Room for the last deadlines (they lie up to a delay past the end) and their labels.
+  const lastT = Math.max(trace.tEnd, ...trace.server.deadlines.map((d) => d.sendTs));
+  const seconds = Math.max(1, Math.ceil((lastT - t0) / 1000 + 0.9));
   const plotW = W - LEFT - RIGHT;
   const x = (t: number): number => LEFT + ((t - t0) / 1000 / seconds) * plotW;
   const colorOf = new Map(trace.devices.map((d, i) => [d.name, DEVICE_COLORS[i % DEVICE_COLORS.length]]));
@@ -463,7 +465,7 @@ export function renderTimeline(trace: DemoTrace): string {
   item("send the membership (join)", box(OP_COLOR.state));
   item("heartbeat: restart the delayed leave", dot(3.5, OP_COLOR.restart));
   item("send the delayed leave now (leave)", box(OP_COLOR.send));
-  item("read our membership", box(OP_COLOR.read));
+  if (trace.requests.some((r) => r.op === "read")) item("read our membership", box(OP_COLOR.read));
   item("request failed", (cx, cy) => cross(cx, cy, 4, RED));
   lx = W;
   for (const [status, fill] of Object.entries(STATUS_COLOR)) item(status, box(fill));

@@ -213,7 +213,7 @@ export class DemoRecorder {
         const value = await call();
         const end = Date.now();
         this.trace.requests.push({ device, op, start, end, ok: true });
-        if (op !== "probe" && op !== "read" && op !== "list")
+        if (op !== "probe" && op !== "list")
           this.say(device, `${OP_WORDS[op]}${via} ok, ${end - start} ms${detail ? detail(value) : ""}`, end);
         return value;
       } catch (e) {
@@ -260,7 +260,18 @@ export class DemoRecorder {
     };
     if (inner.readStateEvent) {
       const read = inner.readStateEvent.bind(inner);
-      backend.readStateEvent = (req, opts) => run("read", opts, () => read(req, opts));
+      backend.readStateEvent = (req, opts) =>
+        run(
+          "read",
+          opts,
+          () => read(req, opts),
+          (content) =>
+            content === undefined
+              ? ": none"
+              : Object.keys(content).length === 0
+                ? ": empty, so our leave was sent"
+                : ": still there",
+        );
     }
     if (inner.listDelayedEvents) {
       const list = inner.listDelayedEvents.bind(inner);
