@@ -1,0 +1,416 @@
+/**
+ * `npm run bench`: our MembershipManager side by side with matrix-js-sdk's (reached through
+ * MatrixRTCSession with Element Call's settings), on one test homeserver with the same added round-trip
+ * time, then the scale run (child processes) and the homeserver load check.
+ *
+ * Writes bench/results/latest.json, bench/results/latest.svg and the results block of docs/benchmark.md.
+ * BENCH_QUICK=1 runs fewer and shorter repetitions (for trying changes; not for quoting).
+ */
+import { readFileSync } from "node:fs";
+import { cpus } from "node:os";
+import { availableParallelism } from "node:os";
+import { quietMatrixSdkLogs } from "../src/testing/index.js";
+import { runHomeserverLoad, type HomeserverLoadResult } from "./homeserver-load.js";
+import { EC_DELAY_MS, measureRtt, median, startBench, type Impl } from "./lib.js";
+import {
+  markdownTable,
+  svgChart,
+  textTable,
+  updateBenchmarkDoc,
+  writeFileEnsuringDir,
+  prettify,
+  goalMet,
+  atLeastAsGood,
+  ratio,
+  type Meta,
+  type Row,
+} from "./report.js";
+import {
+  CUT_AFTER_BEAT_MS,
+  ghostAndRecovery,
+  heartbeat,
+  joinLeave,
+  storm,
+  type Samples,
+} from "./scenarios.js";
+import { runScaleChild, type ScaleResult, type ScaleVariant } from "./scale.js";
+
+quietMatrixSdkLogs();
+
+const QUICK = process.env.BENCH_QUICK === "1";
+const RTT_MS = 50;
+const PLAN = QUICK
+  ? { joinLeaveReps: 3, heartbeatMs: 20_000, ghostReps: 1, shortStormReps: 1, longStormReps: 1, scaleN: 2000 }
+  : {
+      joinLeaveReps: 7,
+      heartbeatMs: 60_000,
+      ghostReps: 3,
+      shortStormReps: 3,
+      longStormReps: 2,
+      scaleN: 10_000,
+    };
+const SHORT_STORM_MS = 8_000;
+const LONG_STORM_MS = 20_000;
+const AFTER_STORM_MS = 15_000;
+/** js-sdk's local restart timeout (its default; EC does not set it) and ours (min(2000, delay/5)). */
+const LOCAL_TIMEOUT_MS = 2000;
+
+const started = Date.now();
+const say = (s: string) => process.stderr.write(`${s}\n`);
+const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0)} s`;
+
+function pair(s: Samples): { ours: number; theirs: number; reps: number } {
+  return {
+    ours: median(s.ours),
+    theirs: median(s["js-sdk"]),
+    reps: Math.min(s.ours.length, s["js-sdk"].length),
+  };
+}
+
+const rows: Row[] = [];
+const raw: Record<string, unknown> = {};
+
+say(
+  `matrixrtc-membership bench: +${RTT_MS} ms RTT on every device link, delay ${EC_DELAY_MS} ms${QUICK ? " (QUICK)" : ""}`,
+);
+const bench = await startBench({ rttMs: RTT_MS });
+const rtt = await measureRtt(bench);
+say(`measured RTT through a link: ${rtt.toFixed(1)} ms (${elapsed()})`);
+
+try {
+  // --- join / leave -------------------------------------------------------------------------------
+  say(`join/leave latency, ${PLAN.joinLeaveReps} reps each…`);
+  const jl = await joinLeave(bench, PLAN.joinLeaveReps);
+  raw.joinLeave = jl;
+  rows.push(
+    {
+      id: "join.connected",
+      label: "join → connected",
+      unit: "ms",
+      ...pair(jl.joinConnected),
+      lowerIsBetter: true,
+      limit: 2 * rtt,
+      limitNote: "two round trips: schedule the delayed leave, then write the membership",
+      goal: { max: 2 * rtt * 1.1, text: "≤ 1.1 × 2 RTT" },
+    },
+    {
+      id: "join.visible",
+      label: "join → visible to observer",
+      unit: "ms",
+      ...pair(jl.joinVisible),
+      lowerIsBetter: true,
+      limit: 1.5 * rtt,
+      limitNote: "the membership PUT reaches the server 1.5 RTT in; the observer syncs directly",
+    },
+    {
+      id: "leave.confirmed",
+      label: "leave → confirmed",
+      unit: "ms",
+      ...pair(jl.leaveConfirmed),
+      lowerIsBetter: true,
+      limit: rtt,
+      limitNote: "one round trip (fire the delayed leave)",
+      goal: { max: rtt * 1.1, text: "≤ 1.1 × RTT" },
+    },
+    {
+      id: "leave.server",
+      label: "leave → server holds {}",
+      unit: "ms",
+      ...pair(jl.leaveServer),
+      lowerIsBetter: true,
+      limit: 0.5 * rtt,
+      limitNote: "half a round trip (origin_server_ts of the {} event)",
+    },
+    {
+      id: "leave.visible",
+      label: "leave → observer sees it",
+      unit: "ms",
+      ...pair(jl.leaveVisible),
+      lowerIsBetter: true,
+      limit: 0.5 * rtt,
+    },
+    {
+      id: "joinleave.requests",
+      label: "requests per join + leave",
+      unit: "requests",
+      ...pair(jl.requestsJoinLeave),
+      lowerIsBetter: true,
+      limit: 3,
+      limitNote: "schedule, membership, fire; plus one restart right after the join (both do it)",
+    },
+  );
+  say(`  done (${elapsed()})`);
+
+  // --- heartbeat ----------------------------------------------------------------------------------
+  say(`heartbeat cost over ${PLAN.heartbeatMs / 1000} s…`);
+  const hb = await heartbeat(bench, PLAN.heartbeatMs);
+  raw.heartbeat = hb;
+  const perHour = (impl: Impl) => (hb.requests[impl] * 3600_000) / hb.windowMs;
+  const meanInterval = (impl: Impl) =>
+    hb.intervals[impl].reduce((a, b) => a + b, 0) / hb.intervals[impl].length;
+  const margin = (impl: Impl) => EC_DELAY_MS - meanInterval(impl) - LOCAL_TIMEOUT_MS;
+  rows.push(
+    {
+      id: "heartbeat.perHour",
+      label: "heartbeat requests / device-hour",
+      unit: "requests",
+      ours: perHour("ours"),
+      theirs: perHour("js-sdk"),
+      lowerIsBetter: true,
+      reps: 1,
+      note: `counted over ${Math.round(hb.windowMs / 1000)} s and scaled; plus one membership refresh per hour each (js-sdk: restart + PUT)`,
+    },
+    {
+      id: "heartbeat.interval",
+      label: "heartbeat interval (server-side mean)",
+      unit: "ms",
+      ours: meanInterval("ours"),
+      theirs: meanInterval("js-sdk"),
+      lowerIsBetter: false,
+      reps: Math.min(hb.intervals.ours.length, hb.intervals["js-sdk"].length),
+    },
+    {
+      id: "heartbeat.margin",
+      label: "margin: delay − (interval + local timeout)",
+      unit: "ms",
+      ours: margin("ours"),
+      theirs: margin("js-sdk"),
+      lowerIsBetter: false,
+      reps: 1,
+      note: "time left for one retry after a lost heartbeat before the server fires the leave",
+    },
+  );
+  say(`  done (${elapsed()})`);
+
+  // --- ghost / recovery ---------------------------------------------------------------------------
+  say(`ghost time and recovery, ${PLAN.ghostReps} reps (both at once, separate rooms)…`);
+  const gh = await ghostAndRecovery(bench, PLAN.ghostReps);
+  raw.ghost = gh;
+  rows.push(
+    {
+      id: "ghost",
+      label: `ghost: cut → observer sees leave`,
+      unit: "ms",
+      ...pair(gh.ghost),
+      lowerIsBetter: true,
+      limit: EC_DELAY_MS - CUT_AFTER_BEAT_MS,
+      limitNote: `the server fires delay after the last heartbeat; the cut comes ${CUT_AFTER_BEAT_MS} ms after one`,
+      goal: { max: EC_DELAY_MS + 500, text: "≤ delay + 0.5 s" },
+    },
+    {
+      id: "recovery",
+      label: "recovery: network back → visible",
+      unit: "ms",
+      ...pair(gh.recovery),
+      lowerIsBetter: true,
+      limit: 1.5 * rtt,
+      limitNote: "schedule a new delayed leave, then the membership PUT reaches the server",
+      goal: { max: 2 * rtt + 1000, text: "≤ 2 RTT + backoff step (1 s)" },
+    },
+    {
+      id: "recovery.requests",
+      label: "requests to recover",
+      unit: "requests",
+      ...pair(gh.recoveryRequests),
+      lowerIsBetter: true,
+      limit: 2,
+    },
+  );
+  say(`  done (${elapsed()})`);
+
+  // --- rate-limit storms --------------------------------------------------------------------------
+  for (const [stormMs, reps] of [
+    [SHORT_STORM_MS, PLAN.shortStormReps],
+    [LONG_STORM_MS, PLAN.longStormReps],
+  ] as const) {
+    say(
+      `rate-limit storm ${stormMs / 1000} s (429, retry_after_ms 1000 on every membership route), ${reps} reps…`,
+    );
+    const st = await storm(bench, reps, stormMs, AFTER_STORM_MS);
+    raw[`storm${stormMs}`] = st;
+    const s = `${stormMs / 1000} s storm`;
+    rows.push(
+      {
+        id: `storm${stormMs}.requests`,
+        label: `${s}: requests during it`,
+        unit: "requests",
+        ...pair(st.requestsDuringStorm),
+        lowerIsBetter: true,
+        note: "retry_after_ms is 1000, so about one request a second per lane is what the server asked for",
+      },
+      {
+        id: `storm${stormMs}.requestsAfter`,
+        label: `${s}: requests to be back`,
+        unit: "requests",
+        ...pair(st.requestsAfterStorm),
+        lowerIsBetter: true,
+      },
+      {
+        id: `storm${stormMs}.joined`,
+        label: `${s}: still joined ${AFTER_STORM_MS / 1000} s after`,
+        unit: "yes/no",
+        ...pair(st.joinedAfter),
+        lowerIsBetter: false,
+        goal: { min: 1, text: "yes" },
+      },
+    );
+    if (stormMs > EC_DELAY_MS)
+      rows.push({
+        id: `storm${stormMs}.back`,
+        label: `${s}: storm over → visible again`,
+        unit: "ms",
+        ...pair(st.backAfterStorm),
+        lowerIsBetter: true,
+      });
+    say(`  done (${elapsed()})`);
+  }
+} finally {
+  await bench.close();
+}
+
+// --- scale ------------------------------------------------------------------------------------------
+const scale: Partial<Record<ScaleVariant, ScaleResult>> = {};
+const scaleRuns: [ScaleVariant, number][] = [
+  ["ours-virtual", 5_000],
+  ["ours-fastvirtual", 60_000],
+  ["sdk-virtual", 60_000],
+  ["ours-real", 10_000],
+  ["sdk-real", 10_000],
+];
+for (const [variant, windowMs] of scaleRuns) {
+  say(`scale: ${PLAN.scaleN} managers, ${variant}, ${windowMs / 1000} s window…`);
+  try {
+    scale[variant] = await runScaleChild(variant, PLAN.scaleN, windowMs, 240_000);
+  } catch (e) {
+    say(`  failed: ${String(e)}`);
+  }
+  say(`  done (${elapsed()})`);
+}
+raw.scale = scale;
+const sc = (v: ScaleVariant, k: "heapBytesPerManager" | "cpuUsPerHeartbeat") => scale[v]?.[k] ?? NaN;
+rows.push(
+  {
+    id: "scale.memory",
+    label: `memory per joined manager (${PLAN.scaleN / 1000}k, virtual time)`,
+    unit: "KB",
+    ours: sc("ours-virtual", "heapBytesPerManager") / 1024,
+    theirs: sc("sdk-virtual", "heapBytesPerManager") / 1024,
+    lowerIsBetter: true,
+    reps: 1,
+    note: "ours on RxJS VirtualTimeScheduler; js-sdk's under node:test mock timers",
+  },
+  {
+    id: "scale.memory.real",
+    label: `memory per joined manager (${PLAN.scaleN / 1000}k, real timers)`,
+    unit: "KB",
+    ours: sc("ours-real", "heapBytesPerManager") / 1024,
+    theirs: sc("sdk-real", "heapBytesPerManager") / 1024,
+    lowerIsBetter: true,
+    reps: 1,
+  },
+  {
+    id: "scale.cpu.virtual",
+    label: `CPU per heartbeat (${PLAN.scaleN / 1000}k, virtual time)`,
+    unit: "µs",
+    ours: sc("ours-fastvirtual", "cpuUsPerHeartbeat"),
+    theirs: sc("sdk-virtual", "cpuUsPerHeartbeat"),
+    lowerIsBetter: true,
+    reps: 1,
+    note: `ours on a heap-ordered virtual scheduler; on RxJS's VirtualTimeScheduler it is ${sc("ours-virtual", "cpuUsPerHeartbeat")} µs (its sorted array costs O(n) per timer)`,
+  },
+  {
+    id: "scale.cpu.real",
+    label: `CPU per heartbeat (${PLAN.scaleN / 1000}k, real timers)`,
+    unit: "µs",
+    ours: sc("ours-real", "cpuUsPerHeartbeat"),
+    theirs: sc("sdk-real", "cpuUsPerHeartbeat"),
+    lowerIsBetter: true,
+    reps: 1,
+  },
+);
+
+// --- homeserver load --------------------------------------------------------------------------------
+say(`homeserver load check (1000 clients, 5 s)…`);
+let load: HomeserverLoadResult | undefined;
+try {
+  load = await runHomeserverLoad({ clients: QUICK ? 200 : 1000, seconds: 5 });
+} catch (e) {
+  say(`  failed: ${String(e)}`);
+}
+raw.homeserverLoad = load;
+
+// --- output -----------------------------------------------------------------------------------------
+const cpuModel = (() => {
+  try {
+    return (
+      /model name\s*:\s*(.*)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1]?.trim() ?? cpus()[0]?.model
+    );
+  } catch {
+    return cpus()[0]?.model ?? "unknown";
+  }
+})();
+const jsSdkVersion = (
+  JSON.parse(readFileSync("node_modules/matrix-js-sdk/package.json", "utf8")) as { version: string }
+).version;
+const meta: Meta = {
+  command: "npm run bench",
+  date: new Date().toISOString(),
+  node: process.version,
+  nproc: availableParallelism(),
+  cpu: cpuModel ?? "unknown",
+  rttNominalMs: RTT_MS,
+  rttMeasuredMs: rtt,
+  delayMs: EC_DELAY_MS,
+  runSeconds: Math.round((Date.now() - started) / 1000),
+  jsSdkVersion,
+};
+
+const table = textTable(rows);
+console.log(
+  `\nmatrixrtc-membership vs matrix-js-sdk ${jsSdkVersion} MembershipManager (Element Call settings), medians`,
+);
+console.log(
+  `+${RTT_MS} ms RTT per device link (measured ${rtt.toFixed(1)} ms), delay ${EC_DELAY_MS} ms, observer connected directly\n`,
+);
+console.log(table);
+if (load)
+  console.log(
+    `\ntest homeserver load: ${load.clients} clients, ${load.requestsPerSecond} req/s, p50 ${load.p50Ms} ms, p99 ${load.p99Ms} ms, ${load.errors} errors`,
+  );
+console.log(`\n${meta.nproc}× ${meta.cpu}, node ${meta.node}; ran in ${meta.runSeconds} s`);
+
+const results = {
+  meta,
+  rows: rows.map((r) => ({
+    ...r,
+    ratio: ratio(r),
+    atLeastAsGood: atLeastAsGood(r),
+    goalMet: goalMet(r),
+  })),
+  homeserverLoad: load,
+  raw,
+};
+writeFileEnsuringDir("bench/results/latest.json", JSON.stringify(results, null, 2) + "\n");
+writeFileEnsuringDir("bench/results/latest.svg", svgChart(rows, meta));
+
+const generated = [
+  `Measured ${meta.date.slice(0, 10)} with \`${meta.command}\` (${meta.runSeconds} s) on ${meta.nproc}× ${meta.cpu}, node ${meta.node}, matrix-js-sdk ${jsSdkVersion}${QUICK ? " — QUICK run, not for quoting" : ""}.`,
+  `Every device link adds ${RTT_MS} ms per round trip (measured RTT ${rtt.toFixed(1)} ms); delay ${EC_DELAY_MS} ms; the observer syncs directly. Medians; "limit" is the physical floor.`,
+  "",
+  markdownTable(rows),
+  "",
+  load
+    ? `Test homeserver load: ${load.clients} clients restarting once a second, ${load.requestsPerSecond} req/s, p50 ${load.p50Ms} ms, p99 ${load.p99Ms} ms, ${load.errors} errors.`
+    : "",
+  "",
+  "![benchmark chart](../bench/results/latest.svg)",
+].join("\n");
+updateBenchmarkDoc(
+  "docs/benchmark.md",
+  generated,
+  `# Benchmark: matrixrtc-membership vs matrix-js-sdk\n\n${"<!-- bench:results:start -->"}\n${"<!-- bench:results:end -->"}\n`,
+);
+await prettify("bench/results/latest.json");
+await prettify("docs/benchmark.md");
+say(`wrote bench/results/latest.json, bench/results/latest.svg, docs/benchmark.md (${elapsed()})`);
+process.exit(0);

@@ -1,0 +1,194 @@
+/** Turns the bench's rows into the printed table, the JSON file, the SVG chart and docs/benchmark.md. */
+import { readFileSync, writeFileSync, existsSync, mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import * as prettier from "prettier";
+
+export interface Row {
+  id: string;
+  /** What is measured, short. */
+  label: string;
+  unit: string;
+  ours: number;
+  theirs: number;
+  /** false when a larger number is better (margins, "still joined"). */
+  lowerIsBetter: boolean;
+  /** The physical floor (or ceiling) where there is one. */
+  limit?: number;
+  limitNote?: string;
+  /** Our goal for this figure, checked against `ours`. */
+  goal?: { max?: number; min?: number; text: string };
+  reps: number;
+  note?: string;
+}
+
+export interface Meta {
+  command: string;
+  date: string;
+  node: string;
+  nproc: number;
+  cpu: string;
+  rttNominalMs: number;
+  rttMeasuredMs: number;
+  delayMs: number;
+  runSeconds: number;
+  jsSdkVersion: string;
+}
+
+export const ratio = (r: Row): number => r.ours / r.theirs;
+
+/** Does ours meet the goal (undefined when there is none). */
+export function goalMet(r: Row): boolean | undefined {
+  if (!r.goal || !Number.isFinite(r.ours)) return r.goal ? false : undefined;
+  if (r.goal.max !== undefined && r.ours > r.goal.max) return false;
+  if (r.goal.min !== undefined && r.ours < r.goal.min) return false;
+  return true;
+}
+
+/** Is ours at least as good as js-sdk's (ties within 2% or 2 units count as "as good"). */
+export function atLeastAsGood(r: Row): boolean | undefined {
+  if (!Number.isFinite(r.ours) || !Number.isFinite(r.theirs))
+    return Number.isFinite(r.ours) ? true : undefined;
+  const slack = Math.max(Math.abs(r.theirs) * 0.02, r.unit === "ms" ? 2 : 0);
+  return r.lowerIsBetter ? r.ours <= r.theirs + slack : r.ours >= r.theirs - slack;
+}
+
+function fmt(x: number | undefined, unit = ""): string {
+  if (x === undefined) return "";
+  if (!Number.isFinite(x)) return "n/a";
+  const abs = Math.abs(x);
+  const s = abs >= 100 ? Math.round(x).toString() : abs >= 10 ? x.toFixed(1) : x.toFixed(2);
+  return unit === "yes/no" ? (x >= 1 ? "yes" : x <= 0 ? "no" : x.toFixed(2)) : s;
+}
+
+function fmtRatio(r: Row): string {
+  const q = ratio(r);
+  return Number.isFinite(q) ? q.toFixed(2) : "n/a";
+}
+
+function verdict(r: Row): string {
+  const parts: string[] = [];
+  const better = atLeastAsGood(r);
+  if (better === false) parts.push("LOSES");
+  const g = goalMet(r);
+  if (g === true) parts.push("goal met");
+  if (g === false) parts.push("GOAL MISSED");
+  return parts.join(", ");
+}
+
+const COLS = ["figure", "unit", "ours", "js-sdk", "ours/js-sdk", "limit", "goal (ours)", "verdict"];
+
+function cells(r: Row): string[] {
+  return [
+    r.label,
+    r.unit,
+    fmt(r.ours, r.unit),
+    fmt(r.theirs, r.unit),
+    r.unit === "yes/no" ? "" : fmtRatio(r),
+    r.limit !== undefined ? fmt(r.limit) : "",
+    r.goal?.text ?? "",
+    verdict(r),
+  ];
+}
+
+export function textTable(rows: Row[]): string {
+  const all = [COLS, ...rows.map(cells)];
+  const widths = COLS.map((_, i) => Math.max(...all.map((row) => row[i].length)));
+  const line = (row: string[]) =>
+    row.map((c, i) => (i >= 2 && i <= 5 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join("  ");
+  return [line(COLS), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map((r) => line(cells(r)))].join(
+    "\n",
+  );
+}
+
+export function markdownTable(rows: Row[]): string {
+  const esc = (s: string) => s.replace(/\|/g, "\\|");
+  const head = `| ${COLS.join(" | ")} |\n|${COLS.map((_, i) => (i >= 2 && i <= 5 ? "---:" : "---")).join("|")}|`;
+  return [head, ...rows.map((r) => `| ${cells(r).map(esc).join(" | ")} |`)].join("\n");
+}
+
+function xml(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+/**
+ * One pair of bars per figure, each pair scaled to its larger value (so different units share a chart),
+ * the value printed at the end of each bar.
+ */
+export function svgChart(rows: Row[], meta: Meta): string {
+  const shown = rows.filter(
+    (r) => r.unit !== "yes/no" && Number.isFinite(r.ours) && Number.isFinite(r.theirs),
+  );
+  const labelW = 330;
+  const barW = 380;
+  const rowH = 34;
+  const top = 56;
+  const width = labelW + barW + 120;
+  const height = top + shown.length * rowH + 40;
+  const out: string[] = [];
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, sans-serif" font-size="12">`,
+    `<rect width="100%" height="100%" fill="#fff"/>`,
+    `<text x="12" y="22" font-size="15" font-weight="bold">matrixrtc-membership vs matrix-js-sdk ${xml(meta.jsSdkVersion)} MembershipManager</text>`,
+    `<text x="12" y="40" fill="#555">medians; +${meta.rttNominalMs} ms RTT (measured ${meta.rttMeasuredMs.toFixed(1)} ms), delay ${meta.delayMs} ms; each pair scaled to its larger value</text>`,
+  );
+  shown.forEach((r, i) => {
+    const y = top + i * rowH;
+    const max = Math.max(Math.abs(r.ours), Math.abs(r.theirs)) || 1;
+    const better = r.lowerIsBetter ? "lower is better" : "higher is better";
+    out.push(
+      `<text x="12" y="${y + 12}">${xml(r.label)}</text>`,
+      `<text x="12" y="${y + 25}" fill="#777" font-size="10">${xml(r.unit)}, ${better}</text>`,
+    );
+    const bars: [string, number, string][] = [
+      ["ours", r.ours, "#2a7ae2"],
+      ["js-sdk", r.theirs, "#aaa"],
+    ];
+    bars.forEach(([name, v, color], j) => {
+      const w = Math.max(1, (Math.abs(v) / max) * barW);
+      const by = y + j * 13;
+      out.push(
+        `<rect x="${labelW}" y="${by}" width="${w.toFixed(1)}" height="11" fill="${color}"><title>${name}: ${fmt(v)} ${xml(r.unit)}</title></rect>`,
+        `<text x="${labelW + w + 4}" y="${by + 10}" font-size="10">${name} ${fmt(v)}</text>`,
+      );
+    });
+  });
+  const ly = top + shown.length * rowH + 16;
+  out.push(
+    `<rect x="12" y="${ly}" width="11" height="11" fill="#2a7ae2"/><text x="28" y="${ly + 10}">ours</text>`,
+    `<rect x="72" y="${ly}" width="11" height="11" fill="#aaa"/><text x="88" y="${ly + 10}">matrix-js-sdk (Element Call settings)</text>`,
+    `<text x="${width - 12}" y="${ly + 10}" text-anchor="end" fill="#777" font-size="10">${xml(meta.date)} · ${meta.nproc}× ${xml(meta.cpu)} · node ${xml(meta.node)}</text>`,
+    `</svg>`,
+  );
+  return out.join("\n") + "\n";
+}
+
+export function writeFileEnsuringDir(path: string, text: string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, text);
+}
+
+/** Format a file the way `npm run lint` (prettier --check .) expects; leaves it as is if prettier fails. */
+export async function prettify(path: string): Promise<void> {
+  try {
+    const options = (await prettier.resolveConfig(path)) ?? {};
+    const text = readFileSync(path, "utf8");
+    writeFileSync(path, await prettier.format(text, { ...options, filepath: path }));
+  } catch {
+    // formatting is cosmetic
+  }
+}
+
+const START = "<!-- bench:results:start -->";
+const END = "<!-- bench:results:end -->";
+
+/** Replace the generated block of docs/benchmark.md (creating the file around it if needed). */
+export function updateBenchmarkDoc(path: string, generated: string, skeleton: string): void {
+  const block = `${START}\n${generated.trim()}\n${END}`;
+  let text = existsSync(path) ? readFileSync(path, "utf8") : skeleton;
+  if (!text.includes(START) || !text.includes(END)) text = skeleton;
+  const before = text.slice(0, text.indexOf(START));
+  const after = text.slice(text.indexOf(END) + END.length);
+  writeFileEnsuringDir(path, `${before}${block}${after}`);
+}
+
+export const DOC_MARKERS = { START, END };

@@ -1,0 +1,349 @@
+/**
+ * Scale: N managers in one process against a no-op backend (every request resolves at once), memory per
+ * joined manager and CPU per heartbeat. Each variant runs in its own child process (clean heap, `gc()`):
+ *
+ *   node --expose-gc --import tsx bench/scale.ts <variant> [managers] [seconds]
+ *
+ * variants:
+ * - ours-virtual: our manager on an RxJS VirtualTimeScheduler, driven like test/helpers/virtualTime.ts;
+ * - ours-fastvirtual: the same on a heap-ordered virtual scheduler (RxJS's keeps a sorted array, O(n) per timer);
+ * - sdk-virtual: js-sdk's MembershipManager (lib/matrixrtc/MembershipManager.js) under node:test mock timers
+ *   (it takes no scheduler: it calls setTimeout and Date.now directly);
+ * - ours-real / sdk-real: both on real timers, for a like-for-like comparison.
+ * Prints one JSON line (ScaleResult).
+ */
+import { mock } from "node:test";
+import { pathToFileURL } from "node:url";
+import { spawn } from "node:child_process";
+import { VirtualAction, VirtualTimeScheduler, type SchedulerLike, type Subscription } from "rxjs";
+import { MembershipManager as SdkMembershipManager } from "matrix-js-sdk/lib/matrixrtc/MembershipManager.js";
+import { Status as SdkStatus } from "matrix-js-sdk/lib/matrixrtc/index.js";
+import type { MembershipBackend } from "../src/backends/types.js";
+import { MembershipManager } from "../src/manager/MembershipManager.js";
+import { quietMatrixSdkLogs } from "../src/testing/index.js";
+
+export type ScaleVariant = "ours-virtual" | "ours-fastvirtual" | "sdk-virtual" | "ours-real" | "sdk-real";
+
+export interface ScaleResult {
+  variant: ScaleVariant;
+  managers: number;
+  /** Managers reporting connected before the measured window. */
+  connected: number;
+  /** heapUsed growth per joined manager, after gc (bytes). */
+  heapBytesPerManager: number;
+  /** Time measured (virtual or real ms). */
+  windowMs: number;
+  heartbeats: number;
+  /** Process CPU (user+system) per heartbeat over the window, µs; includes the scheduler's own cost. */
+  cpuUsPerHeartbeat: number;
+  /** Wall-clock time the window took (ms). */
+  wallMs: number;
+  gcAvailable: boolean;
+  note?: string;
+}
+
+const DELAY_MS = 10_000;
+const gcFn = (globalThis as { gc?: () => void }).gc;
+function heapAfterGc(): number {
+  if (gcFn) for (let i = 0; i < 3; i++) gcFn();
+  return process.memoryUsage().heapUsed;
+}
+const immediate = () => new Promise<void>((r) => setImmediate(r));
+async function settle(rounds = 3): Promise<void> {
+  for (let i = 0; i < rounds; i++) await immediate();
+}
+
+/** Our backend interface, every call resolving at once; counts restarts. */
+class NoopBackend implements MembershipBackend {
+  static restarts = 0;
+  private n = 0;
+  sendDelayedStateEvent(): Promise<string> {
+    return Promise.resolve(`d${++this.n}`);
+  }
+  sendStateEvent(): Promise<void> {
+    return Promise.resolve();
+  }
+  updateDelayedEvent(_id: string, action: string): Promise<void> {
+    if (action === "restart") NoopBackend.restarts++;
+    return Promise.resolve();
+  }
+}
+
+/** The client subset js-sdk's MembershipManager calls, every call resolving at once; counts restarts. */
+function noopSdkClient(userId: string, deviceId: string) {
+  let n = 0;
+  return {
+    getUserId: () => userId,
+    getDeviceId: () => deviceId,
+    sendStateEvent: () => Promise.resolve({ event_id: `$e${++n}` }),
+    _unstable_sendDelayedStateEvent: () => Promise.resolve({ delay_id: `d${++n}` }),
+    _unstable_updateDelayedEvent: () => Promise.resolve({}),
+    _unstable_cancelScheduledDelayedEvent: () => Promise.resolve({}),
+    _unstable_restartScheduledDelayedEvent: () => {
+      sdkRestarts++;
+      return Promise.resolve({});
+    },
+    _unstable_sendScheduledDelayedEvent: () => Promise.resolve({}),
+  };
+}
+let sdkRestarts = 0;
+
+/** A virtual-time SchedulerLike with a binary heap (O(log n) per timer), same contract as VirtualTimeScheduler. */
+class HeapVirtualScheduler implements SchedulerLike {
+  frame = 0;
+  private seq = 0;
+  private heap: { at: number; seq: number; run: () => void; closed: boolean }[] = [];
+  now(): number {
+    return this.frame;
+  }
+  schedule<T>(work: (this: unknown, state?: T) => void, delay = 0, state?: T): Subscription {
+    const entry = {
+      at: this.frame + Math.max(0, delay),
+      seq: this.seq++,
+      run: () => work(state),
+      closed: false,
+    };
+    this.push(entry);
+    const sub = {
+      closed: false,
+      unsubscribe() {
+        entry.closed = true;
+        sub.closed = true;
+      },
+    };
+    return sub as unknown as Subscription;
+  }
+  private less(a: { at: number; seq: number }, b: { at: number; seq: number }) {
+    return a.at < b.at || (a.at === b.at && a.seq < b.seq);
+  }
+  private push(e: (typeof this.heap)[number]) {
+    const h = this.heap;
+    h.push(e);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!this.less(h[i], h[p])) break;
+      [h[i], h[p]] = [h[p], h[i]];
+      i = p;
+    }
+  }
+  private pop() {
+    const h = this.heap;
+    const top = h[0];
+    const last = h.pop()!;
+    if (h.length > 0) {
+      h[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && this.less(h[l], h[m])) m = l;
+        if (r < h.length && this.less(h[r], h[m])) m = r;
+        if (m === i) break;
+        [h[i], h[m]] = [h[m], h[i]];
+        i = m;
+      }
+    }
+    return top;
+  }
+  /** Next due time of a live timer, or undefined. */
+  nextAt(): number | undefined {
+    while (this.heap.length > 0 && this.heap[0].closed) this.pop();
+    return this.heap[0]?.at;
+  }
+  /** Run every timer due at the next due time (not beyond `limit`). */
+  runDue(limit: number): boolean {
+    const at = this.nextAt();
+    if (at === undefined || at > limit) return false;
+    this.frame = Math.max(this.frame, at);
+    while (this.heap.length > 0 && this.heap[0].at <= at) {
+      const e = this.pop();
+      if (!e.closed) {
+        e.closed = true;
+        e.run();
+      }
+    }
+    return true;
+  }
+}
+
+/** Advance a virtual clock to `target`, one due time at a time, letting promises settle in between. */
+async function advanceVirtual(
+  v: { kind: "rxjs"; s: VirtualTimeScheduler } | { kind: "heap"; s: HeapVirtualScheduler },
+  ms: number,
+): Promise<void> {
+  const target = (v.kind === "rxjs" ? v.s.frame : v.s.frame) + ms;
+  await settle();
+  if (v.kind === "rxjs") {
+    for (;;) {
+      const next = v.s.actions.find((a) => !a.closed);
+      if (!next || next.delay > target) break;
+      v.s.maxFrames = next.delay;
+      v.s.flush();
+      await settle();
+    }
+    v.s.frame = Math.max(v.s.frame, target);
+  } else {
+    while (v.s.runDue(target)) await settle();
+    v.s.frame = Math.max(v.s.frame, target);
+  }
+  await settle();
+}
+
+async function runOurs(variant: ScaleVariant, n: number, windowMs: number): Promise<ScaleResult> {
+  const virt =
+    variant === "ours-virtual"
+      ? ({ kind: "rxjs", s: new VirtualTimeScheduler(VirtualAction, Infinity) } as const)
+      : variant === "ours-fastvirtual"
+        ? ({ kind: "heap", s: new HeapVirtualScheduler() } as const)
+        : undefined;
+  const base = heapAfterGc();
+  const managers: MembershipManager[] = [];
+  for (let i = 0; i < n; i++) {
+    const m = new MembershipManager({
+      backend: new NoopBackend(),
+      roomId: "!room:bench",
+      userId: `@u${i}:bench`,
+      deviceId: `D${i}`,
+      delayedLeaveDelayMs: DELAY_MS,
+      fociPreferred: [{ type: "livekit", livekit_service_url: "https://livekit.bench.test" }],
+      scheduler: virt?.s,
+    });
+    managers.push(m);
+    m.join();
+  }
+  // Let every join finish (and the heartbeat that follows a membership write).
+  if (virt) await advanceVirtual(virt, 1000);
+  else await new Promise((r) => setTimeout(r, 1000));
+  const connected = managers.filter((m) => m.status === "connected").length;
+  const heap = heapAfterGc();
+  NoopBackend.restarts = 0;
+  const cpu0 = process.cpuUsage();
+  const wall0 = performance.now();
+  if (virt) await advanceVirtual(virt, windowMs);
+  else await new Promise((r) => setTimeout(r, windowMs));
+  const cpu = process.cpuUsage(cpu0);
+  const wallMs = performance.now() - wall0;
+  const heartbeats = NoopBackend.restarts;
+  const still = managers.filter((m) => m.status === "connected").length;
+  for (const m of managers) m.dispose();
+  return {
+    variant,
+    managers: n,
+    connected: Math.min(connected, still),
+    heapBytesPerManager: Math.round((heap - base) / n),
+    windowMs,
+    heartbeats,
+    cpuUsPerHeartbeat: heartbeats ? Number(((cpu.user + cpu.system) / heartbeats).toFixed(1)) : NaN,
+    wallMs: Math.round(wallMs),
+    gcAvailable: !!gcFn,
+  };
+}
+
+async function runSdk(variant: ScaleVariant, n: number, windowMs: number): Promise<ScaleResult> {
+  quietMatrixSdkLogs();
+  const virtual = variant === "sdk-virtual";
+  if (virtual) mock.timers.enable({ apis: ["setTimeout", "setInterval", "Date"], now: Date.now() });
+  const advance = async (ms: number) => {
+    if (!virtual) return new Promise<void>((r) => setTimeout(r, ms));
+    // One due time at a time would need the mock's queue; 10 ms steps are finer than any js-sdk timer here.
+    const step = 10;
+    await settle();
+    for (let t = 0; t < ms; t += step) {
+      mock.timers.tick(step);
+      await settle(2);
+    }
+  };
+  const base = heapAfterGc();
+  const managers: SdkMembershipManager[] = [];
+  const room = { roomId: "!room:bench", getVersion: () => "10" };
+  for (let i = 0; i < n; i++) {
+    const m = new SdkMembershipManager(
+      {
+        delayedLeaveEventDelayMs: DELAY_MS,
+        networkErrorRetryMs: 1000,
+        maximumNetworkErrorRetryCount: 11,
+      },
+      room as never,
+      noopSdkClient(`@u${i}:bench`, `D${i}`) as never,
+      { application: "m.call", id: "ROOM" },
+    );
+    managers.push(m);
+    m.join([], { type: "livekit", livekit_service_url: "https://livekit.bench.test" } as never);
+  }
+  await advance(1000);
+  const connected = managers.filter((m) => m.status === SdkStatus.Connected).length;
+  const heap = heapAfterGc();
+  sdkRestarts = 0;
+  const cpu0 = process.cpuUsage();
+  const wall0 = performance.now();
+  await advance(windowMs);
+  const cpu = process.cpuUsage(cpu0);
+  const wallMs = performance.now() - wall0;
+  const heartbeats = sdkRestarts;
+  const still = managers.filter((m) => m.status === SdkStatus.Connected).length;
+  if (virtual) mock.timers.reset();
+  return {
+    variant,
+    managers: n,
+    connected: Math.min(connected, still),
+    heapBytesPerManager: Math.round((heap - base) / n),
+    windowMs,
+    heartbeats,
+    cpuUsPerHeartbeat: heartbeats ? Number(((cpu.user + cpu.system) / heartbeats).toFixed(1)) : NaN,
+    wallMs: Math.round(wallMs),
+    gcAvailable: !!gcFn,
+    note: virtual ? "node:test mock timers (setTimeout/Date), 10 ms ticks" : undefined,
+  };
+}
+
+export async function runScaleVariant(
+  variant: ScaleVariant,
+  n: number,
+  windowMs: number,
+): Promise<ScaleResult> {
+  return variant.startsWith("ours") ? runOurs(variant, n, windowMs) : runSdk(variant, n, windowMs);
+}
+
+/** Run one variant in a child process with --expose-gc; rejects on failure or after `timeoutMs`. */
+export function runScaleChild(
+  variant: ScaleVariant,
+  n: number,
+  windowMs: number,
+  timeoutMs = 180_000,
+): Promise<ScaleResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ["--expose-gc", "--import", "tsx", "bench/scale.ts", variant, String(n), String(windowMs)],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`scale ${variant}: no result within ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      const line = out.trim().split("\n").pop() ?? "";
+      try {
+        resolve(JSON.parse(line) as ScaleResult);
+      } catch {
+        reject(new Error(`scale ${variant} exited ${code}: ${err.slice(-2000) || out.slice(-2000)}`));
+      }
+    });
+  });
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  const variant = (process.argv[2] ?? "ours-virtual") as ScaleVariant;
+  const n = Number(process.argv[3] ?? 10_000);
+  const windowMs = Number(process.argv[4] ?? 60_000);
+  const result = await runScaleVariant(variant, n, windowMs);
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  process.exit(0);
+}
