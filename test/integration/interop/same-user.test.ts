@@ -1,0 +1,259 @@
+/**
+ * One user, several clients in the same call:
+ * - two devices, one with our package and one with matrix-js-sdk's MatrixRTCSession: different state
+ *   keys, so neither touches the other's membership or delayed leave;
+ * - two tabs of the same device with our package: the same state key. What happens is asserted here
+ *   (and explained in docs/compatibility.md): on Synapse ≥ 1.127 the second tab's join overwrites the
+ *   first's content, both keep their own delayed leave, and the first tab to leave wipes the device out
+ *   of the call while the other tab still reports `connected`; on Synapse < 1.127 each tab's write
+ *   cancels the other's delayed leave and the two re-join in turn on every heartbeat.
+ */
+import { afterEach, describe, expect, it } from "@jest/globals";
+import "../../helpers/matrix.js"; // quiet matrix-js-sdk
+import log from "loglevel";
+import { filter, switchMap, timer } from "rxjs";
+import {
+  CALL_MEMBER_EVENT_TYPE,
+  ClientBackend,
+  MembershipManager,
+  ownMembership$,
+  roomStateSource,
+} from "../../../src/index.js";
+import {
+  bareClient,
+  startTestCall,
+  stopClient,
+  SYNAPSE_PRESETS,
+  waitFor,
+  type SynapsePreset,
+  type TestCall,
+  type TestDevice,
+} from "../../../src/testing/index.js";
+import { idOf, joinWithJsSdk, jsSdkView, NO_LIMITS, observeWithUs, roomOf, sleep } from "./helpers.js";
+
+const DELAY = 1000;
+const quiet = log.getLogger("interop-quiet");
+quiet.setLevel("silent");
+
+let call: TestCall | undefined;
+const cleanups: (() => void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) c();
+  await call?.close();
+  call = undefined;
+});
+
+const localpartOf = (userId: string) => userId.slice(1).split(":")[0];
+
+/** Membership writes at a state key, oldest first: "{}" for a leave, else the first focus URL. */
+function writesAt(c: TestCall, stateKey: string): string[] {
+  return c.homeserver
+    .timeline(c.roomId)
+    .filter((e) => e.type === CALL_MEMBER_EVENT_TYPE && e.state_key === stateKey)
+    .map((e) =>
+      Object.keys(e.content).length === 0
+        ? "{}"
+        : String((e.content.foci_preferred as { livekit_service_url?: string }[])[0]?.livekit_service_url),
+    );
+}
+
+describe.each(["1.157", "1.116"] as SynapsePreset[])(
+  "one user, two devices: ours and matrix-js-sdk's (Synapse %s)",
+  (preset) => {
+    it("stay in the call together over several delays; each leaves without removing the other", async () => {
+      call = await startTestCall({
+        delayMs: DELAY,
+        homeserver: { ...SYNAPSE_PRESETS[preset], ...NO_LIMITS },
+      });
+      const hs = call.homeserver;
+      const ours = await call.device("alice");
+      const phoneCreds = await hs.loginDevice(localpartOf(ours.userId));
+      expect(phoneCreds.userId).toBe(ours.userId);
+      expect(phoneCreds.deviceId).not.toBe(ours.deviceId);
+      const bob = await call.observer("bob");
+      await roomOf(bob.client, call.roomId);
+      const bobOurs = observeWithUs(bob.client, call.roomId);
+      cleanups.push(() => bobOurs.stop());
+
+      ours.manager.join();
+      await bob.waitUntilSees(ours, { withinMs: 5000 });
+      const phone = await joinWithJsSdk(hs.baseUrl, phoneCreds, call.roomId, { delayMs: DELAY });
+      cleanups.push(() => phone.stop());
+      const phoneOurs = observeWithUs(phone.client, call.roomId);
+      cleanups.push(() => phoneOurs.stop());
+      const phoneKey = `_${phone.userId}_${phone.deviceId}_m.call`;
+      const both = [idOf(ours), idOf(phone)];
+      await waitFor(() => bobOurs.ids().length === 2, 5000, "both devices listed");
+
+      // Several delays: sample what the server holds and what every observer lists.
+      const until = Date.now() + 4 * DELAY;
+      while (Date.now() < until) {
+        expect(ours.isJoinedOnServer()).toBe(true);
+        expect(
+          Object.keys(hs.stateContent(call.roomId, CALL_MEMBER_EVENT_TYPE, phoneKey) ?? {}),
+        ).not.toHaveLength(0);
+        expect(bob.members()).toEqual(both);
+        expect(bobOurs.ids()).toEqual(both);
+        await sleep(100);
+      }
+      expect(phoneOurs.ids()).toEqual(both);
+      expect(jsSdkView(phone.client, call.roomId).map(idOf)).toEqual(both);
+      // Nobody ever wrote a leave, and each device wrote its membership once.
+      expect(writesAt(call, ours.manager.stateKey)).toEqual(["https://livekit.test"]);
+      expect(writesAt(call, phoneKey)).toHaveLength(1);
+      expect(ours.manager.status).toBe("connected");
+      expect(phone.session.isJoined()).toBe(true);
+
+      // Our device leaves: the phone stays.
+      await ours.manager.leave({ timeoutMs: 3000 });
+      await bob.waitUntilGone(ours, { withinMs: 3000 });
+      await sleep(2 * DELAY);
+      expect(bob.members()).toEqual([idOf(phone)]);
+      expect(phoneOurs.ids()).toEqual([idOf(phone)]);
+
+      // Rejoin, then the phone leaves: ours stays.
+      ours.manager.join();
+      await bob.waitUntilSees(ours, { withinMs: 3000 });
+      expect(await phone.leave()).toBe(true);
+      await waitFor(() => !bob.members().includes(idOf(phone)), 3000, "the phone to leave");
+      await sleep(2 * DELAY);
+      expect(bob.members()).toEqual([idOf(ours)]);
+      expect(ours.manager.status).toBe("connected");
+    });
+  },
+);
+
+async function secondTab(c: TestCall, first: TestDevice): Promise<MembershipManager> {
+  // A second login with the same device id: another tab of the same device.
+  const creds = await c.homeserver.loginDevice(localpartOf(first.userId), first.deviceId);
+  const client = bareClient(c.homeserver.baseUrl, creds);
+  const tab = new MembershipManager({
+    backend: new ClientBackend(client),
+    roomId: c.roomId,
+    userId: first.userId,
+    deviceId: first.deviceId,
+    delayedLeaveDelayMs: DELAY,
+    logger: quiet,
+    fociPreferred: [{ type: "livekit", livekit_service_url: "https://tab-two.example" }],
+  });
+  cleanups.push(
+    () => tab.dispose(),
+    () => stopClient(client),
+  );
+  return tab;
+}
+
+describe("two tabs of the same device with our package (same state key)", () => {
+  it("Synapse ≥ 1.127: the second join overwrites; the first tab's leave wipes the device out, the other tab does not notice", async () => {
+    call = await startTestCall({ delayMs: DELAY, homeserver: { ...SYNAPSE_PRESETS["1.157"], ...NO_LIMITS } });
+    const tab1 = await call.device("alice", { logger: quiet });
+    const tab2 = await secondTab(call, tab1);
+    expect(tab2.stateKey).toBe(tab1.manager.stateKey);
+    const bob = await call.observer("bob");
+
+    tab1.manager.join();
+    await tab1.waitUntilConnected();
+    tab2.join();
+    await waitFor(() => tab2.status === "connected", 3000, "tab 2 connected");
+    // Last writer wins: the server holds tab 2's content; each tab holds its own delayed leave.
+    await waitFor(() => tab1.pendingDelayedLeaves().length === 2, 2000, "two delayed leaves at one key");
+    await bob.waitUntilSees(tab1);
+    await sleep(3 * DELAY);
+    expect(writesAt(call, tab1.manager.stateKey)).toEqual([
+      "https://livekit.test",
+      "https://tab-two.example",
+    ]);
+    expect(tab1.pendingDelayedLeaves()).toHaveLength(2);
+    expect(tab1.manager.status).toBe("connected");
+    expect(tab2.status).toBe("connected");
+    expect(bob.members()).toEqual([idOf(tab1)]);
+    expect(jsSdkView(bob.client, call.roomId)[0].fociPreferred).toEqual([
+      { type: "livekit", livekit_service_url: "https://tab-two.example" },
+    ]);
+
+    // Tab 1 leaves: its delayed leave fires `{}` at the shared key. Tab 2's own delayed leave is a
+    // separate delayed event, its restarts keep succeeding, so it never learns the device is out.
+    expect(await tab1.manager.leave({ timeoutMs: 3000 })).toEqual({
+      status: "left",
+      via: "delayed-event-sent",
+    });
+    await bob.waitUntilGone(tab1, { withinMs: 3000 });
+    await sleep(3 * DELAY);
+    expect(tab1.isJoinedOnServer()).toBe(false);
+    expect(bob.sees(tab1)).toBe(false);
+    expect(tab2.status).toBe("connected");
+    expect(tab1.pendingDelayedLeaves()).toHaveLength(1);
+  });
+
+  it("Synapse ≥ 1.127, with ownMembership$ wired to the remaining tab (app-side), the device comes back", async () => {
+    call = await startTestCall({ delayMs: DELAY, homeserver: { ...SYNAPSE_PRESETS["1.157"], ...NO_LIMITS } });
+    const tab1 = await call.device("alice", { logger: quiet });
+    const tab2 = await secondTab(call, tab1);
+    const bob = await call.observer("bob");
+    await roomOf(bob.client, call.roomId);
+    // What a manager hook would do: while connected, an own membership missing from room state for
+    // longer than a sync round trip is re-asserted (update({}) re-sends the current content).
+    const guard = ownMembership$(roomStateSource(bob.client, call.roomId), {
+      userId: tab1.userId,
+      deviceId: tab1.deviceId,
+    })
+      .pipe(
+        switchMap((own) => (own ? [] : timer(300))),
+        filter(() => tab2.status === "connected"),
+      )
+      .subscribe(() => void tab2.update({}).catch(() => undefined));
+    cleanups.push(() => guard.unsubscribe());
+
+    tab1.manager.join();
+    await tab1.waitUntilConnected();
+    tab2.join();
+    await waitFor(() => tab2.status === "connected", 3000, "tab 2 connected");
+    await bob.waitUntilSees(tab1);
+    await tab1.manager.leave({ timeoutMs: 3000 });
+    const leftAt = Date.now();
+    await waitFor(() => !tab1.isJoinedOnServer(), 2000, "the leave to land");
+    await waitFor(() => tab1.isJoinedOnServer(), 3000, "tab 2 to restore the membership");
+    await bob.waitUntilSees(tab1, { withinMs: 2000 });
+    expect(Date.now() - leftAt).toBeLessThan(2000);
+    await sleep(2 * DELAY);
+    expect(bob.sees(tab1)).toBe(true);
+    expect(tab2.status).toBe("connected");
+  });
+
+  it("Synapse < 1.127: each tab's write cancels the other's delayed leave, so they re-join in turn", async () => {
+    call = await startTestCall({ delayMs: DELAY, homeserver: { ...SYNAPSE_PRESETS["1.116"], ...NO_LIMITS } });
+    const tab1 = await call.device("alice", { logger: quiet });
+    const tab2 = await secondTab(call, tab1);
+    const reasons: string[] = [];
+    for (const m of [tab1.manager, tab2])
+      m.state$.subscribe((s) => s.kind === "reconnecting" && reasons.push(s.reason));
+    const bob = await call.observer("bob");
+
+    tab1.manager.join();
+    await tab1.waitUntilConnected();
+    tab2.join();
+    await bob.waitUntilSees(tab1);
+    const before = writesAt(call, tab1.manager.stateKey).length;
+    await sleep(3 * DELAY);
+    const during = writesAt(call, tab1.manager.stateKey).length - before;
+    // Both tabs keep re-writing (about twice per heartbeat interval), never leaving the key empty.
+    expect(during).toBeGreaterThanOrEqual(6);
+    expect(writesAt(call, tab1.manager.stateKey)).not.toContain("{}");
+    expect(reasons).toContain("membership-removed");
+    expect(reasons).toContain("delayed-leave-lost");
+    expect(bob.sees(tab1)).toBe(true);
+
+    // Here the remaining tab notices: tab 1's fired leave cancelled tab 2's delayed leave too, the
+    // next restart 404s, tab 2 reads `{}` at its key and re-joins.
+    await tab1.manager.leave({ timeoutMs: 3000 });
+    await waitFor(
+      () => writesAt(call!, tab1.manager.stateKey).at(-1) === "https://tab-two.example",
+      3000,
+      "tab 2 to re-join",
+    );
+    await sleep(2 * DELAY);
+    expect(tab1.isJoinedOnServer()).toBe(true);
+    expect(bob.sees(tab1)).toBe(true);
+    expect(tab2.status).toBe("connected");
+  });
+});
