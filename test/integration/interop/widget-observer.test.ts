@@ -1,0 +1,163 @@
+/**
+ * Widget mode, both directions, with matrix-widget-api 1.19 on both ends in this process: our manager
+ * joins through the widget host (WidgetBackend → ClientWidgetApi → DelayedEventWidgetDriver → HTTP),
+ * and our observer reads the call's members from the host's MSC2762 `update_state` pushes, as Element
+ * Web's host sends them (initial push at negotiation, then `feedStateUpdate` for every state change).
+ * A js-sdk device joined with MatrixRTCSession is in the same call; a js-sdk client outside the widget
+ * must list the same members in the same order.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "@jest/globals";
+import "../../helpers/matrix.js"; // quiet matrix-js-sdk
+import log from "loglevel";
+import { RoomStateEvent, type MatrixEvent } from "matrix-js-sdk";
+import { WidgetApi, Widget } from "matrix-widget-api";
+import {
+  CALL_MEMBER_EVENT_TYPE,
+  MembershipManager,
+  WidgetBackend,
+  callMembers$,
+  ownMembership$,
+  rejectedMemberships$,
+  widgetCapabilities,
+  widgetObserverCapabilities,
+  WidgetStateSource,
+  type CallMember,
+  type RejectedMembership,
+} from "../../../src/index.js";
+import { startTestHomeserver, type TestHomeserver } from "../../../src/testing/index.js";
+import { createClientWidgetApi, DelayedEventWidgetDriver } from "../../../src/widget-host/index.js";
+import { syncedClient, stopClient, waitFor } from "../../helpers/matrix.js";
+import { installWindowShim, quietWidgetLogs } from "../../helpers/widgetBus.js";
+import { idOf, joinWithJsSdk, jsSdkView, NO_LIMITS, roomOf, viewOfOurs } from "./helpers.js";
+
+const DELAY = 1000;
+const quiet = log.getLogger("widget-observer-quiet");
+quiet.setLevel("silent");
+
+let restoreConsole: () => void;
+beforeAll(() => {
+  restoreConsole = quietWidgetLogs();
+});
+afterAll(() => restoreConsole());
+
+let hs: TestHomeserver | undefined;
+const cleanups: (() => void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) c();
+  await hs?.close();
+  hs = undefined;
+});
+
+describe("widget mode: our observer on the widget API's state pushes", () => {
+  it("lists a js-sdk device and our own widget device in js-sdk's order, follows joins and leaves", async () => {
+    hs = await startTestHomeserver(NO_LIMITS);
+    const alice = await hs.createUser("alice");
+    const roomId = await hs.createRoom(alice.accessToken);
+    const carolCreds = await hs.createUser("carol");
+    await hs.joinRoom(carolCreds.accessToken, roomId);
+    const bobCreds = await hs.createUser("bob");
+    await hs.joinRoom(bobCreds.accessToken, roomId);
+
+    // A js-sdk device is in the call before the widget starts: it must come with the initial push.
+    const carol = await joinWithJsSdk(hs.baseUrl, carolCreds, roomId, { delayMs: DELAY });
+    cleanups.push(() => carol.stop());
+    const bob = await syncedClient(hs.baseUrl, bobCreds);
+    cleanups.push(() => stopClient(bob));
+    await roomOf(bob, roomId);
+    await waitFor(() => jsSdkView(bob, roomId).length === 1, 5000, "bob to see carol");
+
+    // The host: a synced client (like Element Web) whose driver serves the widget, feeding it state.
+    const hostClient = await syncedClient(hs.baseUrl, alice);
+    cleanups.push(() => stopClient(hostClient));
+    await roomOf(hostClient, roomId);
+    const driver = new DelayedEventWidgetDriver(hostClient, { roomId });
+
+    // The widget: the state source is made before start(), as js-sdk's RoomWidgetClient does.
+    installWindowShim();
+    const widgetId = `observer-${process.pid}`;
+    const widgetApi = new WidgetApi(widgetId, "https://host.example");
+    const key = { userId: alice.userId, deviceId: alice.deviceId };
+    widgetApi.requestCapabilities([
+      ...widgetCapabilities({ ...key, readState: true }),
+      ...widgetObserverCapabilities(roomId),
+    ]);
+    const source = new WidgetStateSource(widgetApi, roomId);
+    cleanups.push(() => source.close());
+    const lists: CallMember[][] = [];
+    const own: (CallMember | undefined)[] = [];
+    const rejected: RejectedMembership[] = [];
+    const subs = [
+      callMembers$(source).subscribe((m) => lists.push(m)),
+      ownMembership$(source, key).subscribe((m) => own.push(m)),
+      rejectedMemberships$(source).subscribe((r) => rejected.push(r)),
+    ];
+    cleanups.push(() => subs.forEach((s) => s.unsubscribe()));
+    const ids = () => (lists.at(-1) ?? []).map(idOf);
+
+    let onLoad: (() => void) | undefined;
+    const iframe = {
+      contentWindow: globalThis,
+      addEventListener: (type: string, cb: () => void) => type === "load" && (onLoad = cb),
+    } as unknown as HTMLIFrameElement;
+    const widget = new Widget({
+      id: widgetId,
+      creatorUserId: alice.userId,
+      type: "m.custom",
+      url: "https://widget.example/call.html",
+      waitForIframeLoad: true,
+    });
+    const clientApi = createClientWidgetApi(widget, iframe, driver);
+    const feed = (event: MatrixEvent) => {
+      if (event.getRoomId() !== roomId) return;
+      void clientApi
+        .feedStateUpdate({ ...event.getEffectiveEvent(), room_id: roomId } as never)
+        .catch(() => undefined);
+    };
+    hostClient.on(RoomStateEvent.Events, feed);
+    const ready = new Promise<void>((r) => widgetApi.once("ready", () => r()));
+    widgetApi.start();
+    onLoad!();
+    await ready;
+    cleanups.push(
+      () => hostClient.off(RoomStateEvent.Events, feed),
+      () => widgetApi.transport.stop(),
+      () => clientApi.stop(),
+    );
+
+    // Initial state arrived through update_state: carol is listed, before we joined.
+    await waitFor(() => ids().length === 1, 3000, "the initial push to list carol");
+    expect(ids()).toEqual([idOf(carol)]);
+    expect(lists[0]).toEqual(lists.at(-1)); // nothing was emitted before the state was known
+    expect(own.at(-1)).toBeUndefined();
+
+    // Our widget device joins through the host.
+    const manager = new MembershipManager({
+      backend: new WidgetBackend(widgetApi, { membership: key }),
+      roomId,
+      ...key,
+      delayedLeaveDelayMs: DELAY,
+      callIntent: "audio",
+      logger: quiet,
+      fociPreferred: [{ type: "livekit", livekit_service_url: "https://lk.widget.example" }],
+    });
+    cleanups.push(() => manager.dispose());
+    manager.join();
+    await waitFor(() => ids().length === 2, 5000, "the widget to list itself");
+    expect(ids()).toEqual([idOf(carol), `${alice.userId}|${alice.deviceId}`]);
+    expect(own.at(-1)).toMatchObject({ userId: alice.userId, deviceId: alice.deviceId, callIntent: "audio" });
+    await waitFor(() => jsSdkView(bob, roomId).length === 2, 3000, "bob to see both");
+    expect(lists.at(-1)!.map(viewOfOurs)).toEqual(jsSdkView(bob, roomId));
+    expect(rejected).toEqual([]);
+
+    // A js-sdk leave reaches the widget as a state push.
+    expect(await carol.leave()).toBe(true);
+    await waitFor(() => ids().length === 1, 3000, "carol to leave");
+    expect(ids()).toEqual([`${alice.userId}|${alice.deviceId}`]);
+
+    // Our own leave too; the observer says the server no longer holds our membership.
+    await manager.leave({ timeoutMs: 3000 });
+    await waitFor(() => ids().length === 0, 3000, "our leave to show");
+    expect(own.at(-1)).toBeUndefined();
+    expect(hs.stateContent(roomId, CALL_MEMBER_EVENT_TYPE, manager.stateKey)).toEqual({});
+  });
+});
