@@ -214,12 +214,12 @@ export async function runLocalDemo({ print, timelinePath }: DemoOptions): Promis
     claims.restoredAt = Date.now();
     rec.outageEnds("alice", claims.restoredAt);
     rec.say("network", "alice's network is back", claims.restoredAt);
+    const rejoin = () =>
+      rec.trace.server.memberships.find((m) => m.device === "alice" && m.joined && m.t >= claims.restoredAt!);
     await step("alice rejoins", () =>
-      waitFor(() => alice.status === "connected" && onServer(alice), 10_000, "alice to rejoin"),
+      waitFor(() => alice.status === "connected" && rejoin() !== undefined, 10_000, "alice to rejoin"),
     );
-    claims.rejoinedAt = rec.trace.server.memberships.find(
-      (m) => m.device === "alice" && m.joined && m.t >= claims.restoredAt!,
-    )?.t;
+    claims.rejoinedAt = rejoin()?.t;
     if (claims.rejoinedAt)
       rec.say(
         "alice",
