@@ -10,6 +10,7 @@ import "../helpers/matrix.js"; // quiet matrix-js-sdk
 import fc from "fast-check";
 import { ClientEvent, EventTimeline, MatrixEvent, RoomEvent, RoomStateEvent } from "matrix-js-sdk";
 import { MatrixRTCSession } from "matrix-js-sdk/lib/matrixrtc/index.js";
+import { EventEmitter } from "node:events";
 import { BehaviorSubject, of, VirtualAction, VirtualTimeScheduler } from "rxjs";
 import {
   CALL_MEMBER_EVENT_TYPE,
@@ -28,6 +29,8 @@ import {
   type CallMember,
   type RejectedMembership,
   type StateEventLike,
+  WidgetStateSource,
+  type WidgetStateApi,
 } from "../../src/index.js";
 
 const NOW = 1_700_000_000_000;
@@ -509,5 +512,66 @@ describe("the observable", () => {
       sync: ClientEvent.Sync,
       timelineReset: RoomEvent.TimelineReset,
     });
+  });
+});
+
+describe("WidgetStateSource (fake widget API)", () => {
+  function fakeWidget(versions: string[], stateOnRead: unknown[]) {
+    const emitter = new EventEmitter();
+    const replies: unknown[] = [];
+    const reads: unknown[][] = [];
+    const api = Object.assign(emitter, {
+      getClientVersions: async () => versions,
+      readStateEvents: async (...args: unknown[]) => {
+        reads.push(args);
+        return stateOnRead.filter((e) => (e as { type: string }).type === args[0]);
+      },
+      transport: { reply: (req: unknown, data: unknown) => replies.push([req, data]) },
+    });
+    const push = (state: unknown[], prevented = false) => {
+      const ev = new CustomEvent("action:update_state", { detail: { data: { state } }, cancelable: true });
+      if (prevented) ev.preventDefault();
+      emitter.emit("action:update_state", ev);
+    };
+    return { api: api as unknown as WidgetStateApi, emitter, replies, reads, push };
+  }
+  const room = "!room:hs";
+  const inRoom = <T extends object>(e: T) => ({ ...e, room_id: room });
+
+  it("update_state pushes are merged per type and key, acknowledged once, other rooms ignored", () => {
+    const w = fakeWidget(["org.matrix.msc2762_update_state"], []);
+    const source = new WidgetStateSource(w.api, room);
+    const lists: string[][] = [];
+    const sub = callMembers$(source, { scheduler: new VirtualTimeScheduler() }).subscribe((m) =>
+      lists.push(m.map((x) => x.deviceId)),
+    );
+    expect(lists).toEqual([]); // not synced before the first push
+    w.push([inRoom(join(ALICE)), inRoom(ev(ALICE, key(ALICE, "A"), content("A"), 0))]);
+    w.push([{ ...ev(BOB, key(BOB, "B"), content("B"), 0), room_id: "!other:hs" }, inRoom(join(BOB))], true);
+    w.push([inRoom(ev(ALICE, key(ALICE, "A"), {}, 5))]);
+    expect(lists).toEqual([["A"], []]);
+    // The second push was already acknowledged by another listener (e.g. js-sdk's RoomWidgetClient).
+    expect(w.replies).toHaveLength(2);
+    sub.unsubscribe();
+    source.close();
+    expect(w.emitter.listenerCount("action:update_state")).toBe(0);
+  });
+
+  it("a host without update_state is read with readStateEvents on ready, newest event per key", async () => {
+    const older = inRoom(ev(ALICE, key(ALICE, "A"), content("A", { "m.call.intent": "audio" }), 10));
+    const newer = inRoom(ev(ALICE, key(ALICE, "A"), content("A", { "m.call.intent": "video" }), 20));
+    const w = fakeWidget(["org.matrix.msc2762"], [newer, older, inRoom(join(ALICE))]);
+    const source = new WidgetStateSource(w.api, room);
+    const lists: CallMember[][] = [];
+    const sub = callMembers$(source, { scheduler: new VirtualTimeScheduler() }).subscribe((m) =>
+      lists.push(m),
+    );
+    w.emitter.emit("ready");
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    expect(w.reads.map((r) => r[0])).toEqual([CALL_MEMBER_EVENT_TYPE, "m.room.member"]);
+    expect(lists.map((l) => l.map((m) => m.callIntent))).toEqual([["video"]]);
+    sub.unsubscribe();
+    source.close();
   });
 });

@@ -93,6 +93,9 @@ describe("our observer lists devices joined with matrix-js-sdk's MatrixRTCSessio
     await waitFor(() => jsSdkView(carol.client, call!.roomId).length === 3, 3000, "carol's own session");
     expect(jsSdkView(carol.client, call.roomId)).toEqual(ours.view());
 
+    // The client itself as the source (roomStateSource under the hood): the same list.
+    const direct = await firstValueFrom(callMembers$(client, { roomId: call.roomId }));
+    expect(direct.map(viewOfOurs)).toEqual(ours.view());
     // The same from the server's state as plain events (a different source, same answer).
     const fromServer = await firstValueFrom(
       callMembers$(eventsStateSource(call.homeserver.roomState(call.roomId))),
