@@ -1,7 +1,9 @@
 /**
- * `npm run demo`: two devices in a call on the embedded test homeserver; one loses its network,
- * the server fires its delayed leave, the other sees it go; the network returns and it rejoins;
- * then both leave cleanly. One line per event. Exits 0 when everything happened as expected.
+ * `npm run demo`: alice (standalone, ClientBackend) and bob (widget mode, WidgetBackend in an in-process
+ * host with DelayedEventWidgetDriver) join a call on the embedded test homeserver; alice's network is
+ * cut, the server fires her delayed leave, bob sees her go; the network returns and she rejoins; then
+ * both leave cleanly. One line per event; a timeline picture in out/demo-timeline.svg. Exits 0 when
+ * everything happened as expected, 1 (with what did not) otherwise, 2 on bad arguments.
  *
  * `npm run demo -- --homeserver URL --token TOKEN --room ROOM_ID` joins a real homeserver instead and
  * stays in the call until Ctrl-C, which leaves cleanly.
@@ -36,13 +38,26 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const real = [values.homeserver, values.token, values.room];
-  if (real.some((v) => v !== undefined)) {
-    if (real.some((v) => !v)) {
-      console.error(`--homeserver, --token and --room go together\n${USAGE}`);
+  const { homeserver, token, room } = values;
+  if (homeserver !== undefined || token !== undefined || room !== undefined) {
+    const missing = Object.entries({ homeserver, token, room })
+      .filter(([, v]) => !v)
+      .map(([k]) => `--${k}`);
+    if (missing.length > 0) {
+      console.error(
+        `missing ${missing.join(" and ")} (--homeserver, --token and --room go together)\n${USAGE}`,
+      );
       return 2;
     }
-    return runRealHomeserver(values.homeserver!, values.token!, values.room!);
+    if (!/^https?:\/\/[^/]/.test(homeserver!)) {
+      console.error(`--homeserver must be an http(s) URL, got ${homeserver}\n${USAGE}`);
+      return 2;
+    }
+    if (!/^!.+:.+/.test(room!)) {
+      console.error(`--room must be a room ID like !abc:example.org, got ${room}\n${USAGE}`);
+      return 2;
+    }
+    return runRealHomeserver(homeserver!, token!, room!);
   }
   const timelinePath = fileURLToPath(new URL("../../out/demo-timeline.svg", import.meta.url));
   const report = await runLocalDemo({ print: (line) => console.log(line), timelinePath });

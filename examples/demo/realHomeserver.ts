@@ -1,7 +1,8 @@
 import log from "loglevel";
 import { createClient } from "matrix-js-sdk";
-import { logger as sdkLogger } from "matrix-js-sdk/lib/logger.js";
 import { ClientBackend, MembershipManager } from "../../src/index.js";
+import { quietMatrixSdkLogs } from "../../src/testing/index.js";
+import { DemoRecorder } from "./trace.js";
 
 /** Join a real homeserver's room call and stay until Ctrl-C, which leaves cleanly. */
 export async function runRealHomeserver(
@@ -9,31 +10,40 @@ export async function runRealHomeserver(
   accessToken: string,
   roomId: string,
 ): Promise<number> {
-  (sdkLogger as unknown as log.Logger).setLevel("warn");
-  const probe = createClient({ baseUrl, accessToken });
-  const me = await probe.whoami();
-  if (!me.device_id) {
-    console.error("whoami returned no device_id; use a token bound to a device");
-    return 2;
+  quietMatrixSdkLogs();
+  let me: { user_id: string; device_id?: string };
+  try {
+    me = await createClient({ baseUrl, accessToken }).whoami();
+  } catch (e) {
+    console.error(`cannot use this homeserver and token (whoami failed): ${(e as Error).message}`);
+    return 1;
   }
+  if (!me.device_id) {
+    console.error("whoami returned no device_id; use an access token bound to a device");
+    return 1;
+  }
+  const rec = new DemoRecorder((line) => console.log(line), 10_000);
+  rec.addDevice({ name: "me", mode: "standalone", userId: me.user_id, deviceId: me.device_id }, "");
   const client = createClient({ baseUrl, accessToken, userId: me.user_id, deviceId: me.device_id });
+  const quiet = log.getLogger("matrixrtc-membership-demo");
+  quiet.setLevel("silent");
   const manager = new MembershipManager({
-    backend: new ClientBackend(client),
+    backend: rec.traceBackend("me", undefined, new ClientBackend(client)),
     roomId,
     userId: me.user_id,
     deviceId: me.device_id,
-    logger: log.getLogger("demo"),
+    logger: quiet,
   });
-  const t0 = Date.now();
-  const say = (what: string) => console.log(`${((Date.now() - t0) / 1000).toFixed(3).padStart(7)}s  ${what}`);
-  manager.state$.subscribe((s) => say(`state ${JSON.stringify(s)}`));
-  manager.support$.subscribe((s) => say(`support ${JSON.stringify(s)}`));
-  manager.errors$.subscribe((e) => say(`error ${e.code}: ${e.message}`));
+  rec.say("me", `${me.user_id} (${me.device_id}) joins the call in ${roomId} on ${baseUrl}; Ctrl-C leaves`);
+  rec.watchManager("me", manager);
+  manager.support$.subscribe((s) => rec.say("me", `support ${JSON.stringify(s)}`));
+  manager.errors$.subscribe((e) => rec.say("me", `error ${e.code}: ${e.message}`));
   manager.join();
   await new Promise<void>((resolve) => process.once("SIGINT", () => resolve()));
-  say("Ctrl-C: leaving");
+  rec.say("me", "Ctrl-C: leaving");
   const result = await manager.leave({ timeoutMs: 5000 });
-  say(`leave: ${JSON.stringify(result)}`);
+  rec.say("me", `leave() → ${JSON.stringify(result)}`);
   manager.dispose();
+  rec.stop();
   return result.status === "left" ? 0 : 1;
 }

@@ -199,8 +199,11 @@ export class DemoRecorder {
     return name;
   }
 
-  /** Wraps a device's backend: every request is recorded and printed when it settles. */
-  traceBackend(device: string, hs: TestHomeserver, inner: MembershipBackend): MembershipBackend {
+  /**
+   * Wraps a device's backend: every request is recorded and printed when it settles. With the test
+   * homeserver at hand, heartbeats also print the deadline the server now holds.
+   */
+  traceBackend(device: string, hs: TestHomeserver | undefined, inner: MembershipBackend): MembershipBackend {
     const via = this.devices.get(device)?.via ?? "";
     const run = async <T>(
       op: RequestOp,
@@ -230,7 +233,7 @@ export class DemoRecorder {
       }
     };
     const deadline = (delayId: string) => () => {
-      const row = hs.pendingDelayedEvents().find((d) => d.delayId === delayId);
+      const row = hs?.pendingDelayedEvents().find((d) => d.delayId === delayId);
       return row ? `; the server now fires this leave at ${this.at(row.sendTs).trim()}` : "";
     };
     const backend: MembershipBackend = {
@@ -240,7 +243,7 @@ export class DemoRecorder {
           opts,
           () => inner.sendDelayedStateEvent(req, opts),
           (delayId) => {
-            const row = hs.pendingDelayedEvents().find((d) => d.delayId === delayId);
+            const row = hs?.pendingDelayedEvents().find((d) => d.delayId === delayId);
             return row
               ? ` (${row.delayMs} ms); the server fires it at ${this.at(row.sendTs).trim()} unless restarted`
               : "";
