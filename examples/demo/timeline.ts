@@ -100,7 +100,8 @@ function failureLabel(r: DeviceRequest): string {
 export function renderTimeline(trace: DemoTrace): string {
   const t0 = trace.t0;
   // Room for the last deadlines (they lie up to a delay past the end) and their labels.
-  const lastT = Math.max(trace.tEnd, ...trace.server.deadlines.map((d) => d.sendTs));
+  const drawnTo = trace.server.deadlines.filter((d) => d.end !== "sent" && d.end !== "cancelled");
+  const lastT = Math.max(trace.tEnd, ...drawnTo.map((d) => d.sendTs));
   const seconds = Math.max(1, Math.ceil((lastT - t0) / 1000 + 0.9));
   const plotW = W - LEFT - RIGHT;
   const x = (t: number): number => LEFT + ((t - t0) / 1000 / seconds) * plotW;

@@ -226,9 +226,13 @@ export class DemoRecorder {
           ? `no answer in time (${end - start} ms)`
           : facts.status
             ? `${facts.status} ${facts.errcode ?? ""}`.trim()
-            : facts.message.slice(0, 60);
+            : facts.message.replace(/^(.+): \1$/, "$1").slice(0, 60);
+        const hint =
+          facts.status === 404 && (op === "restart" || op === "send" || op === "cancel")
+            ? " (the server no longer holds this delayed leave)"
+            : "";
         this.trace.requests.push({ device, op, start, end, ok: false, error });
-        this.say(device, `✗ ${OP_WORDS[op]}${via} failed: ${error}`, end);
+        this.say(device, `✗ ${OP_WORDS[op]}${via} failed: ${error}${hint}`, end);
         throw e;
       }
     };
