@@ -212,9 +212,10 @@ export async function newDevice(bench: Bench, impl: Impl, roomId: string, name: 
 
 async function oursDevice(link: FaultyLink, user: UserCreds, roomId: string): Promise<Device> {
   const client = bareClient(link.url, user);
-  // An app's client has fetched /versions long before it joins a call (js-sdk's has, via its sync):
-  // warm the cache so join() does not pay for it.
+  // An app's client has fetched /versions and /capabilities long before it joins a call (js-sdk's
+  // started client has, at startClient): warm both caches so join() does not pay for them.
   await client.doesServerSupportUnstableFeature("org.matrix.msc4140");
+  await client.getCapabilities();
   const manager = new MembershipManager({
     backend: new ClientBackend(client),
     roomId,

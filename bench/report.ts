@@ -19,6 +19,8 @@ export interface Row {
   goal?: { max?: number; min?: number; text: string };
   reps: number;
   note?: string;
+  /** Set when the two numbers do not compare like for like (shown instead of a win/loss verdict). */
+  incomparable?: string;
 }
 
 export interface Meta {
@@ -67,7 +69,8 @@ function fmtRatio(r: Row): string {
 
 function verdict(r: Row): string {
   const parts: string[] = [];
-  const better = atLeastAsGood(r);
+  const better = r.incomparable ? undefined : atLeastAsGood(r);
+  if (r.incomparable) parts.push(r.incomparable);
   if (better === false) parts.push("LOSES");
   const g = goalMet(r);
   if (g === true) parts.push("goal met");

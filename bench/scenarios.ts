@@ -156,7 +156,9 @@ export async function heartbeat(bench: Bench, windowMs: number): Promise<Heartbe
 
 // -------------------------------------------------------------------------------------------------
 // Ghost time and recovery: cut a joined device's network 100 ms after a heartbeat reached the server,
-// time until the observer sees it leave; restore 1 s later, time until it is visible again.
+// time until the observer sees it leave; restore 1–3 s later (phases spread evenly over the reps, the
+// same for both implementations), time until it is visible again. Held requests are dropped on restore
+// (their connections reset), as after a long outage.
 // -------------------------------------------------------------------------------------------------
 
 export interface GhostSamples {
@@ -166,16 +168,26 @@ export interface GhostSamples {
   ghostFromBeat: Samples;
   /** Restore → observer sees the device again. */
   recovery: Samples;
+  /** Restore → the first membership request reaches the server (retry wait + half a round trip). */
+  recoveryFirstRequest: Samples;
+  /** First membership request at the server → observer sees the device again. */
+  recoveryAfterFirstRequest: Samples;
   /** Membership requests from restore until visible again. */
   recoveryRequests: Samples;
+  /** Restore times after the leave was seen, one per rep. */
+  restoreAfterGoneMs: number[];
   cutAfterBeatMs: number;
-  restoreAfterGoneMs: number;
 }
 
 export const CUT_AFTER_BEAT_MS = 100;
-export const RESTORE_AFTER_GONE_MS = 1000;
 
-async function ghostOnce(bench: Bench, impl: Impl, tag: string, out: GhostSamples): Promise<void> {
+async function ghostOnce(
+  bench: Bench,
+  impl: Impl,
+  tag: string,
+  restoreAfterGoneMs: number,
+  out: GhostSamples,
+): Promise<void> {
   const d = await joinedDevice(bench, impl, tag);
   try {
     const sees = () => bench.observer.sees(d.roomId, d.userId, d.deviceId);
@@ -193,32 +205,44 @@ async function ghostOnce(bench: Bench, impl: Impl, tag: string, out: GhostSample
     const goneAt = await bench.observer.when(d.roomId, () => !sees(), EC_DELAY_MS * 3, `${impl} gone`);
     out.ghost[impl].push(goneAt - cutAt);
     out.ghostFromBeat[impl].push(goneAt - beatTs);
-    await sleep(Math.max(0, goneAt + RESTORE_AFTER_GONE_MS - Date.now()));
+    await sleep(Math.max(0, goneAt + restoreAfterGoneMs - Date.now()));
     const seen = bench.observer.when(d.roomId, sees, 60_000, `${impl} back`);
     d.link.restore();
     const restoredAt = Date.now();
     const backAt = await seen.catch(() => NaN);
+    const reqs = membershipRequests(bench, d.userId, restoredAt, backAt + 1);
     out.recovery[impl].push(backAt - restoredAt);
-    out.recoveryRequests[impl].push(membershipRequests(bench, d.userId, restoredAt, backAt + 1).length);
+    out.recoveryRequests[impl].push(reqs.length);
+    const first = reqs[0]?.ts ?? NaN;
+    out.recoveryFirstRequest[impl].push(first - restoredAt);
+    out.recoveryAfterFirstRequest[impl].push(backAt - first);
   } finally {
     await d.close();
   }
 }
 
+/** All reps at once (each device in its own room behind its own link), starts staggered by 1.5 s. */
 export async function ghostAndRecovery(bench: Bench, reps: number): Promise<GhostSamples> {
   const out: GhostSamples = {
     ghost: emptySamples(),
     ghostFromBeat: emptySamples(),
     recovery: emptySamples(),
+    recoveryFirstRequest: emptySamples(),
+    recoveryAfterFirstRequest: emptySamples(),
     recoveryRequests: emptySamples(),
+    restoreAfterGoneMs: [],
     cutAfterBeatMs: CUT_AFTER_BEAT_MS,
-    restoreAfterGoneMs: RESTORE_AFTER_GONE_MS,
   };
+  const tasks: Promise<void>[] = [];
   for (let rep = 0; rep < reps; rep++) {
-    // Both at once, in separate rooms, each behind its own link: their timers do not interact.
-    await Promise.all(IMPLS.map((impl) => ghostOnce(bench, impl, `gh${rep}`, out)));
-    log(`ghost/recovery rep ${rep + 1}/${reps}`);
+    // Spread the restore over one 2 s retry cycle (both retry a silent request every 2 s).
+    const restoreAfterGoneMs = Math.round(1000 + (2000 * (rep + 0.5)) / reps);
+    out.restoreAfterGoneMs.push(restoreAfterGoneMs);
+    for (const impl of IMPLS)
+      tasks.push(sleep(rep * 1500).then(() => ghostOnce(bench, impl, `gh${rep}`, restoreAfterGoneMs, out)));
   }
+  await Promise.all(tasks);
+  log(`ghost/recovery: ${reps} reps`);
   return out;
 }
 
@@ -229,17 +253,17 @@ export async function ghostAndRecovery(bench: Bench, reps: number): Promise<Ghos
 
 export interface StormSamples {
   stormMs: number;
+  afterMs: number;
   /** Membership requests during the storm. */
   requestsDuringStorm: Samples;
-  /** Membership requests from the storm's end until visible and connected again (or the deadline). */
+  /** Membership requests from the storm's end until visible again (or the deadline). */
   requestsAfterStorm: Samples;
-  /** 1 if joined afterwards (server holds the membership, manager connected), else 0. */
+  /** 1 if joined `afterMs` after the storm (server holds it, observer sees it, manager connected). */
   joinedAfter: Samples;
   /** Storm end → visible again (NaN if never). */
   backAfterStorm: Samples;
   /** 1 if the observer saw the device leave during the storm. */
   sawLeave: Samples;
-  afterMs: number;
 }
 
 const STORM_ROUTES = [
@@ -254,14 +278,8 @@ const TOO_MANY = {
   body: { errcode: "M_LIMIT_EXCEEDED", error: "Too Many Requests", retry_after_ms: 1000 },
 };
 
-async function stormOnce(
-  bench: Bench,
-  impl: Impl,
-  tag: string,
-  stormMs: number,
-  afterMs: number,
-  out: StormSamples,
-): Promise<void> {
+async function stormOnce(bench: Bench, impl: Impl, tag: string, out: StormSamples): Promise<void> {
+  const { stormMs, afterMs } = out;
   const d = await joinedDevice(bench, impl, tag);
   try {
     const sees = () => bench.observer.sees(d.roomId, d.userId, d.deviceId);
@@ -280,17 +298,15 @@ async function stormOnce(
     for (const id of ids) bench.hs.faults.remove(id);
     const end = Date.now();
     await left;
-    const back = await until(
-      () => sees() && d.isConnected() && serverHoldsMembership(bench.hs, d),
-      afterMs,
-      `${impl} back after storm`,
-      5,
-    ).catch(() => NaN);
-    const settledAt = Number.isNaN(back) ? Date.now() : back;
+    const back = await until(sees, afterMs, `${impl} back after storm`, 5).catch(() => NaN);
     out.requestsDuringStorm[impl].push(membershipRequests(bench, d.userId, from, end).length);
-    out.requestsAfterStorm[impl].push(membershipRequests(bench, d.userId, end, settledAt + 1).length);
+    // Never back: "requests until visible" has no value (a manager that stopped sends nothing).
+    out.requestsAfterStorm[impl].push(
+      Number.isNaN(back) ? NaN : membershipRequests(bench, d.userId, end, back + 1).length,
+    );
     out.backAfterStorm[impl].push(back - end);
     out.sawLeave[impl].push(sawLeave);
+    await sleep(Math.max(0, end + afterMs - Date.now()));
     out.joinedAfter[impl].push(
       d.isActive() && d.isConnected() && serverHoldsMembership(bench.hs, d) && sees() ? 1 : 0,
     );
@@ -299,26 +315,31 @@ async function stormOnce(
   }
 }
 
-export async function storm(
+/** Every storm and rep at once (separate users, rooms and links), starts staggered by 0.7 s. */
+export async function storms(
   bench: Bench,
-  reps: number,
-  stormMs: number,
+  specs: { stormMs: number; reps: number }[],
   afterMs: number,
-): Promise<StormSamples> {
-  const out: StormSamples = {
-    stormMs,
-    afterMs,
-    requestsDuringStorm: emptySamples(),
-    requestsAfterStorm: emptySamples(),
-    joinedAfter: emptySamples(),
-    backAfterStorm: emptySamples(),
-    sawLeave: emptySamples(),
-  };
-  for (let rep = 0; rep < reps; rep++) {
-    await Promise.all(
-      IMPLS.map((impl) => stormOnce(bench, impl, `st${stormMs}-${rep}`, stormMs, afterMs, out)),
-    );
-    log(`storm ${stormMs} ms rep ${rep + 1}/${reps}`);
+): Promise<Record<number, StormSamples>> {
+  const results: Record<number, StormSamples> = {};
+  const tasks: Promise<void>[] = [];
+  let k = 0;
+  for (const { stormMs, reps } of specs) {
+    const out: StormSamples = {
+      stormMs,
+      afterMs,
+      requestsDuringStorm: emptySamples(),
+      requestsAfterStorm: emptySamples(),
+      joinedAfter: emptySamples(),
+      backAfterStorm: emptySamples(),
+      sawLeave: emptySamples(),
+    };
+    results[stormMs] = out;
+    for (let rep = 0; rep < reps; rep++)
+      for (const impl of IMPLS)
+        tasks.push(sleep(700 * k++).then(() => stormOnce(bench, impl, `st${stormMs / 1000}s${rep}`, out)));
   }
-  return out;
+  await Promise.all(tasks);
+  log(`storms done`);
+  return results;
 }
