@@ -6,6 +6,7 @@
  * Writes bench/results/latest.json, bench/results/latest.svg and the results block of docs/benchmark.md.
  * BENCH_QUICK=1 runs fewer and shorter repetitions (for trying changes; not for quoting).
  */
+import { execSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { availableParallelism } from "node:os";
@@ -416,6 +417,15 @@ const cpuModel = (() => {
 const jsSdkVersion = (
   JSON.parse(readFileSync("node_modules/matrix-js-sdk/package.json", "utf8")) as { version: string }
 ).version;
+const gitCommit = (() => {
+  try {
+    const head = execSync("git rev-parse --short HEAD", { encoding: "utf8" }).trim();
+    const dirty = execSync("git status --porcelain -- src", { encoding: "utf8" }).trim() !== "";
+    return dirty ? `${head}+dirty` : head;
+  } catch {
+    return "unknown";
+  }
+})();
 const meta: Meta = {
   command: "npm run bench",
   date: new Date().toISOString(),
@@ -427,6 +437,7 @@ const meta: Meta = {
   delayMs: EC_DELAY_MS,
   runSeconds: Math.round((Date.now() - started) / 1000),
   jsSdkVersion,
+  gitCommit,
 };
 
 const table = textTable(rows);
@@ -441,7 +452,9 @@ if (load)
   console.log(
     `\ntest homeserver load: ${load.clients} clients, ${load.requestsPerSecond} req/s, p50 ${load.p50Ms} ms, p99 ${load.p99Ms} ms, ${load.errors} errors`,
   );
-console.log(`\n${meta.nproc}× ${meta.cpu}, node ${meta.node}; ran in ${meta.runSeconds} s`);
+console.log(
+  `\n${meta.nproc}× ${meta.cpu}, node ${meta.node}, commit ${gitCommit}; ran in ${meta.runSeconds} s`,
+);
 
 const results = {
   meta,
@@ -458,7 +471,7 @@ writeFileEnsuringDir("bench/results/latest.json", JSON.stringify(results, null, 
 writeFileEnsuringDir("bench/results/latest.svg", svgChart(rows, meta));
 
 const generated = [
-  `Measured ${meta.date.slice(0, 10)} with \`${meta.command}\` (${meta.runSeconds} s) on ${meta.nproc}× ${meta.cpu}, node ${meta.node}, matrix-js-sdk ${jsSdkVersion}${QUICK ? " — QUICK run, not for quoting" : ""}.`,
+  `Measured ${meta.date.slice(0, 10)} with \`${meta.command}\` (${meta.runSeconds} s) at commit ${gitCommit} on ${meta.nproc}× ${meta.cpu}, node ${meta.node}, matrix-js-sdk ${jsSdkVersion}${QUICK ? " — QUICK run, not for quoting" : ""}.`,
   `Every device link adds ${RTT_MS} ms per round trip (measured RTT ${rtt.toFixed(1)} ms); delay ${EC_DELAY_MS} ms; the observer syncs directly. Medians; "limit" is the physical floor.`,
   "",
   markdownTable(rows),
