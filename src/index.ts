@@ -17,6 +17,7 @@ export type {
   RequestOptions,
   StateEventRequest,
   SupportHint,
+  PendingDelayedEvent,
 } from "./backends/types.js";
 export {
   classifyError,
@@ -102,4 +103,5 @@ export type {
   RoomStateSource,
   WidgetStateApi,
   WidgetStateSourceOptions,
+  SourceLike,
 } from "./membership/observer.js";

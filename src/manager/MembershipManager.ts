@@ -613,7 +613,10 @@ export class MembershipManager {
   }
 
   private async recoverLostDelayedLeave(call: Call): Promise<void> {
-    const fired = this.probablyLeftSubject.value || this.clock.now() >= call.armedAt! + this.timing.delayMs;
+    // Judge by time, not by the probablyLeft flag: after a rejoin the flag stays up until a restart
+    // succeeds, and on Synapse < 1.127 our own fresh write cancels the new delayed leave, so a stale flag
+    // would turn that 404 into another fresh rejoin, forever.
+    const fired = this.clock.now() >= call.armedAt! + this.timing.delayMs;
     call.delayId = undefined;
     call.delayed = "pending";
     call.cancelProbablyLeft?.();

@@ -350,7 +350,7 @@ export interface CallMembersSnapshot {
   at: number;
 }
 
-type SourceLike = RoomStateSource | RoomStateClient;
+export type SourceLike = RoomStateSource | RoomStateClient;
 
 function toSource(source: SourceLike, roomId: string | undefined): RoomStateSource {
   if (isObservable(source)) return source as RoomStateSource;

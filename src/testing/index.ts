@@ -47,3 +47,4 @@ export {
   waitFor,
 } from "./scenario.js";
 export type { TestCall, TestCallOptions, TestDevice, CallObserver, UserCreds } from "./scenario.js";
+export type { JsonObject } from "./homeserver/errors.js";

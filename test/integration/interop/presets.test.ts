@@ -135,16 +135,13 @@ describe("core scenarios on every Synapse preset", () => {
   it.concurrent("Synapse 1.116: join, heartbeat, leave", () => coreScenario("1.116", { cut: false }), 30_000);
 
   /**
-   * KNOWN MANAGER BUG (remove `.failing` once fixed). On servers whose own state writes cancel the
-   * writer's delayed state (Synapse < 1.127, preset "1.116"), the rejoin after a fired delayed leave
-   * never settles: the fresh membership write (new created_ts, so not deduplicated) cancels the new
-   * delayed leave; the next restart 404s; recoverLostDelayedLeave() takes `probablyLeft` (still true
-   * from the fired leave, since no restart has succeeded since) as proof that the leave fired again,
-   * clears lastSent and writes a fresh membership again. About 100 membership events per second, each
-   * with a new created_ts, and no delayed leave pending most of the time. See docs/compatibility.md.
+   * On servers whose own state writes cancel the writer's delayed state (Synapse < 1.127, preset "1.116"),
+   * the rejoin after a fired delayed leave once looped: the fresh write cancelled the new delayed leave,
+   * the next restart 404'd, and a stale probablyLeft flag made the manager rejoin fresh again, forever.
+   * The manager now judges "fired" by time, so that 404 is a lost delayed leave: re-armed, re-asserted.
    */
-  it.concurrent.failing(
-    "Synapse 1.116: cut longer than the delay, then rejoin (known manager bug: rejoin loop)",
+  it.concurrent(
+    "Synapse 1.116: cut longer than the delay, then rejoin",
     () => coreScenario("1.116", { cut: true }),
     30_000,
   );
