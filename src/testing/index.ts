@@ -48,3 +48,5 @@ export {
 } from "./scenario.js";
 export type { TestCall, TestCallOptions, TestDevice, CallObserver, UserCreds } from "./scenario.js";
 export type { JsonObject } from "./homeserver/errors.js";
+export { connectWidget, installWindowShim, quietWidgetLogs } from "./widgetBus.js";
+export type { ConnectOptions, WidgetPair } from "./widgetBus.js";
