@@ -13,19 +13,7 @@ import { availableParallelism } from "node:os";
 import { quietMatrixSdkLogs } from "../src/testing/index.js";
 import { runHomeserverLoad, type HomeserverLoadResult } from "./homeserver-load.js";
 import { EC_DELAY_MS, measureRtt, median, startBench, type Impl } from "./lib.js";
-import {
-  markdownTable,
-  svgChart,
-  textTable,
-  updateBenchmarkDoc,
-  writeFileEnsuringDir,
-  prettify,
-  goalMet,
-  atLeastAsGood,
-  ratio,
-  type Meta,
-  type Row,
-} from "./report.js";
+import { textReport, writeOutputs, type BenchResults, type Meta, type Row } from "./report.js";
 import {
   CUT_AFTER_BEAT_MS,
   ghostAndRecovery,
@@ -440,54 +428,8 @@ const meta: Meta = {
   gitCommit,
 };
 
-const table = textTable(rows);
-console.log(
-  `\nmatrixrtc-membership vs matrix-js-sdk ${jsSdkVersion} MembershipManager (Element Call settings), medians`,
-);
-console.log(
-  `+${RTT_MS} ms RTT per device link (measured ${rtt.toFixed(1)} ms), delay ${EC_DELAY_MS} ms, observer connected directly\n`,
-);
-console.log(table);
-if (load)
-  console.log(
-    `\ntest homeserver load: ${load.clients} clients, ${load.requestsPerSecond} req/s, p50 ${load.p50Ms} ms, p99 ${load.p99Ms} ms, ${load.errors} errors`,
-  );
-console.log(
-  `\n${meta.nproc}× ${meta.cpu}, node ${meta.node}, commit ${gitCommit}; ran in ${meta.runSeconds} s`,
-);
-
-const results = {
-  meta,
-  rows: rows.map((r) => ({
-    ...r,
-    ratio: ratio(r),
-    atLeastAsGood: r.incomparable ? undefined : atLeastAsGood(r),
-    goalMet: goalMet(r),
-  })),
-  homeserverLoad: load,
-  raw,
-};
-writeFileEnsuringDir("bench/results/latest.json", JSON.stringify(results, null, 2) + "\n");
-writeFileEnsuringDir("bench/results/latest.svg", svgChart(rows, meta));
-
-const generated = [
-  `Measured ${meta.date.slice(0, 10)} with \`${meta.command}\` (${meta.runSeconds} s) at commit ${gitCommit} on ${meta.nproc}× ${meta.cpu}, node ${meta.node}, matrix-js-sdk ${jsSdkVersion}${QUICK ? " — QUICK run, not for quoting" : ""}.`,
-  `Every device link adds ${RTT_MS} ms per round trip (measured RTT ${rtt.toFixed(1)} ms); delay ${EC_DELAY_MS} ms; the observer syncs directly. Medians; "limit" is the physical floor.`,
-  "",
-  markdownTable(rows),
-  "",
-  load
-    ? `Test homeserver load: ${load.clients} clients restarting once a second, ${load.requestsPerSecond} req/s, p50 ${load.p50Ms} ms, p99 ${load.p99Ms} ms, ${load.errors} errors.`
-    : "",
-  "",
-  "![benchmark chart](../bench/results/latest.svg)",
-].join("\n");
-updateBenchmarkDoc(
-  "docs/benchmark.md",
-  generated,
-  `# Benchmark: matrixrtc-membership vs matrix-js-sdk\n\n${"<!-- bench:results:start -->"}\n${"<!-- bench:results:end -->"}\n`,
-);
-await prettify("bench/results/latest.json");
-await prettify("docs/benchmark.md");
+const results: BenchResults = { meta, quick: QUICK, rows, homeserverLoad: load, raw };
+console.log(`\n${textReport(results)}`);
+await writeOutputs(results);
 say(`wrote bench/results/latest.json, bench/results/latest.svg, docs/benchmark.md (${elapsed()})`);
 process.exit(0);

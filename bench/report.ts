@@ -122,9 +122,13 @@ function xml(s: string): string {
  * One pair of bars per figure, each pair scaled to its larger value (so different units share a chart),
  * the value printed at the end of each bar.
  */
-export function svgChart(rows: Row[], meta: Meta): string {
+export function svgChart(rows: Row[], meta: Meta, only?: ReadonlySet<string>): string {
   const shown = rows.filter(
-    (r) => r.unit !== "yes/no" && Number.isFinite(r.ours) && Number.isFinite(r.theirs),
+    (r) =>
+      (!only || only.has(r.id)) &&
+      r.unit !== "yes/no" &&
+      Number.isFinite(r.ours) &&
+      Number.isFinite(r.theirs),
   );
   const labelW = 330;
   const barW = 380;
@@ -156,7 +160,7 @@ export function svgChart(rows: Row[], meta: Meta): string {
       const by = y + j * 13;
       out.push(
         `<rect x="${labelW}" y="${by}" width="${w.toFixed(1)}" height="11" fill="${color}"><title>${name}: ${fmt(v)} ${xml(r.unit)}</title></rect>`,
-        `<text x="${labelW + w + 4}" y="${by + 10}" font-size="10">${name} ${fmt(v)}</text>`,
+        `<text x="${(labelW + w + 4).toFixed(1)}" y="${by + 10}" font-size="10">${name} ${fmt(v)}</text>`,
       );
     });
   });
@@ -200,3 +204,90 @@ export function updateBenchmarkDoc(path: string, generated: string, skeleton: st
 }
 
 export const DOC_MARKERS = { START, END };
+
+export interface HomeserverLoadSummary {
+  clients: number;
+  requestsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+}
+
+export interface BenchResults {
+  meta: Meta;
+  quick: boolean;
+  rows: Row[];
+  homeserverLoad?: HomeserverLoadSummary;
+  raw: Record<string, unknown>;
+}
+
+/** The figures the chart shows (the table has them all). */
+const CHART = new Set([
+  "join.connected",
+  "leave.confirmed",
+  "heartbeat.perHour",
+  "ghost",
+  "recovery",
+  "storm30000.requests",
+  "scale.memory",
+  "scale.memory.growth",
+  "scale.cpu.virtual",
+]);
+
+function loadLine(load: HomeserverLoadSummary | undefined): string {
+  return load
+    ? `test homeserver load: ${load.clients} clients restarting once a second, ${load.requestsPerSecond} req/s, ` +
+        `p50 ${load.p50Ms} ms, p99 ${load.p99Ms} ms, ${load.errors} errors`
+    : "";
+}
+
+/** The printed report: heading, table, load check, machine. */
+export function textReport({ meta, rows, homeserverLoad }: BenchResults): string {
+  return [
+    `matrixrtc-membership vs matrix-js-sdk ${meta.jsSdkVersion} MembershipManager (Element Call settings), medians`,
+    `+${meta.rttNominalMs} ms RTT per device link (measured ${meta.rttMeasuredMs.toFixed(1)} ms), delay ${meta.delayMs} ms, observer connected directly`,
+    "",
+    textTable(rows),
+    "",
+    loadLine(homeserverLoad),
+    "",
+    `${meta.nproc}× ${meta.cpu}, node ${meta.node}, commit ${meta.gitCommit}; ran in ${meta.runSeconds} s`,
+  ].join("\n");
+}
+
+/** bench/results/latest.json and .svg, and the results block of docs/benchmark.md. */
+export async function writeOutputs(results: BenchResults): Promise<void> {
+  const { meta, rows, homeserverLoad, quick } = results;
+  const json = {
+    ...results,
+    rows: rows.map((r) => ({
+      ...r,
+      ratio: ratio(r),
+      atLeastAsGood: r.incomparable ? undefined : atLeastAsGood(r),
+      goalMet: goalMet(r),
+    })),
+  };
+  writeFileEnsuringDir("bench/results/latest.json", JSON.stringify(json, null, 2) + "\n");
+  writeFileEnsuringDir("bench/results/latest.svg", svgChart(rows, meta, CHART));
+  const load = loadLine(homeserverLoad);
+  const generated = [
+    `Measured ${meta.date.slice(0, 10)} with \`${meta.command}\` (${meta.runSeconds} s) at commit ${meta.gitCommit} ` +
+      `on ${meta.nproc}× ${meta.cpu}, node ${meta.node}, matrix-js-sdk ${meta.jsSdkVersion}` +
+      `${quick ? " — QUICK run, not for quoting" : ""}.`,
+    `Every device link adds ${meta.rttNominalMs} ms per round trip (measured RTT ${meta.rttMeasuredMs.toFixed(1)} ms); ` +
+      `delay ${meta.delayMs} ms; the observer syncs directly. Medians; "limit" is the physical floor.`,
+    "",
+    markdownTable(rows),
+    "",
+    load ? `${load[0].toUpperCase()}${load.slice(1)}.` : "",
+    "",
+    "![benchmark chart](../bench/results/latest.svg)",
+  ].join("\n");
+  updateBenchmarkDoc(
+    "docs/benchmark.md",
+    generated,
+    `# Benchmark: matrixrtc-membership vs matrix-js-sdk\n\n${START}\n${END}\n`,
+  );
+  await prettify("bench/results/latest.json");
+  await prettify("docs/benchmark.md");
+}

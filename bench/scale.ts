@@ -376,6 +376,9 @@ export function runScaleChild(
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  // tsx turns on source-mapped stack traces; production code runs without them, and they make every
+  // Error's stack (js-sdk builds one per restart: its never-cleared timeout timer) several times dearer.
+  process.setSourceMapsEnabled(false);
   const variant = (process.argv[2] ?? "ours-virtual") as ScaleVariant;
   const n = Number(process.argv[3] ?? 10_000);
   const windowMs = Number(process.argv[4] ?? 60_000);
