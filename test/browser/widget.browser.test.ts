@@ -117,6 +117,8 @@ describe("browser: Chromium is available when required", () => {
     );
     expect(membership()).toMatchObject({ application: "m.call", device_id: creds.deviceId });
     expect(pending()[0]).toMatchObject({ delayMs: DELAY, content: {} });
+    // The server answers before the response travels back through host and postMessage to the widget.
+    await frame.waitForFunction(() => window.widget?.state.kind === "joined", undefined, { timeout: 5000 });
     expect(await frame.evaluate(() => window.widget!.state)).toEqual({ kind: "joined", delayedLeave: true });
 
     // Heartbeats move the due time on while the delay passes.

@@ -293,7 +293,7 @@ describe("parseCallMemberEvent: stricter than js-sdk", () => {
 
 describe("agreement with matrix-js-sdk's parser (property)", () => {
   /** A room stub with exactly the surface sessionMembershipsForSlot reads. */
-  function jsSdkMembers(events: StateEventLike[], memberships: Map<string, string>, now: number) {
+  async function jsSdkMembers(events: StateEventLike[], memberships: Map<string, string>, now: number) {
     const matrixEvents = events.map((e) => new MatrixEvent({ ...e, room_id: "!r:hs" } as never));
     const room = {
       roomId: "!r:hs",
@@ -306,10 +306,12 @@ describe("agreement with matrix-js-sdk's parser (property)", () => {
       hasMembershipState: (userId: string, m: string) => memberships.get(userId) === m,
       _unstable_getStickyEvents: () => [],
     };
+    // js-sdk checks expiry after an await inside sessionMembershipsForSlot: keep the clock set until
+    // the whole evaluation has finished, not only its synchronous start.
     const realNow = Date.now;
     Date.now = () => now;
     try {
-      return MatrixRTCSession.sessionMembershipsForSlot(
+      return await MatrixRTCSession.sessionMembershipsForSlot(
         room as never,
         { application: "m.call", id: "ROOM" },
         { listenForStickyEvents: false, listenForMemberStateEvents: true },
