@@ -41,7 +41,14 @@ import {
   type Transport,
 } from "../membership/content.js";
 import { Clock } from "./clock.js";
-import { statusOf, type LeaveResult, type MembershipState, type Status, type Support } from "./state.js";
+import {
+  sameState,
+  statusOf,
+  type LeaveResult,
+  type MembershipState,
+  type Status,
+  type Support,
+} from "./state.js";
 
 export interface MembershipManagerOptions extends TimingOptions {
   backend: MembershipBackend;
@@ -94,8 +101,12 @@ interface Call {
   createdTs?: number;
   confirmedVersion: number;
   /** Wakes the heartbeat early (after a membership write, to catch servers whose own writes cancel). */
-  wake?: AbortController;
+  wake?: () => void;
   failingSince?: number;
+  /** When the server fires our leave if no further restart gets through (armedAt + delay). */
+  leaveDeadline?: number;
+  /** The time the predicted-leave timer is set for (undefined: no timer). */
+  watchingUntil?: number;
   cancelProbablyLeft?: () => void;
   cancelRefresh?: () => void;
   lowerings: number;
@@ -136,13 +147,44 @@ export class MembershipManager {
   private readonly supportSubject: BehaviorSubject<Support>;
   private readonly errorSubject = new Subject<MembershipError>();
 
-  readonly state$: Observable<MembershipState>;
-  readonly status$: Observable<Status>;
-  readonly probablyLeft$: Observable<boolean>;
-  readonly delayId$: Observable<string | undefined>;
-  readonly ownMembership$: Observable<MembershipContent | undefined>;
-  readonly support$: Observable<Support>;
-  readonly errors$: Observable<MembershipError>;
+  // The public observables are built on first use: most apps read two or three of them, and a
+  // process with thousands of managers should not pay for the rest.
+  private lazyStatus$?: Observable<Status>;
+  private lazyProbablyLeft$?: Observable<boolean>;
+  private lazyDelayId$?: Observable<string | undefined>;
+  private lazyErrors$?: Observable<MembershipError>;
+  private lazySupport$?: Observable<Support>;
+  private lazyOwnMembership$?: Observable<MembershipContent | undefined>;
+  private lazyState$?: Observable<MembershipState>;
+
+  /** The whole state; replays the current value. */
+  get state$(): Observable<MembershipState> {
+    return (this.lazyState$ ??= this.stateSubject.asObservable());
+  }
+  /** The coarse status (connecting, connected, ...); replays the current value. */
+  get status$(): Observable<Status> {
+    return (this.lazyStatus$ ??= this.stateSubject.pipe(map(statusOf), distinctUntilChanged()));
+  }
+  /** True when the server has probably fired our leave (no restart got through in time). */
+  get probablyLeft$(): Observable<boolean> {
+    return (this.lazyProbablyLeft$ ??= this.probablyLeftSubject.pipe(distinctUntilChanged()));
+  }
+  /** The delay id of our pending delayed leave (debug only: it can be used without a token). */
+  get delayId$(): Observable<string | undefined> {
+    return (this.lazyDelayId$ ??= this.delayIdSubject.pipe(distinctUntilChanged()));
+  }
+  /** The membership content the server holds for us, as far as we know. */
+  get ownMembership$(): Observable<MembershipContent | undefined> {
+    return (this.lazyOwnMembership$ ??= this.ownMembershipSubject.asObservable());
+  }
+  /** What the server supports (delayed events, delay in use, its maximum). */
+  get support$(): Observable<Support> {
+    return (this.lazySupport$ ??= this.supportSubject.asObservable());
+  }
+  /** Every error as it happens (does not replay). */
+  get errors$(): Observable<MembershipError> {
+    return (this.lazyErrors$ ??= this.errorSubject.asObservable());
+  }
 
   private wantJoined = false;
   private call?: Call;
@@ -187,14 +229,6 @@ export class MembershipManager {
       delayedEvents: undefined,
       delayMs: this.timing.delayMs,
     });
-
-    this.state$ = this.stateSubject.asObservable();
-    this.status$ = this.stateSubject.pipe(map(statusOf), distinctUntilChanged());
-    this.probablyLeft$ = this.probablyLeftSubject.pipe(distinctUntilChanged());
-    this.delayId$ = this.delayIdSubject.pipe(distinctUntilChanged());
-    this.ownMembership$ = this.ownMembershipSubject.asObservable();
-    this.support$ = this.supportSubject.asObservable();
-    this.errors$ = this.errorSubject.asObservable();
   }
 
   /** Current values, for apps that do not want to subscribe. */
@@ -329,7 +363,9 @@ export class MembershipManager {
 
   /** Schedule a delayed leave, retrying; false if the call ended first. Falls back to degraded mode. */
   private async armDelayedLeave(call: Call): Promise<boolean> {
-    for (let attempt = 0; ; attempt++) {
+    // As in retrying(): only answered failures grow the backoff exponent.
+    let backoffStep = 0;
+    for (;;) {
       if (call.abort.signal.aborted) return false;
       if (call.delayed === "none") return true;
       const result = await this.trackScheduling(call, this.scheduleOnce());
@@ -358,7 +394,7 @@ export class MembershipManager {
           call,
           cls,
           result.error,
-          attempt,
+          result.error instanceof LocalTimeoutError ? backoffStep : backoffStep++,
           "schedule-leave",
           this.rejoinRetryCapMs,
         ))
@@ -536,8 +572,9 @@ export class MembershipManager {
     call.armedAt = sentAt;
     call.failingSince = undefined;
     const leaveAt = sentAt + this.timing.delayMs;
-    call.cancelProbablyLeft?.();
-    call.cancelProbablyLeft = this.clock.after(leaveAt - this.clock.now(), () => this.onPredictedLeave(call));
+    call.leaveDeadline = leaveAt;
+    // One timer per call that follows the deadline: re-arming a timer on every heartbeat costs more.
+    if (call.watchingUntil === undefined || leaveAt < call.watchingUntil) this.watchPredictedLeave(call);
     if (call.abort.signal.aborted) return; // leaving: just keep the delayed leave alive
     // A schedule or restart that succeeds after our membership landed proves we are in the call.
     if (call.lastSent) {
@@ -558,6 +595,21 @@ export class MembershipManager {
     return this.clock.now() + this.timing.requestTimeoutMs < call.armedAt + this.timing.delayMs;
   }
 
+  /** Fire onPredictedLeave at `call.leaveDeadline`, following it as heartbeats move it on. */
+  private watchPredictedLeave(call: Call): void {
+    call.cancelProbablyLeft?.();
+    call.watchingUntil = call.leaveDeadline!;
+    const cancel = this.clock.after(call.leaveDeadline! - this.clock.now(), () => {
+      call.cancelProbablyLeft = call.watchingUntil = undefined;
+      if (this.clock.now() < call.leaveDeadline!) this.watchPredictedLeave(call);
+      else this.onPredictedLeave(call);
+    });
+    call.cancelProbablyLeft = () => {
+      cancel();
+      call.cancelProbablyLeft = call.watchingUntil = undefined;
+    };
+  }
+
   private onPredictedLeave(call: Call): void {
     if (call.abort.signal.aborted) return;
     this.log.warn("no heartbeat got through before the delayed leave was due: probably left");
@@ -572,9 +624,10 @@ export class MembershipManager {
   private async heartbeat(call: Call): Promise<void> {
     const signal = call.heartbeatAbort.signal;
     while (!signal.aborted && call.delayed === "armed") {
-      call.wake = new AbortController();
       const due = call.armedAt! + this.timing.heartbeatIntervalMs - this.clock.now();
-      await this.clock.sleep(due, AbortSignal.any([signal, call.wake.signal]));
+      const sleep = this.clock.wakeableSleep(due, signal);
+      call.wake = sleep.wake;
+      await sleep.done;
       if (signal.aborted) return;
       const delayId = call.delayId!;
       const result = await this.retrying(
@@ -744,7 +797,7 @@ export class MembershipManager {
         // After a rejoin, "certainly joined" waits for the restart that follows (markArmed).
         if (!this.probablyLeftSubject.value) this.setState({ kind: "joined", delayedLeave: true });
         // Servers before Synapse 1.127 cancel our delayed leave when we write state: check at once.
-        call.wake?.abort();
+        call.wake?.();
       } else {
         this.setProbablyLeft(false);
         this.setState({ kind: "joined", delayedLeave: false });
@@ -797,7 +850,8 @@ export class MembershipManager {
     if (this.lateSchedules.size > 0)
       await this.clock.sleep(
         this.timing.stateRequestTimeoutMs,
-        AbortSignal.any([signal, abortWhen(Promise.all(this.lateSchedules))]),
+        signal,
+        abortWhen(Promise.all(this.lateSchedules)),
       );
     call.heartbeatAbort.abort();
     await call.heartbeatLoop;
@@ -875,7 +929,10 @@ export class MembershipManager {
     /** Checked before every attempt; false stops with `deferred` (nothing sent). */
     guard?: () => boolean,
   ): Promise<Attempt<T>> {
-    for (let attempt = 0; ; attempt++) {
+    // The backoff exponent grows only with answered failures: a local timeout already waited a whole
+    // timeout, so a run of them (an outage) must not leave the first retry after it waiting long.
+    let backoffStep = 0;
+    for (;;) {
       if (signal.aborted) return { ok: false, cls: { kind: "network" }, error: signal.reason, aborted: true };
       if (guard && !guard())
         return {
@@ -894,7 +951,8 @@ export class MembershipManager {
         if (this.disposed) return { ok: false, cls: { kind: "network" }, error, aborted: true };
         const cls = classifyError(error, op, this.clock.now());
         if (!isTransient(cls)) return { ok: false, cls, error };
-        if (!(await this.waitBeforeRetry(call, cls, error, attempt, op, capMs, signal)))
+        const step = error instanceof LocalTimeoutError ? backoffStep : backoffStep++;
+        if (!(await this.waitBeforeRetry(call, cls, error, step, op, capMs, signal)))
           return { ok: false, cls, error, aborted: signal.aborted || this.disposed };
       }
     }
@@ -1020,7 +1078,7 @@ export class MembershipManager {
   private setState(state: MembershipState): void {
     if (this.disposed) return;
     const prev = this.stateSubject.value;
-    if (JSON.stringify(prev) === JSON.stringify(state)) return;
+    if (sameState(prev, state)) return;
     this.log.debug(`state ${prev.kind} -> ${state.kind}`);
     this.stateSubject.next(state);
   }

@@ -30,20 +30,32 @@ export class Clock {
     };
   }
 
-  /** Resolves true after `ms`, or false as soon as `signal` aborts. Never rejects. */
-  sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-    if (signal.aborted) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      const onAbort = () => {
+  /**
+   * Resolves true after `ms`, or false as soon as any of `signals` aborts. Never rejects. Takes several
+   * signals rather than an `AbortSignal.any` composite: a composite built per heartbeat from the call's
+   * long-lived signal leaves Node bookkeeping (WeakRefs) on that signal for as long as the call lasts.
+   */
+  sleep(ms: number, ...signals: AbortSignal[]): Promise<boolean> {
+    return this.wakeableSleep(ms, ...signals).done;
+  }
+
+  /** Like sleep(), and `wake()` ends it early (resolving false): cheaper than an AbortController per sleep. */
+  wakeableSleep(ms: number, ...signals: AbortSignal[]): { done: Promise<boolean>; wake: () => void } {
+    let wake = () => {};
+    if (signals.some((s) => s.aborted)) return { done: Promise.resolve(false), wake };
+    const done = new Promise<boolean>((resolve) => {
+      let cancel = () => {};
+      const end = (slept: boolean) => {
+        for (const s of signals) s.removeEventListener("abort", onAbort);
         cancel();
-        resolve(false);
+        resolve(slept);
       };
-      const cancel = this.after(ms, () => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(true);
-      });
-      signal.addEventListener("abort", onAbort, { once: true });
+      const onAbort = () => end(false);
+      cancel = this.after(ms, () => end(true));
+      wake = onAbort;
+      for (const s of signals) s.addEventListener("abort", onAbort, { once: true });
     });
+    return { done, wake };
   }
 
   /**

@@ -27,6 +27,16 @@ export type MembershipState =
   | { kind: "left"; reason: LeftReason }
   | { kind: "failed"; error: MembershipError };
 
+/** Same kind and same fields (compared by identity: states are flat). */
+export function sameState(a: MembershipState, b: MembershipState): boolean {
+  if (a === b) return true;
+  if (a.kind !== b.kind) return false;
+  const x = a as unknown as Record<string, unknown>;
+  const y = b as unknown as Record<string, unknown>;
+  const keys = Object.keys(x);
+  return keys.length === Object.keys(y).length && keys.every((k) => x[k] === y[k]);
+}
+
 export type Status = "disconnected" | "connecting" | "connected" | "reconnecting" | "disconnecting";
 
 export function statusOf(state: MembershipState): Status {

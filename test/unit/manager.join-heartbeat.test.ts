@@ -125,6 +125,26 @@ describe("heartbeat", () => {
     expect(h.server.history.filter((e) => e.by === "delayed")).toHaveLength(0);
   });
 
+  it("a run of local timeouts does not grow the backoff: the first answered error after it retries soon", async () => {
+    const { matrixError } = await import("../helpers/fakeServer.js");
+    const h = harness({ delayedLeaveDelayMs: 20_000 });
+    h.manager.join();
+    await h.time.advance(10_100);
+    h.server.down = true; // restarts hang: each ends in the 2 s local timeout and is retried at once
+    await h.time.advance(15_000);
+    expect(h.server.count("restart", "hang")).toBeGreaterThanOrEqual(3);
+    h.server.down = false;
+    h.server.inject("restart", { kind: "error", error: () => matrixError(502, "M_UNKNOWN", {}) });
+    await h.time.until(() => h.server.count("restart", "error") === 1, 5000, 5);
+    const failedAt = h.time.now();
+    await h.time.until(() => h.server.log.filter((e) => e.op === "restart").at(-1)!.at > failedAt, 5000, 5);
+    // backoff step 0: 125-250 ms (after three timeouts the old exponent would have waited 500-1000 ms)
+    expect(h.time.now() - failedAt).toBeLessThanOrEqual(260);
+    await h.time.advance(1000);
+    expect(h.manager.status).toBe("connected");
+    expect(h.server.history.filter((e) => e.by === "delayed")).toHaveLength(0);
+  });
+
   it("keeps `expires` tracking real time: never more than one window past the last refresh", async () => {
     const h = harness({ delayedLeaveDelayMs: 10_000 });
     h.manager.join();
