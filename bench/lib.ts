@@ -17,6 +17,7 @@ import {
 import { ClientBackend } from "../src/backends/client.js";
 import { CALL_MEMBER_EVENT_TYPE } from "../src/membership/content.js";
 import { MembershipManager } from "../src/manager/MembershipManager.js";
+import type { TimingOptions } from "../src/core/config.js";
 import {
   bareClient,
   startFaultyLink,
@@ -202,15 +203,29 @@ function legacyStateKey(userId: string, deviceId: string): string {
   return `_${userId}_${deviceId}_m.call`;
 }
 
-export async function newDevice(bench: Bench, impl: Impl, roomId: string, name: string): Promise<Device> {
+/** Options for our manager beyond the shared setup (only the heartbeat's equal-margin variant uses them). */
+export type OursTuning = Pick<TimingOptions, "heartbeatIntervalMs">;
+
+export async function newDevice(
+  bench: Bench,
+  impl: Impl,
+  roomId: string,
+  name: string,
+  tuning: OursTuning = {},
+): Promise<Device> {
   const user = await bench.hs.createUser(name);
   await bench.hs.joinRoom(user.accessToken, roomId);
   const link = await startFaultyLink({ target: bench.hs.baseUrl });
   link.setLatency(bench.rttMs, 0);
-  return impl === "ours" ? oursDevice(link, user, roomId) : sdkDevice(link, user, roomId);
+  return impl === "ours" ? oursDevice(link, user, roomId, tuning) : sdkDevice(link, user, roomId);
 }
 
-async function oursDevice(link: FaultyLink, user: UserCreds, roomId: string): Promise<Device> {
+async function oursDevice(
+  link: FaultyLink,
+  user: UserCreds,
+  roomId: string,
+  tuning: OursTuning,
+): Promise<Device> {
   const client = bareClient(link.url, user);
   // An app's client has fetched /versions and /capabilities long before it joins a call (js-sdk's
   // started client has, at startClient): warm both caches so join() does not pay for them.
@@ -225,6 +240,7 @@ async function oursDevice(link: FaultyLink, user: UserCreds, roomId: string): Pr
     // The same content as EC's Compatibility mode.
     focusActive: { type: "livekit", focus_selection: "multi_sfu" },
     fociPreferred: [ecTransport(roomId)],
+    ...tuning,
   });
   const device: Device = {
     impl: "ours",

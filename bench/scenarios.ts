@@ -16,6 +16,7 @@ import {
   type Bench,
   type Device,
   type Impl,
+  type OursTuning,
 } from "./lib.js";
 
 export type Samples = Record<Impl, number[]>;
@@ -45,9 +46,9 @@ function leftAt(bench: Bench, d: Device, since: number): number | undefined {
 }
 
 /** A joined device: joined, connected, visible to the observer, and past the restart that follows a join. */
-async function joinedDevice(bench: Bench, impl: Impl, tag: string): Promise<Device> {
+async function joinedDevice(bench: Bench, impl: Impl, tag: string, tuning?: OursTuning): Promise<Device> {
   const roomId = await newRoom(bench, `${tag}-${impl}`);
-  const d = await newDevice(bench, impl, roomId, `${tag}-${impl}`);
+  const d = await newDevice(bench, impl, roomId, `${tag}-${impl}`, tuning);
   await sleep(200);
   const seen = bench.observer.when(
     roomId,
@@ -130,10 +131,20 @@ export interface HeartbeatSamples {
   requests: Record<Impl, number>;
   /** Server-side intervals between consecutive restarts (ms). */
   intervals: Samples;
+  /**
+   * Ours again, with the interval counted like js-sdk's (5 s after the previous restart's answer, i.e.
+   * 5 s + 1 RTT after its send), so that both run at the same margin: the like-for-like cost.
+   */
+  equalMargin: { intervalMs: number; intervals: number[] };
 }
 
 export async function heartbeat(bench: Bench, windowMs: number): Promise<HeartbeatSamples> {
-  const devices = await Promise.all(IMPLS.map((impl) => joinedDevice(bench, impl, "hb")));
+  const equalMarginInterval = Math.round(EC_DELAY_MS / 2 + bench.rttMs);
+  const devices = await Promise.all([
+    ...IMPLS.map((impl) => joinedDevice(bench, impl, "hb")),
+    joinedDevice(bench, "ours", "hb-equal-margin", { heartbeatIntervalMs: equalMarginInterval }),
+  ]);
+  const equalMargin = devices.pop()!;
   try {
     await sleep(1000);
     const from = Date.now();
@@ -148,9 +159,18 @@ export async function heartbeat(bench: Bench, windowMs: number): Promise<Heartbe
       for (let i = 1; i < restarts.length; i++) intervals[d.impl].push(restarts[i] - restarts[i - 1]);
       if (!d.isActive()) log(`heartbeat: ${d.impl} is no longer active`);
     }
-    return { windowMs: to - from, requests, intervals };
+    const restarts = membershipRequests(bench, equalMargin.userId, from, to)
+      .filter((r) => r.route === "delayed.restart")
+      .map((r) => r.ts);
+    const equalIntervals = restarts.slice(1).map((ts, i) => ts - restarts[i]);
+    return {
+      windowMs: to - from,
+      requests,
+      intervals,
+      equalMargin: { intervalMs: equalMarginInterval, intervals: equalIntervals },
+    };
   } finally {
-    await Promise.all(devices.map((d) => d.close()));
+    await Promise.all([...devices, equalMargin].map((d) => d.close()));
   }
 }
 
