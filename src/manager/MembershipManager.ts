@@ -7,6 +7,7 @@ import {
   Subject,
   type Observable,
   type SchedulerLike,
+  type Subscription,
 } from "rxjs";
 import type { MembershipBackend } from "../backends/types.js";
 import {
@@ -40,10 +41,12 @@ import {
   type Slot,
   type Transport,
 } from "../membership/content.js";
+import { ownMembership$, type SourceLike } from "../membership/observer.js";
 import { Clock } from "./clock.js";
 import {
   sameState,
   statusOf,
+  type LeftReason,
   type LeaveResult,
   type MembershipState,
   type Status,
@@ -65,6 +68,16 @@ export interface MembershipManagerOptions extends TimingOptions {
   applicationData?: Record<string, unknown>;
   /** Join again by itself after the server fired our leave or removed our membership. Default true. */
   autoRejoin?: boolean;
+  /**
+   * The room's state as a synced view shows it: a started `MatrixClient`, or
+   * `widgetStateSource(widgetApi, roomId)` in widget mode. With it the manager notices when the room no
+   * longer holds our membership although our own delayed leave is alive (another tab of this device
+   * left, or a client wrote `{}` at our key) and puts it back (autoRejoin), instead of waiting for the
+   * next hourly refresh. Without it, only a 404 on `restart` tells us our membership is gone.
+   */
+  roomState?: SourceLike;
+  /** How long our membership may be missing from `roomState` before we act (sync lag). Default 1000. */
+  membershipGraceMs?: number;
   /** All timers run on this scheduler (tests pass a VirtualTimeScheduler). Default asyncScheduler. */
   scheduler?: SchedulerLike;
   logger?: Logger;
@@ -98,6 +111,8 @@ interface Call {
   wantedWrite?: WriteKind;
   writer?: Promise<void>;
   lastSent?: MembershipContent;
+  /** When the last membership write was confirmed (scheduler time). */
+  lastWrittenAt?: number;
   createdTs?: number;
   confirmedVersion: number;
   /** Wakes the heartbeat early (after a membership write, to catch servers whose own writes cancel). */
@@ -189,6 +204,9 @@ export class MembershipManager {
   private wantJoined = false;
   private call?: Call;
   private leaveJob?: Promise<LeaveResult>;
+  /** Why the running leave job leaves (the `left` state's reason). */
+  private leaveReason: LeftReason = "user";
+  private roomStateWatch?: Subscription;
   private readonly disposeController = new AbortController();
   private knownMaxDelayMs?: number;
   /** Schedule requests answered after our timeout: their ids are being cancelled. */
@@ -229,6 +247,7 @@ export class MembershipManager {
       delayedEvents: undefined,
       delayMs: this.timing.delayMs,
     });
+    if (options.roomState) this.watchRoomState(options.roomState, slot);
   }
 
   /** Current values, for apps that do not want to subscribe. */
@@ -273,6 +292,7 @@ export class MembershipManager {
   leave(options: { timeoutMs?: number } = {}): Promise<LeaveResult> {
     if (this.disposed) return Promise.resolve({ status: "disposed" });
     this.wantJoined = false;
+    this.leaveReason = "user";
     if (!this.leaveJob) {
       if (!this.call) return Promise.resolve({ status: "left", via: "nothing-to-leave" });
       this.startLeaveJob(this.call);
@@ -310,6 +330,7 @@ export class MembershipManager {
   dispose(): void {
     if (this.disposed) return;
     this.disposeController.abort();
+    this.roomStateWatch?.unsubscribe();
     if (this.call) this.endCall(this.call);
     this.clock.dispose();
     this.rejectUpdates(new MembershipError("disposed", "gave-up", "config"));
@@ -739,6 +760,59 @@ export class MembershipManager {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // Room state (optional): our membership gone from the room while our delayed leave is alive.
+  // ---------------------------------------------------------------------------------------------
+
+  private watchRoomState(source: SourceLike, slot: Slot): void {
+    const graceMs = this.options.membershipGraceMs ?? 1000;
+    let cancel: (() => void) | undefined;
+    const check = (): void => {
+      cancel = undefined;
+      const call = this.call;
+      // Only a call that believes the room holds its membership: not joining, rejoining or leaving.
+      if (!call || call.abort.signal.aborted || !call.lastSent || call.lastWrittenAt === undefined) return;
+      // The view may not have caught up with our own last write yet.
+      const wait = call.lastWrittenAt + graceMs - this.clock.now();
+      if (wait > 0) cancel = this.clock.after(wait, check);
+      else this.membershipMissing(call);
+    };
+    this.roomStateWatch = ownMembership$(source, {
+      roomId: this.roomId,
+      slot,
+      userId: this.userId,
+      deviceId: this.deviceId,
+      scheduler: this.clock.scheduler,
+    }).subscribe({
+      next: (own) => {
+        cancel?.();
+        cancel = own ? undefined : this.clock.after(graceMs, check);
+      },
+      error: (error: unknown) => this.log.warn("the room state view failed; no longer watching it", error),
+    });
+  }
+
+  /** The room holds no membership of ours although we wrote one and our delayed leave is alive. */
+  private membershipMissing(call: Call): void {
+    this.log.warn("the room no longer holds our membership");
+    call.lastSent = undefined;
+    this.ownMembershipSubject.next(undefined);
+    this.emitError(
+      new MembershipError("our membership is gone from the room state", "membership-removed", "send-state"),
+    );
+    if (!this.autoRejoin) {
+      // Clean up our delayed leave too; the app decides whether to join again.
+      this.wantJoined = false;
+      this.leaveReason = "membership-removed";
+      if (!this.leaveJob) this.startLeaveJob(call);
+      return;
+    }
+    // Others see us gone until the write lands; "certainly joined" again after the restart that follows.
+    this.setProbablyLeft(true);
+    this.setState({ kind: "reconnecting", reason: "membership-removed", probablyLeft: true });
+    void this.writeMembership(call, "fresh");
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // Membership writes: one in flight at a time, later requests coalesced into the next write.
   // ---------------------------------------------------------------------------------------------
 
@@ -789,6 +863,7 @@ export class MembershipManager {
       }
       if (signal.aborted) return;
       call.lastSent = content;
+      call.lastWrittenAt = this.clock.now();
       call.confirmedVersion = Math.max(call.confirmedVersion, version);
       this.ownMembershipSubject.next(content);
       this.resolveUpdates(call.confirmedVersion);
@@ -907,7 +982,7 @@ export class MembershipManager {
     this.delayIdSubject.next(undefined);
     this.ownMembershipSubject.next(undefined);
     this.setProbablyLeft(false);
-    if (!this.wantJoined) this.setState({ kind: "left", reason: "user" });
+    if (!this.wantJoined) this.setState({ kind: "left", reason: this.leaveReason });
     return { status: "left", via };
   }
 

@@ -8,7 +8,7 @@ import { LocalTimeoutError } from "../errors.js";
 export class Clock {
   private readonly pending = new Set<Subscription>();
 
-  constructor(private readonly scheduler: SchedulerLike) {}
+  constructor(readonly scheduler: SchedulerLike) {}
 
   now(): number {
     return this.scheduler.now();

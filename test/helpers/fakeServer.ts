@@ -1,5 +1,6 @@
 import { MatrixError } from "matrix-js-sdk";
-import type { SchedulerLike } from "rxjs";
+import { BehaviorSubject, type Observable, type SchedulerLike } from "rxjs";
+import { CALL_MEMBER_EVENT_TYPE } from "../../src/membership/content.js";
 import type {
   DelayedEventAction,
   MembershipBackend,
@@ -74,6 +75,7 @@ export class FakeServer implements MembershipBackend {
   ownWritesCancel = false;
   supportHint?: SupportHint;
   private faults: { op: Op; times: number; fault: Fault }[] = [];
+  private readonly viewers: (() => void)[] = [];
   private nextId = 1;
 
   constructor(private readonly scheduler: SchedulerLike) {}
@@ -111,6 +113,45 @@ export class FakeServer implements MembershipBackend {
     for (const id of this.pendingFor(stateKey)) this.lose(id);
   }
 
+  /**
+   * The room's state as a synced client of `sender` would see it, `lagMs` after each write (a sync
+   * round trip), for the manager's `roomState` option (via `eventsStateSource`).
+   */
+  roomStateView(sender: string, lagMs = 50): Observable<unknown[]> {
+    const view = new BehaviorSubject(this.stateEvents(sender));
+    this.viewers.push(() => this.after(lagMs, () => view.next(this.stateEvents(sender))));
+    return view;
+  }
+
+  private stateEvents(sender: string): unknown[] {
+    const events: unknown[] = [
+      {
+        type: "m.room.member",
+        state_key: sender,
+        sender,
+        content: { membership: "join" },
+        origin_server_ts: 0,
+      },
+    ];
+    for (const [stateKey, content] of this.state) {
+      const at = this.history.findLast((h) => h.stateKey === stateKey)?.at ?? this.now();
+      events.push({
+        type: CALL_MEMBER_EVENT_TYPE,
+        state_key: stateKey,
+        sender,
+        content,
+        origin_server_ts: at,
+        event_id: `$${stateKey}-${at}`,
+      });
+    }
+    return events;
+  }
+
+  /** Another tab of our own device writes our key: on Synapse >= 1.127 nothing of ours is cancelled. */
+  sameDeviceWrite(stateKey: string, content: Record<string, unknown>): void {
+    this.writeState(stateKey, content, "client");
+  }
+
   private after(ms: number, fn: () => void): () => void {
     const sub = this.scheduler.schedule(fn, ms);
     return () => sub.unsubscribe();
@@ -119,6 +160,7 @@ export class FakeServer implements MembershipBackend {
   private writeState(stateKey: string, content: Record<string, unknown>, by: "client" | "delayed"): void {
     this.state.set(stateKey, content);
     this.history.push({ at: this.now(), stateKey, content, by });
+    for (const notify of this.viewers) notify();
   }
 
   private fire(id: string): void {

@@ -20,12 +20,13 @@ export interface Harness {
 
 /** A manager on virtual time against a FakeServer, with everything it emits recorded. */
 export function harness(
-  opts: Partial<MembershipManagerOptions> = {},
+  options: Partial<MembershipManagerOptions> | ((s: FakeServer) => Partial<MembershipManagerOptions>) = {},
   setup?: (s: FakeServer) => void,
 ): Harness {
   const time = new VirtualTime();
   const server = new FakeServer(time.scheduler);
   setup?.(server);
+  const opts = typeof options === "function" ? options(server) : options;
   const manager = new MembershipManager({
     backend: server,
     roomId: "!room:localhost",

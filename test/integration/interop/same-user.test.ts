@@ -5,19 +5,18 @@
  * - two tabs of the same device with our package: the same state key. What happens is asserted here
  *   (and explained in docs/compatibility.md): on Synapse ≥ 1.127 the second tab's join overwrites the
  *   first's content, both keep their own delayed leave, and the first tab to leave wipes the device out
- *   of the call while the other tab still reports `connected`; on Synapse < 1.127 each tab's write
+ *   of the call while the other tab still reports `connected`, unless that tab has the manager's
+ *   `roomState` view, which puts the membership back within its grace period; on Synapse < 1.127 each tab's write
  *   cancels the other's delayed leave and the two re-join in turn on every heartbeat.
  */
 import { afterEach, describe, expect, it } from "@jest/globals";
 import "../../helpers/matrix.js"; // quiet matrix-js-sdk
 import log from "loglevel";
-import { filter, switchMap, timer } from "rxjs";
 import {
   CALL_MEMBER_EVENT_TYPE,
   ClientBackend,
   MembershipManager,
-  ownMembership$,
-  roomStateSource,
+  type MembershipManagerOptions,
 } from "../../../src/index.js";
 import {
   bareClient,
@@ -123,7 +122,11 @@ describe.each(["1.157", "1.116"] as SynapsePreset[])(
   },
 );
 
-async function secondTab(c: TestCall, first: TestDevice): Promise<MembershipManager> {
+async function secondTab(
+  c: TestCall,
+  first: TestDevice,
+  extra: Partial<MembershipManagerOptions> = {},
+): Promise<MembershipManager> {
   // A second login with the same device id: another tab of the same device.
   const creds = await c.homeserver.loginDevice(localpartOf(first.userId), first.deviceId);
   const client = bareClient(c.homeserver.baseUrl, creds);
@@ -135,6 +138,7 @@ async function secondTab(c: TestCall, first: TestDevice): Promise<MembershipMana
     delayedLeaveDelayMs: DELAY,
     logger: quiet,
     fociPreferred: [{ type: "livekit", livekit_service_url: "https://tab-two.example" }],
+    ...extra,
   });
   cleanups.push(
     () => tab.dispose(),
@@ -185,39 +189,39 @@ describe("two tabs of the same device with our package (same state key)", () => 
     expect(tab1.pendingDelayedLeaves()).toHaveLength(1);
   });
 
-  it("Synapse ≥ 1.127, with ownMembership$ wired to the remaining tab (app-side), the device comes back", async () => {
+  it("Synapse ≥ 1.127, with the manager's roomState view, the remaining tab puts the device back", async () => {
     call = await startTestCall({ delayMs: DELAY, homeserver: { ...SYNAPSE_PRESETS["1.157"], ...NO_LIMITS } });
     const tab1 = await call.device("alice", { logger: quiet });
-    const tab2 = await secondTab(call, tab1);
     const bob = await call.observer("bob");
     await roomOf(bob.client, call.roomId);
-    // What a manager hook would do: while connected, an own membership missing from room state for
-    // longer than a sync round trip is re-asserted (update({}) re-sends the current content).
-    const guard = ownMembership$(roomStateSource(bob.client, call.roomId), {
-      userId: tab1.userId,
-      deviceId: tab1.deviceId,
-    })
-      .pipe(
-        switchMap((own) => (own ? [] : timer(300))),
-        filter(() => tab2.status === "connected"),
-      )
-      .subscribe(() => void tab2.update({}).catch(() => undefined));
-    cleanups.push(() => guard.unsubscribe());
+    // The tab's own synced view of the room (here another synced client's; an app passes its own).
+    const tab2 = await secondTab(call, tab1, { roomState: bob.client, membershipGraceMs: 300 });
+    const reasons: string[] = [];
+    tab2.state$.subscribe((s) => s.kind === "reconnecting" && reasons.push(s.reason));
 
     tab1.manager.join();
     await tab1.waitUntilConnected();
     tab2.join();
     await waitFor(() => tab2.status === "connected", 3000, "tab 2 connected");
     await bob.waitUntilSees(tab1);
+    const writesBefore = writesAt(call, tab1.manager.stateKey).length;
+    await sleep(2 * DELAY);
+    // Both tabs in the call with the view on: no extra writes.
+    expect(writesAt(call, tab1.manager.stateKey).length).toBe(writesBefore);
+
     await tab1.manager.leave({ timeoutMs: 3000 });
     const leftAt = Date.now();
     await waitFor(() => !tab1.isJoinedOnServer(), 2000, "the leave to land");
     await waitFor(() => tab1.isJoinedOnServer(), 3000, "tab 2 to restore the membership");
     await bob.waitUntilSees(tab1, { withinMs: 2000 });
     expect(Date.now() - leftAt).toBeLessThan(2000);
+    expect(reasons).toContain("membership-removed");
+    expect(writesAt(call, tab1.manager.stateKey).at(-1)).toBe("https://tab-two.example");
     await sleep(2 * DELAY);
     expect(bob.sees(tab1)).toBe(true);
     expect(tab2.status).toBe("connected");
+    // Still protected: tab 2's delayed leave is pending.
+    expect(tab1.pendingDelayedLeaves()).toHaveLength(1);
   });
 
   it("Synapse < 1.127: each tab's write cancels the other's delayed leave, so they re-join in turn", async () => {
