@@ -195,6 +195,37 @@ describe("server faults", () => {
     await bob.waitUntilSees(alice, { withinMs: DELAY * 2 });
     expect(alice.pendingDelayedLeaves()).toHaveLength(1);
   });
+
+  it("our membership removed without touching our delayed leave: with a roomState view we put it back", async () => {
+    // Another session of the same device (a second tab) writes `{}` at our key: on Synapse >= 1.127 our
+    // delayed leave survives, so restarts keep succeeding and only the room's state shows the loss.
+    call = await startTestCall({ delayMs: DELAY, homeserver: NO_LIMITS });
+    const bob = await call.observer("bob");
+    const alice = await call.device("alice", { roomState: bob.client, membershipGraceMs: 300 });
+    alice.manager.join();
+    await bob.waitUntilSees(alice, { withinMs: 3000 });
+    await alice.waitUntilConnected({ withinMs: 1000 });
+    const codes: string[] = [];
+    alice.manager.errors$.subscribe((e) => codes.push(e.code));
+    const tab = await call.homeserver.loginDevice("alice", alice.deviceId);
+    const url =
+      `${call.homeserver.baseUrl}/_matrix/client/v3/rooms/${encodeURIComponent(call.roomId)}/state/` +
+      `${CALL_MEMBER_EVENT_TYPE}/${encodeURIComponent(alice.manager.stateKey)}`;
+    const res = await fetch(url, {
+      method: "PUT",
+      headers: { Authorization: `Bearer ${tab.accessToken}`, "Content-Type": "application/json" },
+      body: "{}",
+    });
+    expect(res.status).toBe(200);
+    await bob.waitUntilGone(alice, { withinMs: 1000 });
+    expect(alice.pendingDelayedLeaves()).toHaveLength(1); // untouched: nothing but the room tells
+    await bob.waitUntilSees(alice, { withinMs: 2000 });
+    expect(alice.isJoinedOnServer()).toBe(true);
+    expect(codes).toContain("membership-removed");
+    await alice.waitUntilConnected({ withinMs: DELAY });
+    expect(alice.manager.probablyLeft).toBe(false);
+    expect(alice.pendingDelayedLeaves()).toHaveLength(1);
+  });
 });
 
 describe("leave() during faults", () => {
