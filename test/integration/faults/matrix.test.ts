@@ -28,6 +28,19 @@ async function joinedPair(options: Parameters<TestCall["device"]>[1] = {}) {
   return { call, alice, bob };
 }
 
+/** `PUT {}` at the device's membership key with someone's token; resolves the HTTP status. */
+async function writeEmptyAt(c: TestCall, d: TestDevice, accessToken: string): Promise<number> {
+  const url =
+    `${c.homeserver.baseUrl}/_matrix/client/v3/rooms/${encodeURIComponent(c.roomId)}/state/` +
+    `${CALL_MEMBER_EVENT_TYPE}/${encodeURIComponent(d.manager.stateKey)}`;
+  const res = await fetch(url, {
+    method: "PUT",
+    headers: { Authorization: `Bearer ${accessToken}`, "Content-Type": "application/json" },
+    body: "{}",
+  });
+  return res.status;
+}
+
 /** Every `{}` written at the device's key while it was not leaving (a leave others saw). */
 function leavesSeenOnServer(c: TestCall, d: TestDevice): number {
   return c.homeserver
@@ -182,15 +195,7 @@ describe("server faults", () => {
     const codes: string[] = [];
     alice.manager.errors$.subscribe((e) => codes.push(e.code));
     // Call rooms give call.member power level 0, so any joined user can write any key of that type.
-    const url =
-      `${call.homeserver.baseUrl}/_matrix/client/v3/rooms/${encodeURIComponent(call.roomId)}/state/` +
-      `${CALL_MEMBER_EVENT_TYPE}/${encodeURIComponent(alice.manager.stateKey)}`;
-    const res = await fetch(url, {
-      method: "PUT",
-      headers: { Authorization: `Bearer ${admin.accessToken}`, "Content-Type": "application/json" },
-      body: "{}",
-    });
-    expect(res.status).toBe(200);
+    expect(await writeEmptyAt(call, alice, admin.accessToken)).toBe(200);
     await waitFor(() => codes.includes("membership-removed"), DELAY * 3, "membership-removed");
     await bob.waitUntilSees(alice, { withinMs: DELAY * 2 });
     expect(alice.pendingDelayedLeaves()).toHaveLength(1);
@@ -208,15 +213,7 @@ describe("server faults", () => {
     const codes: string[] = [];
     alice.manager.errors$.subscribe((e) => codes.push(e.code));
     const tab = await call.homeserver.loginDevice("alice", alice.deviceId);
-    const url =
-      `${call.homeserver.baseUrl}/_matrix/client/v3/rooms/${encodeURIComponent(call.roomId)}/state/` +
-      `${CALL_MEMBER_EVENT_TYPE}/${encodeURIComponent(alice.manager.stateKey)}`;
-    const res = await fetch(url, {
-      method: "PUT",
-      headers: { Authorization: `Bearer ${tab.accessToken}`, "Content-Type": "application/json" },
-      body: "{}",
-    });
-    expect(res.status).toBe(200);
+    expect(await writeEmptyAt(call, alice, tab.accessToken)).toBe(200);
     await bob.waitUntilGone(alice, { withinMs: 1000 });
     expect(alice.pendingDelayedLeaves()).toHaveLength(1); // untouched: nothing but the room tells
     await bob.waitUntilSees(alice, { withinMs: 2000 });
