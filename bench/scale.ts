@@ -2,7 +2,7 @@
  * Scale: N managers in one process against a no-op backend (every request resolves at once), memory per
  * joined manager and CPU per heartbeat. Each variant runs in its own child process (clean heap, `gc()`):
  *
- *   node --expose-gc --import tsx bench/scale.ts <variant> [managers] [seconds]
+ *   node --expose-gc --import tsx bench/scale.ts <variant> [managers] [window ms] [warm-up ms]
  *
  * variants:
  * - ours-virtual: our manager on an RxJS VirtualTimeScheduler, driven like test/helpers/virtualTime.ts;
@@ -226,7 +226,12 @@ async function measureWindows(
   };
 }
 
-async function runOurs(variant: ScaleVariant, n: number, windowMs: number): Promise<ScaleResult> {
+async function runOurs(
+  variant: ScaleVariant,
+  n: number,
+  windowMs: number,
+  warmupMs: number,
+): Promise<ScaleResult> {
   const virt =
     variant === "ours-virtual"
       ? ({ kind: "rxjs", s: new VirtualTimeScheduler(VirtualAction, Infinity) } as const)
@@ -249,8 +254,9 @@ async function runOurs(variant: ScaleVariant, n: number, windowMs: number): Prom
     m.join();
   }
   // Let every join finish (and the heartbeat that follows a membership write).
-  if (virt) await advanceVirtual(virt, 1000);
-  else await new Promise((r) => setTimeout(r, 1000));
+  // Then the warm-up, if any: the first heartbeats compile and optimise code (heap that is no growth).
+  if (virt) await advanceVirtual(virt, 1000 + warmupMs);
+  else await new Promise((r) => setTimeout(r, 1000 + warmupMs));
   const connected = managers.filter((m) => m.status === "connected").length;
   const heap = heapAfterGc();
   const { heartbeats, cpuUsPerHeartbeat, cpuSamples, wallMs } = await measureWindows(
@@ -276,7 +282,12 @@ async function runOurs(variant: ScaleVariant, n: number, windowMs: number): Prom
   };
 }
 
-async function runSdk(variant: ScaleVariant, n: number, windowMs: number): Promise<ScaleResult> {
+async function runSdk(
+  variant: ScaleVariant,
+  n: number,
+  windowMs: number,
+  warmupMs: number,
+): Promise<ScaleResult> {
   quietMatrixSdkLogs();
   const virtual = variant === "sdk-virtual";
   if (virtual) mock.timers.enable({ apis: ["setTimeout", "setInterval", "Date"], now: Date.now() });
@@ -307,7 +318,7 @@ async function runSdk(variant: ScaleVariant, n: number, windowMs: number): Promi
     managers.push(m);
     m.join([], { type: "livekit", livekit_service_url: "https://livekit.bench.test" } as never);
   }
-  await advance(1000);
+  await advance(1000 + warmupMs);
   const connected = managers.filter((m) => m.status === SdkStatus.Connected).length;
   const heap = heapAfterGc();
   const { heartbeats, cpuUsPerHeartbeat, cpuSamples, wallMs } = await measureWindows(
@@ -338,8 +349,11 @@ export async function runScaleVariant(
   variant: ScaleVariant,
   n: number,
   windowMs: number,
+  warmupMs = 0,
 ): Promise<ScaleResult> {
-  return variant.startsWith("ours") ? runOurs(variant, n, windowMs) : runSdk(variant, n, windowMs);
+  return variant.startsWith("ours")
+    ? runOurs(variant, n, windowMs, warmupMs)
+    : runSdk(variant, n, windowMs, warmupMs);
 }
 
 /** Run one variant in a child process with --expose-gc; rejects on failure or after `timeoutMs`. */
@@ -348,11 +362,21 @@ export function runScaleChild(
   n: number,
   windowMs: number,
   timeoutMs = 180_000,
+  warmupMs = 0,
 ): Promise<ScaleResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(
       process.execPath,
-      ["--expose-gc", "--import", "tsx", "bench/scale.ts", variant, String(n), String(windowMs)],
+      [
+        "--expose-gc",
+        "--import",
+        "tsx",
+        "bench/scale.ts",
+        variant,
+        String(n),
+        String(windowMs),
+        String(warmupMs),
+      ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
     let out = "";
@@ -382,7 +406,8 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   const variant = (process.argv[2] ?? "ours-virtual") as ScaleVariant;
   const n = Number(process.argv[3] ?? 10_000);
   const windowMs = Number(process.argv[4] ?? 60_000);
-  const result = await runScaleVariant(variant, n, windowMs);
+  const warmupMs = Number(process.argv[5] ?? 0);
+  const result = await runScaleVariant(variant, n, windowMs, warmupMs);
   process.stdout.write(`${JSON.stringify(result)}\n`);
   process.exit(0);
 }
