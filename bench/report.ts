@@ -68,14 +68,25 @@ function fmt(x: number | undefined, unit = ""): string {
 }
 
 function fmtRatio(r: Row): string {
+  if (isGrowthNoise(r)) return "n/a";
   const q = ratio(r);
   return Number.isFinite(q) ? q.toFixed(2) : "n/a";
 }
 
+/** Heap growth this small over a 10-minute window is GC noise (it even comes out negative): no growth. */
+const GROWTH_NOISE_KB_PER_HOUR = 16;
+const isGrowthNoise = (r: Row) =>
+  r.unit === "KB/h" &&
+  Math.abs(r.ours) < GROWTH_NOISE_KB_PER_HOUR &&
+  Math.abs(r.theirs) < GROWTH_NOISE_KB_PER_HOUR;
+
 function verdict(r: Row): string {
   const parts: string[] = [];
-  const better = r.incomparable ? undefined : atLeastAsGood(r);
-  if (r.incomparable) parts.push(r.incomparable);
+  const incomparable =
+    r.incomparable ??
+    (isGrowthNoise(r) ? `no growth beyond noise (< ${GROWTH_NOISE_KB_PER_HOUR} KB/h)` : undefined);
+  const better = incomparable ? undefined : atLeastAsGood(r);
+  if (incomparable) parts.push(incomparable);
   if (better === false) parts.push("LOSES");
   const g = goalMet(r);
   if (g === true) parts.push("goal met");

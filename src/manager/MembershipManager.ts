@@ -42,7 +42,7 @@ import {
   type Transport,
 } from "../membership/content.js";
 import { ownMembership$, type SourceLike } from "../membership/observer.js";
-import { Clock } from "./clock.js";
+import { Canceller, Clock, type CancelSignal } from "./clock.js";
 import {
   sameState,
   statusOf,
@@ -96,9 +96,9 @@ const WRITE_RANK: Record<WriteKind, number> = { reassert: 0, refresh: 1, fresh: 
 /** One join, from join() until it ends (leave, failure, a fired leave we may not rejoin, dispose). */
 interface Call {
   /** Aborted when the call ends: no more membership writes, rejoins or retries. */
-  readonly abort: AbortController;
+  readonly abort: Canceller;
   /** Aborted separately: during leave() the heartbeat goes on until in-flight writes have settled. */
-  readonly heartbeatAbort: AbortController;
+  readonly heartbeatAbort: Canceller;
   heartbeatLoop?: Promise<void>;
   delayId?: string;
   /** "armed": a delayed leave is pending on the server; "none": degraded mode without delayed events. */
@@ -207,7 +207,7 @@ export class MembershipManager {
   /** Why the running leave job leaves (the `left` state's reason). */
   private leaveReason: LeftReason = "user";
   private roomStateWatch?: Subscription;
-  private readonly disposeController = new AbortController();
+  private readonly disposeController = new Canceller();
   private knownMaxDelayMs?: number;
   /** Schedule requests answered after our timeout: their ids are being cancelled. */
   private readonly lateSchedules = new Set<Promise<void>>();
@@ -362,8 +362,8 @@ export class MembershipManager {
 
   private startCall(): void {
     const call: Call = {
-      abort: new AbortController(),
-      heartbeatAbort: new AbortController(),
+      abort: new Canceller(),
+      heartbeatAbort: new Canceller(),
       delayed: "pending",
       membershipAttempted: false,
       confirmedVersion: -1,
@@ -995,7 +995,7 @@ export class MembershipManager {
    * (Retry-After, or capped exponential backoff with jitter; a local timeout retries at once).
    */
   private async retrying<T>(
-    signal: AbortSignal,
+    signal: CancelSignal,
     op: Operation,
     fn: (signal: AbortSignal) => Promise<T>,
     call?: Call,
@@ -1041,7 +1041,7 @@ export class MembershipManager {
     attempt: number,
     op: Operation,
     capMs: number,
-    signal: AbortSignal = call!.abort.signal,
+    signal: CancelSignal = call!.abort.signal,
   ): Promise<boolean> {
     this.emitError(this.toError(cls, error, op));
     const now = this.clock.now();
@@ -1168,8 +1168,8 @@ export class MembershipManager {
 }
 
 /** A signal that aborts once `p` settles. */
-function abortWhen(p: Promise<unknown>): AbortSignal {
-  const controller = new AbortController();
+function abortWhen(p: Promise<unknown>): CancelSignal {
+  const controller = new Canceller();
   void p.finally(() => controller.abort());
   return controller.signal;
 }
