@@ -240,8 +240,8 @@ const CHART = new Set([
   "ghost",
   "recovery",
   "storm30000.requests",
-  "scale.memory",
-  "scale.memory.growth",
+  "scale.memory.real",
+  "scale.cpu.real",
   "scale.cpu.virtual",
 ]);
 
