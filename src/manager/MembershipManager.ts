@@ -41,8 +41,9 @@ import {
   type Slot,
   type Transport,
 } from "../membership/content.js";
-import { ownMembership$, type SourceLike } from "../membership/observer.js";
+import type { SourceLike } from "../membership/observer.js";
 import { Canceller, Clock, type CancelSignal } from "./clock.js";
+import { watchRoomState } from "./roomStateWatch.js";
 import {
   sameState,
   statusOf,
@@ -247,7 +248,24 @@ export class MembershipManager {
       delayedEvents: undefined,
       delayMs: this.timing.delayMs,
     });
-    if (options.roomState) this.watchRoomState(options.roomState, slot);
+    if (options.roomState)
+      this.roomStateWatch = watchRoomState(
+        options.roomState,
+        {
+          roomId: this.roomId,
+          slot,
+          userId: this.userId,
+          deviceId: this.deviceId,
+          graceMs: options.membershipGraceMs ?? 1000,
+          heldSince: () => {
+            const call = this.call;
+            return call && !call.abort.signal.aborted && call.lastSent ? call.lastWrittenAt : undefined;
+          },
+          onMissing: () => this.call && this.membershipMissing(this.call),
+        },
+        this.clock,
+        this.log,
+      );
   }
 
   /** Current values, for apps that do not want to subscribe. */
@@ -762,34 +780,6 @@ export class MembershipManager {
   // ---------------------------------------------------------------------------------------------
   // Room state (optional): our membership gone from the room while our delayed leave is alive.
   // ---------------------------------------------------------------------------------------------
-
-  private watchRoomState(source: SourceLike, slot: Slot): void {
-    const graceMs = this.options.membershipGraceMs ?? 1000;
-    let cancel: (() => void) | undefined;
-    const check = (): void => {
-      cancel = undefined;
-      const call = this.call;
-      // Only a call that believes the room holds its membership: not joining, rejoining or leaving.
-      if (!call || call.abort.signal.aborted || !call.lastSent || call.lastWrittenAt === undefined) return;
-      // The view may not have caught up with our own last write yet.
-      const wait = call.lastWrittenAt + graceMs - this.clock.now();
-      if (wait > 0) cancel = this.clock.after(wait, check);
-      else this.membershipMissing(call);
-    };
-    this.roomStateWatch = ownMembership$(source, {
-      roomId: this.roomId,
-      slot,
-      userId: this.userId,
-      deviceId: this.deviceId,
-      scheduler: this.clock.scheduler,
-    }).subscribe({
-      next: (own) => {
-        cancel?.();
-        cancel = own ? undefined : this.clock.after(graceMs, check);
-      },
-      error: (error: unknown) => this.log.warn("the room state view failed; no longer watching it", error),
-    });
-  }
 
   /** The room holds no membership of ours although we wrote one and our delayed leave is alive. */
   private membershipMissing(call: Call): void {
