@@ -7,6 +7,8 @@
  * variants:
  * - ours-virtual: our manager on an RxJS VirtualTimeScheduler, driven like test/helpers/virtualTime.ts;
  * - ours-fastvirtual: the same on a heap-ordered virtual scheduler (RxJS's keeps a sorted array, O(n) per timer);
+ * - ours-mocktimers: our manager on its default scheduler under the same node:test mock timers as sdk-virtual
+ *   (the like-for-like virtual-time pair);
  * - sdk-virtual: js-sdk's MembershipManager (lib/matrixrtc/MembershipManager.js) under node:test mock timers
  *   (it takes no scheduler: it calls setTimeout and Date.now directly);
  * - ours-real / sdk-real: both on real timers, for a like-for-like comparison.
@@ -22,7 +24,8 @@ import type { MembershipBackend } from "../src/backends/types.js";
 import { MembershipManager } from "../src/manager/MembershipManager.js";
 import { quietMatrixSdkLogs } from "../src/testing/index.js";
 
-export type ScaleVariant = "ours-virtual" | "ours-fastvirtual" | "sdk-virtual" | "ours-real" | "sdk-real";
+export type ScaleVariant =
+  "ours-virtual" | "ours-fastvirtual" | "ours-mocktimers" | "sdk-virtual" | "ours-real" | "sdk-real";
 
 export interface ScaleResult {
   variant: ScaleVariant;
@@ -226,6 +229,16 @@ async function measureWindows(
   };
 }
 
+/** Advance node:test mock timers in 10 ms ticks (finer than any timer here), letting promises settle. */
+async function advanceMockTimers(ms: number): Promise<void> {
+  const step = 10;
+  await settle();
+  for (let t = 0; t < ms; t += step) {
+    mock.timers.tick(step);
+    await settle(2);
+  }
+}
+
 async function runOurs(
   variant: ScaleVariant,
   n: number,
@@ -238,6 +251,10 @@ async function runOurs(
       : variant === "ours-fastvirtual"
         ? ({ kind: "heap", s: new HeapVirtualScheduler() } as const)
         : undefined;
+  const mocked = variant === "ours-mocktimers";
+  if (mocked) mock.timers.enable({ apis: ["setTimeout", "setInterval", "Date"], now: Date.now() });
+  const advance = (ms: number): Promise<unknown> =>
+    virt ? advanceVirtual(virt, ms) : mocked ? advanceMockTimers(ms) : new Promise((r) => setTimeout(r, ms));
   const base = heapAfterGc();
   const managers: MembershipManager[] = [];
   for (let i = 0; i < n; i++) {
@@ -255,18 +272,18 @@ async function runOurs(
   }
   // Let every join finish (and the heartbeat that follows a membership write).
   // Then the warm-up, if any: the first heartbeats compile and optimise code (heap that is no growth).
-  if (virt) await advanceVirtual(virt, 1000 + warmupMs);
-  else await new Promise((r) => setTimeout(r, 1000 + warmupMs));
+  await advance(1000 + warmupMs);
   const connected = managers.filter((m) => m.status === "connected").length;
   const heap = heapAfterGc();
   const { heartbeats, cpuUsPerHeartbeat, cpuSamples, wallMs } = await measureWindows(
     windowMs,
-    (ms) => (virt ? advanceVirtual(virt, ms) : new Promise((r) => setTimeout(r, ms))),
+    advance,
     () => NoopBackend.restarts,
   );
   const still = managers.filter((m) => m.status === "connected").length;
   const heapAfter = heapAfterGc();
   for (const m of managers) m.dispose();
+  if (mocked) mock.timers.reset();
   return {
     variant,
     managers: n,
@@ -291,16 +308,8 @@ async function runSdk(
   quietMatrixSdkLogs();
   const virtual = variant === "sdk-virtual";
   if (virtual) mock.timers.enable({ apis: ["setTimeout", "setInterval", "Date"], now: Date.now() });
-  const advance = async (ms: number) => {
-    if (!virtual) return new Promise<void>((r) => setTimeout(r, ms));
-    // One due time at a time would need the mock's queue; 10 ms steps are finer than any js-sdk timer here.
-    const step = 10;
-    await settle();
-    for (let t = 0; t < ms; t += step) {
-      mock.timers.tick(step);
-      await settle(2);
-    }
-  };
+  const advance = (ms: number) =>
+    virtual ? advanceMockTimers(ms) : new Promise<void>((r) => setTimeout(r, ms));
   const base = heapAfterGc();
   const managers: SdkMembershipManager[] = [];
   const room = { roomId: "!room:bench", getVersion: () => "10" };
