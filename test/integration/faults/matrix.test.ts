@@ -4,7 +4,7 @@
  * MatrixRTCSession) sees.
  */
 import { afterEach, describe, expect, it } from "@jest/globals";
-import "../../helpers/matrix.js"; // quiet matrix-js-sdk
+import { putState } from "../../helpers/matrix.js"; // also quiets matrix-js-sdk
 import { CALL_MEMBER_EVENT_TYPE } from "../../../src/index.js";
 import { startTestCall, waitFor, type TestCall, type TestDevice } from "../../../src/testing/index.js";
 
@@ -29,16 +29,15 @@ async function joinedPair(options: Parameters<TestCall["device"]>[1] = {}) {
 }
 
 /** `PUT {}` at the device's membership key with someone's token; resolves the HTTP status. */
-async function writeEmptyAt(c: TestCall, d: TestDevice, accessToken: string): Promise<number> {
-  const url =
-    `${c.homeserver.baseUrl}/_matrix/client/v3/rooms/${encodeURIComponent(c.roomId)}/state/` +
-    `${CALL_MEMBER_EVENT_TYPE}/${encodeURIComponent(d.manager.stateKey)}`;
-  const res = await fetch(url, {
-    method: "PUT",
-    headers: { Authorization: `Bearer ${accessToken}`, "Content-Type": "application/json" },
-    body: "{}",
-  });
-  return res.status;
+function writeEmptyAt(c: TestCall, d: TestDevice, accessToken: string): Promise<number> {
+  return putState(
+    c.homeserver.baseUrl,
+    accessToken,
+    c.roomId,
+    CALL_MEMBER_EVENT_TYPE,
+    d.manager.stateKey,
+    {},
+  );
 }
 
 /** Every `{}` written at the device's key while it was not leaving (a leave others saw). */

@@ -24,9 +24,9 @@ import {
   type CallMember,
   type RejectedMembership,
 } from "../../../src/index.js";
-import { startTestHomeserver, type TestHomeserver } from "../../../src/testing/index.js";
+import { startTestHomeserver, type TestHomeserver, type UserCreds } from "../../../src/testing/index.js";
 import { createClientWidgetApi, DelayedEventWidgetDriver } from "../../../src/widget-host/index.js";
-import { syncedClient, stopClient, waitFor } from "../../helpers/matrix.js";
+import { putState, syncedClient, stopClient, waitFor } from "../../helpers/matrix.js";
 import { installWindowShim, quietWidgetLogs } from "../../helpers/widgetBus.js";
 import { idOf, joinWithJsSdk, jsSdkView, NO_LIMITS, roomOf, viewOfOurs } from "./helpers.js";
 
@@ -48,6 +48,60 @@ afterEach(async () => {
   hs = undefined;
 });
 
+/**
+ * The host (a synced client, like Element Web, whose driver serves the widget and feeds it every state
+ * change) and the widget (capabilities for one membership plus observing), connected in this process.
+ * The state source is made before start(), as js-sdk's RoomWidgetClient does.
+ */
+async function connectObservingWidget(alice: UserCreds, roomId: string) {
+  const hostClient = await syncedClient(hs!.baseUrl, alice);
+  cleanups.push(() => stopClient(hostClient));
+  await roomOf(hostClient, roomId);
+  const driver = new DelayedEventWidgetDriver(hostClient, { roomId });
+
+  installWindowShim();
+  const widgetId = `observer-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  const widgetApi = new WidgetApi(widgetId, "https://host.example");
+  const key = { userId: alice.userId, deviceId: alice.deviceId };
+  widgetApi.requestCapabilities([
+    ...widgetCapabilities({ ...key, readState: true }),
+    ...widgetObserverCapabilities(roomId),
+  ]);
+  const source = new WidgetStateSource(widgetApi, roomId);
+  cleanups.push(() => source.close());
+
+  let onLoad: (() => void) | undefined;
+  const iframe = {
+    contentWindow: globalThis,
+    addEventListener: (type: string, cb: () => void) => type === "load" && (onLoad = cb),
+  } as unknown as HTMLIFrameElement;
+  const widget = new Widget({
+    id: widgetId,
+    creatorUserId: alice.userId,
+    type: "m.custom",
+    url: "https://widget.example/call.html",
+    waitForIframeLoad: true,
+  });
+  const clientApi = createClientWidgetApi(widget, iframe, driver);
+  const feed = (event: MatrixEvent) => {
+    if (event.getRoomId() !== roomId) return;
+    void clientApi
+      .feedStateUpdate({ ...event.getEffectiveEvent(), room_id: roomId } as never)
+      .catch(() => undefined);
+  };
+  hostClient.on(RoomStateEvent.Events, feed);
+  const ready = new Promise<void>((r) => widgetApi.once("ready", () => r()));
+  widgetApi.start();
+  onLoad!();
+  await ready;
+  cleanups.push(
+    () => hostClient.off(RoomStateEvent.Events, feed),
+    () => widgetApi.transport.stop(),
+    () => clientApi.stop(),
+  );
+  return { widgetApi, source };
+}
+
 describe("widget mode: our observer on the widget API's state pushes", () => {
   it("lists a js-sdk device and our own widget device in js-sdk's order, follows joins and leaves", async () => {
     hs = await startTestHomeserver(NO_LIMITS);
@@ -66,23 +120,8 @@ describe("widget mode: our observer on the widget API's state pushes", () => {
     await roomOf(bob, roomId);
     await waitFor(() => jsSdkView(bob, roomId).length === 1, 5000, "bob to see carol");
 
-    // The host: a synced client (like Element Web) whose driver serves the widget, feeding it state.
-    const hostClient = await syncedClient(hs.baseUrl, alice);
-    cleanups.push(() => stopClient(hostClient));
-    await roomOf(hostClient, roomId);
-    const driver = new DelayedEventWidgetDriver(hostClient, { roomId });
-
-    // The widget: the state source is made before start(), as js-sdk's RoomWidgetClient does.
-    installWindowShim();
-    const widgetId = `observer-${process.pid}`;
-    const widgetApi = new WidgetApi(widgetId, "https://host.example");
+    const { widgetApi, source } = await connectObservingWidget(alice, roomId);
     const key = { userId: alice.userId, deviceId: alice.deviceId };
-    widgetApi.requestCapabilities([
-      ...widgetCapabilities({ ...key, readState: true }),
-      ...widgetObserverCapabilities(roomId),
-    ]);
-    const source = new WidgetStateSource(widgetApi, roomId);
-    cleanups.push(() => source.close());
     const lists: CallMember[][] = [];
     const own: (CallMember | undefined)[] = [];
     const rejected: RejectedMembership[] = [];
@@ -93,36 +132,6 @@ describe("widget mode: our observer on the widget API's state pushes", () => {
     ];
     cleanups.push(() => subs.forEach((s) => s.unsubscribe()));
     const ids = () => (lists.at(-1) ?? []).map(idOf);
-
-    let onLoad: (() => void) | undefined;
-    const iframe = {
-      contentWindow: globalThis,
-      addEventListener: (type: string, cb: () => void) => type === "load" && (onLoad = cb),
-    } as unknown as HTMLIFrameElement;
-    const widget = new Widget({
-      id: widgetId,
-      creatorUserId: alice.userId,
-      type: "m.custom",
-      url: "https://widget.example/call.html",
-      waitForIframeLoad: true,
-    });
-    const clientApi = createClientWidgetApi(widget, iframe, driver);
-    const feed = (event: MatrixEvent) => {
-      if (event.getRoomId() !== roomId) return;
-      void clientApi
-        .feedStateUpdate({ ...event.getEffectiveEvent(), room_id: roomId } as never)
-        .catch(() => undefined);
-    };
-    hostClient.on(RoomStateEvent.Events, feed);
-    const ready = new Promise<void>((r) => widgetApi.once("ready", () => r()));
-    widgetApi.start();
-    onLoad!();
-    await ready;
-    cleanups.push(
-      () => hostClient.off(RoomStateEvent.Events, feed),
-      () => widgetApi.transport.stop(),
-      () => clientApi.stop(),
-    );
 
     // Initial state arrived through update_state: carol is listed, before we joined.
     await waitFor(() => ids().length === 1, 3000, "the initial push to list carol");
@@ -159,5 +168,43 @@ describe("widget mode: our observer on the widget API's state pushes", () => {
     await waitFor(() => ids().length === 0, 3000, "our leave to show");
     expect(own.at(-1)).toBeUndefined();
     expect(hs.stateContent(roomId, CALL_MEMBER_EVENT_TYPE, manager.stateKey)).toEqual({});
+  });
+
+  it("the manager's roomState view on the widget's state pushes puts back a membership removed behind its back", async () => {
+    hs = await startTestHomeserver(NO_LIMITS);
+    const alice = await hs.createUser("alice");
+    const roomId = await hs.createRoom(alice.accessToken);
+    const { widgetApi, source } = await connectObservingWidget(alice, roomId);
+    const key = { userId: alice.userId, deviceId: alice.deviceId };
+    const manager = new MembershipManager({
+      backend: new WidgetBackend(widgetApi, { membership: key }),
+      roomId,
+      ...key,
+      delayedLeaveDelayMs: DELAY,
+      logger: quiet,
+      roomState: source,
+      membershipGraceMs: 300,
+    });
+    cleanups.push(() => manager.dispose());
+    const codes: string[] = [];
+    manager.errors$.subscribe((e) => codes.push(e.code));
+    const onServer = () =>
+      Object.keys(hs!.stateContent(roomId, CALL_MEMBER_EVENT_TYPE, manager.stateKey) ?? {}).length > 0;
+    manager.join();
+    await waitFor(() => manager.status === "connected" && onServer(), 5000, "joined through the widget");
+    const pending = () => hs!.pendingDelayedEvents().filter((d) => d.stateKey === manager.stateKey);
+    expect(pending()).toHaveLength(1);
+
+    // Another session of the same device (a second tab) writes {}: our delayed leave is untouched.
+    const tab = await hs.loginDevice("alice", alice.deviceId);
+    expect(
+      await putState(hs.baseUrl, tab.accessToken, roomId, CALL_MEMBER_EVENT_TYPE, manager.stateKey, {}),
+    ).toBe(200);
+    expect(onServer()).toBe(false);
+    expect(pending()).toHaveLength(1);
+    await waitFor(() => onServer(), 3000, "the widget's manager to put the membership back");
+    expect(codes).toContain("membership-removed");
+    await waitFor(() => manager.status === "connected", 3000, "connected again");
+    expect(pending()).toHaveLength(1);
   });
 });
