@@ -6,7 +6,6 @@
  *
  * variants:
  * - ours-virtual: our manager on an RxJS VirtualTimeScheduler, driven like test/helpers/virtualTime.ts;
- * - ours-fastvirtual: the same on a heap-ordered virtual scheduler (RxJS's keeps a sorted array, O(n) per timer);
  * - ours-mocktimers: our manager on its default scheduler under the same node:test mock timers as sdk-virtual
  *   (the like-for-like virtual-time pair);
  * - sdk-virtual: js-sdk's MembershipManager (lib/matrixrtc/MembershipManager.js) under node:test mock timers
@@ -17,15 +16,14 @@
 import { mock } from "node:test";
 import { pathToFileURL } from "node:url";
 import { spawn } from "node:child_process";
-import { VirtualAction, VirtualTimeScheduler, type SchedulerLike, type Subscription } from "rxjs";
+import { VirtualAction, VirtualTimeScheduler } from "rxjs";
 import { MembershipManager as SdkMembershipManager } from "matrix-js-sdk/lib/matrixrtc/MembershipManager.js";
 import { Status as SdkStatus } from "matrix-js-sdk/lib/matrixrtc/index.js";
 import type { MembershipBackend } from "../src/backends/types.js";
 import { MembershipManager } from "../src/manager/MembershipManager.js";
 import { quietMatrixSdkLogs } from "../src/testing/index.js";
 
-export type ScaleVariant =
-  "ours-virtual" | "ours-fastvirtual" | "ours-mocktimers" | "sdk-virtual" | "ours-real" | "sdk-real";
+export type ScaleVariant = "ours-virtual" | "ours-mocktimers" | "sdk-virtual" | "ours-real" | "sdk-real";
 
 export interface ScaleResult {
   variant: ScaleVariant;
@@ -97,106 +95,18 @@ function noopSdkClient(userId: string, deviceId: string) {
 }
 let sdkRestarts = 0;
 
-/** A virtual-time SchedulerLike with a binary heap (O(log n) per timer), same contract as VirtualTimeScheduler. */
-class HeapVirtualScheduler implements SchedulerLike {
-  frame = 0;
-  private seq = 0;
-  private heap: { at: number; seq: number; run: () => void; closed: boolean }[] = [];
-  now(): number {
-    return this.frame;
-  }
-  schedule<T>(work: (this: unknown, state?: T) => void, delay = 0, state?: T): Subscription {
-    const entry = {
-      at: this.frame + Math.max(0, delay),
-      seq: this.seq++,
-      run: () => work(state),
-      closed: false,
-    };
-    this.push(entry);
-    const sub = {
-      closed: false,
-      unsubscribe() {
-        entry.closed = true;
-        sub.closed = true;
-      },
-    };
-    return sub as unknown as Subscription;
-  }
-  private less(a: { at: number; seq: number }, b: { at: number; seq: number }) {
-    return a.at < b.at || (a.at === b.at && a.seq < b.seq);
-  }
-  private push(e: (typeof this.heap)[number]) {
-    const h = this.heap;
-    h.push(e);
-    let i = h.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!this.less(h[i], h[p])) break;
-      [h[i], h[p]] = [h[p], h[i]];
-      i = p;
-    }
-  }
-  private pop() {
-    const h = this.heap;
-    const top = h[0];
-    const last = h.pop()!;
-    if (h.length > 0) {
-      h[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && this.less(h[l], h[m])) m = l;
-        if (r < h.length && this.less(h[r], h[m])) m = r;
-        if (m === i) break;
-        [h[i], h[m]] = [h[m], h[i]];
-        i = m;
-      }
-    }
-    return top;
-  }
-  /** Next due time of a live timer, or undefined. */
-  nextAt(): number | undefined {
-    while (this.heap.length > 0 && this.heap[0].closed) this.pop();
-    return this.heap[0]?.at;
-  }
-  /** Run every timer due at the next due time (not beyond `limit`). */
-  runDue(limit: number): boolean {
-    const at = this.nextAt();
-    if (at === undefined || at > limit) return false;
-    this.frame = Math.max(this.frame, at);
-    while (this.heap.length > 0 && this.heap[0].at <= at) {
-      const e = this.pop();
-      if (!e.closed) {
-        e.closed = true;
-        e.run();
-      }
-    }
-    return true;
-  }
-}
-
 /** Advance a virtual clock to `target`, one due time at a time, letting promises settle in between. */
-async function advanceVirtual(
-  v: { kind: "rxjs"; s: VirtualTimeScheduler } | { kind: "heap"; s: HeapVirtualScheduler },
-  ms: number,
-): Promise<void> {
-  const target = (v.kind === "rxjs" ? v.s.frame : v.s.frame) + ms;
+async function advanceVirtual(s: VirtualTimeScheduler, ms: number): Promise<void> {
+  const target = s.frame + ms;
   await settle();
-  if (v.kind === "rxjs") {
-    for (;;) {
-      const next = v.s.actions.find((a) => !a.closed);
-      if (!next || next.delay > target) break;
-      v.s.maxFrames = next.delay;
-      v.s.flush();
-      await settle();
-    }
-    v.s.frame = Math.max(v.s.frame, target);
-  } else {
-    while (v.s.runDue(target)) await settle();
-    v.s.frame = Math.max(v.s.frame, target);
+  for (;;) {
+    const next = s.actions.find((a) => !a.closed);
+    if (!next || next.delay > target) break;
+    s.maxFrames = next.delay;
+    s.flush();
+    await settle();
   }
+  s.frame = Math.max(s.frame, target);
   await settle();
 }
 
@@ -245,12 +155,7 @@ async function runOurs(
   windowMs: number,
   warmupMs: number,
 ): Promise<ScaleResult> {
-  const virt =
-    variant === "ours-virtual"
-      ? ({ kind: "rxjs", s: new VirtualTimeScheduler(VirtualAction, Infinity) } as const)
-      : variant === "ours-fastvirtual"
-        ? ({ kind: "heap", s: new HeapVirtualScheduler() } as const)
-        : undefined;
+  const virt = variant === "ours-virtual" ? new VirtualTimeScheduler(VirtualAction, Infinity) : undefined;
   const mocked = variant === "ours-mocktimers";
   if (mocked) mock.timers.enable({ apis: ["setTimeout", "setInterval", "Date"], now: Date.now() });
   const advance = (ms: number): Promise<unknown> =>
@@ -265,7 +170,7 @@ async function runOurs(
       deviceId: `D${i}`,
       delayedLeaveDelayMs: DELAY_MS,
       fociPreferred: [{ type: "livekit", livekit_service_url: "https://livekit.bench.test" }],
-      scheduler: virt?.s,
+      scheduler: virt,
     });
     managers.push(m);
     m.join();

@@ -70,6 +70,11 @@ export interface ConnectOptions {
   /** Transport timeout of the widget side (matrix-widget-api default 10 s). */
   widgetTimeoutMs?: number;
   creatorUserId?: string;
+  /**
+   * Runs after the capabilities are requested and before `start()`: where a widget creates what must see
+   * the host's first messages (a `WidgetStateSource` gets the state pushed at negotiation).
+   */
+  beforeStart?: (widgetApi: WidgetApi) => void;
 }
 
 let counter = 0;
@@ -105,6 +110,7 @@ export async function connectWidget(options: ConnectOptions): Promise<WidgetPair
     new Promise<void>((resolve) => widgetApi.once("ready", () => resolve())),
     new Promise<void>((resolve) => clientApi.once("ready", () => resolve())),
   ]);
+  options.beforeStart?.(widgetApi);
   widgetApi.start();
   if (!onLoad) throw new Error("ClientWidgetApi did not listen for the iframe load event");
   onLoad();

@@ -10,7 +10,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "@jest/glob
 import "../../helpers/matrix.js"; // quiet matrix-js-sdk
 import log from "loglevel";
 import { RoomStateEvent, type MatrixEvent } from "matrix-js-sdk";
-import { WidgetApi, Widget } from "matrix-widget-api";
 import {
   CALL_MEMBER_EVENT_TYPE,
   MembershipManager,
@@ -24,10 +23,15 @@ import {
   type CallMember,
   type RejectedMembership,
 } from "../../../src/index.js";
-import { startTestHomeserver, type TestHomeserver, type UserCreds } from "../../../src/testing/index.js";
-import { createClientWidgetApi, DelayedEventWidgetDriver } from "../../../src/widget-host/index.js";
+import {
+  connectWidget,
+  startTestHomeserver,
+  type TestHomeserver,
+  type UserCreds,
+} from "../../../src/testing/index.js";
+import { DelayedEventWidgetDriver } from "../../../src/widget-host/index.js";
 import { putState, syncedClient, stopClient, waitFor } from "../../helpers/matrix.js";
-import { installWindowShim, quietWidgetLogs } from "../../helpers/widgetBus.js";
+import { quietWidgetLogs } from "../../helpers/widgetBus.js";
 import { idOf, joinWithJsSdk, jsSdkView, NO_LIMITS, roomOf, viewOfOurs } from "./helpers.js";
 
 const DELAY = 1000;
@@ -57,49 +61,27 @@ async function connectObservingWidget(alice: UserCreds, roomId: string) {
   const hostClient = await syncedClient(hs!.baseUrl, alice);
   cleanups.push(() => stopClient(hostClient));
   await roomOf(hostClient, roomId);
-  const driver = new DelayedEventWidgetDriver(hostClient, { roomId });
-
-  installWindowShim();
-  const widgetId = `observer-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  const widgetApi = new WidgetApi(widgetId, "https://host.example");
   const key = { userId: alice.userId, deviceId: alice.deviceId };
-  widgetApi.requestCapabilities([
-    ...widgetCapabilities({ ...key, readState: true }),
-    ...widgetObserverCapabilities(roomId),
-  ]);
-  const source = new WidgetStateSource(widgetApi, roomId);
-  cleanups.push(() => source.close());
-
-  let onLoad: (() => void) | undefined;
-  const iframe = {
-    contentWindow: globalThis,
-    addEventListener: (type: string, cb: () => void) => type === "load" && (onLoad = cb),
-  } as unknown as HTMLIFrameElement;
-  const widget = new Widget({
-    id: widgetId,
+  let source!: WidgetStateSource;
+  const pair = await connectWidget({
+    driver: new DelayedEventWidgetDriver(hostClient, { roomId }),
+    capabilities: [...widgetCapabilities({ ...key, readState: true }), ...widgetObserverCapabilities(roomId)],
     creatorUserId: alice.userId,
-    type: "m.custom",
-    url: "https://widget.example/call.html",
-    waitForIframeLoad: true,
+    beforeStart: (widgetApi) => (source = new WidgetStateSource(widgetApi, roomId)),
   });
-  const clientApi = createClientWidgetApi(widget, iframe, driver);
   const feed = (event: MatrixEvent) => {
     if (event.getRoomId() !== roomId) return;
-    void clientApi
+    void pair.clientApi
       .feedStateUpdate({ ...event.getEffectiveEvent(), room_id: roomId } as never)
       .catch(() => undefined);
   };
   hostClient.on(RoomStateEvent.Events, feed);
-  const ready = new Promise<void>((r) => widgetApi.once("ready", () => r()));
-  widgetApi.start();
-  onLoad!();
-  await ready;
   cleanups.push(
+    () => source.close(),
     () => hostClient.off(RoomStateEvent.Events, feed),
-    () => widgetApi.transport.stop(),
-    () => clientApi.stop(),
+    () => pair.close(),
   );
-  return { widgetApi, source };
+  return { widgetApi: pair.widgetApi, source };
 }
 
 describe("widget mode: our observer on the widget API's state pushes", () => {
