@@ -12,11 +12,11 @@ import { mock } from "node:test";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import v8 from "node:v8";
-import { VirtualAction, VirtualTimeScheduler } from "rxjs";
 import { MembershipManager as SdkMembershipManager } from "matrix-js-sdk/lib/matrixrtc/MembershipManager.js";
 import type { MembershipBackend } from "../src/backends/types.js";
 import { MembershipManager } from "../src/manager/MembershipManager.js";
 import { quietMatrixSdkLogs } from "../src/testing/index.js";
+import { settle, VirtualTime } from "../test/helpers/virtualTime.js";
 
 interface HeapSnapshotJson {
   snapshot: { meta: { node_fields: string[]; node_types: [string[]] } };
@@ -73,10 +73,8 @@ const noopClient = (i: number) => ({
   _unstable_sendScheduledDelayedEvent: () => Promise.resolve({}),
 });
 
-const scheduler = new VirtualTimeScheduler(VirtualAction, Infinity);
-const settle = async () => {
-  for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
-};
+const time = new VirtualTime();
+const scheduler = time.scheduler;
 async function advance(ms: number): Promise<void> {
   if (which === "js-sdk") {
     for (let t = 0; t < ms; t += 10) {
@@ -85,17 +83,7 @@ async function advance(ms: number): Promise<void> {
     }
     return;
   }
-  const target = scheduler.frame + ms;
-  await settle();
-  for (;;) {
-    const next = scheduler.actions.find((a) => !a.closed);
-    if (!next || next.delay > target) break;
-    scheduler.maxFrames = next.delay;
-    scheduler.flush();
-    await settle();
-  }
-  scheduler.frame = Math.max(scheduler.frame, target);
-  await settle();
+  await time.advance(ms);
 }
 
 if (which === "js-sdk") mock.timers.enable({ apis: ["setTimeout", "setInterval", "Date"], now: Date.now() });

@@ -16,11 +16,11 @@
 import { mock } from "node:test";
 import { pathToFileURL } from "node:url";
 import { spawn } from "node:child_process";
-import { VirtualAction, VirtualTimeScheduler } from "rxjs";
 import { MembershipManager as SdkMembershipManager } from "matrix-js-sdk/lib/matrixrtc/MembershipManager.js";
 import { Status as SdkStatus } from "matrix-js-sdk/lib/matrixrtc/index.js";
 import type { MembershipBackend } from "../src/backends/types.js";
 import { MembershipManager } from "../src/manager/MembershipManager.js";
+import { settle, VirtualTime } from "../test/helpers/virtualTime.js";
 import { quietMatrixSdkLogs } from "../src/testing/index.js";
 
 export type ScaleVariant = "ours-virtual" | "ours-mocktimers" | "sdk-virtual" | "ours-real" | "sdk-real";
@@ -54,10 +54,6 @@ const gcFn = (globalThis as { gc?: () => void }).gc;
 function heapAfterGc(): number {
   if (gcFn) for (let i = 0; i < 3; i++) gcFn();
   return process.memoryUsage().heapUsed;
-}
-const immediate = () => new Promise<void>((r) => setImmediate(r));
-async function settle(rounds = 3): Promise<void> {
-  for (let i = 0; i < rounds; i++) await immediate();
 }
 
 /** Our backend interface, every call resolving at once; counts restarts. */
@@ -94,21 +90,6 @@ function noopSdkClient(userId: string, deviceId: string) {
   };
 }
 let sdkRestarts = 0;
-
-/** Advance a virtual clock to `target`, one due time at a time, letting promises settle in between. */
-async function advanceVirtual(s: VirtualTimeScheduler, ms: number): Promise<void> {
-  const target = s.frame + ms;
-  await settle();
-  for (;;) {
-    const next = s.actions.find((a) => !a.closed);
-    if (!next || next.delay > target) break;
-    s.maxFrames = next.delay;
-    s.flush();
-    await settle();
-  }
-  s.frame = Math.max(s.frame, target);
-  await settle();
-}
 
 /** Run `advance` over 3 equal parts of `windowMs`, counting heartbeats and CPU in each. */
 async function measureWindows(
@@ -155,11 +136,12 @@ async function runOurs(
   windowMs: number,
   warmupMs: number,
 ): Promise<ScaleResult> {
-  const virt = variant === "ours-virtual" ? new VirtualTimeScheduler(VirtualAction, Infinity) : undefined;
+  // Driven like the unit tests: one due time at a time, promises settling in between.
+  const virt = variant === "ours-virtual" ? new VirtualTime() : undefined;
   const mocked = variant === "ours-mocktimers";
   if (mocked) mock.timers.enable({ apis: ["setTimeout", "setInterval", "Date"], now: Date.now() });
   const advance = (ms: number): Promise<unknown> =>
-    virt ? advanceVirtual(virt, ms) : mocked ? advanceMockTimers(ms) : new Promise((r) => setTimeout(r, ms));
+    virt ? virt.advance(ms) : mocked ? advanceMockTimers(ms) : new Promise((r) => setTimeout(r, ms));
   const base = heapAfterGc();
   const managers: MembershipManager[] = [];
   for (let i = 0; i < n; i++) {
@@ -170,7 +152,7 @@ async function runOurs(
       deviceId: `D${i}`,
       delayedLeaveDelayMs: DELAY_MS,
       fociPreferred: [{ type: "livekit", livekit_service_url: "https://livekit.bench.test" }],
-      scheduler: virt,
+      scheduler: virt?.scheduler,
     });
     managers.push(m);
     m.join();
