@@ -50,3 +50,5 @@ export type { TestCall, TestCallOptions, TestDevice, CallObserver, UserCreds } f
 export type { JsonObject } from "./homeserver/errors.js";
 export { connectWidget, installWindowShim, quietWidgetLogs } from "./widgetBus.js";
 export type { ConnectOptions, WidgetPair } from "./widgetBus.js";
+export { startTestSfuAuth } from "./sfuAuth.js";
+export type { TestSfuAuth, TestSfuAuthOptions, SfuAuthRequest } from "./sfuAuth.js";
