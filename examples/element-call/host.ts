@@ -121,7 +121,10 @@ const controls = attachCallWidgetActions(api, {
   onJoin: () => (handle.actions.push("io.element.join"), note("Element Call joined")),
   onHangup: () => (handle.actions.push("im.vector.hangup"), note("Element Call hung up")),
   onClose: () => (handle.actions.push("io.element.close"), note("Element Call asks to be closed")),
-  onDeviceMute: (s) => (handle.actions.push("io.element.device_mute"), note(`mute state ${JSON.stringify(s)}`)),
+  onDeviceMute: (s) => (
+    handle.actions.push("io.element.device_mute"),
+    note(`mute state ${JSON.stringify(s)}`)
+  ),
   onAlwaysOnScreen: (v) => (handle.actions.push(`set_always_on_screen:${v}`), true),
 });
 

@@ -107,7 +107,9 @@ export async function startElementCallServers(options: { delayMs: number }): Pro
   const serveElementCall = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let path = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
     if (path === "/config.json")
-      return void res.writeHead(200, { "content-type": TYPES[".json"], "cache-control": "no-store" }).end(config);
+      return void res
+        .writeHead(200, { "content-type": TYPES[".json"], "cache-control": "no-store" })
+        .end(config);
     if (path === "/" || path === "") path = "/index.html";
     const file = normalize(join(ELEMENT_CALL_DIST, path));
     if (!file.startsWith(ELEMENT_CALL_DIST)) return void res.writeHead(403).end();

@@ -3,7 +3,7 @@
  * before it writes its membership: `POST /sfu/get` (legacy) and `POST /get_token` (Matrix 2.0) answer
  * `{ url, jwt }`; `/delegate_delayed_leave` answers 404, so the widget keeps its own delayed leave.
  * CORS on every route (the widget calls it from its iframe). It checks no OpenID token and runs no SFU:
- * `url` points at nothing that answers, and the JWT is unsigned. Every request is recorded.
+ * `url` points at nothing that answers, and the JWT is unsigned. Every request but CORS preflights is recorded.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -57,7 +57,8 @@ function jwtFor(identity: string, room: string): string {
 
 function field(body: unknown, ...path: string[]): string | undefined {
   let v: unknown = body;
-  for (const key of path) v = typeof v === "object" && v !== null ? (v as Record<string, unknown>)[key] : undefined;
+  for (const key of path)
+    v = typeof v === "object" && v !== null ? (v as Record<string, unknown>)[key] : undefined;
   return typeof v === "string" ? v : undefined;
 }
 

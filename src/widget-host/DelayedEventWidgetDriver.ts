@@ -12,11 +12,7 @@ import {
   type IWidgetApiErrorResponseDataDetails,
   type SimpleObservable,
 } from "matrix-widget-api";
-import {
-  toCapabilityValidator,
-  type CapabilityAllowList,
-  type CapabilityValidator,
-} from "./capabilities.js";
+import { toCapabilityValidator, type CapabilityAllowList, type CapabilityValidator } from "./capabilities.js";
 import { answerOpenId, type OpenIdPolicy } from "./openId.js";
 import { sendToDeviceWith } from "./toDevice.js";
 
@@ -223,7 +219,7 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
    * MSC4407: the room's sticky events. This host keeps none (memberships are state events here), so
    * the answer is an empty list rather than an error the widget would log at every start.
    */
-  override async readStickyEvents(): Promise<IRoomEvent[]> {
+  override async readStickyEvents(_roomId: string): Promise<IRoomEvent[]> {
     return [];
   }
 

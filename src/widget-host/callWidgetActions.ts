@@ -58,7 +58,10 @@ function record(v: unknown): Record<string, unknown> {
  * action" to all of them, and Element Call logs and retries) and passes them to `hooks`; returns the
  * controls for the other direction.
  */
-export function attachCallWidgetActions(api: ClientWidgetApi, hooks: CallWidgetHooks = {}): CallWidgetControls {
+export function attachCallWidgetActions(
+  api: ClientWidgetApi,
+  hooks: CallWidgetHooks = {},
+): CallWidgetControls {
   const listeners: [string, (ev: CustomEvent<IWidgetApiRequest>) => void][] = [];
   const on = (action: string, handle: (request: IWidgetApiRequest) => object): void => {
     const listener = (ev: CustomEvent<IWidgetApiRequest>): void => {

@@ -75,8 +75,12 @@ export function callWidgetCapabilities(options: CallWidgetCapabilityOptions): Ca
   const raw = (c: WidgetEventCapability): Capability => c.raw;
   return [
     `org.matrix.msc2762.timeline:${roomId}`,
-    raw(WidgetEventCapability.forStateEvent(EventDirection.Send, CALL_MEMBER, `_${userId}_${deviceId}_${app}`)),
-    raw(WidgetEventCapability.forStateEvent(EventDirection.Send, CALL_MEMBER, `${userId}_${deviceId}_${app}`)),
+    raw(
+      WidgetEventCapability.forStateEvent(EventDirection.Send, CALL_MEMBER, `_${userId}_${deviceId}_${app}`),
+    ),
+    raw(
+      WidgetEventCapability.forStateEvent(EventDirection.Send, CALL_MEMBER, `${userId}_${deviceId}_${app}`),
+    ),
     ...CALL_STATE_READ.map((t) => raw(WidgetEventCapability.forStateEvent(EventDirection.Receive, t))),
     ...CALL_ROOM_EVENTS.flatMap((t) => [
       raw(WidgetEventCapability.forRoomEvent(EventDirection.Send, t)),
