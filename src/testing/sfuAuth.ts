@@ -16,6 +16,8 @@ export interface SfuAuthRequest {
   body: unknown;
   /** Date.now() when it arrived. */
   at: number;
+  /** The HTTP status answered. */
+  status: number;
 }
 
 export interface TestSfuAuth {
@@ -68,6 +70,8 @@ export async function startTestSfuAuth(options: TestSfuAuthOptions = {}): Promis
   let livekitUrl = options.livekitUrl ?? "";
 
   const answer = (res: ServerResponse, status: number, body: object): void => {
+    const entry = requests.at(-1);
+    if (entry) entry.status = status;
     res.writeHead(status, { ...CORS, "content-type": "application/json" }).end(JSON.stringify(body));
   };
 
@@ -84,7 +88,7 @@ export async function startTestSfuAuth(options: TestSfuAuthOptions = {}): Promis
     } catch {
       body = undefined;
     }
-    requests.push({ method, path, body, at: Date.now() });
+    requests.push({ method, path, body, at: Date.now(), status: 0 });
     if (method === "POST" && path === "/sfu/get") {
       const room = field(body, "room");
       const device = field(body, "device_id");
