@@ -3,8 +3,9 @@
  * it with the host side a call widget needs (capability policy, MSC4515 transports, OpenID), Element
  * Call's own actions answered, and Element Call's embedded build in an iframe on another port of the
  * same host name (same-site: Chromium gives a cross-site iframe no localStorage, and Element Call
- * does not start without it). Query string: `hs`, `user`, `device`, `token`, `room`, `ec` (Element
- * Call's origin), `sfu` (the LiveKit token service).
+ * does not start without it). The session (`hs`, `user`, `device`, `token`, `room`, `ec`: Element
+ * Call's origin, `sfu`: the LiveKit token service) comes from the host server at `/session/<id>.json`
+ * for `?session=<id>`, so no access token is in a URL or a printed line.
  */
 import { createClient } from "matrix-js-sdk";
 import { Widget } from "matrix-widget-api";
@@ -34,10 +35,14 @@ declare global {
   }
 }
 
-const query = new URLSearchParams(location.search);
+const sessionId = new URLSearchParams(location.search).get("session") ?? "";
+const session = (await (await fetch(`/session/${encodeURIComponent(sessionId)}.json`)).json()) as Record<
+  string,
+  string
+>;
 function param(name: string): string {
-  const value = query.get(name);
-  if (!value) throw new Error(`host page: missing query parameter ${name}`);
+  const value = session[name];
+  if (!value) throw new Error(`host page: the session has no ${name}`);
   return value;
 }
 

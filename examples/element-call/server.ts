@@ -3,6 +3,7 @@
  * page (bundled with esbuild, in memory) and Element Call's published embedded build
  * (`@element-hq/element-call-embedded`, a devDependency) with our own `config.json`.
  */
+import { randomUUID } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -55,7 +56,10 @@ export interface ElementCallServers {
   hostOrigin: string;
   /** e.g. `http://localhost:41235`: Element Call. */
   elementCallOrigin: string;
-  /** The host page for one user, device and room, with Element Call using `sfu` as its token service. */
+  /**
+   * The host page for one user, device and room, with Element Call using `sfu` as its token service
+   * (the URL names a session the host server keeps; the access token is not in it).
+   */
   hostUrl(params: {
     homeserver: string;
     userId: string;
@@ -98,8 +102,16 @@ export async function startElementCallServers(options: { delayMs: number }): Pro
   const hostFiles = await buildHostPage();
   const config = JSON.stringify(elementCallConfig(options.delayMs));
 
+  // Sessions by id: the host page fetches its own, so no access token is in a URL (or a printed line).
+  const sessions = new Map<string, string>();
   const hostServer = createServer((req, res) => {
-    const file = hostFiles.get(new URL(req.url ?? "/", "http://x").pathname);
+    const path = new URL(req.url ?? "/", "http://x").pathname;
+    const session = /^\/session\/([\w-]+)\.json$/.exec(path);
+    if (session && sessions.has(session[1]))
+      return void res
+        .writeHead(200, { "content-type": TYPES[".json"], "cache-control": "no-store" })
+        .end(sessions.get(session[1]));
+    const file = hostFiles.get(path);
     if (!file) return void res.writeHead(404, { "content-type": "text/plain" }).end("not found");
     res.writeHead(200, { "content-type": file.type, "cache-control": "no-store" }).end(file.body);
   });
@@ -139,15 +151,20 @@ export async function startElementCallServers(options: { delayMs: number }): Pro
     hostOrigin,
     elementCallOrigin,
     hostUrl(p) {
-      const url = new URL("/host.html", hostOrigin);
-      url.searchParams.set("hs", p.homeserver);
-      url.searchParams.set("user", p.userId);
-      url.searchParams.set("device", p.deviceId);
-      url.searchParams.set("token", p.accessToken);
-      url.searchParams.set("room", p.roomId);
-      url.searchParams.set("ec", elementCallOrigin);
-      url.searchParams.set("sfu", p.sfu);
-      return url.toString();
+      const id = randomUUID();
+      sessions.set(
+        id,
+        JSON.stringify({
+          hs: p.homeserver,
+          user: p.userId,
+          device: p.deviceId,
+          token: p.accessToken,
+          room: p.roomId,
+          ec: elementCallOrigin,
+          sfu: p.sfu,
+        }),
+      );
+      return `${hostOrigin}/host.html?session=${id}`;
     },
     async close() {
       await Promise.all([close(hostServer), close(elementCallServer)]);
