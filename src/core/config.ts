@@ -1,4 +1,7 @@
-import { MembershipConfigError } from "../errors.js";
+import { MembershipConfigError, type ErrorClass } from "../errors.js";
+import { MAX_TIMER_MS, RATE_LIMIT_FLOOR_MS } from "./limits.js";
+
+export { MAX_TIMER_MS, RATE_LIMIT_FLOOR_MS } from "./limits.js";
 
 /** Timing knobs. Only `delayedLeaveDelayMs` needs setting; the rest derive from it. */
 export interface TimingOptions {
@@ -34,8 +37,15 @@ export interface Timing {
   giveUpAfterMs: number;
 }
 
-/** The smallest delay we will lower to when the server says ours is too long. */
+/** The smallest delay we will lower to when the server says ours is too long (and the smallest we accept). */
 export const MIN_DELAY_MS = 500;
+
+/**
+ * The smallest membership expiry window we accept (both the normal and the degraded one). A refresh is
+ * written every half window, so this bounds membership writes to one a second; `membershipExpiryMs: 1`
+ * used to write hundreds a second.
+ */
+export const MIN_EXPIRY_MS = 2000;
 
 function check(name: string, value: number | undefined, { allowInfinity = false } = {}): void {
   if (value === undefined) return;
@@ -48,6 +58,16 @@ function check(name: string, value: number | undefined, { allowInfinity = false 
     throw new MembershipConfigError(
       `${name} must be a positive number of milliseconds, got ${String(value)}`,
     );
+  // A timer set past 2^31 - 1 ms fires after 1 ms: a huge timeout or delay became a hot loop.
+  if (!allowInfinity && value > MAX_TIMER_MS)
+    throw new MembershipConfigError(
+      `${name} must be at most ${MAX_TIMER_MS} ms (the largest timer JavaScript honours), got ${String(value)}`,
+    );
+}
+
+function atLeast(name: string, value: number | undefined, min: number, why: string): void {
+  if (value !== undefined && value < min)
+    throw new MembershipConfigError(`${name} must be at least ${min} ms (${why}), got ${value}`);
 }
 
 /**
@@ -67,6 +87,23 @@ export function resolveTiming(opts: TimingOptions, delayOverrideMs?: number): Ti
   ] as const)
     check(key, opts[key]);
   check("giveUpAfterMs", opts.giveUpAfterMs, { allowInfinity: true });
+  atLeast(
+    "delayedLeaveDelayMs",
+    opts.delayedLeaveDelayMs,
+    MIN_DELAY_MS,
+    "shorter delays cannot be kept alive",
+  );
+  if (opts.delayedLeaveDelayMs !== undefined && !Number.isInteger(opts.delayedLeaveDelayMs))
+    throw new MembershipConfigError(
+      `delayedLeaveDelayMs must be a whole number of milliseconds (servers parse it as an integer), got ${opts.delayedLeaveDelayMs}`,
+    );
+  atLeast("membershipExpiryMs", opts.membershipExpiryMs, MIN_EXPIRY_MS, "it is refreshed every half window");
+  atLeast(
+    "degradedMembershipExpiryMs",
+    opts.degradedMembershipExpiryMs,
+    MIN_EXPIRY_MS,
+    "it is refreshed every half window",
+  );
 
   const delayMs = delayOverrideMs ?? opts.delayedLeaveDelayMs ?? 10_000;
   const lowered = delayOverrideMs !== undefined;
@@ -115,4 +152,32 @@ export function refreshIntervalMs(expiryWindowMs: number): number {
 export function backoffMs(attempt: number, baseMs: number, maxMs: number, random: () => number): number {
   const step = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30));
   return Math.round(step / 2 + (random() * step) / 2);
+}
+
+/** `value` within [floorMs, ceilingMs] and never past MAX_TIMER_MS; the ceiling wins over the floor; NaN gives the floor. */
+export function clampWaitMs(value: number, floorMs: number, ceilingMs: number): number {
+  const ceiling = Math.max(0, Math.min(ceilingMs, MAX_TIMER_MS));
+  const floor = Math.min(Math.max(0, floorMs), ceiling);
+  if (Number.isNaN(value)) return floor;
+  return Math.min(ceiling, Math.max(floor, value));
+}
+
+/**
+ * How long to wait before retrying a request that failed with `cls`. Pure.
+ *
+ * - `rate-limited`: the server's hint (`cls.retryAfterMs`: Retry-After, then `retry_after_ms`) or,
+ *   without one, `backoff`; never less than RATE_LIMIT_FLOOR_MS (1 s), so `Retry-After: 0`, a date in
+ *   the past or a bare 429 cannot make us retry at once.
+ * - anything else: `backoff` (the caller's exponential backoff with jitter).
+ * - then at most `ceilingMs`, the lane's cap, which wins over the floor. The manager passes its
+ *   rejoin cap for the heartbeat and schedule lane (max(retryBaseMs, requestTimeoutMs / 2): 1 s with the
+ *   default 10 s delay, a tenth of the delay below that), so `Retry-After: 3600` on a heartbeat costs at
+ *   most one such step once the server is back, instead of the hour; for membership and leave writes it
+ *   passes `retryMaxMs` (30 s by default).
+ * - never above MAX_TIMER_MS, never negative.
+ */
+export function retryWaitMs(cls: ErrorClass, backoff: number, ceilingMs: number): number {
+  if (cls.kind === "rate-limited")
+    return clampWaitMs(cls.retryAfterMs ?? backoff, RATE_LIMIT_FLOOR_MS, ceilingMs);
+  return clampWaitMs(backoff, 0, ceilingMs);
 }
