@@ -165,19 +165,20 @@ export function clampWaitMs(value: number, floorMs: number, ceilingMs: number): 
 /**
  * How long to wait before retrying a request that failed with `cls`. Pure.
  *
- * - `rate-limited`: the server's hint (`cls.retryAfterMs`: Retry-After, then `retry_after_ms`) or,
- *   without one, `backoff`; never less than RATE_LIMIT_FLOOR_MS (1 s), so `Retry-After: 0`, a date in
- *   the past or a bare 429 cannot make us retry at once.
- * - anything else: `backoff` (the caller's exponential backoff with jitter).
- * - then at most `ceilingMs`, the lane's cap, which wins over the floor. The manager passes its
- *   rejoin cap for the heartbeat and schedule lane (max(retryBaseMs, requestTimeoutMs / 2): 1 s with the
- *   default 10 s delay, a tenth of the delay below that), so `Retry-After: 3600` on a heartbeat costs at
- *   most one such step once the server is back, instead of the hour; for membership and leave writes it
- *   passes `retryMaxMs` (30 s by default).
+ * - anything but a 429: `backoff` (the caller's exponential backoff with jitter), at most `capMs`, the
+ *   lane's cap (the manager's rejoin cap on the heartbeat/schedule lane, `retryMaxMs` for membership and
+ *   leave writes).
+ * - `rate-limited`: the server's hint (`cls.retryAfterMs`: Retry-After, then `retry_after_ms`) or, without
+ *   one, `backoff`; never less than RATE_LIMIT_FLOOR_MS (1 s), so `Retry-After: 0`, a date in the past or
+ *   a bare 429 cannot make us retry at once; and never more than max(capMs, delayMs / 4). A heartbeat is
+ *   due half a delay before the server fires our leave, so a quarter of the delay leaves room for two
+ *   hinted retries: `Retry-After: 3600` on a heartbeat with the default 10 s delay costs 2.5 s, not the
+ *   hour, and the device stays in the call when the server recovers. The ceiling wins over the floor
+ *   (short test delays).
  * - never above MAX_TIMER_MS, never negative.
  */
-export function retryWaitMs(cls: ErrorClass, backoff: number, ceilingMs: number): number {
+export function retryWaitMs(cls: ErrorClass, backoff: number, capMs: number, delayMs: number): number {
   if (cls.kind === "rate-limited")
-    return clampWaitMs(cls.retryAfterMs ?? backoff, RATE_LIMIT_FLOOR_MS, ceilingMs);
-  return clampWaitMs(backoff, 0, ceilingMs);
+    return clampWaitMs(cls.retryAfterMs ?? backoff, RATE_LIMIT_FLOOR_MS, Math.max(capMs, delayMs / 4));
+  return clampWaitMs(backoff, 0, capMs);
 }

@@ -15,7 +15,7 @@ export const REDACTED = "<redacted>";
 
 // Tokens: query/form parameters (plain or percent-encoded `=`), JSON fields, Authorization headers,
 // bare Bearer credentials, and Synapse-format tokens (`syt_…` access, `syr_…` refresh) anywhere.
-const TOKEN_PARAM = /\b((?:access|refresh|login)_token)(=|%3D)[^&#\s"'<>)\]]*/gi;
+const TOKEN_PARAM = /((?:access|refresh|login)_token)(=|%3D)[^&#\s"'<>)\]]*/gi;
 const TOKEN_JSON = /("(?:access|refresh|login)_token"\s*:\s*)"(?:[^"\\]|\\.)*"/gi;
 const AUTH_HEADER = /\b(authorization["']?\s*[:=]\s*["']?)(?:(bearer)\s+)?[^\s"',;}]+/gi;
 const BEARER = /\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}/gi;
@@ -23,7 +23,7 @@ const SYNAPSE_TOKEN = /\bsy[tr]_[A-Za-z0-9_=-]+/g;
 // Delay ids: the path segment after `delayed_events/`, JSON and query fields, Synapse's `syd_…` form.
 const DELAY_PATH = /(delayed_events\/)[^/?#\s"'<>)\]]+/gi;
 const DELAY_JSON = /("delay_id"\s*:\s*)"(?:[^"\\]|\\.)*"/gi;
-const DELAY_PARAM = /\b(delay_id)(=|%3D)[^&#\s"'<>)\]]*/gi;
+const DELAY_PARAM = /(delay_id)(=|%3D)[^&#\s"'<>)\]]*/gi;
 const SYNAPSE_DELAY_ID = /\bsyd_[A-Za-z0-9_-]+/g;
 
 /** `text` with access tokens (and, unless `delayIds: false`, delay ids) replaced by `<redacted>`. */

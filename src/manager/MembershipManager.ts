@@ -1060,6 +1060,7 @@ export class MembershipManager {
         cls,
         backoffMs(attempt, this.timing.retryBaseMs, Math.max(this.timing.retryBaseMs, capMs), this.random),
         Math.max(this.timing.retryBaseMs, capMs),
+        this.timing.delayMs,
       );
     this.log.debug(`${op} failed (${cls.kind}); retrying in ${waitMs} ms`);
     return this.clock.sleep(waitMs, signal);
