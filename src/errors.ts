@@ -137,8 +137,16 @@ function looksLikeNetworkError(error: unknown, message: string): boolean {
   return /request timed out|failed to fetch|fetch failed|network ?error|socket hang up/i.test(message);
 }
 
-/** Classify one failure of `op`. Pure: no I/O, no clock other than for an HTTP-date Retry-After. */
+/**
+ * Classify one failure of `op`. Pure: no I/O, no clock other than for an HTTP-date Retry-After. The
+ * `reason` strings it returns are redacted (they quote the error message, which may hold a URL).
+ */
 export function classifyError(error: unknown, op: Operation, now: number = Date.now()): ErrorClass {
+  const cls = classifyRaw(error, op, now);
+  return "reason" in cls ? { ...cls, reason: redactText(cls.reason) } : cls;
+}
+
+function classifyRaw(error: unknown, op: Operation, now: number): ErrorClass {
   const facts = httpFacts(error);
   const { status, errcode, body, message } = facts;
   const msc4140Errcode = body["org.matrix.msc4140.errcode"];
