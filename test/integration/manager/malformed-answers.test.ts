@@ -19,7 +19,7 @@ import { bareClient, stopClient, waitFor, type UserCreds } from "../../helpers/m
 const quiet = log.getLogger("quiet-malformed");
 quiet.setLevel("silent");
 
-const DELAY = 1000;
+const DELAY = 2000;
 const BODIES: [string, unknown][] = [
   ["missing", { event_id: "$not-a-delay" }],
   ["a number", { delay_id: 5 }],
@@ -106,10 +106,13 @@ it("a 200 without a usable delay_id is retried with backoff and never taken as a
       name: r.name,
       before: true,
     });
-    // No request with a made-up delay id (`undefined`, `5`, `null`, `[object Object]`): nothing 404s.
+    // No heartbeat or leave with a made-up delay id (`undefined`, `5`, `null`, `[object Object]`): none
+    // 404s. (A cancel of an orphan may 404 if the orphan fired first, before any membership was written.)
     expect({
       name: r.name,
-      notFound: log.filter((e) => e.status === 404).map((e) => `${e.method} ${e.path}`),
+      notFound: log
+        .filter((e) => e.status === 404 && e.route !== "delayed.cancel")
+        .map((e) => `${e.method} ${e.path}`),
     }).toEqual({ name: r.name, notFound: [] });
     // Bounded: retries waited (today: ~1,000 requests a second).
     expect(log.length / elapsedS).toBeLessThan(15);
