@@ -58,6 +58,8 @@ export function redactValue(value: unknown, options: RedactOptions = {}): unknow
   }
 }
 
+const LEVEL = { trace: 0, debug: 1, log: 1, info: 2, warn: 3, error: 4 } as const;
+
 const WRAPPED = Symbol("matrixrtc-membership.redacting");
 
 /**
@@ -71,6 +73,8 @@ export function redactingLogger(inner: Logger): Logger {
   const wrap =
     (method: "trace" | "debug" | "log" | "info" | "warn" | "error", delayIds: boolean) =>
     (...args: unknown[]): void => {
+      // Below the logger's level nothing is printed: skip the redaction work (managers log a lot at debug).
+      if (inner.getLevel() > LEVEL[method]) return;
       inner[method](...args.map((a) => redactValue(a, { delayIds })));
     };
   wrapped.trace = wrap("trace", false);

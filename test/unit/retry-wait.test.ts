@@ -8,6 +8,7 @@ import {
   clampWaitMs,
   MAX_TIMER_MS,
   RATE_LIMIT_FLOOR_MS,
+  RATE_LIMIT_HINT_FLOOR_MS,
   resolveTiming,
   retryWaitMs,
 } from "../../src/core/config.js";
@@ -78,7 +79,11 @@ describe("the wait (core/config.retryWaitMs)", () => {
         const backoff = backoffMs(attempt, 250, cap, () => 0.5);
         const wait = retryWaitMs(cls, backoff, cap, delay);
         const ceiling = Math.max(cap, delay / 4);
-        expect(wait).toBeGreaterThanOrEqual(Math.min(RATE_LIMIT_FLOOR_MS, ceiling));
+        const floor =
+          cls.kind === "rate-limited" && cls.retryAfterMs !== undefined
+            ? RATE_LIMIT_HINT_FLOOR_MS
+            : RATE_LIMIT_FLOOR_MS;
+        expect(wait).toBeGreaterThanOrEqual(Math.min(floor, ceiling));
         expect(wait).toBeLessThanOrEqual(ceiling);
         expect(wait).toBeLessThan(2 ** 31);
         expect(Number.isFinite(wait)).toBe(true);
@@ -98,6 +103,18 @@ describe("the wait (core/config.retryWaitMs)", () => {
     const heartbeatCap = Math.max(t.retryBaseMs, t.requestTimeoutMs / 2);
     expect(retryWaitMs(cls, 200, heartbeatCap, t.delayMs)).toBe(2500);
     expect(retryWaitMs(cls, 200, t.retryMaxMs, t.delayMs)).toBe(30_000);
+  });
+
+  it("a hint that says 'now' waits 250 ms; a small exact hint above it is honoured", () => {
+    const now = classifyError(limited({}, { "Retry-After": "0" }), "restart", NOW);
+    expect(retryWaitMs(now, 125, 1000, 10_000)).toBe(250);
+    const past = classifyError(
+      limited({}, { "Retry-After": new Date(NOW - 5000).toUTCString() }),
+      "restart",
+      NOW,
+    );
+    expect(retryWaitMs(past, 125, 30_000, 10_000)).toBe(250);
+    expect(retryWaitMs({ kind: "rate-limited", retryAfterMs: 400 }, 125, 30_000, 10_000)).toBe(400);
   });
 
   it("a hint inside the bounds is honoured", () => {
