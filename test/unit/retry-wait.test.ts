@@ -81,7 +81,7 @@ describe("the wait (core/config.retryWaitMs)", () => {
         const ceiling = Math.max(cap, delay / 4);
         const floor =
           cls.kind === "rate-limited" && cls.retryAfterMs !== undefined
-            ? RATE_LIMIT_HINT_FLOOR_MS
+            ? Math.min(RATE_LIMIT_HINT_FLOOR_MS, delay / 10)
             : RATE_LIMIT_FLOOR_MS;
         expect(wait).toBeGreaterThanOrEqual(Math.min(floor, ceiling));
         expect(wait).toBeLessThanOrEqual(ceiling);
@@ -115,6 +115,9 @@ describe("the wait (core/config.retryWaitMs)", () => {
     );
     expect(retryWaitMs(past, 125, 30_000, 10_000)).toBe(250);
     expect(retryWaitMs({ kind: "rate-limited", retryAfterMs: 400 }, 125, 30_000, 10_000)).toBe(400);
+    // A 1.5 s delay: the floor for a hint is a tenth of the delay, so Synapse's exact 200 ms is kept.
+    expect(retryWaitMs({ kind: "rate-limited", retryAfterMs: 200 }, 125, 250, 1500)).toBe(200);
+    expect(retryWaitMs({ kind: "rate-limited", retryAfterMs: 0 }, 125, 250, 1500)).toBe(150);
   });
 
   it("a hint inside the bounds is honoured", () => {
