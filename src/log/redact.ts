@@ -74,7 +74,7 @@ export function redactingLogger(inner: Logger): Logger {
     (method: "trace" | "debug" | "log" | "info" | "warn" | "error", delayIds: boolean) =>
     (...args: unknown[]): void => {
       // Below the logger's level nothing is printed: skip the redaction work (managers log a lot at debug).
-      if (inner.getLevel() > LEVEL[method]) return;
+      if (typeof inner.getLevel === "function" && inner.getLevel() > LEVEL[method]) return;
       inner[method](...args.map((a) => redactValue(a, { delayIds })));
     };
   wrapped.trace = wrap("trace", false);
