@@ -20,6 +20,8 @@ import {
   MalformedResponseError,
   MembershipConfigError,
 } from "../../src/errors.js";
+import { ClientBackend, type ClientLike } from "../../src/backends/client.js";
+import { WidgetBackend, WidgetCapabilityError, type WidgetApiLike } from "../../src/backends/widget.js";
 import { harness } from "../helpers/managerHarness.js";
 
 describe("readDelayId", () => {
@@ -278,5 +280,89 @@ describe("leave timeoutMs", () => {
     await expect(h.manager.leave({ timeoutMs: NaN })).rejects.toThrow(MembershipConfigError);
     expect(h.manager.status).toBe("connected");
     h.manager.dispose();
+  });
+});
+
+describe("the backends share readDelayId", () => {
+  const REQ = {
+    roomId: "!r:hs",
+    eventType: "org.matrix.msc3401.call.member",
+    stateKey: "k",
+    content: {},
+    delayMs: 1000,
+  };
+
+  function widgetApi(answer: unknown): WidgetApiLike {
+    return {
+      hasCapability: () => true,
+      sendStateEvent: async () => answer,
+      restartScheduledDelayedEvent: async () => ({}),
+      sendScheduledDelayedEvent: async () => ({}),
+      cancelScheduledDelayedEvent: async () => ({}),
+    } as unknown as WidgetApiLike;
+  }
+
+  it.each<[string, unknown]>([
+    ["a number", { delay_id: 5 }],
+    ["null", { delay_id: null }],
+    ["an empty string", { delay_id: "" }],
+    ["an object", { delay_id: {} }],
+  ])(
+    "widget mode, delay_id %s: a malformed answer (retried), not a refused capability",
+    async (_n, answer) => {
+      const backend = new WidgetBackend(widgetApi(answer));
+      await expect(backend.sendDelayedStateEvent(REQ)).rejects.toBeInstanceOf(MalformedResponseError);
+    },
+  );
+
+  it("widget mode, no delay_id at all: the host ignored `delay` (degraded mode, as before)", async () => {
+    const backend = new WidgetBackend(widgetApi({ room_id: "!r:hs", event_id: "$e" }));
+    const error = await backend.sendDelayedStateEvent(REQ).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WidgetCapabilityError);
+    expect(classifyError(error, "schedule-leave").kind).toBe("unsupported");
+  });
+
+  function client(overrides: Partial<Record<keyof ClientLike, unknown>>): ClientLike {
+    return {
+      _unstable_sendDelayedStateEvent: async () => ({ delay_id: "syd_ok" }),
+      _unstable_getDelayedEvents: async () => ({ delayed_events: [] }),
+      getCapabilities: async () => ({}),
+      doesServerSupportUnstableFeature: async () => true,
+      getStateEvent: async () => ({}),
+      ...overrides,
+    } as unknown as ClientLike;
+  }
+
+  it.each<[string, unknown]>([
+    ["missing", { event_id: "$e" }],
+    ["a number", { delay_id: 5 }],
+    ["null", { delay_id: null }],
+    ["an empty string", { delay_id: "" }],
+    ["an object", { delay_id: {} }],
+  ])("client mode, delay_id %s: MalformedResponseError", async (_n, answer) => {
+    const backend = new ClientBackend(client({ _unstable_sendDelayedStateEvent: async () => answer }));
+    await expect(backend.sendDelayedStateEvent(REQ)).rejects.toBeInstanceOf(MalformedResponseError);
+  });
+
+  it("client mode checks listings, capabilities and state reads, and knows its user", async () => {
+    const bad = new ClientBackend(
+      client({
+        _unstable_getDelayedEvents: async () => ({ delayed_events: "nope" }),
+        getStateEvent: async () => "text",
+        getCapabilities: async () => ({ "org.matrix.msc4140.delayed_events": { max_delay_ms: "60000" } }),
+        getUserId: () => "@alice:hs",
+      }),
+    );
+    await expect(bad.listDelayedEvents()).rejects.toBeInstanceOf(MalformedResponseError);
+    await expect(
+      bad.readStateEvent({ roomId: "!r:hs", eventType: "t", stateKey: "k" }),
+    ).rejects.toBeInstanceOf(MalformedResponseError);
+    expect(await bad.probeSupport()).toEqual({ delayedEvents: true });
+    expect(bad.ownUserId()).toBe("@alice:hs");
+    const off = new ClientBackend(
+      client({ getCapabilities: async () => ({ "org.matrix.msc4140.delayed_events": { max_delay_ms: 0 } }) }),
+    );
+    expect(await off.probeSupport()).toMatchObject({ delayedEvents: false, maxDelayMs: 0 });
+    expect(new ClientBackend(client({})).ownUserId()).toBeUndefined();
   });
 });
