@@ -203,6 +203,25 @@ export function validateIdentity(input: IdentityInput, ownUserId?: string | null
 }
 
 /**
+ * Everything the manager's constructor checks beyond the timing (which `resolveTiming` checks): the
+ * identity rules above, and `membershipGraceMs` (a timer: 0 ≤ n ≤ MAX_TIMER_MS).
+ */
+export function validateManagerOptions(
+  options: IdentityInput & { membershipGraceMs?: number },
+  ownUserId?: string | null,
+): void {
+  validateIdentity(options, ownUserId);
+  const grace = options.membershipGraceMs;
+  if (
+    grace !== undefined &&
+    (typeof grace !== "number" || Number.isNaN(grace) || grace < 0 || grace > MAX_TIMER_MS)
+  )
+    throw new MembershipConfigError(
+      `membershipGraceMs must be between 0 and ${MAX_TIMER_MS} ms, got ${String(grace)}`,
+    );
+}
+
+/**
  * `leave({ timeoutMs })`: undefined or Infinity mean "no timeout" (the promise settles when the leave
  * does, or on dispose()); 0 ≤ n ≤ MAX_TIMER_MS is a timeout; anything else (negative, NaN, a finite
  * value past MAX_TIMER_MS that a timer would fire after 1 ms, not a number) is a MembershipConfigError,

@@ -43,7 +43,7 @@ import {
   type Transport,
 } from "../membership/content.js";
 import type { SourceLike } from "../membership/observer.js";
-import { leaveTimeoutMs, validateIdentity } from "../core/validate.js";
+import { leaveTimeoutMs, validateManagerOptions } from "../core/validate.js";
 import { redactingLogger } from "../log/redact.js";
 import { Canceller, Clock, type CancelSignal } from "./clock.js";
 import { watchRoomState } from "./roomStateWatch.js";
@@ -226,7 +226,7 @@ export class MembershipManager {
       if (typeof options[key] !== "string" || options[key].length === 0)
         throw new MembershipConfigError(`${key} must be a non-empty string`);
     if (!options.backend) throw new MembershipConfigError("backend is required");
-    validateIdentity(options, options.backend.ownUserId?.());
+    validateManagerOptions(options, options.backend.ownUserId?.());
     this.options = options;
     this.timing = resolveTiming(options);
     this.backend = options.backend;

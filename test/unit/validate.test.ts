@@ -179,6 +179,11 @@ describe("validateIdentity (one rule per row)", () => {
     expect(() => harness({ userId: "@alice" })).toThrow(/userId must be a Matrix user id/);
     expect(() => harness({ roomId: "not-a-room" })).toThrow(/roomId must be a Matrix room id/);
     expect(() => harness({ deviceId: "A B" })).toThrow(/deviceId must be/);
+    expect(() => harness({ membershipGraceMs: 1e12 })).toThrow(
+      /membershipGraceMs must be between 0 and 2147483647 ms/,
+    );
+    expect(() => harness({ membershipGraceMs: -1 })).toThrow(/membershipGraceMs must be/);
+    expect(() => harness({ membershipGraceMs: 0 })).not.toThrow();
     expect(() =>
       harness((s) => ({ backend: Object.assign(s, { ownUserId: () => "@bob:localhost" }) })),
     ).toThrow(/must be the client's own user/);
