@@ -47,6 +47,13 @@ export const MIN_DELAY_MS = 500;
  */
 export const MIN_EXPIRY_MS = 2000;
 
+/**
+ * The smallest heartbeat interval, request timeout and retry cap we accept. A local timeout retries at
+ * once, so `requestTimeoutMs: 1` (or `heartbeatIntervalMs: 1`) was a request loop; from 100 ms up a
+ * manager sends at most about ten requests a second whatever its options.
+ */
+export const MIN_TIMING_STEP_MS = 100;
+
 function check(name: string, value: number | undefined, { allowInfinity = false } = {}): void {
   if (value === undefined) return;
   if (
@@ -97,6 +104,8 @@ export function resolveTiming(opts: TimingOptions, delayOverrideMs?: number): Ti
     throw new MembershipConfigError(
       `delayedLeaveDelayMs must be a whole number of milliseconds (servers parse it as an integer), got ${opts.delayedLeaveDelayMs}`,
     );
+  for (const key of ["heartbeatIntervalMs", "requestTimeoutMs", "stateRequestTimeoutMs"] as const)
+    atLeast(key, opts[key], MIN_TIMING_STEP_MS, "smaller steps make a request loop");
   atLeast("membershipExpiryMs", opts.membershipExpiryMs, MIN_EXPIRY_MS, "it is refreshed every half window");
   atLeast(
     "degradedMembershipExpiryMs",
@@ -128,6 +137,7 @@ export function resolveTiming(opts: TimingOptions, delayOverrideMs?: number): Ti
     throw new MembershipConfigError(
       `retryBaseMs (${retryBaseMs}) must not exceed retryMaxMs (${retryMaxMs})`,
     );
+  atLeast("retryMaxMs", opts.retryMaxMs, MIN_TIMING_STEP_MS, "smaller steps make a request loop");
   const membershipExpiryMs = opts.membershipExpiryMs ?? 4 * 3600_000;
   const degradedMembershipExpiryMs = opts.degradedMembershipExpiryMs ?? 120_000;
   return {

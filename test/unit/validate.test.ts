@@ -212,6 +212,18 @@ describe("resolveTiming (one rule per row)", () => {
     ],
     ["delayedLeaveDelayMs 100", { delayedLeaveDelayMs: 100 }, /^delayedLeaveDelayMs must be at least 500 ms/],
     [
+      "requestTimeoutMs 1",
+      { requestTimeoutMs: 1 },
+      /^requestTimeoutMs must be at least 100 ms \(smaller steps make a request loop\)/,
+    ],
+    [
+      "stateRequestTimeoutMs 1",
+      { stateRequestTimeoutMs: 1 },
+      /^stateRequestTimeoutMs must be at least 100 ms/,
+    ],
+    ["heartbeatIntervalMs 1", { heartbeatIntervalMs: 1 }, /^heartbeatIntervalMs must be at least 100 ms/],
+    ["retryMaxMs 50", { retryBaseMs: 10, retryMaxMs: 50 }, /^retryMaxMs must be at least 100 ms/],
+    [
       "delayedLeaveDelayMs 1000.5",
       { delayedLeaveDelayMs: 1000.5 },
       /^delayedLeaveDelayMs must be a whole number/,
