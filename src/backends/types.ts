@@ -55,6 +55,11 @@ export interface MembershipBackend {
    * whose schedule request reached the server but whose answer never reached us.
    */
   listDelayedEvents?(opts?: RequestOptions): Promise<PendingDelayedEvent[]>;
+  /**
+   * Optional: the user whose credentials the backend holds, when it knows (ClientBackend). The manager
+   * refuses a `userId` that differs (MembershipConfigError). Widget mode cannot know it.
+   */
+  ownUserId?(): string | undefined;
   /** Optional probe of server support; called once per join, failures are ignored. */
   probeSupport?(opts?: RequestOptions): Promise<SupportHint>;
 }
