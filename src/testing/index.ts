@@ -60,7 +60,14 @@ export {
   rtcMembers,
   waitFor,
 } from "./scenario.js";
-export type { TestCall, TestCallOptions, TestDevice, CallObserver, UserCreds } from "./scenario.js";
+export type {
+  TestCall,
+  TestCallOptions,
+  TestDevice,
+  CallObserver,
+  CallHomeserver,
+  UserCreds,
+} from "./scenario.js";
 export type { JsonObject } from "./homeserver/errors.js";
 export { connectWidget, installWindowShim, quietWidgetLogs } from "./widgetBus.js";
 export type { ConnectOptions, WidgetPair } from "./widgetBus.js";
