@@ -22,7 +22,8 @@ import {
   roomOf,
 } from "../integration/interop/helpers.js";
 
-const DELAY = 2000;
+// Long enough that the manager's local request timeout (delay / 5) holds on a loaded machine's Synapse.
+const DELAY = 4000;
 
 let call: TestCall<SynapseHomeserver> | undefined;
 const cleanups: (() => void)[] = [];

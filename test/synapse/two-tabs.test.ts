@@ -23,7 +23,8 @@ import {
 import { idOf, roomOf } from "../integration/interop/helpers.js";
 import { sleep, until } from "./helpers.js";
 
-const DELAY = 2000;
+// Long enough that the manager's local request timeout (delay / 5) holds on a loaded machine's Synapse.
+const DELAY = 4000;
 const quiet = log.getLogger("synapse-tabs-quiet");
 quiet.setLevel("silent");
 
@@ -88,7 +89,7 @@ describe("two tabs of one device on real Synapse", () => {
     await waitFor(() => tab2.status === "connected", 5000, "tab 2 connected");
     await until(() => tab1.pendingDelayedLeaves().length === 2, 3000, "two delayed leaves at one key");
     await bob.waitUntilSees(tab1);
-    await sleep(2 * DELAY);
+    await sleep(DELAY + 1000);
     expect(writesAt(call, tab1.manager.stateKey)).toEqual([
       "https://livekit.test",
       "https://tab-two.example",
@@ -103,7 +104,7 @@ describe("two tabs of one device on real Synapse", () => {
       via: "delayed-event-sent",
     });
     await bob.waitUntilGone(tab1, { withinMs: 3000 });
-    await sleep(2 * DELAY);
+    await sleep(DELAY + 1000);
     expect(tab1.isJoinedOnServer()).toBe(false);
     expect(bob.sees(tab1)).toBe(false);
     // Tab 2's own delayed leave is still restarted successfully, so it does not notice.

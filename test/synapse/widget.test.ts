@@ -24,7 +24,8 @@ import {
 import { DelayedEventWidgetDriver } from "../../src/widget-host/index.js";
 import { sleep, until } from "./helpers.js";
 
-const DELAY = 2000;
+// Long enough that the manager's local request timeout (delay / 5) holds on a loaded machine's Synapse.
+const DELAY = 4000;
 const quiet = log.getLogger("synapse-widget-quiet");
 quiet.setLevel("silent");
 
@@ -94,7 +95,7 @@ describe("widget mode on real Synapse", () => {
     expect(c.pending()[0]).toMatchObject({ delayMs: DELAY, content: {} });
     const firstDue = c.pending()[0].sendTs;
 
-    await sleep(DELAY * 3);
+    await sleep(DELAY * 2);
     expect(c.joined()).toBe(true);
     expect(c.pending()).toHaveLength(1);
     expect(c.pending()[0].sendTs).toBeGreaterThan(firstDue + DELAY);
