@@ -17,6 +17,7 @@ import { quietMatrixSdkLogs } from "../src/testing/index.js";
 import { runHomeserverLoad, type HomeserverLoadResult } from "./homeserver-load.js";
 import { EC_DELAY_MS, measureRtt, median, startBench, type Impl } from "./lib.js";
 import {
+  prettify,
   textReport,
   textTable,
   writeFileEnsuringDir,
@@ -87,6 +88,7 @@ if (process.env.BENCH_ONLY === "synapse") {
     "bench/results/synapse.json",
     JSON.stringify({ date: new Date().toISOString(), quick: QUICK, ...run }, null, 2) + "\n",
   );
+  await prettify("bench/results/synapse.json");
   say(`wrote bench/results/synapse.json (${elapsed()})`);
   process.exit(0);
 }
