@@ -1,4 +1,3 @@
-import type { MatrixClient } from "matrix-js-sdk";
 import type {
   DelayedEventAction,
   MembershipBackend,
@@ -8,19 +7,41 @@ import type {
   SupportHint,
 } from "./types.js";
 
-/** The part of matrix-js-sdk's MatrixClient the backend uses (a bare client, no startClient() needed). */
-export type ClientLike = Pick<
-  MatrixClient,
-  | "_unstable_sendDelayedStateEvent"
-  | "_unstable_restartScheduledDelayedEvent"
-  | "_unstable_sendScheduledDelayedEvent"
-  | "_unstable_cancelScheduledDelayedEvent"
-  | "sendStateEvent"
-  | "doesServerSupportUnstableFeature"
-  | "getCapabilities"
-  | "getStateEvent"
-  | "_unstable_getDelayedEvents"
->;
+/** Request options the client methods accept (matrix-js-sdk's `IRequestOpts`, the part we pass). */
+export interface ClientRequestOptions {
+  abortSignal?: AbortSignal;
+}
+
+/**
+ * The part of matrix-js-sdk's `MatrixClient` the backend uses (a bare client, no startClient() needed).
+ * Typed here rather than picked from `MatrixClient` so that our declarations do not pull in
+ * matrix-js-sdk's (whose crypto types reference a file it does not ship): a js-sdk 43 `MatrixClient`
+ * fits it, which test/package/clientTypes.test.ts checks at compile time.
+ */
+export interface ClientLike {
+  _unstable_sendDelayedStateEvent(
+    roomId: string,
+    delayOpts: { delay: number },
+    eventType: string,
+    content: Record<string, unknown>,
+    stateKey?: string,
+    opts?: ClientRequestOptions,
+  ): Promise<{ delay_id: string }>;
+  _unstable_restartScheduledDelayedEvent(delayId: string, opts?: ClientRequestOptions): Promise<unknown>;
+  _unstable_sendScheduledDelayedEvent(delayId: string, opts?: ClientRequestOptions): Promise<unknown>;
+  _unstable_cancelScheduledDelayedEvent(delayId: string, opts?: ClientRequestOptions): Promise<unknown>;
+  sendStateEvent(
+    roomId: string,
+    eventType: string,
+    content: Record<string, unknown>,
+    stateKey?: string,
+    opts?: ClientRequestOptions,
+  ): Promise<unknown>;
+  doesServerSupportUnstableFeature(feature: string): Promise<boolean>;
+  getCapabilities(): Promise<unknown>;
+  getStateEvent(roomId: string, eventType: string, stateKey: string): Promise<Record<string, unknown>>;
+  _unstable_getDelayedEvents(): Promise<unknown>;
+}
 
 const CAPABILITY = "org.matrix.msc4140.delayed_events";
 

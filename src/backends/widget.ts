@@ -1,4 +1,3 @@
-import type { WidgetApi } from "matrix-widget-api";
 import {
   CALL_MEMBER_EVENT_TYPE,
   DEFAULT_SLOT,
@@ -68,15 +67,25 @@ export function widgetCapabilities(options: WidgetCapabilityOptions): string[] {
   return caps;
 }
 
-/** The part of matrix-widget-api's WidgetApi the backend uses. */
-export type WidgetApiLike = Pick<
-  WidgetApi,
-  | "sendStateEvent"
-  | "restartScheduledDelayedEvent"
-  | "sendScheduledDelayedEvent"
-  | "cancelScheduledDelayedEvent"
-  | "hasCapability"
-> & { transport?: { timeoutSeconds?: number } };
+/**
+ * The part of matrix-widget-api's `WidgetApi` the backend uses; a `WidgetApi` fits it. Typed here, not
+ * picked from `WidgetApi`, so that apps that never use a widget need not install matrix-widget-api to
+ * type-check.
+ */
+export interface WidgetApiLike {
+  sendStateEvent(
+    eventType: string,
+    stateKey: string,
+    content: unknown,
+    roomId?: string,
+    delay?: number,
+  ): Promise<{ event_id?: string; delay_id?: string }>;
+  restartScheduledDelayedEvent(delayId: string): Promise<unknown>;
+  sendScheduledDelayedEvent(delayId: string): Promise<unknown>;
+  cancelScheduledDelayedEvent(delayId: string): Promise<unknown>;
+  hasCapability(capability: string): boolean;
+  transport?: { timeoutSeconds?: number };
+}
 
 export interface WidgetBackendOptions {
   /**

@@ -6,8 +6,6 @@
  * No runtime import of matrix-js-sdk or matrix-widget-api: widget bundles stay small, and the event
  * names below are checked against js-sdk's enums in the unit tests.
  */
-import type { MatrixClient, MatrixEvent, Room } from "matrix-js-sdk";
-import type { WidgetApi } from "matrix-widget-api";
 import {
   asyncScheduler,
   distinctUntilChanged,
@@ -65,15 +63,45 @@ export const JS_SDK_EVENTS = {
   timelineReset: "Room.timelineReset",
 } as const;
 
-/** The part of a MatrixClient the room-state source uses (a started, syncing client). */
-export type RoomStateClient = Pick<MatrixClient, "getRoom" | "on" | "off">;
+/**
+ * The part of a matrix-js-sdk `MatrixEvent` the room-state source reads. Typed here, not imported, so
+ * that our declarations do not pull in matrix-js-sdk's (see `ClientLike`).
+ */
+export interface MatrixEventLike {
+  getType(): string;
+  getStateKey(): string | undefined;
+  getSender(): string | null | undefined;
+  getContent(): Record<string, unknown>;
+  getTs(): number;
+  getId(): string | undefined;
+  getRoomId(): string | undefined;
+}
+
+/** The part of a matrix-js-sdk `Room` the room-state source reads. */
+export interface RoomLike {
+  readonly roomId: string;
+  readonly currentState: { getStateEvents(eventType: string): MatrixEventLike[] };
+  getMember(userId: string): { membership?: string } | null;
+}
+
+/**
+ * The part of a matrix-js-sdk `MatrixClient` the room-state source uses (a started, syncing client);
+ * a `MatrixClient` fits it.
+ */
+export interface RoomStateClient {
+  getRoom(roomId: string): RoomLike | null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- js-sdk's listeners take typed args
+  on(event: string, listener: (...args: any[]) => void): unknown;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as for `on`
+  off(event: string, listener: (...args: any[]) => void): unknown;
+}
 
 interface LooseEmitter {
   on(event: string, listener: (...args: unknown[]) => void): unknown;
   off(event: string, listener: (...args: unknown[]) => void): unknown;
 }
 
-function plainStateEvent(e: MatrixEvent): StateEventLike {
+function plainStateEvent(e: MatrixEventLike): StateEventLike {
   const event: StateEventLike = {
     type: e.getType(),
     state_key: e.getStateKey() ?? "",
@@ -88,7 +116,7 @@ function plainStateEvent(e: MatrixEvent): StateEventLike {
   return event;
 }
 
-function roomSnapshot(room: Room | null): RoomStateSnapshot {
+function roomSnapshot(room: RoomLike | null): RoomStateSnapshot {
   if (!room) return { synced: false, callMemberEvents: [], membershipOf: () => undefined };
   // The same events, in the same order, as MatrixRTCSession.sessionMembershipsForSlot reads.
   const events = room.currentState.getStateEvents(CALL_MEMBER_EVENT_TYPE).map(plainStateEvent);
@@ -113,13 +141,13 @@ export function roomStateSource(client: RoomStateClient, roomId: string): RoomSt
     const emitter = client as unknown as LooseEmitter;
     const emit = () => subscriber.next(roomSnapshot(client.getRoom(roomId)));
     const onStateEvent = (...args: unknown[]) => {
-      const event = args[0] as MatrixEvent | undefined;
+      const event = args[0] as MatrixEventLike | undefined;
       if (event?.getRoomId?.() !== roomId) return;
       const type = event.getType();
       if (type === CALL_MEMBER_EVENT_TYPE || type === ROOM_MEMBER_EVENT_TYPE) emit();
     };
     const onRoom = (...args: unknown[]) => {
-      if ((args[0] as Room | undefined)?.roomId === roomId) emit();
+      if ((args[0] as RoomLike | undefined)?.roomId === roomId) emit();
     };
     const onAny = () => emit();
     emitter.on(JS_SDK_EVENTS.roomStateEvents, onStateEvent);
@@ -140,10 +168,23 @@ export function roomStateSource(client: RoomStateClient, roomId: string): RoomSt
 // (b) The widget API (MSC2762 `update_state`)
 // ---------------------------------------------------------------------------------------------
 
-/** The part of matrix-widget-api's WidgetApi the state source uses. */
-export type WidgetStateApi = Pick<WidgetApi, "on" | "off" | "readStateEvents" | "getClientVersions"> & {
-  transport: Pick<WidgetApi["transport"], "reply">;
-};
+/**
+ * The part of matrix-widget-api's `WidgetApi` the state source uses; a `WidgetApi` fits it. Typed here
+ * so that apps that never use a widget need not install matrix-widget-api to type-check.
+ */
+export interface WidgetStateApi {
+  on(event: string, listener: (ev: CustomEvent) => void): unknown;
+  off(event: string, listener: (ev: CustomEvent) => void): unknown;
+  readStateEvents(
+    eventType: string,
+    limit?: number,
+    stateKey?: string,
+    roomIds?: string[],
+  ): Promise<unknown[]>;
+  getClientVersions(): Promise<string[]>;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- WidgetApi's reply is generic over the request
+  transport: { reply(request: any, responseData: Record<string, unknown>): void };
+}
 
 const UPDATE_STATE_ACTION = "action:update_state";
 const MSC2762_UPDATE_STATE = "org.matrix.msc2762_update_state";

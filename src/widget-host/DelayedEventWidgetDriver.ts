@@ -1,4 +1,3 @@
-import { MatrixError, type MatrixClient } from "matrix-js-sdk";
 import {
   WidgetDriver,
   type Capability,
@@ -9,18 +8,46 @@ import {
   type IWidgetApiErrorResponseDataDetails,
 } from "matrix-widget-api";
 
-/** The part of matrix-js-sdk's MatrixClient the driver uses (a bare client, no startClient() needed). */
-export type DriverClient = Pick<
-  MatrixClient,
-  | "sendStateEvent"
-  | "sendEvent"
-  | "_unstable_sendDelayedStateEvent"
-  | "_unstable_sendDelayedEvent"
-  | "_unstable_restartScheduledDelayedEvent"
-  | "_unstable_sendScheduledDelayedEvent"
-  | "_unstable_cancelScheduledDelayedEvent"
-  | "roomState"
->;
+/**
+ * The part of matrix-js-sdk's `MatrixClient` the driver uses (a bare client, no startClient() needed);
+ * a `MatrixClient` fits it. Typed here so that our declarations do not pull in matrix-js-sdk's (whose
+ * crypto types reference a file it does not ship), and this entry never loads matrix-js-sdk itself.
+ */
+export interface DriverClient {
+  sendStateEvent(
+    roomId: string,
+    eventType: string,
+    content: Record<string, unknown>,
+    stateKey?: string,
+  ): Promise<{ event_id: string }>;
+  sendEvent(
+    roomId: string,
+    threadId: string | null,
+    eventType: string,
+    // js-sdk types timeline content as a union per event type; any content goes through.
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    content: any,
+  ): Promise<{ event_id: string }>;
+  _unstable_sendDelayedStateEvent(
+    roomId: string,
+    delayOpts: { delay: number },
+    eventType: string,
+    content: Record<string, unknown>,
+    stateKey?: string,
+  ): Promise<{ delay_id: string }>;
+  _unstable_sendDelayedEvent(
+    roomId: string,
+    delayOpts: { delay: number },
+    threadId: string | null,
+    eventType: string,
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as for sendEvent
+    content: any,
+  ): Promise<{ delay_id: string }>;
+  _unstable_restartScheduledDelayedEvent(delayId: string): Promise<unknown>;
+  _unstable_sendScheduledDelayedEvent(delayId: string): Promise<unknown>;
+  _unstable_cancelScheduledDelayedEvent(delayId: string): Promise<unknown>;
+  roomState(roomId: string): Promise<{ type: string; state_key?: string }[]>;
+}
 
 /** Decides which of the requested capabilities to approve. */
 export type CapabilityValidator = (
@@ -63,8 +90,8 @@ function headersRecord(headers: unknown): Record<string, string> {
  */
 export function matrixApiErrorOf(error: unknown): IMatrixApiError | undefined {
   if (!isRecord(error) || typeof error.httpStatus !== "number") return undefined;
-  const body: Record<string, unknown> =
-    error instanceof MatrixError ? { ...error.data } : isRecord(error.data) ? { ...error.data } : {};
+  // A js-sdk MatrixError keeps the JSON body in `data` (checked by shape, so this entry never loads js-sdk).
+  const body: Record<string, unknown> = isRecord(error.data) ? { ...error.data } : {};
   const message = typeof error.message === "string" ? error.message : "Unknown error";
   return {
     http_status: error.httpStatus,
