@@ -49,6 +49,8 @@ export function whenConnected(
 
   return new Promise<void>((resolve, reject) => {
     let timer: Subscription | undefined;
+    // Not const: `finish` may run inside `subscribe()` (state$ replays), before the assignment.
+    // eslint-disable-next-line prefer-const
     let states: Subscription | undefined;
     let settled = false;
     // A `left` replayed at subscription is an earlier call's end, not this join's.
