@@ -240,6 +240,15 @@ describe("the packed package", () => {
     );
   });
 
+  it("the README links only to files in the package", () => {
+    const readme = readFileSync(join(unpacked, "README.md"), "utf8");
+    const targets = [...readme.matchAll(/\]\(([^)#\s]+)(?:#[^)]*)?\)/g)].map((m) => m[1]);
+    const local = targets.filter((t) => !/^[a-z]+:/.test(t));
+    expect(local.length).toBeGreaterThan(0);
+    expect(local.filter((t) => !packed.includes(posix.normalize(t)))).toEqual([]);
+    expect(readme).not.toContain("../shared");
+  });
+
   it("every source map resolves its sources inside the package", () => {
     const maps = packed.filter((f) => f.endsWith(".js.map") || f.endsWith(".d.ts.map"));
     expect(maps.length).toBeGreaterThan(50);
