@@ -148,6 +148,13 @@ describe("browser: Chromium is available when required", () => {
     expect(Date.now() - removedAt).toBeLessThanOrEqual(DELAY + 300);
     expect(membership()).toEqual({});
     expect(pending()).toEqual([]);
+    // The host page shows it too (it reads the room state once the widget is gone).
+    await waitFor(
+      async () =>
+        (await page.evaluate(() => window.host!.log)).some((l) => l.includes("fired the delayed leave")),
+      2000,
+      "the host page to show the fired leave",
+    );
     expect(consoleLines.filter((l) => l.startsWith("pageerror"))).toEqual([]);
   }, 30_000);
 });
