@@ -9,6 +9,7 @@ import type {
 
 /** Request options the client methods accept (matrix-js-sdk's `IRequestOpts`, the part we pass). */
 export interface ClientRequestOptions {
+  /** Aborts the request (the manager's local timeout, or dispose). */
   abortSignal?: AbortSignal;
 }
 
@@ -19,6 +20,7 @@ export interface ClientRequestOptions {
  * fits it, which test/package/clientTypes.test.ts checks at compile time.
  */
 export interface ClientLike {
+  /** Schedules a delayed state event (MSC4140): the delayed leave. */
   _unstable_sendDelayedStateEvent(
     roomId: string,
     delayOpts: { delay: number },
@@ -26,10 +28,17 @@ export interface ClientLike {
     content: Record<string, unknown>,
     stateKey?: string,
     opts?: ClientRequestOptions,
-  ): Promise<{ delay_id: string }>;
+  ): Promise<{
+    /** The id to restart, send or cancel it with. */
+    delay_id: string;
+  }>;
+  /** Pushes a delayed event's deadline back (the heartbeat). */
   _unstable_restartScheduledDelayedEvent(delayId: string, opts?: ClientRequestOptions): Promise<unknown>;
+  /** Sends a delayed event now (the leave). */
   _unstable_sendScheduledDelayedEvent(delayId: string, opts?: ClientRequestOptions): Promise<unknown>;
+  /** Drops a delayed event. */
   _unstable_cancelScheduledDelayedEvent(delayId: string, opts?: ClientRequestOptions): Promise<unknown>;
+  /** Sends a state event now (the membership). */
   sendStateEvent(
     roomId: string,
     eventType: string,
@@ -37,9 +46,13 @@ export interface ClientLike {
     stateKey?: string,
     opts?: ClientRequestOptions,
   ): Promise<unknown>;
+  /** Whether `/versions` lists an unstable feature (here `org.matrix.msc4140`). */
   doesServerSupportUnstableFeature(feature: string): Promise<boolean>;
+  /** The server's `/capabilities` (for the maximum delay). */
   getCapabilities(): Promise<unknown>;
+  /** One state event's content (rejects with `M_NOT_FOUND` when there is none). */
   getStateEvent(roomId: string, eventType: string, stateKey: string): Promise<Record<string, unknown>>;
+  /** Our pending delayed events. */
   _unstable_getDelayedEvents(): Promise<unknown>;
 }
 

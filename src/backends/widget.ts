@@ -14,6 +14,7 @@ import type {
 
 /** The unstable MSC4157 capability strings (no host implements the stable `m.*` names yet). */
 export const MSC4157_SEND_DELAYED_EVENT = "org.matrix.msc4157.send.delayed_event";
+/** The MSC4157 capability to restart, send and cancel delayed events. */
 export const MSC4157_UPDATE_DELAYED_EVENT = "org.matrix.msc4157.update_delayed_event";
 
 /** `org.matrix.msc2762.send.state_event:<type>#<stateKey>`: send one state event type at one key. */
@@ -28,7 +29,9 @@ export function receiveStateCapability(eventType: string, stateKey?: string): st
 
 /** Whose membership a widget manages: the same inputs the manager derives its state key from. */
 export interface WidgetMembershipKey {
+  /** Our user id. */
   userId: string;
+  /** Our device id. */
   deviceId: string;
   /** Default `{application: "m.call", id: "ROOM"}`. */
   slot?: Slot;
@@ -73,26 +76,42 @@ export function widgetCapabilities(options: WidgetCapabilityOptions): string[] {
  * type-check.
  */
 export interface WidgetApiLike {
+  /** Sends a state event, or schedules it when `delay` is given (MSC4157). */
   sendStateEvent(
     eventType: string,
     stateKey: string,
     content: unknown,
     roomId?: string,
     delay?: number,
-  ): Promise<{ event_id?: string; delay_id?: string }>;
+  ): Promise<{
+    /** The sent event's id (sent now). */
+    event_id?: string;
+    /** The scheduled event's delay id (sent with `delay`). */
+    delay_id?: string;
+  }>;
+  /** MSC4157 `update_delayed_event` with `restart`. */
   restartScheduledDelayedEvent(delayId: string): Promise<unknown>;
+  /** MSC4157 `update_delayed_event` with `send`. */
   sendScheduledDelayedEvent(delayId: string): Promise<unknown>;
+  /** MSC4157 `update_delayed_event` with `cancel`. */
   cancelScheduledDelayedEvent(delayId: string): Promise<unknown>;
+  /** Whether the host approved a capability (after negotiation). */
   hasCapability(capability: string): boolean;
-  transport?: { timeoutSeconds?: number };
+  /** The widget transport, whose per-request timeout `transportTimeoutMs` sets. */
+  transport?: {
+    /** Seconds before an unanswered request fails. */
+    timeoutSeconds?: number;
+  };
 }
 
+/** Options of `WidgetBackend`. */
 export interface WidgetBackendOptions {
   /**
    * Whose membership this backend sends, so that `probeSupport()` can check the state capability for
    * our key (without it only the delayed-event capabilities are checked). Or give `stateKey` directly.
    */
   membership?: WidgetMembershipKey;
+  /** Our membership's state key, when `membership` is not given. */
   stateKey?: string;
   /**
    * Send `room_id` with every request. Default false: the host uses the widget's own room, and no
@@ -109,6 +128,7 @@ export interface WidgetBackendOptions {
  */
 export class WidgetCapabilityError extends Error {
   constructor(
+    /** The capability that is missing. */
     readonly capability: string,
     detail?: string,
   ) {

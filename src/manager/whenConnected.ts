@@ -4,6 +4,7 @@ import type { MembershipState } from "./state.js";
 
 /** What `whenConnected` needs of a manager: its public `state$` (a `MembershipManager` fits). */
 export interface ConnectableManager {
+  /** The manager's state, replaying the current one on subscription. */
   readonly state$: Observable<MembershipState>;
 }
 

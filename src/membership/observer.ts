@@ -57,9 +57,13 @@ export type RoomStateSource = Observable<RoomStateSnapshot>;
 
 /** js-sdk's `RoomStateEvent.Events`, `ClientEvent.Room`, `ClientEvent.Sync`, `RoomEvent.TimelineReset`. */
 export const JS_SDK_EVENTS = {
+  /** A state event changed in a room. */
   roomStateEvents: "RoomState.events",
+  /** A room became known to the client. */
   room: "Room",
+  /** A sync completed (or failed). */
   sync: "sync",
+  /** A room's timeline was reset (e.g. after a gappy sync). */
   timelineReset: "Room.timelineReset",
 } as const;
 
@@ -68,20 +72,36 @@ export const JS_SDK_EVENTS = {
  * that our declarations do not pull in matrix-js-sdk's (see `ClientLike`).
  */
 export interface MatrixEventLike {
+  /** The event type. */
   getType(): string;
+  /** The state key (undefined for a timeline event). */
   getStateKey(): string | undefined;
+  /** Who sent it. */
   getSender(): string | null | undefined;
+  /** The content. */
   getContent(): Record<string, unknown>;
+  /** `origin_server_ts`. */
   getTs(): number;
+  /** The event id. */
   getId(): string | undefined;
+  /** The room id. */
   getRoomId(): string | undefined;
 }
 
 /** The part of a matrix-js-sdk `Room` the room-state source reads. */
 export interface RoomLike {
+  /** The room id. */
   readonly roomId: string;
-  readonly currentState: { getStateEvents(eventType: string): MatrixEventLike[] };
-  getMember(userId: string): { membership?: string } | null;
+  /** The room's current state. */
+  readonly currentState: {
+    /** Every state event of one type. */
+    getStateEvents(eventType: string): MatrixEventLike[];
+  };
+  /** A user's room membership, or null when unknown. */
+  getMember(userId: string): {
+    /** "join", "leave", "invite", … */
+    membership?: string;
+  } | null;
 }
 
 /**
@@ -89,9 +109,12 @@ export interface RoomLike {
  * a `MatrixClient` fits it.
  */
 export interface RoomStateClient {
+  /** The room, once the client knows it. */
   getRoom(roomId: string): RoomLike | null;
+  /** Subscribes to one of the client's events (see `JS_SDK_EVENTS`). */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- js-sdk's listeners take typed args
   on(event: string, listener: (...args: any[]) => void): unknown;
+  /** Unsubscribes. */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as for `on`
   off(event: string, listener: (...args: any[]) => void): unknown;
 }
@@ -173,17 +196,25 @@ export function roomStateSource(client: RoomStateClient, roomId: string): RoomSt
  * so that apps that never use a widget need not install matrix-widget-api to type-check.
  */
 export interface WidgetStateApi {
+  /** Subscribes to a widget API event (`ready`, `action:update_state`). */
   on(event: string, listener: (ev: CustomEvent) => void): unknown;
+  /** Unsubscribes. */
   off(event: string, listener: (ev: CustomEvent) => void): unknown;
+  /** Reads state events the host lets the widget see. */
   readStateEvents(
     eventType: string,
     limit?: number,
     stateKey?: string,
     roomIds?: string[],
   ): Promise<unknown[]>;
+  /** The widget API versions the host supports (to learn whether it pushes state). */
   getClientVersions(): Promise<string[]>;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- WidgetApi's reply is generic over the request
-  transport: { reply(request: any, responseData: Record<string, unknown>): void };
+  /** The transport, to acknowledge the host's `update_state` pushes. */
+  transport: {
+    /** Answers a request from the host. */
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- WidgetApi's reply is generic over the request
+    reply(request: any, responseData: Record<string, unknown>): void;
+  };
 }
 
 const UPDATE_STATE_ACTION = "action:update_state";
@@ -202,6 +233,7 @@ export function widgetObserverCapabilities(roomId: string): string[] {
   ];
 }
 
+/** Options of `widgetStateSource` / `WidgetStateSource`. */
 export interface WidgetStateSourceOptions {
   /**
    * How to get the state the host had before we listened. `"auto"` (default): on the widget's `ready`,
@@ -236,6 +268,7 @@ export class WidgetStateSource extends Observable<RoomStateSnapshot> {
 
   constructor(
     private readonly widgetApi: WidgetStateApi,
+    /** The room whose state this source follows. */
     readonly roomId: string,
     options: WidgetStateSourceOptions = {},
   ) {
@@ -366,6 +399,7 @@ export function eventsStateSource(
 // The observable
 // ---------------------------------------------------------------------------------------------
 
+/** Options of `callMembers$` and its relatives. */
 export interface CallMembersOptions {
   /** Required when the source is a MatrixClient. */
   roomId?: string;
@@ -382,6 +416,7 @@ export interface CallMembersOptions {
 
 /** One evaluation of the room's call state. */
 export interface CallMembersSnapshot {
+  /** false until the source has the room's state (an empty `members` then means "not known yet"). */
   synced: boolean;
   /** Oldest first: `members[0]` is the one `oldest_membership` focus selection follows. */
   members: CallMember[];
@@ -391,6 +426,7 @@ export interface CallMembersSnapshot {
   at: number;
 }
 
+/** Where call members are read from: a `RoomStateSource` observable, or a started js-sdk client. */
 export type SourceLike = RoomStateSource | RoomStateClient;
 
 function toSource(source: SourceLike, roomId: string | undefined): RoomStateSource {

@@ -14,12 +14,17 @@ import {
  * crypto types reference a file it does not ship), and this entry never loads matrix-js-sdk itself.
  */
 export interface DriverClient {
+  /** Sends a state event now. */
   sendStateEvent(
     roomId: string,
     eventType: string,
     content: Record<string, unknown>,
     stateKey?: string,
-  ): Promise<{ event_id: string }>;
+  ): Promise<{
+    /** The sent event's id. */
+    event_id: string;
+  }>;
+  /** Sends a room (timeline) event now. */
   sendEvent(
     roomId: string,
     threadId: string | null,
@@ -27,14 +32,22 @@ export interface DriverClient {
     // js-sdk types timeline content as a union per event type; any content goes through.
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     content: any,
-  ): Promise<{ event_id: string }>;
+  ): Promise<{
+    /** The sent event's id. */
+    event_id: string;
+  }>;
+  /** Schedules a delayed state event (MSC4140). */
   _unstable_sendDelayedStateEvent(
     roomId: string,
     delayOpts: { delay: number },
     eventType: string,
     content: Record<string, unknown>,
     stateKey?: string,
-  ): Promise<{ delay_id: string }>;
+  ): Promise<{
+    /** The scheduled event's delay id. */
+    delay_id: string;
+  }>;
+  /** Schedules a delayed room event (MSC4140). */
   _unstable_sendDelayedEvent(
     roomId: string,
     delayOpts: { delay: number },
@@ -42,11 +55,25 @@ export interface DriverClient {
     eventType: string,
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as for sendEvent
     content: any,
-  ): Promise<{ delay_id: string }>;
+  ): Promise<{
+    /** The scheduled event's delay id. */
+    delay_id: string;
+  }>;
+  /** Pushes a delayed event's deadline back. */
   _unstable_restartScheduledDelayedEvent(delayId: string): Promise<unknown>;
+  /** Sends a delayed event now. */
   _unstable_sendScheduledDelayedEvent(delayId: string): Promise<unknown>;
+  /** Drops a delayed event. */
   _unstable_cancelScheduledDelayedEvent(delayId: string): Promise<unknown>;
-  roomState(roomId: string): Promise<{ type: string; state_key?: string }[]>;
+  /** The room's current state events (`/rooms/{roomId}/state`). */
+  roomState(roomId: string): Promise<
+    {
+      /** The event type. */
+      type: string;
+      /** The state key. */
+      state_key?: string;
+    }[]
+  >;
 }
 
 /** Decides which of the requested capabilities to approve. */
