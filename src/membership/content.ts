@@ -1,6 +1,6 @@
 /**
  * What goes on the wire: the legacy MatrixRTC membership state event that matrix-js-sdk's
- * MatrixRTCSession writes and parses (reference-js-sdk.md §3), so that Element Call, Element Web
+ * MatrixRTCSession writes and parses, so that Element Call, Element Web
  * and Element X list our device as a call member.
  */
 

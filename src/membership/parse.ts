@@ -1,6 +1,6 @@
 /**
  * Reading others' legacy MatrixRTC memberships (`org.matrix.msc3401.call.member` state events) the way
- * matrix-js-sdk's MatrixRTCSession does (reference-js-sdk.md §5), and stricter where that is safer:
+ * matrix-js-sdk's MatrixRTCSession does, and stricter where that is safer:
  *
  * - js-sdk's rules: required `device_id`, `call_id`, `application` (strings) and `focus_active` with a
  *   string `type`; optional `foci_preferred` (transports), `created_ts` (number), `scope` and
