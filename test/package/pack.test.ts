@@ -16,6 +16,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from "node:fs";
+import { build } from "esbuild";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join, normalize, posix } from "node:path";
@@ -390,6 +391,22 @@ describe("the packed package", () => {
     expect(res.out).toBe("");
     expect(res.code).toBe(0);
     expect(node(["run.mjs"], dir)).toMatchObject({ code: 0, out: "esm function\n" });
+    // A browser bundle of the main entry resolves (no Node built-ins), and `sideEffects: false` lets a
+    // bundler keep only what is imported.
+    const bundle = async (code: string) => {
+      const result = await build({
+        stdin: { contents: code, resolveDir: dir, loader: "js" },
+        bundle: true,
+        platform: "browser",
+        format: "esm",
+        minify: true,
+        write: false,
+        logLevel: "silent",
+      });
+      return result.outputFiles[0].contents.length;
+    };
+    expect(await bundle(`export * from "${PKG}";`)).toBeGreaterThan(10_000);
+    expect(await bundle(`export { widgetCapabilities } from "${PKG}";`)).toBeLessThan(2_000);
     expect(node(["run.cjs"], dir)).toMatchObject({ code: 0, out: "cjs function\n" });
   });
 });
