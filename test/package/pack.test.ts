@@ -340,6 +340,29 @@ describe("the packed package", () => {
     for (const e of ENTRIES) expect(count(cjs.out, "cjs", e)).toBe(count(esm.out, "esm", e));
   });
 
+  it("loads every entry with import and require on the machine's Node 20, when it has one (≥ 20.19)", () => {
+    // The scripts run on the node@22 devDependency; the machine's own Node may be 20. Reuses the "runtime" consumer above.
+    const node20 = ["/usr/bin/node", "/usr/local/bin/node"].find((bin) => {
+      if (!existsSync(bin)) return false;
+      const [major, minor] = run(bin, ["-p", "process.versions.node"], work)
+        .stdout.trim()
+        .split(".")
+        .map(Number);
+      return major === 20 && minor >= 19;
+    });
+    if (!node20) {
+      console.warn("no Node 20.19+ at /usr/bin/node or /usr/local/bin/node: only Node 22 was checked");
+      return;
+    }
+    const dir = join(work, "runtime");
+    const esm = run(node20, ["esm.mjs"], dir);
+    expect(esm).toMatchObject({ code: 0 });
+    expect(esm.stdout).toMatch(/esm \d+\nesm\/testing \d+\nesm\/widget-host \d+\nesm error function/);
+    const cjs = run(node20, ["cjs.cjs"], dir);
+    expect(cjs).toMatchObject({ code: 0 });
+    expect(cjs.stdout).toMatch(/cjs \d+\ncjs\/testing \d+\ncjs\/widget-host \d+\ncjs manager function/);
+  });
+
   it("a strict nodenext consumer type-checks, from ESM and from CommonJS, without skipLibCheck", () => {
     const dir = consumer(
       "nodenext",
