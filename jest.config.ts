@@ -15,6 +15,9 @@ const config: Config = {
   // Real-Synapse suites run with `npm run test:synapse` (jest.synapse.config.ts), never in `npm test`.
   testPathIgnorePatterns: ["/node_modules/", "<rootDir>/test/synapse/"],
   testTimeout: 30_000,
+  // Timers matrix-js-sdk leaves behind must not hold a finished worker open; its debug logging is off
+  // unless DEBUG_MATRIX_SDK=1 (see the files).
+  setupFilesAfterEnv: ["<rootDir>/test/setup/leftoverTimers.ts", "<rootDir>/test/setup/quietMatrixSdk.ts"],
   // Integration tests use real sockets on 127.0.0.1; two workers match the 2-core machines.
   maxWorkers: 2,
   // matrix-js-sdk never clears the 80-110 s timeout timers of its sync requests after stopClient(), so

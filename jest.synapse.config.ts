@@ -15,6 +15,7 @@ const config: Config = {
   testMatch: ["<rootDir>/test/synapse/**/*.test.ts", "<rootDir>/examples/network-loss.test.ts"],
   // Makes startTestCall() pick real Synapse for the unchanged example, and quiets matrix-js-sdk.
   setupFiles: ["<rootDir>/test/synapse/setup.ts"],
+  setupFilesAfterEnv: ["<rootDir>/test/setup/leftoverTimers.ts", "<rootDir>/test/setup/quietMatrixSdk.ts"],
   // Each file starts its own Synapse (about 2 s of CPU and 150 MB). One file at a time: with two, two
   // Synapses and two jest workers share 2 cores and the timings these suites assert on get noisy.
   maxWorkers: 1,

@@ -9,8 +9,10 @@ export type {
   LeftReason,
 } from "./manager/state.js";
 export { statusOf } from "./manager/state.js";
+export { whenConnected } from "./manager/whenConnected.js";
+export type { ConnectableManager, WhenConnectedOptions } from "./manager/whenConnected.js";
 export { ClientBackend } from "./backends/client.js";
-export type { ClientLike } from "./backends/client.js";
+export type { ClientLike, ClientRequestOptions } from "./backends/client.js";
 export type {
   MembershipBackend,
   DelayedEventAction,
@@ -103,6 +105,8 @@ export type {
   CallMembersOptions,
   CallMembersSnapshot,
   RoomStateClient,
+  RoomLike,
+  MatrixEventLike,
   RoomStateSnapshot,
   RoomStateSource,
   WidgetStateApi,

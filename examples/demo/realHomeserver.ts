@@ -39,11 +39,25 @@ export async function runRealHomeserver(
   manager.support$.subscribe((s) => rec.say("me", `support ${JSON.stringify(s)}`));
   manager.errors$.subscribe((e) => rec.say("me", `error ${e.code}: ${e.message}`));
   manager.join();
-  await new Promise<void>((resolve) => process.once("SIGINT", () => resolve()));
-  rec.say("me", "Ctrl-C: leaving");
+  // Stay until Ctrl-C, unless the manager gives up first (a room that does not exist, no permission):
+  // then there is nothing to wait for.
+  const failure = await new Promise<string | undefined>((resolve) => {
+    const onSigint = () => {
+      sub.unsubscribe();
+      resolve(undefined);
+    };
+    const sub = manager.state$.subscribe((state) => {
+      if (state.kind !== "failed") return;
+      process.off("SIGINT", onSigint);
+      queueMicrotask(() => sub.unsubscribe());
+      resolve(`${state.error.code}: ${state.error.message}`);
+    });
+    process.once("SIGINT", onSigint);
+  });
+  rec.say("me", failure ? `failed (${failure}): leaving` : "Ctrl-C: leaving");
   const result = await manager.leave({ timeoutMs: 5000 });
   rec.say("me", `leave() → ${JSON.stringify(result)}`);
   manager.dispose();
   rec.stop();
-  return result.status === "left" ? 0 : 1;
+  return result.status === "left" && !failure ? 0 : 1;
 }

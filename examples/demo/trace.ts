@@ -133,7 +133,10 @@ const OP_WORDS: Record<RequestOp, string> = {
   probe: "probe server support",
 };
 
-/** Records a run and prints one line per event as it happens. */
+/** How long a printed line is held so that lines learnt late still come out in time order. */
+const PRINT_HOLD_MS = 100;
+
+/** Records a run and prints one line per event as it happens (within PRINT_HOLD_MS). */
 export class DemoRecorder {
   readonly trace: DemoTrace;
   private readonly devices = new Map<string, DeviceInfo & { via: string }>();
@@ -170,8 +173,26 @@ export class DemoRecorder {
   /** One printed line, kept as a milestone too. */
   say(device: string, what: string, t = Date.now()): void {
     this.trace.milestones.push({ t, device, what });
-    this.print(`${this.at(t)}  ${device.padEnd(7)} ${what}`);
+    this.held.push({ t, line: `${this.at(t)}  ${device.padEnd(7)} ${what}` });
+    if (this.stopped) this.flush(Infinity);
+    else this.flushTimer ??= setInterval(() => this.flush(Date.now() - PRINT_HOLD_MS), PRINT_HOLD_MS / 2);
   }
+
+  /**
+   * Lines are stamped with when things happened, but learnt at different moments (the server is
+   * polled every 10 ms, a request is printed when it settles): each line is held briefly and printed
+   * in time order.
+   */
+  private flush(upTo: number): void {
+    const due = this.held.filter((h) => h.t <= upTo).sort((a, b) => a.t - b.t);
+    if (due.length === 0) return;
+    this.held = this.held.filter((h) => h.t > upTo);
+    for (const h of due) this.print(h.line);
+  }
+
+  private held: { t: number; line: string }[] = [];
+  private flushTimer: ReturnType<typeof setInterval> | undefined;
+  private stopped = false;
 
   addDevice(info: DeviceInfo, via: string): void {
     this.devices.set(info.name, { ...info, via });
@@ -452,5 +473,8 @@ export class DemoRecorder {
     for (const t of this.timers.splice(0)) clearInterval(t);
     for (const u of this.unsubscribe.splice(0)) u();
     this.trace.tEnd = Date.now();
+    this.stopped = true;
+    clearInterval(this.flushTimer);
+    this.flush(Infinity);
   }
 }

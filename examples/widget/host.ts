@@ -5,7 +5,12 @@
  */
 import { createClient } from "matrix-js-sdk";
 import { Widget } from "matrix-widget-api";
-import { widgetCapabilities } from "../../src/index.js";
+import {
+  CALL_MEMBER_EVENT_TYPE,
+  DEFAULT_SLOT,
+  membershipStateKey,
+  widgetCapabilities,
+} from "../../src/index.js";
 import { createClientWidgetApi, DelayedEventWidgetDriver } from "../../src/widget-host/index.js";
 
 interface HostHandle {
@@ -84,9 +89,38 @@ const handle: HostHandle = {
   removeWidget() {
     api.stop();
     iframe.remove();
-    note("widget removed without a leave");
+    note("widget removed without a leave: waiting for the server to fire its delayed leave");
+    void watchForFiredLeave(Date.now());
   },
 };
+
+/**
+ * With the widget gone nothing heartbeats: the server fires the delayed leave one delay later. The page
+ * shows it happen by reading the device's membership from the room state until it is empty (bounded:
+ * a delay plus 30 s).
+ */
+async function watchForFiredLeave(removedAt: number): Promise<void> {
+  const delayMs = Number(new URLSearchParams(location.search).get("delay") ?? "10000");
+  const stateKey = membershipStateKey(userId, param("device"), DEFAULT_SLOT);
+  const seconds = () => ((Date.now() - removedAt) / 1000).toFixed(1);
+  while (Date.now() - removedAt < delayMs + 30_000) {
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    let content: Record<string, unknown>;
+    try {
+      content = await client.getStateEvent(roomId, CALL_MEMBER_EVENT_TYPE, stateKey);
+    } catch (e) {
+      note(`cannot read the room state: ${(e as Error).message}`);
+      return;
+    }
+    if (Object.keys(content).length === 0) {
+      note(
+        `the server fired the delayed leave ${seconds()} s after the widget went: the device left the call`,
+      );
+      return;
+    }
+  }
+  note(`the membership is still in the room ${seconds()} s after the widget went`);
+}
 window.host = handle;
 
 api.on("ready", () => {

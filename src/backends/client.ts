@@ -1,4 +1,3 @@
-import type { MatrixClient } from "matrix-js-sdk";
 import { readDelayedEventList, readDelayId, readMaxDelayMs, readStateContent } from "../core/validate.js";
 import type {
   DelayedEventAction,
@@ -9,21 +8,56 @@ import type {
   SupportHint,
 } from "./types.js";
 
-/** The part of matrix-js-sdk's MatrixClient the backend uses (a bare client, no startClient() needed). */
-export type ClientLike = Pick<
-  MatrixClient,
-  | "_unstable_sendDelayedStateEvent"
-  | "_unstable_restartScheduledDelayedEvent"
-  | "_unstable_sendScheduledDelayedEvent"
-  | "_unstable_cancelScheduledDelayedEvent"
-  | "sendStateEvent"
-  | "doesServerSupportUnstableFeature"
-  | "getCapabilities"
-  | "getStateEvent"
-  | "_unstable_getDelayedEvents"
-> &
-  // Optional so that minimal fakes keep working; a real MatrixClient has it.
-  Partial<Pick<MatrixClient, "getUserId">>;
+/** Request options the client methods accept (matrix-js-sdk's `IRequestOpts`, the part we pass). */
+export interface ClientRequestOptions {
+  /** Aborts the request (the manager's local timeout, or dispose). */
+  abortSignal?: AbortSignal;
+}
+
+/**
+ * The part of matrix-js-sdk's `MatrixClient` the backend uses (a bare client, no startClient() needed).
+ * Typed here rather than picked from `MatrixClient` so that our declarations do not pull in
+ * matrix-js-sdk's (whose crypto types reference a file it does not ship): a js-sdk 43 `MatrixClient`
+ * fits it, which test/package/clientTypes.test.ts checks at compile time.
+ */
+export interface ClientLike {
+  /** Schedules a delayed state event (MSC4140): the delayed leave. */
+  _unstable_sendDelayedStateEvent(
+    roomId: string,
+    delayOpts: { delay: number },
+    eventType: string,
+    content: Record<string, unknown>,
+    stateKey?: string,
+    opts?: ClientRequestOptions,
+  ): Promise<{
+    /** The id to restart, send or cancel it with. */
+    delay_id: string;
+  }>;
+  /** Pushes a delayed event's deadline back (the heartbeat). */
+  _unstable_restartScheduledDelayedEvent(delayId: string, opts?: ClientRequestOptions): Promise<unknown>;
+  /** Sends a delayed event now (the leave). */
+  _unstable_sendScheduledDelayedEvent(delayId: string, opts?: ClientRequestOptions): Promise<unknown>;
+  /** Drops a delayed event. */
+  _unstable_cancelScheduledDelayedEvent(delayId: string, opts?: ClientRequestOptions): Promise<unknown>;
+  /** Sends a state event now (the membership). */
+  sendStateEvent(
+    roomId: string,
+    eventType: string,
+    content: Record<string, unknown>,
+    stateKey?: string,
+    opts?: ClientRequestOptions,
+  ): Promise<unknown>;
+  /** Whether `/versions` lists an unstable feature (here `org.matrix.msc4140`). */
+  doesServerSupportUnstableFeature(feature: string): Promise<boolean>;
+  /** The server's `/capabilities` (for the maximum delay). */
+  getCapabilities(): Promise<unknown>;
+  /** One state event's content (rejects with `M_NOT_FOUND` when there is none). */
+  getStateEvent(roomId: string, eventType: string, stateKey: string): Promise<Record<string, unknown>>;
+  /** Our pending delayed events. */
+  _unstable_getDelayedEvents(): Promise<unknown>;
+  /** The client's own user id (optional so that minimal fakes keep working; a real MatrixClient has it). */
+  getUserId?(): string | null;
+}
 
 /**
  * Standalone mode: talks to the homeserver through a matrix-js-sdk MatrixClient. Every answer we read

@@ -3,17 +3,24 @@
  * or through the widget host); the manager owns retries, timeouts and ordering.
  */
 
+/** The MSC4140 actions on a pending delayed event: push its deadline back, fire it now, or drop it. */
 export type DelayedEventAction = "restart" | "send" | "cancel";
 
+/** Per-request options the manager passes to a backend. */
 export interface RequestOptions {
   /** Aborted when the manager's local timeout fires or the manager is disposed. */
   signal?: AbortSignal;
 }
 
+/** One state event to send (now or delayed). */
 export interface StateEventRequest {
+  /** The room to send to. */
   roomId: string;
+  /** The state event type (for memberships `org.matrix.msc3401.call.member`). */
   eventType: string;
+  /** The state key (for memberships our device's key, see `membershipStateKey`). */
   stateKey: string;
+  /** The event content (`{}` for a leave). */
   content: Record<string, unknown>;
 }
 
@@ -29,12 +36,20 @@ export interface SupportHint {
   canSendState?: boolean;
 }
 
+/** A delayed event the server holds for us (from `listDelayedEvents`). */
 export interface PendingDelayedEvent {
+  /** The id to restart, send or cancel it with. */
   delayId: string;
+  /** The room it will be sent to. */
   roomId: string;
+  /** Its state key, for a delayed state event. */
   stateKey?: string;
 }
 
+/**
+ * How the manager reaches the homeserver: `ClientBackend` (a matrix-js-sdk client) or `WidgetBackend`
+ * (the widget API). Implement it to run the manager over anything else (a test double, another SDK).
+ */
 export interface MembershipBackend {
   /** Schedules a delayed state event and resolves to its delay id. */
   sendDelayedStateEvent(req: StateEventRequest & { delayMs: number }, opts?: RequestOptions): Promise<string>;

@@ -1,4 +1,3 @@
-import type { WidgetApi } from "matrix-widget-api";
 import { readDelayId } from "../core/validate.js";
 import {
   CALL_MEMBER_EVENT_TYPE,
@@ -16,6 +15,7 @@ import type {
 
 /** The unstable MSC4157 capability strings (no host implements the stable `m.*` names yet). */
 export const MSC4157_SEND_DELAYED_EVENT = "org.matrix.msc4157.send.delayed_event";
+/** The MSC4157 capability to restart, send and cancel delayed events. */
 export const MSC4157_UPDATE_DELAYED_EVENT = "org.matrix.msc4157.update_delayed_event";
 
 /** `org.matrix.msc2762.send.state_event:<type>#<stateKey>`: send one state event type at one key. */
@@ -30,7 +30,9 @@ export function receiveStateCapability(eventType: string, stateKey?: string): st
 
 /** Whose membership a widget manages: the same inputs the manager derives its state key from. */
 export interface WidgetMembershipKey {
+  /** Our user id. */
   userId: string;
+  /** Our device id. */
   deviceId: string;
   /** Default `{application: "m.call", id: "ROOM"}`. */
   slot?: Slot;
@@ -69,22 +71,48 @@ export function widgetCapabilities(options: WidgetCapabilityOptions): string[] {
   return caps;
 }
 
-/** The part of matrix-widget-api's WidgetApi the backend uses. */
-export type WidgetApiLike = Pick<
-  WidgetApi,
-  | "sendStateEvent"
-  | "restartScheduledDelayedEvent"
-  | "sendScheduledDelayedEvent"
-  | "cancelScheduledDelayedEvent"
-  | "hasCapability"
-> & { transport?: { timeoutSeconds?: number } };
+/**
+ * The part of matrix-widget-api's `WidgetApi` the backend uses; a `WidgetApi` fits it. Typed here, not
+ * picked from `WidgetApi`, so that apps that never use a widget need not install matrix-widget-api to
+ * type-check.
+ */
+export interface WidgetApiLike {
+  /** Sends a state event, or schedules it when `delay` is given (MSC4157). */
+  sendStateEvent(
+    eventType: string,
+    stateKey: string,
+    content: unknown,
+    roomId?: string,
+    delay?: number,
+  ): Promise<{
+    /** The sent event's id (sent now). */
+    event_id?: string;
+    /** The scheduled event's delay id (sent with `delay`). */
+    delay_id?: string;
+  }>;
+  /** MSC4157 `update_delayed_event` with `restart`. */
+  restartScheduledDelayedEvent(delayId: string): Promise<unknown>;
+  /** MSC4157 `update_delayed_event` with `send`. */
+  sendScheduledDelayedEvent(delayId: string): Promise<unknown>;
+  /** MSC4157 `update_delayed_event` with `cancel`. */
+  cancelScheduledDelayedEvent(delayId: string): Promise<unknown>;
+  /** Whether the host approved a capability (after negotiation). */
+  hasCapability(capability: string): boolean;
+  /** The widget transport, whose per-request timeout `transportTimeoutMs` sets. */
+  transport?: {
+    /** Seconds before an unanswered request fails. */
+    timeoutSeconds?: number;
+  };
+}
 
+/** Options of `WidgetBackend`. */
 export interface WidgetBackendOptions {
   /**
    * Whose membership this backend sends, so that `probeSupport()` can check the state capability for
    * our key (without it only the delayed-event capabilities are checked). Or give `stateKey` directly.
    */
   membership?: WidgetMembershipKey;
+  /** Our membership's state key, when `membership` is not given. */
   stateKey?: string;
   /**
    * Send `room_id` with every request. Default false: the host uses the widget's own room, and no
@@ -101,6 +129,7 @@ export interface WidgetBackendOptions {
  */
 export class WidgetCapabilityError extends Error {
   constructor(
+    /** The capability that is missing. */
     readonly capability: string,
     detail?: string,
   ) {

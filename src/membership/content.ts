@@ -1,6 +1,6 @@
 /**
  * What goes on the wire: the legacy MatrixRTC membership state event that matrix-js-sdk's
- * MatrixRTCSession writes and parses (reference-js-sdk.md §3), so that Element Call, Element Web
+ * MatrixRTCSession writes and parses, so that Element Call, Element Web
  * and Element X list our device as a call member.
  */
 
@@ -15,27 +15,40 @@ export interface Slot {
   id: string;
 }
 
+/** The room-wide call (`m.call`, `ROOM`): what Element Call joins. */
 export const DEFAULT_SLOT: Slot = { application: "m.call", id: "ROOM" };
 
 /** A transport (focus) a member can be reached through, e.g. a LiveKit SFU. */
 export interface Transport {
+  /** The transport kind, e.g. "livekit"; the other fields depend on it (e.g. `livekit_service_url`). */
   type: string;
   [key: string]: unknown;
 }
 
+/** What the member intends the call to be (`m.call.intent`): "audio", "video", or another string. */
 export type CallIntent = "audio" | "video" | (string & {});
 
 /** The membership content our device writes (and the fields others' content may carry). */
 export interface MembershipContent {
+  /** The slot's application, e.g. "m.call". */
   application: string;
+  /** The slot's wire call id ("" for the room-wide call). */
   call_id: string;
+  /** Who the call is for: "m.room" (everyone in the room). */
   scope: "m.room" | (string & {});
+  /** The member's device id. */
   device_id: string;
+  /** A per-join id some clients write (js-sdk reads it when present). */
   membershipID?: string;
+  /** Milliseconds after `created_ts` (or the event's timestamp) when the membership stops counting. */
   expires: number;
+  /** When this membership was first created (ms since the epoch); kept across refreshes. */
   created_ts?: number;
+  /** The transport in use, usually `{ type: "livekit", focus_selection: "oldest_membership" }`. */
   focus_active: Transport;
+  /** The transports this member offers, in order of preference. */
   foci_preferred: Transport[];
+  /** The call's intent (audio or video). */
   "m.call.intent"?: CallIntent;
   [key: string]: unknown;
 }
@@ -66,11 +79,17 @@ export function membershipStateKey(
 
 /** Inputs to one membership content: the device, the slot and the app's choices. */
 export interface MembershipFields {
+  /** Our user id (part of the state key). */
   userId: string;
+  /** Our device id (part of the state key, and `device_id`). */
   deviceId: string;
+  /** Which call in the room. */
   slot: Slot;
+  /** Written as `focus_active`. */
   focusActive: Transport;
+  /** Written as `foci_preferred`. */
   fociPreferred: Transport[];
+  /** Written as `m.call.intent` when set. */
   callIntent?: CallIntent;
   /** Extra app data; session fields win over colliding keys, as in js-sdk. */
   applicationData?: Record<string, unknown>;

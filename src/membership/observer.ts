@@ -6,8 +6,6 @@
  * No runtime import of matrix-js-sdk or matrix-widget-api: widget bundles stay small, and the event
  * names below are checked against js-sdk's enums in the unit tests.
  */
-import type { MatrixClient, MatrixEvent, Room } from "matrix-js-sdk";
-import type { WidgetApi } from "matrix-widget-api";
 import {
   asyncScheduler,
   distinctUntilChanged,
@@ -59,21 +57,74 @@ export type RoomStateSource = Observable<RoomStateSnapshot>;
 
 /** js-sdk's `RoomStateEvent.Events`, `ClientEvent.Room`, `ClientEvent.Sync`, `RoomEvent.TimelineReset`. */
 export const JS_SDK_EVENTS = {
+  /** A state event changed in a room. */
   roomStateEvents: "RoomState.events",
+  /** A room became known to the client. */
   room: "Room",
+  /** A sync completed (or failed). */
   sync: "sync",
+  /** A room's timeline was reset (e.g. after a gappy sync). */
   timelineReset: "Room.timelineReset",
 } as const;
 
-/** The part of a MatrixClient the room-state source uses (a started, syncing client). */
-export type RoomStateClient = Pick<MatrixClient, "getRoom" | "on" | "off">;
+/**
+ * The part of a matrix-js-sdk `MatrixEvent` the room-state source reads. Typed here, not imported, so
+ * that our declarations do not pull in matrix-js-sdk's (see `ClientLike`).
+ */
+export interface MatrixEventLike {
+  /** The event type. */
+  getType(): string;
+  /** The state key (undefined for a timeline event). */
+  getStateKey(): string | undefined;
+  /** Who sent it. */
+  getSender(): string | null | undefined;
+  /** The content. */
+  getContent(): Record<string, unknown>;
+  /** `origin_server_ts`. */
+  getTs(): number;
+  /** The event id. */
+  getId(): string | undefined;
+  /** The room id. */
+  getRoomId(): string | undefined;
+}
+
+/** The part of a matrix-js-sdk `Room` the room-state source reads. */
+export interface RoomLike {
+  /** The room id. */
+  readonly roomId: string;
+  /** The room's current state. */
+  readonly currentState: {
+    /** Every state event of one type. */
+    getStateEvents(eventType: string): MatrixEventLike[];
+  };
+  /** A user's room membership, or null when unknown. */
+  getMember(userId: string): {
+    /** "join", "leave", "invite", … */
+    membership?: string;
+  } | null;
+}
+
+/**
+ * The part of a matrix-js-sdk `MatrixClient` the room-state source uses (a started, syncing client);
+ * a `MatrixClient` fits it.
+ */
+export interface RoomStateClient {
+  /** The room, once the client knows it. */
+  getRoom(roomId: string): RoomLike | null;
+  /** Subscribes to one of the client's events (see `JS_SDK_EVENTS`). */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- js-sdk's listeners take typed args
+  on(event: string, listener: (...args: any[]) => void): unknown;
+  /** Unsubscribes. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as for `on`
+  off(event: string, listener: (...args: any[]) => void): unknown;
+}
 
 interface LooseEmitter {
   on(event: string, listener: (...args: unknown[]) => void): unknown;
   off(event: string, listener: (...args: unknown[]) => void): unknown;
 }
 
-function plainStateEvent(e: MatrixEvent): StateEventLike {
+function plainStateEvent(e: MatrixEventLike): StateEventLike {
   const event: StateEventLike = {
     type: e.getType(),
     state_key: e.getStateKey() ?? "",
@@ -88,7 +139,7 @@ function plainStateEvent(e: MatrixEvent): StateEventLike {
   return event;
 }
 
-function roomSnapshot(room: Room | null): RoomStateSnapshot {
+function roomSnapshot(room: RoomLike | null): RoomStateSnapshot {
   if (!room) return { synced: false, callMemberEvents: [], membershipOf: () => undefined };
   // The same events, in the same order, as MatrixRTCSession.sessionMembershipsForSlot reads.
   const events = room.currentState.getStateEvents(CALL_MEMBER_EVENT_TYPE).map(plainStateEvent);
@@ -113,13 +164,13 @@ export function roomStateSource(client: RoomStateClient, roomId: string): RoomSt
     const emitter = client as unknown as LooseEmitter;
     const emit = () => subscriber.next(roomSnapshot(client.getRoom(roomId)));
     const onStateEvent = (...args: unknown[]) => {
-      const event = args[0] as MatrixEvent | undefined;
+      const event = args[0] as MatrixEventLike | undefined;
       if (event?.getRoomId?.() !== roomId) return;
       const type = event.getType();
       if (type === CALL_MEMBER_EVENT_TYPE || type === ROOM_MEMBER_EVENT_TYPE) emit();
     };
     const onRoom = (...args: unknown[]) => {
-      if ((args[0] as Room | undefined)?.roomId === roomId) emit();
+      if ((args[0] as RoomLike | undefined)?.roomId === roomId) emit();
     };
     const onAny = () => emit();
     emitter.on(JS_SDK_EVENTS.roomStateEvents, onStateEvent);
@@ -140,10 +191,31 @@ export function roomStateSource(client: RoomStateClient, roomId: string): RoomSt
 // (b) The widget API (MSC2762 `update_state`)
 // ---------------------------------------------------------------------------------------------
 
-/** The part of matrix-widget-api's WidgetApi the state source uses. */
-export type WidgetStateApi = Pick<WidgetApi, "on" | "off" | "readStateEvents" | "getClientVersions"> & {
-  transport: Pick<WidgetApi["transport"], "reply">;
-};
+/**
+ * The part of matrix-widget-api's `WidgetApi` the state source uses; a `WidgetApi` fits it. Typed here
+ * so that apps that never use a widget need not install matrix-widget-api to type-check.
+ */
+export interface WidgetStateApi {
+  /** Subscribes to a widget API event (`ready`, `action:update_state`). */
+  on(event: string, listener: (ev: CustomEvent) => void): unknown;
+  /** Unsubscribes. */
+  off(event: string, listener: (ev: CustomEvent) => void): unknown;
+  /** Reads state events the host lets the widget see. */
+  readStateEvents(
+    eventType: string,
+    limit?: number,
+    stateKey?: string,
+    roomIds?: string[],
+  ): Promise<unknown[]>;
+  /** The widget API versions the host supports (to learn whether it pushes state). */
+  getClientVersions(): Promise<string[]>;
+  /** The transport, to acknowledge the host's `update_state` pushes. */
+  transport: {
+    /** Answers a request from the host. */
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- WidgetApi's reply is generic over the request
+    reply(request: any, responseData: Record<string, unknown>): void;
+  };
+}
 
 const UPDATE_STATE_ACTION = "action:update_state";
 const MSC2762_UPDATE_STATE = "org.matrix.msc2762_update_state";
@@ -161,6 +233,7 @@ export function widgetObserverCapabilities(roomId: string): string[] {
   ];
 }
 
+/** Options of `widgetStateSource` / `WidgetStateSource`. */
 export interface WidgetStateSourceOptions {
   /**
    * How to get the state the host had before we listened. `"auto"` (default): on the widget's `ready`,
@@ -195,6 +268,7 @@ export class WidgetStateSource extends Observable<RoomStateSnapshot> {
 
   constructor(
     private readonly widgetApi: WidgetStateApi,
+    /** The room whose state this source follows. */
     readonly roomId: string,
     options: WidgetStateSourceOptions = {},
   ) {
@@ -325,6 +399,7 @@ export function eventsStateSource(
 // The observable
 // ---------------------------------------------------------------------------------------------
 
+/** Options of `callMembers$` and its relatives. */
 export interface CallMembersOptions {
   /** Required when the source is a MatrixClient. */
   roomId?: string;
@@ -341,6 +416,7 @@ export interface CallMembersOptions {
 
 /** One evaluation of the room's call state. */
 export interface CallMembersSnapshot {
+  /** false until the source has the room's state (an empty `members` then means "not known yet"). */
   synced: boolean;
   /** Oldest first: `members[0]` is the one `oldest_membership` focus selection follows. */
   members: CallMember[];
@@ -350,6 +426,7 @@ export interface CallMembersSnapshot {
   at: number;
 }
 
+/** Where call members are read from: a `RoomStateSource` observable, or a started js-sdk client. */
 export type SourceLike = RoomStateSource | RoomStateClient;
 
 function toSource(source: SourceLike, roomId: string | undefined): RoomStateSource {

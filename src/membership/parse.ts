@@ -1,6 +1,6 @@
 /**
  * Reading others' legacy MatrixRTC memberships (`org.matrix.msc3401.call.member` state events) the way
- * matrix-js-sdk's MatrixRTCSession does (reference-js-sdk.md §5), and stricter where that is safer:
+ * matrix-js-sdk's MatrixRTCSession does, and stricter where that is safer:
  *
  * - js-sdk's rules: required `device_id`, `call_id`, `application` (strings) and `focus_active` with a
  *   string `type`; optional `foci_preferred` (transports), `created_ts` (number), `scope` and
@@ -28,12 +28,19 @@ export const DEFAULT_MEMBERSHIP_EXPIRES_MS = 4 * 60 * 60 * 1000;
 
 /** A room state event as any source delivers it (sync, `/state`, the widget API). */
 export interface StateEventLike {
+  /** The event type. */
   type: string;
+  /** The state key. */
   state_key: string;
+  /** Who sent it. */
   sender: string;
+  /** The content, unchecked. */
   content: unknown;
+  /** The server's timestamp (ms since the epoch). */
   origin_server_ts: number;
+  /** The event id, when the source gives it. */
   event_id?: string;
+  /** The room id, when the source gives it. */
   room_id?: string;
 }
 
@@ -41,7 +48,9 @@ export interface StateEventLike {
 export interface CallMember {
   /** The sender (js-sdk's `CallMembership.userId`/`sender`). */
   userId: string;
+  /** The content's `device_id`. */
   deviceId: string;
+  /** The event's state key. */
   stateKey: string;
   /** The whole content, as sent (application data included). */
   content: MembershipContent;
@@ -49,17 +58,23 @@ export interface CallMember {
   createdTs: number;
   /** `createdTs + (expires ?? 4 h)` (js-sdk's `getAbsoluteExpiry()`); the member counts until then. */
   expiresAt: number;
+  /** `focus_active`. */
   focusActive: Transport;
   /** `foci_preferred`, `[]` when absent (js-sdk's `transports`). */
   fociPreferred: Transport[];
+  /** `m.call.intent`, when set. */
   callIntent?: CallIntent;
   /** `membershipID` or else `sender:device_id` (js-sdk's `memberId`, the LiveKit identity). */
   memberId: string;
+  /** The slot, from `application` and `call_id`. */
   slot: Slot;
+  /** The event id, when the source gave it. */
   eventId?: string;
+  /** The event's `origin_server_ts`. */
   originServerTs: number;
 }
 
+/** Why a membership-looking event is not counted. */
 export type RejectionReason =
   /** Not a usable state event at all (no string sender/state key, no timestamp). */
   | "malformed-event"
@@ -76,9 +91,13 @@ export type RejectionReason =
 
 /** A membership-looking event that is not counted, and why. */
 export interface RejectedMembership {
+  /** Why it is not counted. */
   reason: RejectionReason;
+  /** The event's state key. */
   stateKey: string;
+  /** The event's sender. */
   sender: string;
+  /** The event id, when the source gave it. */
   eventId?: string;
   /** Human-readable details (schema errors, the key expected). */
   details: string[];
@@ -87,14 +106,31 @@ export interface RejectedMembership {
 /** Events that are not memberships of this slot at all; never reported. */
 export type IgnoredReason = "not-a-call-member" | "left" | "deprecated-format" | "other-slot";
 
+/** What `parseCallMemberEvent` made of one event: a member, a rejection, or not a membership at all. */
 export type ParsedMembership =
-  | { kind: "member"; member: CallMember }
-  | { kind: "rejected"; rejection: RejectedMembership }
-  | { kind: "ignored"; reason: IgnoredReason };
+  | {
+      /** A valid membership of the slot. */
+      kind: "member";
+      /** The member it describes. */
+      member: CallMember;
+    }
+  | {
+      /** A membership-looking event that does not count. */
+      kind: "rejected";
+      /** Why. */
+      rejection: RejectedMembership;
+    }
+  | {
+      /** Not a membership of this slot. */
+      kind: "ignored";
+      /** Why it was skipped. */
+      reason: IgnoredReason;
+    };
 
 /** The sender's `m.room.member` membership (`"join"`, `"leave"`, …), or undefined when unknown. */
 export type MembershipLookup = (userId: string) => string | undefined;
 
+/** How to read membership events. */
 export interface ParseOptions {
   /** Default `{application: "m.call", id: "ROOM"}`. */
   slot?: Slot;
@@ -283,6 +319,7 @@ function reject(
 export interface CallMembersEvaluation {
   /** Sorted by `createdTs` ascending (stable: ties keep the input order, as js-sdk's sort does). */
   members: CallMember[];
+  /** The membership-looking events that do not count, and why. */
   rejected: RejectedMembership[];
   /** The soonest `expiresAt` among the members: evaluate again then. */
   nextExpiryAt?: number;

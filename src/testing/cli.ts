@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * `npm run homeserver [-- --port 8008] [--preset 1.127] [--no-rate-limits]`: the test homeserver on a fixed
  * port with alice, bob and carol in one room, for pointing a client at by hand. Ctrl-C stops it.

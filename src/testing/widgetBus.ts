@@ -59,22 +59,31 @@ export function quietWidgetLogs(): () => void {
   return () => Object.assign(console, originals);
 }
 
+/** Both ends of an in-process widget connection. */
 export interface WidgetPair {
+  /** The widget's id. */
   widgetId: string;
+  /** The widget side: hand it to `WidgetBackend` / `widgetStateSource`. */
   widgetApi: WidgetApi;
+  /** The host side, driven by the given driver. */
   clientApi: ClientWidgetApi;
   /** Stops both transports (what removing the iframe does to the host side, and more). */
   close(): void;
 }
 
+/** Options of `connectWidget`. */
 export interface ConnectOptions {
+  /** The host's driver (usually a `DelayedEventWidgetDriver` on a client). */
   driver: DelayedEventWidgetDriver | WidgetDriver;
+  /** What the widget requests (e.g. `widgetCapabilities(...)`). */
   capabilities: Capability[];
+  /** Default: a fresh id per call. */
   widgetId?: string;
   /** Use a plain `ClientWidgetApi` (no `refresh` hook) instead of `createClientWidgetApi`. */
   plainClientApi?: boolean;
   /** Transport timeout of the widget side (matrix-widget-api default 10 s). */
   widgetTimeoutMs?: number;
+  /** The widget's creator, as the host's `Widget` record says. */
   creatorUserId?: string;
   /**
    * Runs after the capabilities are requested and before `start()`: where a widget creates what must see

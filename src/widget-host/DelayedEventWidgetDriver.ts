@@ -1,4 +1,3 @@
-import { MatrixError, type MatrixClient } from "matrix-js-sdk";
 import {
   WidgetDriver,
   type Capability,
@@ -13,26 +12,80 @@ import {
   type SimpleObservable,
 } from "matrix-widget-api";
 import { toCapabilityValidator, type CapabilityAllowList, type CapabilityValidator } from "./capabilities.js";
-import { answerOpenId, type OpenIdPolicy } from "./openId.js";
-import { sendToDeviceWith } from "./toDevice.js";
+import { answerOpenId, type OpenIdPolicy, type OpenIdToken } from "./openId.js";
+import { sendToDeviceWith, type ToDeviceClient } from "./toDevice.js";
 
 export type { CapabilityAllowList, CapabilityValidator } from "./capabilities.js";
 
-/** The part of matrix-js-sdk's MatrixClient the driver uses (a bare client, no startClient() needed). */
-export type DriverClient = Pick<
-  MatrixClient,
-  | "sendStateEvent"
-  | "sendEvent"
-  | "_unstable_sendDelayedStateEvent"
-  | "_unstable_sendDelayedEvent"
-  | "_unstable_restartScheduledDelayedEvent"
-  | "_unstable_sendScheduledDelayedEvent"
-  | "_unstable_cancelScheduledDelayedEvent"
-  | "roomState"
-  | "getOpenIdToken"
-  | "sendToDevice"
-  | "getCrypto"
->;
+/**
+ * The part of matrix-js-sdk's `MatrixClient` the driver uses (a bare client, no startClient() needed);
+ * a `MatrixClient` fits it. Typed here so that our declarations do not pull in matrix-js-sdk's (whose
+ * crypto types reference a file it does not ship), and this entry never loads matrix-js-sdk itself.
+ */
+export interface DriverClient extends ToDeviceClient {
+  /** A token a widget can show a third party (`POST /user/{userId}/openid/request_token`). */
+  getOpenIdToken(): Promise<OpenIdToken>;
+  /** Sends a state event now. */
+  sendStateEvent(
+    roomId: string,
+    eventType: string,
+    content: Record<string, unknown>,
+    stateKey?: string,
+  ): Promise<{
+    /** The sent event's id. */
+    event_id: string;
+  }>;
+  /** Sends a room (timeline) event now. */
+  sendEvent(
+    roomId: string,
+    threadId: string | null,
+    eventType: string,
+    // js-sdk types timeline content as a union per event type; any content goes through.
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    content: any,
+  ): Promise<{
+    /** The sent event's id. */
+    event_id: string;
+  }>;
+  /** Schedules a delayed state event (MSC4140). */
+  _unstable_sendDelayedStateEvent(
+    roomId: string,
+    delayOpts: { delay: number },
+    eventType: string,
+    content: Record<string, unknown>,
+    stateKey?: string,
+  ): Promise<{
+    /** The scheduled event's delay id. */
+    delay_id: string;
+  }>;
+  /** Schedules a delayed room event (MSC4140). */
+  _unstable_sendDelayedEvent(
+    roomId: string,
+    delayOpts: { delay: number },
+    threadId: string | null,
+    eventType: string,
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as for sendEvent
+    content: any,
+  ): Promise<{
+    /** The scheduled event's delay id. */
+    delay_id: string;
+  }>;
+  /** Pushes a delayed event's deadline back. */
+  _unstable_restartScheduledDelayedEvent(delayId: string): Promise<unknown>;
+  /** Sends a delayed event now. */
+  _unstable_sendScheduledDelayedEvent(delayId: string): Promise<unknown>;
+  /** Drops a delayed event. */
+  _unstable_cancelScheduledDelayedEvent(delayId: string): Promise<unknown>;
+  /** The room's current state events (`/rooms/{roomId}/state`). */
+  roomState(roomId: string): Promise<
+    {
+      /** The event type. */
+      type: string;
+      /** The state key. */
+      state_key?: string;
+    }[]
+  >;
+}
 
 /** MSC4515 RTC transports (e.g. `{ type: "livekit", livekit_service_url }`), or where to get them. */
 export type RtcTransportsOption = IRtcTransport[] | (() => IRtcTransport[] | Promise<IRtcTransport[]>);
@@ -77,8 +130,8 @@ function headersRecord(headers: unknown): Record<string, string> {
  */
 export function matrixApiErrorOf(error: unknown): IMatrixApiError | undefined {
   if (!isRecord(error) || typeof error.httpStatus !== "number") return undefined;
-  const body: Record<string, unknown> =
-    error instanceof MatrixError ? { ...error.data } : isRecord(error.data) ? { ...error.data } : {};
+  // A js-sdk MatrixError keeps the JSON body in `data` (checked by shape, so this entry never loads js-sdk).
+  const body: Record<string, unknown> = isRecord(error.data) ? { ...error.data } : {};
   const message = typeof error.message === "string" ? error.message : "Unknown error";
   return {
     http_status: error.httpStatus,

@@ -16,7 +16,8 @@ export type {
   CapabilityValidator,
   CallWidgetCapabilityOptions,
 } from "./capabilities.js";
-export type { OpenIdPolicy } from "./openId.js";
+export type { OpenIdPolicy, OpenIdToken } from "./openId.js";
+export type { ToDeviceClient } from "./toDevice.js";
 export { attachCallWidgetActions, CallWidgetAction } from "./callWidgetActions.js";
 export type { CallWidgetControls, CallWidgetHooks, DeviceMuteState } from "./callWidgetActions.js";
 export { acceptRefreshAction, createClientWidgetApi } from "./clientWidgetApi.js";

@@ -1,5 +1,16 @@
-import type { IOpenIDToken } from "matrix-js-sdk";
 import { OpenIDRequestState, type IOpenIDUpdate, type SimpleObservable } from "matrix-widget-api";
+
+/** An OpenID token as the client's `/openid/request_token` answers it (matrix-js-sdk's `IOpenIDToken`). */
+export interface OpenIdToken {
+  /** The token a third party can check with the homeserver. */
+  access_token: string;
+  /** Seconds until it expires. */
+  expires_in: number;
+  /** The homeserver that issued it. */
+  matrix_server_name: string;
+  /** Always "Bearer". */
+  token_type: string;
+}
 
 /**
  * Whether a widget gets an OpenID token (proof of the user's Matrix id it can show a third party, such
@@ -16,7 +27,7 @@ export type OpenIdPolicy = "allow" | "deny" | (() => boolean | Promise<boolean>)
 export function answerOpenId(
   observer: SimpleObservable<IOpenIDUpdate>,
   policy: OpenIdPolicy,
-  requestToken: () => Promise<IOpenIDToken>,
+  requestToken: () => Promise<OpenIdToken>,
 ): void {
   const block = (): void => observer.update({ state: OpenIDRequestState.Blocked });
   const grant = (): void => {

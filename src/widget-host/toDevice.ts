@@ -1,6 +1,30 @@
-import type { MatrixClient } from "matrix-js-sdk";
-
-type ToDeviceClient = Pick<MatrixClient, "sendToDevice" | "getCrypto">;
+/**
+ * The part of matrix-js-sdk's `MatrixClient` that sends to-device messages; a `MatrixClient` fits it.
+ * Typed here so that this entry's declarations do not pull in matrix-js-sdk's.
+ */
+export interface ToDeviceClient {
+  /** Sends one to-device event type to the listed devices. */
+  sendToDevice(
+    eventType: string,
+    contentMap: Map<string, Map<string, Record<string, unknown>>>,
+  ): Promise<unknown>;
+  /** The client's crypto, when it has one (encrypted to-device messages need it). */
+  getCrypto():
+    | {
+        /** Encrypts one payload for each listed device. */
+        encryptToDeviceMessages(
+          eventType: string,
+          devices: { userId: string; deviceId: string }[],
+          payload: never,
+        ): Promise<{
+          /** The encrypted event type. */
+          eventType: string;
+          /** One encrypted payload per device. */
+          batch: { userId: string; deviceId: string; payload: unknown }[];
+        }>;
+      }
+    | undefined;
+}
 type ContentMap = { [userId: string]: { [deviceId: string]: object } };
 
 /**

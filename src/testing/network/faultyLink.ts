@@ -24,6 +24,7 @@ function checkDelay(name: string, value: number): void {
   if (!Number.isFinite(value) || value < 0) throw new RangeError(`${name} must be a finite number >= 0`);
 }
 
+/** Starts a faulty link to `options.target`; point the client's `baseUrl` at its `url`. */
 export async function startFaultyLink(options: FaultyLinkOptions): Promise<FaultyLink> {
   const target = new URL(options.target);
   if (target.protocol !== "http:")

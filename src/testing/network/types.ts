@@ -26,9 +26,11 @@ export type RequestFate =
 export interface LinkLogEntry {
   /** `Date.now()` when the request arrived at the link. */
   readonly ts: number;
+  /** The HTTP method. */
   readonly method: string;
   /** The request path without its query string. */
   readonly path: string;
+  /** What became of it (so far). */
   readonly fate: RequestFate;
   /** True if a cut held this request or its answer at some point. */
   readonly wasHeld: boolean;
@@ -50,6 +52,7 @@ export interface LinkStats {
   readonly resets: number;
 }
 
+/** Options of `startFaultyLink`. */
 export interface FaultyLinkOptions {
   /** Where to forward, e.g. `"http://127.0.0.1:8008"`. Plain http only; a path prefix is kept. */
   target: string;
@@ -59,6 +62,7 @@ export interface FaultyLinkOptions {
   random?: () => number;
 }
 
+/** Options of `FaultyLink.restore()`. */
 export interface RestoreOptions {
   /**
    * What happens to requests a cut held:
@@ -70,6 +74,10 @@ export interface RestoreOptions {
   held?: "drop" | "deliver";
 }
 
+/**
+ * A TCP proxy on 127.0.0.1 between one client and its homeserver that can lose the network on demand
+ * (cut, reset, latency, lost answers), so a real client's `fetch` meets real faults.
+ */
 export interface FaultyLink {
   /** `"http://127.0.0.1:PORT"`: use it as the client's baseUrl. */
   readonly url: string;
@@ -100,9 +108,11 @@ export interface FaultyLink {
   loseResponses(count?: number | "all"): void;
   /** Stop losing answers (cancels any remaining count). */
   deliverResponses(): void;
+  /** True between `cut()` and `restore()`. */
   readonly isCut: boolean;
   /** Requests (or their answers) a cut is holding right now. */
   readonly heldNow: number;
+  /** Counters since the link started. */
   readonly stats: LinkStats;
   /** The most recent requests (up to 1,000), oldest first. */
   readonly log: readonly LinkLogEntry[];
