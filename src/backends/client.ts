@@ -1,6 +1,8 @@
 import type { MatrixClient } from "matrix-js-sdk";
+import { DelayedEventsHttp, type DelayedEventsApiChoice } from "./mergedDelayedEvents.js";
 import type {
   DelayedEventAction,
+  DelayedEventStatus,
   MembershipBackend,
   PendingDelayedEvent,
   RequestOptions,
@@ -20,18 +22,34 @@ export type ClientLike = Pick<
   | "getCapabilities"
   | "getStateEvent"
   | "_unstable_getDelayedEvents"
+  | "http"
+  | "makeTxnId"
 >;
 
+export interface ClientBackendOptions {
+  /** MSC4140 shape: `auto` (default) uses the merged endpoints where the server offers them. For tests. */
+  delayedEventsApi?: DelayedEventsApiChoice;
+}
+
 const CAPABILITY = "org.matrix.msc4140.delayed_events";
+const STABLE_CAPABILITY = "m.delayed_events";
 
 /** Standalone mode: talks to the homeserver through a matrix-js-sdk MatrixClient. */
 export class ClientBackend implements MembershipBackend {
-  constructor(private readonly client: ClientLike) {}
+  private readonly delayed: DelayedEventsHttp;
+
+  constructor(
+    private readonly client: ClientLike,
+    options: ClientBackendOptions = {},
+  ) {
+    this.delayed = new DelayedEventsHttp(client, options.delayedEventsApi);
+  }
 
   async sendDelayedStateEvent(
     req: StateEventRequest & { delayMs: number },
     opts?: RequestOptions,
   ): Promise<string> {
+    if (await this.delayed.useMerged()) return this.delayed.schedule(req, opts?.signal);
     const res = await this.client._unstable_sendDelayedStateEvent(
       req.roomId,
       { delay: req.delayMs },
@@ -55,6 +73,7 @@ export class ClientBackend implements MembershipBackend {
     action: DelayedEventAction,
     opts?: RequestOptions,
   ): Promise<void> {
+    if (await this.delayed.useMerged()) return this.delayed.update(delayId, action, opts?.signal);
     const requestOpts = { abortSignal: opts?.signal };
     if (action === "restart") await this.client._unstable_restartScheduledDelayedEvent(delayId, requestOpts);
     else if (action === "send") await this.client._unstable_sendScheduledDelayedEvent(delayId, requestOpts);
@@ -75,7 +94,8 @@ export class ClientBackend implements MembershipBackend {
     }
   }
 
-  async listDelayedEvents(): Promise<PendingDelayedEvent[]> {
+  async listDelayedEvents(opts?: RequestOptions): Promise<PendingDelayedEvent[]> {
+    if (await this.delayed.useMerged()) return this.delayed.recoverLost(opts?.signal);
     // Synapse answers {delayed_events: [...]}; js-sdk 43 types it after a newer MSC draft ({scheduled}).
     const res = (await this.client._unstable_getDelayedEvents()) as unknown as Record<string, unknown>;
     const list = (res.delayed_events ?? res.scheduled ?? []) as Record<string, unknown>[];
@@ -88,13 +108,21 @@ export class ClientBackend implements MembershipBackend {
       }));
   }
 
+  getDelayedEvent(delayId: string, opts?: RequestOptions): Promise<DelayedEventStatus> {
+    return this.delayed.get(delayId, opts?.signal);
+  }
+
   async probeSupport(): Promise<SupportHint> {
-    if (!(await this.client.doesServerSupportUnstableFeature("org.matrix.msc4140")))
+    // A merged server may advertise only `org.matrix.msc4140.stable`.
+    if (
+      !(await this.client.doesServerSupportUnstableFeature("org.matrix.msc4140")) &&
+      !(await this.delayed.useMerged())
+    )
       return { delayedEvents: false, reason: "the server does not advertise org.matrix.msc4140" };
     // Synapse ≥1.157 advertises its limits; older servers do not, which is fine.
     try {
       const caps = (await this.client.getCapabilities()) as Record<string, unknown>;
-      const cap = caps[CAPABILITY] as { max_delay_ms?: unknown } | undefined;
+      const cap = (caps[STABLE_CAPABILITY] ?? caps[CAPABILITY]) as { max_delay_ms?: unknown } | undefined;
       const max = cap?.max_delay_ms;
       if (typeof max === "number") {
         if (max <= 0) return { delayedEvents: false, maxDelayMs: 0, reason: "max_delay_ms is 0" };
