@@ -111,8 +111,11 @@ export class DelayedEventsHttp {
     return this.decided;
   }
 
-  /** `PUT /v3/rooms/{roomId}/delayed_event/{eventType}/{txnId}`; resolves to the delay id. */
-  public async schedule(req: StateEventRequest & { delayMs: number }, signal?: AbortSignal): Promise<string> {
+  /** `PUT /v3/rooms/{roomId}/delayed_event/{eventType}/{txnId}`; resolves to the delay id. No `stateKey`: a message event. */
+  public async schedule(
+    req: Omit<StateEventRequest, "stateKey"> & { stateKey?: string; delayMs: number },
+    signal?: AbortSignal,
+  ): Promise<string> {
     const path = `/rooms/${enc(req.roomId)}/delayed_event/${enc(req.eventType)}/${enc(this.client.makeTxnId())}`;
     const body = { delay_ms: req.delayMs, state_key: req.stateKey, content: req.content };
     let res: unknown;
