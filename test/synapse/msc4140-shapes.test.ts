@@ -32,12 +32,12 @@ afterAll(async () => {
   await hs?.close();
 });
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 async function req(
   method: string,
   path: string,
   token?: string,
   body?: unknown,
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
 ): Promise<{ status: number; body: any }> {
   const res = await fetch(hs.baseUrl + path, {
     method,
