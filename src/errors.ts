@@ -124,7 +124,7 @@ export function classifyError(error: unknown, op: Operation, now: number = Date.
     return { kind: "unsupported", reason: "the server does not advertise org.matrix.msc4140" };
   if (msc4140Errcode === "M_MAX_DELAY_UNSUPPORTED")
     return { kind: "unsupported", reason: "delayed events are not supported on this server" };
-  // Synapse ≥1.158 (verified on 1.163.2): 400 with its own errcode; the maximum is only in the message.
+  // Synapse after 1.157 (verified on 1.163.2): 400 with its own errcode; the maximum is only in the message.
   if (errcode === "ORG.MATRIX.MSC4140_DELAY_TOO_LARGE") {
     const max = /allowed maximum \((\d+)ms\)/.exec(String(body.error ?? message))?.[1];
     return {

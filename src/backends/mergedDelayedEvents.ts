@@ -118,6 +118,8 @@ export class DelayedEventsHttp {
   ): Promise<string> {
     const path = `/rooms/${enc(req.roomId)}/delayed_event/${enc(req.eventType)}/${enc(this.client.makeTxnId())}`;
     const body = { delay_ms: req.delayMs, state_key: req.stateKey, content: req.content };
+    // The caller may have given up while /versions was asked: then nothing must be sent.
+    signal?.throwIfAborted();
     let res: unknown;
     try {
       res = await this.client.http.authedRequest(Method.Put, path, undefined, body, {

@@ -1,6 +1,6 @@
 /**
  * The lookup parser over every answer layout seen for `GET …/delayed_events/{delay_id}`, and the
- * classification of the errors the merged shape and Synapse ≥1.158 add.
+ * classification of the errors the merged shape and Synapse after 1.157 add.
  */
 import { describe, expect, it } from "@jest/globals";
 import { MatrixError } from "matrix-js-sdk";
@@ -84,7 +84,7 @@ describe("parseDelayedEventLookup", () => {
 describe("classification of the new answers", () => {
   const err = (status: number, body: Record<string, unknown>) => new MatrixError(body, status);
 
-  it("Synapse ≥1.158's 400 ORG.MATRIX.MSC4140_DELAY_TOO_LARGE is max-delay, with the maximum from the message", () => {
+  it("Synapse 1.163's 400 ORG.MATRIX.MSC4140_DELAY_TOO_LARGE is max-delay, with the maximum from the message", () => {
     const e = err(400, {
       errcode: "ORG.MATRIX.MSC4140_DELAY_TOO_LARGE",
       error: "The requested delay (90000000ms) exceeds the allowed maximum (86400000ms)",
