@@ -10,7 +10,9 @@ export type {
 } from "./manager/state.js";
 export { statusOf } from "./manager/state.js";
 export { ClientBackend } from "./backends/client.js";
-export type { ClientLike } from "./backends/client.js";
+export type { ClientLike, ClientBackendOptions } from "./backends/client.js";
+export { parseDelayedEventLookup } from "./backends/mergedDelayedEvents.js";
+export type { DelayedEventsApiChoice } from "./backends/mergedDelayedEvents.js";
 export type {
   MembershipBackend,
   DelayedEventAction,
@@ -18,6 +20,7 @@ export type {
   StateEventRequest,
   SupportHint,
   PendingDelayedEvent,
+  DelayedEventStatus,
 } from "./backends/types.js";
 export {
   classifyError,
