@@ -85,6 +85,10 @@ interface LostSchedule {
   body: Record<string, unknown>;
   roomId: string;
   stateKey?: string;
+  delayMs: number;
+  /** Learnt by a replay; the entry is then listed until it is cancelled or sent, or its delay passed. */
+  delayId?: string;
+  knownAt?: number;
 }
 
 /** Per server (one per backend): which shape to speak, and the merged shape's requests. */
@@ -130,7 +134,7 @@ export class DelayedEventsHttp {
       // No HTTP answer: the server may hold a delayed event we have no id for. Remember the
       // transaction, so listing can replay it and learn the id (the server dedupes on it).
       if (httpFacts(e).status === undefined)
-        this.rememberLost({ path, body, roomId: req.roomId, stateKey: req.stateKey });
+        this.rememberLost({ path, body, roomId: req.roomId, stateKey: req.stateKey, delayMs: req.delayMs });
       throw e;
     }
     const delayId = isRecord(res) ? res.delay_id : undefined;
@@ -140,6 +144,7 @@ export class DelayedEventsHttp {
 
   /** `POST /v1/delayed_events/{delay_id}/{action}`. A 409 carries what the lookup says (`delayedEventStatus`). */
   public async update(delayId: string, action: DelayedEventAction, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
     try {
       await this.client.http.authedRequest(
         Method.Post,
@@ -151,8 +156,12 @@ export class DelayedEventsHttp {
           abortSignal: signal,
         },
       );
+      if (action !== "restart") this.forgetRecovered(delayId);
     } catch (e) {
-      if (httpFacts(e).status === 409 && typeof e === "object" && e !== null) {
+      const status = httpFacts(e).status;
+      // Not pending any more (404, 409): nothing left to recover either.
+      if (status === 404 || status === 409) this.forgetRecovered(delayId);
+      if (status === 409 && typeof e === "object" && e !== null) {
         const status = await this.get(delayId, signal).catch(() => undefined);
         if (status) Object.assign(e, { delayedEventStatus: status });
       }
@@ -188,11 +197,16 @@ export class DelayedEventsHttp {
   /**
    * The merged shape has no listing (moved to MSC4486), but a lost schedule can be recovered exactly:
    * replaying its transaction answers the delay id it got, or schedules it now. Either way the caller
-   * gets ids it can cancel. Replayed entries are forgotten; failures leave them for the next call.
+   * gets ids it can cancel. A recovered id is listed (to every caller: managers of other rooms may
+   * share this backend) until it is cancelled or sent through this backend, or its delay has passed.
    */
   public async recoverLost(signal?: AbortSignal): Promise<PendingDelayedEvent[]> {
-    const found: PendingDelayedEvent[] = [];
+    const now = Date.now();
     for (const [path, lost] of [...this.lost]) {
+      if (lost.knownAt !== undefined && now > lost.knownAt + lost.delayMs) this.lost.delete(path);
+    }
+    for (const [path, lost] of [...this.lost]) {
+      if (lost.delayId !== undefined) continue;
       let res: unknown;
       try {
         res = await this.client.http.authedRequest(Method.Put, path, undefined, lost.body, {
@@ -208,16 +222,23 @@ export class DelayedEventsHttp {
         }
         throw e;
       }
-      this.lost.delete(path);
       const delayId = isRecord(res) ? res.delay_id : undefined;
-      if (typeof delayId === "string")
-        found.push({
-          delayId,
-          roomId: lost.roomId,
-          ...(lost.stateKey !== undefined ? { stateKey: lost.stateKey } : {}),
-        });
+      if (typeof delayId === "string") {
+        lost.delayId = delayId;
+        lost.knownAt = Date.now();
+      } else this.lost.delete(path);
     }
-    return found;
+    return [...this.lost.values()]
+      .filter((lost) => lost.delayId !== undefined)
+      .map((lost) => ({
+        delayId: lost.delayId!,
+        roomId: lost.roomId,
+        ...(lost.stateKey !== undefined ? { stateKey: lost.stateKey } : {}),
+      }));
+  }
+
+  private forgetRecovered(delayId: string): void {
+    for (const [path, lost] of this.lost) if (lost.delayId === delayId) this.lost.delete(path);
   }
 
   private rememberLost(entry: LostSchedule): void {

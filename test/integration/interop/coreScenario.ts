@@ -132,7 +132,10 @@ export async function coreScenario(
 
     // Before 1.143 there are no per-action routes: js-sdk's client falls back to the body form.
     // Merged: a 409 on a restart after the fired leave is followed by one lookup (`delayed.get`).
-    expect(managementRoutes(call).filter((r) => r !== "delayed.get")).toEqual(
+    // `delayed.cancel` only shows up when load delays a schedule answer past the local timeout and the
+    // manager cancels that orphan (the leave counts above would catch a wrong cancel).
+    const incidental = new Set(["delayed.get", "delayed.cancel"]);
+    expect(managementRoutes(call).filter((r) => !incidental.has(r))).toEqual(
       preset === "1.116" || preset === "1.127"
         ? ["delayed.legacy"]
         : merged

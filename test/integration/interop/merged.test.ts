@@ -12,14 +12,15 @@ import { stopClient, syncedClient } from "../../helpers/matrix.js";
 import { coreScenario, DELAY, delayedEventRequests, quiet } from "./coreScenario.js";
 import { idOf, joinWithJsSdk, jsSession, NO_LIMITS, observeWithUs, roomOf, sleep } from "./helpers.js";
 
+// One after the other: with 1 s delays, concurrent scenarios on a loaded 2-core machine starve heartbeats.
 describe("the manager on servers offering the merged shape", () => {
-  it.concurrent(
+  it(
     "merged only: join, heartbeat, cut longer than the delay, rejoin, leave, with merged requests only",
     () => coreScenario("merged", { cut: true }),
     30_000,
   );
 
-  it.concurrent(
+  it(
     "merged and unstable: the same, and the manager picks the merged shape",
     () => coreScenario("merged", { cut: true, homeserver: { delayedEventsShape: "both" } }),
     30_000,
