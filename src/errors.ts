@@ -1,3 +1,6 @@
+import { MAX_TIMER_MS } from "./core/limits.js";
+import { redactText } from "./log/redact.js";
+
 /**
  * One classifier for every failure either backend can produce: matrix-js-sdk's MatrixError /
  * HTTPError / ConnectionError, matrix-widget-api's WidgetApiResponseError (with or without
@@ -15,8 +18,11 @@ export type ErrorClass =
   | { kind: "rate-limited"; retryAfterMs?: number }
   /** Connection failure, local timeout, widget transport timeout: retry with backoff. */
   | { kind: "network" }
-  /** 5xx: retry with backoff. */
-  | { kind: "server"; status: number }
+  /**
+   * 5xx: retry with backoff. Also an answer we cannot use (`malformed`: a 200 whose `delay_id` is
+   * missing or not a string, a listing that is not a list): the server is broken, not our request.
+   */
+  | { kind: "server"; status: number; malformed?: true }
   /**
    * 404 M_NOT_FOUND (or 409 from MSC4140 as merged) on a delayed-event action: it is not pending.
    * `finalised`: what the server's lookup said after a 409 (sent, cancelled, failed), when known.
@@ -84,18 +90,43 @@ export function httpFacts(error: unknown): HttpFacts {
   return { status, errcode, message, body, headers: headersToRecord(error.httpHeaders) };
 }
 
-/** Retry-After (seconds or HTTP date) first, then `retry_after_ms`; undefined when neither is usable. */
+/**
+ * The server's wait hint in ms: the `Retry-After` header first (RFC 9110: whole delay-seconds, or an
+ * HTTP date), then the body's `retry_after_ms`; undefined when neither is usable. A header that is
+ * neither (`-5`, `1.5`, `soon`) is ignored rather than read as a date (`Date.parse("-5")` is the year
+ * -5). A date in the past gives 0, and every result is at most MAX_TIMER_MS. This is the raw hint:
+ * the wait itself comes from `retryWaitMs` (core/config), which applies the floor and the ceiling.
+ */
 export function retryAfterMs(facts: HttpFacts, now: number = Date.now()): number | undefined {
-  const header = facts.headers["retry-after"];
-  if (header !== undefined) {
-    const seconds = Number(header);
-    if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
-    const date = Date.parse(header);
-    if (Number.isFinite(date)) return Math.max(0, date - now);
+  const header = facts.headers["retry-after"]?.trim();
+  if (header) {
+    if (/^\d+$/.test(header)) return Math.min(Number(header) * 1000, MAX_TIMER_MS);
+    // HTTP dates always contain a month or weekday name; anything without letters is not one.
+    const date = /[a-z]/i.test(header) ? Date.parse(header) : NaN;
+    if (Number.isFinite(date)) return Math.min(Math.max(0, date - now), MAX_TIMER_MS);
   }
   const ms = facts.body.retry_after_ms;
-  if (typeof ms === "number" && Number.isFinite(ms) && ms >= 0) return ms;
+  if (typeof ms === "number" && Number.isFinite(ms) && ms >= 0) return Math.min(ms, MAX_TIMER_MS);
   return undefined;
+}
+
+/**
+ * A success answer whose body we cannot use: a schedule without a string `delay_id`, a delayed-event
+ * listing that is not a list, a state read that is not an object. Thrown by the backends (see
+ * core/validate.ts) and classified `server` with `malformed: true`: retried with backoff, and never
+ * taken as a delayed leave.
+ */
+export class MalformedResponseError extends Error {
+  constructor(
+    /** What we asked for, e.g. "schedule-leave". */
+    readonly request: string,
+    detail: string,
+    /** The HTTP status of the answer when known (a malformed answer is usually a 200). */
+    readonly status = 200,
+  ) {
+    super(`malformed answer to ${request}: ${detail}`);
+    this.name = "MalformedResponseError";
+  }
 }
 
 const NETWORK_NAMES = new Set(["ConnectionError", "AbortError", "TimeoutError", "LocalTimeoutError"]);
@@ -111,11 +142,22 @@ function looksLikeNetworkError(error: unknown, message: string): boolean {
   return /request timed out|failed to fetch|fetch failed|network ?error|socket hang up/i.test(message);
 }
 
-/** Classify one failure of `op`. Pure: no I/O, no clock other than for an HTTP-date Retry-After. */
+/**
+ * Classify one failure of `op`. Pure: no I/O, no clock other than for an HTTP-date Retry-After. The
+ * `reason` strings it returns are redacted (they quote the error message, which may hold a URL).
+ */
 export function classifyError(error: unknown, op: Operation, now: number = Date.now()): ErrorClass {
+  const cls = classifyRaw(error, op, now);
+  return "reason" in cls ? { ...cls, reason: redactText(cls.reason) } : cls;
+}
+
+function classifyRaw(error: unknown, op: Operation, now: number): ErrorClass {
   const facts = httpFacts(error);
   const { status, errcode, body, message } = facts;
   const msc4140Errcode = body["org.matrix.msc4140.errcode"];
+
+  if (error instanceof MalformedResponseError || (isRecord(error) && error.name === "MalformedResponseError"))
+    return { kind: "server", status: typeof status === "number" ? status : 200, malformed: true };
 
   if (status === 429 || errcode === "M_LIMIT_EXCEEDED")
     return { kind: "rate-limited", retryAfterMs: retryAfterMs(facts, now) };
@@ -198,7 +240,11 @@ export function isTransient(c: ErrorClass): boolean {
   return c.kind === "rate-limited" || c.kind === "network" || c.kind === "server" || c.kind === "unknown";
 }
 
-/** A typed error the app can act on; `cause` is the original error. */
+/**
+ * A typed error the app can act on; `cause` is the original error. The message is redacted (access
+ * tokens, delay ids), and so are the cause's `message`, `stack` and `url` (a matrix-js-sdk error
+ * carries its request URL, with `?access_token=` when the client does not use the Authorization header).
+ */
 export class MembershipError extends Error {
   constructor(
     message: string,
@@ -207,8 +253,28 @@ export class MembershipError extends Error {
     readonly errorClass?: ErrorClass,
     options?: { cause?: unknown },
   ) {
-    super(message, options);
+    super(redactText(message), options);
     this.name = "MembershipError";
+    if (options?.cause !== undefined) scrubError(options.cause);
+  }
+}
+
+/**
+ * Redact, in place, the strings of an error that reached us from one of our own requests, so that
+ * whoever logs a MembershipError with its cause leaks nothing. Best effort (frozen objects stay as they are).
+ */
+export function scrubError(error: unknown): void {
+  if (!isRecord(error)) return;
+  for (const key of ["message", "stack", "url"] as const) {
+    const value = error[key];
+    if (typeof value !== "string") continue;
+    const clean = redactText(value);
+    if (clean === value) continue;
+    try {
+      Object.defineProperty(error, key, { value: clean, writable: true, configurable: true });
+    } catch {
+      // non-configurable: leave it
+    }
   }
 }
 

@@ -27,11 +27,15 @@ export {
   httpFacts,
   isTransient,
   LocalTimeoutError,
+  MalformedResponseError,
   MembershipConfigError,
   MembershipError,
 } from "./errors.js";
 export type { ErrorClass, HttpFacts, MembershipErrorCode, Operation } from "./errors.js";
 export { resolveTiming, refreshIntervalMs, backoffMs, MIN_DELAY_MS } from "./core/config.js";
+export { retryWaitMs, MAX_TIMER_MS } from "./core/config.js";
+export { validateIdentity, leaveTimeoutMs } from "./core/validate.js";
+export { redactText, redactingLogger } from "./log/redact.js";
 export type { Timing, TimingOptions } from "./core/config.js";
 export {
   CALL_MEMBER_EVENT_TYPE,

@@ -24,9 +24,11 @@ export async function hostWidget(
   roomId: string,
   key: WidgetMembershipKey,
 ): Promise<InProcessWidget> {
+  const capabilities = widgetCapabilities(key);
   const pair = await connectWidget({
-    driver: new DelayedEventWidgetDriver(client, { roomId }),
-    capabilities: widgetCapabilities(key),
+    // The host's policy: exactly the membership capabilities for this device.
+    driver: new DelayedEventWidgetDriver(client, { roomId, validateCapabilities: capabilities }),
+    capabilities,
     creatorUserId: key.userId,
   });
   return { widgetApi: pair.widgetApi, close: () => pair.close() };

@@ -5,6 +5,7 @@
  */
 import { createClient } from "matrix-js-sdk";
 import { Widget } from "matrix-widget-api";
+import { widgetCapabilities } from "../../src/index.js";
 import { createClientWidgetApi, DelayedEventWidgetDriver } from "../../src/widget-host/index.js";
 
 interface HostHandle {
@@ -42,7 +43,11 @@ const client = createClient({
   deviceId: param("device"),
   accessToken: param("token"),
 });
-const driver = new DelayedEventWidgetDriver(client, { roomId });
+// The host's policy: the membership capabilities of this user's device, nothing else.
+const driver = new DelayedEventWidgetDriver(client, {
+  roomId,
+  validateCapabilities: widgetCapabilities({ userId, deviceId: param("device") }),
+});
 
 const widgetId = "matrixrtc-membership-example";
 const widgetUrl = new URL("/widget.html", param("widget"));

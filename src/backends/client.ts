@@ -1,4 +1,5 @@
 import type { MatrixClient } from "matrix-js-sdk";
+import { readDelayedEventList, readDelayId, readMaxDelayMs, readStateContent } from "../core/validate.js";
 import { DelayedEventsHttp, type DelayedEventsApiChoice } from "./mergedDelayedEvents.js";
 import type {
   DelayedEventAction,
@@ -24,17 +25,20 @@ export type ClientLike = Pick<
   | "_unstable_getDelayedEvents"
   | "http"
   | "makeTxnId"
->;
+> &
+  // Optional so that minimal fakes keep working; a real MatrixClient has it.
+  Partial<Pick<MatrixClient, "getUserId">>;
 
 export interface ClientBackendOptions {
   /** MSC4140 shape: `auto` (default) uses the merged endpoints where the server offers them. For tests. */
   delayedEventsApi?: DelayedEventsApiChoice;
 }
 
-const CAPABILITY = "org.matrix.msc4140.delayed_events";
-const STABLE_CAPABILITY = "m.delayed_events";
-
-/** Standalone mode: talks to the homeserver through a matrix-js-sdk MatrixClient. */
+/**
+ * Standalone mode: talks to the homeserver through a matrix-js-sdk MatrixClient. Every answer we read
+ * is checked (core/validate.ts): a wrong shape throws a MalformedResponseError instead of flowing on.
+ * MSC4140 as merged is spoken where the server offers it (mergedDelayedEvents.ts).
+ */
 export class ClientBackend implements MembershipBackend {
   private readonly delayed: DelayedEventsHttp;
 
@@ -43,6 +47,11 @@ export class ClientBackend implements MembershipBackend {
     options: ClientBackendOptions = {},
   ) {
     this.delayed = new DelayedEventsHttp(client, options.delayedEventsApi);
+  }
+
+  /** The user whose token the client holds, when it knows (the manager checks it against `userId`). */
+  ownUserId(): string | undefined {
+    return this.client.getUserId?.() ?? undefined;
   }
 
   async sendDelayedStateEvent(
@@ -59,7 +68,8 @@ export class ClientBackend implements MembershipBackend {
       req.stateKey,
       { abortSignal: opts?.signal },
     );
-    return res.delay_id;
+    // js-sdk passes the body through untyped: a proxy or a broken server can answer 200 with anything.
+    return readDelayId(res);
   }
 
   async sendStateEvent(req: StateEventRequest, opts?: RequestOptions): Promise<void> {
@@ -87,7 +97,7 @@ export class ClientBackend implements MembershipBackend {
     try {
       // js-sdk's getStateEvent takes no request options, so this read cannot be aborted early.
       void opts;
-      return await this.client.getStateEvent(req.roomId, req.eventType, req.stateKey);
+      return readStateContent(await this.client.getStateEvent(req.roomId, req.eventType, req.stateKey));
     } catch (e) {
       if ((e as { errcode?: string }).errcode === "M_NOT_FOUND") return undefined;
       throw e;
@@ -97,15 +107,7 @@ export class ClientBackend implements MembershipBackend {
   async listDelayedEvents(opts?: RequestOptions): Promise<PendingDelayedEvent[]> {
     if (await this.delayed.useMerged()) return this.delayed.recoverLost(opts?.signal);
     // Synapse answers {delayed_events: [...]}; js-sdk 43 types it after a newer MSC draft ({scheduled}).
-    const res = (await this.client._unstable_getDelayedEvents()) as unknown as Record<string, unknown>;
-    const list = (res.delayed_events ?? res.scheduled ?? []) as Record<string, unknown>[];
-    return list
-      .filter((e) => typeof e.delay_id === "string" && typeof e.room_id === "string")
-      .map((e) => ({
-        delayId: e.delay_id as string,
-        roomId: e.room_id as string,
-        stateKey: typeof e.state_key === "string" ? e.state_key : undefined,
-      }));
+    return readDelayedEventList(await this.client._unstable_getDelayedEvents());
   }
 
   getDelayedEvent(delayId: string, opts?: RequestOptions): Promise<DelayedEventStatus> {
@@ -121,13 +123,14 @@ export class ClientBackend implements MembershipBackend {
       return { delayedEvents: false, reason: "the server does not advertise org.matrix.msc4140" };
     // Synapse ≥1.157 advertises its limits; older servers do not, which is fine.
     try {
-      const caps = (await this.client.getCapabilities()) as Record<string, unknown>;
-      const cap = (caps[STABLE_CAPABILITY] ?? caps[CAPABILITY]) as { max_delay_ms?: unknown } | undefined;
-      const max = cap?.max_delay_ms;
-      if (typeof max === "number") {
-        if (max <= 0) return { delayedEvents: false, maxDelayMs: 0, reason: "max_delay_ms is 0" };
-        return { delayedEvents: true, maxDelayMs: max };
-      }
+      const caps = await this.client.getCapabilities();
+      // MSC4140 as merged names the capability `m.delayed_events`; same fields as the unstable one.
+      const stable = (caps as Record<string, unknown>)["m.delayed_events"];
+      const { maxDelayMs, disabled } = readMaxDelayMs(
+        stable === undefined ? caps : { "org.matrix.msc4140.delayed_events": stable },
+      );
+      if (disabled) return { delayedEvents: false, maxDelayMs: 0, reason: "max_delay_ms is 0" };
+      if (maxDelayMs !== undefined) return { delayedEvents: true, maxDelayMs };
     } catch {
       // capabilities are advisory only
     }

@@ -7,6 +7,7 @@
  */
 import type { MatrixClient } from "matrix-js-sdk";
 import { Method } from "matrix-js-sdk";
+import { readDelayId } from "../core/validate.js";
 import { httpFacts } from "../errors.js";
 import type {
   DelayedEventAction,
@@ -137,9 +138,8 @@ export class DelayedEventsHttp {
         this.rememberLost({ path, body, roomId: req.roomId, stateKey: req.stateKey, delayMs: req.delayMs });
       throw e;
     }
-    const delayId = isRecord(res) ? res.delay_id : undefined;
-    if (typeof delayId !== "string") throw new TypeError("schedule answer without a string delay_id");
-    return delayId;
+    // A 200 without a usable delay_id is a broken server (MalformedResponseError, classified server).
+    return readDelayId(res);
   }
 
   /** `POST /v1/delayed_events/{delay_id}/{action}`. A 409 carries what the lookup says (`delayedEventStatus`). */

@@ -78,6 +78,11 @@ export interface MembershipBackend {
    * Throws what the server answered when it has no such endpoint (404/405 `M_UNRECOGNIZED`).
    */
   getDelayedEvent?(delayId: string, opts?: RequestOptions): Promise<DelayedEventStatus>;
+  /**
+   * Optional: the user whose credentials the backend holds, when it knows (ClientBackend). The manager
+   * refuses a `userId` that differs (MembershipConfigError). Widget mode cannot know it.
+   */
+  ownUserId?(): string | undefined;
   /** Optional probe of server support; called once per join, failures are ignored. */
   probeSupport?(opts?: RequestOptions): Promise<SupportHint>;
 }

@@ -1,4 +1,5 @@
 import type { WidgetApi } from "matrix-widget-api";
+import { readDelayId } from "../core/validate.js";
 import {
   CALL_MEMBER_EVENT_TYPE,
   DEFAULT_SLOT,
@@ -153,10 +154,16 @@ export class WidgetBackend implements MembershipBackend {
       this.sendRoomId ? req.roomId : undefined,
       req.delayMs,
     );
-    if (typeof res.delay_id !== "string")
+    const answer = res as unknown;
+    if (
+      typeof answer !== "object" ||
+      answer === null ||
+      (answer as { delay_id?: unknown }).delay_id === undefined
+    )
       // The host ignored `delay` (and may have sent the event at once): it does not do MSC4157.
       throw new WidgetCapabilityError(MSC4157_SEND_DELAYED_EVENT, "the host answered without a delay_id");
-    return res.delay_id;
+    // Present but not a usable id (a number, null, ""): a broken host, retried like a server error.
+    return readDelayId(answer);
   }
 
   async sendStateEvent(req: StateEventRequest, opts?: RequestOptions): Promise<void> {

@@ -1,4 +1,7 @@
-import { MembershipConfigError } from "../errors.js";
+import { MembershipConfigError, type ErrorClass } from "../errors.js";
+import { MAX_TIMER_MS, RATE_LIMIT_FLOOR_MS, RATE_LIMIT_HINT_FLOOR_MS } from "./limits.js";
+
+export { MAX_TIMER_MS, RATE_LIMIT_FLOOR_MS, RATE_LIMIT_HINT_FLOOR_MS } from "./limits.js";
 
 /** Timing knobs. Only `delayedLeaveDelayMs` needs setting; the rest derive from it. */
 export interface TimingOptions {
@@ -34,8 +37,22 @@ export interface Timing {
   giveUpAfterMs: number;
 }
 
-/** The smallest delay we will lower to when the server says ours is too long. */
+/** The smallest delay we will lower to when the server says ours is too long (and the smallest we accept). */
 export const MIN_DELAY_MS = 500;
+
+/**
+ * The smallest membership expiry window we accept (both the normal and the degraded one). A refresh is
+ * written every half window, so this bounds membership writes to one a second; `membershipExpiryMs: 1`
+ * used to write hundreds a second.
+ */
+export const MIN_EXPIRY_MS = 2000;
+
+/**
+ * The smallest heartbeat interval, request timeout and retry cap we accept. A local timeout retries at
+ * once, so `requestTimeoutMs: 1` (or `heartbeatIntervalMs: 1`) was a request loop; from 100 ms up a
+ * manager sends at most about ten requests a second whatever its options.
+ */
+export const MIN_TIMING_STEP_MS = 100;
 
 function check(name: string, value: number | undefined, { allowInfinity = false } = {}): void {
   if (value === undefined) return;
@@ -48,6 +65,16 @@ function check(name: string, value: number | undefined, { allowInfinity = false 
     throw new MembershipConfigError(
       `${name} must be a positive number of milliseconds, got ${String(value)}`,
     );
+  // A timer set past 2^31 - 1 ms fires after 1 ms: a huge timeout or delay became a hot loop.
+  if (!allowInfinity && value > MAX_TIMER_MS)
+    throw new MembershipConfigError(
+      `${name} must be at most ${MAX_TIMER_MS} ms (the largest timer JavaScript honours), got ${String(value)}`,
+    );
+}
+
+function atLeast(name: string, value: number | undefined, min: number, why: string): void {
+  if (value !== undefined && value < min)
+    throw new MembershipConfigError(`${name} must be at least ${min} ms (${why}), got ${value}`);
 }
 
 /**
@@ -67,6 +94,25 @@ export function resolveTiming(opts: TimingOptions, delayOverrideMs?: number): Ti
   ] as const)
     check(key, opts[key]);
   check("giveUpAfterMs", opts.giveUpAfterMs, { allowInfinity: true });
+  atLeast(
+    "delayedLeaveDelayMs",
+    opts.delayedLeaveDelayMs,
+    MIN_DELAY_MS,
+    "shorter delays cannot be kept alive",
+  );
+  if (opts.delayedLeaveDelayMs !== undefined && !Number.isInteger(opts.delayedLeaveDelayMs))
+    throw new MembershipConfigError(
+      `delayedLeaveDelayMs must be a whole number of milliseconds (servers parse it as an integer), got ${opts.delayedLeaveDelayMs}`,
+    );
+  for (const key of ["heartbeatIntervalMs", "requestTimeoutMs", "stateRequestTimeoutMs"] as const)
+    atLeast(key, opts[key], MIN_TIMING_STEP_MS, "smaller steps make a request loop");
+  atLeast("membershipExpiryMs", opts.membershipExpiryMs, MIN_EXPIRY_MS, "it is refreshed every half window");
+  atLeast(
+    "degradedMembershipExpiryMs",
+    opts.degradedMembershipExpiryMs,
+    MIN_EXPIRY_MS,
+    "it is refreshed every half window",
+  );
 
   const delayMs = delayOverrideMs ?? opts.delayedLeaveDelayMs ?? 10_000;
   const lowered = delayOverrideMs !== undefined;
@@ -91,6 +137,7 @@ export function resolveTiming(opts: TimingOptions, delayOverrideMs?: number): Ti
     throw new MembershipConfigError(
       `retryBaseMs (${retryBaseMs}) must not exceed retryMaxMs (${retryMaxMs})`,
     );
+  atLeast("retryMaxMs", opts.retryMaxMs, MIN_TIMING_STEP_MS, "smaller steps make a request loop");
   const membershipExpiryMs = opts.membershipExpiryMs ?? 4 * 3600_000;
   const degradedMembershipExpiryMs = opts.degradedMembershipExpiryMs ?? 120_000;
   return {
@@ -115,4 +162,42 @@ export function refreshIntervalMs(expiryWindowMs: number): number {
 export function backoffMs(attempt: number, baseMs: number, maxMs: number, random: () => number): number {
   const step = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30));
   return Math.round(step / 2 + (random() * step) / 2);
+}
+
+/** `value` within [floorMs, ceilingMs] and never past MAX_TIMER_MS; the ceiling wins over the floor; NaN gives the floor. */
+export function clampWaitMs(value: number, floorMs: number, ceilingMs: number): number {
+  const ceiling = Math.max(0, Math.min(ceilingMs, MAX_TIMER_MS));
+  const floor = Math.min(Math.max(0, floorMs), ceiling);
+  if (Number.isNaN(value)) return floor;
+  return Math.min(ceiling, Math.max(floor, value));
+}
+
+/**
+ * How long to wait before retrying a request that failed with `cls`. Pure.
+ *
+ * - anything but a 429: `backoff` (the caller's exponential backoff with jitter), at most `capMs`, the
+ *   lane's cap (the manager's rejoin cap on the heartbeat/schedule lane, `retryMaxMs` for membership and
+ *   leave writes).
+ * - `rate-limited` with a usable hint (`cls.retryAfterMs`: Retry-After, then `retry_after_ms`): the hint,
+ *   never less than min(RATE_LIMIT_HINT_FLOOR_MS, delayMs / 10) (250 ms from a 2.5 s delay up), so
+ *   `Retry-After: 0` or a date in the past cannot make us retry at once, and short delays keep room for
+ *   the retries an exact small hint allows.
+ * - `rate-limited` without a hint (absent, `-5`, NaN, a string): `backoff`, never less than
+ *   RATE_LIMIT_FLOOR_MS (1 s).
+ * - for both, never more than max(capMs, delayMs / 4). A heartbeat is due half a delay before the
+ *   server fires our leave; a retry a quarter of the delay later is still sent more than a request
+ *   timeout (at most delay / 5) before it fires. So `Retry-After: 3600` on a heartbeat with the default
+ *   10 s delay costs 2.5 s, not the hour, and the device stays in the call when the server recovers;
+ *   on a membership write (capMs = retryMaxMs) it costs 30 s. The ceiling wins over the floors (short
+ *   test delays).
+ * - never above MAX_TIMER_MS, never negative.
+ */
+export function retryWaitMs(cls: ErrorClass, backoff: number, capMs: number, delayMs: number): number {
+  if (cls.kind === "rate-limited") {
+    const ceiling = Math.max(capMs, delayMs / 4);
+    return cls.retryAfterMs !== undefined
+      ? clampWaitMs(cls.retryAfterMs, Math.min(RATE_LIMIT_HINT_FLOOR_MS, delayMs / 10), ceiling)
+      : clampWaitMs(backoff, RATE_LIMIT_FLOOR_MS, ceiling);
+  }
+  return clampWaitMs(backoff, 0, capMs);
 }

@@ -15,6 +15,7 @@ import {
   MIN_DELAY_MS,
   refreshIntervalMs,
   resolveTiming,
+  retryWaitMs,
   type Timing,
   type TimingOptions,
 } from "../core/config.js";
@@ -42,6 +43,8 @@ import {
   type Transport,
 } from "../membership/content.js";
 import type { SourceLike } from "../membership/observer.js";
+import { leaveTimeoutMs, validateManagerOptions } from "../core/validate.js";
+import { redactingLogger } from "../log/redact.js";
 import { Canceller, Clock, type CancelSignal } from "./clock.js";
 import { watchRoomState } from "./roomStateWatch.js";
 import {
@@ -223,6 +226,7 @@ export class MembershipManager {
       if (typeof options[key] !== "string" || options[key].length === 0)
         throw new MembershipConfigError(`${key} must be a non-empty string`);
     if (!options.backend) throw new MembershipConfigError("backend is required");
+    validateManagerOptions(options, options.backend.ownUserId?.());
     this.options = options;
     this.timing = resolveTiming(options);
     this.backend = options.backend;
@@ -241,7 +245,7 @@ export class MembershipManager {
       applicationData: options.applicationData,
     };
     this.clock = new Clock(options.scheduler ?? asyncScheduler);
-    this.log = options.logger ?? log.getLogger("matrixrtc-membership");
+    this.log = redactingLogger(options.logger ?? log.getLogger("matrixrtc-membership"));
     this.random = options.random ?? Math.random;
     this.autoRejoin = options.autoRejoin ?? true;
     this.supportSubject = new BehaviorSubject<Support>({
@@ -308,6 +312,8 @@ export class MembershipManager {
    * out, or `timed-out` after `timeoutMs` while retries go on until the server confirms or `dispose()`.
    */
   leave(options: { timeoutMs?: number } = {}): Promise<LeaveResult> {
+    const timeoutMs = leaveTimeoutMs(options.timeoutMs);
+    if (timeoutMs instanceof MembershipConfigError) return Promise.reject(timeoutMs);
     if (this.disposed) return Promise.resolve({ status: "disposed" });
     this.wantJoined = false;
     this.leaveReason = "user";
@@ -316,9 +322,9 @@ export class MembershipManager {
       this.startLeaveJob(this.call);
     }
     const job = this.leaveJob!;
-    if (options.timeoutMs === undefined) return job;
+    if (timeoutMs === undefined) return job;
     return new Promise((resolve) => {
-      const cancel = this.clock.after(options.timeoutMs!, () => resolve({ status: "timed-out" }));
+      const cancel = this.clock.after(timeoutMs, () => resolve({ status: "timed-out" }));
       void job.then((r) => {
         cancel();
         resolve(r);
@@ -1049,13 +1055,12 @@ export class MembershipManager {
     }
     let waitMs: number;
     if (error instanceof LocalTimeoutError) waitMs = 0;
-    else if (cls.kind === "rate-limited" && cls.retryAfterMs !== undefined) waitMs = cls.retryAfterMs;
     else
-      waitMs = backoffMs(
-        attempt,
-        this.timing.retryBaseMs,
+      waitMs = retryWaitMs(
+        cls,
+        backoffMs(attempt, this.timing.retryBaseMs, Math.max(this.timing.retryBaseMs, capMs), this.random),
         Math.max(this.timing.retryBaseMs, capMs),
-        this.random,
+        this.timing.delayMs,
       );
     this.log.debug(`${op} failed (${cls.kind}); retrying in ${waitMs} ms`);
     return this.clock.sleep(waitMs, signal);

@@ -72,3 +72,5 @@ export type {
 export type { JsonObject } from "./homeserver/errors.js";
 export { connectWidget, installWindowShim, quietWidgetLogs } from "./widgetBus.js";
 export type { ConnectOptions, WidgetPair } from "./widgetBus.js";
+export { startTestSfuAuth } from "./sfuAuth.js";
+export type { TestSfuAuth, TestSfuAuthOptions, SfuAuthRequest } from "./sfuAuth.js";

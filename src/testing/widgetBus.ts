@@ -38,12 +38,18 @@ const NOISE = [
   /^non-fatal error/i,
   /^Widget .* is allowed capabilities/,
   /^Data includes parent_delay_id/,
+  /^Widget .* is allowed to receive sticky events/,
+  /^Pushing sticky state to widget/,
+  /^Pushing$/,
+  // A widget closed while the host still pushes its initial state.
+  /^Failed to push room state/,
+  /^error while getting the RTC transports/,
 ];
 
 /** Silence matrix-widget-api's per-message console logging and its expected driver-error logs. */
 export function quietWidgetLogs(): () => void {
-  const originals = { log: console.log, warn: console.warn, error: console.error };
-  for (const level of ["log", "warn", "error"] as const) {
+  const originals = { debug: console.debug, log: console.log, warn: console.warn, error: console.error };
+  for (const level of ["debug", "log", "warn", "error"] as const) {
     const original = originals[level];
     console[level] = (...args: unknown[]) => {
       if (typeof args[0] === "string" && NOISE.some((re) => re.test(args[0] as string))) return;

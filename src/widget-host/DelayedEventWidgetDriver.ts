@@ -3,12 +3,21 @@ import {
   WidgetDriver,
   type Capability,
   type IMatrixApiError,
+  type IOpenIDUpdate,
   type IRoomEvent,
+  type IRtcTransport,
+  type IRtcTransportsResult,
   type ISendDelayedEventDetails,
   type ISendEventDetails,
   type IWidgetApiErrorResponseDataDetails,
+  type SimpleObservable,
 } from "matrix-widget-api";
+import { toCapabilityValidator, type CapabilityAllowList, type CapabilityValidator } from "./capabilities.js";
+import { answerOpenId, type OpenIdPolicy } from "./openId.js";
+import { sendToDeviceWith } from "./toDevice.js";
 import { scheduleIfMerged, updateIfMerged } from "./mergedDelayedEvents.js";
+
+export type { CapabilityAllowList, CapabilityValidator } from "./capabilities.js";
 
 /** The part of matrix-js-sdk's MatrixClient the driver uses (a bare client, no startClient() needed). */
 export type DriverClient = Pick<
@@ -21,26 +30,31 @@ export type DriverClient = Pick<
   | "_unstable_sendScheduledDelayedEvent"
   | "_unstable_cancelScheduledDelayedEvent"
   | "roomState"
+  | "getOpenIdToken"
+  | "sendToDevice"
+  | "getCrypto"
 >;
 
-/** Decides which of the requested capabilities to approve. */
-export type CapabilityValidator = (
-  requested: ReadonlySet<Capability>,
-) => Iterable<Capability> | Promise<Iterable<Capability>>;
-
-/** Exact capability strings, or patterns a capability must match in full. */
-export type CapabilityAllowList = Iterable<Capability | RegExp>;
+/** MSC4515 RTC transports (e.g. `{ type: "livekit", livekit_service_url }`), or where to get them. */
+export type RtcTransportsOption = IRtcTransport[] | (() => IRtcTransport[] | Promise<IRtcTransport[]>);
 
 export interface DelayedEventWidgetDriverOptions {
   /** The widget's room: where events go when a request names no `room_id`. */
   roomId: string;
   /**
-   * Which requested capabilities to approve: a function, or an allow-list (the approved set is what
-   * was requested and allowed). Default: approve everything requested.
+   * The host's capability policy: a function, or an allow-list (the approved set is what was requested
+   * and allowed). Default: approve nothing. `callWidgetCapabilities()` is the set a call widget needs.
    */
   validateCapabilities?: CapabilityValidator | CapabilityAllowList;
   /** Rooms the widget may name in `room_id` (besides `roomId`). Default none. */
   knownRooms?: string[];
+  /**
+   * The answer to MSC4515 `get_rtc_transports` (the widget also needs the
+   * `org.matrix.msc4515.rtc_transports` capability). Default: none, the request fails.
+   */
+  rtcTransports?: RtcTransportsOption;
+  /** Whether the widget gets an OpenID token for the user. Default `"deny"`. */
+  openId?: OpenIdPolicy;
 }
 
 /** The MSC4157 `update_delayed_event` actions, including the MSC text's `refresh` for `restart`. */
@@ -90,6 +104,8 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
   readonly roomId: string;
   private readonly validator: CapabilityValidator;
   private readonly knownRooms: string[];
+  private readonly rtcTransports: RtcTransportsOption | undefined;
+  private readonly openId: OpenIdPolicy;
 
   constructor(
     private readonly client: DriverClient,
@@ -98,7 +114,9 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
     super();
     this.roomId = options.roomId;
     this.knownRooms = [options.roomId, ...(options.knownRooms ?? [])];
-    this.validator = toValidator(options.validateCapabilities);
+    this.validator = toCapabilityValidator(options.validateCapabilities);
+    this.rtcTransports = options.rtcTransports;
+    this.openId = options.openId ?? "deny";
   }
 
   override async validateCapabilities(requested: Set<Capability>): Promise<Set<Capability>> {
@@ -193,6 +211,35 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
       .map((e) => ({ ...e, room_id: roomId }) as unknown as IRoomEvent);
   }
 
+  /** MSC4515: the transports the host was given (a call widget picks its SFU from these). */
+  override async getRtcTransports(): Promise<IRtcTransportsResult> {
+    const option = this.rtcTransports;
+    if (option === undefined) throw new Error("This host offers no RTC transports");
+    return { rtc_transports: typeof option === "function" ? await option() : option };
+  }
+
+  /** `get_openid`, answered by the `openId` policy with a token from the client. */
+  override askOpenID(observer: SimpleObservable<IOpenIDUpdate>): void {
+    answerOpenId(observer, this.openId, () => this.client.getOpenIdToken());
+  }
+
+  /**
+   * MSC4407: the room's sticky events. This host keeps none (memberships are state events here), so
+   * the answer is an empty list rather than an error the widget would log at every start.
+   */
+  override async readStickyEvents(_roomId: string): Promise<IRoomEvent[]> {
+    return [];
+  }
+
+  /** To-device messages (a call widget's media keys) go out through the client, encrypted if asked. */
+  override async sendToDevice(
+    eventType: string,
+    encrypted: boolean,
+    contentMap: { [userId: string]: { [deviceId: string]: object } },
+  ): Promise<void> {
+    await sendToDeviceWith(this.client, eventType, encrypted, contentMap);
+  }
+
   override getKnownRooms(): string[] {
     return [...this.knownRooms];
   }
@@ -220,21 +267,4 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
       };
     return undefined;
   }
-}
-
-function toValidator(option: DelayedEventWidgetDriverOptions["validateCapabilities"]): CapabilityValidator {
-  if (option === undefined) return (requested) => requested;
-  if (typeof option === "function") return option;
-  const allowed = [...option];
-  const exact = new Set(allowed.filter((a): a is string => typeof a === "string"));
-  const patterns = allowed.filter((a): a is RegExp => a instanceof RegExp);
-  return (requested) =>
-    [...requested].filter(
-      (cap) =>
-        exact.has(cap) ||
-        patterns.some((p) => {
-          const m = cap.match(p);
-          return m !== null && m.index === 0 && m[0].length === cap.length;
-        }),
-    );
 }

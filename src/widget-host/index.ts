@@ -1,13 +1,22 @@
 /**
  * `matrixrtc-membership/widget-host`: the client side of MSC4157 for apps that host widgets (and for
- * tests): a matrix-widget-api `WidgetDriver` backed by a matrix-js-sdk `MatrixClient`.
+ * tests): a matrix-widget-api `WidgetDriver` backed by a matrix-js-sdk `MatrixClient`, the capability
+ * policy, and what a call widget such as Element Call needs besides (transports, OpenID, its actions).
  */
 export { DelayedEventWidgetDriver, matrixApiErrorOf } from "./DelayedEventWidgetDriver.js";
 export type {
-  CapabilityAllowList,
-  CapabilityValidator,
   DelayedEventWidgetDriverOptions,
   DriverClient,
+  RtcTransportsOption,
   UpdateDelayedEventActionName,
 } from "./DelayedEventWidgetDriver.js";
+export { callWidgetCapabilities, toCapabilityValidator } from "./capabilities.js";
+export type {
+  CapabilityAllowList,
+  CapabilityValidator,
+  CallWidgetCapabilityOptions,
+} from "./capabilities.js";
+export type { OpenIdPolicy } from "./openId.js";
+export { attachCallWidgetActions, CallWidgetAction } from "./callWidgetActions.js";
+export type { CallWidgetControls, CallWidgetHooks, DeviceMuteState } from "./callWidgetActions.js";
 export { acceptRefreshAction, createClientWidgetApi } from "./clientWidgetApi.js";

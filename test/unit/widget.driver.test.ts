@@ -127,9 +127,9 @@ describe("DelayedEventWidgetDriver: capability validation", () => {
     "org.matrix.msc4157.update_delayed_event",
   ]);
 
-  it("approves what was requested by default", async () => {
+  it("approves nothing by default: the host must list what a widget may do", async () => {
     const driver = new DelayedEventWidgetDriver(fakeClient(), { roomId: ROOM });
-    await expect(driver.validateCapabilities(requested)).resolves.toEqual(requested);
+    await expect(driver.validateCapabilities(requested)).resolves.toEqual(new Set());
   });
 
   it("an allow-list approves the intersection; patterns must match a whole capability", async () => {

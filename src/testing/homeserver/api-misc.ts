@@ -2,6 +2,7 @@
  * Endpoints a full client touches that have nothing to do with calls (crypto, receipts, typing,
  * presence, account data, devices). They answer minimal valid bodies so matrix-js-sdk stays quiet.
  */
+import { randomBytes } from "node:crypto";
 import { auth, jsonBody, ok } from "./api-common.js";
 import type { HomeserverCore } from "./core.js";
 import { forbidden, notFound } from "./errors.js";
@@ -38,4 +39,19 @@ export function stub(body: Record<string, unknown>) {
 export function roomKeysVersion(core: HomeserverCore, ctx: RequestContext): HandlerResult {
   auth(core, ctx);
   throw notFound("No current backup version");
+}
+
+/**
+ * `POST /user/{userId}/openid/request_token`: an OpenID token a widget hands to a third party (such as
+ * a LiveKit token service). Synapse: only for oneself (403 otherwise), 1 h lifetime, body ignored.
+ */
+export function openIdToken(core: HomeserverCore, ctx: RequestContext): HandlerResult {
+  const requester = auth(core, ctx);
+  if (ctx.params[0] !== requester.userId) throw forbidden("Cannot request tokens for other users.");
+  return ok({
+    access_token: randomBytes(18).toString("base64url"),
+    token_type: "Bearer",
+    matrix_server_name: core.options.serverName,
+    expires_in: 3600,
+  });
 }

@@ -5,7 +5,21 @@
 import type { RouteId } from "./routes.js";
 
 export type FaultResponse =
-  { status: number; body?: object; headers?: Record<string, string> } | "hang" | "drop" | "process-then-drop";
+  | {
+      status: number;
+      /** Any JSON value: tests of malformed answers send `{delay_id: 5}`, `null`, a string... */
+      body?: unknown;
+      headers?: Record<string, string>;
+      /**
+       * Process the request as usual (state written, delayed event scheduled...) and then answer with
+       * this instead of the real answer: a broken server or proxy whose work is done but whose answer
+       * is wrong. Default false: answer without processing.
+       */
+      process?: boolean;
+    }
+  | "hang"
+  | "drop"
+  | "process-then-drop";
 
 export interface FaultSpec {
   /** A route id, or a pattern tested against the request path (without query). */

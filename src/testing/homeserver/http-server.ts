@@ -174,9 +174,12 @@ export class HttpFrontend {
       entry.status = status;
       writeJson(res, status, payload, headers);
     };
-    if (fault && typeof fault.respond === "object") {
+    if (fault && typeof fault.respond === "object" && !fault.respond.process) {
       entry.fault = "respond";
-      const payload = fault.respond.body ?? { errcode: "M_UNKNOWN", error: "Injected fault" };
+      const payload =
+        fault.respond.body !== undefined
+          ? fault.respond.body
+          : { errcode: "M_UNKNOWN", error: "Injected fault" };
       send(fault.respond.status, payload, fault.respond.headers);
       return;
     }
@@ -224,6 +227,16 @@ export class HttpFrontend {
       // The work is done (state changed, timer restarted...) but the client never hears about it.
       entry.fault = "process-then-drop";
       req.socket.destroy();
+      return;
+    }
+    if (fault && typeof fault.respond === "object") {
+      // process: true: the work is done, the answer is the injected one.
+      entry.fault = "respond";
+      send(
+        fault.respond.status,
+        fault.respond.body !== undefined ? fault.respond.body : payload,
+        fault.respond.headers,
+      );
       return;
     }
     send(status, payload, headers);

@@ -44,6 +44,7 @@ export type RouteId =
   | "delayed.schedule"
   | "delayed.get"
   | "accountData"
+  | "openid"
   | "misc"
   | "options"
   | "unknown";
@@ -136,6 +137,7 @@ export function buildRoutes(hs: HomeserverCore, baseUrl: () => string): RouteDef
     add("accountData", "GET", pattern(p), (h, c) => misc.accountData(h, c, false));
     add("accountData", "PUT", pattern(p), (h, c) => misc.accountData(h, c, true));
   }
+  add("openid", "POST", pattern("/user/{userId}/openid/request_token"), misc.openIdToken);
   add("misc", "GET", pattern("/devices"), misc.devices);
   add("misc", "GET", pattern("/room_keys/version"), misc.roomKeysVersion);
   add("misc", "POST", pattern("/keys/upload"), misc.stub({ one_time_key_counts: {} }));

@@ -63,9 +63,13 @@ async function connectObservingWidget(alice: UserCreds, roomId: string) {
   await roomOf(hostClient, roomId);
   const key = { userId: alice.userId, deviceId: alice.deviceId };
   let source!: WidgetStateSource;
+  const capabilities = [
+    ...widgetCapabilities({ ...key, readState: true }),
+    ...widgetObserverCapabilities(roomId),
+  ];
   const pair = await connectWidget({
-    driver: new DelayedEventWidgetDriver(hostClient, { roomId }),
-    capabilities: [...widgetCapabilities({ ...key, readState: true }), ...widgetObserverCapabilities(roomId)],
+    driver: new DelayedEventWidgetDriver(hostClient, { roomId, validateCapabilities: capabilities }),
+    capabilities,
     creatorUserId: alice.userId,
     beforeStart: (widgetApi) => (source = new WidgetStateSource(widgetApi, roomId)),
   });

@@ -75,7 +75,8 @@ describe("widget mode: errors from the server reach the manager classified", () 
 
   it("429 with Retry-After (Element Web shape): waits what the header says, then heartbeats again", async () => {
     const w = await start();
-    const c = await w.call({ manager: { delayedLeaveDelayMs: 3000 } });
+    const c = await w.call({ manager: { delayedLeaveDelayMs: 4000 } });
+    // (4 s: a heartbeat's hinted wait is capped at a quarter of the delay, so 1 s fits.)
     await joined(c);
     w.hs.faults.add({
       route: "delayed.restart",

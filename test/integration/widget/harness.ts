@@ -119,11 +119,17 @@ export async function startWidgetWorld(options: TestHomeserverOptions = {}): Pro
 
   async function call(opts: CallOptions = {}): Promise<WidgetCall> {
     const hostClient = bareClient(hs.baseUrl, alice);
-    const driver = new DelayedEventWidgetDriver(hostClient, { roomId, ...opts.driver });
     const key = { userId: alice.userId, deviceId: alice.deviceId };
+    const capabilities = opts.capabilities ?? widgetCapabilities(key);
+    // The host approves exactly what the widget asks for, unless a test sets its own policy.
+    const driver = new DelayedEventWidgetDriver(hostClient, {
+      roomId,
+      validateCapabilities: capabilities,
+      ...opts.driver,
+    });
     const pair = await connectWidget({
       driver,
-      capabilities: opts.capabilities ?? widgetCapabilities(key),
+      capabilities,
       creatorUserId: alice.userId,
       plainClientApi: opts.plainClientApi,
     });

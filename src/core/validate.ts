@@ -1,0 +1,237 @@
+/**
+ * Pure validators, one place for every rule we apply to what comes in: the answers we read from the
+ * server or the widget host (a wrong shape must be a typed error, never `undefined` used as a delay id)
+ * and the identity options of a manager (a wrong id must fail at construction, naming the field and the
+ * rule, instead of producing requests the server refuses or, worse, accepts for someone else's key).
+ * Timing options are checked by `resolveTiming` (core/config.ts); the leave timeout by `leaveTimeoutMs`.
+ */
+import type { PendingDelayedEvent } from "../backends/types.js";
+import { MalformedResponseError, MembershipConfigError } from "../errors.js";
+import { DEFAULT_SLOT, membershipStateKey, type Slot } from "../membership/content.js";
+import { MAX_ID_BYTES, MAX_TIMER_MS } from "./limits.js";
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function describe(v: unknown): string {
+  if (v === undefined) return "missing";
+  if (v === null) return "null";
+  if (typeof v === "string") return v === "" ? "an empty string" : "an unusable string";
+  if (Array.isArray(v)) return "an array";
+  return `a ${typeof v}`;
+}
+
+// Control characters and any Unicode whitespace: they make ids ambiguous in state keys, capability
+// strings and logs, and no server hands them out.
+// eslint-disable-next-line no-control-regex
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\s]/u;
+
+const utf8Bytes = (s: string): number => new TextEncoder().encode(s).length;
+
+// ---------------------------------------------------------------------------------------------
+// Answers
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The delay id of a schedule answer (`{delay_id}`): a non-empty string of at most 255 bytes without
+ * whitespace or control characters. Anything else (missing, a number, null, "", an object) throws a
+ * MalformedResponseError: a delay id we cannot restart, send or cancel is no delayed leave.
+ */
+export function readDelayId(answer: unknown, request = "schedule-leave"): string {
+  if (!isRecord(answer))
+    throw new MalformedResponseError(request, `the answer is ${describe(answer)}, not an object`);
+  const id = answer.delay_id;
+  if (typeof id !== "string" || id === "" || UNPRINTABLE.test(id) || utf8Bytes(id) > MAX_ID_BYTES)
+    throw new MalformedResponseError(request, `delay_id is ${describe(id)}`);
+  return id;
+}
+
+/**
+ * A delayed-event listing: Synapse answers `{delayed_events: [...]}`, newer MSC4140 drafts (and
+ * matrix-js-sdk 43's types) `{scheduled: [...]}`. The list must be an array; entries without a string
+ * `delay_id` and `room_id` are skipped (they name nothing we could cancel).
+ */
+export function readDelayedEventList(answer: unknown): PendingDelayedEvent[] {
+  if (!isRecord(answer))
+    throw new MalformedResponseError(
+      "list-delayed-events",
+      `the answer is ${describe(answer)}, not an object`,
+    );
+  const list = answer.delayed_events ?? answer.scheduled;
+  if (!Array.isArray(list))
+    throw new MalformedResponseError(
+      "list-delayed-events",
+      `delayed_events is ${describe(list)}, not a list`,
+    );
+  const out: PendingDelayedEvent[] = [];
+  for (const e of list) {
+    if (!isRecord(e) || typeof e.delay_id !== "string" || e.delay_id === "" || typeof e.room_id !== "string")
+      continue;
+    out.push({
+      delayId: e.delay_id,
+      roomId: e.room_id,
+      stateKey: typeof e.state_key === "string" ? e.state_key : undefined,
+    });
+  }
+  return out;
+}
+
+/**
+ * The server's maximum delay from `/capabilities` (`org.matrix.msc4140.delayed_events.max_delay_ms`):
+ * a number ≤ 0 means disabled; a usable number is returned (values past MAX_TIMER_MS mean "no limit we
+ * could reach"); anything else (absent, a string, NaN, not an object) is advisory noise: undefined.
+ */
+export function readMaxDelayMs(capabilities: unknown): { maxDelayMs?: number; disabled?: true } {
+  if (!isRecord(capabilities)) return {};
+  const cap = capabilities["org.matrix.msc4140.delayed_events"];
+  if (!isRecord(cap)) return {};
+  const max = cap.max_delay_ms;
+  if (typeof max !== "number" || Number.isNaN(max)) return {};
+  if (max <= 0) return { disabled: true };
+  if (max > MAX_TIMER_MS) return {};
+  return { maxDelayMs: Math.floor(max) };
+}
+
+/** A state event's content as read back: must be a JSON object. */
+export function readStateContent(answer: unknown): Record<string, unknown> {
+  if (!isRecord(answer))
+    throw new MalformedResponseError("read-state", `the content is ${describe(answer)}, not an object`);
+  return answer;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Identity options
+// ---------------------------------------------------------------------------------------------
+
+/** `host[:port]` as Synapse accepts it: a DNS name, IPv4, or a bracketed IPv6 literal. */
+const SERVER_NAME = /^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+/** One rule: the field it checks, the rule in words (used in the error), and the check. */
+export interface IdentityRule {
+  field: "userId" | "roomId" | "deviceId" | "stateKey";
+  rule: string;
+  ok: (v: IdentityInput) => boolean;
+}
+
+export interface IdentityInput {
+  userId: string;
+  roomId: string;
+  deviceId: string;
+  slot?: Slot;
+  roomVersion?: string;
+}
+
+function userIdOk(u: string): boolean {
+  if (!u.startsWith("@")) return false;
+  const colon = u.indexOf(":");
+  if (colon < 2) return false;
+  return !UNPRINTABLE.test(u) && SERVER_NAME.test(u.slice(colon + 1));
+}
+
+function roomIdOk(r: string): boolean {
+  if (!r.startsWith("!") || UNPRINTABLE.test(r)) return false;
+  const colon = r.indexOf(":");
+  // Room v12 (MSC4291) ids are `!` + the create event's hash, without a server part.
+  if (colon === -1) return r.length > 1;
+  return colon > 1 && SERVER_NAME.test(r.slice(colon + 1));
+}
+
+/**
+ * The identity rules, in the order they are checked. Device ids: `_`, `#` and `:` are allowed, because
+ * no one splits a call-member state key: matrix-js-sdk (and our parser) rebuild the expected key from
+ * the content's `device_id` and compare; Synapse's MSC3757 check takes the user id up to the first `_`
+ * after the server name, which cannot contain `_`; matrix-widget-api reads a capability's state key as
+ * everything after the event type's `#`, so a `#` in it is kept.
+ */
+export const IDENTITY_RULES: readonly IdentityRule[] = [
+  {
+    field: "userId",
+    rule: "must be a Matrix user id, @localpart:server (no spaces or control characters)",
+    ok: (v) => userIdOk(v.userId),
+  },
+  {
+    field: "userId",
+    rule: `must be at most ${MAX_ID_BYTES} bytes`,
+    ok: (v) => utf8Bytes(v.userId) <= MAX_ID_BYTES,
+  },
+  {
+    field: "roomId",
+    rule: "must be a Matrix room id, !opaque:server (or !opaque for room v12 and later; no spaces or control characters)",
+    ok: (v) => roomIdOk(v.roomId),
+  },
+  {
+    field: "roomId",
+    rule: `must be at most ${MAX_ID_BYTES} bytes`,
+    ok: (v) => utf8Bytes(v.roomId) <= MAX_ID_BYTES,
+  },
+  {
+    field: "deviceId",
+    rule: "must be a non-empty device id without spaces or control characters",
+    ok: (v) => v.deviceId.length > 0 && !UNPRINTABLE.test(v.deviceId),
+  },
+  {
+    field: "stateKey",
+    rule: `(built from userId, deviceId and slot) must be at most ${MAX_ID_BYTES} bytes, or the server refuses it`,
+    ok: (v) =>
+      utf8Bytes(membershipStateKey(v.userId, v.deviceId, v.slot ?? DEFAULT_SLOT, v.roomVersion)) <=
+      MAX_ID_BYTES,
+  },
+];
+
+/**
+ * Throws a MembershipConfigError naming the first field that breaks a rule. `ownUserId`, when the
+ * backend knows whose token it holds (ClientBackend: `client.getUserId()`), must equal `userId`: a
+ * membership at someone else's key is refused by the server, or (underscore keys in stable rooms)
+ * accepted and then ignored by every client. Widget mode cannot check this (the host does).
+ */
+export function validateIdentity(input: IdentityInput, ownUserId?: string | null): void {
+  for (const key of ["roomId", "userId", "deviceId"] as const)
+    if (typeof input[key] !== "string" || input[key].length === 0)
+      throw new MembershipConfigError(`${key} must be a non-empty string`);
+  for (const r of IDENTITY_RULES)
+    if (!r.ok(input))
+      throw new MembershipConfigError(
+        r.field === "stateKey"
+          ? `the state key ${r.rule}`
+          : `${r.field} ${r.rule}, got ${JSON.stringify(input[r.field])}`,
+      );
+  if (typeof ownUserId === "string" && ownUserId !== "" && ownUserId !== input.userId)
+    throw new MembershipConfigError(
+      `userId ${JSON.stringify(input.userId)} must be the client's own user (${JSON.stringify(ownUserId)})`,
+    );
+}
+
+/**
+ * Everything the manager's constructor checks beyond the timing (which `resolveTiming` checks): the
+ * identity rules above, and `membershipGraceMs` (a timer: 0 ≤ n ≤ MAX_TIMER_MS).
+ */
+export function validateManagerOptions(
+  options: IdentityInput & { membershipGraceMs?: number },
+  ownUserId?: string | null,
+): void {
+  validateIdentity(options, ownUserId);
+  const grace = options.membershipGraceMs;
+  if (
+    grace !== undefined &&
+    (typeof grace !== "number" || Number.isNaN(grace) || grace < 0 || grace > MAX_TIMER_MS)
+  )
+    throw new MembershipConfigError(
+      `membershipGraceMs must be between 0 and ${MAX_TIMER_MS} ms, got ${String(grace)}`,
+    );
+}
+
+/**
+ * `leave({ timeoutMs })`: undefined or Infinity mean "no timeout" (the promise settles when the leave
+ * does, or on dispose()); 0 ≤ n ≤ MAX_TIMER_MS is a timeout; anything else (negative, NaN, a finite
+ * value past MAX_TIMER_MS that a timer would fire after 1 ms, not a number) is a MembershipConfigError,
+ * returned rather than thrown so that leave() can reject its promise with it.
+ */
+export function leaveTimeoutMs(value: unknown): number | undefined | MembershipConfigError {
+  if (value === undefined || value === Infinity) return undefined;
+  if (typeof value !== "number" || Number.isNaN(value) || value < 0 || value > MAX_TIMER_MS)
+    return new MembershipConfigError(
+      `leave timeoutMs must be between 0 and ${MAX_TIMER_MS} ms, or Infinity for no timeout; got ${String(value)}`,
+    );
+  return value;
+}

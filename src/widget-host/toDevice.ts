@@ -1,0 +1,44 @@
+import type { MatrixClient } from "matrix-js-sdk";
+
+type ToDeviceClient = Pick<MatrixClient, "sendToDevice" | "getCrypto">;
+type ContentMap = { [userId: string]: { [deviceId: string]: object } };
+
+/**
+ * Sends a widget's to-device messages with `client`. Unencrypted ones go as they are. Encrypted ones
+ * need the client's crypto (one encryption per distinct payload, as the widget API gives one payload
+ * per device); without crypto they fail instead of leaking in clear.
+ */
+export async function sendToDeviceWith(
+  client: ToDeviceClient,
+  eventType: string,
+  encrypted: boolean,
+  contentMap: ContentMap,
+): Promise<void> {
+  if (!encrypted) {
+    const map = new Map<string, Map<string, Record<string, unknown>>>();
+    for (const [userId, devices] of Object.entries(contentMap))
+      map.set(userId, new Map(Object.entries(devices) as [string, Record<string, unknown>][]));
+    await client.sendToDevice(eventType, map);
+    return;
+  }
+  const crypto = client.getCrypto();
+  if (!crypto) throw new Error("Cannot send encrypted to-device messages: the host client has no crypto");
+  const byPayload = new Map<string, { payload: object; devices: { userId: string; deviceId: string }[] }>();
+  for (const [userId, devices] of Object.entries(contentMap))
+    for (const [deviceId, payload] of Object.entries(devices)) {
+      const key = JSON.stringify(payload);
+      const group = byPayload.get(key) ?? { payload, devices: [] };
+      group.devices.push({ userId, deviceId });
+      byPayload.set(key, group);
+    }
+  for (const { payload, devices } of byPayload.values()) {
+    const batch = await crypto.encryptToDeviceMessages(eventType, devices, payload as never);
+    const map = new Map<string, Map<string, Record<string, unknown>>>();
+    for (const { userId, deviceId, payload: encryptedPayload } of batch.batch) {
+      const devicesOfUser = map.get(userId) ?? new Map<string, Record<string, unknown>>();
+      devicesOfUser.set(deviceId, encryptedPayload as Record<string, unknown>);
+      map.set(userId, devicesOfUser);
+    }
+    await client.sendToDevice(batch.eventType, map);
+  }
+}
