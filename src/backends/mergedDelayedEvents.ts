@@ -81,6 +81,15 @@ export function parseDelayedEventLookup(body: unknown): DelayedEventStatus {
   return { status: "finalised", outcome: "cancelled", finalisedTs };
 }
 
+/** True for a MatrixClient (or a double) that has what the merged requests need. */
+export function speaksHttp(client: Partial<MergedClientLike>): client is MergedClientLike {
+  return (
+    typeof client.http?.authedRequest === "function" &&
+    typeof client.makeTxnId === "function" &&
+    typeof client.doesServerSupportUnstableFeature === "function"
+  );
+}
+
 interface LostSchedule {
   path: string;
   body: Record<string, unknown>;
@@ -109,6 +118,8 @@ export class DelayedEventsHttp {
    */
   public useMerged(): Promise<boolean> {
     if (this.choice !== "auto") return Promise.resolve(this.choice === "merged");
+    // A client double without js-sdk's HTTP API can only speak through the unstable methods.
+    if (!speaksHttp(this.client)) return Promise.resolve(false);
     this.decided ??= this.client.doesServerSupportUnstableFeature(MERGED_FEATURE_FLAG).catch((e: unknown) => {
       this.decided = undefined;
       throw e;

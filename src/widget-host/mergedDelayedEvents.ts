@@ -4,23 +4,14 @@
  * (through matrix-js-sdk's HTTP API, like ClientBackend); otherwise the driver keeps using js-sdk's
  * unstable methods. Decided once per client.
  */
-import { DelayedEventsHttp, type MergedClientLike } from "../backends/mergedDelayedEvents.js";
+import { DelayedEventsHttp, speaksHttp } from "../backends/mergedDelayedEvents.js";
 import type { DelayedEventAction } from "../backends/types.js";
 
 const perClient = new WeakMap<object, DelayedEventsHttp>();
 
-function isMergedCapable(client: object): client is MergedClientLike {
-  const c = client as Partial<MergedClientLike>;
-  return (
-    typeof c.http?.authedRequest === "function" &&
-    typeof c.makeTxnId === "function" &&
-    typeof c.doesServerSupportUnstableFeature === "function"
-  );
-}
-
 /** The merged-shape requests for this client's server, or undefined (unstable server, or a client double). */
 async function mergedFor(client: object): Promise<DelayedEventsHttp | undefined> {
-  if (!isMergedCapable(client)) return undefined;
+  if (!speaksHttp(client)) return undefined;
   let http = perClient.get(client);
   if (!http) {
     http = new DelayedEventsHttp(client);
