@@ -8,6 +8,8 @@ import { redactText } from "./log/redact.js";
  * errors, and our own local timeouts. The manager decides what to do from the class alone.
  */
 
+import type { DelayedEventStatus } from "./backends/types.js";
+
 /** Which request failed; a 403 means different things for a delayed schedule and a state send. */
 export type Operation = "schedule-leave" | "restart" | "send-leave" | "cancel" | "send-state";
 
@@ -21,8 +23,11 @@ export type ErrorClass =
    * missing or not a string, a listing that is not a list): the server is broken, not our request.
    */
   | { kind: "server"; status: number; malformed?: true }
-  /** 404 M_NOT_FOUND (or 409 from the newer MSC4140) on a delayed-event action: it is not pending. */
-  | { kind: "gone" }
+  /**
+   * 404 M_NOT_FOUND (or 409 from MSC4140 as merged) on a delayed-event action: it is not pending.
+   * `finalised`: what the server's lookup said after a 409 (sent, cancelled, failed), when known.
+   */
+  | { kind: "gone"; finalised?: DelayedEventStatus }
   /** The delay is over the server's maximum; `maxDelayMs` when the server said (legacy dialect). */
   | { kind: "max-delay"; maxDelayMs?: number }
   /** Delayed events disabled or unsupported by the server or the widget host. */
@@ -161,6 +166,14 @@ function classifyRaw(error: unknown, op: Operation, now: number): ErrorClass {
     return { kind: "unsupported", reason: "the server does not advertise org.matrix.msc4140" };
   if (msc4140Errcode === "M_MAX_DELAY_UNSUPPORTED")
     return { kind: "unsupported", reason: "delayed events are not supported on this server" };
+  // Synapse after 1.157 (verified on 1.163.2): 400 with its own errcode; the maximum is only in the message.
+  if (errcode === "ORG.MATRIX.MSC4140_DELAY_TOO_LARGE") {
+    const max = /allowed maximum \((\d+)ms\)/.exec(String(body.error ?? message))?.[1];
+    return {
+      kind: "max-delay",
+      ...(max !== undefined && Number(max) > 0 ? { maxDelayMs: Number(max) } : {}),
+    };
+  }
   if (msc4140Errcode === "M_MAX_DELAY_EXCEEDED") {
     const max = body["org.matrix.msc4140.max_delay"];
     return { kind: "max-delay", maxDelayMs: typeof max === "number" && max > 0 ? max : undefined };
@@ -188,7 +201,11 @@ function classifyRaw(error: unknown, op: Operation, now: number): ErrorClass {
   if (status !== undefined) {
     if (status >= 500) return { kind: "server", status };
     if ((status === 404 && errcode === "M_NOT_FOUND") || status === 409) {
-      if (op === "restart" || op === "send-leave" || op === "cancel") return { kind: "gone" };
+      const finalised = isRecord(error)
+        ? (error.delayedEventStatus as DelayedEventStatus | undefined)
+        : undefined;
+      if (op === "restart" || op === "send-leave" || op === "cancel")
+        return finalised ? { kind: "gone", finalised } : { kind: "gone" };
       return { kind: "rejected", status, errcode };
     }
     if (status === 404 && errcode === "M_UNRECOGNIZED")

@@ -12,7 +12,9 @@ export { statusOf } from "./manager/state.js";
 export { whenConnected } from "./manager/whenConnected.js";
 export type { ConnectableManager, WhenConnectedOptions } from "./manager/whenConnected.js";
 export { ClientBackend } from "./backends/client.js";
-export type { ClientLike, ClientRequestOptions } from "./backends/client.js";
+export type { ClientLike, ClientRequestOptions, ClientBackendOptions } from "./backends/client.js";
+export { parseDelayedEventLookup } from "./backends/mergedDelayedEvents.js";
+export type { DelayedEventsApiChoice } from "./backends/mergedDelayedEvents.js";
 export type {
   MembershipBackend,
   DelayedEventAction,
@@ -20,6 +22,7 @@ export type {
   StateEventRequest,
   SupportHint,
   PendingDelayedEvent,
+  DelayedEventStatus,
 } from "./backends/types.js";
 export {
   classifyError,

@@ -1,6 +1,12 @@
 import { readDelayedEventList, readDelayId, readMaxDelayMs, readStateContent } from "../core/validate.js";
+import {
+  DelayedEventsHttp,
+  type DelayedEventsApiChoice,
+  type MergedClientLike,
+} from "./mergedDelayedEvents.js";
 import type {
   DelayedEventAction,
+  DelayedEventStatus,
   MembershipBackend,
   PendingDelayedEvent,
   RequestOptions,
@@ -20,7 +26,7 @@ export interface ClientRequestOptions {
  * matrix-js-sdk's (whose crypto types reference a file it does not ship): a js-sdk 43 `MatrixClient`
  * fits it, which test/package/clientTypes.test.ts checks at compile time.
  */
-export interface ClientLike {
+export interface ClientLike extends Partial<MergedClientLike> {
   /** Schedules a delayed state event (MSC4140): the delayed leave. */
   _unstable_sendDelayedStateEvent(
     roomId: string,
@@ -59,12 +65,25 @@ export interface ClientLike {
   getUserId?(): string | null;
 }
 
+export interface ClientBackendOptions {
+  /** MSC4140 shape: `auto` (default) uses the merged endpoints where the server offers them. For tests. */
+  delayedEventsApi?: DelayedEventsApiChoice;
+}
+
 /**
  * Standalone mode: talks to the homeserver through a matrix-js-sdk MatrixClient. Every answer we read
  * is checked (core/validate.ts): a wrong shape throws a MalformedResponseError instead of flowing on.
+ * MSC4140 as merged is spoken where the server offers it (mergedDelayedEvents.ts).
  */
 export class ClientBackend implements MembershipBackend {
-  constructor(private readonly client: ClientLike) {}
+  private readonly delayed: DelayedEventsHttp;
+
+  constructor(
+    private readonly client: ClientLike,
+    options: ClientBackendOptions = {},
+  ) {
+    this.delayed = new DelayedEventsHttp(client, options.delayedEventsApi);
+  }
 
   /** The user whose token the client holds, when it knows (the manager checks it against `userId`). */
   ownUserId(): string | undefined {
@@ -75,6 +94,7 @@ export class ClientBackend implements MembershipBackend {
     req: StateEventRequest & { delayMs: number },
     opts?: RequestOptions,
   ): Promise<string> {
+    if (await this.delayed.useMerged()) return this.delayed.schedule(req, opts?.signal);
     const res = await this.client._unstable_sendDelayedStateEvent(
       req.roomId,
       { delay: req.delayMs },
@@ -99,6 +119,7 @@ export class ClientBackend implements MembershipBackend {
     action: DelayedEventAction,
     opts?: RequestOptions,
   ): Promise<void> {
+    if (await this.delayed.useMerged()) return this.delayed.update(delayId, action, opts?.signal);
     const requestOpts = { abortSignal: opts?.signal };
     if (action === "restart") await this.client._unstable_restartScheduledDelayedEvent(delayId, requestOpts);
     else if (action === "send") await this.client._unstable_sendScheduledDelayedEvent(delayId, requestOpts);
@@ -119,17 +140,31 @@ export class ClientBackend implements MembershipBackend {
     }
   }
 
-  async listDelayedEvents(): Promise<PendingDelayedEvent[]> {
+  async listDelayedEvents(opts?: RequestOptions): Promise<PendingDelayedEvent[]> {
+    if (await this.delayed.useMerged()) return this.delayed.recoverLost(opts?.signal);
     // Synapse answers {delayed_events: [...]}; js-sdk 43 types it after a newer MSC draft ({scheduled}).
     return readDelayedEventList(await this.client._unstable_getDelayedEvents());
   }
 
+  getDelayedEvent(delayId: string, opts?: RequestOptions): Promise<DelayedEventStatus> {
+    return this.delayed.get(delayId, opts?.signal);
+  }
+
   async probeSupport(): Promise<SupportHint> {
-    if (!(await this.client.doesServerSupportUnstableFeature("org.matrix.msc4140")))
+    // A merged server may advertise only `org.matrix.msc4140.stable`.
+    if (
+      !(await this.client.doesServerSupportUnstableFeature("org.matrix.msc4140")) &&
+      !(await this.delayed.useMerged())
+    )
       return { delayedEvents: false, reason: "the server does not advertise org.matrix.msc4140" };
     // Synapse ≥1.157 advertises its limits; older servers do not, which is fine.
     try {
-      const { maxDelayMs, disabled } = readMaxDelayMs(await this.client.getCapabilities());
+      const caps = await this.client.getCapabilities();
+      // MSC4140 as merged names the capability `m.delayed_events`; same fields as the unstable one.
+      const stable = (caps as Record<string, unknown>)["m.delayed_events"];
+      const { maxDelayMs, disabled } = readMaxDelayMs(
+        stable === undefined ? caps : { "org.matrix.msc4140.delayed_events": stable },
+      );
       if (disabled) return { delayedEvents: false, maxDelayMs: 0, reason: "max_delay_ms is 0" };
       if (maxDelayMs !== undefined) return { delayedEvents: true, maxDelayMs };
     } catch {

@@ -47,6 +47,24 @@ export interface PendingDelayedEvent {
 }
 
 /**
+ * What became of one delayed event (`getDelayedEvent`). `finalised` comes only from servers that keep
+ * finalised delayed events (MSC4140 as merged); `manual` is true when it was sent before its due time
+ * (someone used `send`). `unknown` is a 404: never existed, someone else's, or (where
+ * `tracksFinalised` is false, e.g. Synapse's unstable lookup) no longer scheduled.
+ */
+export type DelayedEventStatus =
+  | { status: "pending"; delayMs: number; delayedSinceTs: number }
+  | { status: "finalised"; outcome: "sent"; eventId: string; finalisedTs: number; manual?: boolean }
+  | { status: "finalised"; outcome: "cancelled"; finalisedTs: number }
+  | {
+      status: "finalised";
+      outcome: "error";
+      finalisedTs: number;
+      error: { errcode?: string; error?: string };
+    }
+  | { status: "unknown"; tracksFinalised: boolean };
+
+/**
  * How the manager reaches the homeserver: `ClientBackend` (a matrix-js-sdk client) or `WidgetBackend`
  * (the widget API). Implement it to run the manager over anything else (a test double, another SDK).
  */
@@ -70,6 +88,11 @@ export interface MembershipBackend {
    * whose schedule request reached the server but whose answer never reached us.
    */
   listDelayedEvents?(opts?: RequestOptions): Promise<PendingDelayedEvent[]>;
+  /**
+   * Optional: what became of one of our delayed events (MSC4140 `GET …/delayed_events/{delay_id}`).
+   * Throws what the server answered when it has no such endpoint (404/405 `M_UNRECOGNIZED`).
+   */
+  getDelayedEvent?(delayId: string, opts?: RequestOptions): Promise<DelayedEventStatus>;
   /**
    * Optional: the user whose credentials the backend holds, when it knows (ClientBackend). The manager
    * refuses a `userId` that differs (MembershipConfigError). Widget mode cannot know it.

@@ -1,17 +1,25 @@
 #!/usr/bin/env node
 /**
- * `npm run homeserver [-- --port 8008] [--preset 1.127] [--no-rate-limits]`: the test homeserver on a fixed
+ * `npm run homeserver [-- --port 8008] [--preset 1.127|merged] [--shape unstable|merged|both] [--no-rate-limits]`:
+ * the test homeserver on a fixed
  * port with alice, bob and carol in one room, for pointing a client at by hand. Ctrl-C stops it.
  */
 import { parseArgs } from "node:util";
 import { startTestHomeserver } from "./homeserver/homeserver.js";
-import { SYNAPSE_PRESETS, type SynapsePreset, type TestHomeserverOptions } from "./homeserver/options.js";
+import {
+  SYNAPSE_PRESETS,
+  type DelayedEventsShape,
+  type SynapsePreset,
+  type TestHomeserverOptions,
+} from "./homeserver/options.js";
 
 const { values } = parseArgs({
   options: {
     port: { type: "string", default: "8008" },
     host: { type: "string", default: "127.0.0.1" },
     preset: { type: "string" },
+    // MSC4140 HTTP shape; `--preset merged --shape both` is a server offering both.
+    shape: { type: "string" },
     "no-rate-limits": { type: "boolean", default: false },
   },
 });
@@ -27,10 +35,17 @@ if (preset !== undefined && !(preset in SYNAPSE_PRESETS)) {
   process.exit(2);
 }
 
+const shape = values.shape as DelayedEventsShape | undefined;
+if (shape !== undefined && !["unstable", "merged", "both"].includes(shape)) {
+  console.error(`unknown --shape ${shape}; one of unstable, merged, both`);
+  process.exit(2);
+}
+
 const options: TestHomeserverOptions = {
   port,
   host: values.host,
   ...(preset ? SYNAPSE_PRESETS[preset] : {}),
+  ...(shape ? { delayedEventsShape: shape } : {}),
   ...(values["no-rate-limits"] ? { rateLimits: { message: null, delayedEventMgmt: null } } : {}),
 };
 

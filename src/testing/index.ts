@@ -20,6 +20,7 @@ export type {
   RateLimits,
   ErrorDialect,
   ManagementAuth,
+  DelayedEventsShape,
 } from "./homeserver/options.js";
 export { createManualClock } from "./homeserver/clock.js";
 export type { ManualClock } from "./homeserver/clock.js";

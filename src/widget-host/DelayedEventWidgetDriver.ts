@@ -14,6 +14,7 @@ import {
 import { toCapabilityValidator, type CapabilityAllowList, type CapabilityValidator } from "./capabilities.js";
 import { answerOpenId, type OpenIdPolicy, type OpenIdToken } from "./openId.js";
 import { sendToDeviceWith, type ToDeviceClient } from "./toDevice.js";
+import { scheduleIfMerged, updateIfMerged } from "./mergedDelayedEvents.js";
 
 export type { CapabilityAllowList, CapabilityValidator } from "./capabilities.js";
 
@@ -201,6 +202,10 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
   ): Promise<ISendDelayedEventDetails> {
     const room = roomId ?? this.roomId;
     const body = (content ?? {}) as never;
+    // MSC4140 as merged where the server offers it (mergedDelayedEvents.ts).
+    const req = { roomId: room, eventType, content: body, delayMs: delay, stateKey: stateKey ?? undefined };
+    const mergedId = await scheduleIfMerged(this.client, req);
+    if (mergedId !== undefined) return { roomId: room, delayId: mergedId };
     const res =
       stateKey !== null
         ? await this.client._unstable_sendDelayedStateEvent(
@@ -215,14 +220,17 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
   }
 
   override async cancelScheduledDelayedEvent(delayId: string): Promise<void> {
+    if (await updateIfMerged(this.client, delayId, "cancel")) return;
     await this.client._unstable_cancelScheduledDelayedEvent(delayId);
   }
 
   override async restartScheduledDelayedEvent(delayId: string): Promise<void> {
+    if (await updateIfMerged(this.client, delayId, "restart")) return;
     await this.client._unstable_restartScheduledDelayedEvent(delayId);
   }
 
   override async sendScheduledDelayedEvent(delayId: string): Promise<void> {
+    if (await updateIfMerged(this.client, delayId, "send")) return;
     await this.client._unstable_sendScheduledDelayedEvent(delayId);
   }
 

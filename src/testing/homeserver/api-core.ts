@@ -1,5 +1,6 @@
 /** Server discovery, accounts and per-user settings: what `MatrixClient.startClient()` asks for first. */
 import { auth, jsonBody, ok, stringField } from "./api-common.js";
+import { mergedCapabilities, mergedVersionFlags } from "./api-delayed-merged.js";
 import type { HomeserverCore } from "./core.js";
 import { badRequest, forbidden, MatrixHttpError, notFound, type JsonObject } from "./errors.js";
 import { DEFAULT_ROOM_VERSION, SUPPORTED_ROOM_VERSIONS } from "./rooms.js";
@@ -38,6 +39,7 @@ export function versions(core: HomeserverCore): HandlerResult {
       // Element Call's recommended config enables state_after.
       "org.matrix.msc4222": true,
       "org.matrix.msc3266": true,
+      ...mergedVersionFlags(core),
     },
   });
 }
@@ -62,7 +64,7 @@ export function capabilities(core: HomeserverCore, ctx: RequestContext): Handler
       max_scheduled: core.options.maxScheduledPerUser,
     };
   }
-  return ok({ capabilities: caps });
+  return ok({ capabilities: { ...caps, ...mergedCapabilities(core) } });
 }
 
 export function loginFlows(): HandlerResult {

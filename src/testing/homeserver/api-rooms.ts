@@ -1,6 +1,7 @@
 /** Room endpoints: create, membership, state and message sends (delayed or not), reads. */
 import { auth, jsonBody, ok, stringField } from "./api-common.js";
-import { parseDelayParam, scheduleDelayed } from "./api-delayed.js";
+import { scheduleDelayed } from "./api-delayed.js";
+import { delayParamFor } from "./api-delayed-merged.js";
 import type { HomeserverCore } from "./core.js";
 import { badRequest, forbidden, notFound, type JsonObject } from "./errors.js";
 import { joinContent, type CreateRoomSpec, type RoomRecord, type StoredEvent } from "./rooms.js";
@@ -120,7 +121,7 @@ export function putState(core: HomeserverCore, ctx: RequestContext): HandlerResu
   const requester = auth(core, ctx);
   const content = jsonBody(ctx);
   const [roomId, type, stateKey = ""] = ctx.params;
-  const delay = parseDelayParam(ctx.query);
+  const delay = delayParamFor(core, ctx.query);
   if (delay !== undefined)
     return scheduleDelayed(core, requester, { roomId, type, stateKey, content }, delay);
   const { event } = core.sendEvent(
@@ -142,7 +143,7 @@ export function sendMessage(core: HomeserverCore, ctx: RequestContext): HandlerR
   const cached = txnKey === undefined ? undefined : core.transactions.get(txnKey);
   if (cached) return cached;
   const content = jsonBody(ctx);
-  const delay = parseDelayParam(ctx.query);
+  const delay = delayParamFor(core, ctx.query);
   let result: HandlerResult;
   if (delay !== undefined) {
     result = scheduleDelayed(core, requester, { roomId, type, content }, delay);

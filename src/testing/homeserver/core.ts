@@ -4,6 +4,7 @@
  */
 import { realClock } from "./clock.js";
 import { DelayedEventScheduler } from "./delayed-events.js";
+import { FinalisedDelayedEvents, toFinalisedOutcome } from "./delayed-finalised.js";
 import { limitExceeded, type JsonObject } from "./errors.js";
 import { FaultRegistry } from "./faults.js";
 import { IdGenerator } from "./ids.js";
@@ -21,6 +22,8 @@ export class HomeserverCore {
   public readonly users: UserStore;
   public readonly rooms: RoomStore;
   public readonly delayed: DelayedEventScheduler;
+  /** Sent, cancelled and failed delayed events, for the merged MSC4140 shape. */
+  public readonly finalised: FinalisedDelayedEvents;
   public readonly notifier = new SyncNotifier();
   public readonly faults = new FaultRegistry();
   /** Successful responses of `PUT …/send/{type}/{txnId}`, keyed on path + user + device (Synapse's txn cache). */
@@ -55,7 +58,7 @@ export class HomeserverCore {
     );
     this.delayed = new DelayedEventScheduler(() => this.clock, {
       send: (row, originServerTs) => {
-        this.sendEvent(
+        return this.sendEvent(
           {
             roomId: row.roomId,
             sender: row.userId,
@@ -67,9 +70,14 @@ export class HomeserverCore {
             originServerTs,
           },
           { ratelimit: true },
-        );
+        ).event.event_id;
       },
     });
+    this.finalised = new FinalisedDelayedEvents(
+      () => ({ maxAgeMs: this.options.finalisedRetentionMs, maxPerUser: this.options.finalisedPerUser }),
+      () => this.now(),
+    );
+    this.delayed.onFinalised = (row, exit) => this.finalised.record(row, toFinalisedOutcome(exit));
   }
 
   public get clock(): Clock {

@@ -27,9 +27,13 @@ interface Row extends DelayedEventRecord {
 }
 
 export interface DelayedEventSink {
-  /** Sends the event as its owner; throws when the event pipeline refuses it (auth, rate limit...). */
-  send(row: DelayedEventRecord, originServerTs: number | undefined): void;
+  /** Sends the event as its owner and returns its event id; throws when the pipeline refuses it. */
+  send(row: DelayedEventRecord, originServerTs: number | undefined): string | void;
 }
+
+/** How a row left the schedule (merged MSC4140 keeps these as finalised delayed events). */
+export type ScheduleExit =
+  { kind: "sent"; eventId: string | void } | { kind: "cancelled" } | { kind: "error"; error: unknown };
 
 // Node timers overflow above 2^31-1 ms; longer waits re-arm when they wake.
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -38,6 +42,8 @@ export class DelayedEventScheduler {
   private readonly rows = new Map<string, Row>();
   private timer: unknown;
   private running = true;
+  /** Told whenever a row is sent, cancelled or dropped after a failed send (not on `lose`). */
+  public onFinalised: ((row: DelayedEventRecord, exit: ScheduleExit) => void) | undefined;
 
   public constructor(
     private readonly clock: () => Clock,
@@ -82,8 +88,10 @@ export class DelayedEventScheduler {
   }
 
   public cancel(delayId: string): void {
+    const row = this.rows.get(delayId);
     this.rows.delete(delayId);
     this.reschedule();
+    if (row) this.onFinalised?.(row, { kind: "cancelled" });
   }
 
   public restart(delayId: string): void {
@@ -93,17 +101,30 @@ export class DelayedEventScheduler {
     this.reschedule();
   }
 
-  /** The `send` action: take the row out now and send it; errors propagate, the row is gone either way. */
-  public sendNow(delayId: string): void {
+  /**
+   * The `send` action: take the row out now and send it; errors propagate and the row is gone either
+   * way, unless `keepOnError` (merged MSC4140: a failed manual send stays scheduled).
+   */
+  public sendNow(delayId: string, opts: { keepOnError?: boolean } = {}): void {
     const row = this.rows.get(delayId);
     if (!row) return;
     row.processing = true;
     this.reschedule();
+    let eventId: string | void;
     try {
-      this.sink.send(row, undefined);
-    } finally {
-      this.rows.delete(delayId);
+      eventId = this.sink.send(row, undefined);
+    } catch (error) {
+      if (opts.keepOnError) {
+        row.processing = false;
+        this.reschedule();
+      } else {
+        this.rows.delete(delayId);
+        this.onFinalised?.(row, { kind: "error", error });
+      }
+      throw error;
     }
+    this.rows.delete(delayId);
+    this.onFinalised?.(row, { kind: "sent", eventId });
   }
 
   /** Pending rows of the user (all devices, all rooms), due soonest first. */
@@ -139,6 +160,7 @@ export class DelayedEventScheduler {
       if (row.roomId !== roomId || row.type !== type || row.stateKey !== stateKey) continue;
       if (!includeOwn && localpartOf(row.userId) === sender) continue;
       this.rows.delete(id);
+      this.onFinalised?.(row, { kind: "cancelled" });
       changed = true;
     }
     if (changed) this.reschedule();
@@ -146,7 +168,8 @@ export class DelayedEventScheduler {
 
   /** The server silently forgets a row (fault injection). */
   public lose(delayId: string): void {
-    this.cancel(delayId);
+    this.rows.delete(delayId);
+    this.reschedule();
   }
 
   /** Server down: nothing fires until `start`. */
@@ -194,11 +217,16 @@ export class DelayedEventScheduler {
         row.stateKey === undefined ? undefined : `${row.roomId}\u0000${row.type}\u0000${row.stateKey}`;
       try {
         if (key === undefined || !sentKeys.has(key)) {
-          this.sink.send(row, row.sendTs);
+          const eventId = this.sink.send(row, row.sendTs);
           if (key !== undefined) sentKeys.add(key);
+          this.onFinalised?.(row, { kind: "sent", eventId });
+        } else {
+          // Superseded by an earlier row of the same batch at the same key: never sent.
+          this.onFinalised?.(row, { kind: "cancelled" });
         }
-      } catch {
-        // Synapse logs and drops: no retry, nothing reaches the client.
+      } catch (error) {
+        // Synapse logs and drops: no retry, nothing reaches the client (merged: kept as finalised).
+        this.onFinalised?.(row, { kind: "error", error });
       } finally {
         this.rows.delete(row.delayId);
       }

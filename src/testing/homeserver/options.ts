@@ -34,6 +34,15 @@ export type ErrorDialect = "1.157" | "legacy";
  */
 export type ManagementAuth = "optional" | "none" | "required";
 
+/**
+ * Which MSC4140 HTTP shape the server speaks (docs/compatibility.md, "MSC4140 as merged"):
+ * `unstable` the `org.matrix.msc4140.delay` query parameter and unstable management (every Synapse
+ * release so far); `merged` only the merged shape (dedicated scheduling endpoint, v1 management and
+ * lookup, finalised events; the query parameter is ignored, so such a request sends at once);
+ * `both` a server in transition that offers both.
+ */
+export type DelayedEventsShape = "unstable" | "merged" | "both";
+
 export interface TestHomeserverOptions {
   /** TCP port; 0 picks a free one. */
   port?: number;
@@ -68,6 +77,18 @@ export interface TestHomeserverOptions {
   maxEventBytes?: number;
   /** How many entries `requests` keeps (oldest dropped first). */
   requestLogLimit?: number;
+  /** MSC4140 HTTP shape (default `unstable`); see `DelayedEventsShape`. */
+  delayedEventsShape?: DelayedEventsShape;
+  /** Merged shape: how long finalised delayed events stay visible (the MSC recommends 7 days). */
+  finalisedRetentionMs?: number;
+  /** Merged shape: at most this many finalised delayed events kept per user (the MSC recommends 1000). */
+  finalisedPerUser?: number;
+  /**
+   * Merged shape: field layout of `GET …/delayed_events/{delay_id}`. `msc` is the MSC text (flat
+   * `scheduled_at`, `finalised_ts`, `event_id`, `error`); `nested` the layout issue 14 quotes
+   * (`delayed_since_ts` and a `finalised` object), as Synapse 1.163's pending lookup names its fields.
+   */
+  mergedLookupShape?: "msc" | "nested";
 }
 
 export type ResolvedOptions = Required<Omit<TestHomeserverOptions, "rateLimits" | "clock">> & {
@@ -108,9 +129,13 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   maxBodyBytes: 1024 * 1024,
   maxEventBytes: 65536,
   requestLogLimit: 20_000,
+  delayedEventsShape: "unstable",
+  finalisedRetentionMs: 7 * 24 * 60 * 60 * 1000,
+  finalisedPerUser: 1000,
+  mergedLookupShape: "msc",
 };
 
-export type SynapsePreset = "1.116" | "1.127" | "1.143" | "1.156" | "1.157" | "disabled";
+export type SynapsePreset = "1.116" | "1.127" | "1.143" | "1.156" | "1.157" | "disabled" | "merged";
 
 /** Option patches that reproduce each Synapse release's MSC4140 behaviour (protocol.md A.1). */
 export const SYNAPSE_PRESETS: Readonly<Record<SynapsePreset, Readonly<TestHomeserverOptions>>> = {
@@ -165,6 +190,19 @@ export const SYNAPSE_PRESETS: Readonly<Record<SynapsePreset, Readonly<TestHomese
     delayIdInUnsigned: true,
   },
   disabled: { errorDialect: "1.157", delayedEvents: false, advertiseCapability: true },
+  // Not a Synapse release: MSC4140 as merged (2026-09-08), only that shape. `{ ...merged,
+  // delayedEventsShape: "both" }` is a server in transition that still honours the unstable shape.
+  merged: {
+    errorDialect: "1.157",
+    delayedEvents: true,
+    advertiseCapability: true,
+    managementAuth: "optional",
+    ownWritesCancel: false,
+    sendUsesMessageLimit: false,
+    managementBucket: "delayedEventMgmt",
+    delayIdInUnsigned: true,
+    delayedEventsShape: "merged",
+  },
 };
 
 /** Merges a patch over resolved options; `rateLimits` merges per bucket so one bucket can be switched alone. */

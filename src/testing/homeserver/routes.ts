@@ -1,6 +1,7 @@
 /** The route table: which path + method reaches which handler, under which route id. */
 import * as core from "./api-core.js";
 import { listDelayed, manageAction, manageLegacy, DELAY_PARAM } from "./api-delayed.js";
+import { addMergedRoutes, manageMerged, speaksMerged, speaksUnstable } from "./api-delayed-merged.js";
 import * as misc from "./api-misc.js";
 import * as rooms from "./api-rooms.js";
 import { sync } from "./api-sync.js";
@@ -40,6 +41,8 @@ export type RouteId =
   | "delayed.send"
   | "delayed.legacy"
   | "delayed.list"
+  | "delayed.schedule"
+  | "delayed.get"
   | "accountData"
   | "openid"
   | "misc"
@@ -108,17 +111,24 @@ export function buildRoutes(hs: HomeserverCore, baseUrl: () => string): RouteDef
 
   // MSC4140 management lives only under the unstable prefix. The per-action routes appeared in 1.143.
   const perAction = (): boolean => hs.options.managementAuth !== "required";
-  add("delayed.list", "GET", pattern("/delayed_events", DELAYED_PREFIX), listDelayed);
-  add("delayed.legacy", "POST", pattern("/delayed_events/{delayId}", DELAYED_PREFIX), manageLegacy);
+  // A merged-only server has neither the listing (now MSC4486) nor the body-form management.
+  add("delayed.list", "GET", pattern("/delayed_events", DELAYED_PREFIX), listDelayed, () =>
+    speaksUnstable(hs),
+  );
+  add("delayed.legacy", "POST", pattern("/delayed_events/{delayId}", DELAYED_PREFIX), manageLegacy, () =>
+    speaksUnstable(hs),
+  );
   for (const action of ["cancel", "restart", "send"] as const) {
     add(
       `delayed.${action}`,
       "POST",
       pattern(`/delayed_events/{delayId}/${action}`, DELAYED_PREFIX),
-      (h, c) => manageAction(h, c, action),
-      perAction,
+      // The merged MSC's unstable prefix: same rules (finalised events, 409) as the v1 routes.
+      (h, c) => (speaksMerged(h) ? manageMerged(h, c, action) : manageAction(h, c, action)),
+      () => speaksMerged(hs) || perAction(),
     );
   }
+  addMergedRoutes(hs, add);
 
   for (const p of [
     "/user/{userId}/account_data/{type}",

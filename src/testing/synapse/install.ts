@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { findUpFromHere } from "./packageDir.js";
 
 /** Written last into a finished venv; its absence means "not installed". */
 const MARKER = ".matrixrtc-installed";
@@ -35,12 +35,11 @@ export function synapseCacheDir(): string {
 /**
  * Pinned dependency constraints for a version that does not install with today's PyPI, if the repo has
  * them: `$MATRIXRTC_SYNAPSE_CONSTRAINTS_DIR/<version>.txt`, else `synapse-constraints/<version>.txt`
- * at the package root (the same three levels up from src/testing/synapse and dist/testing/synapse).
+ * at the package root (found upwards from this module, in a checkout and in the package alike).
  */
 export function constraintsFile(version: string): string | undefined {
-  const dir =
-    process.env.MATRIXRTC_SYNAPSE_CONSTRAINTS_DIR ||
-    fileURLToPath(new URL("../../../synapse-constraints/", import.meta.url));
+  const dir = process.env.MATRIXRTC_SYNAPSE_CONSTRAINTS_DIR || findUpFromHere("synapse-constraints");
+  if (!dir) return undefined;
   const file = join(dir, `${version}.txt`);
   return existsSync(file) ? file : undefined;
 }

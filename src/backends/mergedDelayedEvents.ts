@@ -1,0 +1,297 @@
+/**
+ * MSC4140 as merged, spoken through matrix-js-sdk's HTTP API (`client.http.authedRequest`), beside the
+ * unstable shape matrix-js-sdk 43 speaks. Decides per server which one to use (the `/versions` flag
+ * `org.matrix.msc4140.stable`), schedules through the dedicated endpoint with a transaction id,
+ * manages through `v1`, and reads one delayed event (`GET …/delayed_events/{delay_id}`) into a typed
+ * status. Field sources: docs/compatibility.md, "MSC4140 as merged".
+ */
+import { readDelayId } from "../core/validate.js";
+import { httpFacts } from "../errors.js";
+import type {
+  DelayedEventAction,
+  DelayedEventStatus,
+  PendingDelayedEvent,
+  StateEventRequest,
+} from "./types.js";
+
+/** Which delayed-event HTTP shape to speak; `auto` (default) asks the server once. */
+export type DelayedEventsApiChoice = "auto" | "merged" | "unstable";
+
+/** The request options we pass to matrix-js-sdk's `authedRequest` (part of its `IRequestOpts`). */
+export interface AuthedRequestOptions {
+  /** The path prefix, e.g. `/_matrix/client/v1`. */
+  prefix?: string;
+  /** Aborts the request. */
+  abortSignal?: AbortSignal;
+}
+
+/**
+ * The part of matrix-js-sdk's `MatrixClient` the merged shape needs; a `MatrixClient` fits it. Typed here
+ * (not picked from `MatrixClient`) so that neither our declarations nor our run-time code need
+ * matrix-js-sdk: the main entry must load without it.
+ */
+export interface MergedClientLike {
+  /** matrix-js-sdk's HTTP API: an authenticated request to any endpoint. */
+  http: {
+    /** `method` is one of GET, PUT, POST (js-sdk's `Method` enum has those string values). */
+    authedRequest<T>(
+      method: string,
+      path: string,
+      queryParams?: Record<string, string>,
+      body?: unknown,
+      opts?: AuthedRequestOptions,
+    ): Promise<T>;
+  };
+  /** A fresh transaction id. */
+  makeTxnId(): string;
+  /** Whether `/versions` lists an unstable feature flag. */
+  doesServerSupportUnstableFeature(feature: string): Promise<boolean>;
+}
+
+/** HTTP methods as js-sdk's `Method` enum spells them (its values are these strings). */
+const Method = { Get: "GET", Put: "PUT", Post: "POST" } as const;
+
+export const MERGED_FEATURE_FLAG = "org.matrix.msc4140.stable";
+const V1 = "/_matrix/client/v1";
+const V3 = "/_matrix/client/v3";
+const UNSTABLE = "/_matrix/client/unstable/org.matrix.msc4140";
+/** Lost schedules remembered for replay; more than a handful means something else is wrong. */
+const MAX_LOST = 16;
+
+const enc = encodeURIComponent;
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+const num = (v: unknown): number | undefined => (typeof v === "number" && Number.isFinite(v) ? v : undefined);
+
+/**
+ * One lookup answer as a status. Accepts every layout seen so far: the MSC text (flat `scheduled_at`,
+ * `finalised_ts`, `event_id`, `error`), a nested `finalised` object with `delayed_since_ts` (issue 14's
+ * reading; Synapse ≥1.161 names the pending fields so), and the older `delay` / `running_since`.
+ * `tracksFinalised`: whether a 404 from this server can also mean "finalised and forgotten".
+ */
+export function parseDelayedEventLookup(body: unknown): DelayedEventStatus {
+  if (!isRecord(body)) throw new TypeError("delayed event lookup: answer is not a JSON object");
+  const delayMs = num(body.delay_ms) ?? num(body.delay);
+  const delayedSinceTs = num(body.scheduled_at) ?? num(body.delayed_since_ts) ?? num(body.running_since);
+  const nested = isRecord(body.finalised) ? body.finalised : undefined;
+  const fin = nested ?? body;
+  const finalisedTs = num(fin.finalised_ts) ?? (nested ? (num(nested.ts) ?? 0) : undefined);
+  if (finalisedTs === undefined) {
+    if (delayMs === undefined || delayedSinceTs === undefined)
+      throw new TypeError("delayed event lookup: pending answer without delay_ms and its start time");
+    return { status: "pending", delayMs, delayedSinceTs };
+  }
+  if (typeof fin.event_id === "string") {
+    // The MSC: sent before its due time means someone used the `send` action.
+    const due = delayMs !== undefined && delayedSinceTs !== undefined ? delayedSinceTs + delayMs : undefined;
+    return {
+      status: "finalised",
+      outcome: "sent",
+      eventId: fin.event_id,
+      finalisedTs,
+      ...(due !== undefined ? { manual: finalisedTs < due } : {}),
+    };
+  }
+  if (isRecord(fin.error)) {
+    const { errcode, error } = fin.error;
+    return {
+      status: "finalised",
+      outcome: "error",
+      finalisedTs,
+      error: {
+        ...(typeof errcode === "string" ? { errcode } : {}),
+        ...(typeof error === "string" ? { error } : {}),
+      },
+    };
+  }
+  return { status: "finalised", outcome: "cancelled", finalisedTs };
+}
+
+/** True for a MatrixClient (or a double) that has what the merged requests need. */
+export function speaksHttp(client: Partial<MergedClientLike>): client is MergedClientLike {
+  return (
+    typeof client.http?.authedRequest === "function" &&
+    typeof client.makeTxnId === "function" &&
+    typeof client.doesServerSupportUnstableFeature === "function"
+  );
+}
+
+interface LostSchedule {
+  path: string;
+  body: Record<string, unknown>;
+  roomId: string;
+  stateKey?: string;
+  delayMs: number;
+  /** Learnt by a replay; the entry is then listed until it is cancelled or sent, or its delay passed. */
+  delayId?: string;
+  knownAt?: number;
+}
+
+/** Per server (one per backend): which shape to speak, and the merged shape's requests. */
+export class DelayedEventsHttp {
+  private decided: Promise<boolean> | undefined;
+  /** Schedules whose answer never arrived (network, abort, local timeout), by transaction path. */
+  private readonly lost = new Map<string, LostSchedule>();
+
+  public constructor(
+    private readonly client: Partial<MergedClientLike>,
+    private readonly choice: DelayedEventsApiChoice = "auto",
+  ) {}
+
+  /** The client, for a merged request: only reached once the client was found to have js-sdk's HTTP API. */
+  private speaking(): MergedClientLike {
+    if (!speaksHttp(this.client))
+      throw new TypeError(
+        "the merged MSC4140 shape needs matrix-js-sdk's HTTP API (client.http.authedRequest)",
+      );
+    return this.client;
+  }
+
+  /**
+   * True when the merged endpoints are to be used. Asked once per server (js-sdk caches `/versions`);
+   * a failed `/versions` is not remembered, so the next request asks again.
+   */
+  public useMerged(): Promise<boolean> {
+    if (this.choice !== "auto") return Promise.resolve(this.choice === "merged");
+    // A client double without js-sdk's HTTP API can only speak through the unstable methods.
+    if (!speaksHttp(this.client)) return Promise.resolve(false);
+    this.decided ??= this.client.doesServerSupportUnstableFeature(MERGED_FEATURE_FLAG).catch((e: unknown) => {
+      this.decided = undefined;
+      throw e;
+    });
+    return this.decided;
+  }
+
+  /** `PUT /v3/rooms/{roomId}/delayed_event/{eventType}/{txnId}`; resolves to the delay id. No `stateKey`: a message event. */
+  public async schedule(
+    req: Omit<StateEventRequest, "stateKey"> & { stateKey?: string; delayMs: number },
+    signal?: AbortSignal,
+  ): Promise<string> {
+    const path = `/rooms/${enc(req.roomId)}/delayed_event/${enc(req.eventType)}/${enc(this.speaking().makeTxnId())}`;
+    const body = { delay_ms: req.delayMs, state_key: req.stateKey, content: req.content };
+    // The caller may have given up while /versions was asked: then nothing must be sent.
+    signal?.throwIfAborted();
+    let res: unknown;
+    try {
+      res = await this.speaking().http.authedRequest(Method.Put, path, undefined, body, {
+        prefix: V3,
+        abortSignal: signal,
+      });
+    } catch (e) {
+      // No HTTP answer: the server may hold a delayed event we have no id for. Remember the
+      // transaction, so listing can replay it and learn the id (the server dedupes on it).
+      if (httpFacts(e).status === undefined)
+        this.rememberLost({ path, body, roomId: req.roomId, stateKey: req.stateKey, delayMs: req.delayMs });
+      throw e;
+    }
+    // A 200 without a usable delay_id is a broken server (MalformedResponseError, classified server).
+    return readDelayId(res);
+  }
+
+  /** `POST /v1/delayed_events/{delay_id}/{action}`. A 409 carries what the lookup says (`delayedEventStatus`). */
+  public async update(delayId: string, action: DelayedEventAction, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    try {
+      await this.speaking().http.authedRequest(
+        Method.Post,
+        `/delayed_events/${enc(delayId)}/${action}`,
+        undefined,
+        {},
+        {
+          prefix: V1,
+          abortSignal: signal,
+        },
+      );
+      if (action !== "restart") this.forgetRecovered(delayId);
+    } catch (e) {
+      const status = httpFacts(e).status;
+      // Not pending any more (404, 409): nothing left to recover either.
+      if (status === 404 || status === 409) this.forgetRecovered(delayId);
+      if (status === 409 && typeof e === "object" && e !== null) {
+        const status = await this.get(delayId, signal).catch(() => undefined);
+        if (status) Object.assign(e, { delayedEventStatus: status });
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * One delayed event: merged servers answer pending and finalised events on `v1`; on unstable
+   * servers, Synapse ≥1.161 answers pending ones on the unstable prefix (404 once it left the
+   * schedule, so "unknown" there cannot tell "finalised" from "never existed"). Older servers have no
+   * such endpoint: their 404/405 `M_UNRECOGNIZED` is thrown as it came.
+   */
+  public async get(delayId: string, signal?: AbortSignal): Promise<DelayedEventStatus> {
+    const merged = await this.useMerged();
+    try {
+      const body = await this.speaking().http.authedRequest(
+        Method.Get,
+        `/delayed_events/${enc(delayId)}`,
+        undefined,
+        undefined,
+        { prefix: merged ? V1 : UNSTABLE, abortSignal: signal },
+      );
+      return parseDelayedEventLookup(body);
+    } catch (e) {
+      const facts = httpFacts(e);
+      if (facts.status === 404 && facts.errcode === "M_NOT_FOUND")
+        return { status: "unknown", tracksFinalised: merged };
+      throw e;
+    }
+  }
+
+  /**
+   * The merged shape has no listing (moved to MSC4486), but a lost schedule can be recovered exactly:
+   * replaying its transaction answers the delay id it got, or schedules it now. Either way the caller
+   * gets ids it can cancel. A recovered id is listed (to every caller: managers of other rooms may
+   * share this backend) until it is cancelled or sent through this backend, or its delay has passed.
+   */
+  public async recoverLost(signal?: AbortSignal): Promise<PendingDelayedEvent[]> {
+    const now = Date.now();
+    for (const [path, lost] of [...this.lost]) {
+      if (lost.knownAt !== undefined && now > lost.knownAt + lost.delayMs) this.lost.delete(path);
+    }
+    for (const [path, lost] of [...this.lost]) {
+      if (lost.delayId !== undefined) continue;
+      let res: unknown;
+      try {
+        res = await this.speaking().http.authedRequest(Method.Put, path, undefined, lost.body, {
+          prefix: V3,
+          abortSignal: signal,
+        });
+      } catch (e) {
+        const status = httpFacts(e).status;
+        // Refused now (and never answered before, or the cache would have): nothing is scheduled.
+        if (status !== undefined && status < 500 && status !== 429) {
+          this.lost.delete(path);
+          continue;
+        }
+        throw e;
+      }
+      const delayId = isRecord(res) ? res.delay_id : undefined;
+      if (typeof delayId === "string") {
+        lost.delayId = delayId;
+        lost.knownAt = Date.now();
+      } else this.lost.delete(path);
+    }
+    return [...this.lost.values()]
+      .filter((lost) => lost.delayId !== undefined)
+      .map((lost) => ({
+        delayId: lost.delayId!,
+        roomId: lost.roomId,
+        ...(lost.stateKey !== undefined ? { stateKey: lost.stateKey } : {}),
+      }));
+  }
+
+  private forgetRecovered(delayId: string): void {
+    for (const [path, lost] of this.lost) if (lost.delayId === delayId) this.lost.delete(path);
+  }
+
+  private rememberLost(entry: LostSchedule): void {
+    this.lost.set(entry.path, entry);
+    if (this.lost.size > MAX_LOST) this.lost.delete(this.lost.keys().next().value as string);
+  }
+}
