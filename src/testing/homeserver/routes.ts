@@ -1,6 +1,6 @@
 /** The route table: which path + method reaches which handler, under which route id. */
 import * as core from "./api-core.js";
-import { listDelayed, manageAction, manageLegacy, DELAY_PARAM } from "./api-delayed.js";
+import { getDelayed, listDelayed, manageAction, manageLegacy, DELAY_PARAM } from "./api-delayed.js";
 import * as misc from "./api-misc.js";
 import * as rooms from "./api-rooms.js";
 import { sync } from "./api-sync.js";
@@ -40,6 +40,7 @@ export type RouteId =
   | "delayed.send"
   | "delayed.legacy"
   | "delayed.list"
+  | "delayed.get"
   | "accountData"
   | "misc"
   | "options"
@@ -109,6 +110,13 @@ export function buildRoutes(hs: HomeserverCore, baseUrl: () => string): RouteDef
   const perAction = (): boolean => hs.options.managementAuth !== "required";
   add("delayed.list", "GET", pattern("/delayed_events", DELAYED_PREFIX), listDelayed);
   add("delayed.legacy", "POST", pattern("/delayed_events/{delayId}", DELAYED_PREFIX), manageLegacy);
+  add(
+    "delayed.get",
+    "GET",
+    pattern("/delayed_events/{delayId}", DELAYED_PREFIX),
+    getDelayed,
+    () => hs.options.getDelayedEvent,
+  );
   for (const action of ["cancel", "restart", "send"] as const) {
     add(
       `delayed.${action}`,
