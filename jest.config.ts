@@ -12,6 +12,8 @@ const config: Config = {
     "^.+\\.tsx?$": ["ts-jest", { useESM: true, tsconfig: "tsconfig.json", diagnostics: false }],
   },
   testMatch: ["<rootDir>/test/**/*.test.ts", "<rootDir>/examples/**/*.test.ts"],
+  // Real-Synapse suites run with `npm run test:synapse` (jest.synapse.config.ts), never in `npm test`.
+  testPathIgnorePatterns: ["/node_modules/", "<rootDir>/test/synapse/"],
   testTimeout: 30_000,
   // Integration tests use real sockets on 127.0.0.1; two workers match the 2-core machines.
   maxWorkers: 2,

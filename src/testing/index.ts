@@ -28,6 +28,20 @@ export type { ServerFaults, FaultSpec, FaultResponse } from "./homeserver/faults
 export type { RequestLogEntry } from "./homeserver/http-server.js";
 export type { RouteId } from "./homeserver/routes.js";
 export type { Credentials } from "./homeserver/users.js";
+export {
+  startSynapse,
+  DEFAULT_SYNAPSE_VERSION,
+  resolveRateLimits,
+  ensureSynapse,
+  synapseCacheDir,
+  constraintsFile,
+} from "./synapse/index.js";
+export type {
+  SynapseHomeserver,
+  SynapseOptions,
+  SynapseRateLimitPreset,
+  InstalledSynapse,
+} from "./synapse/index.js";
 export { startFaultyLink } from "./network/index.js";
 export type {
   FaultyLink,
@@ -46,7 +60,14 @@ export {
   rtcMembers,
   waitFor,
 } from "./scenario.js";
-export type { TestCall, TestCallOptions, TestDevice, CallObserver, UserCreds } from "./scenario.js";
+export type {
+  TestCall,
+  TestCallOptions,
+  TestDevice,
+  CallObserver,
+  CallHomeserver,
+  UserCreds,
+} from "./scenario.js";
 export type { JsonObject } from "./homeserver/errors.js";
 export { connectWidget, installWindowShim, quietWidgetLogs } from "./widgetBus.js";
 export type { ConnectOptions, WidgetPair } from "./widgetBus.js";

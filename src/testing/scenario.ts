@@ -14,6 +14,8 @@ import { startTestHomeserver, type TestHomeserver } from "./homeserver/homeserve
 import type { TestHomeserverOptions } from "./homeserver/options.js";
 import type { DelayedEventRecord } from "./homeserver/delayed-events.js";
 import { startFaultyLink, type FaultyLink } from "./network/index.js";
+import type { SynapseOptions } from "./synapse/options.js";
+import { startSynapse, type SynapseHomeserver } from "./synapse/synapse.js";
 
 /**
  * Silence matrix-js-sdk's logging (it forces each of its prefixed loggers to DEBUG when it creates
@@ -116,8 +118,24 @@ export interface CallObserver {
   waitUntilGone(device: TestDevice, opts?: { withinMs?: number }): Promise<number>;
 }
 
-export interface TestCall {
-  readonly homeserver: TestHomeserver;
+/** What the scenario helpers need of a server: both the test homeserver and a real Synapse have it. */
+export type CallHomeserver = Pick<
+  TestHomeserver,
+  | "baseUrl"
+  | "serverName"
+  | "createUser"
+  | "loginDevice"
+  | "createRoom"
+  | "joinRoom"
+  | "roomState"
+  | "stateContent"
+  | "timeline"
+  | "pendingDelayedEvents"
+  | "close"
+>;
+
+export interface TestCall<H extends CallHomeserver = TestHomeserver> {
+  readonly homeserver: H;
   readonly roomId: string;
   /** A new user joined to the room, with a MembershipManager behind its own FaultyLink (not joined yet). */
   device(name: string, options?: Partial<MembershipManagerOptions>): Promise<TestDevice>;
@@ -129,12 +147,50 @@ export interface TestCall {
 export interface TestCallOptions {
   /** Delay of every device's delayed leave. Default 10 000 (Element Call's). */
   delayMs?: number;
+  /**
+   * `emulator`: the in-process test homeserver. `synapse`: a real Synapse from `startSynapse()`
+   * (installed with pip on first use). Default `$MATRIXRTC_TEST_SERVER`, else `emulator`.
+   */
+  server?: "emulator" | "synapse";
+  /** Options of the test homeserver (ignored on Synapse). */
   homeserver?: TestHomeserverOptions;
+  /** Options of the real Synapse (ignored on the emulator). */
+  synapse?: SynapseOptions;
+}
+
+/** Members of the test homeserver a real Synapse cannot offer: using one says so instead of failing oddly. */
+const EMULATOR_ONLY = ["options", "configure", "faults", "loseDelayedEvent", "requests"] as const;
+
+/**
+ * A Synapse handle standing in where a `TestHomeserver` is typed (a test that picked no server, run with
+ * MATRIXRTC_TEST_SERVER=synapse): emulator-only members throw a clear error when touched.
+ */
+function synapseAsTestHomeserver(synapse: SynapseHomeserver): TestHomeserver {
+  const proxy = Object.create(synapse) as Record<string, unknown>;
+  for (const key of EMULATOR_ONLY) {
+    Object.defineProperty(proxy, key, {
+      get() {
+        throw new Error(`homeserver.${key} is only available on the test homeserver, not on real Synapse`);
+      },
+    });
+  }
+  return proxy as unknown as TestHomeserver;
 }
 
 /** A homeserver, a room and helpers to put devices and observers in it. */
-export async function startTestCall(options: TestCallOptions = {}): Promise<TestCall> {
-  const homeserver = await startTestHomeserver(options.homeserver);
+export function startTestCall(
+  options: TestCallOptions & { server: "synapse" },
+): Promise<TestCall<SynapseHomeserver>>;
+export function startTestCall(options?: TestCallOptions): Promise<TestCall>;
+export async function startTestCall(options: TestCallOptions = {}): Promise<TestCall<CallHomeserver>> {
+  const server = options.server ?? (process.env.MATRIXRTC_TEST_SERVER === "synapse" ? "synapse" : "emulator");
+  let homeserver: CallHomeserver;
+  if (server === "synapse") {
+    const synapse = await startSynapse(options.synapse);
+    homeserver = options.server === "synapse" ? synapse : synapseAsTestHomeserver(synapse);
+  } else {
+    homeserver = await startTestHomeserver(options.homeserver);
+  }
   const owner = await homeserver.createUser("call-owner");
   const roomId = await homeserver.createRoom(owner.accessToken, { name: "test call" });
   const disposers: (() => unknown)[] = [];

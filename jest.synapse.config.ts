@@ -1,0 +1,25 @@
+import type { Config } from "jest";
+
+// `npm run test:synapse`: the suites that need a real Synapse (pip-installed on first use, see
+// src/testing/synapse). Kept out of `npm test`, which must stay fast and need no Python. Same ESM
+// set-up as jest.config.ts (a TypeScript jest config cannot import another here).
+const config: Config = {
+  testEnvironment: "node",
+  extensionsToTreatAsEsm: [".ts"],
+  moduleNameMapper: {
+    "^(\\.{1,2}/.*)\\.js$": "$1",
+  },
+  transform: {
+    "^.+\\.tsx?$": ["ts-jest", { useESM: true, tsconfig: "tsconfig.json", diagnostics: false }],
+  },
+  testMatch: ["<rootDir>/test/synapse/**/*.test.ts", "<rootDir>/examples/network-loss.test.ts"],
+  // Makes startTestCall() pick real Synapse for the unchanged example, and quiets matrix-js-sdk.
+  setupFiles: ["<rootDir>/test/synapse/setup.ts"],
+  // Each file starts its own Synapse (about 2 s and 150 MB); two at a time on the 2-core machines.
+  maxWorkers: 2,
+  testTimeout: 90_000,
+  // matrix-js-sdk leaves its long-poll timers behind after stopClient() (see jest.config.ts).
+  forceExit: true,
+};
+
+export default config;

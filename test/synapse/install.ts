@@ -1,0 +1,24 @@
+/**
+ * The first step of `npm run test:synapse`: installs every Synapse version the suites need before jest
+ * starts, so parallel test files never race to install, a first install's minutes are not charged to a
+ * test's timeout, and a machine that cannot install Synapse fails here, loudly, with what to install.
+ * Versions: $MATRIXRTC_SYNAPSE_VERSIONS (comma-separated), else the default version.
+ */
+import { DEFAULT_SYNAPSE_VERSION, ensureSynapse, synapseCacheDir } from "../../src/testing/index.js";
+
+const versions = (process.env.MATRIXRTC_SYNAPSE_VERSIONS ?? DEFAULT_SYNAPSE_VERSION)
+  .split(",")
+  .map((v) => v.trim())
+  .filter(Boolean);
+
+console.log(`synapse cache: ${synapseCacheDir()}`);
+try {
+  for (const version of versions) {
+    const started = Date.now();
+    const installed = await ensureSynapse(version, { onProgress: (line) => console.log(line) });
+    console.log(`synapse ${version}: ready in ${installed.venvDir} (${Date.now() - started} ms)`);
+  }
+} catch (e) {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+}
