@@ -355,13 +355,12 @@ export const SCENARIOS: Scenario[] = [
   },
 ];
 
-/** Scenarios on a rate-limited server (0.1/s, burst 3): each needs its own server (IP buckets). */
+/** Scenarios on a rate-limited server (0.1/s, burst 3; the join spends one of rc_message's 3). */
 export const LIMITED_SCENARIOS: Scenario[] = [
   {
     name: "rate-limit-scheduling",
-    what: "scheduling spends rc_message: the 4th request is 429 with retry_after_ms and Retry-After",
+    what: "the join and scheduling spend rc_message: the 3rd scheduling is 429 with retry_after_ms and Retry-After",
     config: "limited",
-    ownServer: true,
     actors: ["alice"],
     steps: [
       schedule("1", "r1", 60_000),
@@ -391,9 +390,8 @@ export const LIMITED_SCENARIOS: Scenario[] = [
   },
   {
     name: "rate-limit-send-action",
-    what: "the send action: which bucket the request itself spends",
+    what: "the send action: the request spends the management bucket, the event it sends rc_message",
     config: "limited",
-    ownServer: true,
     actors: ["alice"],
     steps: [
       schedule("schedule 1", "s1", 60_000, { save: "s1" }),

@@ -8,15 +8,12 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * Polls a server-side condition every 100 ms (each read is a blocking request to Synapse, so polling
  * faster would starve the code under test on this thread); resolves to how long it took.
  */
-export async function until(
-  pred: () => boolean,
-  timeoutMs: number,
-  what: string,
-): Promise<number> {
+export async function until(pred: () => boolean, timeoutMs: number, what: string): Promise<number> {
   const start = Date.now();
   for (;;) {
     if (pred()) return Date.now() - start;
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() - start > timeoutMs)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(100);
   }
 }

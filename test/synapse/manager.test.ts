@@ -4,12 +4,7 @@
  * synced client lists.
  */
 import { afterEach, describe, expect, it } from "@jest/globals";
-import {
-  startTestCall,
-  waitFor,
-  type SynapseHomeserver,
-  type TestCall,
-} from "../../src/testing/index.js";
+import { startTestCall, waitFor, type SynapseHomeserver, type TestCall } from "../../src/testing/index.js";
 import { leavesOnServer, sleep, until } from "./helpers.js";
 
 const DELAY = 2000;

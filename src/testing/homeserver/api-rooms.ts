@@ -78,7 +78,7 @@ function changeMembership(
       content,
       deviceId: requester.deviceId,
     },
-    { ratelimit: false },
+    { ratelimit: true },
   );
 }
 
