@@ -60,6 +60,11 @@ export interface TestHomeserverOptions {
   managementBucket?: "delayedEventMgmt" | "message";
   /** ≥1.150: fired events carry `unsigned["org.matrix.msc4140.delay_id"]` for the sender. */
   delayIdInUnsigned?: boolean;
+  /**
+   * `/versions` `unstable_features["org.matrix.msc4140"]`: `enabled` (≥1.117) says whether the feature is
+   * usable; `always` (1.116) is true even with delayed events off (verified on real 1.116.0).
+   */
+  versionsFlag?: "enabled" | "always";
   /** ≥1.161: `GET …/delayed_events/{id}` returns the requester's pending event (405 before: no such route). */
   getDelayedEvent?: boolean;
   /** ≥1.161: listing items also carry the MSC's `delay_ms` and `delayed_since_ts` beside `delay`/`running_since`. */
@@ -109,6 +114,7 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   sendUsesMessageLimit: false,
   managementBucket: "delayedEventMgmt",
   delayIdInUnsigned: true,
+  versionsFlag: "enabled",
   getDelayedEvent: false,
   listingMscFields: false,
   rateLimits: ELEMENT_CALL_RATE_LIMITS,
@@ -133,6 +139,7 @@ export const SYNAPSE_PRESETS: Readonly<Record<SynapsePreset, Readonly<TestHomese
     sendUsesMessageLimit: true,
     managementBucket: "message",
     delayIdInUnsigned: false,
+    versionsFlag: "always",
   },
   "1.127": {
     errorDialect: "legacy",
