@@ -15,8 +15,9 @@ const config: Config = {
   testMatch: ["<rootDir>/test/synapse/**/*.test.ts", "<rootDir>/examples/network-loss.test.ts"],
   // Makes startTestCall() pick real Synapse for the unchanged example, and quiets matrix-js-sdk.
   setupFiles: ["<rootDir>/test/synapse/setup.ts"],
-  // Each file starts its own Synapse (about 2 s and 150 MB); two at a time on the 2-core machines.
-  maxWorkers: 2,
+  // Each file starts its own Synapse (about 2 s of CPU and 150 MB). One file at a time: with two, two
+  // Synapses and two jest workers share 2 cores and the timings these suites assert on get noisy.
+  maxWorkers: 1,
   testTimeout: 90_000,
   // matrix-js-sdk leaves its long-poll timers behind after stopClient() (see jest.config.ts).
   forceExit: true,

@@ -5,6 +5,9 @@
  *
  * Writes bench/results/latest.json, bench/results/latest.svg and the results block of docs/benchmark.md.
  * BENCH_QUICK=1 runs fewer and shorter repetitions (for trying changes; not for quoting).
+ * The join/leave and ghost/recovery figures are also measured on a real Synapse (bench/synapse.ts), in the
+ * "(Synapse)" columns. BENCH_ONLY=synapse runs that column alone: it prints its table and writes
+ * bench/results/synapse.json, leaving latest.* and docs/benchmark.md alone.
  */
 import { execSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -13,7 +16,16 @@ import { availableParallelism } from "node:os";
 import { quietMatrixSdkLogs } from "../src/testing/index.js";
 import { runHomeserverLoad, type HomeserverLoadResult } from "./homeserver-load.js";
 import { EC_DELAY_MS, measureRtt, median, startBench, type Impl } from "./lib.js";
-import { textReport, writeOutputs, type BenchResults, type Meta, type Row } from "./report.js";
+import {
+  prettify,
+  textReport,
+  textTable,
+  writeFileEnsuringDir,
+  writeOutputs,
+  type BenchResults,
+  type Meta,
+  type Row,
+} from "./report.js";
 import {
   CUT_AFTER_BEAT_MS,
   ghostAndRecovery,
@@ -23,6 +35,7 @@ import {
   type Samples,
 } from "./scenarios.js";
 import { runScaleChild, type ScaleResult, type ScaleVariant } from "./scale.js";
+import { runSynapseColumn, synapseOnlyRows, type SynapseRun } from "./synapse.js";
 
 quietMatrixSdkLogs();
 
@@ -58,6 +71,27 @@ function pair(s: Samples): { ours: number; theirs: number; reps: number } {
 
 const rows: Row[] = [];
 const raw: Record<string, unknown> = {};
+
+if (process.env.BENCH_ONLY === "synapse") {
+  const run = await runSynapseColumn({
+    rttMs: RTT_MS,
+    joinLeaveReps: PLAN.joinLeaveReps,
+    ghostReps: PLAN.ghostReps,
+    say,
+  });
+  console.log(
+    `\nreal Synapse ${run.version}, +${RTT_MS} ms RTT per device link (measured ${run.rttMs.toFixed(1)} ms), ` +
+      `delay ${EC_DELAY_MS} ms, Element Call's rate limits, medians${QUICK ? " (QUICK)" : ""}\n`,
+  );
+  console.log(textTable(synapseOnlyRows(run.column)));
+  writeFileEnsuringDir(
+    "bench/results/synapse.json",
+    JSON.stringify({ date: new Date().toISOString(), quick: QUICK, ...run }, null, 2) + "\n",
+  );
+  await prettify("bench/results/synapse.json");
+  say(`wrote bench/results/synapse.json (${elapsed()})`);
+  process.exit(0);
+}
 
 say(
   `matrixrtc-membership bench: +${RTT_MS} ms RTT on every device link, delay ${EC_DELAY_MS} ms${QUICK ? " (QUICK)" : ""}`,
@@ -314,6 +348,22 @@ try {
   await bench.close();
 }
 
+// --- the same join/leave and ghost/recovery scenarios on a real Synapse -----------------------------
+let synapseRun: SynapseRun | undefined;
+try {
+  synapseRun = await runSynapseColumn({
+    rttMs: RTT_MS,
+    joinLeaveReps: PLAN.joinLeaveReps,
+    ghostReps: PLAN.ghostReps,
+    say,
+  });
+  for (const row of rows) row.synapse = synapseRun.column[row.id] ?? row.synapse;
+  raw.synapse = synapseRun.raw;
+} catch (e) {
+  say(`  real Synapse column failed: ${String(e)}`);
+}
+say(`  done (${elapsed()})`);
+
 // --- scale ------------------------------------------------------------------------------------------
 const scale: Partial<Record<ScaleVariant, ScaleResult>> = {};
 // Real timers run twice each, alternating, and the CPU figure is the median of all their parts: on this
@@ -463,6 +513,7 @@ const meta: Meta = {
   runSeconds: Math.round((Date.now() - started) / 1000),
   jsSdkVersion,
   gitCommit,
+  synapse: synapseRun ? { version: synapseRun.version, rttMeasuredMs: synapseRun.rttMs } : undefined,
 };
 
 const results: BenchResults = { meta, quick: QUICK, rows, homeserverLoad: load, raw };

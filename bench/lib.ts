@@ -24,7 +24,9 @@ import {
   startTestHomeserver,
   stopClient,
   syncedClient,
+  type CallHomeserver,
   type FaultyLink,
+  type RequestLogEntry,
   type TestHomeserver,
   type TestHomeserverOptions,
   type UserCreds,
@@ -85,9 +87,15 @@ export async function until(
   }
 }
 
+/**
+ * What a bench needs of its server: the test homeserver (with its request log and faults), or a real
+ * Synapse (no request log: requests are then read from each device's link, see membershipRequests).
+ */
+export type BenchServer = CallHomeserver & { readonly requests?: RequestLogEntry[] };
+
 /** The homeserver, one room-owner, and an observer that talks to it directly (no link, no added latency). */
-export interface Bench {
-  hs: TestHomeserver;
+export interface Bench<H extends BenchServer = TestHomeserver> {
+  hs: H;
   owner: UserCreds;
   observer: Observer;
   rttMs: number;
@@ -102,7 +110,7 @@ export class Observer {
   private readonly sessions = new Map<string, MatrixRTCSession>();
   constructor(
     readonly client: MatrixClient,
-    private readonly hs: TestHomeserver,
+    private readonly hs: BenchServer,
     private readonly user: UserCreds,
   ) {}
 
@@ -151,6 +159,11 @@ export async function startBench(
   opts: { rttMs: number; homeserver?: TestHomeserverOptions } = { rttMs: 50 },
 ): Promise<Bench> {
   const hs = await startTestHomeserver({ requestLogLimit: 200_000, ...opts.homeserver });
+  return benchOn(hs, opts.rttMs);
+}
+
+/** The bench's owner and observer on a running server (closed with the bench). */
+export async function benchOn<H extends BenchServer>(hs: H, rttMs: number): Promise<Bench<H>> {
   const owner = await hs.createUser("bench-owner");
   const obsUser = await hs.createUser("observer");
   const observerClient = await syncedClient(hs.baseUrl, obsUser);
@@ -159,7 +172,7 @@ export async function startBench(
     hs,
     owner,
     observer,
-    rttMs: opts.rttMs,
+    rttMs,
     async close() {
       stopClient(observerClient);
       await hs.close();
@@ -168,7 +181,7 @@ export async function startBench(
 }
 
 /** A fresh room the observer is in (each device gets its own, so js-sdk's session sees only its own call). */
-export async function newRoom(bench: Bench, name: string): Promise<string> {
+export async function newRoom(bench: Bench<BenchServer>, name: string): Promise<string> {
   const roomId = await bench.hs.createRoom(bench.owner.accessToken, { name });
   await bench.observer.enter(roomId);
   return roomId;
@@ -194,7 +207,7 @@ export interface Device {
   close(): Promise<void>;
 }
 
-export function serverHoldsMembership(hs: TestHomeserver, d: Device): boolean {
+export function serverHoldsMembership(hs: BenchServer, d: Device): boolean {
   return Object.keys(hs.stateContent(d.roomId, CALL_MEMBER_EVENT_TYPE, d.stateKey) ?? {}).length > 0;
 }
 
@@ -207,7 +220,7 @@ function legacyStateKey(userId: string, deviceId: string): string {
 export type OursTuning = Pick<TimingOptions, "heartbeatIntervalMs">;
 
 export async function newDevice(
-  bench: Bench,
+  bench: Bench<BenchServer>,
   impl: Impl,
   roomId: string,
   name: string,
@@ -324,7 +337,7 @@ async function sdkDevice(link: FaultyLink, user: UserCreds, roomId: string): Pro
 }
 
 /** Median round trip of a trivial request through a link with the bench's latency (what "RTT" means here). */
-export async function measureRtt(bench: Bench, reps = 15): Promise<number> {
+export async function measureRtt(bench: Bench<BenchServer>, reps = 15): Promise<number> {
   const link = await startFaultyLink({ target: bench.hs.baseUrl });
   link.setLatency(bench.rttMs, 0);
   const samples: number[] = [];

@@ -21,6 +21,8 @@ export interface Row {
   note?: string;
   /** Set when the two numbers do not compare like for like (shown instead of a win/loss verdict). */
   incomparable?: string;
+  /** The same figure on a real Synapse (bench/synapse.ts), ours and js-sdk's, when it was measured. */
+  synapse?: { ours: number; theirs: number; reps: number };
 }
 
 export interface Meta {
@@ -36,6 +38,8 @@ export interface Meta {
   jsSdkVersion: string;
   /** The commit measured, with "+dirty" when src/ had uncommitted changes. */
   gitCommit: string;
+  /** The real-Synapse column's server and RTT, when it ran. */
+  synapse?: { version: string; rttMeasuredMs: number };
 }
 
 export const ratio = (r: Row): number => r.ours / r.theirs;
@@ -94,15 +98,28 @@ function verdict(r: Row): string {
   return parts.join(", ");
 }
 
-const COLS = ["figure", "unit", "ours", "js-sdk", "ours/js-sdk", "limit", "goal (ours)", "verdict"];
+const BASE_COLS = ["figure", "unit", "ours", "js-sdk", "ours/js-sdk"];
+const SYNAPSE_COLS = ["ours (Synapse)", "js-sdk (Synapse)"];
+const TAIL_COLS = ["limit", "goal (ours)", "verdict"];
 
-function cells(r: Row): string[] {
+/** The real-Synapse columns appear only when some row has them (a run without them prints as before). */
+const withSynapse = (rows: Row[]) => rows.some((r) => r.synapse);
+
+function columns(rows: Row[]): string[] {
+  return [...BASE_COLS, ...(withSynapse(rows) ? SYNAPSE_COLS : []), ...TAIL_COLS];
+}
+
+/** Right-aligned (numeric) columns: the numbers up to and including "limit". */
+const isNumeric = (cols: string[], i: number) => i >= 2 && i <= cols.indexOf("limit");
+
+function cells(r: Row, synapseCols: boolean): string[] {
   return [
     r.label,
     r.unit,
     fmt(r.ours, r.unit),
     fmt(r.theirs, r.unit),
     r.unit === "yes/no" ? "" : fmtRatio(r),
+    ...(synapseCols ? [fmt(r.synapse?.ours, r.unit), fmt(r.synapse?.theirs, r.unit)] : []),
     r.limit !== undefined ? fmt(r.limit) : "",
     r.goal?.text ?? "",
     verdict(r),
@@ -110,19 +127,19 @@ function cells(r: Row): string[] {
 }
 
 export function textTable(rows: Row[]): string {
-  const all = [COLS, ...rows.map(cells)];
-  const widths = COLS.map((_, i) => Math.max(...all.map((row) => row[i].length)));
+  const cols = columns(rows);
+  const all = [cols, ...rows.map((r) => cells(r, withSynapse(rows)))];
+  const widths = cols.map((_, i) => Math.max(...all.map((row) => row[i].length)));
   const line = (row: string[]) =>
-    row.map((c, i) => (i >= 2 && i <= 5 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join("  ");
-  return [line(COLS), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map((r) => line(cells(r)))].join(
-    "\n",
-  );
+    row.map((c, i) => (isNumeric(cols, i) ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join("  ");
+  return [line(cols), widths.map((w) => "-".repeat(w)).join("  "), ...all.slice(1).map(line)].join("\n");
 }
 
 export function markdownTable(rows: Row[]): string {
+  const cols = columns(rows);
   const esc = (s: string) => s.replace(/\|/g, "\\|");
-  const head = `| ${COLS.join(" | ")} |\n|${COLS.map((_, i) => (i >= 2 && i <= 5 ? "---:" : "---")).join("|")}|`;
-  return [head, ...rows.map((r) => `| ${cells(r).map(esc).join(" | ")} |`)].join("\n");
+  const head = `| ${cols.join(" | ")} |\n|${cols.map((_, i) => (isNumeric(cols, i) ? "---:" : "---")).join("|")}|`;
+  return [head, ...rows.map((r) => `| ${cells(r, withSynapse(rows)).map(esc).join(" | ")} |`)].join("\n");
 }
 
 function xml(s: string): string {
@@ -252,11 +269,19 @@ function loadLine(load: HomeserverLoadSummary | undefined): string {
     : "";
 }
 
+function synapseLine(meta: Meta): string {
+  return meta.synapse
+    ? `"(Synapse)" columns: the same scenarios on a real Synapse ${meta.synapse.version} (SQLite, Element Call's ` +
+        `recommended rate limits), measured RTT through a link ${meta.synapse.rttMeasuredMs.toFixed(1)} ms`
+    : "";
+}
+
 /** The printed report: heading, table, load check, machine. */
 export function textReport({ meta, rows, homeserverLoad }: BenchResults): string {
   return [
     `matrixrtc-membership vs matrix-js-sdk ${meta.jsSdkVersion} MembershipManager (Element Call settings), medians`,
     `+${meta.rttNominalMs} ms RTT per device link (measured ${meta.rttMeasuredMs.toFixed(1)} ms), delay ${meta.delayMs} ms, observer connected directly`,
+    synapseLine(meta),
     "",
     textTable(rows),
     "",
@@ -287,6 +312,7 @@ export async function writeOutputs(results: BenchResults): Promise<void> {
       `${quick ? " — QUICK run, not for quoting" : ""}.`,
     `Every device link adds ${meta.rttNominalMs} ms per round trip (measured RTT ${meta.rttMeasuredMs.toFixed(1)} ms); ` +
       `delay ${meta.delayMs} ms; the observer syncs directly. Medians; "limit" is the physical floor.`,
+    meta.synapse ? `${synapseLine(meta)}.` : "",
     "",
     markdownTable(rows),
     "",

@@ -14,6 +14,7 @@ import {
   sleep,
   until,
   type Bench,
+  type BenchServer,
   type Device,
   type Impl,
   type OursTuning,
@@ -24,15 +25,47 @@ const emptySamples = (): Samples => ({ ours: [], "js-sdk": [] });
 
 const log = (msg: string) => process.stderr.write(`  ${msg}\n`);
 
-/** Membership requests one user made whose server timestamp is in [from, to). */
-function membershipRequests(bench: Bench, userId: string, from: number, to = Infinity) {
-  return bench.hs.requests.filter(
-    (r) => r.userId === userId && MEMBERSHIP_ROUTES.has(r.route) && r.ts >= from && r.ts < to,
-  );
+interface MembershipRequest {
+  route: string;
+  /** When the server got it. */
+  ts: number;
+  status?: number;
+}
+
+/** The route a request through a link took, from its method and path (the link logs no query string). */
+function routeOf(method: string, path: string): string | undefined {
+  if (!path.includes("/rooms/") && !path.includes("/delayed_events")) return undefined;
+  if (method === "PUT" && /\/rooms\/[^/]+\/state\//.test(path)) return "state.put";
+  const action = /\/delayed_events\/[^/]+\/(restart|send|cancel)$/.exec(path)?.[1];
+  if (method === "POST" && action) return `delayed.${action}`;
+  if (method === "POST" && /\/delayed_events\/[^/]+$/.test(path)) return "delayed.legacy";
+  return undefined;
+}
+
+/**
+ * Membership requests one device made whose server timestamp is in [from, to): from the test
+ * homeserver's request log, or on a server without one (real Synapse) from the device's link log, the
+ * arrival at the link plus the half round trip the link adds on the way in.
+ */
+function membershipRequests(
+  bench: Bench<BenchServer>,
+  d: Device,
+  from: number,
+  to = Infinity,
+): MembershipRequest[] {
+  const inRange = (r: MembershipRequest) => MEMBERSHIP_ROUTES.has(r.route) && r.ts >= from && r.ts < to;
+  if (bench.hs.requests) return bench.hs.requests.filter((r) => r.userId === d.userId && inRange(r));
+  return d.link.log
+    .map((e) => ({
+      route: routeOf(e.method, e.path) ?? "",
+      ts: e.ts + bench.rttMs / 2,
+      status: e.upstreamStatus,
+    }))
+    .filter(inRange);
 }
 
 /** Server time of the `{}` written at the device's key after `since`, from the room timeline. */
-function leftAt(bench: Bench, d: Device, since: number): number | undefined {
+function leftAt(bench: Bench<BenchServer>, d: Device, since: number): number | undefined {
   const ev = bench.hs
     .timeline(d.roomId)
     .find(
@@ -46,7 +79,12 @@ function leftAt(bench: Bench, d: Device, since: number): number | undefined {
 }
 
 /** A joined device: joined, connected, visible to the observer, and past the restart that follows a join. */
-async function joinedDevice(bench: Bench, impl: Impl, tag: string, tuning?: OursTuning): Promise<Device> {
+async function joinedDevice(
+  bench: Bench<BenchServer>,
+  impl: Impl,
+  tag: string,
+  tuning?: OursTuning,
+): Promise<Device> {
   const roomId = await newRoom(bench, `${tag}-${impl}`);
   const d = await newDevice(bench, impl, roomId, `${tag}-${impl}`, tuning);
   await sleep(200);
@@ -76,7 +114,7 @@ export interface JoinLeaveSamples {
   requestsJoinLeave: Samples;
 }
 
-export async function joinLeave(bench: Bench, reps: number): Promise<JoinLeaveSamples> {
+export async function joinLeave(bench: Bench<BenchServer>, reps: number): Promise<JoinLeaveSamples> {
   const out: JoinLeaveSamples = {
     joinConnected: emptySamples(),
     joinVisible: emptySamples(),
@@ -111,7 +149,7 @@ export async function joinLeave(bench: Bench, reps: number): Promise<JoinLeaveSa
         out.leaveConfirmed[impl].push(confirmedAt - t1);
         out.leaveVisible[impl].push(goneAt - t1);
         out.leaveServer[impl].push(serverAt === undefined ? NaN : serverAt - t1);
-        out.requestsJoinLeave[impl].push(membershipRequests(bench, d.userId, t0 - 1).length);
+        out.requestsJoinLeave[impl].push(membershipRequests(bench, d, t0 - 1).length);
       } finally {
         await d.close();
       }
@@ -153,13 +191,13 @@ export async function heartbeat(bench: Bench, windowMs: number): Promise<Heartbe
     const requests = { ours: 0, "js-sdk": 0 } as Record<Impl, number>;
     const intervals = emptySamples();
     for (const d of devices) {
-      const reqs = membershipRequests(bench, d.userId, from, to);
+      const reqs = membershipRequests(bench, d, from, to);
       requests[d.impl] = reqs.length;
       const restarts = reqs.filter((r) => r.route === "delayed.restart").map((r) => r.ts);
       for (let i = 1; i < restarts.length; i++) intervals[d.impl].push(restarts[i] - restarts[i - 1]);
       if (!d.isActive()) log(`heartbeat: ${d.impl} is no longer active`);
     }
-    const restarts = membershipRequests(bench, equalMargin.userId, from, to)
+    const restarts = membershipRequests(bench, equalMargin, from, to)
       .filter((r) => r.route === "delayed.restart")
       .map((r) => r.ts);
     const equalIntervals = restarts.slice(1).map((ts, i) => ts - restarts[i]);
@@ -202,7 +240,7 @@ export interface GhostSamples {
 export const CUT_AFTER_BEAT_MS = 100;
 
 async function ghostOnce(
-  bench: Bench,
+  bench: Bench<BenchServer>,
   impl: Impl,
   tag: string,
   restoreAfterGoneMs: number,
@@ -214,9 +252,7 @@ async function ghostOnce(
     // Wait for a fresh heartbeat to reach the server, then cut at the same phase for both.
     const since = Date.now();
     const beat = () =>
-      membershipRequests(bench, d.userId, since).find(
-        (r) => r.route === "delayed.restart" && r.status === 200,
-      );
+      membershipRequests(bench, d, since).find((r) => r.route === "delayed.restart" && r.status === 200);
     await until(() => !!beat(), EC_DELAY_MS, `${impl} heartbeat`, 2);
     const beatTs = beat()!.ts;
     await sleep(Math.max(0, beatTs + CUT_AFTER_BEAT_MS - Date.now()));
@@ -230,7 +266,7 @@ async function ghostOnce(
     d.link.restore();
     const restoredAt = Date.now();
     const backAt = await seen.catch(() => NaN);
-    const reqs = membershipRequests(bench, d.userId, restoredAt, backAt + 1);
+    const reqs = membershipRequests(bench, d, restoredAt, backAt + 1);
     out.recovery[impl].push(backAt - restoredAt);
     out.recoveryRequests[impl].push(reqs.length);
     const first = reqs[0]?.ts ?? NaN;
@@ -242,7 +278,7 @@ async function ghostOnce(
 }
 
 /** All reps at once (each device in its own room behind its own link), starts staggered by 1.5 s. */
-export async function ghostAndRecovery(bench: Bench, reps: number): Promise<GhostSamples> {
+export async function ghostAndRecovery(bench: Bench<BenchServer>, reps: number): Promise<GhostSamples> {
   const out: GhostSamples = {
     ghost: emptySamples(),
     ghostFromBeat: emptySamples(),
@@ -319,10 +355,10 @@ async function stormOnce(bench: Bench, impl: Impl, tag: string, out: StormSample
     const end = Date.now();
     await left;
     const back = await until(sees, afterMs, `${impl} back after storm`, 5).catch(() => NaN);
-    out.requestsDuringStorm[impl].push(membershipRequests(bench, d.userId, from, end).length);
+    out.requestsDuringStorm[impl].push(membershipRequests(bench, d, from, end).length);
     // Never back: "requests until visible" has no value (a manager that stopped sends nothing).
     out.requestsAfterStorm[impl].push(
-      Number.isNaN(back) ? NaN : membershipRequests(bench, d.userId, end, back + 1).length,
+      Number.isNaN(back) ? NaN : membershipRequests(bench, d, end, back + 1).length,
     );
     out.backAfterStorm[impl].push(back - end);
     out.sawLeave[impl].push(sawLeave);

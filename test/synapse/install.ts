@@ -5,6 +5,7 @@
  * Versions: $MATRIXRTC_SYNAPSE_VERSIONS (comma-separated), else the default version.
  */
 import { DEFAULT_SYNAPSE_VERSION, ensureSynapse, synapseCacheDir } from "../../src/testing/index.js";
+import { ensureTemplateDb } from "../../src/testing/synapse/template.js";
 
 const versions = (process.env.MATRIXRTC_SYNAPSE_VERSIONS ?? DEFAULT_SYNAPSE_VERSION)
   .split(",")
@@ -16,6 +17,9 @@ try {
   for (const version of versions) {
     const started = Date.now();
     const installed = await ensureSynapse(version, { onProgress: (line) => console.log(line) });
+    // Made here, once, so that no test's first start pays for it.
+    const template = await ensureTemplateDb(installed, 120_000);
+    if (!template) console.log(`synapse ${version}: no template database (each start creates the schema)`);
     console.log(`synapse ${version}: ready in ${installed.venvDir} (${Date.now() - started} ms)`);
   }
 } catch (e) {

@@ -4,8 +4,8 @@
  * tests and scenario helpers run on both. Reads (`roomState`, `pendingDelayedEvents`...) are synchronous
  * like the emulator's: they go over HTTP to Synapse through a blocking worker (syncHttp.ts).
  */
-import { generateKeyPairSync, randomBytes } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { copyFile, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { DelayedEventRecord } from "../homeserver/delayed-events.js";
@@ -15,7 +15,9 @@ import { clientCall, registerWithSharedSecret } from "./admin.js";
 import { ensureSynapse } from "./install.js";
 import { DEFAULT_SYNAPSE_VERSION, loggingConfig, synapseConfig, type SynapseOptions } from "./options.js";
 import { freePort, launchSynapse, logTail, SynapseStartError, type RunningSynapse } from "./process.js";
+import { signingKey } from "./signingKey.js";
 import { sleepSync, SyncHttp, type SyncResponse } from "./syncHttp.js";
+import { ensureTemplateDb, TEMPLATE_SERVER_NAME } from "./template.js";
 
 const CALL_MEMBER_TYPE = "org.matrix.msc3401.call.member";
 const DELAYED_EVENTS_PATH = "/_matrix/client/unstable/org.matrix.msc4140/delayed_events";
@@ -65,17 +67,6 @@ export interface SynapseHomeserver {
   close(): Promise<void>;
 }
 
-function signingKey(): string {
-  const { privateKey } = generateKeyPairSync("ed25519");
-  const der = privateKey.export({ format: "der", type: "pkcs8" });
-  // The PKCS#8 encoding of an ed25519 key ends with its 32-byte seed, which is what Synapse stores.
-  const seed = der
-    .subarray(der.length - 32)
-    .toString("base64")
-    .replace(/=+$/, "");
-  return `ed25519 a_${randomBytes(2).toString("hex")} ${seed}\n`;
-}
-
 const enc = encodeURIComponent;
 
 export async function startSynapse(options: SynapseOptions = {}): Promise<SynapseHomeserver> {
@@ -93,6 +84,11 @@ export async function startSynapse(options: SynapseOptions = {}): Promise<Synaps
   // JSON is YAML: no YAML writer needed.
   await writeFile(logConfigPath, JSON.stringify(loggingConfig(logPath), null, 1));
   await writeFile(signingKeyPath, signingKey());
+  // An empty database with Synapse's schema already in it saves a third of the start.
+  if ((options.serverName ?? TEMPLATE_SERVER_NAME) === TEMPLATE_SERVER_NAME) {
+    const template = await ensureTemplateDb(installed, options.startTimeoutMs ?? 60_000);
+    if (template) await copyFile(template, join(dataDir, "homeserver.db"));
+  }
 
   let port = 0;
   let config: Record<string, unknown> = {};
