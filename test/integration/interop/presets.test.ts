@@ -122,7 +122,7 @@ async function coreScenario(preset: SynapsePreset, { cut }: { cut: boolean }): P
 
 describe("core scenarios on every Synapse preset", () => {
   it("the presets under test are the ones the test homeserver knows", () => {
-    expect(WITH_DELAYED_EVENTS).toEqual(["1.116", "1.127", "1.143", "1.156", "1.157"]);
+    expect(WITH_DELAYED_EVENTS).toEqual(["1.116", "1.127", "1.143", "1.156", "1.157", "1.163"]);
     expect(Object.keys(SYNAPSE_PRESETS)).toContain("disabled");
   });
 
