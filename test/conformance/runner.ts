@@ -97,6 +97,12 @@ export async function runScenario(
       await sleep(step.ms);
       continue;
     }
+    if (step.kind === "restartServer") {
+      if (!server.restart || !scenario.ownServer)
+        throw new Error(`${scenario.name}: cannot restart the server`);
+      await server.restart({ downMs: step.downMs });
+      continue;
+    }
     if (step.kind === "waitUntil") {
       const window = windows.find((w) => w.name === step.mark);
       if (!window) throw new Error(`no mark ${step.mark}`);

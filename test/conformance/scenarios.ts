@@ -403,6 +403,32 @@ export const LIMITED_SCENARIOS: Scenario[] = [
   },
 ];
 
+/** Scenarios that restart the server (each on a server of its own). */
+export const RESTART_SCENARIOS: Scenario[] = [
+  {
+    name: "server-restart",
+    what: "delayed events survive a restart; one that fell due while down fires on start with origin_server_ts = its send time",
+    config: "relaxed",
+    ownServer: true,
+    actors: ["alice"],
+    steps: [
+      schedule("due while down", "k1", 1500, { body: { n: 1 }, save: "due", mark: { name: "scheduled" } }),
+      wait(300),
+      schedule("due later", "k2", 60_000, {
+        body: { n: 2 },
+        save: "later",
+        mark: { name: "scheduled-later" },
+      }),
+      list("before the restart"),
+      { kind: "restartServer", downMs: 2500 },
+      state("fired on start", "k1", { poll: { until: present, timeoutMs: 8000 } }),
+      list("the later one is still pending", undefined, { poll: { until: listLength(1), timeoutMs: 3000 } }),
+      legacy("restart the later one", "later", { action: "restart" }),
+      legacy("the fired one is gone", "due", { action: "restart" }),
+    ],
+  },
+];
+
 export const DISABLED_SCENARIOS: Scenario[] = [
   {
     name: "feature-disabled",
@@ -426,4 +452,9 @@ export const DISABLED_SCENARIOS: Scenario[] = [
   },
 ];
 
-export const ALL_SCENARIOS: Scenario[] = [...SCENARIOS, ...LIMITED_SCENARIOS, ...DISABLED_SCENARIOS];
+export const ALL_SCENARIOS: Scenario[] = [
+  ...SCENARIOS,
+  ...LIMITED_SCENARIOS,
+  ...RESTART_SCENARIOS,
+  ...DISABLED_SCENARIOS,
+];

@@ -73,7 +73,13 @@ export interface WaitUntilStep {
   plusMs: number;
 }
 
-export type Step = RequestStep | WaitStep | WaitUntilStep;
+/** Stop the server, stay down `downMs`, start it again on the same data (needs `ownServer`). */
+export interface RestartServerStep {
+  kind: "restartServer";
+  downMs: number;
+}
+
+export type Step = RequestStep | WaitStep | WaitUntilStep | RestartServerStep;
 
 export interface Scenario {
   name: string;
@@ -109,4 +115,5 @@ export interface ConformanceServer {
   createUser(localpart: string): Promise<{ userId: string; accessToken: string; deviceId: string }>;
   createRoom(accessToken: string): Promise<string>;
   joinRoom(accessToken: string, roomId: string): Promise<void>;
+  restart?(options: { downMs?: number }): Promise<void>;
 }
