@@ -4,7 +4,7 @@
  * Delays are short (hundreds of ms) because real Synapse runs on a real clock; effects Synapse applies
  * asynchronously (auto-cancel, firing) are polled for, never slept on alone.
  */
-import type { RequestStep, Scenario, Step, StepRecord } from "./types.js";
+import type { RequestStep, Scenario, Step, StepRecord, View } from "./types.js";
 import { msc4140Capability, msc4140Flag, stateAt, timelineOf } from "./views.js";
 
 const MEMBER = "org.matrix.msc3401.call.member";
@@ -62,6 +62,15 @@ const state = (label: string, key: string, extra: Partial<RequestStep> = {}): Re
     view: stateAt(MEMBER, key),
     ...extra,
   });
+
+/** Listing items with `content` replaced by its keys (for oversized contents). */
+const summariseContent: View = (body) => {
+  const items = (body as { delayed_events?: Record<string, unknown>[] }).delayed_events;
+  if (!Array.isArray(items)) return body;
+  return {
+    delayed_events: items.map((item) => ({ ...item, content: Object.keys(item.content as object) })),
+  };
+};
 
 const wait = (ms: number): Step => ({ kind: "wait", ms });
 
@@ -175,6 +184,58 @@ export const SCENARIOS: Scenario[] = [
         body: {},
       }),
       list("nothing scheduled"),
+    ],
+  },
+  {
+    name: "schedule-validation",
+    what: "event-shape checks at scheduling (Synapse's validate_builder); membership and power are only checked when it fires",
+    config: "relaxed",
+    actors: ["alice"],
+    steps: [
+      req("m.room.message without body", {
+        method: "PUT",
+        path: sendPath("v1", 60_000, "m.room.message"),
+        body: { msgtype: "m.text" },
+      }),
+      req("m.room.message with a number body", {
+        method: "PUT",
+        path: sendPath("v2", 60_000, "m.room.message"),
+        body: { msgtype: "m.text", body: 5 },
+      }),
+      req("m.room.topic as a message event", {
+        method: "PUT",
+        path: sendPath("v3", 60_000, "m.room.topic"),
+        body: { topic: "t" },
+      }),
+      req("m.room.member without membership", {
+        method: "PUT",
+        path: statePath("@someone:localhost", 60_000, "m.room.member"),
+        body: {},
+      }),
+      req("m.room.member with an invalid membership", {
+        method: "PUT",
+        path: statePath("@someone:localhost", 60_000, "m.room.member"),
+        body: { membership: "dance" },
+      }),
+      req("m.room.name with a number name", {
+        method: "PUT",
+        path: statePath("", 60_000, "m.room.name"),
+        body: { name: 5 },
+      }),
+      req("power levels the user lacks (checked only at send)", {
+        method: "PUT",
+        path: statePath("", 60_000, "m.room.power_levels"),
+        body: { users: {} },
+        save: "pl",
+      }),
+      req("content over 64 KiB", {
+        method: "PUT",
+        path: sendPath("big", 60_000),
+        body: { pad: "x".repeat(70_000) },
+        save: "big",
+      }),
+      // Content summarised: the 70 kB body would bloat the recordings.
+      list("what got scheduled", undefined, { view: summariseContent }),
     ],
   },
   {

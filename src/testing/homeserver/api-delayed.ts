@@ -76,7 +76,7 @@ export function scheduleDelayed(
     }
   }
   if (!core.rooms.get(target.roomId)) throw notFound(`Could not find room_version for ${target.roomId}`);
-  core.rooms.validateShape({ ...target, sender: requester.userId });
+  core.rooms.validateShape({ ...target, sender: requester.userId }, { checkSize: false });
   if (options.errorDialect !== "legacy") {
     const limit = options.maxScheduledPerUser;
     if (core.delayed.countFor(requester.userId) >= limit) {
