@@ -21,6 +21,7 @@ import {
   observeWithUs,
   roomOf,
 } from "../integration/interop/helpers.js";
+import { until } from "./helpers.js";
 
 // Long enough that the manager's local request timeout (delay / 5) holds on a loaded machine's Synapse.
 const DELAY = 4000;
@@ -98,7 +99,7 @@ describe("interop with matrix-js-sdk on real Synapse", () => {
     expect(hs.stateContent(call.roomId, CALL_MEMBER_EVENT_TYPE, carolKey)).toMatchObject({
       device_id: carol.deviceId,
     });
-    await waitFor(
+    await until(
       () => hs.pendingDelayedEvents().some((e) => e.stateKey === carolKey),
       3000,
       "js-sdk's delayed leave on Synapse",

@@ -8,10 +8,14 @@ import { afterEach, describe, expect, it } from "@jest/globals";
 import { startTestCall, waitFor, type SynapseHomeserver, type TestCall } from "../../src/testing/index.js";
 import { leavesOnServer, sleep, until } from "./helpers.js";
 
-// Heartbeat every DELAY/2 = 4 s. The storm starts right after a restart and lasts 5.5 s, so it covers
-// the next restart (at +4 s) and ends with 2.5 s to spare before Synapse's deadline (+8 s).
-const DELAY = 8000;
-const STORM_MS = 5500;
+// Element Call's delay: a heartbeat every DELAY/2 = 5 s. The storm starts right after a restart and
+// lasts 6.5 s, so it covers the next restart (at +5 s) and ends 3.5 s before Synapse's deadline (+10 s).
+// After it, Synapse's bucket still needs up to 1 s to refill and the manager waits Retry-After (whole
+// seconds) between tries: 3.5 s leaves room for two. (With 8 s and 5.5 s, started up to 1 s late, the
+// margin was about 1.5 s, one retry cadence, and 1 run in 10 lost the race: a leave fired.)
+const DELAY = 10_000;
+const STORM_MS = 6500;
+const FLOODERS = 5;
 
 let call: TestCall<SynapseHomeserver> | undefined;
 afterEach(async () => {
@@ -35,6 +39,8 @@ describe("rate limits on real Synapse", () => {
     await bob.waitUntilSees(alice, { withinMs: 5000 });
     await alice.waitUntilConnected({ withinMs: 2000 });
     await until(() => alice.pendingDelayedLeaves().length === 1, 3000, "the delayed leave");
+    // Another session of alice will flood the management endpoint (the bucket is per user).
+    const flooder = await call.homeserver.loginDevice("alice");
     await sleep(1000); // the bucket refills from the reads above
     const restartsBefore = alice.network.log.length;
     await waitFor(
@@ -46,13 +52,12 @@ describe("rate limits on real Synapse", () => {
       "a successful restart",
     );
 
-    // Another session of alice floods the management endpoint (the bucket is per user).
-    const flooder = await call.homeserver.loginDevice("alice");
     const statuses: number[] = [];
     let retryAfterMs: number | undefined;
     const stormUntil = Date.now() + STORM_MS;
     const url = `${call.homeserver.baseUrl}/_matrix/client/unstable/org.matrix.msc4140/delayed_events/syd_nonexistent/restart`;
-    // Three requests in flight at a time for STORM_MS: far more than the bucket's 1/s refill.
+    // FLOODERS requests in flight at a time for STORM_MS: far more than the bucket's 1/s refill, so the
+    // manager rarely wins a refilled token.
     const flood = async () => {
       while (Date.now() < stormUntil) {
         const res = await fetch(url, {
@@ -67,7 +72,7 @@ describe("rate limits on real Synapse", () => {
         } else await res.text();
       }
     };
-    await Promise.all([flood(), flood(), flood()]);
+    await Promise.all(Array.from({ length: FLOODERS }, flood));
     // Synapse itself answered 429 (with retry_after_ms) for most of the storm.
     expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(statuses.length / 2);
     expect(retryAfterMs).toBeGreaterThan(0);
