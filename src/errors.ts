@@ -178,6 +178,11 @@ function classifyRaw(error: unknown, op: Operation, now: number): ErrorClass {
     const max = body["org.matrix.msc4140.max_delay"];
     return { kind: "max-delay", maxDelayMs: typeof max === "number" && max > 0 ? max : undefined };
   }
+  // Synapse ≥1.161: 400 with the MSC's unstable errcode; the maximum is only in the message.
+  if (errcode === "ORG.MATRIX.MSC4140_DELAY_TOO_LARGE") {
+    const max = /allowed maximum \((\d+)ms\)/.exec(String(body.error ?? message));
+    return { kind: "max-delay", maxDelayMs: max ? Number(max[1]) : undefined };
+  }
   // Widget hosts refusing the delayed-event capabilities (matrix-widget-api and matrix-rust-sdk wording).
   if (
     /missing capability.*(msc4157|delayed_event)|msc4157.*capability/i.test(message) ||

@@ -162,6 +162,17 @@ describe("classifyError: delay limits and support", () => {
     expect(classifyError(e, "schedule-leave", NOW)).toEqual({ kind: "max-delay" });
   });
 
+  it("Synapse ≥1.161: 400 ORG.MATRIX.MSC4140_DELAY_TOO_LARGE is max-delay, the maximum read from the text", () => {
+    // The exact answer of real Synapse 1.163.2 (test/conformance/recorded/1.163.2.json, "delay-maximum").
+    const e = mxError(400, {
+      errcode: "ORG.MATRIX.MSC4140_DELAY_TOO_LARGE",
+      error: "The requested delay (172800000ms) exceeds the allowed maximum (86400000ms)",
+    });
+    expect(classifyError(e, "schedule-leave", NOW)).toEqual({ kind: "max-delay", maxDelayMs: 86_400_000 });
+    const bare = mxError(400, { errcode: "ORG.MATRIX.MSC4140_DELAY_TOO_LARGE", error: "too large" });
+    expect(classifyError(bare, "schedule-leave", NOW)).toEqual({ kind: "max-delay", maxDelayMs: undefined });
+  });
+
   it("Synapse 1.157: 403 'has been disallowed' on schedule-leave is unsupported", () => {
     const e = mxError(403, { errcode: "M_FORBIDDEN", error: "Sending delayed events has been disallowed" });
     expect(classifyError(e, "schedule-leave", NOW)).toMatchObject({ kind: "unsupported" });

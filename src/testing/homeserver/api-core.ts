@@ -35,7 +35,7 @@ export function versions(core: HomeserverCore): HandlerResult {
     versions: SPEC_VERSIONS,
     unstable_features: {
       // ≥1.117: the flag says whether the feature is usable, not merely compiled in.
-      "org.matrix.msc4140": core.delayedEventsEnabled,
+      "org.matrix.msc4140": core.options.versionsFlag === "always" || core.delayedEventsEnabled,
       // Element Call's recommended config enables state_after.
       "org.matrix.msc4222": true,
       "org.matrix.msc3266": true,

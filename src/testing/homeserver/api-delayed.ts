@@ -12,6 +12,7 @@ import {
   notFound,
   type JsonObject,
 } from "./errors.js";
+import type { DelayedEventRecord } from "./delayed-events.js";
 import type { HandlerResult, RequestContext } from "./router.js";
 import type { Requester } from "./users.js";
 
@@ -24,10 +25,11 @@ const ACTIONS: DelayedAction[] = ["cancel", "restart", "send"];
 export function parseDelayParam(query: URLSearchParams): number | undefined {
   const raw = query.get(DELAY_PARAM);
   if (raw === null) return undefined;
-  if (!/^[+-]?\d+$/.test(raw.trim())) {
+  // Python's int(): surrounding whitespace, a sign, and single underscores between digits are accepted.
+  if (!/^[+-]?\d+(?:_\d+)*$/.test(raw.trim())) {
     throw badRequest(`Query parameter ${DELAY_PARAM} must be an integer`, "M_INVALID_PARAM");
   }
-  const delay = Number(raw.trim());
+  const delay = Number(raw.trim().replace(/_/g, ""));
   if (delay < 0)
     throw badRequest(`Query parameter ${DELAY_PARAM} must be a positive integer.`, "M_INVALID_PARAM");
   return delay;
@@ -64,17 +66,18 @@ export function scheduleDelayed(
     }
   }
   core.rateLimit("message", requester.userId, requester.userId);
-  if (options.errorDialect === "1.157") {
+  if (options.errorDialect !== "legacy") {
     if (!enabled) throw forbidden("Sending delayed events has been disallowed");
     if (delay > options.maxDelayMs) {
-      throw forbidden(
-        `The requested delay (${delay}ms) exceeds the allowed maximum (${options.maxDelayMs}ms)`,
-      );
+      const message = `The requested delay (${delay}ms) exceeds the allowed maximum (${options.maxDelayMs}ms)`;
+      // ≥1.161 answers 400 with the MSC's (unstable) errcode instead of 403 M_FORBIDDEN.
+      if (options.errorDialect === "1.161") throw badRequest(message, "ORG.MATRIX.MSC4140_DELAY_TOO_LARGE");
+      throw forbidden(message);
     }
   }
   if (!core.rooms.get(target.roomId)) throw notFound(`Could not find room_version for ${target.roomId}`);
-  core.rooms.validateShape({ ...target, sender: requester.userId });
-  if (options.errorDialect === "1.157") {
+  core.rooms.validateShape({ ...target, sender: requester.userId }, { checkSize: false });
+  if (options.errorDialect !== "legacy") {
     const limit = options.maxScheduledPerUser;
     if (core.delayed.countFor(requester.userId) >= limit) {
       const retryAfterMs = core.delayed.retryAfterForLimit(requester.userId, limit, core.now());
@@ -166,11 +169,26 @@ export function manageLegacy(core: HomeserverCore, ctx: RequestContext): Handler
   return perform(core, delayId, action as DelayedAction, who);
 }
 
+/** A pending row in the MSC's field names (≥1.161: the GET-one answer and, with the old names, list items). */
+function mscItem(row: DelayedEventRecord): JsonObject {
+  return {
+    delay_id: row.delayId,
+    room_id: row.roomId,
+    type: row.type,
+    ...(row.stateKey !== undefined ? { state_key: row.stateKey } : {}),
+    delay_ms: row.delayMs,
+    delayed_since_ts: row.sendTs - row.delayMs,
+    content: row.content,
+  };
+}
+
 /** `GET …/delayed_events`: the requester's pending rows, due soonest first; query params ignored. */
 export function listDelayed(core: HomeserverCore, ctx: RequestContext): HandlerResult {
   const requester = auth(core, ctx, { allowGuest: false });
   managementRateLimit(core, ctx, "list", requester);
+  const withMscFields = core.options.listingMscFields;
   const delayed_events = core.delayed.listFor(requester.userId).map((row) => ({
+    ...(withMscFields ? mscItem(row) : {}),
     delay_id: row.delayId,
     room_id: row.roomId,
     type: row.type,
@@ -180,4 +198,16 @@ export function listDelayed(core: HomeserverCore, ctx: RequestContext): HandlerR
     content: row.content,
   }));
   return ok({ delayed_events });
+}
+
+/**
+ * `GET …/delayed_events/{id}` (≥1.161): the requester's own pending event (by localpart, any device);
+ * unknown, another user's, or already being sent → 404. Spends the management bucket, keyed on the user.
+ */
+export function getDelayed(core: HomeserverCore, ctx: RequestContext): HandlerResult {
+  const requester = auth(core, ctx, { allowGuest: false });
+  managementRateLimit(core, ctx, "list", requester);
+  const row = core.delayed.pending(ctx.params[0], requester.userId);
+  if (!row) throw delayedEventNotFound();
+  return ok(mscItem(row));
 }

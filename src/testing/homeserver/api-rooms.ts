@@ -79,7 +79,7 @@ function changeMembership(
       content,
       deviceId: requester.deviceId,
     },
-    { ratelimit: false },
+    { ratelimit: true },
   );
 }
 

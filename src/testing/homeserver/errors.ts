@@ -41,7 +41,7 @@ export const missingToken = (): MatrixHttpError =>
   new MatrixHttpError(401, "M_MISSING_TOKEN", "Missing access token");
 
 export const unknownToken = (): MatrixHttpError =>
-  new MatrixHttpError(401, "M_UNKNOWN_TOKEN", "Unrecognised access token", { soft_logout: false });
+  new MatrixHttpError(401, "M_UNKNOWN_TOKEN", "Invalid access token passed.", { soft_logout: false });
 
 export const guestForbidden = (): MatrixHttpError =>
   new MatrixHttpError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access not allowed");

@@ -23,8 +23,12 @@ export interface RateLimits {
   delayedEventMgmt: RateLimitConfig | null;
 }
 
-/** `1.157`: 403 M_FORBIDDEN / 429 count limit. `legacy` (≤1.156): 400 M_UNKNOWN + org.matrix.msc4140.errcode. */
-export type ErrorDialect = "1.157" | "legacy";
+/**
+ * `1.161` (≥1.161): like `1.157` but a delay over the maximum is 400 `ORG.MATRIX.MSC4140_DELAY_TOO_LARGE`.
+ * `1.157` (1.157–1.160): 403 M_FORBIDDEN for disabled / over the maximum, 429 count limit.
+ * `legacy` (≤1.156): 400 M_UNKNOWN + org.matrix.msc4140.errcode, no count limit.
+ */
+export type ErrorDialect = "1.161" | "1.157" | "legacy";
 
 /**
  * How management requests are authenticated (protocol.md A.6):
@@ -65,6 +69,15 @@ export interface TestHomeserverOptions {
   managementBucket?: "delayedEventMgmt" | "message";
   /** ≥1.150: fired events carry `unsigned["org.matrix.msc4140.delay_id"]` for the sender. */
   delayIdInUnsigned?: boolean;
+  /**
+   * `/versions` `unstable_features["org.matrix.msc4140"]`: `enabled` (≥1.117) says whether the feature is
+   * usable; `always` (1.116) is true even with delayed events off (verified on real 1.116.0).
+   */
+  versionsFlag?: "enabled" | "always";
+  /** ≥1.161: `GET …/delayed_events/{id}` returns the requester's pending event (405 before: no such route). */
+  getDelayedEvent?: boolean;
+  /** ≥1.161: listing items also carry the MSC's `delay_ms` and `delayed_since_ts` beside `delay`/`running_since`. */
+  listingMscFields?: boolean;
   rateLimits?: Partial<RateLimits>;
   /** User ids that no rate limit applies to (Synapse's per-user ratelimit override). */
   rateLimitExemptUsers?: string[];
@@ -122,6 +135,9 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   sendUsesMessageLimit: false,
   managementBucket: "delayedEventMgmt",
   delayIdInUnsigned: true,
+  versionsFlag: "enabled",
+  getDelayedEvent: false,
+  listingMscFields: false,
   rateLimits: ELEMENT_CALL_RATE_LIMITS,
   rateLimitExemptUsers: [],
   clock: undefined,
@@ -135,7 +151,15 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   mergedLookupShape: "msc",
 };
 
-export type SynapsePreset = "1.116" | "1.127" | "1.143" | "1.156" | "1.157" | "disabled" | "merged";
+export type SynapsePreset =
+  | "1.116"
+  | "1.127"
+  | "1.143"
+  | "1.156"
+  | "1.157"
+  | "1.163"
+  | "disabled"
+  | "merged";
 
 /** Option patches that reproduce each Synapse release's MSC4140 behaviour (protocol.md A.1). */
 export const SYNAPSE_PRESETS: Readonly<Record<SynapsePreset, Readonly<TestHomeserverOptions>>> = {
@@ -148,6 +172,7 @@ export const SYNAPSE_PRESETS: Readonly<Record<SynapsePreset, Readonly<TestHomese
     sendUsesMessageLimit: true,
     managementBucket: "message",
     delayIdInUnsigned: false,
+    versionsFlag: "always",
   },
   "1.127": {
     errorDialect: "legacy",
@@ -188,6 +213,19 @@ export const SYNAPSE_PRESETS: Readonly<Record<SynapsePreset, Readonly<TestHomese
     sendUsesMessageLimit: false,
     managementBucket: "delayedEventMgmt",
     delayIdInUnsigned: true,
+  },
+  /** What 1.161 changed (the GET one route, the list's new fields, the max-delay error), still so in 1.163.2. */
+  "1.163": {
+    errorDialect: "1.161",
+    delayedEvents: true,
+    advertiseCapability: true,
+    managementAuth: "optional",
+    ownWritesCancel: false,
+    sendUsesMessageLimit: false,
+    managementBucket: "delayedEventMgmt",
+    delayIdInUnsigned: true,
+    getDelayedEvent: true,
+    listingMscFields: true,
   },
   disabled: { errorDialect: "1.157", delayedEvents: false, advertiseCapability: true },
   // Not a Synapse release: MSC4140 as merged (2026-09-08), only that shape. `{ ...merged,

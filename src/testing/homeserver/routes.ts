@@ -1,6 +1,6 @@
 /** The route table: which path + method reaches which handler, under which route id. */
 import * as core from "./api-core.js";
-import { listDelayed, manageAction, manageLegacy, DELAY_PARAM } from "./api-delayed.js";
+import { getDelayed, listDelayed, manageAction, manageLegacy, DELAY_PARAM } from "./api-delayed.js";
 import { addMergedRoutes, manageMerged, speaksMerged, speaksUnstable } from "./api-delayed-merged.js";
 import * as misc from "./api-misc.js";
 import * as rooms from "./api-rooms.js";
@@ -117,6 +117,15 @@ export function buildRoutes(hs: HomeserverCore, baseUrl: () => string): RouteDef
   );
   add("delayed.legacy", "POST", pattern("/delayed_events/{delayId}", DELAYED_PREFIX), manageLegacy, () =>
     speaksUnstable(hs),
+  );
+  // Synapse ≥1.161's lookup (pending events only). A server speaking the merged shape answers it with
+  // the merged rules instead (finalised events kept), registered by addMergedRoutes below.
+  add(
+    "delayed.get",
+    "GET",
+    pattern("/delayed_events/{delayId}", DELAYED_PREFIX),
+    getDelayed,
+    () => hs.options.getDelayedEvent && !speaksMerged(hs),
   );
   for (const action of ["cancel", "restart", "send"] as const) {
     add(

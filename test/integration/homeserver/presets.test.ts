@@ -63,6 +63,13 @@ const EXPECTED: Record<Exclude<SynapsePreset, "merged">, Expectation> = {
     tooLong: [403, "M_FORBIDDEN"],
     ownWriteCancels: false,
   },
+  "1.163": {
+    flag: true,
+    capability: true,
+    perActionRoutes: true,
+    tooLong: [400, "ORG.MATRIX.MSC4140_DELAY_TOO_LARGE"],
+    ownWriteCancels: false,
+  },
   disabled: {
     flag: false,
     capability: true,

@@ -13,7 +13,7 @@ import { coreScenario, DELAY, leavesAt, quiet, WITH_DELAYED_EVENTS } from "./cor
 import { NO_LIMITS, observeWithUs, roomOf, sleep } from "./helpers.js";
 describe("core scenarios on every Synapse preset", () => {
   it("the presets under test are the ones the test homeserver knows", () => {
-    expect(WITH_DELAYED_EVENTS).toEqual(["1.116", "1.127", "1.143", "1.156", "1.157"]);
+    expect(WITH_DELAYED_EVENTS).toEqual(["1.116", "1.127", "1.143", "1.156", "1.157", "1.163"]);
     expect(Object.keys(SYNAPSE_PRESETS)).toContain("merged");
     expect(Object.keys(SYNAPSE_PRESETS)).toContain("disabled");
   });

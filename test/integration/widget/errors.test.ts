@@ -183,6 +183,19 @@ describe("widget mode: errors from the server reach the manager classified", () 
     expect(classifyError(e, "schedule-leave")).toEqual({ kind: "max-delay" });
   });
 
+  it("max delay, Synapse ≥1.161 dialect: 400 ORG.MATRIX.MSC4140_DELAY_TOO_LARGE lowers the delay to the maximum in its text", async () => {
+    const w = await start({ errorDialect: "1.161", maxDelayMs: 1500 });
+    const c = await w.call({ manager: { delayedLeaveDelayMs: 2000 } });
+    await joined(c);
+    expect(c.pending()[0].delayMs).toBe(1500);
+    expect(c.errors.map((e) => e.code)).toContain("max-delay-lowered");
+    const e = widgetError(c.backend.failures.find((f) => f.op === "schedule")!.error);
+    expect(e.data.matrix_api_error).toMatchObject({
+      http_status: 400,
+      response: { errcode: "ORG.MATRIX.MSC4140_DELAY_TOO_LARGE" },
+    });
+  });
+
   it("the widget transport's own timeout ('Request timed out') is a network error, retried", async () => {
     const w = await start();
     const c = await w.call({
