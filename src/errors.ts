@@ -166,7 +166,7 @@ function classifyRaw(error: unknown, op: Operation, now: number): ErrorClass {
     return { kind: "unsupported", reason: "the server does not advertise org.matrix.msc4140" };
   if (msc4140Errcode === "M_MAX_DELAY_UNSUPPORTED")
     return { kind: "unsupported", reason: "delayed events are not supported on this server" };
-  // Synapse after 1.157 (verified on 1.163.2): 400 with its own errcode; the maximum is only in the message.
+  // Synapse ≥1.161 (verified on 1.161–1.163.2): 400 with its own errcode; the maximum is only in the message.
   if (errcode === "ORG.MATRIX.MSC4140_DELAY_TOO_LARGE") {
     const max = /allowed maximum \((\d+)ms\)/.exec(String(body.error ?? message))?.[1];
     return {
@@ -177,11 +177,6 @@ function classifyRaw(error: unknown, op: Operation, now: number): ErrorClass {
   if (msc4140Errcode === "M_MAX_DELAY_EXCEEDED") {
     const max = body["org.matrix.msc4140.max_delay"];
     return { kind: "max-delay", maxDelayMs: typeof max === "number" && max > 0 ? max : undefined };
-  }
-  // Synapse ≥1.161: 400 with the MSC's unstable errcode; the maximum is only in the message.
-  if (errcode === "ORG.MATRIX.MSC4140_DELAY_TOO_LARGE") {
-    const max = /allowed maximum \((\d+)ms\)/.exec(String(body.error ?? message));
-    return { kind: "max-delay", maxDelayMs: max ? Number(max[1]) : undefined };
   }
   // Widget hosts refusing the delayed-event capabilities (matrix-widget-api and matrix-rust-sdk wording).
   if (
