@@ -13,38 +13,92 @@ import type { DelayedEventStatus } from "./backends/types.js";
 /** Which request failed; a 403 means different things for a delayed schedule and a state send. */
 export type Operation = "schedule-leave" | "restart" | "send-leave" | "cancel" | "send-state";
 
+/**
+ * What a failure means for the manager, whatever the transport: whether to retry, wait, schedule a
+ * new delayed leave, or stop. Discriminated on `kind`; the other fields are the facts that decide how.
+ */
 export type ErrorClass =
   /** 429: wait `retryAfterMs` when the server said (header first, then body), else back off. */
-  | { kind: "rate-limited"; retryAfterMs?: number }
+  | {
+      /** Rate limited (429 or `M_LIMIT_EXCEEDED`). */
+      kind: "rate-limited";
+      /** The server's wait hint in ms, capped at MAX_TIMER_MS; absent when it gave none. */
+      retryAfterMs?: number;
+    }
   /** Connection failure, local timeout, widget transport timeout: retry with backoff. */
-  | { kind: "network" }
+  | {
+      /** The request may not have reached the server, or its answer did not reach us. */
+      kind: "network";
+    }
   /**
    * 5xx: retry with backoff. Also an answer we cannot use (`malformed`: a 200 whose `delay_id` is
    * missing or not a string, a listing that is not a list): the server is broken, not our request.
    */
-  | { kind: "server"; status: number; malformed?: true }
+  | {
+      /** The server failed (5xx) or answered something unusable. */
+      kind: "server";
+      /** The HTTP status (a malformed answer with no known status counts as 200). */
+      status: number;
+      /** Set when the answer was a success we could not use (MalformedResponseError). */
+      malformed?: true;
+    }
   /**
    * 404 M_NOT_FOUND (or 409 from MSC4140 as merged) on a delayed-event action: it is not pending.
    * `finalised`: what the server's lookup said after a 409 (sent, cancelled, failed), when known.
    */
-  | { kind: "gone"; finalised?: DelayedEventStatus }
+  | {
+      /** The delayed event is no longer pending (already sent, cancelled, or never known). */
+      kind: "gone";
+      /** What the server's lookup said became of it, when the backend asked after a 409. */
+      finalised?: DelayedEventStatus;
+    }
   /** The delay is over the server's maximum; `maxDelayMs` when the server said (legacy dialect). */
-  | { kind: "max-delay"; maxDelayMs?: number }
+  | {
+      /** The requested delay is longer than the server allows; the manager retries with a shorter one. */
+      kind: "max-delay";
+      /** The server's maximum in ms, when its answer stated it. */
+      maxDelayMs?: number;
+    }
   /** Delayed events disabled or unsupported by the server or the widget host. */
-  | { kind: "unsupported"; reason: string }
+  | {
+      /** No delayed events here: the manager continues in degraded mode (membership expiry only). */
+      kind: "unsupported";
+      /** Why, for `support$` and logs (redacted). */
+      reason: string;
+    }
   /** The server or host refused: power levels, a refused widget capability, a bad token. */
-  | { kind: "forbidden"; reason: string }
+  | {
+      /** Not allowed; retrying the same request will not help. */
+      kind: "forbidden";
+      /** Status, errcode and message of the refusal (redacted). */
+      reason: string;
+    }
   /** Any other 4xx: our request is wrong; retrying the same request will not help. */
-  | { kind: "rejected"; status: number; errcode?: string }
+  | {
+      /** The server rejected the request as invalid. */
+      kind: "rejected";
+      /** The HTTP status (4xx). */
+      status: number;
+      /** The Matrix errcode, when the body had one. */
+      errcode?: string;
+    }
   /** Nothing recognisable (untyped host errors): treated as transient, within the give-up bound. */
-  | { kind: "unknown" };
+  | {
+      /** Unrecognised failure; retried with backoff until the manager gives up. */
+      kind: "unknown";
+    };
 
 /** An HTTP-shaped view of an error, whichever way it arrived. */
 export interface HttpFacts {
+  /** The HTTP status, when the error carries one (absent for connection failures and host errors). */
   status?: number;
+  /** The Matrix `errcode` from the response body, when there is one. */
   errcode?: string;
+  /** The error's message (or the error itself as a string); not redacted. */
   message: string;
+  /** The parsed Matrix error body (`{}` when none). */
   body: Record<string, unknown>;
+  /** The response headers, names lower-cased (`{}` when the error carries none, e.g. Element X). */
   headers: Record<string, string>;
 }
 
@@ -248,8 +302,11 @@ export function isTransient(c: ErrorClass): boolean {
 export class MembershipError extends Error {
   constructor(
     message: string,
+    /** What went wrong, for the app to branch on (see MembershipErrorCode). */
     readonly code: MembershipErrorCode,
+    /** The request that failed, or `"config"` for failures not tied to a request (disposed, left early). */
     readonly operation: Operation | "config",
+    /** How the failure was classified, when it came from a request (absent for our own errors). */
     readonly errorClass?: ErrorClass,
     options?: { cause?: unknown },
   ) {
@@ -278,6 +335,13 @@ export function scrubError(error: unknown): void {
   }
 }
 
+/**
+ * The `code` of a MembershipError. The first ones mirror ErrorClass kinds (`gone` becomes
+ * `delayed-leave-lost`, `max-delay` becomes `max-delay-lowered`, `unsupported` becomes
+ * `delayed-events-unsupported`); `gave-up` means the manager stopped retrying, the call ended or it was
+ * disposed before the operation completed; `membership-removed` means someone else removed or
+ * replaced our membership.
+ */
 export type MembershipErrorCode =
   | "rate-limited"
   | "network"
@@ -293,7 +357,10 @@ export type MembershipErrorCode =
 
 /** Our own local timeout for one request (the request itself may still reach the server). */
 export class LocalTimeoutError extends Error {
-  constructor(readonly timeoutMs: number) {
+  constructor(
+    /** The timeout that expired, in ms. */
+    readonly timeoutMs: number,
+  ) {
     super(`no answer within ${timeoutMs} ms`);
     this.name = "LocalTimeoutError";
   }

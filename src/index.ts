@@ -14,7 +14,7 @@ export type { ConnectableManager, WhenConnectedOptions } from "./manager/whenCon
 export { ClientBackend } from "./backends/client.js";
 export type { ClientLike, ClientRequestOptions, ClientBackendOptions } from "./backends/client.js";
 export { parseDelayedEventLookup } from "./backends/mergedDelayedEvents.js";
-export type { DelayedEventsApiChoice } from "./backends/mergedDelayedEvents.js";
+export type { AuthedRequestOptions, DelayedEventsApiChoice } from "./backends/mergedDelayedEvents.js";
 export type {
   MembershipBackend,
   DelayedEventAction,
@@ -37,7 +37,9 @@ export type { ErrorClass, HttpFacts, MembershipErrorCode, Operation } from "./er
 export { resolveTiming, refreshIntervalMs, backoffMs, MIN_DELAY_MS } from "./core/config.js";
 export { retryWaitMs, MAX_TIMER_MS } from "./core/config.js";
 export { validateIdentity, leaveTimeoutMs } from "./core/validate.js";
+export type { IdentityInput } from "./core/validate.js";
 export { redactText, redactingLogger } from "./log/redact.js";
+export type { RedactOptions } from "./log/redact.js";
 export type { Timing, TimingOptions } from "./core/config.js";
 export {
   CALL_MEMBER_EVENT_TYPE,

@@ -63,8 +63,14 @@ export interface ClientLike extends Partial<MergedClientLike> {
   _unstable_getDelayedEvents(): Promise<unknown>;
   /** The client's own user id (optional so that minimal fakes keep working; a real MatrixClient has it). */
   getUserId?(): string | null;
+  /**
+   * A fresh transaction id, for scheduling through MSC4140 as merged (a real MatrixClient has it; without
+   * it the backend speaks the unstable shape only).
+   */
+  makeTxnId?(): string;
 }
 
+/** Options for `new ClientBackend(client, options)`. */
 export interface ClientBackendOptions {
   /** MSC4140 shape: `auto` (default) uses the merged endpoints where the server offers them. For tests. */
   delayedEventsApi?: DelayedEventsApiChoice;

@@ -53,16 +53,60 @@ export interface PendingDelayedEvent {
  * `tracksFinalised` is false, e.g. Synapse's unstable lookup) no longer scheduled.
  */
 export type DelayedEventStatus =
-  | { status: "pending"; delayMs: number; delayedSinceTs: number }
-  | { status: "finalised"; outcome: "sent"; eventId: string; finalisedTs: number; manual?: boolean }
-  | { status: "finalised"; outcome: "cancelled"; finalisedTs: number }
+  /** Still scheduled. */
   | {
-      status: "finalised";
-      outcome: "error";
-      finalisedTs: number;
-      error: { errcode?: string; error?: string };
+      /** The server still holds it. */
+      status: "pending";
+      /** Its delay in ms, as scheduled (or last restarted). */
+      delayMs: number;
+      /** When its delay last (re)started, in server ms since the epoch: it fires at this + `delayMs`. */
+      delayedSinceTs: number;
     }
-  | { status: "unknown"; tracksFinalised: boolean };
+  /** Sent: by its timeout, or earlier through `send`. */
+  | {
+      /** No longer scheduled. */
+      status: "finalised";
+      /** It was sent. */
+      outcome: "sent";
+      /** The id of the event it became. */
+      eventId: string;
+      /** When it was finalised, in server ms since the epoch (0 when the answer did not say). */
+      finalisedTs: number;
+      /** True when it was sent before its due time (someone used `send`). */
+      manual?: boolean;
+    }
+  /** Cancelled before it was sent. */
+  | {
+      /** No longer scheduled. */
+      status: "finalised";
+      /** It was cancelled. */
+      outcome: "cancelled";
+      /** When it was finalised, in server ms since the epoch (0 when the answer did not say). */
+      finalisedTs: number;
+    }
+  /** Due, but the server could not send it (e.g. power levels changed meanwhile). */
+  | {
+      /** No longer scheduled. */
+      status: "finalised";
+      /** Sending it failed. */
+      outcome: "error";
+      /** When it was finalised, in server ms since the epoch (0 when the answer did not say). */
+      finalisedTs: number;
+      /** The error the server recorded for the send. */
+      error: {
+        /** Matrix errcode, when recorded. */
+        errcode?: string;
+        /** Human-readable message, when recorded. */
+        error?: string;
+      };
+    }
+  /** A 404: see above. */
+  | {
+      /** The server does not know it (anymore). */
+      status: "unknown";
+      /** Whether this server keeps finalised delayed events, so that a 404 cannot mean "finalised". */
+      tracksFinalised: boolean;
+    };
 
 /**
  * How the manager reaches the homeserver: `ClientBackend` (a matrix-js-sdk client) or `WidgetBackend`

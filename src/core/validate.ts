@@ -109,16 +109,28 @@ const SERVER_NAME = /^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?
 
 /** One rule: the field it checks, the rule in words (used in the error), and the check. */
 export interface IdentityRule {
+  /** The option the rule is about (`stateKey` is built from userId, deviceId and slot). */
   field: "userId" | "roomId" | "deviceId" | "stateKey";
+  /** The rule in words, quoted in the MembershipConfigError. */
   rule: string;
+  /** True when `v` passes. */
   ok: (v: IdentityInput) => boolean;
 }
 
+/**
+ * The identity options `validateIdentity` checks: the same fields as in MembershipManagerOptions, so
+ * an app can check them before constructing a manager.
+ */
 export interface IdentityInput {
+  /** Our Matrix user id, `@localpart:server`. */
   userId: string;
+  /** The call's room, `!opaque:server` (or `!opaque` from room v12). */
   roomId: string;
+  /** Our device id (part of the membership's state key). */
   deviceId: string;
+  /** The call slot; default DEFAULT_SLOT (the room call). Part of the state key, so of its length. */
   slot?: Slot;
+  /** The room's version; MSC3757/MSC3779 rooms use state keys without the leading underscore. */
   roomVersion?: string;
 }
 

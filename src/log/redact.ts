@@ -6,6 +6,7 @@
  */
 import type { Logger } from "loglevel";
 
+/** What `redactText` and `redactValue` hide besides access tokens, which are always hidden. */
 export interface RedactOptions {
   /** Also hide delay ids (everything above debug level, and error messages). Default true. */
   delayIds?: boolean;

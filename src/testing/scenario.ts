@@ -30,9 +30,13 @@ export function quietMatrixSdkLogs(): void {
   sdk.rebuild();
 }
 
+/** A logged-in device: what a MatrixClient needs (`createUser` / `loginDevice` return one). */
 export interface UserCreds {
+  /** The user's Matrix id. */
   userId: string;
+  /** The device's access token. */
   accessToken: string;
+  /** The device the token belongs to. */
   deviceId: string;
 }
 
@@ -94,15 +98,21 @@ export async function waitFor(
 
 /** One device in the call: its manager, its own network link, and what the server holds for it. */
 export interface TestDevice {
+  /** The name given to `device()` (also the user's localpart). */
   readonly name: string;
+  /** The device's user (a fresh user per device, joined to the room). */
   readonly userId: string;
+  /** The device id, part of its membership's state key. */
   readonly deviceId: string;
+  /** The device's manager (a ClientBackend over `network`); call `join()` on it to enter the call. */
   readonly manager: MembershipManager;
   /** Cut, restore, slow down or break this device's network. */
   readonly network: FaultyLink;
   /** The membership content the server holds for this device (`{}` or undefined when out). */
   membershipOnServer(): Record<string, unknown> | undefined;
+  /** True when the server holds a non-empty membership for this device. */
   isJoinedOnServer(): boolean;
+  /** The delayed events the server holds at this device's membership key: normally one delayed leave. */
   pendingDelayedLeaves(): DelayedEventRecord[];
   /** Resolves when the manager reports `connected`; rejects if not within `withinMs`. */
   waitUntilConnected(opts?: { withinMs?: number }): Promise<number>;
@@ -110,11 +120,15 @@ export interface TestDevice {
 
 /** Another user's synced client: sees the call as Element Web / Element Call would. */
 export interface CallObserver {
+  /** The observer's started, synced client (stopped by `TestCall.close()`). */
   readonly client: MatrixClient;
+  /** Who its MatrixRTCSession lists in the call now, as "@user:hs|DEVICE" (see `rtcMembers`). */
   members(): string[];
+  /** True when it lists `device` in the call now. */
   sees(device: TestDevice): boolean;
   /** Resolves to how long it took; rejects if not within `withinMs`. */
   waitUntilSees(device: TestDevice, opts?: { withinMs?: number }): Promise<number>;
+  /** Resolves to how long it took until `device` is no longer listed; rejects if not within `withinMs`. */
   waitUntilGone(device: TestDevice, opts?: { withinMs?: number }): Promise<number>;
 }
 
@@ -134,16 +148,24 @@ export type CallHomeserver = Pick<
   | "close"
 >;
 
+/** A running call scenario from `startTestCall()`: one server, one room; `close()` it when done. */
 export interface TestCall<H extends CallHomeserver = TestHomeserver> {
+  /**
+   * The server: the test homeserver, or real Synapse (`server: "synapse"`); typed TestHomeserver but
+   * running on Synapse (via `$MATRIXRTC_TEST_SERVER`), emulator-only members throw when touched.
+   */
   readonly homeserver: H;
+  /** The call's room (public, created by a separate owner user; call members have power level 0). */
   readonly roomId: string;
   /** A new user joined to the room, with a MembershipManager behind its own FaultyLink (not joined yet). */
   device(name: string, options?: Partial<MembershipManagerOptions>): Promise<TestDevice>;
+  /** A new user joined to the room with a synced matrix-js-sdk client that watches the call. */
   observer(name: string): Promise<CallObserver>;
   /** Disposes every manager, stops every client, closes links and the homeserver. */
   close(): Promise<void>;
 }
 
+/** Options of `startTestCall()`; all optional. */
 export interface TestCallOptions {
   /** Delay of every device's delayed leave. Default 10 000 (Element Call's). */
   delayMs?: number;

@@ -8,7 +8,9 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
+/** One request the stub answered (CORS preflights are not recorded). */
 export interface SfuAuthRequest {
+  /** The HTTP method, e.g. `POST`. */
   method: string;
   /** e.g. `/sfu/get` */
   path: string;
@@ -20,19 +22,23 @@ export interface SfuAuthRequest {
   status: number;
 }
 
+/** A running stub token service, from `startTestSfuAuth()`. */
 export interface TestSfuAuth {
   /** The `livekit_service_url` to advertise, e.g. `http://127.0.0.1:41234`. */
   readonly url: string;
   /** What it was asked, in order. */
   readonly requests: readonly SfuAuthRequest[];
+  /** Stops listening and drops open connections. */
   close(): Promise<void>;
 }
 
+/** Options of `startTestSfuAuth()`; all optional. */
 export interface TestSfuAuthOptions {
   /** The LiveKit URL handed out. Default: this server's own `ws://` address (no SFU answers there). */
   livekitUrl?: string;
   /** Listen address. Default 127.0.0.1, port 0 (any free port). */
   host?: string;
+  /** Listen port. Default 0 (any free port; read the chosen one from `url`). */
   port?: number;
 }
 

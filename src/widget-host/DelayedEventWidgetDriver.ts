@@ -91,6 +91,7 @@ export interface DriverClient extends ToDeviceClient {
 /** MSC4515 RTC transports (e.g. `{ type: "livekit", livekit_service_url }`), or where to get them. */
 export type RtcTransportsOption = IRtcTransport[] | (() => IRtcTransport[] | Promise<IRtcTransport[]>);
 
+/** Options of `new DelayedEventWidgetDriver(client, options)`; only `roomId` is required. */
 export interface DelayedEventWidgetDriverOptions {
   /** The widget's room: where events go when a request names no `room_id`. */
   roomId: string;
@@ -154,6 +155,7 @@ export function matrixApiErrorOf(error: unknown): IMatrixApiError | undefined {
  * Events are sent as they are (no end-to-end encryption unless the client encrypts `sendEvent`).
  */
 export class DelayedEventWidgetDriver extends WidgetDriver {
+  /** The widget's room (`options.roomId`). */
   readonly roomId: string;
   private readonly validator: CapabilityValidator;
   private readonly knownRooms: string[];

@@ -19,16 +19,21 @@ export const CallWidgetAction = {
 
 /** The mute state Element Call reports and the host may set (an absent field: unchanged). */
 export interface DeviceMuteState {
+  /** true: the microphone is on (unmuted). */
   audio_enabled?: boolean;
+  /** true: the camera is on. */
   video_enabled?: boolean;
 }
 
 /** What the host hears from a call widget. Every hook is optional; every request is answered. */
 export interface CallWidgetHooks {
+  /** The widget joined the call (`io.element.join`); `data` is the request's data, as sent. */
   onJoin?(data: Record<string, unknown>): void;
+  /** The widget left the call (`im.vector.hangup`): the user hung up, or the host asked it to. */
   onHangup?(data: Record<string, unknown>): void;
   /** The widget asks to be closed; the host removes the iframe (and calls `api.stop()`). */
   onClose?(data: Record<string, unknown>): void;
+  /** The widget reports its mute state (`io.element.device_mute`). */
   onDeviceMute?(state: DeviceMuteState): void;
   /**
    * The widget asks to stay on screen (or no longer). Return false to refuse. Requires the

@@ -36,11 +36,13 @@ export function toCapabilityValidator(
     );
 }
 
+/** Which call, user and device `callWidgetCapabilities()` grants a call widget. */
 export interface CallWidgetCapabilityOptions {
   /** The call's room (the widget's timeline capability is for this room only). */
   roomId: string;
   /** The user and device the widget joins as: it may write only this device's membership. */
   userId: string;
+  /** The widget's device id (part of the one membership state key it may write). */
   deviceId: string;
   /** The MatrixRTC application in the membership state key. Default `m.call`. */
   application?: string;

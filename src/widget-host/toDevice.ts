@@ -20,7 +20,14 @@ export interface ToDeviceClient {
           /** The encrypted event type. */
           eventType: string;
           /** One encrypted payload per device. */
-          batch: { userId: string; deviceId: string; payload: unknown }[];
+          batch: {
+            /** The recipient's user id. */
+            userId: string;
+            /** The recipient device. */
+            deviceId: string;
+            /** The encrypted content for that device. */
+            payload: unknown;
+          }[];
         }>;
       }
     | undefined;

@@ -44,9 +44,13 @@ export function constraintsFile(version: string): string | undefined {
   return existsSync(file) ? file : undefined;
 }
 
+/** A Synapse installed in its cached venv, ready to run (from `ensureSynapse`). */
 export interface InstalledSynapse {
+  /** The `matrix-synapse` version installed. */
   version: string;
+  /** The venv directory under `synapseCacheDir()`. */
   venvDir: string;
+  /** The venv's Python, which runs `synapse.app.homeserver`. */
   python: string;
 }
 

@@ -20,9 +20,14 @@ export const DEFAULT_SYNAPSE_VERSION = "1.163.2";
  */
 export type SynapseRateLimitPreset = "relaxed" | "synapse-defaults" | "element-call";
 
+/** What `startSynapse()` and `startTestCall({ server: "synapse" })` can be asked for; all optional. */
 export interface SynapseOptions {
   /** A PyPI version of `matrix-synapse`. Default {@link DEFAULT_SYNAPSE_VERSION}. */
   version?: string;
+  /**
+   * The MSC4140 rate-limit buckets (`rc_message`, `rc_delayed_event_mgmt`): a preset (default `relaxed`,
+   * see SynapseRateLimitPreset) or per-bucket values (`null` = unlimited, an omitted bucket stays relaxed).
+   */
   rateLimits?: SynapseRateLimitPreset | Partial<RateLimits>;
   /** Sets `max_event_delay_duration` (default true); false leaves it unset, which turns MSC4140 off. */
   delayedEvents?: boolean;

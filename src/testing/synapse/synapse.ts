@@ -26,14 +26,23 @@ const READ_TIMEOUT_MS = 10_000;
 const READ_RETRY_BUDGET_MS = 15_000;
 const PORT_ATTEMPTS = 3;
 
+/**
+ * A running Synapse, from `startSynapse()`. Has the test homeserver's reading and user/room members
+ * (so it fits `CallHomeserver`), but no fault injection, request log or clock: those exist only in the
+ * emulator. Call `close()` when done, or the Synapse process outlives the test.
+ */
 export interface SynapseHomeserver {
+  /** `http://127.0.0.1:<port>`, for clients; the same after `restart()`. */
   readonly baseUrl: string;
+  /** The `server_name` (part of every user and room id), default "localhost". */
   readonly serverName: string;
   /** The `matrix-synapse` version running. */
   readonly version: string;
   /** The temporary directory with homeserver.yaml, the SQLite database and the log (removed on close). */
   readonly dataDir: string;
+  /** The homeserver.yaml Synapse was started with (inside `dataDir`). */
   readonly configPath: string;
+  /** Synapse's log file (inside `dataDir`); see also `logTail()`. */
   readonly logPath: string;
   /** The homeserver.yaml in force. */
   readonly config: Readonly<Record<string, unknown>>;
@@ -47,9 +56,11 @@ export interface SynapseHomeserver {
   loginDevice(localpart: string, deviceId?: string): Promise<Credentials>;
   /** Default `public_chat`; members may send `org.matrix.msc3401.call.member` (power level 0). */
   createRoom(accessToken: string, options?: CreateRoomOptions): Promise<string>;
+  /** Joins the token's user to a room (public rooms, or after an invite). */
   joinRoom(accessToken: string, roomId: string): Promise<void>;
   /** The room's current state, read through the admin API. */
   roomState(roomId: string): StateEventRecord[];
+  /** The content of one current state event (`{}` for a left membership), undefined when there is none. */
   stateContent(roomId: string, type: string, stateKey: string): Record<string, unknown> | undefined;
   /** The room's events, oldest first (admin API, at most the last 1000). */
   timeline(roomId: string): TimelineEventRecord[];
@@ -64,11 +75,17 @@ export interface SynapseHomeserver {
   restart(options?: { downMs?: number }): Promise<void>;
   /** The last lines of Synapse's log. */
   logTail(lines?: number): string;
+  /** Stops Synapse and removes `dataDir` (kept when `MATRIXRTC_SYNAPSE_KEEP` is set). Idempotent. */
   close(): Promise<void>;
 }
 
 const enc = encodeURIComponent;
 
+/**
+ * Starts a real Synapse on 127.0.0.1 (a free port) with SQLite in a fresh temporary directory,
+ * installing `options.version` into a cached venv first if needed (needs Python 3 and PyPI access;
+ * the first install takes minutes). Resolves once it answers and an admin user exists.
+ */
 export async function startSynapse(options: SynapseOptions = {}): Promise<SynapseHomeserver> {
   const version = options.version ?? DEFAULT_SYNAPSE_VERSION;
   const installed = await ensureSynapse(version, {
