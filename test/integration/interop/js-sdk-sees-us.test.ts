@@ -97,7 +97,24 @@ describe("matrix-js-sdk's MatrixRTCSession lists our device", () => {
     alice.network.cut();
     const cutAt = Date.now();
     await bob.waitUntilGone(alice, { withinMs: DELAY + 1500 });
-    expect(Date.now() - cutAt).toBeGreaterThanOrEqual(DELAY - 100);
+    // The server fired no earlier than one delay after the last heartbeat it received (the deadline runs
+    // from that heartbeat, which may be up to an interval before the cut, so not from cutAt).
+    const lastArmedAt = Math.max(
+      ...call.homeserver.requests
+        .filter(
+          (r) =>
+            r.userId === alice.userId &&
+            r.status === 200 &&
+            r.ts <= cutAt &&
+            ["delayed.restart", "delayed.legacy", "state.put.delayed"].includes(r.route),
+        )
+        .map((r) => r.ts),
+    );
+    const fired = call.homeserver
+      .timeline(call.roomId)
+      .find((e) => e.state_key === alice.manager.stateKey && Object.keys(e.content).length === 0);
+    expect(fired).toBeDefined();
+    expect(fired!.origin_server_ts - lastArmedAt).toBeGreaterThanOrEqual(DELAY - 5); // timer granularity
     // The server removed it: the leave is in room state, not just a client's opinion.
     expect(alice.isJoinedOnServer()).toBe(false);
     await waitFor(() => !ours!.ids().includes(idOf(alice)), 1000, "our observer to drop alice");
