@@ -8,12 +8,19 @@ import { localpartOf } from "./users.js";
 
 /** A pending delayed event as the server holds it. */
 export interface DelayedEventRecord {
+  /** Server-assigned id used by the management routes (a bearer capability where they need no token). */
   delayId: string;
+  /** The user who scheduled it; the event is sent as this user. */
   userId: string;
+  /** The device (access token) that scheduled it. */
   deviceId: string;
+  /** Room the event will be sent to. */
   roomId: string;
+  /** Type of the event to send. */
   type: string;
+  /** Set for delayed state events, absent for message events. */
   stateKey?: string;
+  /** Content of the event to send. */
   content: JsonObject;
   /** The delay as scheduled; `restart` re-arms with it and it never changes. */
   delayMs: number;

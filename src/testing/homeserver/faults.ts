@@ -4,11 +4,18 @@
  */
 import type { RouteId } from "./routes.js";
 
+/**
+ * What a matching request gets: an injected answer; `hang` (no answer until the fault is removed or the
+ * server closes, then the connection is destroyed); `drop` (connection destroyed before processing); or
+ * `process-then-drop` (processed as usual, then the connection destroyed without an answer).
+ */
 export type FaultResponse =
   | {
+      /** HTTP status to answer with. */
       status: number;
       /** Any JSON value: tests of malformed answers send `{delay_id: 5}`, `null`, a string... */
       body?: unknown;
+      /** Extra response headers (e.g. `Retry-After`), over the server's defaults. */
       headers?: Record<string, string>;
       /**
        * Process the request as usual (state written, delayed event scheduled...) and then answer with
@@ -21,23 +28,36 @@ export type FaultResponse =
   | "drop"
   | "process-then-drop";
 
+/** A fault to arm with `ServerFaults.add`: which requests it matches and what they get. */
 export interface FaultSpec {
   /** A route id, or a pattern tested against the request path (without query). */
   route: RouteId | RegExp;
+  /** Only requests with this HTTP method (case-insensitive); any method when omitted. */
   method?: string;
   /** How many matching requests it applies to; unlimited when omitted. */
   times?: number;
   /** Only requests authenticated as this user. */
   userId?: string;
+  /** What the matching requests get. */
   respond: FaultResponse;
 }
 
+/**
+ * Fault injection on a running server (`TestHomeserver.faults`). Each request is decided by the first
+ * armed fault that matches it, in the order they were added; requests no fault matches are served normally.
+ */
 export interface ServerFaults {
+  /** Arms a fault; returns its id for `remove`. */
   add(spec: FaultSpec): string;
+  /** Disarms a fault and destroys the connections of the requests it left hanging. */
   remove(id: string): void;
+  /** Disarms every fault and destroys the connections of all hung requests. */
   clear(): void;
-  /** Faults still armed. */
-  list(): (FaultSpec & { id: string })[];
+  /** Faults still armed (a fault with `times` is disarmed once used up). */
+  list(): (FaultSpec & {
+    /** The id `add` returned. */
+    id: string;
+  })[];
 }
 
 interface ArmedFault extends FaultSpec {

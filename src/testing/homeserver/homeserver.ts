@@ -21,46 +21,83 @@ import type { Credentials } from "./users.js";
 
 /** A room event as the server holds it, in client format (`unsigned` as the sender would see it). */
 export interface TimelineEventRecord {
+  /** Server-assigned event id (`$…`). */
   event_id: string;
+  /** Room the event belongs to. */
   room_id: string;
+  /** Event type, e.g. `org.matrix.msc3401.call.member`. */
   type: string;
+  /** User id of the sender; for a fired delayed event, the user who scheduled it. */
   sender: string;
+  /** Present only on state events. */
   state_key?: string;
+  /** Event content as stored. */
   content: Record<string, unknown>;
+  /** Server clock time when the event was persisted; a delayed event fired by its timer gets its due time. */
   origin_server_ts: number;
+  /**
+   * `age`, `prev_content`/`prev_sender`/`replaces_state` for replaced state, and
+   * `org.matrix.msc4140.delay_id` on fired delayed events (always shown here, whatever `delayIdInUnsigned`).
+   */
   unsigned: Record<string, unknown>;
 }
 
+/** A current-state event as returned by `TestHomeserver.roomState`. */
 export interface StateEventRecord extends TimelineEventRecord {
+  /** Always present on state; `""` for room-wide state such as `m.room.create`. */
   state_key: string;
 }
 
+/** Options for `TestHomeserver.createRoom`, a subset of `/createRoom`'s body. */
 export interface CreateRoomOptions {
+  /** Seeds an `m.room.name` event when set. */
   name?: string;
+  /** Room version (default `"10"`). */
   roomVersion?: string;
+  /**
+   * Merged over the default power levels (objects such as `events` and `users` merge one level deep).
+   * `org.matrix.msc3401.call.member` is at level 0 unless this sets it, like Element's call rooms.
+   */
   powerLevelContentOverride?: object;
+  /** User ids given an `invite` membership at creation (power 100 with `trusted_private_chat`). */
   invite?: string[];
   /** Default `public_chat` so `joinRoom` works without an invite; power levels are Synapse's either way. */
   preset?: "private_chat" | "public_chat" | "trusted_private_chat";
 }
 
+/**
+ * A running in-process homeserver speaking enough of the Matrix client-server API (with MSC4140 delayed
+ * events) for matrix-js-sdk and this package, plus direct test access to its state, faults and request log.
+ */
 export interface TestHomeserver {
+  /** `http://host:port` to give clients; stays the same across `restart`. */
   readonly baseUrl: string;
+  /** The server name in user and room ids (`@alice:<serverName>`). */
   readonly serverName: string;
   /** The options in force (after presets, patches and `configure`). */
   readonly options: Readonly<ResolvedOptions>;
+  /**
+   * Registers `localpart` and logs in one new device. Throws if the user already exists.
+   * `guest: true` makes a guest account (refused where Synapse refuses guests).
+   */
   createUser(localpart: string, opts?: { guest?: boolean }): Promise<Credentials>;
   /** Another device (new access token) of an existing user. */
   loginDevice(localpart: string, deviceId?: string): Promise<Credentials>;
+  /** Creates a room as the token's user (no HTTP, no rate limit) and returns its room id. */
   createRoom(accessToken: string, options?: CreateRoomOptions): Promise<string>;
+  /** Joins the token's user to the room without HTTP or rate limits; a no-op if already joined. */
   joinRoom(accessToken: string, roomId: string): Promise<void>;
+  /** The room's current state, in client format. Throws on an unknown room. */
   roomState(roomId: string): StateEventRecord[];
+  /** Content of the current state event at (type, stateKey), or undefined when there is none. */
   stateContent(roomId: string, type: string, stateKey: string): Record<string, unknown> | undefined;
+  /** Every event of the room in persistence order, state included. Throws on an unknown room. */
   timeline(roomId: string): TimelineEventRecord[];
   /** Every pending delayed event (all users), due soonest first. */
   pendingDelayedEvents(): DelayedEventRecord[];
   /** Changes switches at run time (not port/host/serverName/clock/deterministicIds). */
   configure(patch: Partial<TestHomeserverOptions>): void;
+  /** Arms server-side faults (error answers, hangs, dropped connections) on chosen routes. */
   readonly faults: ServerFaults;
   /** The server forgets a pending delayed event without telling anyone. */
   loseDelayedEvent(delayId: string): void;
@@ -69,7 +106,15 @@ export interface TestHomeserver {
    * port. Delayed events persist; those that fell due while down fire at once, in send_ts order.
    */
   restart(options?: { downMs?: number }): Promise<void>;
+  /**
+   * Every HTTP request received, oldest first, trimmed to the newest `requestLogLimit` (in batches).
+   * It is the live array, so it can be read at any time.
+   */
   readonly requests: RequestLogEntry[];
+  /**
+   * Stops the delayed-event timer (pending events never fire), releases hung requests and closes the
+   * listener. Idempotent.
+   */
   close(): Promise<void>;
 }
 
@@ -77,6 +122,11 @@ const FIXED_OPTIONS = ["port", "host", "serverName", "clock", "deterministicIds"
 
 const CALL_MEMBER_TYPE = "org.matrix.msc3401.call.member";
 
+/**
+ * Starts a test homeserver on loopback (default `127.0.0.1`, a free port) with `options` over
+ * `DEFAULT_OPTIONS`; spread a `SYNAPSE_PRESETS` entry into `options` to mimic a given Synapse release.
+ * Call `close()` when done.
+ */
 export async function startTestHomeserver(options: TestHomeserverOptions = {}): Promise<TestHomeserver> {
   const core = new HomeserverCore(mergeOptions(DEFAULT_OPTIONS, options));
   let baseUrl = "";

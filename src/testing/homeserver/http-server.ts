@@ -12,15 +12,22 @@ import type { RequestContext, Router } from "./router.js";
 import type { RouteId } from "./routes.js";
 import { extractAccessToken } from "./users.js";
 
+/**
+ * One HTTP request as the server saw it (no body, no token), so tests can assert on what clients
+ * actually sent rather than on what they report.
+ */
 export interface RequestLogEntry {
   /** Server clock time when the request arrived. */
   ts: number;
+  /** HTTP method as received. */
   method: string;
   /** Path without query (so no `access_token`), delay ids replaced by `{delayId}` (they are bearer capabilities). */
   path: string;
+  /** The matched route; `options` for a CORS preflight, `unknown` when no route matched. */
   route: RouteId;
   /** HTTP status sent, or 0 when no response was sent (drop / hang / process-then-drop). */
   status: number;
+  /** The requester's user id when the request carried a valid access token. */
   userId?: string;
   /** Set when an injected fault decided the outcome. */
   fault?: "respond" | "hang" | "drop" | "process-then-drop";

@@ -5,17 +5,23 @@
 
 /** Time source for event timestamps, rate limits and the delayed-event timer (tests may inject a fake). */
 export interface Clock {
+  /** Current time in ms since the epoch. */
   now(): number;
+  /** Runs `fn` once after `ms` milliseconds; returns a handle for `clearTimeout`. */
   setTimeout(fn: () => void, ms: number): unknown;
+  /** Cancels a timer returned by `setTimeout`. */
   clearTimeout(handle: unknown): void;
 }
 
 /** Synapse's leaky bucket: `burstCount` capacity, drains at `perSecond`. */
 export interface RateLimitConfig {
+  /** Drain rate: how many actions per second the bucket regains. */
   perSecond: number;
+  /** Capacity: how many actions may go back to back before a 429. */
   burstCount: number;
 }
 
+/** The server's rate-limit buckets (Synapse's `rc_*` settings); `null` turns a bucket off. */
 export interface RateLimits {
   /** `rc_message`: scheduling a delayed event, sending any event (also when a delayed event fires). */
   message: RateLimitConfig | null;
@@ -47,19 +53,31 @@ export type ManagementAuth = "optional" | "none" | "required";
  */
 export type DelayedEventsShape = "unstable" | "merged" | "both";
 
+/**
+ * Options of `startTestHomeserver`; every one left out takes its `DEFAULT_OPTIONS` value. Spread a
+ * `SYNAPSE_PRESETS` entry in to behave like a given Synapse release.
+ */
 export interface TestHomeserverOptions {
   /** TCP port; 0 picks a free one. */
   port?: number;
+  /** Address to listen on (default `127.0.0.1`). */
   host?: string;
+  /** Server name in user and room ids (default `localhost`); unrelated to the listening address. */
   serverName?: string;
+  /** Shape of delayed-event errors (default `1.157`); see `ErrorDialect`. */
   errorDialect?: ErrorDialect;
   /** `max_event_delay_duration` set at all; false = feature off (`/versions` flag false). */
   delayedEvents?: boolean;
+  /**
+   * `max_event_delay_duration`: the longest accepted delay (default 24 h), also advertised in
+   * /capabilities. 0 or less turns delayed events off.
+   */
   maxDelayMs?: number;
   /** Per-user pending limit (1.157 dialect only; 0 turns the feature off like Synapse). */
   maxScheduledPerUser?: number;
   /** Serve `org.matrix.msc4140.delayed_events` in /capabilities (≥1.157). */
   advertiseCapability?: boolean;
+  /** How delayed-event management requests are authenticated (default `optional`); see `ManagementAuth`. */
   managementAuth?: ManagementAuth;
   /** ≤1.126: the owner's own state writes also cancel the owner's pending delayed state at that key. */
   ownWritesCancel?: boolean;
@@ -78,9 +96,14 @@ export interface TestHomeserverOptions {
   getDelayedEvent?: boolean;
   /** ≥1.161: listing items also carry the MSC's `delay_ms` and `delayed_since_ts` beside `delay`/`running_since`. */
   listingMscFields?: boolean;
+  /**
+   * Rate limits (default `ELEMENT_CALL_RATE_LIMITS`). Merged per bucket: a bucket left out keeps its
+   * current value, so one bucket can be changed alone.
+   */
   rateLimits?: Partial<RateLimits>;
   /** User ids that no rate limit applies to (Synapse's per-user ratelimit override). */
   rateLimitExemptUsers?: string[];
+  /** Time source (default: wall clock), e.g. `createManualClock()`; fixed once the server runs. */
   clock?: Clock;
   /** Counter-based ids instead of random ones, for reproducible snapshots. */
   deterministicIds?: boolean;
@@ -104,8 +127,11 @@ export interface TestHomeserverOptions {
   mergedLookupShape?: "msc" | "nested";
 }
 
+/** Every option with the value in force (what `TestHomeserver.options` shows). */
 export type ResolvedOptions = Required<Omit<TestHomeserverOptions, "rateLimits" | "clock">> & {
+  /** Both buckets, after per-bucket merging. */
   rateLimits: RateLimits;
+  /** The injected clock, or undefined for the wall clock. */
   clock: Clock | undefined;
 };
 
@@ -121,6 +147,10 @@ export const SYNAPSE_STOCK_RATE_LIMITS: RateLimits = {
   delayedEventMgmt: { perSecond: 1, burstCount: 5 },
 };
 
+/**
+ * The value of every option left out: a Synapse 1.157–1.160-like server with delayed events on (24 h
+ * maximum, 100 pending per user), Element Call's rate limits, on `127.0.0.1` with a free port.
+ */
 export const DEFAULT_OPTIONS: ResolvedOptions = {
   port: 0,
   host: "127.0.0.1",
@@ -151,15 +181,11 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   mergedLookupShape: "msc",
 };
 
-export type SynapsePreset =
-  | "1.116"
-  | "1.127"
-  | "1.143"
-  | "1.156"
-  | "1.157"
-  | "1.163"
-  | "disabled"
-  | "merged";
+/**
+ * Keys of `SYNAPSE_PRESETS`: one Synapse release per distinct MSC4140 behaviour, plus
+ * `disabled` (delayed events off) and `merged` (MSC4140 as merged, not a Synapse release).
+ */
+export type SynapsePreset = "1.116" | "1.127" | "1.143" | "1.156" | "1.157" | "1.163" | "disabled" | "merged";
 
 /** Option patches that reproduce each Synapse release's MSC4140 behaviour (protocol.md A.1). */
 export const SYNAPSE_PRESETS: Readonly<Record<SynapsePreset, Readonly<TestHomeserverOptions>>> = {

@@ -8,9 +8,13 @@ export interface Requester {
   accessToken: string;
 }
 
+/** A logged-in device, as `TestHomeserver.createUser` and `loginDevice` return it. */
 export interface Credentials {
+  /** Full user id, `@localpart:serverName`. */
   userId: string;
+  /** Bearer token of this device; keep it out of logs. */
   accessToken: string;
+  /** Device the token belongs to. */
   deviceId: string;
 }
 
