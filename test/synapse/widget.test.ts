@@ -48,8 +48,12 @@ async function widgetCall() {
   const alice = await hs.createUser("alice");
   const roomId = await hs.createRoom(alice.accessToken);
   const hostClient = bareClient(hs.baseUrl, alice);
-  const driver = new DelayedEventWidgetDriver(hostClient, { roomId });
   const key = { userId: alice.userId, deviceId: alice.deviceId };
+  // The host approves only what it lists (the driver's default approves nothing).
+  const driver = new DelayedEventWidgetDriver(hostClient, {
+    roomId,
+    validateCapabilities: widgetCapabilities(key),
+  });
   const pair = await connectWidget({
     driver,
     capabilities: widgetCapabilities(key),
