@@ -87,7 +87,10 @@ function property(invs: InvariantId[]) {
 }
 
 const PROPERTIES: [InvariantId, string][] = [
-  ["4", "4: no timers left and nothing sent after dispose() (and no unhandled rejection, via jest)"],
+  [
+    "4",
+    "4: no timers left one request timeout after dispose(), nothing but late-id cancels sent after it (and no unhandled rejection, via jest)",
+  ],
   ["1", "1: once leave() resolves left, no membership of ours on the server until we join again"],
   ["1b", "1b: once leave() resolves left, no delayed event of ours pending until we join again"],
   ["2", "2: while connected, a delayed leave of ours is pending (one request's window allowed)"],
