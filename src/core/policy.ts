@@ -14,15 +14,27 @@ export const MIN_HINT_MS = 100;
 /** Consecutive unrecognised answers to the first schedule before we join without a delayed leave. */
 export const UNRECOGNISED_SCHEDULE_LIMIT = 3;
 
-/** Answers we cannot interpret: a host's untyped error, or an HTTP status outside 100-599. */
+/**
+ * Answers we cannot interpret: a host's untyped error, an HTTP status outside 100-599, or a 4xx that is
+ * not a Matrix error (no errcode: a proxy's HTML page, a JSON body without errcode). A homeserver's
+ * own refusals always carry an errcode; without one, the request probably never reached it.
+ */
 export function isUnrecognised(cls: ErrorClass): boolean {
-  return cls.kind === "unknown" || (cls.kind === "server" && (cls.status < 100 || cls.status > 599));
+  return (
+    cls.kind === "unknown" ||
+    (cls.kind === "server" && (cls.status < 100 || cls.status > 599)) ||
+    (cls.kind === "rejected" && cls.errcode === undefined)
+  );
 }
 
 /** Failures where the very same request may succeed later: wait, then try again. */
 export function isRetryable(cls: ErrorClass): boolean {
   return (
-    cls.kind === "rate-limited" || cls.kind === "network" || cls.kind === "server" || cls.kind === "unknown"
+    cls.kind === "rate-limited" ||
+    cls.kind === "network" ||
+    cls.kind === "server" ||
+    cls.kind === "unknown" ||
+    isUnrecognised(cls)
   );
 }
 

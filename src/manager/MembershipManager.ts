@@ -148,6 +148,9 @@ interface Call {
   cancelExpiry?: () => void;
   /** Our membership expired for others while writes kept failing; cleared by the next write. */
   expired: boolean;
+  /** Degraded after unrecognised answers and scheduling again: writes go on with the short expiry. */
+  rearming?: boolean;
+  cancelRearm?: () => void;
   /** When the server fires our leave if no further restart gets through (armedAt + delay). */
   leaveDeadline?: number;
   /** The time the predicted-leave timer is set for (undefined: no timer). */
@@ -554,6 +557,7 @@ export class MembershipManager {
             : isUnrecognised(cls)
               ? `unrecognised answers to scheduling the delayed leave (${call.unrecognisedSchedules} in a row)`
               : "no usable delay",
+          { retryLater: isUnrecognised(cls) },
         );
         return true;
       }
@@ -682,17 +686,18 @@ export class MembershipManager {
   private async cancelOrphan(delayId: string, firesAt?: number): Promise<void> {
     if (this.disposed) return;
     this.log.debug("cancelling orphaned delayed leave", delayId);
-    // If the cancel is not confirmed by the time the orphan is due, it probably wiped our membership.
+    // If the cancel is not confirmed by the time the orphan is surely due, it probably wiped our
+    // membership. The server created it before its id reached us (now), so it fires a delay from now
+    // at the latest (`firesAt`, a delay after the send, is the earliest).
     let confirmed = false;
+    const latest = Math.max(firesAt ?? -Infinity, this.clock.now() + this.timing.delayMs);
     const cancelDeadline =
       firesAt === undefined
         ? undefined
-        : this.clock.after(firesAt - this.clock.now(), () => !confirmed && this.orphanProbablyFired());
-    // Quick retries: the cancel has to land before the orphan's deadline.
-    // Quick retries, but only while the orphan can still fire: the server created it before its id
-    // reached us, so it fires within a delay from now at the latest; after that a cancel is moot.
+        : this.clock.after(latest - this.clock.now(), () => !confirmed && this.orphanProbablyFired());
+    // Quick retries, but only while the orphan can still fire: after that a cancel is moot.
     const until = this.clock.now() + this.timing.delayMs + this.timing.requestTimeoutMs;
-    await this.retrying(
+    const result = await this.retrying(
       this.disposeController.signal,
       "cancel",
       (signal) => this.backend.updateDelayedEvent(delayId, "cancel", { signal }),
@@ -700,7 +705,15 @@ export class MembershipManager {
       this.rejoinRetryCapMs,
       undefined,
       () => this.clock.now() < until,
+      notGone,
     );
+    if (!result.ok && !result.deferred && !result.aborted) {
+      // "gone": it has fired already (or someone removed it): our membership may be wiped.
+      cancelDeadline?.();
+      this.orphanProbablyFired();
+      return;
+    }
+    if (!result.ok && result.deferred) return; // the deadline timer decides
     confirmed = true;
     cancelDeadline?.();
   }
@@ -782,11 +795,38 @@ export class MembershipManager {
     return true;
   }
 
-  private enterDegraded(call: Call, reason: string): void {
+  private enterDegraded(call: Call, reason: string, { retryLater = false } = {}): void {
     this.log.warn(`joining without a delayed leave: ${reason}`);
     call.delayed = "none";
+    call.rearming = false;
     this.updateSupport({ delayedEvents: false, reason });
     this.emitError(new MembershipError(reason, "delayed-events-unsupported", "schedule-leave"));
+    // Answers we did not recognise say nothing about support: try again later, as a heartbeat would.
+    if (retryLater)
+      call.cancelRearm = this.clock.after(this.timing.retryMaxMs, () => {
+        call.cancelRearm = undefined;
+        void this.rearm(call);
+      });
+    if (call.wantedWrite && !call.writer) void this.writeMembership(call, call.wantedWrite);
+  }
+
+  /**
+   * Degraded after unrecognised answers: schedule a delayed leave again. Meanwhile the membership keeps
+   * its short degraded expiry and its refreshes (`rearming`); once armed, the heartbeat takes over.
+   */
+  private async rearm(call: Call): Promise<void> {
+    if (call.abort.signal.aborted || call.delayed !== "none") return;
+    call.delayed = "pending";
+    call.rearming = true;
+    call.unrecognisedSchedules = 0;
+    if (!(await this.armDelayedLeave(call))) return;
+    call.rearming = false;
+    // TypeScript narrowed `delayed` to "pending" above; armDelayedLeave changed it.
+    if ((call.delayed as Call["delayed"]) !== "armed" || call.abort.signal.aborted) return;
+    this.log.info("a delayed leave is armed again; leaving degraded mode");
+    // The normal expiry window from now on.
+    void this.writeMembership(call, "refresh");
+    call.heartbeatLoop = this.heartbeat(call);
   }
 
   private markArmed(call: Call, sentAt: number): void {
@@ -813,7 +853,7 @@ export class MembershipManager {
     // An orphan delayed leave could still fire and wipe what we write: where we can find and cancel
     // orphans, wait for that sweep (sweepOrphans resumes deferred writes).
     if (this.backend.listDelayedEvents && this.clock.now() < this.orphanWindowUntil) return false;
-    if (call.delayed === "none") return true;
+    if (call.delayed === "none" || call.rearming) return true;
     if (call.delayed !== "armed" || call.armedAt === undefined) return false;
     return this.clock.now() + this.delayedTimeoutMs < call.armedAt + this.timing.delayMs;
   }
@@ -861,6 +901,11 @@ export class MembershipManager {
         (s) => this.backend.updateDelayedEvent(delayId, "restart", { signal: s }),
         call,
         this.rejoinRetryCapMs,
+        undefined,
+        undefined,
+        // Quick retries for a busy or unreachable server; answers we do not recognise go to the
+        // slower back-off below (they are no sign of a quick recovery).
+        (cls) => isRetryable(cls) && !isUnrecognised(cls),
       );
       if (signal.aborted) return;
       if (result.ok) {
@@ -1165,7 +1210,9 @@ export class MembershipManager {
     const now = this.clock.now();
     if (fresh || call.createdTs === undefined) call.createdTs = now;
     const window =
-      call.delayed === "none" ? this.timing.degradedMembershipExpiryMs : this.timing.membershipExpiryMs;
+      call.delayed === "none" || call.rearming
+        ? this.timing.degradedMembershipExpiryMs
+        : this.timing.membershipExpiryMs;
     return makeMembershipContent(this.fields, call.createdTs, now, window);
   }
 
@@ -1173,7 +1220,9 @@ export class MembershipManager {
   private scheduleRefresh(call: Call): void {
     call.cancelRefresh?.();
     const window =
-      call.delayed === "none" ? this.timing.degradedMembershipExpiryMs : this.timing.membershipExpiryMs;
+      call.delayed === "none" || call.rearming
+        ? this.timing.degradedMembershipExpiryMs
+        : this.timing.membershipExpiryMs;
     call.cancelRefresh = this.clock.after(refreshIntervalMs(window), () => {
       if (!call.abort.signal.aborted) void this.writeMembership(call, "refresh");
     });
@@ -1212,13 +1261,25 @@ export class MembershipManager {
     call.heartbeatAbort.abort();
     await call.heartbeatLoop;
     await this.sweepOrphans(call.membershipAttempted ? call.delayId : undefined);
+    // A sweep asked for while one ran runs once more: wait for that one too, or an orphan found by
+    // it would still be pending when we say we left.
+    while (this.sweeping) await this.sweeping;
     if (signal.aborted) return { status: "disposed" };
     let via: Extract<LeaveResult, { status: "left" }>["via"] = "nothing-to-leave";
     const delayId = call.delayId;
     if (!call.membershipAttempted) {
       if (delayId) {
-        const r = await this.retrying(signal, "cancel", (s) =>
-          this.backend.updateDelayedEvent(delayId, "cancel", { signal: s }),
+        // Only success or a real "gone" ends this: a refused cancel (a proxy's 404, a 403) leaves the
+        // delayed leave pending, to fire into our next membership. Retried with backoff.
+        const r = await this.retrying(
+          signal,
+          "cancel",
+          (s) => this.backend.updateDelayedEvent(delayId, "cancel", { signal: s }),
+          undefined,
+          this.timing.retryMaxMs,
+          undefined,
+          undefined,
+          notGone,
         );
         if (!r.ok && r.aborted) return { status: "disposed" };
         via = "delayed-event-cancelled";
@@ -1272,7 +1333,20 @@ export class MembershipManager {
         via = "state-written";
         // The send failed without a "gone": our delayed leave may still be pending. It would only
         // write {} again, but nothing of ours should stay behind: one best-effort cancel.
-        if (delayId) await this.cancelReplaced(delayId);
+        if (delayId) {
+          const until = this.clock.now() + this.timing.delayMs + this.timing.requestTimeoutMs;
+          await this.retrying(
+            signal,
+            "cancel",
+            (s) => this.backend.updateDelayedEvent(delayId, "cancel", { signal: s }),
+            undefined,
+            this.rejoinRetryCapMs,
+            undefined,
+            () => this.clock.now() < until,
+            notGone,
+          );
+          if (this.disposed) return { status: "disposed" };
+        }
       }
     }
     this.delayIdSubject.next(undefined);
@@ -1442,6 +1516,7 @@ export class MembershipManager {
     call.cancelProbablyLeft?.();
     call.cancelRefresh?.();
     call.cancelExpiry?.();
+    call.cancelRearm?.();
     call.wantedWrite = undefined;
     this.rejectUpdates(
       new MembershipError("the call ended before the update was sent", "gave-up", "send-state"),
@@ -1492,6 +1567,11 @@ export class MembershipManager {
   private updateSupport(patch: Partial<Support>): void {
     if (!this.disposed) this.supportSubject.next({ ...this.supportSubject.value, ...patch });
   }
+}
+
+/** Retry everything but a real "gone": for cancels, where a refusal leaves the delayed leave pending. */
+function notGone(cls: ErrorClass): boolean {
+  return cls.kind !== "gone";
 }
 
 /** The server answered (with an error status): the round trip is a measurement. */

@@ -97,6 +97,11 @@ const PROPERTIES: [InvariantId, string][] = [
   ["3", "3: when the server fires our leave while we want to be joined, probablyLeft within one heartbeat"],
   ["R", "R: no resurrection: a membership we (re)create is always covered by a pending delayed leave"],
   ["5", "5: after the network heals, we converge to what the app asked (joined and protected, or left)"],
+  ["H", "H: no hot loop: at most HOT_LOOP_LIMIT requests in any second, whatever the server answers"],
+  [
+    "O",
+    "O: no orphan: a delay id answered after dispose() is cancelled; after leave() and healing nothing of ours is pending",
+  ],
 ];
 
 describe(`invariants under random faults (${RUNS} schedules, seed ${SEED})`, () => {
