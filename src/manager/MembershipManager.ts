@@ -19,6 +19,14 @@ import {
   type TimingOptions,
 } from "../core/config.js";
 import {
+  changedKeys,
+  goneCause,
+  lateIdDeadlines,
+  mayWriteMembership,
+  membershipExpiresAt,
+  recoveryPauseMs,
+} from "../core/decisions.js";
+import {
   initialLink,
   linkBounds,
   onAnswered,
@@ -379,9 +387,7 @@ export class MembershipManager {
     if (this.disposed) return Promise.reject(new MembershipConfigError("update() after dispose()"));
     const keys = ["callIntent", "fociPreferred", "focusActive", "applicationData"] as const;
     // Only what differs from the fields in force counts: an unchanged update writes nothing.
-    const changed = keys.filter(
-      (k) => patch[k] !== undefined && JSON.stringify(patch[k]) !== JSON.stringify(this.fields[k]),
-    );
+    const changed = changedKeys(patch, this.fields, keys);
     if (changed.includes("callIntent")) this.fields.callIntent = patch.callIntent;
     if (changed.includes("fociPreferred")) this.fields.fociPreferred = patch.fociPreferred!;
     if (changed.includes("focusActive")) this.fields.focusActive = patch.focusActive!;
@@ -690,13 +696,19 @@ export class MembershipManager {
     // membership. The server created it before its id reached us (now), so it fires a delay from now
     // at the latest (`firesAt`, a delay after the send, is the earliest).
     let confirmed = false;
-    const latest = Math.max(firesAt ?? -Infinity, this.clock.now() + this.timing.delayMs);
+    const { latestFire, cancelUntil } = lateIdDeadlines(
+      firesAt === undefined ? undefined : firesAt - this.timing.delayMs,
+      this.clock.now(),
+      this.timing.delayMs,
+      this.timing.requestTimeoutMs,
+    );
+    const latest = Math.max(firesAt ?? -Infinity, latestFire);
     const cancelDeadline =
       firesAt === undefined
         ? undefined
         : this.clock.after(latest - this.clock.now(), () => !confirmed && this.orphanProbablyFired());
     // Quick retries, but only while the orphan can still fire: after that a cancel is moot.
-    const until = this.clock.now() + this.timing.delayMs + this.timing.requestTimeoutMs;
+    const until = cancelUntil;
     const result = await this.retrying(
       this.disposeController.signal,
       "cancel",
@@ -850,12 +862,17 @@ export class MembershipManager {
 
   /** A membership write is safe only while a delayed leave is known to be pending long enough. */
   private writeIsProtected(call: Call): boolean {
-    // An orphan delayed leave could still fire and wipe what we write: where we can find and cancel
-    // orphans, wait for that sweep (sweepOrphans resumes deferred writes).
-    if (this.backend.listDelayedEvents && this.clock.now() < this.orphanWindowUntil) return false;
-    if (call.delayed === "none" || call.rearming) return true;
-    if (call.delayed !== "armed" || call.armedAt === undefined) return false;
-    return this.clock.now() + this.delayedTimeoutMs < call.armedAt + this.timing.delayMs;
+    // (sweepOrphans and markArmed resume writes deferred here.)
+    return mayWriteMembership({
+      now: this.clock.now(),
+      delayed: call.delayed,
+      rearming: call.rearming ?? false,
+      armedAt: call.armedAt,
+      delayMs: this.timing.delayMs,
+      timeoutMs: this.delayedTimeoutMs,
+      orphanWindowUntil: this.orphanWindowUntil,
+      canListDelayed: !!this.backend.listDelayedEvents,
+    });
   }
 
   /** Fire onPredictedLeave at `call.leaveDeadline`, following it as heartbeats move it on. */
@@ -957,7 +974,7 @@ export class MembershipManager {
     // Judge by time, not by the probablyLeft flag: after a rejoin the flag stays up until a restart
     // succeeds, and on Synapse < 1.127 our own fresh write cancels the new delayed leave, so a stale flag
     // would turn that 404 into another fresh rejoin, forever.
-    const fired = this.clock.now() >= call.armedAt! + this.timing.delayMs;
+    const fired = goneCause(this.clock.now(), call.armedAt!, this.timing.delayMs) === "fired";
     const replaced = call.delayId;
     call.delayId = undefined;
     call.delayed = "pending";
@@ -1011,8 +1028,8 @@ export class MembershipManager {
     this.wantWrite(call, call.lastSent ? "reassert" : "fresh");
     // Recoveries are rate-bounded: a server that loses every delayed leave at once gets one new
     // schedule per heartbeat interval from us, not one per round trip.
-    const pause = (call.lastRecoveryAt ?? -Infinity) + this.timing.heartbeatIntervalMs - this.clock.now();
-    call.lastRecoveryAt = Math.max(this.clock.now(), this.clock.now() + pause);
+    const pause = recoveryPauseMs(this.clock.now(), call.lastRecoveryAt, this.timing.heartbeatIntervalMs);
+    call.lastRecoveryAt = this.clock.now() + pause;
     if (pause > 0 && !(await this.clock.sleep(pause, call.abort.signal))) return;
     // A "gone" we were wrong about would leave the replaced delayed leave to fire later: cancel it.
     if (!fired && replaced) void this.cancelReplaced(replaced);
@@ -1182,8 +1199,8 @@ export class MembershipManager {
    */
   private watchExpiry(call: Call, content: MembershipContent): void {
     call.cancelExpiry?.();
-    const expiresAt = Number(content.created_ts) + Number(content.expires);
-    if (!Number.isFinite(expiresAt)) return;
+    const expiresAt = membershipExpiresAt(content);
+    if (expiresAt === undefined) return;
     call.expiresAt = expiresAt;
     if (call.expired) {
       call.expired = false;
