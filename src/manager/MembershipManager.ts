@@ -264,7 +264,12 @@ export class MembershipManager {
   private link: LinkTiming;
   private linkBounds: LinkBounds;
   /** Schedule requests still open: aborted one request timeout after dispose(), so a process can exit. */
-  private readonly openSchedules = new Set<AbortController>();
+  private readonly openSchedules = new Map<AbortController, Promise<unknown>>();
+  /**
+   * Every delay id a schedule of ours returned (recent ones): a sweep must never take one of them for
+   * an orphan (its answer may reach us just after the listing did; late ones are cancelled anyway).
+   */
+  private readonly learnedIds = new Set<string>();
 
   constructor(options: MembershipManagerOptions) {
     for (const key of ["roomId", "userId", "deviceId"] as const)
@@ -416,7 +421,7 @@ export class MembershipManager {
     // request timeout, then abort it so a hung request does not keep the process alive.
     if (this.openSchedules.size > 0)
       this.clock.after(this.timing.requestTimeoutMs, () => {
-        for (const c of this.openSchedules) c.abort(new DOMException("disposed", "AbortError"));
+        for (const c of this.openSchedules.keys()) c.abort(new DOMException("disposed", "AbortError"));
         this.openSchedules.clear();
       });
     this.rejectUpdates(new MembershipError("disposed", "gave-up", "config"));
@@ -604,7 +609,6 @@ export class MembershipManager {
     const sentAt = this.clock.now();
     const delayMs = this.timing.delayMs;
     const controller = new AbortController();
-    this.openSchedules.add(controller);
     const giveUp = this.clock.after(delayMs, () => controller.abort(new LocalTimeoutError(delayMs)));
     let request: Promise<string>;
     try {
@@ -622,11 +626,13 @@ export class MembershipManager {
       request = Promise.reject(error);
     }
     let settled = false;
-    void request.then(
+    const settling = request.then(
       (id) => {
         settled = true;
         this.openSchedules.delete(controller);
         giveUp();
+        this.learnedIds.add(id);
+        if (this.learnedIds.size > 64) this.learnedIds.delete(this.learnedIds.values().next().value!);
         // The answer crossed the link: the round trip is a measurement even when it came too late.
         if (!this.disposed) this.observeLink(sentAt);
         return id;
@@ -637,6 +643,7 @@ export class MembershipManager {
         giveUp();
       },
     );
+    if (!settled) this.openSchedules.set(controller, settling);
     try {
       const value = await this.clock.withTimeout(
         this.delayedTimeoutMs,
@@ -781,12 +788,21 @@ export class MembershipManager {
       this.log.debug("could not list delayed events to find orphans", listed.error);
       return;
     }
+    // A schedule still open may have created a listed id whose answer has not reached us yet: give
+    // open schedules one request timeout to answer before judging what is an orphan.
+    if (this.openSchedules.size > 0)
+      await this.clock.sleep(
+        this.delayedTimeoutMs,
+        this.disposeController.signal,
+        abortWhen(Promise.all(this.openSchedules.values())),
+      );
     const orphans = listed.value.filter(
       (e) =>
         e.roomId === this.roomId &&
         e.stateKey === this.stateKey &&
         e.delayId !== keep &&
-        e.delayId !== this.call?.delayId,
+        e.delayId !== this.call?.delayId &&
+        !this.learnedIds.has(e.delayId),
     );
     await Promise.all(orphans.map((e) => this.cancelOrphan(e.delayId)));
     if (this.orphanWindowUntil === windowUntil) this.orphanWindowUntil = 0;

@@ -434,6 +434,8 @@ export async function runSchedule(
   let inFire = false;
   let firing = "";
   let inForeign = false;
+  /** The manager says the server has no delayed events (degraded mode). */
+  let degradedNow = false;
   const createdAt = new Map<string, number>();
   /** Every delay id the manager ever learned (delayId$); others at our key are orphans it never knew. */
   const trackedIds = new Set<string>();
@@ -496,7 +498,13 @@ export async function runSchedule(
         const lastCreated = Math.max(-Infinity, ...createdAt.values());
         const removedBehindOurBack =
           lastExternalRemovalAt >= lastCreated && !goneDeliveredAt.some((x) => x >= lastExternalRemovalAt);
-        if (!isMembership(before) && server.pendingFor(key).length === 0 && !removedBehindOurBack)
+        // Degraded mode (the manager says it has no delayed events) writes without one, by design.
+        if (
+          !isMembership(before) &&
+          server.pendingFor(key).length === 0 &&
+          !removedBehindOurBack &&
+          !degradedNow
+        )
           violate(
             "R",
             (unresolvedFireAt !== undefined
@@ -516,6 +524,7 @@ export async function runSchedule(
   };
 
   // --- Manager observation -------------------------------------------------------------------
+  manager.support$.subscribe((sup) => (degradedNow = sup.delayedEvents === false));
   manager.delayId$.subscribe((id) => {
     if (id) trackedIds.add(id);
   });
