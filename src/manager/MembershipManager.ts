@@ -270,6 +270,8 @@ export class MembershipManager {
    * an orphan (its answer may reach us just after the listing did; late ones are cancelled anyway).
    */
   private readonly learnedIds = new Set<string>();
+  /** The delayed leave of a leave that failed (refused {}): cancelled before the next join. */
+  private staleDelayId?: string;
 
   constructor(options: MembershipManagerOptions) {
     for (const key of ["roomId", "userId", "deviceId"] as const)
@@ -373,6 +375,13 @@ export class MembershipManager {
     this.wantJoined = false;
     this.leaveReason = "user";
     if (!this.leaveJob) {
+      if (!this.call && this.staleDelayId) {
+        // A leave that failed left its delayed leave pending: this leave fires it.
+        this.call = this.newCall();
+        this.call.delayId = this.staleDelayId;
+        this.call.membershipAttempted = true;
+        this.staleDelayId = undefined;
+      }
       if (!this.call) return Promise.resolve({ status: "left", via: "nothing-to-leave" });
       this.startLeaveJob(this.call);
     }
@@ -505,8 +514,8 @@ export class MembershipManager {
   // Join: delayed leave first, then the membership; then the heartbeat on its own lane.
   // ---------------------------------------------------------------------------------------------
 
-  private startCall(): void {
-    const call: Call = {
+  private newCall(): Call {
+    return {
       abort: new Canceller(),
       heartbeatAbort: new Canceller(),
       delayed: "pending",
@@ -517,6 +526,10 @@ export class MembershipManager {
       unrecognisedSchedules: 0,
       expired: false,
     };
+  }
+
+  private startCall(): void {
+    const call = this.newCall();
     this.call = call;
     this.setState({ kind: "joining", step: "delayed-leave" });
     void this.runCall(call);
@@ -524,6 +537,24 @@ export class MembershipManager {
 
   private async runCall(call: Call): Promise<void> {
     void this.probeSupport(call);
+    const stale = this.staleDelayId;
+    if (stale) {
+      // A failed leave left its delayed leave to fire; we join again, so it must go (it fires within
+      // a delay from now at the latest: after that, a cancel is moot).
+      this.staleDelayId = undefined;
+      const until = this.clock.now() + this.timing.delayMs + this.timing.requestTimeoutMs;
+      await this.retrying(
+        call.abort.signal,
+        "cancel",
+        (s) => this.backend.updateDelayedEvent(stale, "cancel", { signal: s }),
+        undefined,
+        this.rejoinRetryCapMs,
+        undefined,
+        () => this.clock.now() < until,
+        notGone,
+      );
+      if (call.abort.signal.aborted) return;
+    }
     if (!(await this.armDelayedLeave(call))) return;
     this.setState({ kind: "joining", step: "membership" });
     void this.writeMembership(call, "fresh");
@@ -1361,6 +1392,9 @@ export class MembershipManager {
           const error = this.toError(r.cls, r.error, "send-state");
           this.emitError(error);
           this.setState({ kind: "failed", error });
+          // The delayed leave stays: its firing is now the only way our membership goes. But a later
+          // join() must cancel it first, or it fires into the new membership.
+          if (delayId) this.staleDelayId = delayId;
           return { status: "failed", error };
         }
         via = "state-written";
