@@ -41,7 +41,6 @@ import {
   onScheduleFailure,
   isUnrecognised,
   retryWaitMs,
-  timerMs,
 } from "../core/policy.js";
 import {
   classifyError,
@@ -153,7 +152,6 @@ interface Call {
   lastRecoveryAt?: number;
   /** When others stop listing our last confirmed membership (created_ts + expires). */
   expiresAt?: number;
-  cancelExpiry?: () => void;
   /** Our membership expired for others while writes kept failing; cleared by the next write. */
   expired: boolean;
   /** Degraded after unrecognised answers and scheduling again: writes go on with the short expiry. */
@@ -258,18 +256,18 @@ export class MembershipManager {
   private sweepAgain = false;
   private updateWaiters: { version: number; resolve: () => void; reject: (e: Error) => void }[] = [];
   /** The request budget (src/core/budget.ts): every request takes a token. */
-  private budget: Budget;
-  private budgetLimits: BudgetLimits;
+  /** undefined: a full bucket (most managers never spend it; a process may hold thousands). */
+  private budget?: Budget;
   /** The adaptive local timeout of delayed-event requests (src/core/linkTiming.ts). */
-  private link: LinkTiming;
-  private linkBounds: LinkBounds;
+  /** undefined until the first measurement: the configured timeout. */
+  private link?: LinkTiming;
   /** Schedule requests still open: aborted one request timeout after dispose(), so a process can exit. */
-  private readonly openSchedules = new Map<AbortController, Promise<unknown>>();
+  private openSchedules?: Map<AbortController, Promise<unknown>>;
   /**
    * Every delay id a schedule of ours returned (recent ones): a sweep must never take one of them for
    * an orphan (its answer may reach us just after the listing did; late ones are cancelled anyway).
    */
-  private readonly learnedIds = new Set<string>();
+  private learnedIds?: Set<string>;
   /** The delayed leave of a leave that failed (refused {}): cancelled before the next join. */
   private staleDelayId?: string;
 
@@ -299,14 +297,6 @@ export class MembershipManager {
     this.log = options.logger ?? log.getLogger("matrixrtc-membership");
     this.random = options.random ?? Math.random;
     this.autoRejoin = options.autoRejoin ?? true;
-    this.budgetLimits = budgetLimits(this.timing.heartbeatIntervalMs);
-    this.budget = fullBudget(this.budgetLimits, this.clock.now());
-    this.linkBounds = linkBounds(
-      this.timing.requestTimeoutMs,
-      this.timing.delayMs,
-      this.timing.heartbeatIntervalMs,
-    );
-    this.link = initialLink(this.linkBounds);
     this.supportSubject = new BehaviorSubject<Support>({
       delayedEvents: undefined,
       delayMs: this.timing.delayMs,
@@ -428,10 +418,11 @@ export class MembershipManager {
     this.clock.dispose();
     // A schedule still open may yet answer with an id (cancelled then, see scheduleOnce); give it one
     // request timeout, then abort it so a hung request does not keep the process alive.
-    if (this.openSchedules.size > 0)
+    const open = this.openSchedules;
+    if (open && open.size > 0)
       this.clock.after(this.timing.requestTimeoutMs, () => {
-        for (const c of this.openSchedules.keys()) c.abort(new DOMException("disposed", "AbortError"));
-        this.openSchedules.clear();
+        for (const c of open.keys()) c.abort(new DOMException("disposed", "AbortError"));
+        open.clear();
       });
     this.rejectUpdates(new MembershipError("disposed", "gave-up", "config"));
     this.stateSubject.complete();
@@ -453,23 +444,34 @@ export class MembershipManager {
 
   /** The local timeout of one delayed-event request: adapted to the link's round trip (linkTiming). */
   private get delayedTimeoutMs(): number {
-    return this.link.timeoutMs;
+    return this.link?.timeoutMs ?? this.timing.requestTimeoutMs;
+  }
+
+  /** What the delay allows the adaptive timeout (computed, not stored: managers are many). */
+  private get linkBounds(): LinkBounds {
+    return linkBounds(this.timing.requestTimeoutMs, this.timing.delayMs, this.timing.heartbeatIntervalMs);
+  }
+
+  private get budgetLimits(): BudgetLimits {
+    return budgetLimits(this.timing.heartbeatIntervalMs);
   }
 
   /** The timing changed (the delay was lowered): the budget and the link's bounds follow it. */
   private retime(timing: Timing): void {
     this.timing = timing;
-    this.budgetLimits = budgetLimits(timing.heartbeatIntervalMs);
-    this.linkBounds = linkBounds(timing.requestTimeoutMs, timing.delayMs, timing.heartbeatIntervalMs);
-    this.link = {
-      ...this.link,
-      timeoutMs: Math.min(this.linkBounds.maxMs, Math.max(this.linkBounds.baseMs, this.link.timeoutMs)),
-    };
+    const bounds = this.linkBounds;
+    if (this.link)
+      this.link = {
+        ...this.link,
+        timeoutMs: Math.min(bounds.maxMs, Math.max(bounds.baseMs, this.link.timeoutMs)),
+      };
   }
 
   /** Take a token from the request budget; resolves false if `signal` aborted while waiting for it. */
   private spend(signal?: CancelSignal): Promise<boolean> | true {
-    const { budget, waitMs } = takeToken(this.budget, this.budgetLimits, this.clock.now());
+    const limits = this.budgetLimits;
+    const now = this.clock.now();
+    const { budget, waitMs } = takeToken(this.budget ?? fullBudget(limits, now), limits, now);
     this.budget = budget;
     if (waitMs <= 0) return true;
     this.log.debug(`request budget spent; waiting ${waitMs} ms`);
@@ -481,11 +483,13 @@ export class MembershipManager {
 
   /** Feed one request's outcome to the link timing; true when the link just turned out too slow. */
   private observeLink(sentAt: number, error?: unknown): void {
-    const before = this.link.tooSlow;
+    const bounds = this.linkBounds;
+    const link = this.link ?? initialLink(bounds);
+    const before = link.tooSlow;
     this.link =
       error instanceof LocalTimeoutError
-        ? onLocalTimeout(this.link, this.linkBounds)
-        : onAnswered(this.link, this.linkBounds, this.clock.now() - sentAt);
+        ? onLocalTimeout(link, bounds)
+        : onAnswered(link, bounds, this.clock.now() - sentAt);
     if (this.link.tooSlow && !before) {
       this.log.warn(`the link is too slow for a ${this.timing.delayMs} ms delay`);
       const error = new MembershipError(
@@ -612,7 +616,7 @@ export class MembershipManager {
           call,
           cls,
           result.error,
-          result.error instanceof LocalTimeoutError && !this.link.tooSlow ? backoffStep : backoffStep++,
+          result.error instanceof LocalTimeoutError && !this.link?.tooSlow ? backoffStep : backoffStep++,
           "schedule-leave",
           this.rejoinRetryCapMs,
         ))
@@ -640,7 +644,8 @@ export class MembershipManager {
     const sentAt = this.clock.now();
     const delayMs = this.timing.delayMs;
     const controller = new AbortController();
-    const giveUp = this.clock.after(delayMs, () => controller.abort(new LocalTimeoutError(delayMs)));
+    // Set only once the local timeout passed (rare): a timer per schedule would cost every manager.
+    let giveUp = () => {};
     let request: Promise<string>;
     try {
       request = this.backend.sendDelayedStateEvent(
@@ -660,21 +665,25 @@ export class MembershipManager {
     const settling = request.then(
       (id) => {
         settled = true;
-        this.openSchedules.delete(controller);
+        this.forgetSchedule(controller);
         giveUp();
-        this.learnedIds.add(id);
-        if (this.learnedIds.size > 64) this.learnedIds.delete(this.learnedIds.values().next().value!);
+        // Only while a sweep may run (an orphan window): outside one, no listing can race this answer.
+        if (this.clock.now() < this.orphanWindowUntil || this.sweeping) {
+          const learned = (this.learnedIds ??= new Set());
+          learned.add(id);
+          if (learned.size > 64) learned.delete(learned.values().next().value!);
+        }
         // The answer crossed the link: the round trip is a measurement even when it came too late.
         if (!this.disposed) this.observeLink(sentAt);
         return id;
       },
       () => {
         settled = true;
-        this.openSchedules.delete(controller);
+        this.forgetSchedule(controller);
         giveUp();
       },
     );
-    if (!settled) this.openSchedules.set(controller, settling);
+    if (!settled) (this.openSchedules ??= new Map()).set(controller, settling);
     try {
       const value = await this.clock.withTimeout(
         this.delayedTimeoutMs,
@@ -685,7 +694,13 @@ export class MembershipManager {
     } catch (error) {
       const cls = classifyError(error, "schedule-leave", this.clock.now());
       if (!settled && (error instanceof LocalTimeoutError || this.disposed)) {
-        if (error instanceof LocalTimeoutError) this.observeLink(sentAt, error);
+        if (error instanceof LocalTimeoutError) {
+          this.observeLink(sentAt, error);
+          // A delay after the send, its delayed leave (if any) has fired: stop waiting for the answer.
+          giveUp = this.clock.after(sentAt + delayMs - this.clock.now(), () =>
+            controller.abort(new LocalTimeoutError(delayMs)),
+          );
+        }
         const late: Promise<void> = request.then(
           (id) => (this.disposed ? this.cancelAfterDispose(id) : this.cancelOrphan(id, sentAt + delayMs)),
           () => undefined,
@@ -707,6 +722,11 @@ export class MembershipManager {
       }
       return { ok: false, cls, error };
     }
+  }
+
+  private forgetSchedule(controller: AbortController): void {
+    this.openSchedules?.delete(controller);
+    if (this.openSchedules?.size === 0) this.openSchedules = undefined;
   }
 
   /**
@@ -821,7 +841,7 @@ export class MembershipManager {
     }
     // A schedule still open may have created a listed id whose answer has not reached us yet: give
     // open schedules one request timeout to answer before judging what is an orphan.
-    if (this.openSchedules.size > 0)
+    if (this.openSchedules && this.openSchedules.size > 0)
       await this.clock.sleep(
         this.delayedTimeoutMs,
         this.disposeController.signal,
@@ -833,7 +853,7 @@ export class MembershipManager {
         e.stateKey === this.stateKey &&
         e.delayId !== keep &&
         e.delayId !== this.call?.delayId &&
-        !this.learnedIds.has(e.delayId),
+        !this.learnedIds?.has(e.delayId),
     );
     await Promise.all(orphans.map((e) => this.cancelOrphan(e.delayId)));
     if (this.orphanWindowUntil === windowUntil) this.orphanWindowUntil = 0;
@@ -958,6 +978,7 @@ export class MembershipManager {
       call.wake = sleep.wake;
       await sleep.done;
       if (signal.aborted) return;
+      this.checkExpiry(call);
       const delayId = call.delayId!;
       const result = await this.retrying(
         signal,
@@ -1241,11 +1262,10 @@ export class MembershipManager {
   }
 
   /**
-   * Others stop listing a membership at created_ts + expires. If writes keep failing until then (while
-   * heartbeats may still work), we must not go on saying `connected`: say we are probably out.
+   * Others stop listing a membership at created_ts + expires. Remember when; checkExpiry() compares on
+   * every heartbeat and every failed retry (no timer of its own: a timer per manager costs memory).
    */
   private watchExpiry(call: Call, content: MembershipContent): void {
-    call.cancelExpiry?.();
     const expiresAt = membershipExpiresAt(content);
     if (expiresAt === undefined) return;
     call.expiresAt = expiresAt;
@@ -1253,21 +1273,26 @@ export class MembershipManager {
       call.expired = false;
       this.setProbablyLeft(false);
     }
-    call.cancelExpiry = this.clock.after(timerMs(expiresAt - this.clock.now()), () => {
-      call.cancelExpiry = undefined;
-      if (call.abort.signal.aborted || call.expiresAt !== expiresAt) return;
-      this.log.warn("our membership expired for others before a refresh got through");
-      call.expired = true;
-      this.setProbablyLeft(true);
-      this.setState({ kind: "reconnecting", reason: "membership-expired", probablyLeft: true });
-      this.emitError(
-        new MembershipError(
-          "our membership expired for others: no membership write got through before `expires`",
-          "membership-removed",
-          "send-state",
-        ),
-      );
-    });
+  }
+
+  /**
+   * If writes kept failing until our membership's `expires` (while heartbeats may still work), others
+   * no longer list us: we must not go on saying `connected`. Say we are probably out.
+   */
+  private checkExpiry(call: Call): void {
+    if (call.expired || call.expiresAt === undefined || call.abort.signal.aborted) return;
+    if (this.clock.now() < call.expiresAt) return;
+    this.log.warn("our membership expired for others before a refresh got through");
+    call.expired = true;
+    this.setProbablyLeft(true);
+    this.setState({ kind: "reconnecting", reason: "membership-expired", probablyLeft: true });
+    this.emitError(
+      new MembershipError(
+        "our membership expired for others: no membership write got through before `expires`",
+        "membership-removed",
+        "send-state",
+      ),
+    );
   }
 
   private makeContent(call: Call, fresh: boolean): MembershipContent {
@@ -1507,6 +1532,7 @@ export class MembershipManager {
   ): Promise<boolean> {
     this.emitError(this.toError(cls, error, op));
     const now = this.clock.now();
+    if (call) this.checkExpiry(call);
     if (call) {
       const lane = op === "send-state" ? "state" : "delayed";
       const since = (call.failingSince[lane] ??= now);
@@ -1522,7 +1548,7 @@ export class MembershipManager {
     }
     const waitMs = retryWaitMs({
       cls,
-      localTimeout: error instanceof LocalTimeoutError && !this.link.tooSlow,
+      localTimeout: error instanceof LocalTimeoutError && !this.link?.tooSlow,
       attempt,
       baseMs: this.timing.retryBaseMs,
       capMs,
@@ -1582,7 +1608,6 @@ export class MembershipManager {
     if (!keepHeartbeat && !call.heartbeatAbort.signal.aborted) call.heartbeatAbort.abort();
     call.cancelProbablyLeft?.();
     call.cancelRefresh?.();
-    call.cancelExpiry?.();
     call.cancelRearm?.();
     call.wantedWrite = undefined;
     this.rejectUpdates(
