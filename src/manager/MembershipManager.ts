@@ -145,7 +145,8 @@ interface Call {
    * Since when each lane has been failing without a success. Two lanes: a heartbeat that works must
    * not hide membership writes that keep failing (and the reverse).
    */
-  failingSince: { delayed?: number; state?: number };
+  failingDelayedSince?: number;
+  failingStateSince?: number;
   /** Unrecognised answers to scheduling in a row (an odd status, a host's untyped error). */
   unrecognisedSchedules: number;
   /** When the last recovery of a lost delayed leave started: recoveries are rate-bounded. */
@@ -486,11 +487,14 @@ export class MembershipManager {
     const bounds = this.linkBounds;
     const link = this.link ?? initialLink(bounds);
     const before = link.tooSlow;
-    this.link =
+    const next =
       error instanceof LocalTimeoutError
         ? onLocalTimeout(link, bounds)
         : onAnswered(link, bounds, this.clock.now() - sentAt);
-    if (this.link.tooSlow && !before) {
+    // A fast link needs no state (the configured timeout): keep none, managers are many.
+    const idle = !next.tooSlow && next.timeoutMs === bounds.baseMs && (next.srttMs ?? 0) * 2 <= bounds.baseMs;
+    this.link = idle ? undefined : next;
+    if (next.tooSlow && !before) {
       this.log.warn(`the link is too slow for a ${this.timing.delayMs} ms delay`);
       const error = new MembershipError(
         `the link's round trip does not fit the ${this.timing.delayMs} ms delay (timeout at its ceiling ${this.linkBounds.maxMs} ms)`,
@@ -526,7 +530,6 @@ export class MembershipManager {
       membershipAttempted: false,
       confirmedVersion: -1,
       lowerings: 0,
-      failingSince: {},
       unrecognisedSchedules: 0,
       expired: false,
     };
@@ -911,7 +914,7 @@ export class MembershipManager {
   private markArmed(call: Call, sentAt: number): void {
     call.delayed = "armed";
     call.armedAt = sentAt;
-    call.failingSince.delayed = undefined;
+    call.failingDelayedSince = undefined;
     const leaveAt = sentAt + this.timing.delayMs;
     call.leaveDeadline = leaveAt;
     // One timer per call that follows the deadline: re-arming a timer on every heartbeat costs more.
@@ -1503,7 +1506,8 @@ export class MembershipManager {
           fn,
         );
         if (adaptive) this.observeLink(sentAt);
-        if (call) call.failingSince[lane] = undefined;
+        if (call && lane === "state") call.failingStateSince = undefined;
+        else if (call) call.failingDelayedSince = undefined;
         return { ok: true, value, sentAt };
       } catch (error) {
         if (this.disposed) return { ok: false, cls: { kind: "network" }, error, aborted: true };
@@ -1535,7 +1539,7 @@ export class MembershipManager {
     if (call) this.checkExpiry(call);
     if (call) {
       const lane = op === "send-state" ? "state" : "delayed";
-      const since = (call.failingSince[lane] ??= now);
+      const since = lane === "state" ? (call.failingStateSince ??= now) : (call.failingDelayedSince ??= now);
       if (now - since >= this.timing.giveUpAfterMs) {
         this.failCall(
           call,
