@@ -10,18 +10,40 @@ import {
   type Subscription,
 } from "rxjs";
 import type { MembershipBackend } from "../backends/types.js";
+import { budgetLimits, fullBudget, takeToken, type Budget, type BudgetLimits } from "../core/budget.js";
 import {
-  backoffMs,
   MIN_DELAY_MS,
   refreshIntervalMs,
   resolveTiming,
-  retryWaitMs,
   type Timing,
   type TimingOptions,
 } from "../core/config.js";
 import {
+  changedKeys,
+  goneCause,
+  lateIdDeadlines,
+  mayWriteMembership,
+  membershipExpiresAt,
+  recoveryPauseMs,
+} from "../core/decisions.js";
+import {
+  initialLink,
+  linkBounds,
+  onAnswered,
+  onLocalTimeout,
+  type LinkBounds,
+  type LinkTiming,
+} from "../core/linkTiming.js";
+import {
+  isRetryable,
+  onLeaveSendFailure,
+  onRestartFailure,
+  onScheduleFailure,
+  isUnrecognised,
+  retryWaitMs,
+} from "../core/policy.js";
+import {
   classifyError,
-  isTransient,
   LocalTimeoutError,
   MembershipConfigError,
   MembershipError,
@@ -121,7 +143,23 @@ interface Call {
   confirmedVersion: number;
   /** Wakes the heartbeat early (after a membership write, to catch servers whose own writes cancel). */
   wake?: () => void;
-  failingSince?: number;
+  /**
+   * Since when each lane has been failing without a success. Two lanes: a heartbeat that works must
+   * not hide membership writes that keep failing (and the reverse).
+   */
+  failingDelayedSince?: number;
+  failingStateSince?: number;
+  /** Unrecognised answers to scheduling in a row (an odd status, a host's untyped error). */
+  unrecognisedSchedules: number;
+  /** When the last recovery of a lost delayed leave started: recoveries are rate-bounded. */
+  lastRecoveryAt?: number;
+  /** When others stop listing our last confirmed membership (created_ts + expires). */
+  expiresAt?: number;
+  /** Our membership expired for others while writes kept failing; cleared by the next write. */
+  expired: boolean;
+  /** Degraded after unrecognised answers and scheduling again: writes go on with the short expiry. */
+  rearming?: boolean;
+  cancelRearm?: () => void;
   /** When the server fires our leave if no further restart gets through (armedAt + delay). */
   leaveDeadline?: number;
   /** The time the predicted-leave timer is set for (undefined: no timer). */
@@ -220,6 +258,21 @@ export class MembershipManager {
   private sweeping?: Promise<void>;
   private sweepAgain = false;
   private updateWaiters: { version: number; resolve: () => void; reject: (e: Error) => void }[] = [];
+  /** The request budget (src/core/budget.ts): every request takes a token. */
+  /** undefined: a full bucket (most managers never spend it; a process may hold thousands). */
+  private budget?: Budget;
+  /** The adaptive local timeout of delayed-event requests (src/core/linkTiming.ts). */
+  /** undefined until the first measurement: the configured timeout. */
+  private link?: LinkTiming;
+  /** Schedule requests still open: aborted one request timeout after dispose(), so a process can exit. */
+  private openSchedules?: Map<AbortController, Promise<unknown>>;
+  /**
+   * Every delay id a schedule of ours returned (recent ones): a sweep must never take one of them for
+   * an orphan (its answer may reach us just after the listing did; late ones are cancelled anyway).
+   */
+  private learnedIds?: Set<string>;
+  /** The delayed leave of a leave that failed (refused {}): cancelled before the next join. */
+  private staleDelayId?: string;
 
   constructor(options: MembershipManagerOptions) {
     for (const key of ["roomId", "userId", "deviceId"] as const)
@@ -265,7 +318,7 @@ export class MembershipManager {
             const call = this.call;
             return call && !call.abort.signal.aborted && call.lastSent ? call.lastWrittenAt : undefined;
           },
-          onMissing: () => this.call && this.membershipMissing(this.call),
+          onMissing: () => void (this.call && this.membershipMissing(this.call)),
         },
         this.clock,
         this.log,
@@ -318,6 +371,13 @@ export class MembershipManager {
     this.wantJoined = false;
     this.leaveReason = "user";
     if (!this.leaveJob) {
+      if (!this.call && this.staleDelayId) {
+        // A leave that failed left its delayed leave pending: this leave fires it.
+        this.call = this.newCall();
+        this.call.delayId = this.staleDelayId;
+        this.call.membershipAttempted = true;
+        this.staleDelayId = undefined;
+      }
       if (!this.call) return Promise.resolve({ status: "left", via: "nothing-to-leave" });
       this.startLeaveJob(this.call);
     }
@@ -335,18 +395,23 @@ export class MembershipManager {
   /** Change what the membership says without leaving; resolves once the server holds it. */
   update(patch: MembershipUpdate): Promise<void> {
     if (this.disposed) return Promise.reject(new MembershipConfigError("update() after dispose()"));
-    if (patch.callIntent !== undefined) this.fields.callIntent = patch.callIntent;
-    if (patch.fociPreferred !== undefined) this.fields.fociPreferred = patch.fociPreferred;
-    if (patch.focusActive !== undefined) this.fields.focusActive = patch.focusActive;
-    if (patch.applicationData !== undefined) this.fields.applicationData = patch.applicationData;
-    const version = ++this.fieldsVersion;
+    const keys = ["callIntent", "fociPreferred", "focusActive", "applicationData"] as const;
+    // Only what differs from the fields in force counts: an unchanged update writes nothing.
+    const changed = changedKeys(patch, this.fields, keys);
+    if (changed.includes("callIntent")) this.fields.callIntent = patch.callIntent;
+    if (changed.includes("fociPreferred")) this.fields.fociPreferred = patch.fociPreferred!;
+    if (changed.includes("focusActive")) this.fields.focusActive = patch.focusActive!;
+    if (changed.includes("applicationData")) this.fields.applicationData = patch.applicationData;
+    const version = changed.length > 0 ? ++this.fieldsVersion : this.fieldsVersion;
     const call = this.call;
     // Not in a call (or not written yet): the next membership write carries the new fields.
     if (!call || call.abort.signal.aborted || !call.membershipAttempted) return Promise.resolve();
+    // Nothing new: resolve once the fields in force are on the server (now, unless a write is pending).
+    if (changed.length === 0 && call.confirmedVersion >= version) return Promise.resolve();
     const done = new Promise<void>((resolve, reject) =>
       this.updateWaiters.push({ version, resolve, reject }),
     );
-    void this.writeMembership(call, "refresh");
+    if (changed.length > 0) void this.writeMembership(call, "refresh");
     return done;
   }
 
@@ -357,6 +422,14 @@ export class MembershipManager {
     this.roomStateWatch?.unsubscribe();
     if (this.call) this.endCall(this.call);
     this.clock.dispose();
+    // A schedule still open may yet answer with an id (cancelled then, see scheduleOnce); give it one
+    // request timeout, then abort it so a hung request does not keep the process alive.
+    const open = this.openSchedules;
+    if (open && open.size > 0)
+      this.clock.after(this.timing.requestTimeoutMs, () => {
+        for (const c of open.keys()) c.abort(new DOMException("disposed", "AbortError"));
+        open.clear();
+      });
     this.rejectUpdates(new MembershipError("disposed", "gave-up", "config"));
     this.stateSubject.complete();
     this.probablyLeftSubject.complete();
@@ -375,6 +448,76 @@ export class MembershipManager {
     return Math.max(this.timing.retryBaseMs, this.timing.requestTimeoutMs / 2);
   }
 
+  /** The local timeout of one delayed-event request: adapted to the link's round trip (linkTiming). */
+  private get delayedTimeoutMs(): number {
+    return this.link?.timeoutMs ?? this.timing.requestTimeoutMs;
+  }
+
+  /** What the delay allows the adaptive timeout (computed, not stored: managers are many). */
+  private get linkBounds(): LinkBounds {
+    return linkBounds(this.timing.requestTimeoutMs, this.timing.delayMs, this.timing.heartbeatIntervalMs);
+  }
+
+  private get budgetLimits(): BudgetLimits {
+    return budgetLimits(this.timing.heartbeatIntervalMs);
+  }
+
+  /** The timing changed (the delay was lowered): the budget and the link's bounds follow it. */
+  private retime(timing: Timing): void {
+    this.timing = timing;
+    const bounds = this.linkBounds;
+    if (this.link)
+      this.link = {
+        ...this.link,
+        timeoutMs: Math.min(bounds.maxMs, Math.max(bounds.baseMs, this.link.timeoutMs)),
+      };
+  }
+
+  /** Take a token from the request budget; resolves false if `signal` aborted while waiting for it. */
+  private spend(signal?: CancelSignal): Promise<boolean> | true {
+    const limits = this.budgetLimits;
+    const now = this.clock.now();
+    const { budget, waitMs } = takeToken(this.budget ?? fullBudget(limits, now), limits, now);
+    this.budget = budget;
+    if (waitMs <= 0) return true;
+    this.log.debug(`request budget spent; waiting ${waitMs} ms`);
+    return this.clock.sleep(
+      waitMs,
+      ...(signal ? [signal, this.disposeController.signal] : [this.disposeController.signal]),
+    );
+  }
+
+  /** Feed one request's outcome to the link timing; true when the link just turned out too slow. */
+  private observeLink(sentAt: number, error?: unknown): void {
+    const bounds = this.linkBounds;
+    const link = this.link ?? initialLink(bounds);
+    const before = link.tooSlow;
+    const next =
+      error instanceof LocalTimeoutError
+        ? onLocalTimeout(link, bounds)
+        : onAnswered(link, bounds, this.clock.now() - sentAt);
+    // A fast link needs no state (the configured timeout): keep none, managers are many.
+    const idle = !next.tooSlow && next.timeoutMs === bounds.baseMs && (next.srttMs ?? 0) * 2 <= bounds.baseMs;
+    this.link = idle ? undefined : next;
+    if (next.tooSlow && !before) {
+      this.log.warn(`the link is too slow for a ${this.timing.delayMs} ms delay`);
+      const error = new MembershipError(
+        `the link's round trip does not fit the ${this.timing.delayMs} ms delay (timeout at its ceiling ${this.linkBounds.maxMs} ms)`,
+        "network",
+        "schedule-leave",
+        { kind: "network" },
+      );
+      this.emitError(error);
+      const call = this.call;
+      if (call && !call.abort.signal.aborted)
+        this.setState({
+          kind: "reconnecting",
+          reason: "link-too-slow",
+          probablyLeft: this.probablyLeftSubject.value,
+        });
+    }
+  }
+
   /** Timers still pending (0 after dispose(); tests use it to prove nothing leaks). */
   get pendingTimers(): number {
     return this.clock.pendingTimers;
@@ -384,15 +527,21 @@ export class MembershipManager {
   // Join: delayed leave first, then the membership; then the heartbeat on its own lane.
   // ---------------------------------------------------------------------------------------------
 
-  private startCall(): void {
-    const call: Call = {
+  private newCall(): Call {
+    return {
       abort: new Canceller(),
       heartbeatAbort: new Canceller(),
       delayed: "pending",
       membershipAttempted: false,
       confirmedVersion: -1,
       lowerings: 0,
+      unrecognisedSchedules: 0,
+      expired: false,
     };
+  }
+
+  private startCall(): void {
+    const call = this.newCall();
     this.call = call;
     this.setState({ kind: "joining", step: "delayed-leave" });
     void this.runCall(call);
@@ -400,6 +549,24 @@ export class MembershipManager {
 
   private async runCall(call: Call): Promise<void> {
     void this.probeSupport(call);
+    const stale = this.staleDelayId;
+    if (stale) {
+      // A failed leave left its delayed leave to fire; we join again, so it must go (it fires within
+      // a delay from now at the latest: after that, a cancel is moot).
+      this.staleDelayId = undefined;
+      const until = this.clock.now() + this.timing.delayMs + this.timing.requestTimeoutMs;
+      await this.retrying(
+        call.abort.signal,
+        "cancel",
+        (s) => this.backend.updateDelayedEvent(stale, "cancel", { signal: s }),
+        undefined,
+        this.rejoinRetryCapMs,
+        undefined,
+        () => this.clock.now() < until,
+        notGone,
+      );
+      if (call.abort.signal.aborted) return;
+    }
     if (!(await this.armDelayedLeave(call))) return;
     this.setState({ kind: "joining", step: "membership" });
     void this.writeMembership(call, "fresh");
@@ -413,11 +580,14 @@ export class MembershipManager {
     for (;;) {
       if (call.abort.signal.aborted) return false;
       if (call.delayed === "none") return true;
+      const spent = this.spend(call.abort.signal);
+      if (spent !== true && !(await spent)) return false;
       const result = await this.trackScheduling(call, this.scheduleOnce());
       // Record an id even when the call ended meanwhile: the leave job must send or cancel it.
       if (result.ok) call.delayId = result.value;
       if (call.abort.signal.aborted) return false;
       if (result.ok) {
+        call.unrecognisedSchedules = 0;
         this.delayIdSubject.next(result.value);
         this.markArmed(call, result.sentAt);
         this.updateSupport({ delayedEvents: true });
@@ -425,12 +595,27 @@ export class MembershipManager {
         return true;
       }
       const { cls } = result;
-      if (cls.kind === "max-delay" && (await this.lowerDelay(call, cls.maxDelayMs))) continue;
-      if (cls.kind === "max-delay" || cls.kind === "unsupported") {
-        this.enterDegraded(call, cls.kind === "unsupported" ? cls.reason : "no usable delay");
+      const action = onScheduleFailure(cls, call.unrecognisedSchedules);
+      if (isUnrecognised(cls)) call.unrecognisedSchedules++;
+      if (
+        action === "lower-delay" &&
+        (await this.lowerDelay(call, cls.kind === "max-delay" ? cls.maxDelayMs : undefined))
+      )
+        continue;
+      if (action === "lower-delay" || action === "degrade") {
+        if (isUnrecognised(cls)) this.emitError(this.toError(cls, result.error, "schedule-leave"));
+        this.enterDegraded(
+          call,
+          cls.kind === "unsupported"
+            ? cls.reason
+            : isUnrecognised(cls)
+              ? `unrecognised answers to scheduling the delayed leave (${call.unrecognisedSchedules} in a row)`
+              : "no usable delay",
+          { retryLater: isUnrecognised(cls) },
+        );
         return true;
       }
-      if (!isTransient(cls)) {
+      if (action === "fail") {
         this.failCall(call, this.toError(cls, result.error, "schedule-leave"));
         return false;
       }
@@ -439,7 +624,7 @@ export class MembershipManager {
           call,
           cls,
           result.error,
-          result.error instanceof LocalTimeoutError ? backoffStep : backoffStep++,
+          result.error instanceof LocalTimeoutError && !this.link?.tooSlow ? backoffStep : backoffStep++,
           "schedule-leave",
           this.rejoinRetryCapMs,
         ))
@@ -457,46 +642,87 @@ export class MembershipManager {
   }
 
   /**
-   * One schedule request. It is not idempotent (every PUT creates a new delayed event), so it is never
-   * aborted: an id that arrives after our timeout is cancelled, and an attempt whose outcome we never
-   * learn gets our membership re-asserted after it could have fired.
+   * One schedule request. It is not idempotent (every PUT creates a new delayed event), so it is not
+   * aborted at our local timeout: an id that arrives later (even after dispose()) is cancelled, and an
+   * attempt whose outcome we never learn gets our membership re-asserted after it could have fired.
+   * It is aborted only when waiting for it is pointless: a delay after it was sent, or one request
+   * timeout after dispose() (so a hung request cannot keep the process alive).
    */
   private async scheduleOnce(): Promise<Attempt<string>> {
     const sentAt = this.clock.now();
     const delayMs = this.timing.delayMs;
-    const request = this.backend.sendDelayedStateEvent({
-      roomId: this.roomId,
-      eventType: CALL_MEMBER_EVENT_TYPE,
-      stateKey: this.stateKey,
-      content: { ...LEFT_CONTENT },
-      delayMs,
-    });
+    const controller = new AbortController();
+    // Set only once the local timeout passed (rare): a timer per schedule would cost every manager.
+    let giveUp = () => {};
+    let request: Promise<string>;
+    try {
+      request = this.backend.sendDelayedStateEvent(
+        {
+          roomId: this.roomId,
+          eventType: CALL_MEMBER_EVENT_TYPE,
+          stateKey: this.stateKey,
+          content: { ...LEFT_CONTENT },
+          delayMs,
+        },
+        { signal: controller.signal },
+      );
+    } catch (error) {
+      request = Promise.reject(error);
+    }
+    let settled = false;
+    const settling = request.then(
+      (id) => {
+        settled = true;
+        this.forgetSchedule(controller);
+        giveUp();
+        // Only while a sweep may run (an orphan window): outside one, no listing can race this answer.
+        if (this.clock.now() < this.orphanWindowUntil || this.sweeping) {
+          const learned = (this.learnedIds ??= new Set());
+          learned.add(id);
+          if (learned.size > 64) learned.delete(learned.values().next().value!);
+        }
+        // The answer crossed the link: the round trip is a measurement even when it came too late.
+        if (!this.disposed) this.observeLink(sentAt);
+        return id;
+      },
+      () => {
+        settled = true;
+        this.forgetSchedule(controller);
+        giveUp();
+      },
+    );
+    if (!settled) (this.openSchedules ??= new Map()).set(controller, settling);
     try {
       const value = await this.clock.withTimeout(
-        this.timing.requestTimeoutMs,
+        this.delayedTimeoutMs,
         this.disposeController.signal,
         () => request,
       );
       return { ok: true, value, sentAt };
     } catch (error) {
       const cls = classifyError(error, "schedule-leave", this.clock.now());
-      if (error instanceof LocalTimeoutError) {
+      if (!settled && (error instanceof LocalTimeoutError || this.disposed)) {
+        if (error instanceof LocalTimeoutError) {
+          this.observeLink(sentAt, error);
+          // A delay after the send, its delayed leave (if any) has fired: stop waiting for the answer.
+          giveUp = this.clock.after(sentAt + delayMs - this.clock.now(), () =>
+            controller.abort(new LocalTimeoutError(delayMs)),
+          );
+        }
         const late: Promise<void> = request.then(
-          (id) => this.cancelOrphan(id, sentAt + delayMs),
+          (id) => (this.disposed ? this.cancelAfterDispose(id) : this.cancelOrphan(id, sentAt + delayMs)),
           () => undefined,
         );
         this.lateSchedules.add(late);
         void late.finally(() => this.lateSchedules.delete(late));
       }
+      if (this.disposed) return { ok: false, cls, error };
       // The request may have reached the server and its delayed leave may fire: re-assert whatever
       // membership is current then (possibly a later call's).
       if (cls.kind === "network" || cls.kind === "server" || cls.kind === "unknown") {
-        this.orphanWindowUntil = Math.max(
-          this.orphanWindowUntil,
-          sentAt + delayMs + this.timing.requestTimeoutMs,
-        );
+        this.orphanWindowUntil = Math.max(this.orphanWindowUntil, sentAt + delayMs + this.delayedTimeoutMs);
         void this.sweepOrphans(this.call?.delayId);
-        this.clock.after(delayMs + this.timing.requestTimeoutMs, () => {
+        this.clock.after(delayMs + this.delayedTimeoutMs, () => {
           const current = this.call;
           if (current && !current.abort.signal.aborted && current.lastSent)
             void this.writeMembership(current, "reassert");
@@ -506,24 +732,66 @@ export class MembershipManager {
     }
   }
 
+  private forgetSchedule(controller: AbortController): void {
+    this.openSchedules?.delete(controller);
+    if (this.openSchedules?.size === 0) this.openSchedules = undefined;
+  }
+
+  /**
+   * A delay id that arrived after dispose(): nobody else will ever cancel it, and it would fire `{}`
+   * into the next manager's membership (a remount). One cancel, bounded by one request timeout.
+   */
+  private async cancelAfterDispose(delayId: string): Promise<void> {
+    this.log.debug("cancelling a delayed leave that arrived after dispose()");
+    const controller = new AbortController();
+    const stop = this.clock.after(this.timing.requestTimeoutMs, () => controller.abort());
+    try {
+      await this.backend.updateDelayedEvent(delayId, "cancel", { signal: controller.signal });
+    } catch (error) {
+      this.log.debug("could not cancel a delayed leave after dispose()", error);
+    } finally {
+      stop();
+    }
+  }
+
   /** A delayed leave nobody tracks any more would fire later and wipe a membership: cancel it. */
   private async cancelOrphan(delayId: string, firesAt?: number): Promise<void> {
     if (this.disposed) return;
     this.log.debug("cancelling orphaned delayed leave", delayId);
-    // If the cancel is not confirmed by the time the orphan is due, it probably wiped our membership.
+    // If the cancel is not confirmed by the time the orphan is surely due, it probably wiped our
+    // membership. The server created it before its id reached us (now), so it fires a delay from now
+    // at the latest (`firesAt`, a delay after the send, is the earliest).
     let confirmed = false;
+    const { latestFire, cancelUntil } = lateIdDeadlines(
+      firesAt === undefined ? undefined : firesAt - this.timing.delayMs,
+      this.clock.now(),
+      this.timing.delayMs,
+      this.timing.requestTimeoutMs,
+    );
+    const latest = Math.max(firesAt ?? -Infinity, latestFire);
     const cancelDeadline =
       firesAt === undefined
         ? undefined
-        : this.clock.after(firesAt - this.clock.now(), () => !confirmed && this.orphanProbablyFired());
-    // Quick retries: the cancel has to land before the orphan's deadline.
-    await this.retrying(
+        : this.clock.after(latest - this.clock.now(), () => !confirmed && this.orphanProbablyFired());
+    // Quick retries, but only while the orphan can still fire: after that a cancel is moot.
+    const until = cancelUntil;
+    const result = await this.retrying(
       this.disposeController.signal,
       "cancel",
       (signal) => this.backend.updateDelayedEvent(delayId, "cancel", { signal }),
       undefined,
       this.rejoinRetryCapMs,
+      undefined,
+      () => this.clock.now() < until,
+      notGone,
     );
+    if (!result.ok && !result.deferred && !result.aborted) {
+      // "gone": it has fired already (or someone removed it): our membership may be wiped.
+      cancelDeadline?.();
+      this.orphanProbablyFired();
+      return;
+    }
+    if (!result.ok && result.deferred) return; // the deadline timer decides
     confirmed = true;
     cancelDeadline?.();
   }
@@ -572,19 +840,28 @@ export class MembershipManager {
       (signal) => this.backend.listDelayedEvents!({ signal }),
       undefined,
       this.rejoinRetryCapMs,
-      this.timing.requestTimeoutMs,
+      undefined,
       () => this.clock.now() < windowUntil,
     );
     if (!listed.ok) {
       this.log.debug("could not list delayed events to find orphans", listed.error);
       return;
     }
+    // A schedule still open may have created a listed id whose answer has not reached us yet: give
+    // open schedules one request timeout to answer before judging what is an orphan.
+    if (this.openSchedules && this.openSchedules.size > 0)
+      await this.clock.sleep(
+        this.delayedTimeoutMs,
+        this.disposeController.signal,
+        abortWhen(Promise.all(this.openSchedules.values())),
+      );
     const orphans = listed.value.filter(
       (e) =>
         e.roomId === this.roomId &&
         e.stateKey === this.stateKey &&
         e.delayId !== keep &&
-        e.delayId !== this.call?.delayId,
+        e.delayId !== this.call?.delayId &&
+        !this.learnedIds?.has(e.delayId),
     );
     await Promise.all(orphans.map((e) => this.cancelOrphan(e.delayId)));
     if (this.orphanWindowUntil === windowUntil) this.orphanWindowUntil = 0;
@@ -598,31 +875,59 @@ export class MembershipManager {
     const candidate = serverMaxMs ?? this.knownMaxDelayMs;
     const next = candidate !== undefined && candidate < current ? candidate : Math.floor(current / 2);
     if (next < MIN_DELAY_MS || ++call.lowerings > MAX_DELAY_LOWERINGS) return false;
-    this.timing = resolveTiming(this.options, next);
+    this.retime(resolveTiming(this.options, next));
     this.log.warn(`server refused a ${current} ms delay; using ${next} ms`);
     this.updateSupport({ delayMs: next, maxDelayMs: candidate ?? this.supportSubject.value.maxDelayMs });
     this.emitError(new MembershipError(`delay lowered to ${next} ms`, "max-delay-lowered", "schedule-leave"));
     return true;
   }
 
-  private enterDegraded(call: Call, reason: string): void {
+  private enterDegraded(call: Call, reason: string, { retryLater = false } = {}): void {
     this.log.warn(`joining without a delayed leave: ${reason}`);
     call.delayed = "none";
+    call.rearming = false;
     this.updateSupport({ delayedEvents: false, reason });
     this.emitError(new MembershipError(reason, "delayed-events-unsupported", "schedule-leave"));
+    // Answers we did not recognise say nothing about support: try again later, as a heartbeat would.
+    if (retryLater)
+      call.cancelRearm = this.clock.after(this.timing.retryMaxMs, () => {
+        call.cancelRearm = undefined;
+        void this.rearm(call);
+      });
+    if (call.wantedWrite && !call.writer) void this.writeMembership(call, call.wantedWrite);
+  }
+
+  /**
+   * Degraded after unrecognised answers: schedule a delayed leave again. Meanwhile the membership keeps
+   * its short degraded expiry and its refreshes (`rearming`); once armed, the heartbeat takes over.
+   */
+  private async rearm(call: Call): Promise<void> {
+    if (call.abort.signal.aborted || call.delayed !== "none") return;
+    call.delayed = "pending";
+    call.rearming = true;
+    call.unrecognisedSchedules = 0;
+    if (!(await this.armDelayedLeave(call))) return;
+    call.rearming = false;
+    // TypeScript narrowed `delayed` to "pending" above; armDelayedLeave changed it.
+    if ((call.delayed as Call["delayed"]) !== "armed" || call.abort.signal.aborted) return;
+    this.log.info("a delayed leave is armed again; leaving degraded mode");
+    // The normal expiry window from now on.
+    void this.writeMembership(call, "refresh");
+    call.heartbeatLoop = this.heartbeat(call);
   }
 
   private markArmed(call: Call, sentAt: number): void {
     call.delayed = "armed";
     call.armedAt = sentAt;
-    call.failingSince = undefined;
+    call.failingDelayedSince = undefined;
     const leaveAt = sentAt + this.timing.delayMs;
     call.leaveDeadline = leaveAt;
     // One timer per call that follows the deadline: re-arming a timer on every heartbeat costs more.
     if (call.watchingUntil === undefined || leaveAt < call.watchingUntil) this.watchPredictedLeave(call);
     if (call.abort.signal.aborted) return; // leaving: just keep the delayed leave alive
-    // A schedule or restart that succeeds after our membership landed proves we are in the call.
-    if (call.lastSent) {
+    // A schedule or restart that succeeds after our membership landed proves we are in the call
+    // (unless that membership has expired for others: only a write repairs that).
+    if (call.lastSent && !call.expired) {
       this.setProbablyLeft(false);
       this.setState({ kind: "joined", delayedLeave: true });
     }
@@ -632,12 +937,17 @@ export class MembershipManager {
 
   /** A membership write is safe only while a delayed leave is known to be pending long enough. */
   private writeIsProtected(call: Call): boolean {
-    // An orphan delayed leave could still fire and wipe what we write: where we can find and cancel
-    // orphans, wait for that sweep (sweepOrphans resumes deferred writes).
-    if (this.backend.listDelayedEvents && this.clock.now() < this.orphanWindowUntil) return false;
-    if (call.delayed === "none") return true;
-    if (call.delayed !== "armed" || call.armedAt === undefined) return false;
-    return this.clock.now() + this.timing.requestTimeoutMs < call.armedAt + this.timing.delayMs;
+    // (sweepOrphans and markArmed resume writes deferred here.)
+    return mayWriteMembership({
+      now: this.clock.now(),
+      delayed: call.delayed,
+      rearming: call.rearming ?? false,
+      armedAt: call.armedAt,
+      delayMs: this.timing.delayMs,
+      timeoutMs: this.delayedTimeoutMs,
+      orphanWindowUntil: this.orphanWindowUntil,
+      canListDelayed: !!this.backend.listDelayedEvents,
+    });
   }
 
   /** Fire onPredictedLeave at `call.leaveDeadline`, following it as heartbeats move it on. */
@@ -668,12 +978,15 @@ export class MembershipManager {
 
   private async heartbeat(call: Call): Promise<void> {
     const signal = call.heartbeatAbort.signal;
+    /** Answers in a row that were neither a success nor a real "gone" (src/core/policy.ts). */
+    let refusals = 0;
     while (!signal.aborted && call.delayed === "armed") {
       const due = call.armedAt! + this.timing.heartbeatIntervalMs - this.clock.now();
       const sleep = this.clock.wakeableSleep(due, signal);
       call.wake = sleep.wake;
       await sleep.done;
       if (signal.aborted) return;
+      this.checkExpiry(call);
       const delayId = call.delayId!;
       const result = await this.retrying(
         signal,
@@ -681,9 +994,15 @@ export class MembershipManager {
         (s) => this.backend.updateDelayedEvent(delayId, "restart", { signal: s }),
         call,
         this.rejoinRetryCapMs,
+        undefined,
+        undefined,
+        // Quick retries for a busy or unreachable server; answers we do not recognise go to the
+        // slower back-off below (they are no sign of a quick recovery).
+        (cls) => isRetryable(cls) && !isUnrecognised(cls),
       );
       if (signal.aborted) return;
       if (result.ok) {
+        refusals = 0;
         this.markArmed(call, result.sentAt);
         continue;
       }
@@ -695,7 +1014,7 @@ export class MembershipManager {
       if (result.cls.kind === "unsupported") {
         // The delayed leave we armed can no longer be restarted and will fire: keep the membership
         // (short expiry from now on) and write it again once that leave is past.
-        const firesBy = call.armedAt! + this.timing.delayMs + this.timing.requestTimeoutMs;
+        const firesBy = call.armedAt! + this.timing.delayMs + this.delayedTimeoutMs;
         call.cancelProbablyLeft?.();
         this.enterDegraded(call, result.cls.reason);
         this.setProbablyLeft(false);
@@ -705,7 +1024,24 @@ export class MembershipManager {
         });
         return;
       }
-      // gone, or refused for good: the server no longer holds our delayed leave.
+      if (onRestartFailure(result.cls) === "back-off") {
+        // Not a real "gone": our delayed leave may well be alive, and a new one plus a rewrite would
+        // only abandon it. Report, wait (up to a heartbeat interval), and probe again.
+        this.emitError(this.toError(result.cls, result.error, "restart"));
+        const wait = retryWaitMs({
+          cls: result.cls,
+          localTimeout: false,
+          attempt: refusals++,
+          baseMs: this.timing.retryBaseMs,
+          capMs: this.timing.heartbeatIntervalMs,
+          hintCapMs: this.timing.heartbeatIntervalMs,
+          random: this.random,
+        });
+        if (!(await this.clock.sleep(wait, signal))) return;
+        continue;
+      }
+      // gone (404 M_NOT_FOUND, 409): the server no longer holds our delayed leave.
+      refusals = 0;
       await this.recoverLostDelayedLeave(call);
     }
   }
@@ -714,7 +1050,8 @@ export class MembershipManager {
     // Judge by time, not by the probablyLeft flag: after a rejoin the flag stays up until a restart
     // succeeds, and on Synapse < 1.127 our own fresh write cancels the new delayed leave, so a stale flag
     // would turn that 404 into another fresh rejoin, forever.
-    const fired = this.clock.now() >= call.armedAt! + this.timing.delayMs;
+    const fired = goneCause(this.clock.now(), call.armedAt!, this.timing.delayMs) === "fired";
+    const replaced = call.delayId;
     call.delayId = undefined;
     call.delayed = "pending";
     call.cancelProbablyLeft?.();
@@ -762,9 +1099,50 @@ export class MembershipManager {
       );
       this.setState({ kind: "reconnecting", reason: "delayed-leave-lost", probablyLeft: false });
     }
+    // Whatever write was held back goes out as one write of the right kind once the new delayed leave
+    // is armed (markArmed resumes it): never a held-back refresh with the old created_ts first.
+    this.wantWrite(call, call.lastSent ? "reassert" : "fresh");
+    // Recoveries are rate-bounded: a server that loses every delayed leave at once gets one new
+    // schedule per heartbeat interval from us, not one per round trip.
+    const pause = recoveryPauseMs(this.clock.now(), call.lastRecoveryAt, this.timing.heartbeatIntervalMs);
+    call.lastRecoveryAt = this.clock.now() + pause;
+    if (pause > 0 && !(await this.clock.sleep(pause, call.abort.signal))) return;
+    // A "gone" we were wrong about would leave the replaced delayed leave to fire later: cancel it.
+    if (!fired && replaced) void this.cancelReplaced(replaced);
     if (call.abort.signal.aborted || !(await this.armDelayedLeave(call))) return;
     // Never wait for the state send here: the new delayed leave needs its heartbeat.
-    void this.writeMembership(call, call.lastSent ? "reassert" : "fresh");
+    if (call.wantedWrite && !call.writer) void this.writeMembership(call, call.wantedWrite);
+  }
+
+  /** One best-effort cancel of a delayed leave we replaced (a 404 M_NOT_FOUND is the expected answer). */
+  private async cancelReplaced(delayId: string): Promise<void> {
+    const spent = this.spend();
+    if (spent !== true && !(await spent)) return;
+    try {
+      await this.clock.withTimeout(this.delayedTimeoutMs, this.disposeController.signal, (signal) =>
+        this.backend.updateDelayedEvent(delayId, "cancel", { signal }),
+      );
+    } catch (error) {
+      this.log.debug("the replaced delayed leave could not be cancelled (probably gone)", error);
+    }
+  }
+
+  /** True only when the server is known to hold exactly `content` at our key (false if unknown). */
+  private async serverHolds(content: MembershipContent): Promise<boolean> {
+    if (!this.backend.readStateEvent) return false;
+    const req = { roomId: this.roomId, eventType: CALL_MEMBER_EVENT_TYPE, stateKey: this.stateKey };
+    const spent = this.spend();
+    if (spent !== true && !(await spent)) return false;
+    try {
+      const current = await this.clock.withTimeout(
+        this.delayedTimeoutMs,
+        this.disposeController.signal,
+        (signal) => this.backend.readStateEvent!(req, { signal }),
+      );
+      return current !== undefined && sameContent(current, content);
+    } catch {
+      return false;
+    }
   }
 
   /** True when the server holds something other than what we last wrote (best effort; false if unknown). */
@@ -773,7 +1151,7 @@ export class MembershipManager {
     const req = { roomId: this.roomId, eventType: CALL_MEMBER_EVENT_TYPE, stateKey: this.stateKey };
     try {
       const current = await this.clock.withTimeout(
-        this.timing.requestTimeoutMs,
+        this.delayedTimeoutMs,
         this.disposeController.signal,
         (signal) => this.backend.readStateEvent!(req, { signal }),
       );
@@ -788,7 +1166,15 @@ export class MembershipManager {
   // ---------------------------------------------------------------------------------------------
 
   /** The room holds no membership of ours although we wrote one and our delayed leave is alive. */
-  private membershipMissing(call: Call): void {
+  private async membershipMissing(call: Call): Promise<void> {
+    // The view may lag more than the grace period behind our own write (a slow sync): ask the server
+    // before rewriting, or a lag alone would flicker probablyLeft and give us a new created_ts.
+    const sent = call.lastSent;
+    if (sent && (await this.serverHolds(sent))) {
+      this.log.debug("the room view lags behind our write; the server holds our membership");
+      return;
+    }
+    if (call.abort.signal.aborted || call.lastSent !== sent || this.call !== call) return;
     this.log.warn("the room no longer holds our membership");
     call.lastSent = undefined;
     this.ownMembershipSubject.next(undefined);
@@ -812,8 +1198,13 @@ export class MembershipManager {
   // Membership writes: one in flight at a time, later requests coalesced into the next write.
   // ---------------------------------------------------------------------------------------------
 
-  private writeMembership(call: Call, kind: WriteKind): Promise<void> {
+  /** Ask for a write of at least `kind` without starting one (the next writer run takes it). */
+  private wantWrite(call: Call, kind: WriteKind): void {
     if (!call.wantedWrite || WRITE_RANK[kind] > WRITE_RANK[call.wantedWrite]) call.wantedWrite = kind;
+  }
+
+  private writeMembership(call: Call, kind: WriteKind): Promise<void> {
+    this.wantWrite(call, kind);
     if (!call.writer)
       call.writer = this.membershipWriter(call).finally(() => {
         call.writer = undefined;
@@ -832,7 +1223,8 @@ export class MembershipManager {
       const content =
         kind === "reassert" && call.lastSent
           ? call.lastSent
-          : this.makeContent(call, kind === "fresh" || !call.createdTs);
+          : // When the server holds no membership of ours, the next one is a fresh join (new created_ts).
+            this.makeContent(call, kind === "fresh" || !call.createdTs || !call.lastSent);
       call.membershipAttempted = true;
       const result = await this.retrying(
         signal,
@@ -853,7 +1245,7 @@ export class MembershipManager {
         return;
       }
       if (!result.ok) {
-        if (!result.aborted && !isTransient(result.cls))
+        if (!result.aborted && !isRetryable(result.cls))
           this.failCall(call, this.toError(result.cls, result.error, "send-state"));
         return;
       }
@@ -864,6 +1256,7 @@ export class MembershipManager {
       this.ownMembershipSubject.next(content);
       this.resolveUpdates(call.confirmedVersion);
       this.scheduleRefresh(call);
+      this.watchExpiry(call, content);
       if (call.delayed === "armed") {
         // After a rejoin, "certainly joined" waits for the restart that follows (markArmed).
         if (!this.probablyLeftSubject.value) this.setState({ kind: "joined", delayedLeave: true });
@@ -876,11 +1269,47 @@ export class MembershipManager {
     }
   }
 
+  /**
+   * Others stop listing a membership at created_ts + expires. Remember when; checkExpiry() compares on
+   * every heartbeat and every failed retry (no timer of its own: a timer per manager costs memory).
+   */
+  private watchExpiry(call: Call, content: MembershipContent): void {
+    const expiresAt = membershipExpiresAt(content);
+    if (expiresAt === undefined) return;
+    call.expiresAt = expiresAt;
+    if (call.expired) {
+      call.expired = false;
+      this.setProbablyLeft(false);
+    }
+  }
+
+  /**
+   * If writes kept failing until our membership's `expires` (while heartbeats may still work), others
+   * no longer list us: we must not go on saying `connected`. Say we are probably out.
+   */
+  private checkExpiry(call: Call): void {
+    if (call.expired || call.expiresAt === undefined || call.abort.signal.aborted) return;
+    if (this.clock.now() < call.expiresAt) return;
+    this.log.warn("our membership expired for others before a refresh got through");
+    call.expired = true;
+    this.setProbablyLeft(true);
+    this.setState({ kind: "reconnecting", reason: "membership-expired", probablyLeft: true });
+    this.emitError(
+      new MembershipError(
+        "our membership expired for others: no membership write got through before `expires`",
+        "membership-removed",
+        "send-state",
+      ),
+    );
+  }
+
   private makeContent(call: Call, fresh: boolean): MembershipContent {
     const now = this.clock.now();
     if (fresh || call.createdTs === undefined) call.createdTs = now;
     const window =
-      call.delayed === "none" ? this.timing.degradedMembershipExpiryMs : this.timing.membershipExpiryMs;
+      call.delayed === "none" || call.rearming
+        ? this.timing.degradedMembershipExpiryMs
+        : this.timing.membershipExpiryMs;
     return makeMembershipContent(this.fields, call.createdTs, now, window);
   }
 
@@ -888,7 +1317,9 @@ export class MembershipManager {
   private scheduleRefresh(call: Call): void {
     call.cancelRefresh?.();
     const window =
-      call.delayed === "none" ? this.timing.degradedMembershipExpiryMs : this.timing.membershipExpiryMs;
+      call.delayed === "none" || call.rearming
+        ? this.timing.degradedMembershipExpiryMs
+        : this.timing.membershipExpiryMs;
     call.cancelRefresh = this.clock.after(refreshIntervalMs(window), () => {
       if (!call.abort.signal.aborted) void this.writeMembership(call, "refresh");
     });
@@ -927,13 +1358,25 @@ export class MembershipManager {
     call.heartbeatAbort.abort();
     await call.heartbeatLoop;
     await this.sweepOrphans(call.membershipAttempted ? call.delayId : undefined);
+    // A sweep asked for while one ran runs once more: wait for that one too, or an orphan found by
+    // it would still be pending when we say we left.
+    while (this.sweeping) await this.sweeping;
     if (signal.aborted) return { status: "disposed" };
     let via: Extract<LeaveResult, { status: "left" }>["via"] = "nothing-to-leave";
     const delayId = call.delayId;
     if (!call.membershipAttempted) {
       if (delayId) {
-        const r = await this.retrying(signal, "cancel", (s) =>
-          this.backend.updateDelayedEvent(delayId, "cancel", { signal: s }),
+        // Only success or a real "gone" ends this: a refused cancel (a proxy's 404, a 403) leaves the
+        // delayed leave pending, to fire into our next membership. Retried with backoff.
+        const r = await this.retrying(
+          signal,
+          "cancel",
+          (s) => this.backend.updateDelayedEvent(delayId, "cancel", { signal: s }),
+          undefined,
+          this.timing.retryMaxMs,
+          undefined,
+          undefined,
+          notGone,
         );
         if (!r.ok && r.aborted) return { status: "disposed" };
         via = "delayed-event-cancelled";
@@ -941,10 +1384,20 @@ export class MembershipManager {
     } else {
       let sent = false;
       if (delayId) {
-        const r = await this.retrying(signal, "send-leave", (s) =>
-          this.backend.updateDelayedEvent(delayId, "send", { signal: s }),
+        // Retry only answers of a busy or unreachable server; anything else (gone, refused, an answer
+        // we do not recognise) falls back to writing {} at once (src/core/policy.ts).
+        const r = await this.retrying(
+          signal,
+          "send-leave",
+          (s) => this.backend.updateDelayedEvent(delayId, "send", { signal: s }),
+          undefined,
+          this.timing.retryMaxMs,
+          undefined,
+          undefined,
+          (cls) => onLeaveSendFailure(cls) === "back-off",
         );
         if (!r.ok && r.aborted) return { status: "disposed" };
+        if (!r.ok && r.cls.kind !== "gone") this.emitError(this.toError(r.cls, r.error, "send-leave"));
         sent = r.ok;
         via = "delayed-event-sent";
       }
@@ -968,11 +1421,32 @@ export class MembershipManager {
         );
         if (!r.ok) {
           if (r.aborted) return { status: "disposed" };
+          // Refused (403: no longer in the room) or rejected: say so, with the error.
           const error = this.toError(r.cls, r.error, "send-state");
+          this.emitError(error);
           this.setState({ kind: "failed", error });
-          return { status: "timed-out" };
+          // The delayed leave stays: its firing is now the only way our membership goes. But a later
+          // join() must cancel it first, or it fires into the new membership.
+          if (delayId) this.staleDelayId = delayId;
+          return { status: "failed", error };
         }
         via = "state-written";
+        // The send failed without a "gone": our delayed leave may still be pending. It would only
+        // write {} again, but nothing of ours should stay behind: one best-effort cancel.
+        if (delayId) {
+          const until = this.clock.now() + this.timing.delayMs + this.timing.requestTimeoutMs;
+          await this.retrying(
+            signal,
+            "cancel",
+            (s) => this.backend.updateDelayedEvent(delayId, "cancel", { signal: s }),
+            undefined,
+            this.rejoinRetryCapMs,
+            undefined,
+            () => this.clock.now() < until,
+            notGone,
+          );
+          if (this.disposed) return { status: "disposed" };
+        }
       }
     }
     this.delayIdSubject.next(undefined);
@@ -996,13 +1470,17 @@ export class MembershipManager {
     fn: (signal: AbortSignal) => Promise<T>,
     call?: Call,
     capMs: number = this.timing.retryMaxMs,
-    timeoutMs: number = this.timing.requestTimeoutMs,
+    /** undefined: the adaptive timeout of delayed-event requests (src/core/linkTiming.ts). */
+    timeoutMs?: number,
     /** Checked before every attempt; false stops with `deferred` (nothing sent). */
     guard?: () => boolean,
+    /** Which failures to retry here; the others return to the caller. Default: src/core/policy.ts. */
+    retryable: (cls: ErrorClass) => boolean = isRetryable,
   ): Promise<Attempt<T>> {
     // The backoff exponent grows only with answered failures: a local timeout already waited a whole
     // timeout, so a run of them (an outage) must not leave the first retry after it waiting long.
     let backoffStep = 0;
+    const lane = op === "send-state" ? "state" : "delayed";
     for (;;) {
       if (signal.aborted) return { ok: false, cls: { kind: "network" }, error: signal.reason, aborted: true };
       if (guard && !guard())
@@ -1013,15 +1491,37 @@ export class MembershipManager {
           aborted: true,
           deferred: true,
         };
+      const spent = this.spend(signal);
+      if (spent !== true && !(await spent))
+        return { ok: false, cls: { kind: "network" }, error: signal.reason, aborted: true };
+      if (guard && !guard())
+        return {
+          ok: false,
+          cls: { kind: "network" },
+          error: new Error("deferred"),
+          aborted: true,
+          deferred: true,
+        };
       const sentAt = this.clock.now();
+      const adaptive = timeoutMs === undefined;
       try {
-        const value = await this.clock.withTimeout(timeoutMs, this.disposeController.signal, fn);
-        if (call) call.failingSince = undefined;
+        const value = await this.clock.withTimeout(
+          timeoutMs ?? this.delayedTimeoutMs,
+          this.disposeController.signal,
+          fn,
+        );
+        if (adaptive) this.observeLink(sentAt);
+        if (call && lane === "state") call.failingStateSince = undefined;
+        else if (call) call.failingDelayedSince = undefined;
         return { ok: true, value, sentAt };
       } catch (error) {
         if (this.disposed) return { ok: false, cls: { kind: "network" }, error, aborted: true };
         const cls = classifyError(error, op, this.clock.now());
-        if (!isTransient(cls)) return { ok: false, cls, error };
+        // Only the delayed-event lane's own timeouts and real answers (an HTTP status) measure the
+        // link: a connection reset after a long cut is not a round trip.
+        if (adaptive && (error instanceof LocalTimeoutError || answered(cls)))
+          this.observeLink(sentAt, error);
+        if (!retryable(cls)) return { ok: false, cls, error };
         const step = error instanceof LocalTimeoutError ? backoffStep : backoffStep++;
         if (!(await this.waitBeforeRetry(call, cls, error, step, op, capMs, signal)))
           return { ok: false, cls, error, aborted: signal.aborted || this.disposed };
@@ -1041,27 +1541,35 @@ export class MembershipManager {
   ): Promise<boolean> {
     this.emitError(this.toError(cls, error, op));
     const now = this.clock.now();
+    if (call) this.checkExpiry(call);
     if (call) {
-      call.failingSince ??= now;
-      if (now - call.failingSince >= this.timing.giveUpAfterMs) {
+      const lane = op === "send-state" ? "state" : "delayed";
+      const since = lane === "state" ? (call.failingStateSince ??= now) : (call.failingDelayedSince ??= now);
+      if (now - since >= this.timing.giveUpAfterMs) {
         this.failCall(
           call,
-          new MembershipError(`gave up after failing for ${now - call.failingSince} ms`, "gave-up", op, cls, {
+          new MembershipError(`gave up after failing for ${now - since} ms`, "gave-up", op, cls, {
             cause: error,
           }),
         );
         return false;
       }
     }
-    let waitMs: number;
-    if (error instanceof LocalTimeoutError) waitMs = 0;
-    else
-      waitMs = retryWaitMs(
-        cls,
-        backoffMs(attempt, this.timing.retryBaseMs, Math.max(this.timing.retryBaseMs, capMs), this.random),
-        Math.max(this.timing.retryBaseMs, capMs),
-        this.timing.delayMs,
-      );
+    const waitMs = retryWaitMs({
+      cls,
+      localTimeout: error instanceof LocalTimeoutError && !this.link?.tooSlow,
+      attempt,
+      baseMs: this.timing.retryBaseMs,
+      capMs,
+      // State sends may wait as long as the server asks, within retryMaxMs; the delayed-leave lane only a
+      // quarter of the delay: a heartbeat is due half a delay before the leave fires, so a retry a
+      // quarter later still has more than one request timeout (at most delay/5) to land.
+      hintCapMs:
+        op === "send-state"
+          ? Math.max(capMs, this.timing.retryMaxMs)
+          : Math.max(capMs, this.timing.delayMs / 4),
+      random: this.random,
+    });
     this.log.debug(`${op} failed (${cls.kind}); retrying in ${waitMs} ms`);
     return this.clock.sleep(waitMs, signal);
   }
@@ -1110,6 +1618,7 @@ export class MembershipManager {
     if (!keepHeartbeat && !call.heartbeatAbort.signal.aborted) call.heartbeatAbort.abort();
     call.cancelProbablyLeft?.();
     call.cancelRefresh?.();
+    call.cancelRearm?.();
     call.wantedWrite = undefined;
     this.rejectUpdates(
       new MembershipError("the call ended before the update was sent", "gave-up", "send-state"),
@@ -1160,6 +1669,16 @@ export class MembershipManager {
   private updateSupport(patch: Partial<Support>): void {
     if (!this.disposed) this.supportSubject.next({ ...this.supportSubject.value, ...patch });
   }
+}
+
+/** Retry everything but a real "gone": for cancels, where a refusal leaves the delayed leave pending. */
+function notGone(cls: ErrorClass): boolean {
+  return cls.kind !== "gone";
+}
+
+/** The server answered (with an error status): the round trip is a measurement. */
+function answered(cls: ErrorClass): boolean {
+  return cls.kind !== "network" && cls.kind !== "unknown";
 }
 
 /** A signal that aborts once `p` settles. */

@@ -9,7 +9,14 @@ export type ReconnectReason =
   /** The server fired our delayed leave; we are joining again (autoRejoin). */
   | "delayed-leave-fired"
   /** Our membership was removed or overwritten by someone else; we are joining again (autoRejoin). */
-  | "membership-removed";
+  | "membership-removed"
+  /** No membership write got through before our membership's `expires`: others no longer list us. */
+  | "membership-expired"
+  /**
+   * The link's round trip does not fit the delay, even with the local timeout at the most the delay
+   * allows: requests keep timing out. Use a longer `delayedLeaveDelayMs` on such links.
+   */
+  | "link-too-slow";
 
 export type LeftReason = "user" | "delayed-leave-fired" | "membership-removed";
 
@@ -71,7 +78,12 @@ export type LeaveResult =
   /** Not confirmed within `timeoutMs`; retries go on until the server confirms or `dispose()`. */
   | { status: "timed-out" }
   /** `dispose()` was called before the leave was confirmed. */
-  | { status: "disposed" };
+  | { status: "disposed" }
+  /**
+   * The server refused the leave (e.g. 403: we are no longer in the room, so we cannot write `{}`).
+   * `error` says why; it was also on `errors$`, and the state is `failed`.
+   */
+  | { status: "failed"; error: MembershipError };
 
 /** What we know of the server's support for delayed events; `support$` replays it. */
 export interface Support {

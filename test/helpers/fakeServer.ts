@@ -16,7 +16,9 @@ export type Fault =
   | { kind: "error"; error: () => unknown }
   | { kind: "hang" }
   | { kind: "lose-response" }
-  | { kind: "slow"; ms: number };
+  | { kind: "slow"; ms: number }
+  /** The server processes the request, but the answer we get is an error (a mangled 200, a proxy). */
+  | { kind: "process-then-error"; error: () => unknown };
 
 interface Delayed {
   stateKey: string;
@@ -217,6 +219,12 @@ export class FakeServer implements MembershipBackend {
         }
         if (fault?.kind === "lose-response") {
           entry.outcome = "lost";
+          return;
+        }
+        if (fault?.kind === "process-then-error") {
+          entry.outcome = "error";
+          const error = fault.error();
+          this.after(this.latencyMs / 2, () => reject(error));
           return;
         }
         this.after(this.latencyMs / 2, () => (this.down ? undefined : resolve(value)));

@@ -12,7 +12,10 @@
  *       within one heartbeat interval) true
  *   R   no resurrection: after the server fired our leave, our next membership write comes only after a
  *       new delayed leave was scheduled
- *   4   no timers after dispose(), and nothing sent after dispose()
+ *   4   no timers one request timeout after dispose(), and nothing but cancels of late delay ids sent after it
+ *   H   no hot loop: at most HOT_LOOP_LIMIT requests in any one second, whatever the server answers
+ *   O   no orphan: a delay id whose answer reaches the manager after dispose() is cancelled (never fires),
+ *       and after leave() and the settling of in-flight requests, no delayed leave of ours is pending
  *   5   convergence: once the network heals and faults stop, we end where the app asked (joined and
  *       protected, or left)
  *
@@ -23,6 +26,7 @@ import fc from "fast-check";
 import log from "loglevel";
 import { MembershipManager } from "../../src/manager/MembershipManager.js";
 import type { MembershipBackend } from "../../src/backends/types.js";
+import { HTTPError, MatrixError } from "matrix-js-sdk";
 import { FakeServer, matrixError, type Fault } from "./fakeServer.js";
 import { settle, VirtualTime } from "./virtualTime.js";
 
@@ -46,9 +50,26 @@ export type FaultSpec =
   | { kind: "slow"; ms: number }
   | {
       kind: "429";
-      retryAfter: "none" | "null-body" | { headerS: number } | { dateS: number } | { bodyMs: number };
+      retryAfter:
+        | "none"
+        | "null-body"
+        | "garbage-header"
+        | { headerS: number }
+        | { dateS: number }
+        | { bodyMs: number };
     }
-  | { kind: "5xx"; status: number };
+  | { kind: "5xx"; status: number }
+  /**
+   * Hostile answers (issue 11): a 404 that is not M_NOT_FOUND (JSON without errcode, a proxy's HTML
+   * page), odd statuses (601, 0), a refusal (403, 400), a host's untyped Error, and a success
+   * whose body is unusable (processed by the server, then thrown as the backends' MalformedResponseError).
+   * (No 409: it means "not pending" in MSC4140, and the FakeServer would be lying if it said so of a
+   * pending delayed event.)
+   */
+  | { kind: "odd"; answer: OddAnswer };
+
+export type OddAnswer =
+  "404-no-errcode" | "404-html" | "601" | "status-0" | "403" | "400" | "untyped" | "malformed-200";
 
 export type Cmd =
   | { k: "join" }
@@ -63,7 +84,19 @@ export type Cmd =
   | { k: "losePending" }
   | { k: "foreignWrite" };
 
-export type InvariantId = "1" | "1b" | "2" | "3" | "R" | "4" | "5";
+export type InvariantId = "1" | "1b" | "2" | "3" | "R" | "4" | "5" | "H" | "O";
+
+/**
+ * The "no hot loop" bound: requests the server may see from one manager in any one second. A join is
+ * 3 requests, a recovery about 6; the manager's request budget (src/core/budget.ts) allows 8 at once
+ * and 3 a second after that at this delay (3 per heartbeat interval once a server lowered the delay). Before issue 11, a 404 without errcode gave ~135 a second.
+ */
+export const HOT_LOOP_LIMIT = 12;
+
+/** The bound when the server made us lower the delay (a shorter delay needs more heartbeats). */
+function hotLoopLimit(heartbeatIntervalMs: number): number {
+  return Math.max(HOT_LOOP_LIMIT, Math.ceil(9 + 3000 / heartbeatIntervalMs));
+}
 
 export interface Violation {
   inv: InvariantId;
@@ -91,12 +124,28 @@ const faultSpecArb: fc.Arbitrary<FaultSpec> = fc.oneof(
     .oneof(
       fc.constant<"none">("none"),
       fc.constant<"null-body">("null-body"),
+      fc.constant<"garbage-header">("garbage-header"),
       fc.integer({ min: 0, max: 4 }).map((headerS) => ({ headerS })),
+      // Hostile hints: negative, an hour, past 2^31 ms.
+      fc.constantFrom(-5, 3600, 3e6).map((headerS) => ({ headerS })),
       fc.integer({ min: 0, max: 4 }).map((dateS) => ({ dateS })),
       fc.integer({ min: 0, max: 4000 }).map((bodyMs) => ({ bodyMs })),
+      fc.constantFrom(1e12, 2 ** 31).map((bodyMs) => ({ bodyMs })),
     )
     .map<FaultSpec>((retryAfter) => ({ kind: "429", retryAfter })),
   fc.constantFrom(500, 502, 503, 504).map<FaultSpec>((status) => ({ kind: "5xx", status })),
+  fc
+    .constantFrom<OddAnswer>(
+      "404-no-errcode",
+      "404-html",
+      "601",
+      "status-0",
+      "403",
+      "400",
+      "untyped",
+      "malformed-200",
+    )
+    .map<FaultSpec>((answer) => ({ kind: "odd", answer })),
 );
 
 const advanceArb = fc
@@ -139,7 +188,7 @@ export function cmdArb(opts: ScheduleOptions = {}): fc.Arbitrary<Cmd> {
           k: "fault",
           op,
           fault,
-          times: fault.kind === "429" || fault.kind === "5xx" ? times : 1,
+          times: fault.kind === "429" || fault.kind === "5xx" || fault.kind === "odd" ? times : 1,
         })),
       weight: 4,
     },
@@ -220,8 +269,41 @@ interface ServerInternals {
   writeState(stateKey: string, content: Record<string, unknown>, by: "client" | "delayed"): void;
 }
 
+/** The error a backend would throw for one hostile answer (matrix-js-sdk's shapes where there is one). */
+function oddError(answer: OddAnswer): () => unknown {
+  switch (answer) {
+    case "404-no-errcode":
+      return () => new MatrixError({ error: "Not found" }, 404);
+    case "404-html":
+      return () => new HTTPError("<html><body><h1>404 Not Found</h1></body></html>", 404);
+    case "601":
+      return () => matrixError(601, "M_UNKNOWN");
+    case "status-0":
+      return () => new HTTPError("", 0);
+    case "403":
+      return () => matrixError(403, "M_FORBIDDEN");
+    case "400":
+      return () => matrixError(400, "M_BAD_JSON");
+    case "untyped":
+      return () => new Error("the host said no");
+    case "malformed-200":
+      // What the backends throw for a 200 whose delay_id is missing or not a string (issue 11 item 1).
+      return () =>
+        Object.assign(new Error("malformed answer to schedule-leave: delay_id is not a string"), {
+          name: "MalformedResponseError",
+          request: "schedule-leave",
+          status: 200,
+        });
+  }
+}
+
 function faultOf(spec: FaultSpec, server: FakeServer): Fault {
   switch (spec.kind) {
+    case "odd":
+      // A malformed success was processed by the server; the other answers were not.
+      return spec.answer === "malformed-200"
+        ? { kind: "process-then-error", error: oddError(spec.answer) }
+        : { kind: "error", error: oddError(spec.answer) };
     case "lose-response":
     case "hang":
       return { kind: spec.kind };
@@ -239,6 +321,8 @@ function faultOf(spec: FaultSpec, server: FakeServer): Fault {
           const ra = spec.retryAfter;
           if (ra === "none") return matrixError(429, "M_LIMIT_EXCEEDED");
           if (ra === "null-body") return matrixError(429, "M_LIMIT_EXCEEDED", { retry_after_ms: null });
+          if (ra === "garbage-header")
+            return matrixError(429, "M_LIMIT_EXCEEDED", {}, { "Retry-After": "soon, maybe" });
           if ("headerS" in ra)
             return matrixError(429, "M_LIMIT_EXCEEDED", {}, { "Retry-After": String(ra.headerS) });
           if ("dateS" in ra)
@@ -283,13 +367,25 @@ export async function runSchedule(
         (v) => v,
         (e: unknown) => {
           const status = (e as { httpStatus?: number } | undefined)?.httpStatus;
-          if (status === 404 || status === 409) goneDeliveredAt.push(t());
+          const errcode = (e as { errcode?: string } | undefined)?.errcode;
+          // Only a real "gone" tells the manager anything (issue 11): a 404 without M_NOT_FOUND does not.
+          if ((status === 404 && errcode === "M_NOT_FOUND") || status === 409) goneDeliveredAt.push(t());
           note(`   <- ${name} rejected: ${status ?? (e as Error)?.name ?? String(e)}`);
           throw e;
         },
       );
+  /** Delay ids whose answer reached the manager after dispose() (O: they must be cancelled). */
+  const lateIds = new Set<string>();
+  const firedIds = new Set<string>();
   const backend: MembershipBackend = {
-    sendDelayedStateEvent: wrap("schedule", server.sendDelayedStateEvent.bind(server)),
+    sendDelayedStateEvent: (req, o) =>
+      wrap("schedule", server.sendDelayedStateEvent.bind(server))(req, o).then((id) => {
+        if (disposed) {
+          lateIds.add(id);
+          note(`   <- schedule answered ${id} after dispose()`);
+        }
+        return id;
+      }),
     sendStateEvent: wrap("state", server.sendStateEvent.bind(server)),
     // Only a restart's 404 tells the manager its tracked delayed leave is gone (a cancel's is an orphan's).
     updateDelayedEvent: (id, action, opts) =>
@@ -338,6 +434,8 @@ export async function runSchedule(
   let inFire = false;
   let firing = "";
   let inForeign = false;
+  /** The manager says the server has no delayed events (degraded mode). */
+  let degradedNow = false;
   const createdAt = new Map<string, number>();
   /** Every delay id the manager ever learned (delayId$); others at our key are orphans it never knew. */
   const trackedIds = new Set<string>();
@@ -358,6 +456,7 @@ export async function runSchedule(
     origArm(id, d);
   };
   internals.fire = (id) => {
+    if (server.delayed.has(id)) firedIds.add(id);
     firing = id;
     inFire = true;
     try {
@@ -381,6 +480,8 @@ export async function runSchedule(
         const exempt =
           intent !== "joined" ||
           disposed ||
+          // The manager ended the call and said so (a typed failure): a fire is what it announced.
+          manager.state.kind === "failed" ||
           manager.state.kind === "leaving" ||
           !(before && isMembership(before) && !isForeign(before));
         fires.push({
@@ -397,7 +498,13 @@ export async function runSchedule(
         const lastCreated = Math.max(-Infinity, ...createdAt.values());
         const removedBehindOurBack =
           lastExternalRemovalAt >= lastCreated && !goneDeliveredAt.some((x) => x >= lastExternalRemovalAt);
-        if (!isMembership(before) && server.pendingFor(key).length === 0 && !removedBehindOurBack)
+        // Degraded mode (the manager says it has no delayed events) writes without one, by design.
+        if (
+          !isMembership(before) &&
+          server.pendingFor(key).length === 0 &&
+          !removedBehindOurBack &&
+          !degradedNow
+        )
           violate(
             "R",
             (unresolvedFireAt !== undefined
@@ -417,6 +524,7 @@ export async function runSchedule(
   };
 
   // --- Manager observation -------------------------------------------------------------------
+  manager.support$.subscribe((sup) => (degradedNow = sup.delayedEvents === false));
   manager.delayId$.subscribe((id) => {
     if (id) trackedIds.add(id);
   });
@@ -456,7 +564,13 @@ export async function runSchedule(
     const now = t();
     checkLeft("check");
     // 2
-    const connected = manager.status === "connected";
+    // H: whatever the server answers, a bounded number of requests per second.
+    const recent = server.log.filter((e) => e.at > now - 1000).length;
+    const limit = hotLoopLimit(manager.effectiveTiming.heartbeatIntervalMs);
+    if (recent > limit) violate("H", `${recent} requests in the second before ${now} (limit ${limit})`);
+    // 2 (degraded mode says so: `joined` with delayedLeave false is honest without a delayed leave)
+    const degraded = manager.state.kind === "joined" && !manager.state.delayedLeave;
+    const connected = manager.status === "connected" && !degraded;
     const pending = server.pendingFor(key).length > 0;
     if (connected && !pending) {
       // External: the last delayed leave of ours was removed by the server or someone else, not by us.
@@ -625,13 +739,21 @@ export async function runSchedule(
   server.clearFaults();
   await advance(opts.healMs ?? HEAL_MS);
   traceLog();
-  if (intent === "joined") {
+  // A typed failure on a refusal (403, 400: retrying the same request cannot help) is an honest end
+  // the app must act on (issue 11: "degraded mode or a typed failed, never silence").
+  const refused =
+    manager.state.kind === "failed" && ["forbidden", "rejected"].includes(manager.state.error.code);
+  // Degraded mode (the server refused our delay or said it has no delayed events) is honest when it
+  // says so: `joined` with delayedLeave false, the membership held, support$ says why.
+  const degraded = manager.state.kind === "joined" && !manager.state.delayedLeave;
+  if (intent === "joined" && refused) note("   (ends failed on a refusal: exempt from 5)");
+  else if (intent === "joined") {
     const c = server.state.get(key);
     if (
       manager.status !== "connected" ||
       !isMembership(c) ||
       isForeign(c) ||
-      server.pendingFor(key).length === 0
+      (server.pendingFor(key).length === 0 && !degraded)
     )
       violate(
         "5",
@@ -644,6 +766,14 @@ export async function runSchedule(
     else if (server.pendingFor(key).length > 1)
       violate("5", `after healing, ${server.pendingFor(key).length} delayed leaves of ours are pending`);
   } else {
+    if (server.pendingFor(key).length > 0)
+      violate(
+        "O",
+        `after leave() and healing, delayed leave(s) ${server
+          .pendingFor(key)
+          .map((id) => `${id} (${kindOf(id)})`)
+          .join(",")} of ours still pending`,
+      );
     if (serverHoldsOurMembership() || server.pendingFor(key).length > 0 || manager.status !== "disconnected")
       violate(
         "5",
@@ -656,19 +786,24 @@ export async function runSchedule(
   note("# dispose");
   manager.dispose();
   disposed = true;
-  if (manager.pendingTimers !== 0)
-    violate("4", `${manager.pendingTimers} timers pending right after dispose()`);
   const logLen = server.log.length;
+  // Issue 11 item 4/5: a schedule still open at dispose() may answer with an id, which is cancelled;
+  // it is aborted one request timeout later, so the process can exit. Nothing else is left.
+  await advance(manager.effectiveTiming.requestTimeoutMs + 1);
+  if (manager.pendingTimers !== 0)
+    violate("4", `${manager.pendingTimers} timers pending one request timeout after dispose()`);
   await advance(30_000);
   if (unsettled.size > 0) violate("4", `never settled after dispose(): ${[...unsettled].join(", ")}`);
   else await Promise.all(leaveResults);
   if (manager.pendingTimers !== 0)
     violate("4", `${manager.pendingTimers} timers pending 30 s after dispose()`);
-  if (server.log.length !== logLen)
+  for (const id of lateIds)
+    if (firedIds.has(id)) violate("O", `${id}, answered after dispose(), was never cancelled and fired`);
+  const afterDispose = server.log.slice(logLen).filter((e) => e.op !== "cancel");
+  if (afterDispose.length > 0)
     violate(
       "4",
-      `${server.log.length - logLen} request(s) sent after dispose(): ${server.log
-        .slice(logLen)
+      `${afterDispose.length} request(s) other than cancels of late delay ids sent after dispose(): ${afterDispose
         .map((e) => e.op)
         .join(", ")}`,
     );

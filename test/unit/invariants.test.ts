@@ -87,13 +87,21 @@ function property(invs: InvariantId[]) {
 }
 
 const PROPERTIES: [InvariantId, string][] = [
-  ["4", "4: no timers left and nothing sent after dispose() (and no unhandled rejection, via jest)"],
+  [
+    "4",
+    "4: no timers left one request timeout after dispose(), nothing but late-id cancels sent after it (and no unhandled rejection, via jest)",
+  ],
   ["1", "1: once leave() resolves left, no membership of ours on the server until we join again"],
   ["1b", "1b: once leave() resolves left, no delayed event of ours pending until we join again"],
   ["2", "2: while connected, a delayed leave of ours is pending (one request's window allowed)"],
   ["3", "3: when the server fires our leave while we want to be joined, probablyLeft within one heartbeat"],
   ["R", "R: no resurrection: a membership we (re)create is always covered by a pending delayed leave"],
   ["5", "5: after the network heals, we converge to what the app asked (joined and protected, or left)"],
+  ["H", "H: no hot loop: at most HOT_LOOP_LIMIT requests in any second, whatever the server answers"],
+  [
+    "O",
+    "O: no orphan: a delay id answered after dispose() is cancelled; after leave() and healing nothing of ours is pending",
+  ],
 ];
 
 describe(`invariants under random faults (${RUNS} schedules, seed ${SEED})`, () => {
