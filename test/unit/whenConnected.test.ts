@@ -68,6 +68,8 @@ describe("whenConnected", () => {
     // Only the wait ended: the manager still tries, and its timer is gone.
     expect(h.manager.status).not.toBe("disconnected");
     h.manager.dispose();
+    // A schedule still open at dispose() is aborted one request timeout later (issue 11, item 5).
+    await h.time.advance(h.manager.effectiveTiming.requestTimeoutMs + 10);
     expect(h.manager.pendingTimers).toBe(0);
   });
 
