@@ -9,7 +9,7 @@ import {
   type SchedulerLike,
   type Subscription,
 } from "rxjs";
-import type { MembershipBackend } from "../backends/types.js";
+import type { DelayedEventStatus, MembershipBackend } from "../backends/types.js";
 import { budgetLimits, fullBudget, takeToken, type Budget, type BudgetLimits } from "../core/budget.js";
 import {
   MIN_DELAY_MS,
@@ -34,6 +34,7 @@ import {
   type LinkBounds,
   type LinkTiming,
 } from "../core/linkTiming.js";
+import { lostDelayedLeaveCause } from "../core/lostDelayedLeave.js";
 import {
   isRetryable,
   onLeaveSendFailure,
@@ -1040,17 +1041,34 @@ export class MembershipManager {
         if (!(await this.clock.sleep(wait, signal))) return;
         continue;
       }
-      // gone (404 M_NOT_FOUND, 409): the server no longer holds our delayed leave.
+      // gone (404 M_NOT_FOUND, 409): the server no longer holds our delayed leave, or says it is done.
       refusals = 0;
-      await this.recoverLostDelayedLeave(call);
+      await this.recoverLostDelayedLeave(call, result.cls);
     }
   }
 
-  private async recoverLostDelayedLeave(call: Call): Promise<void> {
-    // Judge by time, not by the probablyLeft flag: after a rejoin the flag stays up until a restart
-    // succeeds, and on Synapse < 1.127 our own fresh write cancels the new delayed leave, so a stale flag
-    // would turn that 404 into another fresh rejoin, forever.
-    const fired = goneCause(this.clock.now(), call.armedAt!, this.timing.delayMs) === "fired";
+  private async recoverLostDelayedLeave(call: Call, cls: ErrorClass): Promise<void> {
+    // Where the server can say what became of it (MSC4140 as merged: the 409's lookup, or `GET` one),
+    // believe the server. Otherwise judge by time, not by the probablyLeft flag: after a rejoin the flag
+    // stays up until a restart succeeds, and on Synapse < 1.127 our own fresh write cancels the new
+    // delayed leave, so a stale flag would turn that 404 into another fresh rejoin, forever.
+    const byTime = goneCause(this.clock.now(), call.armedAt!, this.timing.delayMs);
+    const lookup =
+      cls.kind === "gone" && cls.finalised ? cls.finalised : await this.lookUpDelayedLeave(call.delayId);
+    const cause = lostDelayedLeaveCause(lookup, byTime);
+    if (cause === "pending") {
+      // The server still holds it: that "gone" was wrong. Keep the id (a replacement would leave it to
+      // fire) and probe it again after a pause: the heartbeat is overdue by now, so without one this
+      // would be a loop at the budget's rate.
+      this.log.warn("a restart said our delayed leave was gone, but the server still holds it");
+      this.emitError(
+        new MembershipError("the server answered 'gone' for a pending delayed leave", "unknown", "restart"),
+      );
+      const pause = Math.max(this.timing.retryBaseMs, this.timing.heartbeatIntervalMs / 4);
+      await this.clock.sleep(pause, call.heartbeatAbort.signal);
+      return;
+    }
+    const fired = cause === "fired";
     const replaced = call.delayId;
     call.delayId = undefined;
     call.delayed = "pending";
@@ -1112,6 +1130,25 @@ export class MembershipManager {
     if (call.abort.signal.aborted || !(await this.armDelayedLeave(call))) return;
     // Never wait for the state send here: the new delayed leave needs its heartbeat.
     if (call.wantedWrite && !call.writer) void this.writeMembership(call, call.wantedWrite);
+  }
+
+  /**
+   * What the server says became of one delayed event, where it can say (`backend.getDelayedEvent`:
+   * MSC4140 as merged, Synapse ≥1.161's unstable lookup); undefined when it cannot, or did not answer
+   * within one request timeout.
+   */
+  private async lookUpDelayedLeave(delayId: string | undefined): Promise<DelayedEventStatus | undefined> {
+    if (!delayId || !this.backend.getDelayedEvent) return undefined;
+    const spent = this.spend();
+    if (spent !== true && !(await spent)) return undefined;
+    try {
+      return await this.clock.withTimeout(this.delayedTimeoutMs, this.disposeController.signal, (signal) =>
+        this.backend.getDelayedEvent!(delayId, { signal }),
+      );
+    } catch (error) {
+      this.log.debug("the delayed leave could not be looked up; judging by time", error);
+      return undefined;
+    }
   }
 
   /** One best-effort cancel of a delayed leave we replaced (a 404 M_NOT_FOUND is the expected answer). */
