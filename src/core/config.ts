@@ -25,15 +25,28 @@ export interface TimingOptions {
   giveUpAfterMs?: number;
 }
 
+/**
+ * TimingOptions resolved by `resolveTiming`: every default filled in and validated, so that
+ * heartbeatIntervalMs + requestTimeoutMs < delayMs. What `effectiveTiming` reports.
+ */
 export interface Timing {
+  /** Delay of the delayed leave in use: the configured one, or the server's lower maximum. */
   delayMs: number;
+  /** Time between heartbeat (restart) attempts; scaled down with a lowered delay. */
   heartbeatIntervalMs: number;
+  /** Configured local timeout of one delayed-event request (the manager may adapt it to the link). */
   requestTimeoutMs: number;
+  /** Local timeout of one state send (membership, explicit leave). */
   stateRequestTimeoutMs: number;
+  /** Membership validity window after each refresh, with delayed events. */
   membershipExpiryMs: number;
+  /** Membership validity window without delayed events (degraded mode). */
   degradedMembershipExpiryMs: number;
+  /** First retry step after a failure. */
   retryBaseMs: number;
+  /** Largest retry step for membership and leave requests. */
   retryMaxMs: number;
+  /** Continuous failure after which the manager gives up; Infinity (the default) never does. */
   giveUpAfterMs: number;
 }
 

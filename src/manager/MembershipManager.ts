@@ -81,17 +81,25 @@ import {
 } from "./state.js";
 
 export interface MembershipManagerOptions extends TimingOptions {
+  /** How requests reach the server: ClientBackend (a MatrixClient) or WidgetBackend (widget mode). */
   backend: MembershipBackend;
+  /** The call's room, `!opaque:server` (or `!opaque` from room v12). */
   roomId: string;
+  /** Our Matrix user id, `@localpart:server`; must be the backend's own user when it knows it. */
   userId: string;
+  /** Our device id; with userId and slot it makes our membership's state key. */
   deviceId: string;
+  /** Which call in the room. Default DEFAULT_SLOT, the room-wide call Element Call joins. */
   slot?: Slot;
   /** The room's version; MSC3757/MSC3779 rooms use state keys without the leading underscore. */
   roomVersion?: string;
   /** Default `{type: "livekit", focus_selection: "oldest_membership"}`. */
   focusActive?: Transport;
+  /** Written as `foci_preferred`: the transports we offer, in order of preference. Default []. */
   fociPreferred?: Transport[];
+  /** Written as `m.call.intent` ("audio", "video") when set. */
   callIntent?: CallIntent;
+  /** Extra keys merged into our membership content; the session's own fields win on collision. */
   applicationData?: Record<string, unknown>;
   /** Join again by itself after the server fired our leave or removed our membership. Default true. */
   autoRejoin?: boolean;
@@ -107,6 +115,10 @@ export interface MembershipManagerOptions extends TimingOptions {
   membershipGraceMs?: number;
   /** All timers run on this scheduler (tests pass a VirtualTimeScheduler). Default asyncScheduler. */
   scheduler?: SchedulerLike;
+  /**
+   * Where the manager logs; wrapped so that access tokens (and delay ids above debug) are redacted.
+   * Default: loglevel's "matrixrtc-membership" logger.
+   */
   logger?: Logger;
   /** Source of jitter, for deterministic tests. Default Math.random. */
   random?: () => number;
@@ -183,9 +195,13 @@ const MAX_DELAY_LOWERINGS = 8;
  * delayed leave. See README "How it works" for the sequence.
  */
 export class MembershipManager {
+  /** The call's room (from the options). */
   readonly roomId: string;
+  /** Our user id (from the options). */
   readonly userId: string;
+  /** Our device id (from the options). */
   readonly deviceId: string;
+  /** State key of our membership event, built from userId, deviceId, slot and room version. */
   readonly stateKey: string;
 
   private readonly backend: MembershipBackend;
@@ -330,9 +346,11 @@ export class MembershipManager {
   get state(): MembershipState {
     return this.stateSubject.value;
   }
+  /** The current Status (see `status$`). */
   get status(): Status {
     return statusOf(this.stateSubject.value);
   }
+  /** The current value of `probablyLeft$`. */
   get probablyLeft(): boolean {
     return this.probablyLeftSubject.value;
   }
@@ -347,6 +365,7 @@ export class MembershipManager {
       ? call.armedAt + this.timing.delayMs
       : undefined;
   }
+  /** True once `dispose()` was called: timers stopped, observables completed, `join()` throws. */
   get disposed(): boolean {
     return this.disposeController.signal.aborted;
   }

@@ -18,21 +18,54 @@ export type ReconnectReason =
    */
   | "link-too-slow";
 
+/**
+ * Why the manager is `left`: "user" when the app called `leave()`; "delayed-leave-fired" and
+ * "membership-removed" when that happened with `autoRejoin: false`, so the manager stays out.
+ */
 export type LeftReason = "user" | "delayed-leave-fired" | "membership-removed";
 
 /** The manager's whole state as a tagged union; `state$` replays the current one. */
 export type MembershipState =
-  | { kind: "idle" }
-  | { kind: "joining"; step: "delayed-leave" | "membership" }
   | {
+      /** Constructed, `join()` not called yet. */
+      kind: "idle";
+    }
+  | {
+      /** `join()` is under way; others do not list us yet. */
+      kind: "joining";
+      /** What is being sent: the delayed leave first, then the membership itself. */
+      step: "delayed-leave" | "membership";
+    }
+  | {
+      /** Our membership is on the server and kept alive. */
       kind: "joined";
       /** false in degraded mode (no delayed events): only `expires` protects against a crash. */
       delayedLeave: boolean;
     }
-  | { kind: "reconnecting"; reason: ReconnectReason; probablyLeft: boolean }
-  | { kind: "leaving" }
-  | { kind: "left"; reason: LeftReason }
-  | { kind: "failed"; error: MembershipError };
+  | {
+      /** Still trying to be in the call, but something went wrong; retries go on. */
+      kind: "reconnecting";
+      /** What went wrong. */
+      reason: ReconnectReason;
+      /** True when the server has probably removed us, so others no longer list us (see `probablyLeft$`). */
+      probablyLeft: boolean;
+    }
+  | {
+      /** `leave()` is under way. */
+      kind: "leaving";
+    }
+  | {
+      /** Out of the call, with no requests pending; `join()` may be called again. */
+      kind: "left";
+      /** Why we left. */
+      reason: LeftReason;
+    }
+  | {
+      /** Gave up (a refusal we do not retry, or failing for `giveUpAfterMs`); the app decides what next. */
+      kind: "failed";
+      /** Why; it was also emitted on `errors$`. */
+      error: MembershipError;
+    };
 
 /** Same kind and same fields (compared by identity: states are flat). */
 export function sameState(a: MembershipState, b: MembershipState): boolean {
@@ -44,8 +77,13 @@ export function sameState(a: MembershipState, b: MembershipState): boolean {
   return keys.length === Object.keys(y).length && keys.every((k) => x[k] === y[k]);
 }
 
+/**
+ * The coarse view of MembershipState for a call UI: idle, left and failed are "disconnected", joining is
+ * "connecting", joined "connected", leaving "disconnecting". `status$` emits it.
+ */
 export type Status = "disconnected" | "connecting" | "connected" | "reconnecting" | "disconnecting";
 
+/** The Status of a state (pure); what `status` and `status$` report. */
 export function statusOf(state: MembershipState): Status {
   switch (state.kind) {
     case "idle":
@@ -66,6 +104,7 @@ export function statusOf(state: MembershipState): Status {
 /** How `leave()` went out. */
 export type LeaveResult =
   | {
+      /** The server confirmed we are out. */
       status: "left";
       /**
        * delayed-event-sent: the server fired our delayed leave on request (one request);
@@ -76,14 +115,25 @@ export type LeaveResult =
       via: "delayed-event-sent" | "state-written" | "delayed-event-cancelled" | "nothing-to-leave";
     }
   /** Not confirmed within `timeoutMs`; retries go on until the server confirms or `dispose()`. */
-  | { status: "timed-out" }
+  | {
+      /** Not confirmed within `timeoutMs`. */
+      status: "timed-out";
+    }
   /** `dispose()` was called before the leave was confirmed. */
-  | { status: "disposed" }
+  | {
+      /** Disposed before confirmation. */
+      status: "disposed";
+    }
   /**
    * The server refused the leave (e.g. 403: we are no longer in the room, so we cannot write `{}`).
    * `error` says why; it was also on `errors$`, and the state is `failed`.
    */
-  | { status: "failed"; error: MembershipError };
+  | {
+      /** Refused by the server. */
+      status: "failed";
+      /** The refusal. */
+      error: MembershipError;
+    };
 
 /** What we know of the server's support for delayed events; `support$` replays it. */
 export interface Support {
