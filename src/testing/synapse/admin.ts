@@ -39,7 +39,15 @@ export async function registerWithSharedSecret(
   };
 }
 
-/** Client-server API call with a token; throws with Synapse's error body on failure. */
+/** How long one set-up call may spend waiting out 429s in total (the test's own rate limits apply). */
+const SETUP_RETRY_BUDGET_MS = 20_000;
+
+/**
+ * Client-server API call with a token; throws with Synapse's error body on failure. A 429 is waited out
+ * (Synapse's `retry_after_ms`, clamped to 100 ms – 5 s, within SETUP_RETRY_BUDGET_MS): set-up helpers
+ * such as `createRoom` run under whatever rate limits the test chose (e.g. Element Call's), and must not
+ * fail because a test's own traffic filled the bucket.
+ */
 export async function clientCall(
   baseUrl: string,
   accessToken: string | undefined,
@@ -49,10 +57,26 @@ export async function clientCall(
 ): Promise<Record<string, unknown>> {
   const headers: Record<string, string> = { "content-type": "application/json" };
   if (accessToken) headers.authorization = `Bearer ${accessToken}`;
-  const res = await fetch(`${baseUrl}${path}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return json(res, `${method} ${path}`);
+  const giveUpAt = Date.now() + SETUP_RETRY_BUDGET_MS;
+  for (;;) {
+    const res = await fetch(`${baseUrl}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (res.status === 429 && Date.now() < giveUpAt) {
+      const text = await res.text();
+      let hint = 1000;
+      try {
+        const ms = (JSON.parse(text) as { retry_after_ms?: unknown }).retry_after_ms;
+        if (typeof ms === "number" && Number.isFinite(ms)) hint = ms;
+      } catch {
+        // not JSON: keep the default wait
+      }
+      const wait = Math.min(5000, Math.max(100, hint), Math.max(0, giveUpAt - Date.now()));
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      continue;
+    }
+    return json(res, `${method} ${path}`);
+  }
 }
