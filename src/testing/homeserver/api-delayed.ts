@@ -1,5 +1,5 @@
 /**
- * MSC4140 over HTTP exactly as Synapse serves it (protocol.md A.2–A.6, A.9): scheduling through the
+ * MSC4140 over HTTP exactly as Synapse serves it: scheduling through the
  * `org.matrix.msc4140.delay` query parameter, per-action and legacy management, and the listing.
  */
 import { auth, jsonBody, ok } from "./api-common.js";

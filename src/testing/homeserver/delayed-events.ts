@@ -1,5 +1,5 @@
 /**
- * The delayed-event table and its single timer (protocol.md A.5, A.7, A.8). Knows nothing about HTTP:
+ * The delayed-event table and its single timer. Knows nothing about HTTP:
  * the API layer decides who may do what; this decides what is pending, what is due and in which order.
  */
 import type { JsonObject } from "./errors.js";

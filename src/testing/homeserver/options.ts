@@ -1,6 +1,6 @@
 /**
  * The switches of the test homeserver. Each one mirrors a real difference between Synapse releases or
- * deployments (protocol.md A.1/A.4), so a test can say "behave like Synapse 1.127" instead of mocking.
+ * deployments, so a test can say "behave like Synapse 1.127" instead of mocking.
  */
 
 /** Time source for event timestamps, rate limits and the delayed-event timer (tests may inject a fake). */
@@ -37,7 +37,7 @@ export interface RateLimits {
 export type ErrorDialect = "1.161" | "1.157" | "legacy";
 
 /**
- * How management requests are authenticated (protocol.md A.6):
+ * How management requests are authenticated:
  * `optional` (≥1.156) token validated if present, bucket per user, else per IP;
  * `none` (1.143–1.155) token ignored, bucket per IP;
  * `required` (≤1.142) token and ownership required, per-action routes absent.
@@ -135,7 +135,7 @@ export type ResolvedOptions = Required<Omit<TestHomeserverOptions, "rateLimits" 
   clock: Clock | undefined;
 };
 
-/** Element Call's self-hosting recommendation (protocol.md A.4); the default. */
+/** Element Call's self-hosting recommendation; the default. */
 export const ELEMENT_CALL_RATE_LIMITS: RateLimits = {
   message: { perSecond: 0.5, burstCount: 30 },
   delayedEventMgmt: { perSecond: 1, burstCount: 20 },
@@ -187,7 +187,7 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
  */
 export type SynapsePreset = "1.116" | "1.127" | "1.143" | "1.156" | "1.157" | "1.163" | "disabled" | "merged";
 
-/** Option patches that reproduce each Synapse release's MSC4140 behaviour (protocol.md A.1). */
+/** Option patches that reproduce each Synapse release's MSC4140 behaviour. */
 export const SYNAPSE_PRESETS: Readonly<Record<SynapsePreset, Readonly<TestHomeserverOptions>>> = {
   "1.116": {
     errorDialect: "legacy",
