@@ -1071,9 +1071,16 @@ export class MembershipManager {
     // believe the server. Otherwise judge by time, not by the probablyLeft flag: after a rejoin the flag
     // stays up until a restart succeeds, and on Synapse < 1.127 our own fresh write cancels the new
     // delayed leave, so a stale flag would turn that 404 into another fresh rejoin, forever.
+    // Past the due time the verdict is "fired" anyway, so only a "gone" before it (where time cannot
+    // tell fired early, cancelled or lost apart) costs a lookup: a recovery after an outage must not
+    // wait a round trip for it.
     const byTime = goneCause(this.clock.now(), call.armedAt!, this.timing.delayMs);
     const lookup =
-      cls.kind === "gone" && cls.finalised ? cls.finalised : await this.lookUpDelayedLeave(call.delayId);
+      cls.kind === "gone" && cls.finalised
+        ? cls.finalised
+        : byTime === "lost"
+          ? await this.lookUpDelayedLeave(call.delayId)
+          : undefined;
     const cause = lostDelayedLeaveCause(lookup, byTime);
     if (cause === "pending") {
       // The server still holds it: that "gone" was wrong. Keep the id (a replacement would leave it to
