@@ -340,7 +340,9 @@ export function scrubError(error: unknown): void {
  * `delayed-leave-lost`, `max-delay` becomes `max-delay-lowered`, `unsupported` becomes
  * `delayed-events-unsupported`); `gave-up` means the manager stopped retrying, the call ended or it was
  * disposed before the operation completed; `membership-removed` means someone else removed or
- * replaced our membership.
+ * replaced our membership; `membership-expired` means no membership write got through before its
+ * `expires`, so others no longer list us; `link-too-slow` means the measured round trip does not fit the
+ * delay (requests time out although the server answers).
  */
 export type MembershipErrorCode =
   | "rate-limited"
@@ -353,7 +355,9 @@ export type MembershipErrorCode =
   | "rejected"
   | "unknown"
   | "gave-up"
-  | "membership-removed";
+  | "membership-removed"
+  | "membership-expired"
+  | "link-too-slow";
 
 /** Our own local timeout for one request (the request itself may still reach the server). */
 export class LocalTimeoutError extends Error {

@@ -523,7 +523,7 @@ export class MembershipManager {
       this.log.warn(`the link is too slow for a ${this.timing.delayMs} ms delay`);
       const error = new MembershipError(
         `the link's round trip does not fit the ${this.timing.delayMs} ms delay (timeout at its ceiling ${this.linkBounds.maxMs} ms)`,
-        "network",
+        "link-too-slow",
         "schedule-leave",
         { kind: "network" },
       );
@@ -1360,7 +1360,7 @@ export class MembershipManager {
     this.emitError(
       new MembershipError(
         "our membership expired for others: no membership write got through before `expires`",
-        "membership-removed",
+        "membership-expired",
         "send-state",
       ),
     );
