@@ -173,7 +173,7 @@ export function refreshIntervalMs(expiryWindowMs: number): number {
 
 /** Exponential backoff with "equal jitter": between half and all of base·2^attempt, capped. */
 export function backoffMs(attempt: number, baseMs: number, maxMs: number, random: () => number): number {
-  const step = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30));
+  const step = Math.min(maxMs, baseMs * 2 ** Math.min(Math.max(0, attempt), 30));
   return Math.round(step / 2 + (random() * step) / 2);
 }
 

@@ -4,11 +4,12 @@
  * functions and nothing else, so the whole error policy can be read (and tested) here in one sitting.
  */
 import type { ErrorClass } from "../errors.js";
+import { backoffMs, clampWaitMs } from "./config.js";
+import { MAX_TIMER_MS, RATE_LIMIT_FLOOR_MS } from "./limits.js";
 
-/** Node fires a timer of 2^31 ms or more after 1 ms: no wait we compute may reach it. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
-/** A 429 without a usable hint: js-sdk waits 5 s; we wait at least this long. */
-export const BARE_RATE_LIMIT_FLOOR_MS = 1000;
+export { MAX_TIMER_MS } from "./limits.js";
+/** A 429 without a usable hint: js-sdk waits 5 s; we wait at least this long (core/limits.ts). */
+export const BARE_RATE_LIMIT_FLOOR_MS = RATE_LIMIT_FLOOR_MS;
 /** The shortest wait a server's explicit Retry-After may ask for (a hint of 0 counts as none). */
 export const MIN_HINT_MS = 100;
 /** Consecutive unrecognised answers to the first schedule before we join without a delayed leave. */
@@ -93,12 +94,6 @@ export interface WaitInput {
   random: () => number;
 }
 
-/** Exponential backoff with "equal jitter": between half and all of base·2^attempt, capped. */
-export function backoff(attempt: number, baseMs: number, capMs: number, random: () => number): number {
-  const step = Math.min(capMs, baseMs * 2 ** Math.min(Math.max(0, attempt), 30));
-  return Math.round(step / 2 + (random() * step) / 2);
-}
-
 /**
  * How long to wait before retrying. Every wait lies between a floor and a ceiling (and below 2^31 ms):
  * a Retry-After of 0, -5 or an hour, or a `retry_after_ms` of 1e12, all give a sane wait.
@@ -110,17 +105,10 @@ export function retryWaitMs(input: WaitInput): number {
   if (cls.kind === "rate-limited") {
     const hint = cls.retryAfterMs;
     if (hint !== undefined && Number.isFinite(hint) && hint > 0) {
-      const hintCap = Math.min(MAX_TIMER_MS, Math.max(MIN_HINT_MS, input.hintCapMs));
-      return Math.min(hintCap, Math.max(MIN_HINT_MS, hint));
+      return clampWaitMs(hint, MIN_HINT_MS, Math.max(MIN_HINT_MS, input.hintCapMs));
     }
     // A 429 with no usable hint (none, 0, negative, garbage): never sooner than about a second.
-    return Math.max(BARE_RATE_LIMIT_FLOOR_MS, Math.min(cap, backoff(attempt, baseMs, cap, random)));
+    return Math.max(BARE_RATE_LIMIT_FLOOR_MS, Math.min(cap, backoffMs(attempt, baseMs, cap, random)));
   }
-  return Math.min(cap, Math.max(1, backoff(attempt, baseMs, cap, random)));
-}
-
-/** Clamp any timer delay into what every runtime's timers accept. */
-export function timerMs(ms: number): number {
-  if (!Number.isFinite(ms)) return MAX_TIMER_MS;
-  return Math.min(MAX_TIMER_MS, Math.max(0, ms));
+  return Math.min(cap, Math.max(1, backoffMs(attempt, baseMs, cap, random)));
 }

@@ -574,23 +574,31 @@ export class MembershipManager {
       // A failed leave left its delayed leave to fire; we join again, so it must go (it fires within
       // a delay from now at the latest: after that, a cancel is moot).
       this.staleDelayId = undefined;
-      const until = this.clock.now() + this.timing.delayMs + this.timing.requestTimeoutMs;
-      await this.retrying(
-        call.abort.signal,
-        "cancel",
-        (s) => this.backend.updateDelayedEvent(stale, "cancel", { signal: s }),
-        undefined,
-        this.rejoinRetryCapMs,
-        undefined,
-        () => this.clock.now() < until,
-        notGone,
-      );
+      await this.cancelWhileItCanFire(stale, call.abort.signal);
       if (call.abort.signal.aborted) return;
     }
     if (!(await this.armDelayedLeave(call))) return;
     this.setState({ kind: "joining", step: "membership" });
     void this.writeMembership(call, "fresh");
     call.heartbeatLoop = this.heartbeat(call);
+  }
+
+  /**
+   * Cancel one delayed leave of ours, retrying everything but a real "gone", for as long as a cancel
+   * still matters: it fires within a delay from now at the latest, so after that a cancel is moot.
+   */
+  private async cancelWhileItCanFire(delayId: string, signal: CancelSignal): Promise<void> {
+    const until = this.clock.now() + this.timing.delayMs + this.timing.requestTimeoutMs;
+    await this.retrying(
+      signal,
+      "cancel",
+      (s) => this.backend.updateDelayedEvent(delayId, "cancel", { signal: s }),
+      undefined,
+      this.rejoinRetryCapMs,
+      undefined,
+      () => this.clock.now() < until,
+      notGone,
+    );
   }
 
   /** Schedule a delayed leave, retrying; false if the call ended first. Falls back to degraded mode. */
@@ -1497,17 +1505,7 @@ export class MembershipManager {
         // The send failed without a "gone": our delayed leave may still be pending. It would only
         // write {} again, but nothing of ours should stay behind: one best-effort cancel.
         if (delayId) {
-          const until = this.clock.now() + this.timing.delayMs + this.timing.requestTimeoutMs;
-          await this.retrying(
-            signal,
-            "cancel",
-            (s) => this.backend.updateDelayedEvent(delayId, "cancel", { signal: s }),
-            undefined,
-            this.rejoinRetryCapMs,
-            undefined,
-            () => this.clock.now() < until,
-            notGone,
-          );
+          await this.cancelWhileItCanFire(delayId, signal);
           if (this.disposed) return { status: "disposed" };
         }
       }

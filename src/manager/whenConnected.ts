@@ -1,6 +1,7 @@
 import { asyncScheduler, type Observable, type SchedulerLike, type Subscription } from "rxjs";
 import { LocalTimeoutError, MembershipError } from "../errors.js";
 import type { MembershipState } from "./state.js";
+import { MAX_TIMER_MS } from "../core/limits.js";
 
 /** What `whenConnected` needs of a manager: its public `state$` (a `MembershipManager` fits). */
 export interface ConnectableManager {
@@ -20,8 +21,6 @@ export interface WhenConnectedOptions {
   /** The timer's scheduler, for tests on virtual time. Default: RxJS's `asyncScheduler` (real time). */
   scheduler?: SchedulerLike;
 }
-
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * A promise for the join, for apps that do not use RxJS: it resolves once the manager is `connected`

@@ -5,6 +5,7 @@
 import type { JsonObject } from "./errors.js";
 import type { Clock } from "./options.js";
 import { localpartOf } from "./users.js";
+import { MAX_TIMER_MS } from "../../core/limits.js";
 
 /** A pending delayed event as the server holds it. */
 export interface DelayedEventRecord {
@@ -43,7 +44,6 @@ export type ScheduleExit =
   { kind: "sent"; eventId: string | void } | { kind: "cancelled" } | { kind: "error"; error: unknown };
 
 // Node timers overflow above 2^31-1 ms; longer waits re-arm when they wake.
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export class DelayedEventScheduler {
   private readonly rows = new Map<string, Row>();
