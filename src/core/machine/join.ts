@@ -1,0 +1,166 @@
+/**
+ * App intents: join, leave, update; and what the room's synced view reports (our membership missing).
+ */
+import { MembershipError } from "../../errors.js";
+import type { SupportHint } from "../../backends/types.js";
+import { sameContent } from "../../membership/content.js";
+import { changedKeys } from "../decisions.js";
+import {
+  emitError,
+  log,
+  setOwnMembership,
+  setProbablyLeft,
+  setState,
+  updateSupport,
+  type Ctx,
+} from "./context.js";
+import { failCall, newCall } from "./calls.js";
+import { startDelayedLane } from "./delayedLeave.js";
+import { startLeaveJob } from "./leave.js";
+import { startTask } from "./tasks.js";
+import { writeMembership } from "./writes.js";
+import type { CallState, MachineEvent, Outcome, Task } from "./types.js";
+
+export function join(c: Ctx): void {
+  if (c.s.wantJoined) return;
+  c.s.wantJoined = true;
+  // A call that failed or was left may still hold a delayed leave: clean it up before joining again.
+  if (!c.s.leave && c.s.call) startLeaveJob(c, c.s.call);
+  if (!c.s.leave) startCall(c);
+}
+
+export function startCall(c: Ctx): void {
+  const call = newCall(c);
+  c.s.call = call;
+  setState(c, { kind: "joining", step: "delayed-leave" });
+  if (c.env.canProbe)
+    startTask(c, {
+      purpose: { kind: "probe" },
+      request: { kind: "probe" },
+      op: "schedule-leave",
+      scope: "manager",
+      callId: call.id,
+      retry: "once",
+      capMs: 0,
+      timeoutMs: c.s.timing.stateRequestTimeoutMs,
+      budgeted: false,
+      measures: false,
+    });
+  startDelayedLane(c, call);
+}
+
+export function onProbeDone(c: Ctx, call: CallState | undefined, outcome: Outcome): void {
+  if (c.s.disposed) return;
+  if (!outcome.ok) return log(c, "debug", "support probe failed", outcome.error);
+  const hint = outcome.value as SupportHint;
+  if (hint.maxDelayMs !== undefined && hint.maxDelayMs > 0) {
+    c.s.knownMaxDelayMs = hint.maxDelayMs;
+    updateSupport(c, { maxDelayMs: hint.maxDelayMs });
+  }
+  if (hint.canSendState === false) {
+    if (call && !call.ended)
+      failCall(
+        c,
+        call,
+        new MembershipError(
+          "the widget host refused to let us send our membership",
+          "forbidden",
+          "send-state",
+        ),
+      );
+  } else if (hint.delayedEvents === false && c.s.out.support.delayedEvents === undefined)
+    updateSupport(c, { delayedEvents: false, reason: hint.reason });
+}
+
+/** leave(): false when there is nothing to leave (the driver resolves at once). */
+export function leave(c: Ctx): boolean {
+  c.s.wantJoined = false;
+  c.s.leaveReason = "user";
+  if (c.s.leave) return true;
+  if (!c.s.call && c.s.staleDelayId) {
+    // A leave that failed left its delayed leave pending: this leave fires it.
+    const call = newCall(c);
+    call.delayId = c.s.staleDelayId;
+    call.membershipAttempted = true;
+    c.s.staleDelayId = undefined;
+    c.s.call = call;
+  }
+  if (!c.s.call) return false;
+  startLeaveJob(c, c.s.call);
+  return true;
+}
+
+/** update(): the fields version to wait for, or undefined when there is nothing to wait for. */
+export function update(
+  c: Ctx,
+  patch: Extract<MachineEvent, { type: "update" }>["patch"],
+): number | undefined {
+  const fields = c.s.fields;
+  const keys = ["callIntent", "fociPreferred", "focusActive", "applicationData"] as const;
+  // Only what differs from the fields in force counts: an unchanged update writes nothing.
+  const changed = changedKeys(patch, fields, keys);
+  if (changed.includes("callIntent")) fields.callIntent = patch.callIntent;
+  if (changed.includes("fociPreferred")) fields.fociPreferred = patch.fociPreferred!;
+  if (changed.includes("focusActive")) fields.focusActive = patch.focusActive!;
+  if (changed.includes("applicationData")) fields.applicationData = patch.applicationData;
+  const version = changed.length > 0 ? ++c.s.fieldsVersion : c.s.fieldsVersion;
+  const call = c.s.call;
+  // Not in a call (or not written yet): the next membership write carries the new fields.
+  if (!call || call.ended || !call.membershipAttempted) return undefined;
+  // Nothing new: done once the fields in force are on the server (now, unless a write is pending).
+  if (changed.length === 0 && call.confirmedVersion >= version) return undefined;
+  if (changed.length > 0) writeMembership(c, call, "refresh");
+  return version;
+}
+
+/** The room has shown no membership of ours for the grace period although we wrote one. */
+export function membershipMissing(c: Ctx): void {
+  const call = c.s.call;
+  if (!call || call.ended || call.checkingMissing) return;
+  const sent = call.lastSent;
+  if (!sent || !c.env.canRead) return onMissingConfirmed(c, call, sent);
+  // The view may lag more than the grace period behind our own write (a slow sync): ask the server
+  // before rewriting, or a lag alone would flicker probablyLeft and give us a new created_ts.
+  call.checkingMissing = true;
+  startTask(c, {
+    purpose: { kind: "read-holds", content: sent },
+    request: { kind: "read" },
+    op: "send-state",
+    scope: "manager",
+    callId: call.id,
+    retry: "once",
+    capMs: 0,
+    measures: false,
+  });
+}
+
+export function onReadHoldsDone(c: Ctx, call: CallState | undefined, task: Task, outcome: Outcome): void {
+  if (task.purpose.kind !== "read-holds" || !call) return;
+  call.checkingMissing = undefined;
+  const sent = task.purpose.content;
+  const holds = outcome.ok && outcome.value !== undefined && sameContent(outcome.value, sent);
+  if (holds) return log(c, "debug", "the room view lags behind our write; the server holds our membership");
+  onMissingConfirmed(c, call, sent);
+}
+
+function onMissingConfirmed(c: Ctx, call: CallState, sent: unknown): void {
+  if (call.ended || call.lastSent !== sent || c.s.call !== call) return;
+  log(c, "warn", "the room no longer holds our membership");
+  call.lastSent = undefined;
+  setOwnMembership(c, undefined);
+  emitError(
+    c,
+    new MembershipError("our membership is gone from the room state", "membership-removed", "send-state"),
+  );
+  if (!c.env.autoRejoin) {
+    // Clean up our delayed leave too; the app decides whether to join again.
+    c.s.wantJoined = false;
+    c.s.leaveReason = "membership-removed";
+    if (!c.s.leave) startLeaveJob(c, call);
+    return;
+  }
+  // Others see us gone until the write lands; "certainly joined" again after the restart that follows.
+  setProbablyLeft(c, true);
+  setState(c, { kind: "reconnecting", reason: "membership-removed", probablyLeft: true });
+  writeMembership(c, call, "fresh");
+}

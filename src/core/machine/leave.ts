@@ -1,0 +1,191 @@
+/**
+ * The leave job: stop the call, let requests in flight settle (so our leave lands after them), learn any
+ * delay id still on its way, then fire the delayed leave (one request) or, if it is gone, write `{}`.
+ */
+import { LEFT_CONTENT } from "../../membership/content.js";
+import type { LeaveResult } from "../../manager/state.js";
+import {
+  emitError,
+  rejoinRetryCapMs,
+  setDelayId,
+  setOwnMembership,
+  setProbablyLeft,
+  setState,
+  toError,
+  type Ctx,
+} from "./context.js";
+import { endCall, stopIdleLane } from "./calls.js";
+import { lateCancelsRunning, sweepOrphans } from "./orphans.js";
+import { abortIdleTasks, startTask } from "./tasks.js";
+import type { CallState, Outcome, Task } from "./types.js";
+import { startCall } from "./join.js";
+
+export function startLeaveJob(c: Ctx, call: CallState): void {
+  const wasFailed = c.s.out.state.kind === "failed";
+  endCall(c, call, true);
+  if (!wasFailed || !c.s.wantJoined) setState(c, { kind: "leaving" });
+  c.s.leave = { step: "settle", via: "nothing-to-leave" };
+  c.s.leaveCall = call;
+  progressLeave(c);
+}
+
+/** Move the leave job on as far as it can go now; called after anything it may be waiting for. */
+export function progressLeave(c: Ctx): void {
+  const job = c.s.leave;
+  const call = c.s.leaveCall;
+  if (!job || !call) return;
+  for (;;) {
+    switch (job.step) {
+      case "settle":
+        // Requests in flight settle first (each has a local timeout); the heartbeat goes on meanwhile,
+        // or a slow write could land after our delayed leave fired.
+        if (call.scheduling || call.writer !== undefined) return;
+        job.step = "late-cancels";
+        // Schedules answered after their timeout are being cancelled: wait for that, within bounds.
+        job.wakeAt = lateCancelsRunning(c) ? c.now + c.s.timing.stateRequestTimeoutMs : undefined;
+        continue;
+      case "late-cancels":
+        if (job.wakeAt !== undefined && c.now < job.wakeAt && lateCancelsRunning(c)) return;
+        job.wakeAt = undefined;
+        job.step = "heartbeat";
+        call.heartbeatStopped = true;
+        stopIdleLane(call);
+        abortIdleTasks(c);
+        continue;
+      case "heartbeat":
+        // Wait for a restart (or a lookup after one) in flight.
+        if (call.lane.k === "restart" || call.lane.k === "lookup" || call.lane.k === "read-replaced") return;
+        if (call.lane.k === "schedule" && call.lane.reqId !== undefined && call.lane.reqId !== -1) return;
+        job.step = "sweep";
+        sweepOrphans(c, call.membershipAttempted ? call.delayId : undefined);
+        continue;
+      case "sweep":
+        // A sweep asked for while one ran runs once more: wait for that one too, or an orphan found by
+        // it would still be pending when we say we left.
+        if (c.s.sweep) return;
+        return decide(c, call);
+      default:
+        return;
+    }
+  }
+}
+
+/** Everything settled: cancel (nothing written), fire the delayed leave, or write {}. */
+function decide(c: Ctx, call: CallState): void {
+  const job = c.s.leave!;
+  const delayId = call.delayId;
+  job.delayId = delayId;
+  if (!call.membershipAttempted) {
+    if (!delayId) return finish(c, { status: "left", via: "nothing-to-leave" });
+    // Only success or a real "gone" ends this: a refused cancel (a proxy's 404, a 403) leaves the
+    // delayed leave pending, to fire into our next membership. Retried with backoff.
+    job.step = "cancel";
+    startTask(c, {
+      purpose: { kind: "leave-cancel" },
+      request: { kind: "delayed", delayId, action: "cancel" },
+      op: "cancel",
+      scope: "manager",
+      retry: "not-gone",
+      capMs: c.s.timing.retryMaxMs,
+    });
+    return;
+  }
+  if (!delayId) return writeEmpty(c);
+  // Retry only answers of a busy or unreachable server; anything else (gone, refused, an answer we do
+  // not recognise) falls back to writing {} at once (core/policy.ts).
+  job.step = "send";
+  job.via = "delayed-event-sent";
+  startTask(c, {
+    purpose: { kind: "leave-send" },
+    request: { kind: "delayed", delayId, action: "send" },
+    op: "send-leave",
+    scope: "manager",
+    retry: "leave-send",
+    capMs: c.s.timing.retryMaxMs,
+  });
+}
+
+function writeEmpty(c: Ctx): void {
+  c.s.leave!.step = "empty";
+  startTask(c, {
+    purpose: { kind: "leave-empty" },
+    request: { kind: "write", content: { ...LEFT_CONTENT } },
+    op: "send-state",
+    scope: "manager",
+    retry: "retryable",
+    capMs: c.s.timing.retryMaxMs,
+    timeoutMs: c.s.timing.stateRequestTimeoutMs,
+  });
+}
+
+/** A task of the leave job ended. */
+export function onLeaveTaskDone(c: Ctx, task: Task, outcome: Outcome): void {
+  const job = c.s.leave;
+  if (!job) return;
+  if (!outcome.ok && outcome.aborted && !outcome.deferred) return finish(c, { status: "disposed" });
+  switch (task.purpose.kind) {
+    case "leave-cancel":
+      return finish(c, { status: "left", via: "delayed-event-cancelled" });
+    case "leave-send":
+      if (outcome.ok) return finish(c, { status: "left", via: "delayed-event-sent" });
+      if (outcome.cls.kind !== "gone") emitError(c, toError(outcome.cls, outcome.error, "send-leave"));
+      return writeEmpty(c);
+    case "leave-empty": {
+      if (!outcome.ok) {
+        // Refused (403: no longer in the room) or rejected: say so, with the error.
+        const error = toError(outcome.cls, outcome.error, "send-state");
+        emitError(c, error);
+        setState(c, { kind: "failed", error });
+        // The delayed leave stays: its firing is now the only way our membership goes. But a later
+        // join() must cancel it first, or it fires into the new membership.
+        if (job.delayId) c.s.staleDelayId = job.delayId;
+        return finish(c, { status: "failed", error });
+      }
+      job.via = "state-written";
+      if (!job.delayId) return finish(c, { status: "left", via: "state-written" });
+      // The send failed without a "gone": our delayed leave may still be pending. It would only write
+      // {} again, but nothing of ours should stay behind: cancel it while it can still fire.
+      job.step = "cancel-after-empty";
+      startTask(c, {
+        purpose: { kind: "leave-cancel-after-empty" },
+        request: { kind: "delayed", delayId: job.delayId, action: "cancel" },
+        op: "cancel",
+        scope: "manager",
+        retry: "not-gone",
+        capMs: rejoinRetryCapMs(c.s),
+        until: c.now + c.s.timing.delayMs + c.s.timing.requestTimeoutMs,
+      });
+      return;
+    }
+    case "leave-cancel-after-empty":
+      return finish(c, { status: "left", via: "state-written" });
+    default:
+      return;
+  }
+}
+
+function finish(c: Ctx, result: LeaveResult): void {
+  if (result.status === "left") {
+    setDelayId(c, undefined);
+    setOwnMembership(c, undefined);
+    setProbablyLeft(c, false);
+    if (!c.s.wantJoined) setState(c, { kind: "left", reason: c.s.leaveReason });
+  }
+  const call = c.s.leaveCall;
+  c.s.leave = undefined;
+  c.s.leaveCall = undefined;
+  if (call && c.s.call === call) c.s.call = undefined;
+  c.out.push({ type: "leave-done", result });
+  if (c.s.disposed) return;
+  if (c.s.wantJoined) startCall(c);
+}
+
+/** dispose(): a leave job still running ends as "disposed". */
+export function abortLeave(c: Ctx): void {
+  if (c.s.leave) finish(c, { status: "disposed" });
+}
+
+/** When the leave job wants to be woken. */
+export function leaveWakeAt(c: Ctx): number | undefined {
+  return c.s.leave?.wakeAt;
+}

@@ -1,0 +1,256 @@
+/**
+ * Orphans: delayed leaves of ours nobody tracks. A schedule answered after our timeout (its id is
+ * cancelled), and one whose outcome we never learned (where the backend can list our delayed events, a
+ * sweep finds and cancels it; elsewhere our membership is re-asserted once it could have fired).
+ */
+import { lateIdDeadlines } from "../decisions.js";
+import {
+  delayedTimeoutMs,
+  log,
+  rejoinRetryCapMs,
+  setOwnMembership,
+  setProbablyLeft,
+  setState,
+  type Ctx,
+} from "./context.js";
+import { observeLink } from "./resources.js";
+import { startTask } from "./tasks.js";
+import { resumeWrites, writeMembership } from "./writes.js";
+import type { PendingDelayedEvent } from "../../backends/types.js";
+import type { OpenSchedule, Outcome, Task } from "./types.js";
+
+const LEARNED_IDS_KEPT = 64;
+
+function forget(c: Ctx, open: OpenSchedule): void {
+  const i = c.s.open.indexOf(open);
+  if (i >= 0) c.s.open.splice(i, 1);
+  onOpenSettled(c);
+}
+
+/** A schedule answered (in time, or after our timeout: `open.late`); `value` is its delay id. */
+export function onScheduleSettled(c: Ctx, open: OpenSchedule, ok: boolean, value: unknown): void {
+  forget(c, open);
+  if (!ok) return;
+  const id = value as string;
+  // Only while a sweep may run (an orphan window): outside one, no listing can race this answer.
+  if (c.now < c.s.orphanWindowUntil || c.s.sweep) {
+    const learned = (c.s.learnedIds ??= []);
+    learned.push(id);
+    if (learned.length > LEARNED_IDS_KEPT) learned.shift();
+  }
+  // The answer crossed the link: the round trip is a measurement even when it came too late.
+  if (!c.s.disposed) observeLink(c, open.sentAt);
+  if (!open.late) return;
+  if (c.s.disposed) return cancelAfterDispose(c, id);
+  cancelOrphan(c, id, open.sentAt + open.delayMs, true);
+}
+
+/**
+ * A delay id that arrived after dispose(): nobody else will ever cancel it, and it would fire `{}`
+ * into the next manager's membership (a remount). One cancel, bounded by one request timeout.
+ */
+function cancelAfterDispose(c: Ctx, delayId: string): void {
+  log(c, "debug", "cancelling a delayed leave that arrived after dispose()");
+  startTask(c, {
+    purpose: { kind: "cancel-after-dispose" },
+    request: { kind: "delayed", delayId, action: "cancel" },
+    op: "cancel",
+    scope: "detached",
+    retry: "once",
+    capMs: 0,
+    timeoutMs: c.s.timing.requestTimeoutMs,
+    budgeted: false,
+  });
+}
+
+/** A delayed leave nobody tracks any more would fire later and wipe a membership: cancel it. */
+function cancelOrphan(c: Ctx, delayId: string, firesAt: number | undefined, late: boolean): void {
+  if (c.s.disposed) return;
+  log(c, "debug", "cancelling orphaned delayed leave", delayId);
+  // If the cancel is not confirmed by the time the orphan is surely due, it probably wiped our
+  // membership. The server created it before its id reached us (now), so it fires a delay from now
+  // at the latest (`firesAt`, a delay after the send, is the earliest).
+  const delayMs = c.s.timing.delayMs;
+  const { latestFire, cancelUntil } = lateIdDeadlines(
+    firesAt === undefined ? undefined : firesAt - delayMs,
+    c.now,
+    delayMs,
+    c.s.timing.requestTimeoutMs,
+  );
+  if (firesAt !== undefined)
+    (c.s.orphanDeadlines ??= []).push({ delayId, at: Math.max(firesAt, latestFire) });
+  // Quick retries, but only while the orphan can still fire: after that a cancel is moot.
+  startTask(c, {
+    purpose: { kind: "cancel-orphan", delayId, late },
+    request: { kind: "delayed", delayId, action: "cancel" },
+    op: "cancel",
+    scope: "manager",
+    retry: "not-gone",
+    capMs: rejoinRetryCapMs(c.s),
+    until: cancelUntil,
+  });
+}
+
+function dropDeadline(c: Ctx, delayId: string): boolean {
+  const list = c.s.orphanDeadlines;
+  const i = list?.findIndex((d) => d.delayId === delayId) ?? -1;
+  if (i < 0) return false;
+  list!.splice(i, 1);
+  if (list!.length === 0) c.s.orphanDeadlines = undefined;
+  return true;
+}
+
+export function onCancelOrphanDone(c: Ctx, task: Task, outcome: Outcome): void {
+  if (task.purpose.kind !== "cancel-orphan") return;
+  const { delayId } = task.purpose;
+  if (outcome.ok) dropDeadline(c, delayId);
+  else if (!outcome.deferred && !outcome.aborted) {
+    // "gone": it has fired already (or someone removed it): our membership may be wiped.
+    dropDeadline(c, delayId);
+    orphanProbablyFired(c);
+  }
+  // deferred (no longer worth cancelling): the deadline decides.
+  const sweep = c.s.sweep;
+  if (sweep && sweep.step === "cancel" && !task.purpose.late && --sweep.cancelling === 0) finishSweep(c);
+}
+
+/** An orphan we could not cancel in time fired: others see us gone; rejoin like after a fired leave. */
+function orphanProbablyFired(c: Ctx): void {
+  const call = c.s.call;
+  if (!call || call.ended || !call.lastSent) return;
+  log(c, "warn", "an orphaned delayed leave was due before we could cancel it: probably left");
+  call.lastSent = undefined;
+  setOwnMembership(c, undefined);
+  setProbablyLeft(c, true);
+  setState(c, { kind: "reconnecting", reason: "delayed-leave-fired", probablyLeft: true });
+  writeMembership(c, call, "fresh");
+}
+
+/**
+ * Where the backend can list our pending delayed events, cancel every one at our key except `keep`:
+ * it is an orphan from a schedule whose answer we never got. Only runs while such an orphan may exist.
+ */
+export function sweepOrphans(c: Ctx, keep: string | undefined): void {
+  if (!c.env.canList || c.now >= c.s.orphanWindowUntil) return;
+  // One sweep at a time; a request for another while one runs makes it run once more.
+  if (c.s.sweep) {
+    c.s.sweepAgain = true;
+    return;
+  }
+  const windowUntil = c.s.orphanWindowUntil;
+  c.s.sweep = { step: "list", keep, windowUntil, cancelling: 0 };
+  // Retried quickly, but only while an orphan could still fire.
+  startTask(c, {
+    purpose: { kind: "list", windowUntil },
+    request: { kind: "list" },
+    op: "cancel",
+    scope: "manager",
+    retry: "retryable",
+    capMs: rejoinRetryCapMs(c.s),
+    until: windowUntil,
+  });
+}
+
+export function onListDone(c: Ctx, outcome: Outcome): void {
+  const sweep = c.s.sweep;
+  if (!sweep || sweep.step !== "list") return;
+  if (!outcome.ok) {
+    log(c, "debug", "could not list delayed events to find orphans", outcome.error);
+    return endSweep(c);
+  }
+  sweep.orphans = outcome.value as PendingDelayedEvent[];
+  // A schedule still open may have created a listed id whose answer has not reached us yet: give open
+  // schedules one request timeout to answer before judging what is an orphan.
+  if (c.s.open.length > 0) {
+    sweep.step = "wait-open";
+    sweep.wakeAt = c.now + delayedTimeoutMs(c.s);
+    return;
+  }
+  cancelListedOrphans(c);
+}
+
+/** Open schedules settled, or the sweep's wait for them is over. */
+export function onOpenSettled(c: Ctx): void {
+  const sweep = c.s.sweep;
+  if (sweep?.step === "wait-open" && c.s.open.length === 0) cancelListedOrphans(c);
+}
+
+export function onSweepWake(c: Ctx): void {
+  const sweep = c.s.sweep;
+  if (sweep?.step === "wait-open") cancelListedOrphans(c);
+}
+
+function cancelListedOrphans(c: Ctx): void {
+  const sweep = c.s.sweep!;
+  sweep.wakeAt = undefined;
+  const orphans = (sweep.orphans ?? []).filter(
+    (e) =>
+      e.roomId === c.env.roomId &&
+      e.stateKey === c.env.stateKey &&
+      e.delayId !== sweep.keep &&
+      e.delayId !== c.s.call?.delayId &&
+      !c.s.learnedIds?.includes(e.delayId),
+  );
+  sweep.orphans = undefined;
+  sweep.step = "cancel";
+  sweep.cancelling = orphans.length;
+  if (orphans.length === 0) return finishSweep(c);
+  for (const e of orphans) cancelOrphan(c, e.delayId, undefined, false);
+}
+
+function finishSweep(c: Ctx): void {
+  const sweep = c.s.sweep!;
+  if (c.s.orphanWindowUntil === sweep.windowUntil) c.s.orphanWindowUntil = 0;
+  endSweep(c);
+  resumeWrites(c, c.s.call);
+}
+
+function endSweep(c: Ctx): void {
+  c.s.sweep = undefined;
+  if (c.s.sweepAgain) {
+    c.s.sweepAgain = false;
+    sweepOrphans(c, c.s.call?.delayId);
+  }
+}
+
+/** Deadlines of late delayed leaves, and re-asserts after schedules of unknown outcome. */
+export function orphanWakeAt(c: Ctx): number | undefined {
+  let at: number | undefined;
+  for (const d of c.s.orphanDeadlines ?? []) if (at === undefined || d.at < at) at = d.at;
+  for (const r of c.s.reassertAt ?? []) if (at === undefined || r < at) at = r;
+  for (const o of c.s.open)
+    if (o.abortAt !== undefined && (at === undefined || o.abortAt < at)) at = o.abortAt;
+  return at;
+}
+
+export function onOrphanWake(c: Ctx): void {
+  const deadlines = c.s.orphanDeadlines;
+  if (deadlines)
+    for (const d of deadlines.filter((d) => d.at <= c.now)) {
+      dropDeadline(c, d.delayId);
+      orphanProbablyFired(c);
+    }
+  const reasserts = c.s.reassertAt;
+  if (reasserts) {
+    const due = reasserts.filter((r) => r <= c.now);
+    c.s.reassertAt = reasserts.filter((r) => r > c.now);
+    if (c.s.reassertAt.length === 0) c.s.reassertAt = undefined;
+    for (let i = 0; i < due.length; i++) {
+      const call = c.s.call;
+      if (call && !call.ended && call.lastSent) writeMembership(c, call, "reassert");
+    }
+  }
+  // Waiting for a schedule's answer is pointless now (its delayed leave fired, or we were disposed).
+  for (const open of c.s.open.filter((o) => o.abortAt !== undefined && o.abortAt <= c.now)) {
+    c.out.push({ type: "abort", reqId: open.reqId });
+    forget(c, open);
+  }
+}
+
+/** Late delayed leaves still being cancelled (or answered): leave() waits for them, within bounds. */
+export function lateCancelsRunning(c: Ctx): boolean {
+  return (
+    c.s.open.some((o) => o.late) ||
+    c.s.tasks.some((t) => t.purpose.kind === "cancel-orphan" && t.purpose.late)
+  );
+}

@@ -1,0 +1,266 @@
+/**
+ * The membership state machine's entry: `step(state, env, event, now, random)` feeds one event and
+ * returns the commands to run, in order; `nextWakeAt(state)` says when to feed the next `tick`.
+ *
+ * No promises, timers, I/O or clock reads in here or in any module it uses: time is an input. The
+ * driver (src/manager/MembershipManager.ts) runs the commands through the backend and feeds the
+ * answers back. The whole policy, by module:
+ *
+ * - join.ts: app intents (join, leave, update) and the room view's "our membership is missing";
+ * - delayedLeave.ts: schedule the delayed leave, restart it as a heartbeat, recover when it is gone,
+ *   degraded mode;
+ * - writes.ts: membership writes, one at a time, never without a live delayed leave, refreshes;
+ * - leave.ts: the leave job (settle, fire the delayed leave or write {});
+ * - orphans.ts: late delay ids, sweeps for orphaned delayed leaves, re-asserts;
+ * - tasks.ts: one request with its retries (budget, backoff, give-up);
+ * - calls.ts: a call's start and end, the write guard, predicted leave, expiry;
+ * - resources.ts: the request budget and the link's adaptive timeout;
+ * - and the pure rules they ask: core/policy.ts, decisions.ts, budget.ts, linkTiming.ts,
+ *   lostDelayedLeave.ts, config.ts.
+ */
+import { MembershipError } from "../../errors.js";
+import type { MembershipFields } from "../../membership/content.js";
+import type { Support } from "../../manager/state.js";
+import type { Timing } from "../config.js";
+import { callById, log, type Ctx } from "./context.js";
+import { endCall, onPredictedLeave, rejectUpdates } from "./calls.js";
+import {
+  laneWakeAt,
+  onLaneWake,
+  onLookupDone,
+  onReadReplacedDone,
+  onRestartDone,
+  onScheduleAnswer,
+  onStaleCancelled,
+} from "./delayedLeave.js";
+import { join, leave, membershipMissing, onProbeDone, onReadHoldsDone, update } from "./join.js";
+import { abortLeave, leaveWakeAt, onLeaveTaskDone, progressLeave } from "./leave.js";
+import {
+  onCancelOrphanDone,
+  onListDone,
+  onOrphanWake,
+  onScheduleSettled,
+  onSweepWake,
+  orphanWakeAt,
+} from "./orphans.js";
+import { abortAllTasks, answerTask, taskByReq, wakeTask } from "./tasks.js";
+import { writeMembership, onWriteDone } from "./writes.js";
+import type { CallState, Command, MachineEnv, MachineEvent, MachineState, Outcome, Task } from "./types.js";
+
+/** A fresh machine: idle, nothing sent. */
+export function initialState(timing: Timing, fields: MembershipFields, support: Support): MachineState {
+  return {
+    timing,
+    fields,
+    fieldsVersion: 0,
+    wantJoined: false,
+    disposed: false,
+    leaveReason: "user",
+    orphanWindowUntil: 0,
+    sweepAgain: false,
+    tasks: [],
+    open: [],
+    out: { state: { kind: "idle" }, probablyLeft: false, support },
+    nextId: 1,
+  };
+}
+
+/** Feed one event at `now`; returns the commands to run, in order. Mutates `s` (the driver owns it). */
+export function step(
+  s: MachineState,
+  env: MachineEnv,
+  event: MachineEvent,
+  now: number,
+  random: () => number,
+): Command[] {
+  const c: Ctx = { s, env, now, random, out: [], done: [] };
+  if (s.disposed && event.type !== "answer" && event.type !== "late-answer" && event.type !== "tick")
+    return c.out;
+  switch (event.type) {
+    case "join":
+      join(c);
+      break;
+    case "leave":
+      if (!leave(c)) c.out.push({ type: "leave-done", result: { status: "left", via: "nothing-to-leave" } });
+      break;
+    case "update":
+      c.out.push({ type: "update-accepted", version: update(c, event.patch) });
+      break;
+    case "dispose":
+      dispose(c);
+      break;
+    case "answer":
+      onAnswer(c, event);
+      break;
+    case "late-answer": {
+      const open = s.open.find((o) => o.reqId === event.reqId);
+      if (open) onScheduleSettled(c, open, event.ok, event.ok ? event.value : undefined);
+      break;
+    }
+    case "tick":
+      onTick(c);
+      break;
+    case "membership-missing":
+      membershipMissing(c);
+      break;
+  }
+  settle(c);
+  return c.out;
+}
+
+function onAnswer(c: Ctx, event: Extract<MachineEvent, { type: "answer" }>): void {
+  const open = c.s.open.find((o) => o.reqId === event.reqId);
+  // A schedule that was still in time when dispose() made it late answers as a late one.
+  if (open?.late) return onScheduleSettled(c, open, event.ok, event.ok ? event.value : undefined);
+  if (open) {
+    if (event.ok) return onScheduleAnswer(c, open, true, event.value, undefined, false);
+    return onScheduleAnswer(c, open, false, undefined, event.error, !!event.timedOut);
+  }
+  const task = taskByReq(c, event.reqId);
+  if (!task) return;
+  if (event.ok) answerTask(c, task, true, event.value, undefined, false);
+  else answerTask(c, task, false, undefined, event.error, !!event.timedOut);
+}
+
+/** Hand every ended task to its owner, and move the leave job on, until nothing more happens. */
+function settle(c: Ctx): void {
+  for (let round = 0; round < 1000; round++) {
+    while (c.done.length > 0) {
+      const { task, outcome } = c.done.shift()!;
+      dispatch(c, task, outcome);
+    }
+    progressLeave(c);
+    if (c.done.length === 0) return;
+  }
+}
+
+function dispatch(c: Ctx, task: Task, outcome: Outcome): void {
+  const call = callById(c, task.callId);
+  switch (task.purpose.kind) {
+    case "probe":
+      return onProbeDone(c, call, outcome);
+    case "cancel-stale":
+      return onStaleCancelled(c, call);
+    case "restart":
+      return onRestartDone(c, call, task, outcome);
+    case "write":
+      return onWriteDone(c, call, task, outcome);
+    case "lookup":
+      return onLookupDone(c, call, outcome);
+    case "read-replaced":
+      return onReadReplacedDone(c, call, outcome);
+    case "read-holds":
+      return onReadHoldsDone(c, call, task, outcome);
+    case "cancel-replaced":
+      if (!outcome.ok)
+        log(c, "debug", "the replaced delayed leave could not be cancelled (probably gone)", outcome.error);
+      return;
+    case "list":
+      return onListDone(c, outcome);
+    case "cancel-orphan":
+      return onCancelOrphanDone(c, task, outcome);
+    case "cancel-after-dispose":
+      if (!outcome.ok) log(c, "debug", "could not cancel a delayed leave after dispose()", outcome.error);
+      return;
+    case "leave-cancel":
+    case "leave-send":
+    case "leave-empty":
+    case "leave-cancel-after-empty":
+      return onLeaveTaskDone(c, task, outcome);
+  }
+}
+
+function calls(s: MachineState): CallState[] {
+  const list: CallState[] = [];
+  if (s.call) list.push(s.call);
+  if (s.leaveCall && s.leaveCall !== s.call) list.push(s.leaveCall);
+  return list;
+}
+
+/** Everything whose time has come, in one go (waits of 0 included). */
+function onTick(c: Ctx): void {
+  for (let round = 0; round < 100; round++) {
+    const at = nextWakeAt(c.s);
+    if (at === undefined || at > c.now) return;
+    for (const task of c.s.tasks.filter((t) => t.wakeAt !== undefined && t.wakeAt <= c.now))
+      wakeTask(c, task);
+    for (const call of calls(c.s)) wakeCall(c, call);
+    if (c.s.sweep?.wakeAt !== undefined && c.s.sweep.wakeAt <= c.now) onSweepWake(c);
+    const orphanAt = orphanWakeAt(c);
+    if (orphanAt !== undefined && orphanAt <= c.now) onOrphanWake(c);
+    const leaveAt = leaveWakeAt(c);
+    if (leaveAt !== undefined && leaveAt <= c.now) c.s.leave!.wakeAt = undefined;
+    settle(c);
+  }
+}
+
+function wakeCall(c: Ctx, call: CallState): void {
+  const laneAt = laneWakeAt(call);
+  if (laneAt !== undefined && laneAt <= c.now) onLaneWake(c, call);
+  if (call.watchLeave && call.leaveDeadline !== undefined && call.leaveDeadline <= c.now)
+    onPredictedLeave(c, call);
+  if (call.refreshAt !== undefined && call.refreshAt <= c.now) {
+    call.refreshAt = undefined;
+    if (!call.ended) writeMembership(c, call, "refresh");
+  }
+  if (call.refreshAfterFireAt !== undefined && call.refreshAfterFireAt <= c.now) {
+    call.refreshAfterFireAt = undefined;
+    if (!call.ended) writeMembership(c, call, "refresh");
+  }
+}
+
+/** When the machine wants its next `tick` (undefined: it waits only for answers or the app). */
+export function nextWakeAt(s: MachineState): number | undefined {
+  let at: number | undefined;
+  const consider = (t: number | undefined) => {
+    if (t !== undefined && (at === undefined || t < at)) at = t;
+  };
+  for (const task of s.tasks) consider(task.wakeAt);
+  for (const o of s.open) consider(o.abortAt);
+  if (s.disposed) return at;
+  for (const call of calls(s)) {
+    consider(laneWakeAt(call));
+    if (call.watchLeave) consider(call.leaveDeadline);
+    consider(call.refreshAt);
+    consider(call.refreshAfterFireAt);
+  }
+  consider(s.sweep?.wakeAt);
+  for (const d of s.orphanDeadlines ?? []) consider(d.at);
+  for (const r of s.reassertAt ?? []) consider(r);
+  consider(s.leave?.wakeAt);
+  return at;
+}
+
+function dispose(c: Ctx): void {
+  const s = c.s;
+  s.disposed = true;
+  for (const call of calls(s)) endCall(c, call);
+  abortAllTasks(c);
+  // A schedule still open may yet answer with an id (cancelled then); give it one request timeout, then
+  // abort it so a hung request does not keep the process alive.
+  for (const open of s.open) {
+    open.late = true;
+    open.abortAt = c.now + s.timing.requestTimeoutMs;
+  }
+  s.orphanDeadlines = undefined;
+  s.reassertAt = undefined;
+  s.sweep = undefined;
+  s.sweepAgain = false;
+  settle(c);
+  abortLeave(c);
+  rejectUpdates(c, new MembershipError("disposed", "gave-up", "config"));
+}
+
+/** When the driver's room-state view should start counting our membership as missing (see watchRoomState). */
+export function heldSince(s: MachineState): number | undefined {
+  const call = s.call;
+  return call && !call.ended && call.lastSent ? call.lastWrittenAt : undefined;
+}
+
+/** Earliest time the server could fire our leave if no further heartbeat gets through. */
+export function predictedLeaveAt(s: MachineState): number | undefined {
+  const call = s.call;
+  return call?.delayed === "armed" && call.armedAt !== undefined
+    ? call.armedAt + s.timing.delayMs
+    : undefined;
+}

@@ -1,0 +1,311 @@
+/**
+ * The membership state machine's vocabulary: what it holds (MachineState), what it is fed (MachineEvent)
+ * and what it asks its driver to do (Command). Plain data only, so a test can copy a state and explore
+ * every continuation from it.
+ */
+import type {
+  DelayedEventAction,
+  DelayedEventStatus,
+  PendingDelayedEvent,
+  SupportHint,
+} from "../../backends/types.js";
+import type { ErrorClass, MembershipError, Operation } from "../../errors.js";
+import type { MembershipContent, MembershipFields } from "../../membership/content.js";
+import type { LeaveResult, LeftReason, MembershipState, Support } from "../../manager/state.js";
+import type { Budget } from "../budget.js";
+import type { Timing, TimingOptions } from "../config.js";
+import type { LinkTiming } from "../linkTiming.js";
+
+/** What never changes during a manager's life: who we are and what the backend can do. */
+export interface MachineEnv {
+  readonly roomId: string;
+  readonly stateKey: string;
+  readonly autoRejoin: boolean;
+  /** The app's timing options, resolved again when the server makes us lower the delay. */
+  readonly timingOptions: TimingOptions;
+  /** Optional backend abilities. */
+  readonly canList: boolean;
+  readonly canLookUp: boolean;
+  readonly canRead: boolean;
+  readonly canProbe: boolean;
+}
+
+/** One request the driver runs through the backend. */
+export type Request =
+  | { kind: "schedule"; delayMs: number }
+  | { kind: "delayed"; delayId: string; action: DelayedEventAction }
+  | { kind: "write"; content: Record<string, unknown> }
+  | { kind: "list" }
+  | { kind: "lookup"; delayId: string }
+  | { kind: "read" }
+  | { kind: "probe" };
+
+/** What a request may answer with (the driver passes the backend's value through). */
+export type Answer =
+  | string
+  | void
+  | PendingDelayedEvent[]
+  | DelayedEventStatus
+  | SupportHint
+  | Record<string, unknown>
+  | undefined;
+
+/** How a task's request ended. */
+export type Outcome =
+  | { ok: true; value: unknown; sentAt: number }
+  | { ok: false; cls: ErrorClass; error: unknown; aborted?: boolean; deferred?: boolean; timedOut?: boolean };
+
+/** Which failures a task retries itself (the rest go to its owner). */
+export type RetryRule =
+  /** One attempt. */
+  | "once"
+  /** Busy or unreachable server (core/policy isRetryable). */
+  | "retryable"
+  /** The heartbeat: busy or unreachable, but not answers we do not recognise. */
+  | "restart"
+  /** Everything but a real "gone": a refused cancel leaves the delayed leave pending. */
+  | "not-gone"
+  /** Firing our delayed leave: only clear answers of a busy or unreachable server. */
+  | "leave-send";
+
+/** Which abort a task obeys. */
+export type TaskScope = "call" | "heartbeat" | "manager" | "detached";
+
+/** Who gets a task's outcome (core/machine/continuations.ts). */
+export type Purpose =
+  | { kind: "probe" }
+  | { kind: "cancel-stale" }
+  | { kind: "restart" }
+  | { kind: "write"; write: WriteKind; content: MembershipContent; version: number }
+  | { kind: "lookup" }
+  | { kind: "read-replaced" }
+  | { kind: "read-holds"; content: MembershipContent }
+  | { kind: "cancel-replaced" }
+  | { kind: "list"; windowUntil: number }
+  | { kind: "cancel-orphan"; delayId: string; late: boolean }
+  | { kind: "cancel-after-dispose" }
+  | { kind: "leave-cancel" }
+  | { kind: "leave-send" }
+  | { kind: "leave-empty" }
+  | { kind: "leave-cancel-after-empty" };
+
+/** A request with its retries: waits for the budget, sends, backs off, until it ends. */
+export interface Task {
+  readonly id: number;
+  readonly purpose: Purpose;
+  readonly request: Request;
+  readonly op: Operation;
+  readonly scope: TaskScope;
+  readonly retry: RetryRule;
+  /** undefined: the adaptive timeout of delayed-event requests (it is measured); else a fixed one. */
+  readonly timeoutMs?: number;
+  /** Backoff ceiling. */
+  readonly capMs: number;
+  /** Retries stop after this time (a cancel is moot once the delayed leave surely fired). */
+  readonly until?: number;
+  /** Checked before every attempt: a membership write waits for a live delayed leave. */
+  readonly guardWrite?: boolean;
+  /** Counts towards the call's give-up bound and expiry check. */
+  readonly lane?: "state" | "delayed";
+  /** Spends a token of the request budget before each attempt (every request but the support probe). */
+  readonly budgeted: boolean;
+  /** Its answers (and local timeouts) measure the link (core/linkTiming.ts). */
+  readonly measures: boolean;
+  /** The call it belongs to (scope "call" or "heartbeat"). */
+  readonly callId?: number;
+  phase: "budget" | "sent" | "backoff";
+  /** End of the budget wait or the backoff. */
+  wakeAt?: number;
+  reqId?: number;
+  sentAt?: number;
+  /** Answered failures so far (the backoff exponent). */
+  attempt: number;
+}
+
+export type WriteKind = "reassert" | "refresh" | "fresh";
+
+/** The delayed-leave lane of one call. */
+export type DelayedLane =
+  /** Cancelling the delayed leave of a failed leave before joining again. */
+  | { k: "cancel-stale" }
+  /** Scheduling a delayed leave (a schedule in flight, or waiting for the budget or a backoff). */
+  | {
+      k: "schedule";
+      after: "join" | "rearm" | "recover";
+      /** The backoff exponent: answered failures so far. */
+      step: number;
+      /** Waiting for a token of the budget, or a backoff, until then. */
+      wakeAt?: number;
+      /** The schedule request in flight. */
+      reqId?: number;
+    }
+  /** Armed: the next restart is due at `armedAt + heartbeatIntervalMs` (or `wokenAt`). */
+  | { k: "beat"; refusals: number; wakeAt?: number }
+  /** A restart (with its quick retries) is running. */
+  | { k: "restart"; refusals: number; taskId: number }
+  /** A refusal we do not recognise: back off, then probe the same delayed leave again. */
+  | { k: "refused"; refusals: number; wakeAt: number }
+  /** A restart said "gone": asking the server what became of it, or reading our key. */
+  | { k: "lookup"; byTime: "fired" | "lost" }
+  | { k: "read-replaced"; replaced?: string }
+  /** The "gone" was wrong (still pending): pause, then restart it again. */
+  | { k: "pending-pause"; wakeAt: number }
+  /** Recoveries are spaced: wait before scheduling a replacement. */
+  | { k: "recover-pause"; wakeAt: number; replaced?: string; fired: boolean }
+  /** Degraded: no delayed leave; `rearmAt` tries again after unrecognised answers. */
+  | { k: "degraded"; rearmAt?: number }
+  /** Stopped (the call ended, or the heartbeat was stopped by leave). */
+  | { k: "stopped" };
+
+/** One join, from join() until it ends (leave, failure, a fired leave we may not rejoin, dispose). */
+export interface CallState {
+  /** Tells this call from a later one (tasks and requests name the call they belong to). */
+  readonly id: number;
+  /** No more membership writes, rejoins or retries (leave() ends the call but keeps the heartbeat). */
+  ended: boolean;
+  heartbeatStopped: boolean;
+  lane: DelayedLane;
+  delayId?: string;
+  delayed: "pending" | "armed" | "none";
+  armedAt?: number;
+  /** A schedule attempt is in flight: leave() waits for it to learn the id. */
+  scheduling: boolean;
+  membershipAttempted: boolean;
+  wantedWrite?: WriteKind;
+  /** The task id of the membership write in flight. */
+  writer?: number;
+  lastSent?: MembershipContent;
+  lastWrittenAt?: number;
+  createdTs?: number;
+  confirmedVersion: number;
+  failingDelayedSince?: number;
+  failingStateSince?: number;
+  unrecognisedSchedules: number;
+  lastRecoveryAt?: number;
+  expiresAt?: number;
+  expired: boolean;
+  rearming: boolean;
+  /** When the server fires our leave if no further restart gets through. */
+  leaveDeadline?: number;
+  /** probablyLeft is raised at leaveDeadline (undefined: not watching). */
+  watchLeave: boolean;
+  refreshAt?: number;
+  /** Write again once a delayed leave that can no longer be restarted has fired. */
+  refreshAfterFireAt?: number;
+  lowerings: number;
+  /** A membership check asked for by the room-state view is running. */
+  checkingMissing?: boolean;
+}
+
+/** The leave job, step by step (core/machine/leave.ts). */
+export interface LeaveJob {
+  step:
+    "settle" | "late-cancels" | "heartbeat" | "sweep" | "cancel" | "send" | "empty" | "cancel-after-empty";
+  /** Give up waiting for late cancels at this time. */
+  wakeAt?: number;
+  via: Extract<LeaveResult, { status: "left" }>["via"];
+  delayId?: string;
+}
+
+/** An orphan sweep (core/machine/orphans.ts). */
+export interface Sweep {
+  step: "list" | "wait-open" | "cancel";
+  keep?: string;
+  windowUntil: number;
+  wakeAt?: number;
+  orphans?: PendingDelayedEvent[];
+  /** Cancels still running. */
+  cancelling: number;
+}
+
+/** A schedule request whose answer we stopped waiting for (our local timeout) but still listen to. */
+export interface OpenSchedule {
+  reqId: number;
+  callId: number;
+  sentAt: number;
+  delayMs: number;
+  /** The local timeout passed: an id arriving now is late. */
+  late: boolean;
+  /** Abort it then (a delay after the send, or one request timeout after dispose). */
+  abortAt?: number;
+}
+
+/** The outputs the driver publishes (observables); the machine dedupes on them. */
+export interface Outputs {
+  state: MembershipState;
+  probablyLeft: boolean;
+  delayId?: string;
+  ownMembership?: MembershipContent;
+  support: Support;
+}
+
+export interface MachineState {
+  timing: Timing;
+  fields: MembershipFields;
+  fieldsVersion: number;
+  wantJoined: boolean;
+  disposed: boolean;
+  call?: CallState;
+  /** The call a leave job is ending (it may differ from `call` after join() during leave). */
+  leave?: LeaveJob;
+  leaveCall?: CallState;
+  leaveReason: LeftReason;
+  /** The delayed leave of a leave that failed (refused {}): cancelled before the next join. */
+  staleDelayId?: string;
+  knownMaxDelayMs?: number;
+  orphanWindowUntil: number;
+  sweep?: Sweep;
+  sweepAgain: boolean;
+  learnedIds?: string[];
+  budget?: Budget;
+  link?: LinkTiming;
+  tasks: Task[];
+  open: OpenSchedule[];
+  /** Late ids being cancelled (their tasks): leave waits for them, within bounds. */
+  /** Schedules whose outcome we never learned: re-assert the membership once they could have fired. */
+  reassertAt?: number[];
+  /** Late delayed leaves being cancelled: if no cancel is confirmed by `at`, it probably fired. */
+  orphanDeadlines?: { delayId: string; at: number }[];
+  out: Outputs;
+  nextId: number;
+}
+
+/** What the machine is fed. */
+export type MachineEvent =
+  | { type: "join" }
+  | { type: "leave" }
+  | {
+      type: "update";
+      patch: Partial<
+        Pick<MembershipFields, "callIntent" | "fociPreferred" | "focusActive" | "applicationData">
+      >;
+    }
+  | { type: "dispose" }
+  /** A request ended (ok, failed, or our local timeout: `timedOut`). */
+  | { type: "answer"; reqId: number; ok: true; value: unknown }
+  | { type: "answer"; reqId: number; ok: false; error: unknown; timedOut?: boolean }
+  /** A schedule answered after our local timeout (the driver kept listening). */
+  | { type: "late-answer"; reqId: number; ok: true; value: unknown }
+  | { type: "late-answer"; reqId: number; ok: false; error: unknown }
+  /** The time the machine asked to be woken at has come (any of its deadlines). */
+  | { type: "tick" }
+  /** The room's synced view has shown no membership of ours for the grace period. */
+  | { type: "membership-missing" };
+
+/** What the machine asks of its driver, in order. */
+export type Command =
+  | { type: "send"; reqId: number; request: Request; timeoutMs: number; keepLate: boolean }
+  | { type: "abort"; reqId: number }
+  | { type: "state"; state: MembershipState }
+  | { type: "probably-left"; value: boolean }
+  | { type: "delay-id"; value: string | undefined }
+  | { type: "own-membership"; value: MembershipContent | undefined }
+  | { type: "support"; value: Support }
+  | { type: "error"; error: MembershipError }
+  | { type: "log"; level: "debug" | "info" | "warn" | "error"; message: string; detail?: unknown }
+  | { type: "leave-done"; result: LeaveResult }
+  /** An update() was taken: wait for this fields version, or (undefined) nothing to wait for. */
+  | { type: "update-accepted"; version: number | undefined }
+  /** update() promises up to this fields version are on the server. */
+  | { type: "updates-confirmed"; version: number }
+  | { type: "updates-rejected"; error: MembershipError };

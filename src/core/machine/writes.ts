@@ -1,0 +1,129 @@
+/**
+ * The membership lane: one write in flight at a time, later wishes coalesced into the next write, none
+ * without a live delayed leave behind it; refreshes at half the expiry window.
+ */
+import {
+  CALL_MEMBER_EVENT_TYPE,
+  makeMembershipContent,
+  type MembershipContent,
+} from "../../membership/content.js";
+import { refreshIntervalMs } from "../config.js";
+import { membershipExpiresAt } from "../decisions.js";
+import { isRetryable } from "../policy.js";
+import { setOwnMembership, setProbablyLeft, setState, toError, type Ctx } from "./context.js";
+import { failCall, writeIsProtected } from "./calls.js";
+import { wakeHeartbeat } from "./delayedLeave.js";
+import { startTask } from "./tasks.js";
+import type { CallState, Outcome, Task, WriteKind } from "./types.js";
+
+const WRITE_RANK: Record<WriteKind, number> = { reassert: 0, refresh: 1, fresh: 2 };
+
+/** Ask for a write of at least `kind` without starting one (the next writer run takes it). */
+export function wantWrite(call: CallState, kind: WriteKind): void {
+  if (!call.wantedWrite || WRITE_RANK[kind] > WRITE_RANK[call.wantedWrite]) call.wantedWrite = kind;
+}
+
+/** Ask for a write and start the writer if none is running. */
+export function writeMembership(c: Ctx, call: CallState, kind: WriteKind): void {
+  wantWrite(call, kind);
+  if (call.writer === undefined) runWriter(c, call);
+}
+
+/** A write held back (no live delayed leave, an orphan window) may go now. */
+export function resumeWrites(c: Ctx, call: CallState | undefined): void {
+  if (call && !call.ended && call.wantedWrite && call.writer === undefined) runWriter(c, call);
+}
+
+function runWriter(c: Ctx, call: CallState): void {
+  if (!call.wantedWrite || call.ended) return;
+  // No write without a live delayed leave behind it; markArmed and the sweep resume deferred writes.
+  if (!writeIsProtected(c, call)) return;
+  const kind = call.wantedWrite;
+  call.wantedWrite = undefined;
+  const version = c.s.fieldsVersion;
+  const content =
+    kind === "reassert" && call.lastSent
+      ? call.lastSent
+      : // When the server holds no membership of ours, the next one is a fresh join (new created_ts).
+        makeContent(c, call, kind === "fresh" || !call.createdTs || !call.lastSent);
+  call.membershipAttempted = true;
+  const task = startTask(c, {
+    purpose: { kind: "write", write: kind, content, version },
+    request: { kind: "write", content },
+    op: "send-state",
+    scope: "call",
+    callId: call.id,
+    retry: "retryable",
+    capMs: c.s.timing.retryMaxMs,
+    timeoutMs: c.s.timing.stateRequestTimeoutMs,
+    guardWrite: true,
+    lane: "state",
+  });
+  // The task may have ended at once (deferred); then its outcome is already queued.
+  call.writer = task.id;
+}
+
+/** A membership write ended. */
+export function onWriteDone(c: Ctx, call: CallState | undefined, task: Task, outcome: Outcome): void {
+  if (task.purpose.kind !== "write") return;
+  const { write: kind, content, version } = task.purpose;
+  if (call && call.writer === task.id) call.writer = undefined;
+  if (!call || c.s.disposed) return;
+  if (!outcome.ok && outcome.deferred) {
+    wantWrite(call, kind);
+    return;
+  }
+  if (!outcome.ok) {
+    if (!outcome.aborted && !isRetryable(outcome.cls))
+      failCall(c, call, toError(outcome.cls, outcome.error, "send-state"));
+    return;
+  }
+  if (call.ended) return;
+  call.lastSent = content;
+  call.lastWrittenAt = c.now;
+  call.confirmedVersion = Math.max(call.confirmedVersion, version);
+  setOwnMembership(c, content);
+  c.out.push({ type: "updates-confirmed", version: call.confirmedVersion });
+  scheduleRefresh(c, call);
+  watchExpiry(c, call, content);
+  if (call.delayed === "armed") {
+    // After a rejoin, "certainly joined" waits for the restart that follows (markArmed).
+    if (!c.s.out.probablyLeft) setState(c, { kind: "joined", delayedLeave: true });
+    // Servers before Synapse 1.127 cancel our delayed leave when we write state: check at once.
+    wakeHeartbeat(c, call);
+  } else {
+    setProbablyLeft(c, false);
+    setState(c, { kind: "joined", delayedLeave: false });
+  }
+  runWriter(c, call);
+}
+
+function expiryWindowMs(c: Ctx, call: CallState): number {
+  return call.delayed === "none" || call.rearming
+    ? c.s.timing.degradedMembershipExpiryMs
+    : c.s.timing.membershipExpiryMs;
+}
+
+function makeContent(c: Ctx, call: CallState, fresh: boolean): MembershipContent {
+  if (fresh || call.createdTs === undefined) call.createdTs = c.now;
+  return makeMembershipContent(c.s.fields, call.createdTs, c.now, expiryWindowMs(c, call));
+}
+
+/** Refresh `expires` when half its window has passed, so it tracks real time. */
+function scheduleRefresh(c: Ctx, call: CallState): void {
+  call.refreshAt = c.now + refreshIntervalMs(expiryWindowMs(c, call));
+}
+
+/** Others stop listing a membership at created_ts + expires; checkExpiry compares on every heartbeat. */
+function watchExpiry(c: Ctx, call: CallState, content: MembershipContent): void {
+  const expiresAt = membershipExpiresAt(content);
+  if (expiresAt === undefined) return;
+  call.expiresAt = expiresAt;
+  if (call.expired) {
+    call.expired = false;
+    setProbablyLeft(c, false);
+  }
+}
+
+/** The event type and key every membership request of this manager targets. */
+export const MEMBERSHIP_EVENT_TYPE = CALL_MEMBER_EVENT_TYPE;
