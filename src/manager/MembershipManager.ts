@@ -85,6 +85,8 @@ const DEFAULT_FOCUS: Transport = { type: "livekit", focus_selection: "oldest_mem
 /** A request the driver is running: its abort, its local timeout, whether a late answer still counts. */
 interface InFlight {
   readonly controller: AbortController;
+  /** A schedule: its answer counts even after our timeout or an abort (its id must be cancelled). */
+  readonly keepLate: boolean;
   timedOut: boolean;
   cancelTimer: () => void;
 }
@@ -361,7 +363,8 @@ export class MembershipManager {
       case "abort": {
         const entry = this.requests?.get(command.reqId);
         if (!entry) return;
-        this.forget(command.reqId);
+        if (!entry.keepLate) this.forget(command.reqId);
+        else entry.timedOut = true;
         entry.cancelTimer();
         entry.controller.abort(new DOMException("aborted", "AbortError"));
         return;
@@ -415,7 +418,7 @@ export class MembershipManager {
   /** Run one request through the backend with its local timeout; feed its answer back. */
   private send(reqId: number, request: Request, timeoutMs: number, keepLate: boolean): void {
     const controller = new AbortController();
-    const entry: InFlight = { controller, timedOut: false, cancelTimer: () => {} };
+    const entry: InFlight = { controller, keepLate, timedOut: false, cancelTimer: () => {} };
     (this.requests ??= new Map()).set(reqId, entry);
     entry.cancelTimer = this.clock.after(timeoutMs, () => {
       entry.timedOut = true;

@@ -241,9 +241,10 @@ export function onOrphanWake(c: Ctx): void {
     }
   }
   // Waiting for a schedule's answer is pointless now (its delayed leave fired, or we were disposed).
+  // (An answer that still comes, from a backend that ignores the abort, is handled as a late one.)
   for (const open of c.s.open.filter((o) => o.abortAt !== undefined && o.abortAt <= c.now)) {
+    open.abortAt = undefined;
     c.out.push({ type: "abort", reqId: open.reqId });
-    forget(c, open);
   }
 }
 
