@@ -41,6 +41,7 @@ import {
   onRestartFailure,
   onScheduleFailure,
   isUnrecognised,
+  laneWaitLimits,
   retryWaitMs,
 } from "../core/policy.js";
 import {
@@ -1061,8 +1062,7 @@ export class MembershipManager {
           localTimeout: false,
           attempt: refusals++,
           baseMs: this.timing.retryBaseMs,
-          capMs: this.timing.heartbeatIntervalMs,
-          hintCapMs: this.timing.heartbeatIntervalMs,
+          ...laneWaitLimits("refusal", this.timing),
           random: this.random,
         });
         if (!(await this.clock.sleep(wait, signal))) return;
@@ -1621,14 +1621,8 @@ export class MembershipManager {
       localTimeout: error instanceof LocalTimeoutError && !this.link?.tooSlow,
       attempt,
       baseMs: this.timing.retryBaseMs,
-      capMs,
-      // State sends may wait as long as the server asks, within retryMaxMs; the delayed-leave lane only a
-      // quarter of the delay: a heartbeat is due half a delay before the leave fires, so a retry a
-      // quarter later still has more than one request timeout (at most delay/5) to land.
-      hintCapMs:
-        op === "send-state"
-          ? Math.max(capMs, this.timing.retryMaxMs)
-          : Math.max(capMs, this.timing.delayMs / 4),
+      // Which ceilings apply on which lane (how long a Retry-After may hold us) is core/policy's call.
+      ...laneWaitLimits(op === "send-state" ? "state" : "delayed", this.timing, capMs),
       random: this.random,
     });
     this.log.debug(`${op} failed (${cls.kind}); retrying in ${waitMs} ms`);
