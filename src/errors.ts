@@ -149,7 +149,7 @@ export function httpFacts(error: unknown): HttpFacts {
  * HTTP date), then the body's `retry_after_ms`; undefined when neither is usable. A header that is
  * neither (`-5`, `1.5`, `soon`) is ignored rather than read as a date (`Date.parse("-5")` is the year
  * -5). A date in the past gives 0, and every result is at most MAX_TIMER_MS. This is the raw hint:
- * the wait itself comes from `retryWaitMs` (core/config), which applies the floor and the ceiling.
+ * the wait itself comes from `retryWaitMs` (core/policy), which applies the floor and the ceiling.
  */
 export function retryAfterMs(facts: HttpFacts, now: number = Date.now()): number | undefined {
   const header = facts.headers["retry-after"]?.trim();

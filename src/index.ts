@@ -35,7 +35,8 @@ export {
 } from "./errors.js";
 export type { ErrorClass, HttpFacts, MembershipErrorCode, Operation } from "./errors.js";
 export { resolveTiming, refreshIntervalMs, backoffMs, MIN_DELAY_MS } from "./core/config.js";
-export { retryWaitMs, MAX_TIMER_MS } from "./core/config.js";
+export { retryWaitMs, MAX_TIMER_MS } from "./core/policy.js";
+export type { WaitInput } from "./core/policy.js";
 export { validateIdentity, leaveTimeoutMs } from "./core/validate.js";
 export type { IdentityInput } from "./core/validate.js";
 export { redactText, redactingLogger } from "./log/redact.js";

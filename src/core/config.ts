@@ -1,7 +1,7 @@
-import { MembershipConfigError, type ErrorClass } from "../errors.js";
-import { MAX_TIMER_MS, RATE_LIMIT_FLOOR_MS, RATE_LIMIT_HINT_FLOOR_MS } from "./limits.js";
+import { MembershipConfigError } from "../errors.js";
+import { MAX_TIMER_MS } from "./limits.js";
 
-export { MAX_TIMER_MS, RATE_LIMIT_FLOOR_MS, RATE_LIMIT_HINT_FLOOR_MS } from "./limits.js";
+export { MAX_TIMER_MS } from "./limits.js";
 
 /** Timing knobs. Only `delayedLeaveDelayMs` needs setting; the rest derive from it. */
 export interface TimingOptions {
@@ -183,34 +183,4 @@ export function clampWaitMs(value: number, floorMs: number, ceilingMs: number): 
   const floor = Math.min(Math.max(0, floorMs), ceiling);
   if (Number.isNaN(value)) return floor;
   return Math.min(ceiling, Math.max(floor, value));
-}
-
-/**
- * How long to wait before retrying a request that failed with `cls`. Pure.
- *
- * - anything but a 429: `backoff` (the caller's exponential backoff with jitter), at most `capMs`, the
- *   lane's cap (the manager's rejoin cap on the heartbeat/schedule lane, `retryMaxMs` for membership and
- *   leave writes).
- * - `rate-limited` with a usable hint (`cls.retryAfterMs`: Retry-After, then `retry_after_ms`): the hint,
- *   never less than min(RATE_LIMIT_HINT_FLOOR_MS, delayMs / 10) (250 ms from a 2.5 s delay up), so
- *   `Retry-After: 0` or a date in the past cannot make us retry at once, and short delays keep room for
- *   the retries an exact small hint allows.
- * - `rate-limited` without a hint (absent, `-5`, NaN, a string): `backoff`, never less than
- *   RATE_LIMIT_FLOOR_MS (1 s).
- * - for both, never more than max(capMs, delayMs / 4). A heartbeat is due half a delay before the
- *   server fires our leave; a retry a quarter of the delay later is still sent more than a request
- *   timeout (at most delay / 5) before it fires. So `Retry-After: 3600` on a heartbeat with the default
- *   10 s delay costs 2.5 s, not the hour, and the device stays in the call when the server recovers;
- *   on a membership write (capMs = retryMaxMs) it costs 30 s. The ceiling wins over the floors (short
- *   test delays).
- * - never above MAX_TIMER_MS, never negative.
- */
-export function retryWaitMs(cls: ErrorClass, backoff: number, capMs: number, delayMs: number): number {
-  if (cls.kind === "rate-limited") {
-    const ceiling = Math.max(capMs, delayMs / 4);
-    return cls.retryAfterMs !== undefined
-      ? clampWaitMs(cls.retryAfterMs, Math.min(RATE_LIMIT_HINT_FLOOR_MS, delayMs / 10), ceiling)
-      : clampWaitMs(backoff, RATE_LIMIT_FLOOR_MS, ceiling);
-  }
-  return clampWaitMs(backoff, 0, capMs);
 }

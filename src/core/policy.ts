@@ -4,7 +4,7 @@
  * functions and nothing else, so the whole error policy can be read (and tested) here in one sitting.
  */
 import type { ErrorClass } from "../errors.js";
-import { backoffMs, clampWaitMs } from "./config.js";
+import { backoffMs, clampWaitMs, type Timing } from "./config.js";
 import { MAX_TIMER_MS, RATE_LIMIT_FLOOR_MS } from "./limits.js";
 
 export { MAX_TIMER_MS } from "./limits.js";
@@ -76,6 +76,7 @@ export function onLeaveSendFailure(cls: ErrorClass): "write-empty" | "back-off" 
   return "write-empty";
 }
 
+/** The inputs of `retryWaitMs`. `capMs` and `hintCapMs` come from `laneWaitLimits` in the manager. */
 export interface WaitInput {
   cls: ErrorClass;
   /** The failure was our own local timeout: a whole timeout has already passed. */
@@ -95,8 +96,17 @@ export interface WaitInput {
 }
 
 /**
- * How long to wait before retrying. Every wait lies between a floor and a ceiling (and below 2^31 ms):
- * a Retry-After of 0, -5 or an hour, or a `retry_after_ms` of 1e12, all give a sane wait.
+ * How long to wait before retrying: the package's one retry-wait rule. Every wait lies between a floor
+ * and a ceiling (and below 2^31 ms): a Retry-After of 0, -5 or an hour, or a `retry_after_ms` of 1e12,
+ * all give a sane wait.
+ *
+ * - our own local timeout: 0 (a whole timeout has already passed).
+ * - a 429 with a usable hint (> 0 ms): the hint, at least MIN_HINT_MS, at most `hintCapMs`.
+ * - a 429 without one (absent, 0 or a date in the past, negative, NaN, garbage): the backoff, at most
+ *   the lane's cap, but never less than BARE_RATE_LIMIT_FLOOR_MS (1 s), even where the cap is lower.
+ * - anything else: the backoff (equal jitter, base·2^attempt), at least 1 ms, at most the lane's cap.
+ *
+ * A `random` that returns NaN or a value outside [0, 1) still gives a wait within these bounds.
  */
 export function retryWaitMs(input: WaitInput): number {
   const { cls, localTimeout, attempt, baseMs, random } = input;
@@ -108,7 +118,63 @@ export function retryWaitMs(input: WaitInput): number {
       return clampWaitMs(hint, MIN_HINT_MS, Math.max(MIN_HINT_MS, input.hintCapMs));
     }
     // A 429 with no usable hint (none, 0, negative, garbage): never sooner than about a second.
-    return Math.max(BARE_RATE_LIMIT_FLOOR_MS, Math.min(cap, backoffMs(attempt, baseMs, cap, random)));
+    return Math.max(BARE_RATE_LIMIT_FLOOR_MS, clampWaitMs(backoffMs(attempt, baseMs, cap, random), 0, cap));
   }
-  return Math.min(cap, Math.max(1, backoffMs(attempt, baseMs, cap, random)));
+  return clampWaitMs(backoffMs(attempt, baseMs, cap, random), 1, cap);
+}
+
+/**
+ * Where a retry happens: `delayed` is the delayed-event lane (schedule, heartbeat after a lost answer,
+ * cancel, list), `state` the state sends (membership, explicit leave), `refusal` a heartbeat the server
+ * refused without saying the delayed leave is gone (a proxy's 404, a 403, an odd status).
+ */
+export type WaitLane = "delayed" | "state" | "refusal";
+
+/**
+ * The backoff ceiling of the delayed-leave lane (heartbeat retries, re-scheduling, cancels): half a
+ * request timeout. During an outage that is about one probe a second, and when the network returns
+ * the rejoin starts within that step instead of after a long backoff.
+ */
+export function delayedLaneCapMs(timing: Pick<Timing, "retryBaseMs" | "requestTimeoutMs">): number {
+  return Math.max(timing.retryBaseMs, timing.requestTimeoutMs / 2);
+}
+
+/** The ceilings `retryWaitMs` needs for one lane. */
+export interface WaitLimits {
+  /** The backoff ceiling. */
+  capMs: number;
+  /** The most a server's Retry-After may make us wait. */
+  hintCapMs: number;
+}
+
+/** The timing a lane's ceilings derive from (a resolved `Timing` will do). */
+export type LaneTiming = Pick<Timing, "delayMs" | "heartbeatIntervalMs" | "retryMaxMs">;
+
+/**
+ * Which ceilings apply on which lane. Pure.
+ *
+ * - `delayed`: the caller's backoff cap; a hint is honoured up to max(cap, delay / 4). A heartbeat is
+ *   due half a delay before the server fires our leave; a retry a quarter of the delay later is still
+ *   sent more than a request timeout (at most delay / 5) before it fires. So `Retry-After: 3600` on a
+ *   heartbeat with the default 10 s delay costs 2.5 s, not the hour, and the device stays in the call
+ *   when the server recovers.
+ * - `state`: the caller's backoff cap; a hint may ask for up to max(cap, retryMaxMs).
+ * - `refusal`: backoff and hint both up to one heartbeat interval: the delayed leave may well be
+ *   alive, so the next probe must come before it can fire.
+ */
+export function laneWaitLimits(lane: "refusal", timing: LaneTiming): WaitLimits;
+export function laneWaitLimits(lane: "delayed" | "state", timing: LaneTiming, capMs: number): WaitLimits;
+export function laneWaitLimits(lane: WaitLane, timing: LaneTiming, capMs?: number): WaitLimits {
+  switch (lane) {
+    case "refusal":
+      return { capMs: timing.heartbeatIntervalMs, hintCapMs: timing.heartbeatIntervalMs };
+    case "state": {
+      const cap = capMs ?? timing.retryMaxMs;
+      return { capMs: cap, hintCapMs: Math.max(cap, timing.retryMaxMs) };
+    }
+    case "delayed": {
+      const cap = capMs ?? timing.retryMaxMs;
+      return { capMs: cap, hintCapMs: Math.max(cap, timing.delayMs / 4) };
+    }
+  }
 }

@@ -5,6 +5,7 @@
  */
 import { MembershipError, type ErrorClass, type MembershipErrorCode, type Operation } from "../../errors.js";
 import type { MembershipContent } from "../../membership/content.js";
+import { delayedLaneCapMs } from "../policy.js";
 import { sameState, type MembershipState, type Support } from "../../manager/state.js";
 import type { CallState, Command, MachineEnv, MachineState, Outcome, Task } from "./types.js";
 
@@ -91,12 +92,9 @@ export function delayedTimeoutMs(s: MachineState): number {
   return s.link?.timeoutMs ?? s.timing.requestTimeoutMs;
 }
 
-/**
- * Retries on the delayed-leave lane back off at most to half a request timeout: during an outage that
- * is about one probe a second, and when the network returns the rejoin starts within that step.
- */
+/** The backoff ceiling of the delayed-leave lane (core/policy.ts). */
 export function rejoinRetryCapMs(s: MachineState): number {
-  return Math.max(s.timing.retryBaseMs, s.timing.requestTimeoutMs / 2);
+  return delayedLaneCapMs(s.timing);
 }
 
 export function nextId(s: MachineState): number {

@@ -9,7 +9,13 @@ import type { DelayedEventStatus } from "../../backends/types.js";
 import { MIN_DELAY_MS, resolveTiming } from "../config.js";
 import { goneCause, recoveryPauseMs } from "../decisions.js";
 import { lostDelayedLeaveCause } from "../lostDelayedLeave.js";
-import { isUnrecognised, onRestartFailure, onScheduleFailure, retryWaitMs } from "../policy.js";
+import {
+  isUnrecognised,
+  laneWaitLimits,
+  onRestartFailure,
+  onScheduleFailure,
+  retryWaitMs,
+} from "../policy.js";
 import {
   delayedTimeoutMs,
   emitError,
@@ -373,14 +379,12 @@ export function onRestartDone(c: Ctx, call: CallState | undefined, task: Task, o
     // Not a real "gone": our delayed leave may well be alive, and a new one plus a rewrite would only
     // abandon it. Report, wait (up to a heartbeat interval), and probe again.
     emitError(c, toError(cls, outcome.error, "restart"));
-    const t = c.s.timing;
     const waitMs = retryWaitMs({
       cls,
       localTimeout: false,
       attempt: refusals,
-      baseMs: t.retryBaseMs,
-      capMs: t.heartbeatIntervalMs,
-      hintCapMs: t.heartbeatIntervalMs,
+      baseMs: c.s.timing.retryBaseMs,
+      ...laneWaitLimits("refusal", c.s.timing),
       random: c.random,
     });
     call.lane = { k: "refused", refusals: refusals + 1, wakeAt: c.now + waitMs };

@@ -5,7 +5,7 @@
  * `wakeAt` the driver's one timer brings back as a tick.
  */
 import { classifyError, MembershipError, type ErrorClass, type Operation } from "../../errors.js";
-import { isRetryable, isUnrecognised, onLeaveSendFailure, retryWaitMs } from "../policy.js";
+import { isRetryable, isUnrecognised, laneWaitLimits, onLeaveSendFailure, retryWaitMs } from "../policy.js";
 import { callById, delayedTimeoutMs, emitError, log, nextId, toError, type Ctx } from "./context.js";
 import { checkExpiry, failCall, writeIsProtected } from "./calls.js";
 import { observeLink, spend } from "./resources.js";
@@ -209,17 +209,12 @@ export function waitBeforeRetry(
       return undefined;
     }
   }
-  const t = c.s.timing;
   const waitMs = retryWaitMs({
     cls,
     localTimeout: timedOut && !c.s.link?.tooSlow,
     attempt: attemptNo,
-    baseMs: t.retryBaseMs,
-    capMs,
-    // State sends may wait as long as the server asks, within retryMaxMs; the delayed-leave lane only a
-    // quarter of the delay: a heartbeat is due half a delay before the leave fires, so a retry a
-    // quarter later still has more than one request timeout (at most delay/5) to land.
-    hintCapMs: op === "send-state" ? Math.max(capMs, t.retryMaxMs) : Math.max(capMs, t.delayMs / 4),
+    baseMs: c.s.timing.retryBaseMs,
+    ...laneWaitLimits(op === "send-state" ? "state" : "delayed", c.s.timing, capMs),
     random: c.random,
   });
   log(c, "debug", `${op} failed (${cls.kind}); retrying in ${waitMs} ms`);
