@@ -83,7 +83,7 @@ function scheduleAttempt(c: Ctx, call: CallState): void {
   const waitMs = spend(c);
   if (waitMs > 0) {
     lane.wakeAt = c.now + waitMs;
-    lane.reqId = -1; // marks "waiting for the budget": the wake sends without another token
+    lane.waitingFor = "budget"; // the wake sends without taking another token
     return;
   }
   sendSchedule(c, call);
@@ -100,7 +100,7 @@ function sendSchedule(c: Ctx, call: CallState): void {
   const reqId = nextId(c.s);
   const delayMs = c.s.timing.delayMs;
   lane.reqId = reqId;
-  lane.wakeAt = undefined;
+  lane.wakeAt = lane.waitingFor = undefined;
   call.scheduling = true;
   c.s.open.push({ reqId, callId: call.id, sentAt: c.now, delayMs, late: false });
   c.out.push({
@@ -210,15 +210,15 @@ function onScheduleResult(c: Ctx, call: CallState, result: Outcome): void {
   }
   if (waitMs <= 0) return scheduleAttempt(c, call);
   lane.wakeAt = c.now + waitMs;
+  lane.waitingFor = "backoff";
 }
 
 /** The schedule lane's wait (budget or backoff) is over. */
 function onScheduleWake(c: Ctx, call: CallState): void {
   const lane = call.lane;
   if (lane.k !== "schedule") return;
-  const budgetWait = lane.reqId === -1;
-  lane.wakeAt = undefined;
-  lane.reqId = undefined;
+  const budgetWait = lane.waitingFor === "budget";
+  lane.wakeAt = lane.waitingFor = undefined;
   if (call.ended) {
     call.lane = { k: "stopped" };
     return;

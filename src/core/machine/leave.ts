@@ -55,7 +55,7 @@ export function progressLeave(c: Ctx): void {
       case "heartbeat":
         // Wait for a restart (or a lookup after one) in flight.
         if (call.lane.k === "restart" || call.lane.k === "lookup" || call.lane.k === "read-replaced") return;
-        if (call.lane.k === "schedule" && call.lane.reqId !== undefined && call.lane.reqId !== -1) return;
+        if (call.lane.k === "schedule" && call.lane.reqId !== undefined) return;
         job.step = "sweep";
         sweepOrphans(c, call.membershipAttempted ? call.delayId : undefined);
         continue;

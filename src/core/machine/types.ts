@@ -134,8 +134,9 @@ export type DelayedLane =
       after: "join" | "rearm" | "recover";
       /** The backoff exponent: answered failures so far. */
       step: number;
-      /** Waiting for a token of the budget, or a backoff, until then. */
+      /** Waiting until then: for a token of the request budget, or a backoff. */
       wakeAt?: number;
+      waitingFor?: "budget" | "backoff";
       /** The schedule request in flight. */
       reqId?: number;
     }

@@ -2,11 +2,7 @@
  * The membership lane: one write in flight at a time, later wishes coalesced into the next write, none
  * without a live delayed leave behind it; refreshes at half the expiry window.
  */
-import {
-  CALL_MEMBER_EVENT_TYPE,
-  makeMembershipContent,
-  type MembershipContent,
-} from "../../membership/content.js";
+import { makeMembershipContent, type MembershipContent } from "../../membership/content.js";
 import { refreshIntervalMs } from "../config.js";
 import { membershipExpiresAt } from "../decisions.js";
 import { isRetryable } from "../policy.js";
@@ -124,6 +120,3 @@ function watchExpiry(c: Ctx, call: CallState, content: MembershipContent): void 
     setProbablyLeft(c, false);
   }
 }
-
-/** The event type and key every membership request of this manager targets. */
-export const MEMBERSHIP_EVENT_TYPE = CALL_MEMBER_EVENT_TYPE;
