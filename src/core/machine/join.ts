@@ -15,7 +15,7 @@ import {
   type Ctx,
 } from "./context.js";
 import { failCall, newCall } from "./calls.js";
-import { startDelayedLane } from "./delayedLeave.js";
+import { startDelayedLane } from "./schedule.js";
 import { startLeaveJob } from "./leave.js";
 import { startTask } from "./tasks.js";
 import { writeMembership } from "./writes.js";

@@ -7,8 +7,8 @@
  * answers back. The whole policy, by module:
  *
  * - join.ts: app intents (join, leave, update) and the room view's "our membership is missing";
- * - delayedLeave.ts: schedule the delayed leave, restart it as a heartbeat, recover when it is gone,
- *   degraded mode;
+ * - the delayed-leave lane (delayedLeave.ts): schedule.ts schedules it (and degraded mode), heartbeat.ts
+ *   restarts it every interval, recovery.ts acts when the server says it is gone;
  * - writes.ts: membership writes, one at a time, never without a live delayed leave, refreshes;
  * - leave.ts: the leave job (settle, fire the delayed leave or write {});
  * - orphans.ts: late delay ids, sweeps for orphaned delayed leaves, re-asserts;
@@ -24,15 +24,10 @@ import type { Support } from "../../manager/state.js";
 import type { Timing } from "../config.js";
 import { callById, log, type Ctx } from "./context.js";
 import { endCall, onPredictedLeave, rejectUpdates } from "./calls.js";
-import {
-  laneWakeAt,
-  onLaneWake,
-  onLookupDone,
-  onReadReplacedDone,
-  onRestartDone,
-  onScheduleAnswer,
-  onStaleCancelled,
-} from "./delayedLeave.js";
+import { laneWakeAt, onLaneWake } from "./delayedLeave.js";
+import { onRestartDone } from "./heartbeat.js";
+import { onLookupDone, onReadReplacedDone } from "./recovery.js";
+import { onScheduleAnswer, onStaleCancelled } from "./schedule.js";
 import { join, leave, membershipMissing, onProbeDone, onReadHoldsDone, update } from "./join.js";
 import { abortLeave, leaveWakeAt, onLeaveTaskDone, progressLeave } from "./leave.js";
 import {

@@ -8,7 +8,7 @@ import { membershipExpiresAt } from "../decisions.js";
 import { isRetryable } from "../policy.js";
 import { setOwnMembership, setProbablyLeft, setState, toError, type Ctx } from "./context.js";
 import { failCall, writeIsProtected } from "./calls.js";
-import { wakeHeartbeat } from "./delayedLeave.js";
+import { wakeHeartbeat } from "./heartbeat.js";
 import { startTask } from "./tasks.js";
 import type { CallState, Outcome, Task, WriteKind } from "./types.js";
 

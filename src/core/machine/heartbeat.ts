@@ -1,0 +1,107 @@
+/**
+ * The heartbeat: restart the delayed leave every interval, counted from the send of the last success;
+ * on a refusal back off and probe the same delayed leave again; on a real "gone", recover (recovery.ts).
+ */
+import { laneWaitLimits, onRestartFailure, retryWaitMs } from "../policy.js";
+import {
+  delayedTimeoutMs,
+  emitError,
+  rejoinRetryCapMs,
+  setProbablyLeft,
+  toError,
+  type Ctx,
+} from "./context.js";
+import { checkExpiry } from "./calls.js";
+import { startTask } from "./tasks.js";
+import { writeMembership } from "./writes.js";
+import type { CallState, Outcome, Task } from "./types.js";
+import { enterDegraded, markArmed } from "./schedule.js";
+import { recover } from "./recovery.js";
+
+export function enterBeat(c: Ctx, call: CallState, refusals: number): void {
+  if (call.heartbeatStopped || call.delayed !== "armed") {
+    call.lane = { k: "stopped" };
+    return;
+  }
+  const dueAt = call.armedAt! + c.s.timing.heartbeatIntervalMs;
+  call.lane = { k: "beat", refusals, wakeAt: dueAt };
+  if (dueAt <= c.now) beat(c, call);
+}
+
+/** Restart now (after a membership write: servers before Synapse 1.127 cancel on our own writes). */
+export function wakeHeartbeat(c: Ctx, call: CallState): void {
+  if (call.lane.k === "beat") beat(c, call);
+}
+
+export function beat(c: Ctx, call: CallState): void {
+  const lane = call.lane;
+  if (lane.k !== "beat") return;
+  if (call.heartbeatStopped) {
+    call.lane = { k: "stopped" };
+    return;
+  }
+  checkExpiry(c, call);
+  const task = startTask(c, {
+    purpose: { kind: "restart" },
+    request: { kind: "delayed", delayId: call.delayId!, action: "restart" },
+    op: "restart",
+    scope: "heartbeat",
+    callId: call.id,
+    retry: "restart",
+    capMs: rejoinRetryCapMs(c.s),
+    lane: "delayed",
+  });
+  call.lane = { k: "restart", refusals: lane.refusals, taskId: task.id };
+}
+
+export function onRestartDone(c: Ctx, call: CallState | undefined, task: Task, outcome: Outcome): void {
+  if (!call || call.lane.k !== "restart" || call.lane.taskId !== task.id) return;
+  const refusals = call.lane.refusals;
+  if (call.heartbeatStopped) {
+    call.lane = { k: "stopped" };
+    return;
+  }
+  if (outcome.ok) {
+    markArmed(c, call, outcome.sentAt);
+    return enterBeat(c, call, 0);
+  }
+  if (outcome.aborted) {
+    call.lane = { k: "stopped" };
+    return;
+  }
+  if (call.ended) {
+    // Leaving: the delayed leave is gone, so the leave job will write {} itself.
+    if (outcome.cls.kind === "gone") call.delayId = undefined;
+    call.lane = { k: "stopped" };
+    return;
+  }
+  const { cls } = outcome;
+  if (cls.kind === "unsupported") {
+    // The delayed leave we armed can no longer be restarted and will fire: keep the membership (short
+    // expiry from now on) and write it again once that leave is past.
+    const firesBy = call.armedAt! + c.s.timing.delayMs + delayedTimeoutMs(c.s);
+    call.watchLeave = false;
+    enterDegraded(c, call, cls.reason);
+    setProbablyLeft(c, false);
+    writeMembership(c, call, "refresh");
+    call.refreshAfterFireAt = firesBy;
+    return;
+  }
+  if (onRestartFailure(cls) === "back-off") {
+    // Not a real "gone": our delayed leave may well be alive, and a new one plus a rewrite would only
+    // abandon it. Report, wait (up to a heartbeat interval), and probe again.
+    emitError(c, toError(cls, outcome.error, "restart"));
+    const waitMs = retryWaitMs({
+      cls,
+      localTimeout: false,
+      attempt: refusals,
+      baseMs: c.s.timing.retryBaseMs,
+      ...laneWaitLimits("refusal", c.s.timing),
+      random: c.random,
+    });
+    call.lane = { k: "refused", refusals: refusals + 1, wakeAt: c.now + waitMs };
+    return;
+  }
+  // gone (404 M_NOT_FOUND, 409): the server no longer holds our delayed leave, or says it is done.
+  recover(c, call, cls);
+}

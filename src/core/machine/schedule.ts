@@ -1,0 +1,285 @@
+/**
+ * Scheduling the delayed leave: first (before any membership), with retries, lowering the delay to the
+ * server's maximum, falling back to degraded mode when the server has none (and trying again later when
+ * its answers made no sense); and what follows once one is armed.
+ */
+import { classifyError, MembershipError } from "../../errors.js";
+import { MIN_DELAY_MS, resolveTiming } from "../config.js";
+import { isUnrecognised, onScheduleFailure } from "../policy.js";
+import {
+  delayedTimeoutMs,
+  emitError,
+  log,
+  nextId,
+  rejoinRetryCapMs,
+  setDelayId,
+  setProbablyLeft,
+  setState,
+  toError,
+  updateSupport,
+  type Ctx,
+} from "./context.js";
+import { failCall } from "./calls.js";
+import { onScheduleSettled, sweepOrphans } from "./orphans.js";
+import { observeLink, retimeLink, spend } from "./resources.js";
+import { startTask, waitBeforeRetry } from "./tasks.js";
+import { resumeWrites, writeMembership } from "./writes.js";
+import type { CallState, OpenSchedule, Outcome } from "./types.js";
+import { enterBeat } from "./heartbeat.js";
+
+const MAX_DELAY_LOWERINGS = 8;
+
+/** Start the lane of a new call: first cancel a failed leave's delayed leave, then schedule ours. */
+export function startDelayedLane(c: Ctx, call: CallState): void {
+  const stale = c.s.staleDelayId;
+  if (!stale) return startSchedule(c, call, "join");
+  // It fires within a delay from now at the latest: after that a cancel is moot.
+  c.s.staleDelayId = undefined;
+  call.lane = { k: "cancel-stale" };
+  startTask(c, {
+    purpose: { kind: "cancel-stale" },
+    request: { kind: "delayed", delayId: stale, action: "cancel" },
+    op: "cancel",
+    scope: "call",
+    callId: call.id,
+    retry: "not-gone",
+    capMs: rejoinRetryCapMs(c.s),
+    until: c.now + c.s.timing.delayMs + c.s.timing.requestTimeoutMs,
+  });
+}
+
+export function onStaleCancelled(c: Ctx, call: CallState | undefined): void {
+  if (!call || call.ended || call.lane.k !== "cancel-stale") return;
+  startSchedule(c, call, "join");
+}
+
+export function startSchedule(c: Ctx, call: CallState, after: "join" | "rearm" | "recover"): void {
+  call.lane = { k: "schedule", after, step: 0 };
+  scheduleAttempt(c, call);
+}
+
+/** Take a budget token and send one schedule request (or wait for the token). */
+function scheduleAttempt(c: Ctx, call: CallState): void {
+  const lane = call.lane;
+  if (lane.k !== "schedule") return;
+  if (call.ended) {
+    call.lane = { k: "stopped" };
+    return;
+  }
+  const waitMs = spend(c);
+  if (waitMs > 0) {
+    lane.wakeAt = c.now + waitMs;
+    lane.waitingFor = "budget"; // the wake sends without taking another token
+    return;
+  }
+  sendSchedule(c, call);
+}
+
+/**
+ * One schedule request. It is not idempotent (every PUT creates a new delayed event), so it is not
+ * aborted at our local timeout: the driver keeps listening, an id that arrives late is cancelled, and
+ * an attempt whose outcome we never learn gets our membership re-asserted after it could have fired.
+ */
+function sendSchedule(c: Ctx, call: CallState): void {
+  const lane = call.lane;
+  if (lane.k !== "schedule") return;
+  const reqId = nextId(c.s);
+  const delayMs = c.s.timing.delayMs;
+  lane.reqId = reqId;
+  lane.wakeAt = lane.waitingFor = undefined;
+  call.scheduling = true;
+  c.s.open.push({ reqId, callId: call.id, sentAt: c.now, delayMs, late: false });
+  c.out.push({
+    type: "send",
+    reqId,
+    request: { kind: "schedule", delayMs },
+    timeoutMs: delayedTimeoutMs(c.s),
+    keepLate: true,
+  });
+}
+
+/** The schedule request `open` answered in time, or our local timeout passed (`timedOut`). */
+export function onScheduleAnswer(
+  c: Ctx,
+  open: OpenSchedule,
+  ok: boolean,
+  value: unknown,
+  error: unknown,
+  timedOut: boolean,
+): void {
+  const call =
+    c.s.call?.id === open.callId ? c.s.call : c.s.leaveCall?.id === open.callId ? c.s.leaveCall : undefined;
+  if (call && call.lane.k === "schedule" && call.lane.reqId === open.reqId) call.lane.reqId = undefined;
+  if (call) call.scheduling = false;
+  let result: Outcome;
+  if (ok) {
+    onScheduleSettled(c, open, true, value);
+    result = { ok: true, value, sentAt: open.sentAt };
+  } else {
+    const cls = classifyError(error, "schedule-leave", c.now);
+    if (timedOut) {
+      observeLink(c, open.sentAt, true);
+      // A delay after the send, its delayed leave (if any) has fired: stop waiting for the answer then.
+      open.late = true;
+      open.abortAt = open.sentAt + open.delayMs;
+    } else onScheduleSettled(c, open, false, undefined);
+    // The request may have reached the server and its delayed leave may fire: re-assert whatever
+    // membership is current then (possibly a later call's), and look for the orphan.
+    if (cls.kind === "network" || cls.kind === "server" || cls.kind === "unknown") {
+      const window = open.sentAt + open.delayMs + delayedTimeoutMs(c.s);
+      c.s.orphanWindowUntil = Math.max(c.s.orphanWindowUntil, window);
+      sweepOrphans(c, c.s.call?.delayId);
+      (c.s.reassertAt ??= []).push(c.now + open.delayMs + delayedTimeoutMs(c.s));
+    }
+    result = { ok: false, cls, error, timedOut };
+  }
+  if (call) onScheduleResult(c, call, result);
+}
+
+function onScheduleResult(c: Ctx, call: CallState, result: Outcome): void {
+  const lane = call.lane;
+  // Record an id even when the call ended meanwhile: the leave job must send or cancel it.
+  if (result.ok) call.delayId = result.value as string;
+  if (lane.k !== "schedule") return;
+  if (call.ended) {
+    call.lane = { k: "stopped" };
+    return;
+  }
+  if (result.ok) {
+    call.unrecognisedSchedules = 0;
+    setDelayId(c, result.value as string);
+    markArmed(c, call, result.sentAt);
+    updateSupport(c, { delayedEvents: true });
+    sweepOrphans(c, result.value as string);
+    return afterArmed(c, call, lane.after);
+  }
+  const { cls } = result;
+  const action = onScheduleFailure(cls, call.unrecognisedSchedules);
+  if (isUnrecognised(cls)) call.unrecognisedSchedules++;
+  if (action === "lower-delay" && lowerDelay(c, call, cls.kind === "max-delay" ? cls.maxDelayMs : undefined))
+    return scheduleAttempt(c, call);
+  if (action === "lower-delay" || action === "degrade") {
+    if (isUnrecognised(cls)) emitError(c, toError(cls, result.error, "schedule-leave"));
+    enterDegraded(
+      c,
+      call,
+      cls.kind === "unsupported"
+        ? cls.reason
+        : isUnrecognised(cls)
+          ? `unrecognised answers to scheduling the delayed leave (${call.unrecognisedSchedules} in a row)`
+          : "no usable delay",
+      isUnrecognised(cls),
+    );
+    return afterArmed(c, call, lane.after);
+  }
+  if (action === "fail") {
+    call.lane = { k: "stopped" };
+    return failCall(c, call, toError(cls, result.error, "schedule-leave"));
+  }
+  // As in tasks: only answered failures grow the backoff exponent.
+  const timedOut = !!result.timedOut && !c.s.link?.tooSlow;
+  const step = timedOut ? lane.step : lane.step++;
+  const waitMs = waitBeforeRetry(
+    c,
+    call,
+    "delayed",
+    cls,
+    result.error,
+    step,
+    "schedule-leave",
+    rejoinRetryCapMs(c.s),
+    !!result.timedOut,
+  );
+  if (waitMs === undefined || call.ended) {
+    if (call.lane === lane) call.lane = { k: "stopped" };
+    return;
+  }
+  if (waitMs <= 0) return scheduleAttempt(c, call);
+  lane.wakeAt = c.now + waitMs;
+  lane.waitingFor = "backoff";
+}
+
+/** The schedule lane's wait (budget or backoff) is over. */
+export function onScheduleWake(c: Ctx, call: CallState): void {
+  const lane = call.lane;
+  if (lane.k !== "schedule") return;
+  const budgetWait = lane.waitingFor === "budget";
+  lane.wakeAt = lane.waitingFor = undefined;
+  if (call.ended) {
+    call.lane = { k: "stopped" };
+    return;
+  }
+  if (budgetWait) sendSchedule(c, call);
+  else scheduleAttempt(c, call);
+}
+
+/** A delayed leave is armed (or we are degraded): what the caller of the schedule does next. */
+function afterArmed(c: Ctx, call: CallState, after: "join" | "rearm" | "recover"): void {
+  if (after === "join") {
+    setState(c, { kind: "joining", step: "membership" });
+    writeMembership(c, call, "fresh");
+  } else if (after === "rearm") {
+    call.rearming = false;
+    if (call.delayed !== "armed" || call.ended) return;
+    log(c, "info", "a delayed leave is armed again; leaving degraded mode");
+    // The normal expiry window from now on.
+    writeMembership(c, call, "refresh");
+  } else {
+    // Never wait for the state send here: the new delayed leave needs its heartbeat.
+    resumeWrites(c, call);
+  }
+  if (call.delayed === "armed" && !call.ended) enterBeat(c, call, 0);
+}
+
+function lowerDelay(c: Ctx, call: CallState, serverMaxMs: number | undefined): boolean {
+  const current = c.s.timing.delayMs;
+  const candidate = serverMaxMs ?? c.s.knownMaxDelayMs;
+  const next = candidate !== undefined && candidate < current ? candidate : Math.floor(current / 2);
+  if (next < MIN_DELAY_MS || ++call.lowerings > MAX_DELAY_LOWERINGS) return false;
+  c.s.timing = resolveTiming(c.env.timingOptions, next);
+  retimeLink(c);
+  log(c, "warn", `server refused a ${current} ms delay; using ${next} ms`);
+  updateSupport(c, { delayMs: next, maxDelayMs: candidate ?? c.s.out.support.maxDelayMs });
+  emitError(c, new MembershipError(`delay lowered to ${next} ms`, "max-delay-lowered", "schedule-leave"));
+  return true;
+}
+
+export function markArmed(c: Ctx, call: CallState, sentAt: number): void {
+  call.delayed = "armed";
+  call.armedAt = sentAt;
+  call.failingDelayedSince = undefined;
+  call.leaveDeadline = sentAt + c.s.timing.delayMs;
+  if (call.ended) return; // leaving: just keep the delayed leave alive
+  call.watchLeave = true;
+  // A schedule or restart that succeeds after our membership landed proves we are in the call
+  // (unless that membership has expired for others: only a write repairs that).
+  if (call.lastSent && !call.expired) {
+    setProbablyLeft(c, false);
+    setState(c, { kind: "joined", delayedLeave: true });
+  }
+  // Writes deferred while the delayed leave was not known to be alive can go now.
+  resumeWrites(c, call);
+}
+
+export function enterDegraded(c: Ctx, call: CallState, reason: string, retryLater = false): void {
+  log(c, "warn", `joining without a delayed leave: ${reason}`);
+  call.delayed = "none";
+  call.rearming = false;
+  updateSupport(c, { delayedEvents: false, reason });
+  emitError(c, new MembershipError(reason, "delayed-events-unsupported", "schedule-leave"));
+  // Answers we did not recognise say nothing about support: try again later, as a heartbeat would.
+  call.lane = retryLater ? { k: "degraded", rearmAt: c.now + c.s.timing.retryMaxMs } : { k: "degraded" };
+  resumeWrites(c, call);
+}
+
+/**
+ * Degraded after unrecognised answers: schedule a delayed leave again. Meanwhile the membership keeps
+ * its short degraded expiry and its refreshes (`rearming`); once armed, the heartbeat takes over.
+ */
+export function rearm(c: Ctx, call: CallState): void {
+  if (call.ended || call.delayed !== "none") return;
+  call.delayed = "pending";
+  call.rearming = true;
+  call.unrecognisedSchedules = 0;
+  startSchedule(c, call, "rearm");
+}
