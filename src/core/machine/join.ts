@@ -17,7 +17,7 @@ import {
 import { failCall, newCall } from "./calls.js";
 import { startDelayedLane } from "./schedule.js";
 import { startLeaveJob } from "./leave.js";
-import { startTask } from "./tasks.js";
+import { askOnce } from "./tasks.js";
 import { writeMembership } from "./writes.js";
 import type { CallState, MachineEvent, Outcome, Task } from "./types.js";
 
@@ -34,17 +34,10 @@ export function startCall(c: Ctx): void {
   c.s.call = call;
   setState(c, { kind: "joining", step: "delayed-leave" });
   if (c.env.canProbe)
-    startTask(c, {
-      purpose: { kind: "probe" },
-      request: { kind: "probe" },
-      op: "schedule-leave",
-      scope: "manager",
+    askOnce(c, { kind: "probe" }, { kind: "probe" }, "schedule-leave", {
       callId: call.id,
-      retry: "once",
-      capMs: 0,
       timeoutMs: c.s.timing.stateRequestTimeoutMs,
       budgeted: false,
-      measures: false,
     });
   startDelayedLane(c, call);
 }
@@ -122,16 +115,7 @@ export function membershipMissing(c: Ctx): void {
   // The view may lag more than the grace period behind our own write (a slow sync): ask the server
   // before rewriting, or a lag alone would flicker probablyLeft and give us a new created_ts.
   call.checkingMissing = true;
-  startTask(c, {
-    purpose: { kind: "read-holds", content: sent },
-    request: { kind: "read" },
-    op: "send-state",
-    scope: "manager",
-    callId: call.id,
-    retry: "once",
-    capMs: 0,
-    measures: false,
-  });
+  askOnce(c, { kind: "read-holds", content: sent }, { kind: "read" }, "send-state", { callId: call.id });
 }
 
 export function onReadHoldsDone(c: Ctx, call: CallState | undefined, task: Task, outcome: Outcome): void {

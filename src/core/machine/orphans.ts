@@ -14,7 +14,7 @@ import {
   type Ctx,
 } from "./context.js";
 import { observeLink } from "./resources.js";
-import { startTask } from "./tasks.js";
+import { askOnce, startTask } from "./tasks.js";
 import { resumeWrites, writeMembership } from "./writes.js";
 import type { PendingDelayedEvent } from "../../backends/types.js";
 import type { OpenSchedule, Outcome, Task } from "./types.js";
@@ -51,13 +51,8 @@ export function onScheduleSettled(c: Ctx, open: OpenSchedule, ok: boolean, value
  */
 function cancelAfterDispose(c: Ctx, delayId: string): void {
   log(c, "debug", "cancelling a delayed leave that arrived after dispose()");
-  startTask(c, {
-    purpose: { kind: "cancel-after-dispose" },
-    request: { kind: "delayed", delayId, action: "cancel" },
-    op: "cancel",
+  askOnce(c, { kind: "cancel-after-dispose" }, { kind: "delayed", delayId, action: "cancel" }, "cancel", {
     scope: "detached",
-    retry: "once",
-    capMs: 0,
     timeoutMs: c.s.timing.requestTimeoutMs,
     budgeted: false,
   });

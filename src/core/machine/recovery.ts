@@ -18,7 +18,7 @@ import {
   type Ctx,
 } from "./context.js";
 import { endCall } from "./calls.js";
-import { startTask } from "./tasks.js";
+import { askOnce } from "./tasks.js";
 import { wantWrite } from "./writes.js";
 import type { CallState, Outcome } from "./types.js";
 import { startSchedule } from "./schedule.js";
@@ -33,16 +33,7 @@ export function recover(c: Ctx, call: CallState, cls: ErrorClass): void {
   if (cls.kind === "gone" && cls.finalised) return judge(c, call, cls.finalised, byTime);
   if (byTime !== "lost" || !c.env.canLookUp || !call.delayId) return judge(c, call, undefined, byTime);
   call.lane = { k: "lookup", byTime };
-  startTask(c, {
-    purpose: { kind: "lookup" },
-    request: { kind: "lookup", delayId: call.delayId },
-    op: "restart",
-    scope: "manager",
-    callId: call.id,
-    retry: "once",
-    capMs: 0,
-    measures: false,
-  });
+  askOnce(c, { kind: "lookup" }, { kind: "lookup", delayId: call.delayId }, "restart", { callId: call.id });
 }
 
 export function onLookupDone(c: Ctx, call: CallState | undefined, outcome: Outcome): void {
@@ -97,16 +88,7 @@ function judge(
   if (!c.env.canRead || !call.lastSent) return lostNotReplaced(c, call, replaced);
   // Another user may have written our key (Synapse then cancels our delayed leave): read it.
   call.lane = { k: "read-replaced", replaced };
-  startTask(c, {
-    purpose: { kind: "read-replaced" },
-    request: { kind: "read" },
-    op: "restart",
-    scope: "manager",
-    callId: call.id,
-    retry: "once",
-    capMs: 0,
-    measures: false,
-  });
+  askOnce(c, { kind: "read-replaced" }, { kind: "read" }, "restart", { callId: call.id });
 }
 
 export function onReadReplacedDone(c: Ctx, call: CallState | undefined, outcome: Outcome): void {
@@ -176,15 +158,12 @@ export function afterRecoverPause(
 ): void {
   // A "gone" we were wrong about would leave the replaced delayed leave to fire later: cancel it.
   if (!fired && replaced)
-    startTask(c, {
-      purpose: { kind: "cancel-replaced" },
-      request: { kind: "delayed", delayId: replaced, action: "cancel" },
-      op: "cancel",
-      scope: "manager",
-      retry: "once",
-      capMs: 0,
-      measures: false,
-    });
+    askOnce(
+      c,
+      { kind: "cancel-replaced" },
+      { kind: "delayed", delayId: replaced, action: "cancel" },
+      "cancel",
+    );
   if (call.ended) {
     call.lane = { k: "stopped" };
     return;

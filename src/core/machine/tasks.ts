@@ -52,6 +52,29 @@ export function startTask(c: Ctx, spec: TaskSpec): Task {
   return task;
 }
 
+/**
+ * One question to the server, without retries (a lookup, a read, the support probe, a best-effort
+ * cancel): its answer, or its failure, goes to the owner as it is.
+ */
+export function askOnce(
+  c: Ctx,
+  purpose: Purpose,
+  request: Request,
+  op: Operation,
+  more: Partial<Pick<TaskSpec, "scope" | "callId" | "timeoutMs" | "budgeted">> = {},
+): Task {
+  return startTask(c, {
+    purpose,
+    request,
+    op,
+    scope: "manager",
+    retry: "once",
+    capMs: 0,
+    measures: false,
+    ...more,
+  });
+}
+
 /** Is the task's scope over (its call ended, its heartbeat stopped, the manager disposed)? */
 export function scopeEnded(c: Ctx, task: Task): boolean {
   if (task.scope === "detached") return false;
