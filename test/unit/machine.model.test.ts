@@ -75,6 +75,8 @@ const TIMING = resolveTiming(TIMING_OPTIONS);
  */
 const HEAL_MS = TIMING.retryMaxMs + TIMING.stateRequestTimeoutMs + 3 * DELAY_MS;
 const MAX_HEAL_STEPS = 5000;
+/** The heal runs at least this long (heartbeats must keep working), then stops once the machine is quiet. */
+const QUIET_AFTER_MS = 2 * DELAY_MS;
 /** Every PURITY_EVERY-th step is also checked for purity. */
 const PURITY_EVERY = 53;
 const random = () => 0.5;
@@ -112,6 +114,10 @@ interface Model {
 
 /** What the server answered to one request: a value, or an error (by index). */
 type ServerAnswer = { ok: true; value: unknown } | { ok: false; error: number };
+
+function holdsMembership(m: Model): boolean {
+  return m.content !== undefined && Object.keys(m.content).length > 0;
+}
 
 /** Due delayed leaves fire: `{}` at our key. */
 function fireDue(m: Model, now: number): void {
@@ -199,6 +205,12 @@ interface World {
   leaveChosen: boolean;
   updateChosen: boolean;
   leaveDone?: { status: string; hasError: boolean };
+  /** What the model held when leave-done said "left": membership held, delayed leaves the machine knew. */
+  atLeft?: { holds: boolean; knownPending: string[] };
+  /** Delay ids the machine has learned (schedule answers, listings). */
+  known: string[];
+  /** Delay ids a fault (not the server) said were gone (404 M_NOT_FOUND): the machine must believe it. */
+  toldGone: string[];
   depth: number;
   trace: string[];
   bad: string[];
@@ -230,6 +242,8 @@ function newWorld(env: MachineEnv): World {
     peakPerSecond: 0,
     leaveChosen: false,
     updateChosen: false,
+    known: [],
+    toldGone: [],
     depth: 0,
     trace: [],
     bad: [],
@@ -312,6 +326,13 @@ function run(w: World, command: Command, queue: MachineEvent[]): void {
       const r = command.result;
       if (w.leaveDone) w.bad.push(`a second leave-done: ${r.status}`);
       w.leaveDone = { status: r.status, hasError: r.status === "failed" && !!r.error };
+      if (r.status === "left")
+        w.atLeft = {
+          holds: holdsMembership(w.model),
+          knownPending: w.model.pending
+            .map((p) => p.id)
+            .filter((id) => w.known.includes(id) && !w.toldGone.includes(id)),
+        };
       return;
     }
     default:
@@ -322,6 +343,9 @@ function run(w: World, command: Command, queue: MachineEvent[]): void {
 /** Deliver a request's answer (or a fault) to the machine; it is no longer in flight. */
 function deliver(w: World, f: Flight, answer: ServerAnswer): void {
   w.flights.splice(w.flights.indexOf(f), 1);
+  if (answer.ok && f.request.kind === "schedule") w.known.push(answer.value as string);
+  if (answer.ok && f.request.kind === "list")
+    w.known.push(...(answer.value as { delayId: string }[]).map((e) => e.delayId));
   const type = f.timedOut ? "late-answer" : "answer";
   feed(
     w,
@@ -423,6 +447,7 @@ function apply(w: World, c: Choice): void {
     }
     case "fault": {
       const f = w.flights.find((x) => x.reqId === c.reqId)!;
+      if (c.error === NOT_FOUND && f.request.kind === "delayed") w.toldGone.push(f.request.delayId);
       return deliver(w, f, { ok: false, error: c.error });
     }
     case "time":
@@ -436,9 +461,33 @@ function apply(w: World, c: Choice): void {
   }
 }
 
-/** The network heals: every answer comes as soon as it can, time runs on for HEAL_MS. */
+/**
+ * Nothing more can happen but heartbeats that succeed (joined), or nothing at all (left, failed): no
+ * request in flight and the machine waits for nothing else. Reads the machine's state only to stop
+ * early; what is checked afterwards is the model's records.
+ */
+function quiet(w: World): boolean {
+  const s = w.s;
+  if (w.flights.length > 0 || s.tasks.length > 0 || s.open.length > 0 || s.leave || s.sweep) return false;
+  if (s.orphanDeadlines || s.reassertAt) return false;
+  const call = s.call;
+  if (!call || call.ended) return nextWakeAt(s) === undefined;
+  return (
+    (call.lane.k === "beat" || (call.lane.k === "degraded" && call.lane.rearmAt === undefined)) &&
+    call.writer === undefined &&
+    call.wantedWrite === undefined &&
+    call.refreshAfterFireAt === undefined
+  );
+}
+
+/**
+ * The network heals: every answer comes as soon as it can, time runs on until the machine is quiet
+ * (at least QUIET_AFTER_MS, at most HEAL_MS). When it stops, delayed events of ours still pending fire
+ * if no heartbeat keeps them (an orphan after leave() writes {} harmlessly, and must be gone then).
+ */
 function heal(w: World): void {
-  const end = w.now + HEAL_MS;
+  const start = w.now;
+  const end = start + HEAL_MS;
   for (let i = 0; ; i++) {
     if (i >= MAX_HEAL_STEPS) {
       w.bad.push(`not quiet after ${MAX_HEAL_STEPS} steps of healing (at ${w.now})`);
@@ -450,18 +499,19 @@ function heal(w: World): void {
       deliver(w, f, f.served);
       continue;
     }
+    if (w.now >= start + QUIET_AFTER_MS && quiet(w)) break;
     const e = nextEvent(w);
     if (!e || e.at > end) break;
     processEvent(w, e);
   }
-  w.now = end;
-  fireDue(w.model, w.now);
+  const call = w.s.call;
+  if (!call || call.ended || call.delayed !== "armed") fireDue(w.model, end);
 }
 
 function violations(w: World): string[] {
   const out = [...w.bad];
   const content = w.model.content;
-  const holds = content !== undefined && Object.keys(content).length > 0;
+  const holds = holdsMembership(w.model);
   const pending = w.model.pending.map((p) => p.id);
   const st = w.lastState;
   if (w.leaveChosen) {
@@ -469,12 +519,16 @@ function violations(w: World): string[] {
     if (!r) out.push("no leave-done after healing");
     else if (r.status === "failed" && !r.hasError) out.push("leave-done failed without an error");
     else if (r.status !== "left" && r.status !== "failed") out.push(`leave-done ${r.status}`);
+    if (w.atLeft?.holds) out.push("leave-done said left while the server held our membership");
+    if (w.atLeft && w.atLeft.knownPending.length > 0)
+      out.push(`leave-done said left with ${w.atLeft.knownPending.length} known delayed leave(s) pending`);
     if (holds) out.push(`the server holds our membership after leave (leave-done ${r?.status})`);
     if (pending.length > 0) out.push(`orphan: ${pending.length} delayed leave(s) pending after leave`);
     if (w.flights.length > 0 || nextWakeAt(w.s) !== undefined)
       out.push(`not idle after leave: ${w.flights.length} in flight, wake at ${nextWakeAt(w.s)}`);
   } else if (st?.kind === "failed" && (st.code === "forbidden" || st.code === "rejected")) {
-    // An honest failure on a refusal: nothing of ours may be left pending to fire later.
+    // An honest failure on a refusal: the delayed leave left behind fires, and takes the membership.
+    if (holds) out.push(`failed (${st.code}), and the server still holds our membership`);
     if (pending.length > 0) out.push(`failed (${st.code}) with ${pending.length} delayed leave(s) pending`);
   } else if (st?.kind === "joined" && st.delayedLeave === false) {
     if (!holds) out.push("degraded, but the server holds no membership of ours");
