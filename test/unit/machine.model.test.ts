@@ -554,7 +554,7 @@ function violations(w: World): string[] {
     if (pending.length !== 1) out.push(`${pending.length} delayed leaves pending after healing (want 1)`);
     else if (pending[0] !== w.lastDelayId)
       out.push(`pending delayed leave ${pending[0]}, but the last delay-id was ${w.lastDelayId}`);
-    if (holds && w.updateChosen && content["m.call.intent"] !== "video")
+    if (holds && w.updateChosen && content?.["m.call.intent"] !== "video")
       out.push("update() was taken but the server's membership does not carry it");
   }
   return out;
