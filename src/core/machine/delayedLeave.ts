@@ -556,7 +556,7 @@ function afterRecoverPause(c: Ctx, call: CallState, replaced: string | undefined
   // test, test/unit/machine.model.test.ts). Only a "gone" ends it early.
   if (!fired && replaced)
     startTask(c, {
-      purpose: { kind: "cancel-replaced" },
+      purpose: { kind: "cancel-replaced", firesFrom: call.armedAt! + c.s.timing.delayMs },
       request: { kind: "delayed", delayId: replaced, action: "cancel" },
       op: "cancel",
       scope: "manager",
@@ -570,6 +570,21 @@ function afterRecoverPause(c: Ctx, call: CallState, replaced: string | undefined
     return;
   }
   startSchedule(c, call, "recover");
+}
+
+/**
+ * The cancel of a replaced delayed leave ended. Confirmed, or "gone" before it could fire: it never
+ * fires. Otherwise (not confirmed within its window, or "gone" once it could have fired) it may have
+ * fired `{}` over the membership written since: write it again (found by the model test,
+ * test/unit/machine.model.test.ts: a 429 held the cancel back past the replaced one's due time).
+ */
+export function onReplacedCancelDone(c: Ctx, task: Task, outcome: Outcome): void {
+  if (outcome.ok || task.purpose.kind !== "cancel-replaced") return;
+  log(c, "debug", "the replaced delayed leave could not be cancelled (probably gone)", outcome.error);
+  if (outcome.aborted && !outcome.deferred) return;
+  if (!outcome.deferred && c.now < task.purpose.firesFrom) return;
+  const call = c.s.call;
+  if (call && !call.ended && call.lastSent) writeMembership(c, call, "reassert");
 }
 
 // ---------------------------------------------------------------------------------------------------

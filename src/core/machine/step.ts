@@ -29,6 +29,7 @@ import {
   onLaneWake,
   onLookupDone,
   onReadReplacedDone,
+  onReplacedCancelDone,
   onRestartDone,
   onScheduleAnswer,
   onStaleCancelled,
@@ -152,9 +153,7 @@ function dispatch(c: Ctx, task: Task, outcome: Outcome): void {
     case "read-holds":
       return onReadHoldsDone(c, call, task, outcome);
     case "cancel-replaced":
-      if (!outcome.ok)
-        log(c, "debug", "the replaced delayed leave could not be cancelled (probably gone)", outcome.error);
-      return;
+      return onReplacedCancelDone(c, task, outcome);
     case "list":
       return onListDone(c, outcome);
     case "cancel-orphan":
