@@ -1,40 +1,47 @@
 /**
  * Issue 11: a model test of the membership state machine itself (src/core/machine), the way protocol
- * cores are checked: no MembershipManager, no backend, no scheduler, no timers, no promises. There is no
- * clock at all: time is a number in the explored world, passed to `step()` and moved on only by the
- * explorer (to the machine's own `nextWakeAt`, or to a request's local timeout). That the core runs and
- * is checked like this is part of what this file proves: every decision is a function of (state, event,
- * now, random).
+ * cores are checked: no MembershipManager (the driver), no backend, no scheduler, no timers, no
+ * promises. There is no clock at all: time is a number in the explored world, passed to `step()` and
+ * moved on only by the explorer (to the machine's own `nextWakeAt`, or to a request's local timeout).
+ * That the core runs and is checked like this is part of what this file proves: every decision is a
+ * function of (state, event, now, random), with `random` fixed at 0.5.
  *
  * The world: the machine's state, a tiny model of the homeserver's records (the state event at our key
  * and our pending delayed events, which fire when the world's time passes them), the requests in flight
- * (the driver's bookkeeping: local timeouts, keepLate schedules, aborts, late answers), and the time.
+ * (the driver's bookkeeping: local timeouts, keepLate schedules, aborts fed back as late answers), time.
  *
  * At each step the explorer picks one of:
  *   - answer one of the two oldest answerable requests: processed and answered / processed with the
- *     answer lost (the local timeout comes when time reaches it; a schedule's answer may still come
- *     late) / a fault without reaching the server, rotating over hostile answers;
- *   - let time run to the next thing the driver would wake for (the machine's nextWakeAt: a `tick`; or
- *     a request's local timeout: the request never reached the server);
+ *     answer lost (its local timeout comes when time reaches it; a schedule's answer may then still
+ *     come late, or be lost again until the machine aborts it) / a fault without reaching the server,
+ *     one of ERRORS by rotation (MACHINE_MODEL_ROTATION shifts which fault comes where);
+ *   - let time run to the next thing the driver would wake for: the machine's nextWakeAt (a `tick`),
+ *     or a request's local timeout (that request never reached the server);
  *   - the app calls leave() (once) or update() (once).
- * EVERY sequence up to DEPTH choices is explored depth-first; the world is copied with structuredClone
- * at each branch (the machine's state is plain data; errors live in the world as indices into ERRORS
- * and are made fresh when fed, since a copied MatrixError loses its prototype). Then the network heals
- * (every request answered as it comes, time runs on) and invariants are checked on the MODEL's records:
+ * EVERY sequence up to the depth is explored depth-first; the world is copied with structuredClone at
+ * each branch (the machine's state is plain data; errors live in the world as indices into ERRORS and
+ * are made fresh when fed, since a copied MatrixError loses its prototype). Then the network heals
+ * (every request answered as it comes, time runs on until the machine is quiet) and invariants are
+ * checked on the MODEL's records:
  *
- *   1. no hot loop: at most HOT_LOOP_LIMIT requests in any one second of the whole run;
- *   2. leave() chosen: a `leave-done` came (left, or failed with an error), the model holds no
- *      membership of ours (absent or {}), no delayed event of ours is pending, and the machine is idle;
+ *   1. no hot loop: at most 12 requests in any one second (more only as the budget allows after the
+ *      server made us lower the delay, see hotLoopLimit);
+ *   2. leave() chosen: a `leave-done` came (left, or failed with an error); when it said left, the model
+ *      held no membership of ours and no delayed leave the machine knew of was pending; after healing
+ *      the model holds no membership (absent or {}) and no delayed leave of ours, the machine is idle;
  *   3. otherwise: the last `state` command is joined with delayedLeave, the model holds the membership
- *      the machine last reported and exactly one pending delayed leave, whose id is the last `delay-id`
- *      (or honest degraded mode: joined without delayedLeave and the membership held; or an honest
- *      `failed` on a refusal, its delayed leave gone);
+ *      the machine last reported (with update()'s change) and exactly one pending delayed leave, whose
+ *      id is the last `delay-id`; or honest degraded mode (joined without delayedLeave, membership held);
+ *      or an honest `failed` on a refusal, with nothing of ours left on the server;
  *   4. every command is well-formed: sends have a timeout in (0, 2^31) ms, every nextWakeAt is finite and
  *      less than 2^31 ms ahead;
  *   5. purity: at sample points, stepping two copies of the state with the same event gives deep-equal
  *      commands and states.
+ * Two outcomes are counted, not failed, as the machine cannot do better: a leave whose `{}` was refused
+ * after its delayed leave was (wrongly) reported gone, and a delayed leave reported gone twice by faults
+ * while pending (the room view's `membership-missing`, not modelled here, repairs that).
  *
- * MACHINE_MODEL_DEPTH raises the bound (the default keeps this file at a few seconds).
+ * MACHINE_MODEL_DEPTH raises the bound (default 6: about 10 s on 2 cores; 7 takes about a minute).
  */
 import { isDeepStrictEqual } from "node:util";
 import { describe, expect, it } from "@jest/globals";
@@ -72,8 +79,9 @@ const STATE_KEY = membershipStateKey(USER_ID, DEVICE_ID, DEFAULT_SLOT);
 const TIMING_OPTIONS = { delayedLeaveDelayMs: DELAY_MS };
 const TIMING = resolveTiming(TIMING_OPTIONS);
 /**
- * Longer than the longest wait the machine can be in (a state send's retry step, up to retryMaxMs,
- * which a 429's huge retry_after_ms also reaches; plus a state request timeout) and three delays after.
+ * The most the heal runs: longer than the longest wait the machine can be in (a state send's retry
+ * step, up to retryMaxMs, which a 429's huge retry_after_ms also reaches; plus a state request
+ * timeout), and three delays after.
  */
 const HEAL_MS = TIMING.retryMaxMs + TIMING.stateRequestTimeoutMs + 3 * DELAY_MS;
 const MAX_HEAL_STEPS = 5000;
