@@ -42,7 +42,7 @@ export function onScheduleSettled(c: Ctx, open: OpenSchedule, ok: boolean, value
   if (!c.s.disposed) observeLink(c, open.sentAt);
   if (!open.late) return;
   if (c.s.disposed) return cancelAfterDispose(c, id);
-  cancelOrphan(c, id, open.sentAt + open.delayMs, true);
+  cancelOrphan(c, id, open.sentAt + open.delayMs, true, open.delayMs);
 }
 
 /**
@@ -58,14 +58,24 @@ function cancelAfterDispose(c: Ctx, delayId: string): void {
   });
 }
 
-/** A delayed leave nobody tracks any more would fire later and wipe a membership: cancel it. */
-function cancelOrphan(c: Ctx, delayId: string, firesAt: number | undefined, late: boolean): void {
+/**
+ * A delayed leave nobody tracks any more would fire later and wipe a membership: cancel it. `delayMs`
+ * is its own delay when known (a schedule sent before the server made us lower the delay has the
+ * longer one; with the lowered delay the cancel gave up while it could still fire: found by the model
+ * test, test/unit/machine.model.test.ts).
+ */
+function cancelOrphan(
+  c: Ctx,
+  delayId: string,
+  firesAt: number | undefined,
+  late: boolean,
+  delayMs = c.s.timing.delayMs,
+): void {
   if (c.s.disposed) return;
   log(c, "debug", "cancelling orphaned delayed leave", delayId);
   // If the cancel is not confirmed by the time the orphan is surely due, it probably wiped our
   // membership. The server created it before its id reached us (now), so it fires a delay from now
   // at the latest (`firesAt`, a delay after the send, is the earliest).
-  const delayMs = c.s.timing.delayMs;
   const { latestFire, cancelUntil } = lateIdDeadlines(
     firesAt === undefined ? undefined : firesAt - delayMs,
     c.now,

@@ -11,6 +11,7 @@ import { lostDelayedLeaveCause } from "../lostDelayedLeave.js";
 import {
   emitError,
   log,
+  rejoinRetryCapMs,
   setDelayId,
   setOwnMembership,
   setProbablyLeft,
@@ -18,9 +19,9 @@ import {
   type Ctx,
 } from "./context.js";
 import { endCall } from "./calls.js";
-import { askOnce } from "./tasks.js";
-import { wantWrite } from "./writes.js";
-import type { CallState, Outcome } from "./types.js";
+import { askOnce, startTask } from "./tasks.js";
+import { wantWrite, writeMembership } from "./writes.js";
+import type { CallState, Outcome, Task } from "./types.js";
 import { startSchedule } from "./schedule.js";
 
 export function recover(c: Ctx, call: CallState, cls: ErrorClass): void {
@@ -157,16 +158,38 @@ export function afterRecoverPause(
   fired: boolean,
 ): void {
   // A "gone" we were wrong about would leave the replaced delayed leave to fire later: cancel it.
+  // Retried (as the stale delayed leave's cancel) until it has surely fired: one cancel lost on the way
+  // let it fire `{}` over the membership we write next, while we reported joined (found by the model
+  // test, test/unit/machine.model.test.ts). Only a "gone" ends it early.
   if (!fired && replaced)
-    askOnce(
-      c,
-      { kind: "cancel-replaced" },
-      { kind: "delayed", delayId: replaced, action: "cancel" },
-      "cancel",
-    );
+    startTask(c, {
+      purpose: { kind: "cancel-replaced", firesFrom: call.armedAt! + c.s.timing.delayMs },
+      request: { kind: "delayed", delayId: replaced, action: "cancel" },
+      op: "cancel",
+      scope: "manager",
+      retry: "not-gone",
+      capMs: rejoinRetryCapMs(c.s),
+      until: c.now + c.s.timing.delayMs + c.s.timing.requestTimeoutMs,
+      measures: false,
+    });
   if (call.ended) {
     call.lane = { k: "stopped" };
     return;
   }
   startSchedule(c, call, "recover");
+}
+
+/**
+ * The cancel of a replaced delayed leave ended. Confirmed, or "gone" before it could fire: it never
+ * fires. Otherwise (not confirmed within its window, or "gone" once it could have fired) it may have
+ * fired `{}` over the membership written since: write it again (found by the model test,
+ * test/unit/machine.model.test.ts: a 429 held the cancel back past the replaced one's due time).
+ */
+export function onReplacedCancelDone(c: Ctx, task: Task, outcome: Outcome): void {
+  if (outcome.ok || task.purpose.kind !== "cancel-replaced") return;
+  log(c, "debug", "the replaced delayed leave could not be cancelled (probably gone)", outcome.error);
+  if (outcome.aborted && !outcome.deferred) return;
+  if (!outcome.deferred && c.now < task.purpose.firesFrom) return;
+  const call = c.s.call;
+  if (call && !call.ended && call.lastSent) writeMembership(c, call, "reassert");
 }

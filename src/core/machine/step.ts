@@ -26,7 +26,7 @@ import { callById, log, type Ctx } from "./context.js";
 import { endCall, onPredictedLeave, rejectUpdates } from "./calls.js";
 import { laneWakeAt, onLaneWake } from "./delayedLeave.js";
 import { onRestartDone } from "./heartbeat.js";
-import { onLookupDone, onReadReplacedDone } from "./recovery.js";
+import { onLookupDone, onReadReplacedDone, onReplacedCancelDone } from "./recovery.js";
 import { onScheduleAnswer, onStaleCancelled } from "./schedule.js";
 import { join, leave, membershipMissing, onProbeDone, onReadHoldsDone, update } from "./join.js";
 import { abortLeave, leaveWakeAt, onLeaveTaskDone, progressLeave } from "./leave.js";
@@ -147,9 +147,7 @@ function dispatch(c: Ctx, task: Task, outcome: Outcome): void {
     case "read-holds":
       return onReadHoldsDone(c, call, task, outcome);
     case "cancel-replaced":
-      if (!outcome.ok)
-        log(c, "debug", "the replaced delayed leave could not be cancelled (probably gone)", outcome.error);
-      return;
+      return onReplacedCancelDone(c, task, outcome);
     case "list":
       return onListDone(c, outcome);
     case "cancel-orphan":

@@ -80,7 +80,8 @@ export type Purpose =
   | { kind: "lookup" }
   | { kind: "read-replaced" }
   | { kind: "read-holds"; content: MembershipContent }
-  | { kind: "cancel-replaced" }
+  /** `firesFrom`: the earliest time the replaced delayed leave could fire (its last restart + delay). */
+  | { kind: "cancel-replaced"; firesFrom: number }
   | { kind: "list"; windowUntil: number }
   | { kind: "cancel-orphan"; delayId: string; late: boolean }
   | { kind: "cancel-after-dispose" }

@@ -41,7 +41,8 @@ function runWriter(c: Ctx, call: CallState): void {
     kind === "reassert" && call.lastSent
       ? call.lastSent
       : // When the server holds no membership of ours, the next one is a fresh join (new created_ts).
-        makeContent(c, call, kind === "fresh" || !call.createdTs || !call.lastSent);
+        // (`=== undefined`: a created_ts of 0, from a clock that starts at 0, is a time like any other.)
+        makeContent(c, call, kind === "fresh" || call.createdTs === undefined || !call.lastSent);
   call.membershipAttempted = true;
   const task = startTask(c, {
     purpose: { kind: "write", write: kind, content, version },

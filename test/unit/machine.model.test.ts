@@ -1,0 +1,735 @@
+/**
+ * Issue 11: a model test of the membership state machine itself (src/core/machine), the way protocol
+ * cores are checked: no MembershipManager (the driver), no backend, no scheduler, no timers, no
+ * promises. There is no clock at all: time is a number in the explored world, passed to `step()` and
+ * moved on only by the explorer (to the machine's own `nextWakeAt`, or to a request's local timeout).
+ * That the core runs and is checked like this is part of what this file proves: every decision is a
+ * function of (state, event, now, random), with `random` fixed at 0.5.
+ *
+ * The world: the machine's state, a tiny model of the homeserver's records (the state event at our key
+ * and our pending delayed events, which fire when the world's time passes them), the requests in flight
+ * (the driver's bookkeeping: local timeouts, keepLate schedules, aborts fed back as late answers), time.
+ *
+ * At each step the explorer picks one of:
+ *   - answer one of the two oldest answerable requests: processed and answered / processed with the
+ *     answer lost (its local timeout comes when time reaches it; a schedule's answer may then still
+ *     come late, or be lost again until the machine aborts it) / a fault without reaching the server,
+ *     one of ERRORS by rotation (MACHINE_MODEL_ROTATION shifts which fault comes where);
+ *   - let time run to the next thing the driver would wake for: the machine's nextWakeAt (a `tick`),
+ *     or a request's local timeout (that request never reached the server);
+ *   - the app calls leave() (once) or update() (once).
+ * EVERY sequence up to the depth is explored depth-first; the world is copied with structuredClone at
+ * each branch (the machine's state is plain data; errors live in the world as indices into ERRORS and
+ * are made fresh when fed, since a copied MatrixError loses its prototype). Then the network heals
+ * (every request answered as it comes, time runs on until the machine is quiet) and invariants are
+ * checked on the MODEL's records:
+ *
+ *   1. no hot loop: at most 12 requests in any one second (more only as the budget allows after the
+ *      server made us lower the delay, see hotLoopLimit);
+ *   2. leave() chosen: a `leave-done` came (left, or failed with an error); when it said left, the model
+ *      held no membership of ours and no delayed leave the machine knew of was pending; after healing
+ *      the model holds no membership (absent or {}) and no delayed leave of ours, the machine is idle;
+ *   3. otherwise: the last `state` command is joined with delayedLeave, the model holds the membership
+ *      the machine last reported (with update()'s change) and exactly one pending delayed leave, whose
+ *      id is the last `delay-id`; or honest degraded mode (joined without delayedLeave, membership held);
+ *      or an honest `failed` on a refusal, with nothing of ours left on the server;
+ *   4. every command is well-formed: sends have a timeout in (0, 2^31) ms, every nextWakeAt is finite and
+ *      less than 2^31 ms ahead;
+ *   5. purity: at sample points, stepping two copies of the state with the same event gives deep-equal
+ *      commands and states.
+ * Two outcomes are counted, not failed, as the machine cannot do better: a leave whose `{}` was refused
+ * after its delayed leave was (wrongly) reported gone, and a delayed leave reported gone twice by faults
+ * while pending (the room view's `membership-missing`, not modelled here, repairs that).
+ *
+ * MACHINE_MODEL_DEPTH raises the bound (default 6: about 10 s on 2 cores; 7 takes about a minute).
+ *
+ * The shortest sequences that found bugs in the machine are replayed on their own at the end (FOUND),
+ * with one known bug not fixed yet as `it.failing`.
+ */
+import { isDeepStrictEqual } from "node:util";
+import { describe, expect, it } from "@jest/globals";
+import { HTTPError, MatrixError } from "matrix-js-sdk";
+import { resolveTiming } from "../../src/core/config.js";
+import { MAX_TIMER_MS } from "../../src/core/limits.js";
+import { initialState, nextWakeAt, step } from "../../src/core/machine/step.js";
+import type {
+  Command,
+  MachineEnv,
+  MachineEvent,
+  MachineState,
+  Request,
+} from "../../src/core/machine/types.js";
+import { LocalTimeoutError } from "../../src/errors.js";
+import { DEFAULT_SLOT, membershipStateKey } from "../../src/membership/content.js";
+import { matrixError } from "../helpers/fakeServer.js";
+
+const DEPTH = Number(process.env.MACHINE_MODEL_DEPTH ?? 6);
+/** Shifts which hostile answer comes at which step (each step sees one; other shifts, other faults). */
+const ROTATION = Number(process.env.MACHINE_MODEL_ROTATION ?? 0);
+const DELAY_MS = 2000;
+/**
+ * Requests in any one second. The machine's budget (core/budget.ts) allows 8 at once plus
+ * 3000 / heartbeatIntervalMs a second; when the server makes us lower the delay, the heartbeat interval
+ * (and so the budget) scales with it: the limit follows the lowest interval in force.
+ */
+const HOT_LOOP_LIMIT = 12;
+const hotLoopLimit = (heartbeatIntervalMs: number) =>
+  Math.max(HOT_LOOP_LIMIT, Math.ceil(9 + 3000 / heartbeatIntervalMs));
+const ROOM_ID = "!room:localhost";
+const USER_ID = "@alice:localhost";
+const DEVICE_ID = "DEV";
+const STATE_KEY = membershipStateKey(USER_ID, DEVICE_ID, DEFAULT_SLOT);
+const TIMING_OPTIONS = { delayedLeaveDelayMs: DELAY_MS };
+const TIMING = resolveTiming(TIMING_OPTIONS);
+/**
+ * The most the heal runs: longer than the longest wait the machine can be in (a state send's retry
+ * step, up to retryMaxMs, which a 429's huge retry_after_ms also reaches; plus a state request
+ * timeout), and three delays after.
+ */
+const HEAL_MS = TIMING.retryMaxMs + TIMING.stateRequestTimeoutMs + 3 * DELAY_MS;
+const MAX_HEAL_STEPS = 5000;
+/** The heal runs at least this long (heartbeats must keep working), then stops once the machine is quiet. */
+const QUIET_AFTER_MS = 2 * DELAY_MS;
+/** Every PURITY_EVERY-th step is also checked for purity. */
+const PURITY_EVERY = 53;
+const random = () => 0.5;
+
+/** Hostile answers, by index (the world holds indices: copies of errors lose their prototypes). */
+const ERRORS: [string, () => unknown][] = [
+  ["502", () => matrixError(502, "M_UNKNOWN")],
+  ["404 without errcode", () => new MatrixError({ error: "Not found" }, 404)],
+  ["bare 429", () => matrixError(429, "M_LIMIT_EXCEEDED")],
+  ["404 M_NOT_FOUND", () => matrixError(404, "M_NOT_FOUND")],
+  ["403", () => matrixError(403, "M_FORBIDDEN")],
+  ["untyped", () => new Error("the host said no")],
+  ["429 retry_after_ms 1e12", () => matrixError(429, "M_LIMIT_EXCEEDED", { retry_after_ms: 1e12 })],
+  ["HTML 404", () => new HTTPError("<html><body><h1>404 Not Found</h1></body></html>", 404)],
+];
+const NOT_FOUND = 3;
+
+// ---------------------------------------------------------------------------------------------------
+// The homeserver's records
+// ---------------------------------------------------------------------------------------------------
+
+interface PendingDelayed {
+  id: string;
+  delayMs: number;
+  firesAt: number;
+}
+
+interface Model {
+  /** The state event at our key (undefined: never written). */
+  content?: Record<string, unknown>;
+  /** Our pending delayed events (all of them delayed leaves at our key). */
+  pending: PendingDelayed[];
+  nextId: number;
+}
+
+/** What the server answered to one request: a value, or an error (by index). */
+type ServerAnswer = { ok: true; value: unknown } | { ok: false; error: number };
+
+function holdsMembership(m: Model): boolean {
+  return m.content !== undefined && Object.keys(m.content).length > 0;
+}
+
+/** Due delayed leaves fire: `{}` at our key. */
+function fireDue(m: Model, now: number): void {
+  for (const p of [...m.pending].sort((a, b) => a.firesAt - b.firesAt))
+    if (p.firesAt <= now) {
+      m.content = {};
+      m.pending.splice(m.pending.indexOf(p), 1);
+    }
+}
+
+/** The server processes one request at `now`. */
+function serve(m: Model, request: Request, now: number): ServerAnswer {
+  fireDue(m, now);
+  switch (request.kind) {
+    case "schedule": {
+      const id = `syd_${m.nextId++}`;
+      m.pending.push({ id, delayMs: request.delayMs, firesAt: now + request.delayMs });
+      return { ok: true, value: id };
+    }
+    case "delayed": {
+      const p = m.pending.find((e) => e.id === request.delayId);
+      if (!p) return { ok: false, error: NOT_FOUND };
+      if (request.action === "restart") p.firesAt = now + p.delayMs;
+      else {
+        if (request.action === "send") m.content = {};
+        m.pending.splice(m.pending.indexOf(p), 1);
+      }
+      return { ok: true, value: undefined };
+    }
+    case "write":
+      m.content = structuredClone(request.content);
+      return { ok: true, value: undefined };
+    case "list":
+      return {
+        ok: true,
+        value: m.pending.map((p) => ({ delayId: p.id, roomId: ROOM_ID, stateKey: STATE_KEY })),
+      };
+    case "lookup": {
+      const p = m.pending.find((e) => e.id === request.delayId);
+      return {
+        ok: true,
+        value: p
+          ? { status: "pending", delayMs: p.delayMs, delayedSinceTs: p.firesAt - p.delayMs }
+          : { status: "unknown", tracksFinalised: false },
+      };
+    }
+    case "read":
+      return { ok: true, value: m.content === undefined ? undefined : structuredClone(m.content) };
+    case "probe":
+      return { ok: true, value: {} };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The world
+// ---------------------------------------------------------------------------------------------------
+
+/** A request the driver is running. */
+interface Flight {
+  reqId: number;
+  request: Request;
+  sentAt: number;
+  timeoutMs: number;
+  keepLate: boolean;
+  /** Our local timeout passed (or a schedule was aborted): an answer now is a late one. */
+  timedOut: boolean;
+  /** The server processed it; this is its answer, not delivered yet. */
+  served?: ServerAnswer;
+  /** Its answer does not come by itself (lost; a late schedule's, until the machine aborts it). */
+  mute: boolean;
+}
+
+interface World {
+  s: MachineState;
+  env: MachineEnv;
+  /** Shifts which fault comes at which step (MACHINE_MODEL_ROTATION). */
+  rotation: number;
+  now: number;
+  model: Model;
+  flights: Flight[];
+  /** Send times within the last second, and the most seen in any one second. */
+  recentSends: number[];
+  peakPerSecond: number;
+  lastState?: { kind: string; delayedLeave?: boolean; code?: string };
+  lastDelayId?: string;
+  lastOwn?: Record<string, unknown>;
+  leaveChosen: boolean;
+  updateChosen: boolean;
+  leaveDone?: { status: string; hasError: boolean };
+  /** What the model held when leave-done said "left": membership held, delayed leaves the machine knew. */
+  atLeft?: { holds: boolean; knownPending: string[] };
+  /** Delay ids the machine has learned (schedule answers, listings). */
+  known: string[];
+  /** Pending delay ids a fault (not the server) said were gone (404 M_NOT_FOUND): a lie the machine must believe. */
+  toldGone: string[];
+  depth: number;
+  trace: string[];
+  bad: string[];
+}
+
+let stepsRun = 0;
+let purityChecks = 0;
+let peakSeen = 0;
+/** Sequences exempt from "the server holds our membership": see `liedTwice`. */
+let lies = 0;
+/** Failed leaves after which the server still holds our membership. */
+let refusedLeaves = 0;
+
+function newWorld(env: MachineEnv, rotation = ROTATION): World {
+  const s = initialState(
+    TIMING,
+    {
+      userId: USER_ID,
+      deviceId: DEVICE_ID,
+      slot: DEFAULT_SLOT,
+      focusActive: { type: "livekit", focus_selection: "oldest_membership" },
+      fociPreferred: [],
+    },
+    { delayedEvents: undefined, delayMs: TIMING.delayMs },
+  );
+  const w: World = {
+    s,
+    env,
+    rotation,
+    now: 0,
+    model: { pending: [], nextId: 1 },
+    flights: [],
+    recentSends: [],
+    peakPerSecond: 0,
+    leaveChosen: false,
+    updateChosen: false,
+    known: [],
+    toldGone: [],
+    depth: 0,
+    trace: [],
+    bad: [],
+  };
+  feed(w, { type: "join" });
+  return w;
+}
+
+/** Step the machine (checking purity at sample points), run its commands like the driver does. */
+function feed(w: World, first: MachineEvent): void {
+  const queue: MachineEvent[] = [first];
+  for (let event = queue.shift(); event; event = queue.shift()) {
+    if (++stepsRun % PURITY_EVERY === 0) checkPurity(w, event);
+    const commands = step(w.s, w.env, event, w.now, random);
+    for (const command of commands) run(w, command, queue);
+  }
+  const at = nextWakeAt(w.s);
+  if (at !== undefined && !(Number.isFinite(at) && at < w.now + MAX_TIMER_MS))
+    w.bad.push(`nextWakeAt ${at} at ${w.now}`);
+}
+
+function checkPurity(w: World, event: MachineEvent): void {
+  purityChecks++;
+  const a = structuredClone(w.s);
+  const b = structuredClone(w.s);
+  const ca = step(a, w.env, event, w.now, random);
+  const cb = step(b, w.env, event, w.now, random);
+  if (!isDeepStrictEqual(ca, cb) || !isDeepStrictEqual(a, b))
+    w.bad.push(`impure: the same state and ${event.type} gave different results`);
+}
+
+function run(w: World, command: Command, queue: MachineEvent[]): void {
+  switch (command.type) {
+    case "send": {
+      const { reqId, request, timeoutMs, keepLate } = command;
+      if (!(timeoutMs > 0 && timeoutMs < MAX_TIMER_MS))
+        w.bad.push(`send ${request.kind} with timeout ${timeoutMs}`);
+      if (request.kind === "schedule" && !(Number.isInteger(request.delayMs) && request.delayMs > 0))
+        w.bad.push(`schedule with delay ${request.delayMs}`);
+      w.flights.push({ reqId, request, sentAt: w.now, timeoutMs, keepLate, timedOut: false, mute: false });
+      w.recentSends = w.recentSends.filter((t) => w.now - t < 1000);
+      w.recentSends.push(w.now);
+      w.peakPerSecond = Math.max(w.peakPerSecond, w.recentSends.length);
+      const limit = hotLoopLimit(w.s.timing.heartbeatIntervalMs);
+      if (w.recentSends.length > limit && !w.bad.some((b) => b.startsWith("hot loop")))
+        w.bad.push(`hot loop: ${w.recentSends.length} requests in one second (limit ${limit})`);
+      return;
+    }
+    case "abort": {
+      const i = w.flights.findIndex((f) => f.reqId === command.reqId);
+      if (i < 0) return;
+      const f = w.flights[i];
+      w.flights.splice(i, 1);
+      // The driver forgets an aborted request; a schedule's abort rejects, fed as its late answer.
+      if (f.keepLate)
+        queue.push({
+          type: "late-answer",
+          reqId: f.reqId,
+          ok: false,
+          error: new DOMException("aborted", "AbortError"),
+        });
+      return;
+    }
+    case "state": {
+      const st = command.state;
+      w.lastState = {
+        kind: st.kind,
+        delayedLeave: st.kind === "joined" ? st.delayedLeave : undefined,
+        code: st.kind === "failed" ? st.error.code : undefined,
+      };
+      return;
+    }
+    case "delay-id":
+      w.lastDelayId = command.value;
+      return;
+    case "own-membership":
+      w.lastOwn = command.value === undefined ? undefined : structuredClone(command.value);
+      return;
+    case "leave-done": {
+      const r = command.result;
+      if (w.leaveDone) w.bad.push(`a second leave-done: ${r.status}`);
+      w.leaveDone = { status: r.status, hasError: r.status === "failed" && !!r.error };
+      if (r.status === "left")
+        w.atLeft = {
+          holds: holdsMembership(w.model),
+          knownPending: w.model.pending
+            .map((p) => p.id)
+            .filter((id) => w.known.includes(id) && !w.toldGone.includes(id)),
+        };
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+/** Deliver a request's answer (or a fault) to the machine; it is no longer in flight. */
+function deliver(w: World, f: Flight, answer: ServerAnswer): void {
+  w.flights.splice(w.flights.indexOf(f), 1);
+  if (answer.ok && f.request.kind === "schedule") w.known.push(answer.value as string);
+  if (answer.ok && f.request.kind === "list")
+    w.known.push(...(answer.value as { delayId: string }[]).map((e) => e.delayId));
+  const type = f.timedOut ? "late-answer" : "answer";
+  feed(
+    w,
+    answer.ok
+      ? { type, reqId: f.reqId, ok: true, value: answer.value }
+      : { type, reqId: f.reqId, ok: false, error: ERRORS[answer.error][1]() },
+  );
+}
+
+/** The next thing that happens when time runs: a delayed leave fires, a local timeout, a tick. */
+function nextEvent(w: World): { at: number; kind: "fire" | "timeout" | "tick"; flight?: Flight } | undefined {
+  let best: { at: number; kind: "fire" | "timeout" | "tick"; flight?: Flight } | undefined;
+  const consider = (at: number, kind: "fire" | "timeout" | "tick", flight?: Flight) => {
+    if (!best || at < best.at) best = { at, kind, flight };
+  };
+  // At equal times: the server's fire first, then our timeouts, then the tick.
+  for (const p of w.model.pending) consider(p.firesAt, "fire");
+  for (const f of w.flights) if (!f.timedOut) consider(f.sentAt + f.timeoutMs, "timeout", f);
+  const wake = nextWakeAt(w.s);
+  if (wake !== undefined) consider(wake, "tick");
+  return best;
+}
+
+function processEvent(w: World, e: NonNullable<ReturnType<typeof nextEvent>>): void {
+  w.now = Math.max(w.now, e.at);
+  if (e.kind === "fire") return fireDue(w.model, w.now);
+  if (e.kind === "tick") return feed(w, { type: "tick" });
+  // The driver's timer: a request that is not a schedule is forgotten (and aborted); a schedule is
+  // still listened to. A request that reached no server stays unprocessed.
+  const f = e.flight!;
+  f.timedOut = true;
+  f.mute = false;
+  if (!f.keepLate) w.flights.splice(w.flights.indexOf(f), 1);
+  feed(w, {
+    type: "answer",
+    reqId: f.reqId,
+    ok: false,
+    error: new LocalTimeoutError(f.timeoutMs),
+    timedOut: true,
+  });
+}
+
+/** Run time on until the machine sees something (a tick or a timeout). */
+function passTime(w: World): void {
+  for (let i = 0; i < 100; i++) {
+    const e = nextEvent(w);
+    if (!e) return;
+    processEvent(w, e);
+    if (e.kind !== "fire") return;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The explorer
+// ---------------------------------------------------------------------------------------------------
+
+type Choice =
+  | { k: "ok" | "lose" | "fault"; reqId: number; error: number }
+  | { k: "time" }
+  | { k: "leave" }
+  | { k: "update" };
+
+function choices(w: World): Choice[] {
+  const out: Choice[] = [];
+  const answerable = w.flights.filter((f) => !f.mute).slice(0, 2);
+  for (const f of answerable)
+    for (const k of ["ok", "lose", "fault"] as const)
+      out.push({ k, reqId: f.reqId, error: (w.rotation + w.depth + f.reqId) % ERRORS.length });
+  if (w.flights.some((f) => !f.timedOut) || nextWakeAt(w.s) !== undefined) out.push({ k: "time" });
+  if (!w.leaveChosen) out.push({ k: "leave" });
+  if (!w.updateChosen) out.push({ k: "update" });
+  return out;
+}
+
+function describeChoice(w: World, c: Choice): string {
+  if (c.k === "time" || c.k === "leave" || c.k === "update") return `${w.now}: ${c.k}`;
+  const f = w.flights.find((x) => x.reqId === c.reqId)!;
+  const what = f.request.kind === "delayed" ? f.request.action : f.request.kind;
+  const how = c.k === "fault" ? ERRORS[c.error][0] : c.k;
+  return `${w.now}: ${what}#${f.reqId}${f.timedOut ? "(late)" : ""} ${how}`;
+}
+
+function apply(w: World, c: Choice): void {
+  w.trace.push(describeChoice(w, c));
+  w.depth++;
+  switch (c.k) {
+    case "ok": {
+      const f = w.flights.find((x) => x.reqId === c.reqId)!;
+      f.served ??= serve(w.model, f.request, w.now);
+      return deliver(w, f, f.served);
+    }
+    case "lose": {
+      // Processed; its answer is lost. Its local timeout comes when time reaches it (then a
+      // schedule's answer may still come late); a late answer lost again never comes by itself.
+      const f = w.flights.find((x) => x.reqId === c.reqId)!;
+      f.served ??= serve(w.model, f.request, w.now);
+      f.mute = true;
+      return;
+    }
+    case "fault": {
+      const f = w.flights.find((x) => x.reqId === c.reqId)!;
+      const about = f.request.kind === "delayed" ? f.request.delayId : undefined;
+      if (c.error === NOT_FOUND && about && w.model.pending.some((p) => p.id === about))
+        w.toldGone.push(about);
+      return deliver(w, f, { ok: false, error: c.error });
+    }
+    case "time":
+      return passTime(w);
+    case "leave":
+      w.leaveChosen = true;
+      return feed(w, { type: "leave" });
+    case "update":
+      w.updateChosen = true;
+      return feed(w, { type: "update", patch: { callIntent: "video" } });
+  }
+}
+
+/**
+ * Nothing more can happen but heartbeats that succeed (joined), or nothing at all (left, failed): no
+ * request in flight and the machine waits for nothing else. Reads the machine's state only to stop
+ * early; what is checked afterwards is the model's records.
+ */
+function quiet(w: World): boolean {
+  const s = w.s;
+  if (w.flights.length > 0 || s.tasks.length > 0 || s.open.length > 0 || s.leave || s.sweep) return false;
+  if (s.orphanDeadlines || s.reassertAt) return false;
+  const call = s.call;
+  if (!call || call.ended) return nextWakeAt(s) === undefined;
+  return (
+    (call.lane.k === "beat" || (call.lane.k === "degraded" && call.lane.rearmAt === undefined)) &&
+    call.writer === undefined &&
+    call.wantedWrite === undefined &&
+    call.refreshAfterFireAt === undefined
+  );
+}
+
+/**
+ * The network heals: every answer comes as soon as it can, time runs on until the machine is quiet
+ * (at least QUIET_AFTER_MS, at most HEAL_MS). When it stops, delayed events of ours still pending fire
+ * if no heartbeat keeps them (an orphan after leave() writes {} harmlessly, and must be gone then).
+ */
+function heal(w: World): void {
+  const start = w.now;
+  const end = start + HEAL_MS;
+  for (let i = 0; ; i++) {
+    if (i >= MAX_HEAL_STEPS) {
+      w.bad.push(`not quiet after ${MAX_HEAL_STEPS} steps of healing (at ${w.now})`);
+      return;
+    }
+    const f = w.flights.find((x) => !x.mute);
+    if (f) {
+      f.served ??= serve(w.model, f.request, w.now);
+      deliver(w, f, f.served);
+      continue;
+    }
+    if (w.now >= start + QUIET_AFTER_MS && quiet(w)) break;
+    const e = nextEvent(w);
+    if (!e || e.at > end) break;
+    processEvent(w, e);
+  }
+  const call = w.s.call;
+  if (!call || call.ended || call.delayed !== "armed") fireDue(w.model, end);
+}
+
+/** A fault said "gone" twice about the same delayed leave (which the server still held). */
+function liedTwice(w: World): boolean {
+  return w.toldGone.some((id, i) => w.toldGone.indexOf(id) !== i);
+}
+
+function violations(w: World): string[] {
+  const out = [...w.bad];
+  const content = w.model.content;
+  const holds = holdsMembership(w.model);
+  const pending = w.model.pending.map((p) => p.id);
+  const st = w.lastState;
+  if (w.leaveChosen) {
+    const r = w.leaveDone;
+    if (!r) out.push("no leave-done after healing");
+    else if (r.status === "failed" && !r.hasError) out.push("leave-done failed without an error");
+    else if (r.status !== "left" && r.status !== "failed") out.push(`leave-done ${r.status}`);
+    if (w.atLeft?.holds) out.push("leave-done said left while the server held our membership");
+    if (w.atLeft && w.atLeft.knownPending.length > 0)
+      out.push(`leave-done said left with ${w.atLeft.knownPending.length} known delayed leave(s) pending`);
+    // A failed leave (its `{}` refused) says so: the membership goes only with a delayed leave still
+    // pending, if any (a refusal after a "gone" that was a lie leaves none). Counted, not failed.
+    if (holds && r?.status === "failed") refusedLeaves++;
+    else if (holds) out.push(`the server holds our membership after leave (leave-done ${r?.status})`);
+    if (pending.length > 0) out.push(`orphan: ${pending.length} delayed leave(s) pending after leave`);
+    if (w.flights.length > 0 || nextWakeAt(w.s) !== undefined)
+      out.push(`not idle after leave: ${w.flights.length} in flight, wake at ${nextWakeAt(w.s)}`);
+  } else if (st?.kind === "failed" && (st.code === "forbidden" || st.code === "rejected")) {
+    // An honest failure on a refusal: the delayed leave left behind fires, and takes the membership.
+    if (holds) out.push(`failed (${st.code}), and the server still holds our membership`);
+    if (pending.length > 0) out.push(`failed (${st.code}) with ${pending.length} delayed leave(s) pending`);
+  } else if (st?.kind === "joined" && st.delayedLeave === false) {
+    if (!holds) out.push("degraded, but the server holds no membership of ours");
+  } else {
+    if (st?.kind !== "joined") out.push(`last state ${JSON.stringify(st)} after healing`);
+    if (liedTwice(w)) {
+      // Twice told "gone" (the restart, then the cancel of the replaced one) about a delayed leave that
+      // is pending: the machine cannot tell, the old one fires `{}` over our membership later. Only the
+      // room view (`membership-missing`, not modelled here) repairs that; counted, not failed.
+      lies++;
+    } else if (!holds) out.push("the server holds no membership of ours after healing");
+    else if (!isDeepStrictEqual(content, w.lastOwn))
+      out.push("the server holds another membership than the machine last reported");
+    if (pending.length !== 1) out.push(`${pending.length} delayed leaves pending after healing (want 1)`);
+    else if (pending[0] !== w.lastDelayId)
+      out.push(`pending delayed leave ${pending[0]}, but the last delay-id was ${w.lastDelayId}`);
+    if (holds && w.updateChosen && content?.["m.call.intent"] !== "video")
+      out.push("update() was taken but the server's membership does not carry it");
+  }
+  return out;
+}
+
+/**
+ * Explore every sequence; a failure is reported once per kind of violation (numbers blanked), with the
+ * shortest sequence that shows it.
+ */
+function explore(env: MachineEnv, depth: number): { explored: number; failing: number; failures: string[] } {
+  let explored = 0;
+  let failing = 0;
+  const byKind = new Map<string, string[]>();
+  const walk = (w: World): void => {
+    if (w.depth === depth || w.bad.length > 0) {
+      explored++;
+      heal(w);
+      peakSeen = Math.max(peakSeen, w.peakPerSecond);
+      const v = violations(w);
+      if (v.length === 0) return;
+      failing++;
+      const kind = v[0].replace(/\d+/g, "#");
+      const seen = byKind.get(kind);
+      if (!seen || seen.length > w.trace.length) byKind.set(kind, [...w.trace, `=> ${v.join("; ")}`]);
+      return;
+    }
+    const next = choices(w);
+    next.forEach((c, i) => {
+      // The last branch may take the world itself: nobody needs it afterwards.
+      const child = i === next.length - 1 ? w : structuredClone(w);
+      apply(child, c);
+      walk(child);
+    });
+  };
+  walk(newWorld(env));
+  const failures = [...byKind.values()].map((trace) => trace.join(" | "));
+  return { explored, failing, failures };
+}
+
+/** Play one sequence, given as the labels the explorer prints (their ends), heal, and check it. */
+function replay(env: MachineEnv, rotation: number, labels: string[]): string[] {
+  const w = newWorld(env, rotation);
+  for (const label of labels) {
+    const next = choices(w);
+    const c = next.find((x) => describeChoice(w, x).endsWith(label));
+    if (!c) throw new Error(`no choice "${label}" among ${next.map((x) => describeChoice(w, x)).join(", ")}`);
+    apply(w, c);
+  }
+  heal(w);
+  return violations(w);
+}
+
+function envWith(canList: boolean, canRead = false, canLookUp = false): MachineEnv {
+  return {
+    roomId: ROOM_ID,
+    stateKey: STATE_KEY,
+    autoRejoin: true,
+    timingOptions: TIMING_OPTIONS,
+    canList,
+    canLookUp,
+    canRead,
+    canProbe: false,
+  };
+}
+
+/**
+ * The backend abilities that change the machine's paths: listing our delayed events (orphan sweeps)
+ * and reading our key (after a "gone"). Reading adds little at these depths, so it runs one less deep.
+ */
+const CASES: { canList: boolean; canRead: boolean; depth: number }[] = [
+  { canList: true, canRead: false, depth: DEPTH },
+  { canList: false, canRead: false, depth: DEPTH },
+  { canList: false, canRead: true, depth: DEPTH - 1 },
+];
+
+describe("the membership state machine against a model homeserver, every choice sequence", () => {
+  for (const { canList, canRead, depth } of CASES)
+    it(`canList ${canList}, canRead ${canRead}, to depth ${depth}: no hot loop, no orphan, converges, pure`, () => {
+      const started = Date.now();
+      stepsRun = purityChecks = peakSeen = lies = refusedLeaves = 0;
+      // Errors are made by the thousand (every fault, timeout and report); their stacks (source-mapped
+      // under jest) cost more than the machine's steps and are never read here.
+      const stackTraceLimit = Error.stackTraceLimit;
+      Error.stackTraceLimit = 0;
+      let result: ReturnType<typeof explore>;
+      try {
+        result = explore(envWith(canList, canRead), depth);
+      } finally {
+        Error.stackTraceLimit = stackTraceLimit;
+      }
+      const { explored, failing, failures } = result;
+      console.log(
+        `[machine model] canList ${canList} canRead ${canRead} depth ${depth}: ${explored} sequences ` +
+          `(${failing} failing), ${stepsRun} steps, ${purityChecks} purity checks, ` +
+          `at most ${peakSeen} requests in a second, ${lies} told "gone" twice while pending, ` +
+          `${refusedLeaves} failed leaves holding the membership, ` +
+          `${Date.now() - started} ms`,
+      );
+      expect(failures).toEqual([]);
+      expect(purityChecks).toBeGreaterThan(10);
+      expect(explored).toBeGreaterThan(3 ** depth);
+    }, 600_000);
+});
+
+/**
+ * The shortest sequences with which the exploration found bugs in the machine (fixed; each comment
+ * says where), replayed on their own: quick to read, and they fail if a fix is undone.
+ */
+const FOUND: { why: string; canList: boolean; rotation: number; labels: string[] }[] = [
+  {
+    why: "a schedule reaching the server after our timeout, its answer lost (delayedLeave.ts onScheduleAnswer)",
+    canList: false,
+    rotation: 0,
+    labels: [" time", "schedule#3 ok", " time", "schedule#2(late) lose"],
+  },
+  {
+    why: "the one cancel of a wrongly 'gone' delayed leave lost (delayedLeave.ts afterRecoverPause)",
+    canList: true,
+    rotation: 0,
+    labels: [" update", "schedule#2 ok", " time", " time", "restart#7 404 M_NOT_FOUND", " time"],
+  },
+  {
+    why: "that cancel held back by a 429 until the old one fired (delayedLeave.ts onReplacedCancelDone)",
+    canList: false,
+    rotation: 3,
+    labels: [
+      "schedule#2 ok",
+      " time",
+      "restart#6 404 M_NOT_FOUND",
+      " time",
+      "schedule#9 ok",
+      "cancel#10 bare 429",
+    ],
+  },
+  {
+    why: "a late id's cancel bounded by a lowered delay, not its own (orphans.ts cancelOrphan)",
+    canList: false,
+    rotation: 0,
+    labels: [" time", "schedule#3 403", "schedule#2(late) ok", " time", "cancel#6 bare 429", " leave"],
+  },
+];
+
+describe("the membership state machine: sequences that found bugs", () => {
+  for (const { why, canList, rotation, labels } of FOUND)
+    it(why, () => {
+      expect(replay(envWith(canList), rotation, labels)).toEqual([]);
+    });
+
+  // Known, not fixed (pre-existing): after a "gone" that was a lie the old delayed leave is cancelled;
+  // the new schedule is refused (404 M_NOT_FOUND: the call fails) while the first membership write is
+  // still in flight; it lands, and nothing of ours will ever remove it (state `failed`). `it.failing`
+  // passes while the bug is there: when the machine cleans up after it, make this an `it`.
+  it.failing("known: a membership write landing after the call failed stays on the server", () => {
+    const labels = ["schedule#2 ok", " time", "restart#6 404 M_NOT_FOUND", " time", "cancel#10 ok"];
+    expect(replay(envWith(false, true, true), 3, [...labels, "schedule#11 404 M_NOT_FOUND"])).toEqual([]);
+  });
+});
