@@ -69,6 +69,11 @@ export function onProbeDone(c: Ctx, call: CallState | undefined, outcome: Outcom
 export function leave(c: Ctx): boolean {
   c.s.wantJoined = false;
   c.s.leaveReason = "user";
+  if (c.s.leave?.quiet) {
+    // The app now leaves what a failed call was cleaning up: say so.
+    c.s.leave.quiet = undefined;
+    setState(c, { kind: "leaving" });
+  }
   if (c.s.leave) return true;
   if (!c.s.call && c.s.staleDelayId) {
     // A leave that failed left its delayed leave pending: this leave fires it.

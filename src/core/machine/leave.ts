@@ -20,11 +20,13 @@ import { abortIdleTasks, startTask } from "./tasks.js";
 import type { CallState, Outcome, Task } from "./types.js";
 import { startCall } from "./join.js";
 
-export function startLeaveJob(c: Ctx, call: CallState): void {
+export function startLeaveJob(c: Ctx, call: CallState, quiet = false): void {
   const wasFailed = c.s.out.state.kind === "failed";
   endCall(c, call, true);
-  if (!wasFailed || !c.s.wantJoined) setState(c, { kind: "leaving" });
-  c.s.leave = { step: "settle", via: "nothing-to-leave" };
+  if (!quiet && (!wasFailed || !c.s.wantJoined)) setState(c, { kind: "leaving" });
+  c.s.leave = quiet
+    ? { step: "settle", via: "nothing-to-leave", quiet }
+    : { step: "settle", via: "nothing-to-leave" };
   c.s.leaveCall = call;
   progressLeave(c);
 }
@@ -131,6 +133,12 @@ export function onLeaveTaskDone(c: Ctx, task: Task, outcome: Outcome): void {
       if (outcome.cls.kind !== "gone") emitError(c, toError(outcome.cls, outcome.error, "send-leave"));
       return writeEmpty(c);
     case "leave-empty": {
+      if (!outcome.ok && job.quiet) {
+        // Cleaning up after a failure: the call already says `failed`; report, leave it at that.
+        const error = toError(outcome.cls, outcome.error, "send-state");
+        emitError(c, error);
+        return finish(c, { status: "failed", error });
+      }
       if (!outcome.ok) {
         // Refused (403: no longer in the room) or rejected: say so, with the error.
         const error = toError(outcome.cls, outcome.error, "send-state");
@@ -169,7 +177,7 @@ function finish(c: Ctx, result: LeaveResult): void {
     setDelayId(c, undefined);
     setOwnMembership(c, undefined);
     setProbablyLeft(c, false);
-    if (!c.s.wantJoined) setState(c, { kind: "left", reason: c.s.leaveReason });
+    if (!c.s.wantJoined && !c.s.leave?.quiet) setState(c, { kind: "left", reason: c.s.leaveReason });
   }
   const call = c.s.leaveCall;
   c.s.leave = undefined;

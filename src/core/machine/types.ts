@@ -207,6 +207,11 @@ export interface LeaveJob {
   wakeAt?: number;
   via: Extract<LeaveResult, { status: "left" }>["via"];
   delayId?: string;
+  /**
+   * Cleaning up after a failure (a membership write landed after the call failed, with no delayed
+   * leave to remove it): the state stays `failed` until the app calls leave() or join().
+   */
+  quiet?: boolean;
 }
 
 /** An orphan sweep (core/machine/orphans.ts). */

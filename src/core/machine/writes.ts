@@ -9,6 +9,7 @@ import { isRetryable } from "../policy.js";
 import { setOwnMembership, setProbablyLeft, setState, toError, type Ctx } from "./context.js";
 import { failCall, writeIsProtected } from "./calls.js";
 import { wakeHeartbeat } from "./heartbeat.js";
+import { startLeaveJob } from "./leave.js";
 import { startTask } from "./tasks.js";
 import type { CallState, Outcome, Task, WriteKind } from "./types.js";
 
@@ -75,7 +76,14 @@ export function onWriteDone(c: Ctx, call: CallState | undefined, task: Task, out
       failCall(c, call, toError(outcome.cls, outcome.error, "send-state"));
     return;
   }
-  if (call.ended) return;
+  if (call.ended) {
+    // A write that landed after the call failed, with no delayed leave left to remove it (an armed
+    // one fires within the delay, the heartbeat being stopped): take it down again, quietly (the state
+    // stays `failed`). Found by the model test (test/unit/machine.model.test.ts).
+    if (c.s.out.state.kind === "failed" && c.s.call === call && !c.s.leave && call.delayed !== "armed")
+      startLeaveJob(c, call, true);
+    return;
+  }
   call.lastSent = content;
   call.lastWrittenAt = c.now;
   call.confirmedVersion = Math.max(call.confirmedVersion, version);
