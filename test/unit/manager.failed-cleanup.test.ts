@@ -1,0 +1,77 @@
+/**
+ * A membership write that lands after the call failed, with no delayed leave behind it, is taken down
+ * again (found by the machine's model test, test/unit/machine.model.test.ts). Here through the public
+ * manager and its driver, every request held by a ScriptedBackend until the test decides its fate, and
+ * asserted on the server model's records.
+ */
+import { describe, expect, it } from "@jest/globals";
+import log from "loglevel";
+import { MembershipManager } from "../../src/manager/MembershipManager.js";
+import { membershipStateKey, DEFAULT_SLOT } from "../../src/membership/content.js";
+import { FakeServer, matrixError } from "../helpers/fakeServer.js";
+import { ScriptedBackend, type Held } from "../helpers/scriptedBackend.js";
+import { VirtualTime } from "../helpers/virtualTime.js";
+
+const quiet = log.getLogger("failed-cleanup-quiet");
+quiet.setLevel("silent");
+
+function world() {
+  const time = new VirtualTime();
+  const server = new FakeServer(time.scheduler);
+  server.latencyMs = 0;
+  const backend = new ScriptedBackend(server, () => time.now());
+  const manager = new MembershipManager({
+    backend,
+    roomId: "!room:localhost",
+    userId: "@alice:localhost",
+    deviceId: "DEV",
+    delayedLeaveDelayMs: 2000,
+    scheduler: time.scheduler,
+    logger: quiet,
+    random: () => 0.5,
+  });
+  const key = membershipStateKey("@alice:localhost", "DEV", DEFAULT_SLOT);
+  const held = (op: Held["op"]): Held => {
+    const h = backend.held.find((x) => x.op === op);
+    if (!h) throw new Error(`no ${op} held (held: ${backend.held.map((x) => x.op).join(", ")})`);
+    return h;
+  };
+  const answer = async (op: Held["op"], error?: () => unknown) => {
+    await backend.settleOne(held(op), error ? "error" : "ok", error ?? (() => undefined));
+    await time.advance(0);
+  };
+  return { time, server, backend, manager, key, held, answer };
+}
+
+describe("a write landing after the call failed", () => {
+  it("is taken down again, and the state stays failed", async () => {
+    const w = world();
+    w.manager.join();
+    await w.answer("schedule");
+    // The membership write goes out and stays in flight.
+    const write = w.held("state");
+    // The heartbeat's restart is told "gone" (wrongly: the delayed leave is pending) before its due time.
+    await w.time.advance(1000);
+    await w.answer("restart", () => matrixError(404, "M_NOT_FOUND"));
+    // Recovery: the replaced delayed leave is cancelled, and the new schedule is refused: the call fails.
+    await w.answer("cancel");
+    await w.answer("schedule", () => matrixError(404, "M_NOT_FOUND"));
+    expect(w.manager.state.kind).toBe("failed");
+    expect(w.server.pendingFor(w.key)).toHaveLength(0);
+    // Now the first write lands: our membership, with no delayed leave to remove it.
+    await w.backend.settleOne(write, "ok", () => undefined);
+    await w.time.advance(0);
+    expect(w.server.state.get(w.key)?.device_id).toBe("DEV");
+    // The manager takes it down again: one `{}` write, and the state stays failed.
+    await w.answer("state");
+    expect(w.server.state.get(w.key)).toEqual({});
+    expect(w.server.pendingFor(w.key)).toHaveLength(0);
+    expect(w.manager.state.kind).toBe("failed");
+    await w.time.advance(10_000);
+    expect(w.backend.held).toHaveLength(0);
+    expect(w.manager.pendingTimers).toBe(0);
+    // The app may still leave (nothing left to do) or join again.
+    await expect(w.manager.leave()).resolves.toEqual({ status: "left", via: "nothing-to-leave" });
+    w.manager.dispose();
+  });
+});
