@@ -368,8 +368,13 @@ export async function runSchedule(
         (e: unknown) => {
           const status = (e as { httpStatus?: number } | undefined)?.httpStatus;
           const errcode = (e as { errcode?: string } | undefined)?.errcode;
+          // A request the manager had already given up on (its local timeout aborted it) delivers
+          // nothing: over HTTP an aborted fetch never sees its answer; the fake server answers anyway.
+          const signal = a.map((x) => (x as { signal?: AbortSignal } | undefined)?.signal).find(Boolean);
+          const seen = !signal?.aborted;
           // Only a real "gone" tells the manager anything (issue 11): a 404 without M_NOT_FOUND does not.
-          if ((status === 404 && errcode === "M_NOT_FOUND") || status === 409) goneDeliveredAt.push(t());
+          if (seen && ((status === 404 && errcode === "M_NOT_FOUND") || status === 409))
+            goneDeliveredAt.push(t());
           note(`   <- ${name} rejected: ${status ?? (e as Error)?.name ?? String(e)}`);
           throw e;
         },
