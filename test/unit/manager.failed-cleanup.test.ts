@@ -9,6 +9,7 @@ import log from "loglevel";
 import { MembershipManager } from "../../src/manager/MembershipManager.js";
 import { membershipStateKey, DEFAULT_SLOT } from "../../src/membership/content.js";
 import { FakeServer, matrixError } from "../helpers/fakeServer.js";
+import { harness, isJoinedOnServer } from "../helpers/managerHarness.js";
 import { ScriptedBackend, type Held } from "../helpers/scriptedBackend.js";
 import { VirtualTime } from "../helpers/virtualTime.js";
 
@@ -73,5 +74,31 @@ describe("a write landing after the call failed", () => {
     // The app may still leave (nothing left to do) or join again.
     await expect(w.manager.leave()).resolves.toEqual({ status: "left", via: "nothing-to-leave" });
     w.manager.dispose();
+  });
+});
+
+describe("join() after a failed call", () => {
+  // The leave job that cleans up a failed call can finish at once (nothing to clean): it starts the new
+  // call itself, and join() must not start another (found by the randomized invariants, seed
+  // 1777141663: two schedules at once, one orphaned, which fired into the next call).
+  it("starts exactly one new call: one schedule, no orphan, and leave() leaves nothing behind", async () => {
+    const h = harness({ delayedLeaveDelayMs: 2000 });
+    h.server.inject("schedule", { kind: "error", error: () => matrixError(400, "M_BAD_JSON") });
+    h.manager.join();
+    await h.time.advance(100);
+    expect(h.manager.state.kind).toBe("failed");
+    h.manager.join();
+    await h.time.advance(500);
+    expect(h.server.count("schedule")).toBe(2);
+    expect(h.server.pendingFor(h.key)).toHaveLength(1);
+    expect(isJoinedOnServer(h)).toBe(true);
+    expect(h.manager.status).toBe("connected");
+    const left = h.manager.leave();
+    await h.time.advance(200);
+    await expect(left).resolves.toEqual({ status: "left", via: "delayed-event-sent" });
+    await h.time.advance(5000);
+    expect(h.server.pendingFor(h.key)).toHaveLength(0);
+    expect(isJoinedOnServer(h)).toBe(false);
+    h.manager.dispose();
   });
 });

@@ -25,7 +25,9 @@ export function join(c: Ctx): void {
   if (c.s.wantJoined) return;
   c.s.wantJoined = true;
   // A call that failed or was left may still hold a delayed leave: clean it up before joining again.
-  if (!c.s.leave && c.s.call) startLeaveJob(c, c.s.call);
+  // The leave job starts the new call when it is done (wantJoined), which may be at once: a second
+  // startCall here would orphan the first call's delayed leave (found by the randomized invariants).
+  if (!c.s.leave && c.s.call) return startLeaveJob(c, c.s.call);
   if (!c.s.leave) startCall(c);
 }
 
