@@ -10,7 +10,10 @@ import type {
   RequestOptions,
   StateEventRequest,
 } from "../../src/backends/types.js";
-import type { FakeServer } from "./fakeServer.js";
+import type { Logger } from "loglevel";
+import { MembershipManager } from "../../src/manager/MembershipManager.js";
+import { FakeServer } from "./fakeServer.js";
+import { VirtualTime } from "./virtualTime.js";
 
 export type Outcome = "ok" | "error" | "lose";
 
@@ -93,4 +96,26 @@ export class ScriptedBackend implements MembershipBackend {
   listDelayedEvents(opts?: RequestOptions) {
     return this.hold("list", () => this.server.listDelayedEvents(), opts);
   }
+}
+
+/**
+ * A manager (2 s delay, jitter fixed) on virtual time whose every request a ScriptedBackend holds, in
+ * front of a FakeServer (latency 0) as the model of the server's records. Not joined yet.
+ */
+export function scriptedWorld(logger: Logger) {
+  const time = new VirtualTime();
+  const server = new FakeServer(time.scheduler);
+  server.latencyMs = 0;
+  const backend = new ScriptedBackend(server, () => time.now());
+  const manager = new MembershipManager({
+    backend,
+    roomId: "!room:localhost",
+    userId: "@alice:localhost",
+    deviceId: "DEV",
+    delayedLeaveDelayMs: 2000,
+    scheduler: time.scheduler,
+    logger,
+    random: () => 0.5,
+  });
+  return { time, server, backend, manager };
 }

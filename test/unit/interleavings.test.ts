@@ -22,14 +22,13 @@ import { MembershipManager } from "../../src/manager/MembershipManager.js";
 import type { LeaveResult } from "../../src/manager/state.js";
 import { FakeServer, matrixError } from "../helpers/fakeServer.js";
 import { HOT_LOOP_LIMIT } from "../helpers/invariants.js";
-import { ScriptedBackend, type Held, type Outcome } from "../helpers/scriptedBackend.js";
+import { scriptedWorld, type Held, type Outcome, type ScriptedBackend } from "../helpers/scriptedBackend.js";
 import { settle, VirtualTime } from "../helpers/virtualTime.js";
 
 const quiet = log.getLogger("interleavings-quiet");
 quiet.setLevel("silent");
 
 const DEPTH = Number(process.env.INTERLEAVING_DEPTH ?? 5);
-const DELAY_MS = 2000;
 const HEAL_MS = 12_000;
 
 const ERRORS: [string, () => unknown][] = [
@@ -60,22 +59,9 @@ interface World {
 }
 
 function start(): World {
-  const time = new VirtualTime();
-  const server = new FakeServer(time.scheduler);
-  server.latencyMs = 0;
-  const backend = new ScriptedBackend(server, () => time.now());
-  const manager = new MembershipManager({
-    backend,
-    roomId: "!room:localhost",
-    userId: "@alice:localhost",
-    deviceId: "DEV",
-    delayedLeaveDelayMs: DELAY_MS,
-    scheduler: time.scheduler,
-    logger: quiet,
-    random: () => 0.5,
-  });
-  manager.join();
-  return { time, server, backend, manager, trace: [] };
+  const w = scriptedWorld(quiet);
+  w.manager.join();
+  return { ...w, trace: [] };
 }
 
 /** The choices available now (answers for the two oldest held requests, time, leave once). */

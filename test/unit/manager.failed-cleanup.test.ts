@@ -6,31 +6,16 @@
  */
 import { describe, expect, it } from "@jest/globals";
 import log from "loglevel";
-import { MembershipManager } from "../../src/manager/MembershipManager.js";
 import { membershipStateKey, DEFAULT_SLOT } from "../../src/membership/content.js";
-import { FakeServer, matrixError } from "../helpers/fakeServer.js";
+import { matrixError } from "../helpers/fakeServer.js";
 import { harness, isJoinedOnServer } from "../helpers/managerHarness.js";
-import { ScriptedBackend, type Held } from "../helpers/scriptedBackend.js";
-import { VirtualTime } from "../helpers/virtualTime.js";
+import { scriptedWorld, type Held } from "../helpers/scriptedBackend.js";
 
 const quiet = log.getLogger("failed-cleanup-quiet");
 quiet.setLevel("silent");
 
 function world() {
-  const time = new VirtualTime();
-  const server = new FakeServer(time.scheduler);
-  server.latencyMs = 0;
-  const backend = new ScriptedBackend(server, () => time.now());
-  const manager = new MembershipManager({
-    backend,
-    roomId: "!room:localhost",
-    userId: "@alice:localhost",
-    deviceId: "DEV",
-    delayedLeaveDelayMs: 2000,
-    scheduler: time.scheduler,
-    logger: quiet,
-    random: () => 0.5,
-  });
+  const { time, server, backend, manager } = scriptedWorld(quiet);
   const key = membershipStateKey("@alice:localhost", "DEV", DEFAULT_SLOT);
   const held = (op: Held["op"]): Held => {
     const h = backend.held.find((x) => x.op === op);

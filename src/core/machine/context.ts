@@ -33,13 +33,11 @@ export function setProbablyLeft(c: Ctx, value: boolean): void {
 
 export function setDelayId(c: Ctx, value: string | undefined): void {
   if (c.s.disposed) return;
-  c.s.out.delayId = value;
   c.out.push({ type: "delay-id", value });
 }
 
 export function setOwnMembership(c: Ctx, value: MembershipContent | undefined): void {
   if (c.s.disposed) return;
-  c.s.out.ownMembership = value;
   c.out.push({ type: "own-membership", value });
 }
 

@@ -24,9 +24,7 @@ export function startLeaveJob(c: Ctx, call: CallState, quiet = false): void {
   const wasFailed = c.s.out.state.kind === "failed";
   endCall(c, call, true);
   if (!quiet && (!wasFailed || !c.s.wantJoined)) setState(c, { kind: "leaving" });
-  c.s.leave = quiet
-    ? { step: "settle", via: "nothing-to-leave", quiet }
-    : { step: "settle", via: "nothing-to-leave" };
+  c.s.leave = quiet ? { step: "settle", quiet } : { step: "settle" };
   c.s.leaveCall = call;
   progressLeave(c);
 }
@@ -96,7 +94,6 @@ function decide(c: Ctx, call: CallState): void {
   // Retry only answers of a busy or unreachable server; anything else (gone, refused, an answer we do
   // not recognise) falls back to writing {} at once (core/policy.ts).
   job.step = "send";
-  job.via = "delayed-event-sent";
   startTask(c, {
     purpose: { kind: "leave-send" },
     request: { kind: "delayed", delayId, action: "send" },
@@ -149,7 +146,6 @@ export function onLeaveTaskDone(c: Ctx, task: Task, outcome: Outcome): void {
         if (job.delayId) c.s.staleDelayId = job.delayId;
         return finish(c, { status: "failed", error });
       }
-      job.via = "state-written";
       if (!job.delayId) return finish(c, { status: "left", via: "state-written" });
       // The send failed without a "gone": our delayed leave may still be pending. It would only write
       // {} again, but nothing of ours should stay behind: cancel it while it can still fire.

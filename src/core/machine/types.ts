@@ -3,12 +3,7 @@
  * and what it asks its driver to do (Command). Plain data only, so a test can copy a state and explore
  * every continuation from it.
  */
-import type {
-  DelayedEventAction,
-  DelayedEventStatus,
-  PendingDelayedEvent,
-  SupportHint,
-} from "../../backends/types.js";
+import type { DelayedEventAction, PendingDelayedEvent } from "../../backends/types.js";
 import type { ErrorClass, MembershipError, Operation } from "../../errors.js";
 import type { MembershipContent, MembershipFields } from "../../membership/content.js";
 import type { LeaveResult, LeftReason, MembershipState, Support } from "../../manager/state.js";
@@ -39,16 +34,6 @@ export type Request =
   | { kind: "lookup"; delayId: string }
   | { kind: "read" }
   | { kind: "probe" };
-
-/** What a request may answer with (the driver passes the backend's value through). */
-export type Answer =
-  | string
-  | void
-  | PendingDelayedEvent[]
-  | DelayedEventStatus
-  | SupportHint
-  | Record<string, unknown>
-  | undefined;
 
 /** How a task's request ended. */
 export type Outcome =
@@ -205,7 +190,6 @@ export interface LeaveJob {
     "settle" | "late-cancels" | "heartbeat" | "sweep" | "cancel" | "send" | "empty" | "cancel-after-empty";
   /** Give up waiting for late cancels at this time. */
   wakeAt?: number;
-  via: Extract<LeaveResult, { status: "left" }>["via"];
   delayId?: string;
   /**
    * Cleaning up after a failure (a membership write landed after the call failed, with no delayed
@@ -237,12 +221,13 @@ export interface OpenSchedule {
   abortAt?: number;
 }
 
-/** The outputs the driver publishes (observables); the machine dedupes on them. */
+/**
+ * The outputs the machine reads back (it dedupes state and probablyLeft, and merges support patches);
+ * delayId and ownMembership are only published (commands), never read, so they are not kept.
+ */
 export interface Outputs {
   state: MembershipState;
   probablyLeft: boolean;
-  delayId?: string;
-  ownMembership?: MembershipContent;
   support: Support;
 }
 
