@@ -99,6 +99,10 @@ const PROPERTIES: [InvariantId, string][] = [
   ["5", "5: after the network heals, we converge to what the app asked (joined and protected, or left)"],
   ["H", "H: no hot loop: at most HOT_LOOP_LIMIT requests in any second, whatever the server answers"],
   [
+    "E",
+    "E: while connected, the server holds our membership, but for the time it takes to see another writer's {} and put it back",
+  ],
+  [
     "O",
     "O: no orphan: a delay id answered after dispose() is cancelled; after leave() and healing nothing of ours is pending",
   ],

@@ -26,6 +26,7 @@ import { startTask, waitBeforeRetry } from "./tasks.js";
 import { resumeWrites, writeMembership } from "./writes.js";
 import type { CallState, OpenSchedule, Outcome } from "./types.js";
 import { enterBeat } from "./heartbeat.js";
+import { joinedState } from "./watch.js";
 
 const MAX_DELAY_LOWERINGS = 8;
 
@@ -261,7 +262,7 @@ export function markArmed(c: Ctx, call: CallState, sentAt: number): void {
   // (unless that membership has expired for others: only a write repairs that).
   if (call.lastSent && !call.expired) {
     setProbablyLeft(c, false);
-    setState(c, { kind: "joined", delayedLeave: true });
+    setState(c, joinedState(c, true));
   }
   // Writes deferred while the delayed leave was not known to be alive can go now.
   resumeWrites(c, call);

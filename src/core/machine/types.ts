@@ -64,7 +64,10 @@ export type Purpose =
   | { kind: "write"; write: WriteKind; content: MembershipContent; version: number }
   | { kind: "lookup" }
   | { kind: "read-replaced" }
-  | { kind: "read-holds"; content: MembershipContent }
+  /** Does the server still hold our membership? (the room view said it is missing, or a periodic check) */
+  | { kind: "read-holds"; content: MembershipContent; why: "view" | "interval" }
+  /** The server's timestamp of our fresh membership: `created_ts` for later writes, the server's clock. */
+  | { kind: "stamp"; content: MembershipContent; sentAt: number; answeredAt: number }
   /** `firesFrom`: the earliest time the replaced delayed leave could fire (its last restart + delay). */
   | { kind: "cancel-replaced"; firesFrom: number }
   | { kind: "list"; windowUntil: number }
@@ -163,12 +166,24 @@ export interface CallState {
   writer?: number;
   lastSent?: MembershipContent;
   lastWrittenAt?: number;
+  /**
+   * The server's `origin_server_ts` of our first membership event in this call, once read back: later
+   * writes carry it as `created_ts` (so we keep our place among the oldest members). Undefined until
+   * then: writes carry no `created_ts`, and readers use each event's own server timestamp.
+   */
   createdTs?: number;
+  /** A read of our fresh membership's server timestamp is running: other writes wait for it. */
+  stamping?: boolean;
+  /** Writes without `created_ts` alternate `expires` by 1 ms, or servers would drop an identical refresh. */
+  plainWrites?: number;
+  /** The next periodic read of our key (no live room view to watch it). */
+  checkAt?: number;
   confirmedVersion: number;
   failingDelayedSince?: number;
   failingStateSince?: number;
   unrecognisedSchedules: number;
   lastRecoveryAt?: number;
+  /** When others stop listing our membership (elapsed-time clock, like every deadline here). */
   expiresAt?: number;
   expired: boolean;
   rearming: boolean;
@@ -260,6 +275,14 @@ export interface MachineState {
   orphanDeadlines?: { delayId: string; at: number }[];
   out: Outputs;
   nextId: number;
+  /** The server's clock minus our elapsed-time clock, once learned from a timestamp the server gave. */
+  serverOffsetMs?: number;
+  /** The room view (a synced client, the host's state pushes) has shown our own writes: it watches our key. */
+  viewLive: boolean;
+  /** false once the backend said it cannot read our key back (a widget host refused the capability). */
+  readable: boolean;
+  /** The device's clock was found too far from the server's (said once). */
+  skewReported?: boolean;
 }
 
 /** What the machine is fed. */
@@ -282,7 +305,9 @@ export type MachineEvent =
   /** The time the machine asked to be woken at has come (any of its deadlines). */
   | { type: "tick" }
   /** The room's synced view has shown no membership of ours for the grace period. */
-  | { type: "membership-missing" };
+  | { type: "membership-missing" }
+  /** Whether the room view is watching our key (it showed our own last write), or not (any more). */
+  | { type: "view"; live: boolean };
 
 /** What the machine asks of its driver, in order. */
 export type Command =
