@@ -106,6 +106,15 @@ const ERRORS: [string, () => unknown][] = [
   ["HTML 404", () => new HTTPError("<html><body><h1>404 Not Found</h1></body></html>", 404)],
 ];
 const NOT_FOUND = 3;
+/**
+ * Three clocks (issue 20): the machine's elapsed time (the world's `now`), the server's (its timestamps:
+ * `now` + SERVER_CLOCK_MS) and the device's wall clock (`now` + the world's `wallOffset`: 5 h behind the
+ * server, and stepped forward 5 h at depth WALL_STEP_AT). Nothing the machine decides may depend on the
+ * wall clock, and what others judge of our membership is judged on the server's.
+ */
+const SERVER_CLOCK_MS = 1_800_000_000_000;
+const WALL_START_OFFSET = SERVER_CLOCK_MS - 5 * 3600_000;
+const WALL_STEP_AT = 3;
 
 // ---------------------------------------------------------------------------------------------------
 // The homeserver's records
@@ -139,7 +148,7 @@ function fireDue(m: Model, now: number): void {
   for (const p of [...m.pending].sort((a, b) => a.firesAt - b.firesAt))
     if (p.firesAt <= now) {
       m.content = {};
-      m.contentTs = p.firesAt;
+      m.contentTs = p.firesAt + SERVER_CLOCK_MS;
       m.pending.splice(m.pending.indexOf(p), 1);
     }
 }
@@ -160,7 +169,7 @@ function serve(m: Model, request: Request, now: number): ServerAnswer {
       else {
         if (request.action === "send") {
           m.content = {};
-          m.contentTs = now;
+          m.contentTs = now + SERVER_CLOCK_MS;
         }
         m.pending.splice(m.pending.indexOf(p), 1);
       }
@@ -170,7 +179,7 @@ function serve(m: Model, request: Request, now: number): ServerAnswer {
       // Servers drop a state event identical to the current one (no new event, no new timestamp).
       if (!isDeepStrictEqual(m.content, request.content)) {
         m.content = structuredClone(request.content);
-        m.contentTs = now;
+        m.contentTs = now + SERVER_CLOCK_MS;
       }
       return { ok: true, value: undefined };
     case "list":
@@ -239,6 +248,8 @@ interface World {
   foreignChosen: boolean;
   /** A room view watches our key (a synced client): it reports our membership missing at once. */
   view: boolean;
+  /** The device's wall clock minus the world's time (the machine's elapsed time). */
+  wallOffset: number;
   viewReported: boolean;
   leaveDone?: { status: string; hasError: boolean };
   /** What the model held when leave-done said "left": membership held, delayed leaves the machine knew. */
@@ -288,6 +299,7 @@ function newWorld(env: MachineEnv, rotation = ROTATION, view = false): World {
     foreignChosen: false,
     view,
     viewReported: false,
+    wallOffset: WALL_START_OFFSET,
     known: [],
     toldGone: [],
     depth: 0,
@@ -320,7 +332,7 @@ function feed(w: World, first: MachineEvent): void {
   const queue: MachineEvent[] = [first];
   for (let event = queue.shift(); event; event = queue.shift()) {
     if (++stepsRun % PURITY_EVERY === 0) checkPurity(w, event);
-    const commands = step(w.s, w.env, event, w.now, random);
+    const commands = step(w.s, w.env, event, w.now, random, w.now + w.wallOffset);
     for (const command of commands) run(w, command, queue);
   }
   const at = nextWakeAt(w.s);
@@ -500,6 +512,8 @@ function describeChoice(w: World, c: Choice): string {
 function apply(w: World, c: Choice): void {
   w.trace.push(describeChoice(w, c));
   w.depth++;
+  // The device's wall clock steps forward 5 h (NTP, a VM restore): the machine must not care.
+  if (w.depth === WALL_STEP_AT) w.wallOffset += 5 * 3600_000;
   applyChoice(w, c);
   viewTick(w);
 }
@@ -538,7 +552,7 @@ function applyChoice(w: World, c: Choice): void {
       // Another tab of this very device hangs up: `{}` at our key; our delayed leave stays pending.
       w.foreignChosen = true;
       w.model.content = {};
-      w.model.contentTs = w.now;
+      w.model.contentTs = w.now + SERVER_CLOCK_MS;
       return;
   }
 }
@@ -591,6 +605,15 @@ function heal(w: World): void {
   if (!call || call.ended || call.delayed !== "armed") fireDue(w.model, end);
 }
 
+/** What others compute from our membership: `created_ts ?? origin_server_ts` + `expires`, on the server's clock. */
+function expiredForOthers(w: World): boolean {
+  const c = w.model.content as { created_ts?: unknown; expires?: unknown } | undefined;
+  if (!c || w.model.contentTs === undefined) return false;
+  const created = typeof c.created_ts === "number" ? c.created_ts : w.model.contentTs;
+  const expires = typeof c.expires === "number" ? c.expires : NaN;
+  return !(created + expires > w.now + SERVER_CLOCK_MS);
+}
+
 /** A fault said "gone" twice about the same delayed leave (which the server still held). */
 function liedTwice(w: World): boolean {
   return w.toldGone.some((id, i) => w.toldGone.indexOf(id) !== i);
@@ -637,6 +660,8 @@ function violations(w: World): string[] {
     } else if (!holds) out.push("the server holds no membership of ours after healing");
     else if (!isDeepStrictEqual(content, w.lastOwn))
       out.push("the server holds another membership than the machine last reported");
+    else if (expiredForOthers(w))
+      out.push("others judge our membership expired (by the server's clock) while we say joined");
     if (pending.length !== 1) out.push(`${pending.length} delayed leaves pending after healing (want 1)`);
     else if (pending[0] !== w.lastDelayId)
       out.push(`pending delayed leave ${pending[0]}, but the last delay-id was ${w.lastDelayId}`);
