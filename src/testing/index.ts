@@ -28,6 +28,7 @@ export type { DelayedEventRecord } from "./homeserver/delayed-events.js";
 export type { ServerFaults, FaultSpec, FaultResponse } from "./homeserver/faults.js";
 export type { RequestLogEntry } from "./homeserver/http-server.js";
 export type { RouteId } from "./homeserver/routes.js";
+export type { AppServiceRegistration, AppServiceNamespace } from "./homeserver/appservices.js";
 export type { Credentials } from "./homeserver/users.js";
 export {
   startSynapse,
