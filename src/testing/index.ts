@@ -75,3 +75,14 @@ export { connectWidget, installWindowShim, quietWidgetLogs } from "./widgetBus.j
 export type { ConnectOptions, WidgetPair } from "./widgetBus.js";
 export { startTestSfuAuth } from "./sfuAuth.js";
 export type { TestSfuAuth, TestSfuAuthOptions, SfuAuthRequest } from "./sfuAuth.js";
+export type {
+  DelegationOptions,
+  DelegationOutcome,
+  DelegationRecord,
+  DelegationState,
+  DelegationVia,
+  RefusalAnswer,
+  ServiceHomeserverRequest,
+  SfuAppServiceOptions,
+  SfuParticipant,
+} from "./sfu/types.js";
