@@ -169,8 +169,9 @@ export class DelegationJob {
   private armWaiting(): void {
     const now = Date.now();
     this.after(this.connectDeadline - now, () => this.enterSending());
-    // MSC4195: a wait longer than the delay must keep the event alive meanwhile.
-    if (this.connectDeadline > this.deadline - this.timings.headroomMs) {
+    // MSC4195: a wait longer than the delay must keep the event alive meanwhile (lk-jwt-service waits
+    // min(1 h, delay) and restarts nothing before the connect).
+    if (this.timings.connectTimeoutMs > this.timings.delayMs) {
       this.after(this.deadline - this.timings.headroomMs - now, () => this.restart(0));
     }
   }
