@@ -40,8 +40,12 @@ export const matrixError = (status: number, errcode: string, error: string): Err
   body: { errcode, error },
 });
 
+/** An error answer (a Matrix error body), as opposed to a parsed body or a success. */
 export const isError = (v: unknown): v is ErrorAnswer =>
-  typeof v === "object" && v !== null && "status" in v && "body" in v;
+  typeof v === "object" &&
+  v !== null &&
+  "status" in v &&
+  typeof (v as { body?: { errcode?: unknown } }).body?.errcode === "string";
 
 type Json = Record<string, unknown>;
 
