@@ -3,6 +3,8 @@
  * deployments, so a test can say "behave like Synapse 1.127" instead of mocking.
  */
 
+import type { AppServiceRegistration } from "./appservices.js";
+
 /** Time source for event timestamps, rate limits and the delayed-event timer (tests may inject a fake). */
 export interface Clock {
   /** Current time in ms since the epoch. */
@@ -125,6 +127,14 @@ export interface TestHomeserverOptions {
    * (`delayed_since_ts` and a `finalised` object), as Synapse 1.163's pending lookup names its fields.
    */
   mergedLookupShape?: "msc" | "nested";
+  /**
+   * Application service registrations (Synapse's `app_service_config_files`): their `as_token` acts as
+   * `?user_id=` (identity assertion), and with `msc4512Enabled` an `io.element.msc4512.proxy_prefix`
+   * claims `/_matrix/client/…/rtc/livekit/…` for its `io.element.msc4512.proxy_url`. Default none.
+   */
+  appServices?: AppServiceRegistration[];
+  /** `experimental_features.msc4512_enabled` (Synapse ≥1.161): proxy registrations' prefixes. Default false. */
+  msc4512Enabled?: boolean;
 }
 
 /** Every option with the value in force (what `TestHomeserver.options` shows). */
@@ -179,6 +189,8 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   finalisedRetentionMs: 7 * 24 * 60 * 60 * 1000,
   finalisedPerUser: 1000,
   mergedLookupShape: "msc",
+  appServices: [],
+  msc4512Enabled: false,
 };
 
 /**
