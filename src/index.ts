@@ -41,7 +41,7 @@ export { validateIdentity, leaveTimeoutMs } from "./core/validate.js";
 export type { IdentityInput } from "./core/validate.js";
 export { redactText, redactingLogger } from "./log/redact.js";
 export type { RedactOptions } from "./log/redact.js";
-export type { Timing, TimingOptions } from "./core/config.js";
+export type { EffectiveTiming, Timing, TimingOptions } from "./core/config.js";
 export {
   CALL_MEMBER_EVENT_TYPE,
   DEFAULT_SLOT,

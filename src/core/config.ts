@@ -7,9 +7,20 @@ export { MAX_TIMER_MS } from "./limits.js";
 export interface TimingOptions {
   /** Delay of the delayed leave: how long after our last heartbeat the server removes us. Default 10 000 (Element Call's). */
   delayedLeaveDelayMs?: number;
-  /** Time between heartbeat (restart) attempts, counted from when the previous one was sent. Default: delay / 2. */
+  /**
+   * Time between heartbeat (restart) attempts, counted from when the previous one was sent. Default:
+   * adaptive (core/heartbeatTiming.ts): delay / 2 until the link is measured, then longer on a fast
+   * link and shorter on a slow one, always keeping the margin delay / 2 − requestTimeoutMs (a lost
+   * restart's time to be retried before the leave fires). Set it to fix the interval (and the restart
+   * timeout to the link's conservative one): nothing adapts it then.
+   */
   heartbeatIntervalMs?: number;
-  /** Local timeout of one delayed-event request (restart, send, cancel). Default: min(2 000, delay / 5). */
+  /**
+   * Local timeout of one delayed-event request (restart, send, cancel). Default: min(2 000, delay / 5).
+   * The manager may lengthen it for a slow link; the adaptive heartbeat's restarts use a shorter one on a
+   * fast link (the measured round trip and its deviation, at least 250 ms), unless this is set: then
+   * it is their floor too.
+   */
   requestTimeoutMs?: number;
   /** Local timeout of one state send (membership, explicit leave). Default 10 000. */
   stateRequestTimeoutMs?: number;
@@ -38,10 +49,18 @@ export interface TimingOptions {
 export interface Timing {
   /** Delay of the delayed leave in use: the configured one, or the server's lower maximum. */
   delayMs: number;
-  /** Time between heartbeat (restart) attempts; scaled down with a lowered delay. */
+  /**
+   * Time between heartbeat (restart) attempts; scaled down with a lowered delay. With an adaptive
+   * heartbeat this is the interval before the link is measured (and what the request budget and the
+   * recovery pacing derive from); `effectiveTiming` reports the one in force.
+   */
   heartbeatIntervalMs: number;
   /** Configured local timeout of one delayed-event request (the manager may adapt it to the link). */
   requestTimeoutMs: number;
+  /** The app did not fix `heartbeatIntervalMs`: interval and restart timeout follow the link (core/heartbeatTiming.ts). */
+  adaptiveHeartbeat: boolean;
+  /** The shortest local timeout an adaptive heartbeat's restart may have: the app's `requestTimeoutMs`, else min(250, it). */
+  minRestartTimeoutMs: number;
   /** Local timeout of one state send (membership, explicit leave). */
   stateRequestTimeoutMs: number;
   /** Membership validity window after each refresh, with delayed events. */
@@ -56,6 +75,20 @@ export interface Timing {
   giveUpAfterMs: number;
   /** Period of the reads of our own key when no room view watches it. */
   membershipCheckIntervalMs: number;
+}
+
+/**
+ * What `MembershipManager.effectiveTiming` reports: the resolved timing, with the heartbeat's values in
+ * force now (`heartbeatIntervalMs` is the adaptive interval when the heartbeat adapts to the link).
+ */
+export interface EffectiveTiming extends Timing {
+  /** The local timeout of the next heartbeat restart (doubled after each restart that got no answer). */
+  restartTimeoutMs: number;
+  /**
+   * The heartbeat margin in force: delay − interval − restart timeout, the time a lost restart leaves
+   * for its retries before the server fires the leave (core/heartbeatTiming.ts).
+   */
+  heartbeatMarginMs: number;
 }
 
 /** The smallest delay we will lower to when the server says ours is too long (and the smallest we accept). */
@@ -74,6 +107,13 @@ export const MIN_EXPIRY_MS = 2000;
  * manager sends at most about ten requests a second whatever its options.
  */
 export const MIN_TIMING_STEP_MS = 100;
+
+/**
+ * The shortest local timeout the adaptive heartbeat gives a restart (unless the app set
+ * `requestTimeoutMs`): a fast link's measured round trip and deviation would allow less, but a server's
+ * pause (a garbage collection, a database commit) should not cost a spurious retry each time.
+ */
+export const MIN_RESTART_TIMEOUT_MS = 250;
 
 function check(name: string, value: number | undefined, { allowInfinity = false } = {}): void {
   if (value === undefined) return;
@@ -166,11 +206,17 @@ export function resolveTiming(opts: TimingOptions, delayOverrideMs?: number): Ti
     );
   atLeast("retryMaxMs", opts.retryMaxMs, MIN_TIMING_STEP_MS, "smaller steps make a request loop");
   const membershipExpiryMs = opts.membershipExpiryMs ?? 4 * 3600_000;
+  // An explicit requestTimeoutMs that still fits is the app's word: restarts never time out sooner.
+  const explicitTimeout = opts.requestTimeoutMs !== undefined && opts.requestTimeoutMs === requestTimeoutMs;
   const degradedMembershipExpiryMs = opts.degradedMembershipExpiryMs ?? 120_000;
   return {
     delayMs,
     heartbeatIntervalMs,
     requestTimeoutMs,
+    adaptiveHeartbeat: opts.heartbeatIntervalMs === undefined,
+    minRestartTimeoutMs: explicitTimeout
+      ? requestTimeoutMs
+      : Math.min(requestTimeoutMs, MIN_RESTART_TIMEOUT_MS),
     stateRequestTimeoutMs: opts.stateRequestTimeoutMs ?? 10_000,
     membershipExpiryMs,
     degradedMembershipExpiryMs,

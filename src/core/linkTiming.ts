@@ -4,14 +4,25 @@
  * device stays `joining`. We grow the timeout after a local timeout and follow the measured round trip,
  * but never past what the delay allows (interval + timeout must stay under the delay, or one lost
  * heartbeat lets the server fire our leave). A link slower than that is reported, not hidden.
+ *
+ * The same measurements (the smoothed round trip and its mean deviation, as TCP keeps them: RFC 6298)
+ * drive the adaptive heartbeat's restart timeout and interval (core/heartbeatTiming.ts).
  */
 export interface LinkTiming {
   /** Smoothed round trip of answered requests, when measured. */
   readonly srttMs?: number;
-  /** The local timeout in force. */
+  /** Mean deviation of those round trips from the smoothed one (RFC 6298's RTTVAR), when measured. */
+  readonly rttvarMs?: number;
+  /** The local timeout in force (schedules, cancels, sends; restarts with a fixed heartbeat interval). */
   readonly timeoutMs: number;
   /** True once a request timed out with the timeout at its ceiling: the link is too slow for the delay. */
   readonly tooSlow: boolean;
+  /**
+   * Restarts in a row that got no answer within their (adaptive) timeout; each doubles the next one's
+   * (Karn's backoff), as a timed-out restart is aborted and its round trip never measured. Any answer
+   * resets it. Absent: none.
+   */
+  readonly silentRestarts?: number;
 }
 
 export interface LinkBounds {
@@ -31,12 +42,21 @@ export function initialLink(bounds: LinkBounds): LinkTiming {
   return { timeoutMs: bounds.baseMs, tooSlow: false };
 }
 
+/** Gains of the smoothed round trip and of its deviation: a quarter each, so a slowdown shows within a few answers. */
+const SRTT_GAIN = 0.25;
+const RTTVAR_GAIN = 0.25;
+
 /** A request answered after `rttMs` (success or a server error: both crossed the link). */
 export function onAnswered(link: LinkTiming, bounds: LinkBounds, rttMs: number): LinkTiming {
-  const srttMs = link.srttMs === undefined ? rttMs : Math.round(link.srttMs * 0.75 + rttMs * 0.25);
+  const first = link.srttMs === undefined;
+  const srttMs = first ? rttMs : Math.round(link.srttMs! * (1 - SRTT_GAIN) + rttMs * SRTT_GAIN);
+  // The deviation is measured against the smoothed round trip before this sample (RFC 6298, 2.3).
+  const rttvarMs = first
+    ? Math.round(rttMs / 2)
+    : Math.round((link.rttvarMs ?? 0) * (1 - RTTVAR_GAIN) + Math.abs(link.srttMs! - rttMs) * RTTVAR_GAIN);
   // Room for a round trip twice the smoothed one, within the bounds.
   const timeoutMs = Math.min(bounds.maxMs, Math.max(bounds.baseMs, Math.ceil(srttMs * 2)));
-  return { srttMs, timeoutMs, tooSlow: rttMs > bounds.maxMs };
+  return { srttMs, rttvarMs, timeoutMs, tooSlow: rttMs > bounds.maxMs };
 }
 
 /**
@@ -46,4 +66,19 @@ export function onAnswered(link: LinkTiming, bounds: LinkBounds, rttMs: number):
  */
 export function onLocalTimeout(link: LinkTiming, bounds: LinkBounds): LinkTiming {
   return { ...link, tooSlow: link.tooSlow || link.timeoutMs >= bounds.maxMs };
+}
+
+/** The most silent restarts counted: 2^6 times the shortest restart timeout is past every cap. */
+const MAX_SILENT_RESTARTS = 6;
+
+/**
+ * An adaptive heartbeat's restart got no answer within its timeout: the next one waits twice as long
+ * (core/heartbeatTiming.ts caps it). As for any request, the link is too slow only once the measured
+ * timeout is at its ceiling: silence alone is a cut, not a slow link.
+ */
+export function onSilentRestart(link: LinkTiming, bounds: LinkBounds): LinkTiming {
+  return {
+    ...onLocalTimeout(link, bounds),
+    silentRestarts: Math.min(MAX_SILENT_RESTARTS, (link.silentRestarts ?? 0) + 1),
+  };
 }

@@ -37,7 +37,7 @@ describe("a write landing after the call failed", () => {
     // The membership write goes out and stays in flight.
     const write = w.held("state");
     // The heartbeat's restart is told "gone" (wrongly: the delayed leave is pending) before its due time.
-    await w.time.advance(1000);
+    await w.time.advance(w.manager.effectiveTiming.heartbeatIntervalMs);
     await w.answer("restart", () => matrixError(404, "M_NOT_FOUND"));
     // Recovery: the replaced delayed leave is cancelled, and the new schedule is refused: the call fails.
     await w.answer("cancel");

@@ -1,5 +1,6 @@
 /**
- * The heartbeat: restart the delayed leave every interval, counted from the send of the last success;
+ * The heartbeat: restart the delayed leave every interval (fixed, or adaptive to the link: see
+ * core/heartbeatTiming.ts), counted from the send of the last success;
  * on a refusal back off and probe the same delayed leave again; on a real "gone", recover (recovery.ts).
  */
 import { laneWaitLimits, onRestartFailure, retryWaitMs } from "../policy.js";
@@ -17,13 +18,15 @@ import { writeMembership } from "./writes.js";
 import type { CallState, Outcome, Task } from "./types.js";
 import { enterDegraded, markArmed } from "./schedule.js";
 import { recover } from "./recovery.js";
+import { heartbeatTimingOf } from "./resources.js";
 
 export function enterBeat(c: Ctx, call: CallState, refusals: number): void {
   if (call.heartbeatStopped || call.delayed !== "armed") {
     call.lane = { k: "stopped" };
     return;
   }
-  const dueAt = call.armedAt! + c.s.timing.heartbeatIntervalMs;
+  // Fixed, or adaptive to the link's round trip (core/heartbeatTiming.ts): from the last success's send.
+  const dueAt = call.armedAt! + heartbeatTimingOf(c.s).intervalMs;
   call.lane = { k: "beat", refusals, wakeAt: dueAt };
   if (dueAt <= c.now) beat(c, call);
 }
