@@ -21,16 +21,20 @@
  * margin the configured timing gives (delay / 2 − requestTimeoutMs: 3 s at a 10 s delay, at least
  * js-sdk's there) and at least one more restart timeout, so the leave never comes before two attempts'
  * worth of time (the lost restart and one retry, each with its whole timeout); with a 250 ms timeout the
- * 3 s margin holds six retries where js-sdk's holds two. A link that slows down raises the timeout and
+ * 3 s margin holds five retries where js-sdk's holds two. A link that slows down raises the timeout and
  * so shortens the interval with the next answer.
  *
- * The retries of a lost restart go back to back (a local timeout is retried at once). Each waits twice
- * as long as the one before (Karn's backoff: a timed-out restart is aborted, its round trip never
- * measured, so a link that became slower than the timeout is found this way), but at most half the time
- * left before the predicted leave, so retries keep coming until it (a cut that ends just before it
- * still lets one through), and never past the configured timeout on silence alone (a cut is not a slow
- * link; beyond it the timeout grows with measured round trips only, core/linkTiming.ts). Past the
- * predicted leave the doubling goes on up to that cap: the answer then says where we stand.
+ * The retries of a lost restart go back to back (a local timeout is retried at once). A timed-out
+ * restart is aborted, its round trip never measured, so the retries must also find a link that became
+ * slower than the timeout: each waits half the time left before the predicted leave (the first one the
+ * longest: an answer from a link up to about that slow still comes in time), never less than the
+ * measured timeout (so retries keep coming until the predicted leave: a cut that ends just before it
+ * still lets one through), and never more than the configured timeout on silence alone (a cut is not a
+ * slow link; beyond it the timeout grows with measured round trips only, core/linkTiming.ts). Past the
+ * predicted leave the server's deadline is behind us, and only the answer can say where we stand: retries
+ * wait as long as the delay allows (the link's ceiling), so even a link that became slower than the
+ * configured timeout answers (a fixed 2 s timeout never lets a 2.5 s round trip through, and the
+ * device would say "probably left" for good while the server holds it).
  *
  * What the margin costs: requests per hour are 3 600 000 / interval, and interval = delay − margin −
  * restartTimeout. At js-sdk's margin (Element Call: 2 947 ms on a 53 ms link) even a zero timeout
@@ -68,13 +72,21 @@ export function retriesWithinMargin(
 }
 
 /**
- * The timeout of a heartbeat restart after `silent` restarts in a row got no answer: `firstMs` doubled
- * each time up to `capMs`, but (while the predicted leave is `msLeft` ahead) at most half of what is
- * left, and never under `firstMs`.
+ * The timeout of a heartbeat restart after `silent` restarts in a row got no answer, `msLeft` before the
+ * predicted leave: the measured `firstMs` for the first attempt; for a retry, half of what is left,
+ * within [firstMs, capMs]; past the predicted leave, `ceilingMs` (default `capMs`; never under `firstMs`).
  */
-export function retryTimeoutMs(firstMs: number, capMs: number, silent: number, msLeft: number): number {
-  const backedOff = Math.min(Math.max(firstMs, capMs), firstMs * 2 ** Math.max(0, silent));
-  return msLeft > 0 ? Math.min(backedOff, Math.max(firstMs, Math.floor(msLeft / 2))) : backedOff;
+export function retryTimeoutMs(
+  firstMs: number,
+  capMs: number,
+  silent: number,
+  msLeft: number,
+  ceilingMs: number = capMs,
+): number {
+  const cap = Math.max(firstMs, capMs);
+  if (silent <= 0) return firstMs;
+  if (!(msLeft > 0)) return Math.max(cap, ceilingMs);
+  return Math.min(cap, Math.max(firstMs, Math.floor(msLeft / 2)));
 }
 
 export interface HeartbeatTiming {
@@ -135,8 +147,8 @@ export function heartbeatTiming(
     minAdaptiveIntervalMs(delayMs),
     delayMs - firstMs - Math.max(marginFloorMs, firstMs),
   );
-  // Karn's backoff after silent restarts, up to the configured timeout (or the measured one, if longer).
+  // After silent restarts: half the time left, up to the configured timeout (or the measured one).
   const capMs = Math.min(bounds.maxMs, timing.requestTimeoutMs);
-  const timeoutMs = retryTimeoutMs(firstMs, capMs, link?.silentRestarts ?? 0, msLeft);
+  const timeoutMs = retryTimeoutMs(firstMs, capMs, link?.silentRestarts ?? 0, msLeft, bounds.maxMs);
   return { intervalMs, timeoutMs, marginMs: heartbeatMarginMs(delayMs, intervalMs, firstMs) };
 }

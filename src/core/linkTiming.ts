@@ -18,9 +18,9 @@ export interface LinkTiming {
   /** True once a request timed out with the timeout at its ceiling: the link is too slow for the delay. */
   readonly tooSlow: boolean;
   /**
-   * Restarts in a row that got no answer within their (adaptive) timeout; each doubles the next one's
-   * (Karn's backoff), as a timed-out restart is aborted and its round trip never measured. Any answer
-   * resets it. Absent: none.
+   * Restarts in a row that got no answer within their (adaptive) timeout: the next one is a retry, whose
+   * timeout core/heartbeatTiming.ts sets (a timed-out restart is aborted, its round trip never measured).
+   * Any answer resets it. Absent: none.
    */
   readonly silentRestarts?: number;
 }
@@ -68,12 +68,12 @@ export function onLocalTimeout(link: LinkTiming, bounds: LinkBounds): LinkTiming
   return { ...link, tooSlow: link.tooSlow || link.timeoutMs >= bounds.maxMs };
 }
 
-/** The most silent restarts counted: 2^6 times the shortest restart timeout is past every cap. */
+/** The most silent restarts counted (only "none" and "some" matter; the count is for logs and tests). */
 const MAX_SILENT_RESTARTS = 6;
 
 /**
- * An adaptive heartbeat's restart got no answer within its timeout: the next one waits twice as long
- * (core/heartbeatTiming.ts caps it). As for any request, the link is too slow only once the measured
+ * An adaptive heartbeat's restart got no answer within its timeout: the next one is a retry (its
+ * timeout: core/heartbeatTiming.ts). As for any request, the link is too slow only once the measured
  * timeout is at its ceiling: silence alone is a cut, not a slow link.
  */
 export function onSilentRestart(link: LinkTiming, bounds: LinkBounds): LinkTiming {
