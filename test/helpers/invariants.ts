@@ -87,7 +87,12 @@ export type Cmd =
   | { k: "losePending" }
   | { k: "foreignWrite" }
   /** Another tab of this device writes `{}` at our key: nothing of ours is cancelled (Synapse >= 1.127). */
-  | { k: "sameDeviceWrite" };
+  | { k: "sameDeviceWrite" }
+  /**
+   * The link's round trip changes (issue 22: the adaptive heartbeat measures it): `ms`, plus up to
+   * `jitterMs` drawn for each half of each round trip. Healing sets it back to 20 ms.
+   */
+  | { k: "latency"; ms: number; jitterMs: number };
 
 export type InvariantId = "1" | "1b" | "2" | "3" | "R" | "4" | "5" | "H" | "O" | "E";
 
@@ -200,6 +205,16 @@ export function cmdArb(opts: ScheduleOptions = {}): fc.Arbitrary<Cmd> {
     { k: "losePending", arbitrary: fc.constant<Cmd>({ k: "losePending" }), weight: 1 },
     { k: "foreignWrite", arbitrary: fc.constant<Cmd>({ k: "foreignWrite" }), weight: 1 },
     { k: "sameDeviceWrite", arbitrary: fc.constant<Cmd>({ k: "sameDeviceWrite" }), weight: 1 },
+    {
+      k: "latency",
+      arbitrary: fc
+        .record({
+          ms: fc.constantFrom(0, 20, 150, 400, 900, 1600),
+          jitterMs: fc.constantFrom(0, 0, 100, 600),
+        })
+        .map<Cmd>(({ ms, jitterMs }) => ({ k: "latency", ms, jitterMs })),
+      weight: 2,
+    },
   ];
   return fc.oneof(...all.filter((a) => !ex.has(a.k)).map(({ arbitrary, weight }) => ({ arbitrary, weight })));
 }
@@ -236,6 +251,8 @@ export function describeCmd(c: Cmd): string {
       return c.timeoutMs === undefined ? "leave()" : `leave({timeoutMs:${c.timeoutMs}})`;
     case "advance":
       return `advance(${c.ms})`;
+    case "latency":
+      return `latency(${c.ms}${c.jitterMs ? ` + up to ${c.jitterMs}` : ""})`;
     case "fault":
       return `inject(${c.op}, ${JSON.stringify(c.fault)}, ${c.times})`;
     default:
@@ -352,7 +369,13 @@ export async function runSchedule(
 ): Promise<RunResult> {
   const time = new VirtualTime();
   const server = new FakeServer(time.scheduler);
-  server.latencyMs = LATENCY_MS;
+  // The link's round trip (a `latency` command changes it): fixed, or drawn for each half of each trip.
+  const linkRandom = mulberry32(jitterSeed ^ 0x5bd1e995);
+  let latency = { ms: LATENCY_MS, jitterMs: 0 };
+  Object.defineProperty(server, "latencyMs", {
+    get: () => latency.ms + (latency.jitterMs ? linkRandom() * latency.jitterMs : 0),
+    set: (ms: number) => (latency = { ms, jitterMs: 0 }),
+  });
   const trace: { at: number; seq: number; text: string }[] = [];
   const push = (at: number, text: string) => trace.push({ at, seq: trace.length, text });
   const violations: Violation[] = [];
@@ -425,8 +448,9 @@ export async function runSchedule(
   });
   const key = manager.stateKey;
   const timing = manager.effectiveTiming;
-  const RTT = LATENCY_MS;
-  const ONE_REQUEST = RTT + timing.requestTimeoutMs;
+  // One request: its round trip (the slowest the link has had) and its local timeout.
+  let slowestRtt = LATENCY_MS;
+  const oneRequest = () => slowestRtt + timing.requestTimeoutMs;
 
   // --- App intent ---------------------------------------------------------------------------
   let intent = "left" as "joined" | "left";
@@ -591,11 +615,11 @@ export async function runSchedule(
     if (connected && !pending) {
       // External: the last delayed leave of ours was removed by the server or someone else, not by us.
       gap ??= { start: now, external: lastExternalRemovalAt >= Math.max(-Infinity, ...createdAt.values()) };
-      let deadline = gap.start + ONE_REQUEST;
+      let deadline = gap.start + oneRequest();
       if (gap.external) {
         const removedAt = lastExternalRemovalAt;
         const learned = goneDeliveredAt.find((x) => x >= removedAt);
-        deadline = Math.min(removedAt + timing.delayMs, learned ?? Infinity) + ONE_REQUEST;
+        deadline = Math.min(removedAt + timing.delayMs, learned ?? Infinity) + oneRequest();
       }
       if (now > deadline)
         violate(
@@ -609,7 +633,7 @@ export async function runSchedule(
     if (manager.status === "connected" && watched && !serverHoldsOurMembership()) {
       eyesGap ??= { start: now, blinded: false };
       if (server.down || lastBlindAt >= eyesGap.start - timing.heartbeatIntervalMs) eyesGap.blinded = true;
-      const bound = timing.membershipCheckIntervalMs + timing.delayMs + 2 * ONE_REQUEST;
+      const bound = timing.membershipCheckIntervalMs + timing.delayMs + 2 * oneRequest();
       if (!eyesGap.blinded && now - eyesGap.start > bound)
         violate(
           "E",
@@ -763,6 +787,10 @@ export async function runSchedule(
       case "sameDeviceWrite":
         server.sameDeviceWrite(key, {});
         break;
+      case "latency":
+        latency = { ms: cmd.ms, jitterMs: cmd.jitterMs };
+        slowestRtt = Math.max(slowestRtt, cmd.ms + cmd.jitterMs);
+        break;
     }
     await settle();
     check();
@@ -773,6 +801,7 @@ export async function runSchedule(
   note("# heal (network up, faults cleared)");
   server.down = false;
   server.clearFaults();
+  latency = { ms: LATENCY_MS, jitterMs: 0 };
   lastBlindAt = t();
   await advance(opts.healMs ?? HEAL_MS);
   traceLog();

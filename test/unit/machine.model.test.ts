@@ -17,7 +17,14 @@
  *     one of ERRORS by rotation (MACHINE_MODEL_ROTATION shifts which fault comes where);
  *   - let time run to the next thing the driver would wake for: the machine's nextWakeAt (a `tick`),
  *     or a request's local timeout (that request never reached the server);
- *   - the app calls leave() (once) or update() (once).
+ *   - the app calls leave() (once) or update() (once);
+ *   - in the worlds whose link can slow down (issue 22): the link slows down (once). From then on
+ *     answers come LATENCY_STEP ms after the send (two values, by request, so the round trip also
+ *     varies), half way there the server processes the request; whatever falls due meanwhile (our local
+ *     timeouts, ticks, fires) happens first, and a request we timed out still reaches the server (its
+ *     answer is then dropped, or late for a schedule). Another world's link is that slow from the
+ *     start. The adaptive heartbeat measures the link: longer restart timeouts, shorter intervals, and
+ *     retries of restarts the slower answers made time out.
  * EVERY sequence up to the depth is explored depth-first; the world is copied with structuredClone at
  * each branch (the machine's state is plain data; errors live in the world as indices into ERRORS and
  * are made fresh when fed, since a copied MatrixError loses its prototype). Then the network heals
@@ -36,7 +43,9 @@
  *   4. every command is well-formed: sends have a timeout in (0, 2^31) ms, every nextWakeAt is finite and
  *      less than 2^31 ms ahead;
  *   5. purity: at sample points, stepping two copies of the state with the same event gives deep-equal
- *      commands and states.
+ *      commands and states;
+ *   6. an honest prediction (issue 22): whenever the model fires the delayed leave the machine tracks
+ *      (armed), the machine's predicted leave (the last successful restart's send + delay) is not later.
  * Two outcomes are counted, not failed, as the machine cannot do better: a leave whose `{}` was refused
  * after its delayed leave was (wrongly) reported gone, and a delayed leave reported gone twice by faults
  * while pending (the room view's `membership-missing`, not modelled here, repairs that).
@@ -51,7 +60,13 @@ import { describe, expect, it } from "@jest/globals";
 import { HTTPError, MatrixError } from "matrix-js-sdk";
 import { resolveTiming } from "../../src/core/config.js";
 import { MAX_TIMER_MS } from "../../src/core/limits.js";
-import { heldMembership, initialState, nextWakeAt, step } from "../../src/core/machine/step.js";
+import {
+  heldMembership,
+  initialState,
+  nextWakeAt,
+  predictedLeaveAt,
+  step,
+} from "../../src/core/machine/step.js";
 import type {
   Command,
   MachineEnv,
@@ -92,6 +107,8 @@ const MAX_HEAL_STEPS = 5000;
 const QUIET_AFTER_MS = 2 * DELAY_MS;
 /** Every PURITY_EVERY-th step is also checked for purity. */
 const PURITY_EVERY = 53;
+/** Round trips once the link slows down (by request id parity): one within the restart timeout the fast link gave, one past it. */
+const LATENCY_STEP: [number, number] = [120, 360];
 const random = () => 0.5;
 
 /** Hostile answers, by index (the world holds indices: copies of errors lose their prototypes). */
@@ -246,6 +263,10 @@ interface World {
   updateChosen: boolean;
   /** Another writer (another tab of this device) put `{}` at our key, cancelling nothing. */
   foreignChosen: boolean;
+  /** The link slowed down: answers come this long after the send (by request id parity); [0, 0]: at once. */
+  latency: [number, number];
+  /** The link may slow down (a choice, once). */
+  canSlow: boolean;
   /** A room view watches our key (a synced client): it reports our membership missing at once. */
   view: boolean;
   /** The device's wall clock minus the world's time (the machine's elapsed time). */
@@ -273,7 +294,10 @@ let refusedLeaves = 0;
 /** Sequences where another writer removed our membership and nothing could see it (said so). */
 let blind = 0;
 
-function newWorld(env: MachineEnv, rotation = ROTATION, view = false): World {
+/** How a world's link behaves: answers at once, at once until it slows down (a choice), slow from the start. */
+type LinkKind = "fast" | "steps" | "slow";
+
+function newWorld(env: MachineEnv, rotation = ROTATION, view = false, link: LinkKind = "fast"): World {
   const s = initialState(
     TIMING,
     {
@@ -297,6 +321,8 @@ function newWorld(env: MachineEnv, rotation = ROTATION, view = false): World {
     leaveChosen: false,
     updateChosen: false,
     foreignChosen: false,
+    latency: link === "slow" ? [...LATENCY_STEP] : [0, 0],
+    canSlow: link === "steps",
     view,
     viewReported: false,
     wallOffset: WALL_START_OFFSET,
@@ -448,6 +474,7 @@ function nextEvent(w: World): { at: number; kind: "fire" | "timeout" | "tick"; f
 function processEvent(w: World, e: NonNullable<ReturnType<typeof nextEvent>>): void {
   w.now = Math.max(w.now, e.at);
   if (e.kind === "fire") {
+    checkPrediction(w);
     fireDue(w.model, w.now);
     return viewTick(w);
   }
@@ -465,6 +492,45 @@ function processEvent(w: World, e: NonNullable<ReturnType<typeof nextEvent>>): v
     error: new LocalTimeoutError(f.timeoutMs),
     timedOut: true,
   });
+}
+
+/**
+ * Invariant 6: the delayed leave the machine tracks fires now; the machine must not predict it later
+ * (its prediction rests on the send of its last successful restart, which the server received after).
+ */
+function checkPrediction(w: World): void {
+  const call = w.s.call;
+  if (!call || call.delayed !== "armed" || call.delayId === undefined) return;
+  const mine = w.model.pending.find((p) => p.id === call.delayId);
+  if (!mine || mine.firesAt > w.now) return;
+  const predicted = predictedLeaveAt(w.s);
+  if (predicted !== undefined && predicted > w.now)
+    w.bad.push(`dishonest prediction: ${call.delayId} fired at ${w.now}, predicted ${predicted}`);
+}
+
+/** Run time on until `at` (exclusive): every fire, local timeout and tick due before it, in order. */
+function runUntil(w: World, at: number): void {
+  for (let i = 0; i < 1000; i++) {
+    const e = nextEvent(w);
+    if (!e || e.at >= at) break;
+    processEvent(w, e);
+  }
+  w.now = Math.max(w.now, at);
+}
+
+/**
+ * A request answered over the slowed link: the server processes it half way, its answer comes at
+ * `sentAt + latency`, after whatever falls due meanwhile. If our local timeout came first, the request
+ * still reached the server; a schedule's answer then comes late, any other's is dropped.
+ */
+function answerSlowly(w: World, f: Flight): void {
+  const latency = w.latency[f.reqId % 2];
+  runUntil(w, f.sentAt + latency / 2);
+  f.served ??= serve(w.model, f.request, w.now);
+  viewTick(w);
+  runUntil(w, f.sentAt + latency);
+  // Still waited for (in time, or a schedule's late answer): deliver. Otherwise the driver forgot it.
+  if (w.flights.includes(f)) deliver(w, f, f.served);
 }
 
 /** Run time on until the machine sees something (a tick or a timeout). */
@@ -486,7 +552,8 @@ type Choice =
   | { k: "time" }
   | { k: "leave" }
   | { k: "update" }
-  | { k: "foreign" };
+  | { k: "foreign" }
+  | { k: "slower" };
 
 function choices(w: World): Choice[] {
   const out: Choice[] = [];
@@ -498,11 +565,13 @@ function choices(w: World): Choice[] {
   if (!w.leaveChosen) out.push({ k: "leave" });
   if (!w.updateChosen) out.push({ k: "update" });
   if (!w.foreignChosen) out.push({ k: "foreign" });
+  if (w.canSlow && w.latency[1] === 0) out.push({ k: "slower" });
   return out;
 }
 
 function describeChoice(w: World, c: Choice): string {
-  if (c.k === "time" || c.k === "leave" || c.k === "update" || c.k === "foreign") return `${w.now}: ${c.k}`;
+  if (c.k === "time" || c.k === "leave" || c.k === "update" || c.k === "foreign" || c.k === "slower")
+    return `${w.now}: ${c.k}`;
   const f = w.flights.find((x) => x.reqId === c.reqId)!;
   const what = f.request.kind === "delayed" ? f.request.action : f.request.kind;
   const how = c.k === "fault" ? ERRORS[c.error][0] : c.k;
@@ -522,6 +591,7 @@ function applyChoice(w: World, c: Choice): void {
   switch (c.k) {
     case "ok": {
       const f = w.flights.find((x) => x.reqId === c.reqId)!;
+      if (w.latency[1] > 0 && !f.served) return answerSlowly(w, f);
       f.served ??= serve(w.model, f.request, w.now);
       return deliver(w, f, f.served);
     }
@@ -553,6 +623,9 @@ function applyChoice(w: World, c: Choice): void {
       w.foreignChosen = true;
       w.model.content = {};
       w.model.contentTs = w.now + SERVER_CLOCK_MS;
+      return;
+    case "slower":
+      w.latency = [...LATENCY_STEP];
       return;
   }
 }
@@ -679,6 +752,7 @@ function explore(
   env: MachineEnv,
   depth: number,
   view = false,
+  link: LinkKind = "fast",
 ): { explored: number; failing: number; failures: string[] } {
   let explored = 0;
   let failing = 0;
@@ -704,7 +778,7 @@ function explore(
       walk(child);
     });
   };
-  walk(newWorld(env, ROTATION, view));
+  walk(newWorld(env, ROTATION, view, link));
   const failures = [...byKind.values()].map((trace) => trace.join(" | "));
   return { explored, failing, failures };
 }
@@ -739,17 +813,20 @@ function envWith(canList: boolean, canRead = false, canLookUp = false): MachineE
  * The backend abilities that change the machine's paths: listing our delayed events (orphan sweeps)
  * and reading our key (after a "gone"). Reading adds little at these depths, so it runs one less deep.
  */
-const CASES: { canList: boolean; canRead: boolean; view: boolean; depth: number }[] = [
+const CASES: { canList: boolean; canRead: boolean; view: boolean; depth: number; link?: LinkKind }[] = [
   { canList: true, canRead: false, view: false, depth: DEPTH },
   { canList: false, canRead: false, view: false, depth: DEPTH },
   { canList: false, canRead: true, view: false, depth: DEPTH - 1 },
   // A synced room view watches our key (issue 25): no periodic reads; it reports a removal at once.
   { canList: false, canRead: true, view: true, depth: DEPTH - 1 },
+  // The adaptive heartbeat (issue 22): a link that slows down mid-way, and one slow from the start.
+  { canList: true, canRead: false, view: false, depth: DEPTH - 1, link: "steps" },
+  { canList: false, canRead: false, view: false, depth: DEPTH - 1, link: "slow" },
 ];
 
 describe("the membership state machine against a model homeserver, every choice sequence", () => {
-  for (const { canList, canRead, view, depth } of CASES)
-    it(`canList ${canList}, canRead ${canRead}, view ${view}, to depth ${depth}: no hot loop, no orphan, converges, pure`, () => {
+  for (const { canList, canRead, view, depth, link = "fast" } of CASES)
+    it(`canList ${canList}, canRead ${canRead}, view ${view}, link ${link}, to depth ${depth}: no hot loop, no orphan, converges, pure, honest`, () => {
       const started = Date.now();
       stepsRun = purityChecks = peakSeen = lies = refusedLeaves = blind = 0;
       // Errors are made by the thousand (every fault, timeout and report); their stacks (source-mapped
@@ -758,13 +835,13 @@ describe("the membership state machine against a model homeserver, every choice 
       Error.stackTraceLimit = 0;
       let result: ReturnType<typeof explore>;
       try {
-        result = explore(envWith(canList, canRead), depth, view);
+        result = explore(envWith(canList, canRead), depth, view, link);
       } finally {
         Error.stackTraceLimit = stackTraceLimit;
       }
       const { explored, failing, failures } = result;
       console.log(
-        `[machine model] canList ${canList} canRead ${canRead} view ${view} depth ${depth}: ${explored} sequences ` +
+        `[machine model] canList ${canList} canRead ${canRead} view ${view} link ${link} depth ${depth}: ${explored} sequences ` +
           `(${failing} failing), ${stepsRun} steps, ${purityChecks} purity checks, ` +
           `at most ${peakSeen} requests in a second, ${lies} told "gone" twice while pending, ` +
           `${refusedLeaves} failed leaves holding the membership, ` +
