@@ -99,18 +99,19 @@ export interface HeartbeatTiming {
 }
 
 /**
- * The restart timeout the link's measurements ask for, before any backoff: the smoothed round trip
+ * The restart timeout the restarts' measurements ask for, before any retry: their smoothed round trip
  * plus four deviations, and at least half again the round trip (a steady link has no deviation, yet
- * its answers vary); within the app's floor and what the delay allows. Unmeasured: the configured one.
+ * its answers vary); within the app's floor and what the delay allows. Before a restart was answered:
+ * the link's timeout for any delayed-event request (the configured one, or longer for a slow link).
  */
 export function measuredRestartTimeoutMs(
   timing: Pick<Timing, "requestTimeoutMs" | "minRestartTimeoutMs">,
-  link: Pick<LinkTiming, "srttMs" | "rttvarMs"> | undefined,
+  link: Pick<LinkTiming, "timeoutMs" | "restartSrttMs" | "restartRttvarMs"> | undefined,
   bounds: LinkBounds,
 ): number {
-  const srtt = link?.srttMs;
-  if (srtt === undefined) return timing.requestTimeoutMs;
-  const wanted = Math.ceil(srtt + Math.max(4 * (link?.rttvarMs ?? 0), srtt / 2));
+  const srtt = link?.restartSrttMs;
+  if (srtt === undefined) return link?.timeoutMs ?? timing.requestTimeoutMs;
+  const wanted = Math.ceil(srtt + Math.max(4 * (link?.restartRttvarMs ?? 0), srtt / 2));
   return Math.min(bounds.maxMs, Math.max(timing.minRestartTimeoutMs, wanted));
 }
 

@@ -5,14 +5,19 @@
  * but never past what the delay allows (interval + timeout must stay under the delay, or one lost
  * heartbeat lets the server fire our leave). A link slower than that is reported, not hidden.
  *
- * The same measurements (the smoothed round trip and its mean deviation, as TCP keeps them: RFC 6298)
- * drive the adaptive heartbeat's restart timeout and interval (core/heartbeatTiming.ts).
+ * The heartbeat's restarts are measured apart as well (the smoothed round trip and its mean deviation,
+ * as TCP keeps them: RFC 6298): they drive the adaptive heartbeat's restart timeout and interval
+ * (core/heartbeatTiming.ts). Only restarts, the request whose timeout they set: a schedule's round trip
+ * can include the backend's discovery (`/versions`) and the connection's set-up, which one sample in a
+ * few a minute would take a long while to forget.
  */
 export interface LinkTiming {
   /** Smoothed round trip of answered requests, when measured. */
   readonly srttMs?: number;
-  /** Mean deviation of those round trips from the smoothed one (RFC 6298's RTTVAR), when measured. */
-  readonly rttvarMs?: number;
+  /** Smoothed round trip of answered heartbeat restarts, when measured. */
+  readonly restartSrttMs?: number;
+  /** Mean deviation of those from their smoothed round trip (RFC 6298's RTTVAR), when measured. */
+  readonly restartRttvarMs?: number;
   /** The local timeout in force (schedules, cancels, sends; restarts with a fixed heartbeat interval). */
   readonly timeoutMs: number;
   /** True once a request timed out with the timeout at its ceiling: the link is too slow for the delay. */
@@ -42,21 +47,32 @@ export function initialLink(bounds: LinkBounds): LinkTiming {
   return { timeoutMs: bounds.baseMs, tooSlow: false };
 }
 
-/** Gains of the smoothed round trip and of its deviation: a quarter each, so a slowdown shows within a few answers. */
+/**
+ * Gains of the smoothed round trips and of the restarts' deviation: a quarter each (RFC 6298 smooths
+ * the round trip by an eighth; with one restart every few seconds, a slowdown must show within a few).
+ */
 const SRTT_GAIN = 0.25;
 const RTTVAR_GAIN = 0.25;
 
-/** A request answered after `rttMs` (success or a server error: both crossed the link). */
+/** A request answered after `rttMs` (success or a server error: both crossed the link). Any answer ends a silence. */
 export function onAnswered(link: LinkTiming, bounds: LinkBounds, rttMs: number): LinkTiming {
-  const first = link.srttMs === undefined;
-  const srttMs = first ? rttMs : Math.round(link.srttMs! * (1 - SRTT_GAIN) + rttMs * SRTT_GAIN);
-  // The deviation is measured against the smoothed round trip before this sample (RFC 6298, 2.3).
-  const rttvarMs = first
-    ? Math.round(rttMs / 2)
-    : Math.round((link.rttvarMs ?? 0) * (1 - RTTVAR_GAIN) + Math.abs(link.srttMs! - rttMs) * RTTVAR_GAIN);
+  const srttMs =
+    link.srttMs === undefined ? rttMs : Math.round(link.srttMs * (1 - SRTT_GAIN) + rttMs * SRTT_GAIN);
   // Room for a round trip twice the smoothed one, within the bounds.
   const timeoutMs = Math.min(bounds.maxMs, Math.max(bounds.baseMs, Math.ceil(srttMs * 2)));
-  return { srttMs, rttvarMs, timeoutMs, tooSlow: rttMs > bounds.maxMs };
+  const { silentRestarts: _silence, ...kept } = link;
+  return { ...kept, srttMs, timeoutMs, tooSlow: rttMs > bounds.maxMs };
+}
+
+/** A heartbeat restart answered after `rttMs` (as well as `onAnswered`): the restarts' own estimate. */
+export function onRestartAnswered(link: LinkTiming, rttMs: number): LinkTiming {
+  const srtt = link.restartSrttMs;
+  if (srtt === undefined) return { ...link, restartSrttMs: rttMs, restartRttvarMs: Math.round(rttMs / 2) };
+  // The deviation is measured against the smoothed round trip before this sample (RFC 6298, 2.3).
+  const restartRttvarMs = Math.round(
+    (link.restartRttvarMs ?? 0) * (1 - RTTVAR_GAIN) + Math.abs(srtt - rttMs) * RTTVAR_GAIN,
+  );
+  return { ...link, restartSrttMs: Math.round(srtt * (1 - SRTT_GAIN) + rttMs * SRTT_GAIN), restartRttvarMs };
 }
 
 /**

@@ -19,14 +19,15 @@ import {
   initialLink,
   linkBounds,
   onAnswered,
+  onRestartAnswered,
   onSilentRestart,
   type LinkTiming,
 } from "../../src/core/linkTiming.js";
 
 const boundsOf = (t: Timing) => linkBounds(t.requestTimeoutMs, t.delayMs, t.heartbeatIntervalMs);
 const measured = (srttMs: number, rttvarMs: number, silentRestarts?: number): LinkTiming => ({
-  srttMs,
-  rttvarMs,
+  restartSrttMs: srttMs,
+  restartRttvarMs: rttvarMs,
   timeoutMs: 2000,
   tooSlow: false,
   silentRestarts,
@@ -166,7 +167,7 @@ describe("heartbeatTiming: adaptive", () => {
           const timing = resolveTiming({ delayedLeaveDelayMs: delayMs });
           const b = boundsOf(timing);
           const hb = heartbeatTiming(timing, measured(srttMs, rttvarMs, silent), b);
-          const first = measuredRestartTimeoutMs(timing, { srttMs, rttvarMs }, b);
+          const first = measuredRestartTimeoutMs(timing, measured(srttMs, rttvarMs), b);
           const configuredMargin = heartbeatMarginMs(
             delayMs,
             timing.heartbeatIntervalMs,
@@ -195,11 +196,26 @@ describe("heartbeatTiming: adaptive", () => {
 
 describe("linkTiming: the round trip's deviation and silent restarts", () => {
   const bounds = linkBounds(2000, 10_000, 5000);
-  it("keeps RFC 6298's deviation: half the first sample, then a quarter of each difference", () => {
-    let link = onAnswered(initialLink(bounds), bounds, 100);
-    expect(link).toMatchObject({ srttMs: 100, rttvarMs: 50 });
-    link = onAnswered(link, bounds, 500);
-    expect(link).toMatchObject({ srttMs: 200, rttvarMs: 138 });
+  it("restarts keep RFC 6298's deviation: half the first sample, then a quarter of each difference", () => {
+    let link = onRestartAnswered(initialLink(bounds), 100);
+    expect(link).toMatchObject({ restartSrttMs: 100, restartRttvarMs: 50 });
+    link = onRestartAnswered(link, 500);
+    expect(link).toMatchObject({ restartSrttMs: 200, restartRttvarMs: 138 });
+    // Other requests (a schedule that included discovery) do not touch the restarts' estimate.
+    expect(onAnswered(link, bounds, 900)).toMatchObject({
+      srttMs: 900,
+      restartSrttMs: 200,
+      restartRttvarMs: 138,
+    });
+  });
+  it("before any restart was answered, a restart waits the link's timeout for any delayed-event request", () => {
+    const t = resolveTiming({ delayedLeaveDelayMs: 10_000 });
+    const slowSchedule = onAnswered(initialLink(boundsOf(t)), boundsOf(t), 1500);
+    expect(heartbeatTiming(t, slowSchedule, boundsOf(t))).toEqual({
+      intervalMs: 4000,
+      timeoutMs: 3000,
+      marginMs: 3000,
+    });
   });
   it("a silent restart counts; any answer resets the count; silence alone is no slow link", () => {
     let link = onSilentRestart(onSilentRestart(initialLink(bounds), bounds), bounds);

@@ -11,6 +11,7 @@ import {
   linkBounds,
   onAnswered,
   onLocalTimeout,
+  onRestartAnswered,
   onSilentRestart,
   type LinkBounds,
 } from "../linkTiming.js";
@@ -64,7 +65,9 @@ export function observeLink(c: Ctx, sentAt: number, timedOut = false, restart = 
   const before = link.tooSlow;
   const adaptive = c.s.timing.adaptiveHeartbeat;
   const next = !timedOut
-    ? onAnswered(link, bounds, c.now - sentAt)
+    ? restart
+      ? onRestartAnswered(onAnswered(link, bounds, c.now - sentAt), c.now - sentAt)
+      : onAnswered(link, bounds, c.now - sentAt)
     : adaptive && restart
       ? onSilentRestart(link, bounds)
       : onLocalTimeout(link, bounds);

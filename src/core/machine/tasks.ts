@@ -179,7 +179,7 @@ export function answerTask(
   task.reqId = undefined;
   if (c.s.disposed && task.scope !== "detached") return finishTask(c, task, ABORTED(error));
   if (ok) {
-    if (task.measures) observeLink(c, sentAt);
+    if (task.measures) observeLink(c, sentAt, false, task.purpose.kind === "restart");
     const call = task.lane ? callById(c, task.callId) : undefined;
     if (call && task.lane === "state") call.failingStateSince = undefined;
     else if (call) call.failingDelayedSince = undefined;
