@@ -16,6 +16,14 @@ export interface TimingOptions {
    */
   heartbeatIntervalMs?: number;
   /**
+   * The adaptive heartbeat's margin: the time a lost restart leaves for its retries before the server
+   * fires the leave (delay − interval − restart timeout; core/heartbeatTiming.ts). The interval is
+   * delay − restart timeout − max(this, restart timeout). Default: delay / 2 − requestTimeoutMs (3 s at
+   * a 10 s delay, which is matrix-js-sdk's margin with Element Call's settings plus one round trip). A
+   * thinner margin costs fewer requests and rides out shorter outages. Not with `heartbeatIntervalMs`.
+   */
+  heartbeatMarginMs?: number;
+  /**
    * Local timeout of one delayed-event request (restart, send, cancel). Default: min(2 000, delay / 5).
    * The manager may lengthen it for a slow link; the adaptive heartbeat's restarts use a shorter one on a
    * fast link (the measured round trip and its deviation, at least 250 ms), unless this is set: then
@@ -59,6 +67,11 @@ export interface Timing {
   requestTimeoutMs: number;
   /** The app did not fix `heartbeatIntervalMs`: interval and restart timeout follow the link (core/heartbeatTiming.ts). */
   adaptiveHeartbeat: boolean;
+  /**
+   * The margin the adaptive heartbeat keeps (at least; `effectiveTiming` reports the one in force). With a
+   * fixed interval: delay − interval − requestTimeoutMs, for information.
+   */
+  heartbeatMarginMs: number;
   /** The shortest local timeout an adaptive heartbeat's restart may have: the app's `requestTimeoutMs`, else min(250, it). */
   minRestartTimeoutMs: number;
   /** Local timeout of one state send (membership, explicit leave). */
@@ -146,6 +159,7 @@ export function resolveTiming(opts: TimingOptions, delayOverrideMs?: number): Ti
   for (const key of [
     "delayedLeaveDelayMs",
     "heartbeatIntervalMs",
+    "heartbeatMarginMs",
     "requestTimeoutMs",
     "stateRequestTimeoutMs",
     "membershipExpiryMs",
@@ -166,8 +180,13 @@ export function resolveTiming(opts: TimingOptions, delayOverrideMs?: number): Ti
     throw new MembershipConfigError(
       `delayedLeaveDelayMs must be a whole number of milliseconds (servers parse it as an integer), got ${opts.delayedLeaveDelayMs}`,
     );
+  if (opts.heartbeatIntervalMs !== undefined && opts.heartbeatMarginMs !== undefined)
+    throw new MembershipConfigError(
+      "set heartbeatIntervalMs (a fixed interval) or heartbeatMarginMs (an adaptive one), not both",
+    );
   for (const key of [
     "heartbeatIntervalMs",
+    "heartbeatMarginMs",
     "requestTimeoutMs",
     "stateRequestTimeoutMs",
     "membershipCheckIntervalMs",
@@ -198,6 +217,18 @@ export function resolveTiming(opts: TimingOptions, delayOverrideMs?: number): Ti
       `heartbeatIntervalMs + requestTimeoutMs (${heartbeatIntervalMs} + ${requestTimeoutMs}) must be shorter than ` +
         `delayedLeaveDelayMs (${delayMs}), or one lost heartbeat lets the server fire the leave`,
     );
+  // The adaptive interval stays above its floor (a quarter of the delay) at the configured timeout.
+  const marginLimit = Math.floor(delayMs * 0.75) - requestTimeoutMs;
+  const heartbeatMarginMs = fit(
+    opts.heartbeatMarginMs,
+    delayMs - heartbeatIntervalMs - requestTimeoutMs,
+    marginLimit + 1,
+  );
+  if (opts.heartbeatIntervalMs === undefined && heartbeatMarginMs > marginLimit)
+    throw new MembershipConfigError(
+      `heartbeatMarginMs (${heartbeatMarginMs}) must be at most 3/4 of delayedLeaveDelayMs less requestTimeoutMs ` +
+        `(${marginLimit}), or the adaptive heartbeat has no room left for its interval`,
+    );
   const retryBaseMs = opts.retryBaseMs ?? 250;
   const retryMaxMs = opts.retryMaxMs ?? 30_000;
   if (retryBaseMs > retryMaxMs)
@@ -214,6 +245,7 @@ export function resolveTiming(opts: TimingOptions, delayOverrideMs?: number): Ti
     heartbeatIntervalMs,
     requestTimeoutMs,
     adaptiveHeartbeat: opts.heartbeatIntervalMs === undefined,
+    heartbeatMarginMs,
     minRestartTimeoutMs: explicitTimeout
       ? requestTimeoutMs
       : Math.min(requestTimeoutMs, MIN_RESTART_TIMEOUT_MS),

@@ -18,8 +18,8 @@
  * is either there within a few hundred ms or not coming. The adaptive heartbeat (the default: the app did
  * not set `heartbeatIntervalMs`) waits for what the link needs (the smoothed round trip plus four
  * deviations, as TCP's RTO, at least 250 ms) and spends the rest on a longer interval. It keeps the
- * margin the configured timing gives (delay / 2 − requestTimeoutMs: 3 s at a 10 s delay, at least
- * js-sdk's there) and at least one more restart timeout, so the leave never comes before two attempts'
+ * configured margin (`heartbeatMarginMs`, default delay / 2 − requestTimeoutMs: 3 s at a 10 s delay, at
+ * least js-sdk's there, and what the fixed timing gave) and at least one more restart timeout, so the leave never comes before two attempts'
  * worth of time (the lost restart and one retry, each with its whole timeout); with a 250 ms timeout the
  * 3 s margin holds five retries where js-sdk's holds two. A link that slows down raises the timeout and
  * so shortens the interval with the next answer.
@@ -129,7 +129,12 @@ export function minAdaptiveIntervalMs(delayMs: number): number {
 export function heartbeatTiming(
   timing: Pick<
     Timing,
-    "delayMs" | "heartbeatIntervalMs" | "requestTimeoutMs" | "adaptiveHeartbeat" | "minRestartTimeoutMs"
+    | "delayMs"
+    | "heartbeatIntervalMs"
+    | "requestTimeoutMs"
+    | "adaptiveHeartbeat"
+    | "minRestartTimeoutMs"
+    | "heartbeatMarginMs"
   >,
   link: LinkTiming | undefined,
   bounds: LinkBounds,
@@ -142,8 +147,8 @@ export function heartbeatTiming(
     return { intervalMs, timeoutMs, marginMs: heartbeatMarginMs(delayMs, intervalMs, timeoutMs) };
   }
   const firstMs = measuredRestartTimeoutMs(timing, link, bounds);
-  // The configured timing's margin (delay/2 − requestTimeoutMs by default): never thinner than that.
-  const marginFloorMs = heartbeatMarginMs(delayMs, timing.heartbeatIntervalMs, timing.requestTimeoutMs);
+  // The configured margin (delay/2 − requestTimeoutMs by default): never thinner than that.
+  const marginFloorMs = timing.heartbeatMarginMs;
   const intervalMs = Math.max(
     minAdaptiveIntervalMs(delayMs),
     delayMs - firstMs - Math.max(marginFloorMs, firstMs),

@@ -70,6 +70,25 @@ describe("resolveTiming: adaptive unless the app fixes the interval", () => {
     expect(resolveTiming({ delayedLeaveDelayMs: 1000 }).minRestartTimeoutMs).toBe(200);
   });
 
+  it("heartbeatMarginMs: the margin the adaptive heartbeat keeps; not with a fixed interval; room for an interval", () => {
+    expect(resolveTiming({}).heartbeatMarginMs).toBe(3000);
+    const thin = resolveTiming({ heartbeatMarginMs: 2500 });
+    expect(heartbeatTiming(thin, measured(53, 5), boundsOf(thin))).toEqual({
+      intervalMs: 7250,
+      timeoutMs: 250,
+      marginMs: 2500,
+    });
+    expect(() => resolveTiming({ heartbeatIntervalMs: 4000, heartbeatMarginMs: 2000 })).toThrow(/not both/);
+    expect(() => resolveTiming({ heartbeatMarginMs: 5501 })).toThrow(
+      /heartbeatMarginMs \(5501\) must be at most/,
+    );
+    expect(() => resolveTiming({ heartbeatMarginMs: 50 })).toThrow(/at least 100/);
+    // A fixed interval under a quarter of the delay stays valid (its margin is only reported).
+    expect(resolveTiming({ heartbeatIntervalMs: 2000 }).heartbeatMarginMs).toBe(6000);
+    // A lowered delay scales a margin that no longer fits.
+    expect(resolveTiming({ heartbeatMarginMs: 5000 }, 4000).heartbeatMarginMs).toBe(1200);
+  });
+
   it("an explicit heartbeatIntervalMs fixes it; an explicit requestTimeoutMs is the restarts' floor", () => {
     expect(resolveTiming({ heartbeatIntervalMs: 4000 }).adaptiveHeartbeat).toBe(false);
     expect(resolveTiming({ requestTimeoutMs: 800 })).toMatchObject({
