@@ -255,6 +255,10 @@ export class MembershipManager {
   get state(): MembershipState {
     return this.stateSubject.value;
   }
+  /** True while the app wants to be in the call: `join()` was called, and no `leave()` since. */
+  get joinRequested(): boolean {
+    return this.machine.wantJoined;
+  }
   /** The current Status (see `status$`). */
   get status(): Status {
     return statusOf(this.stateSubject.value);
