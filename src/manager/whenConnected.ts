@@ -89,7 +89,8 @@ export function whenConnected(
         if (replayed !== state || manager.joinRequested === true) return;
         replayed = undefined;
         if (state.kind === "failed") finish(() => reject(state.error));
-        else finish(() => reject(new MembershipError("leave() called before connecting", "gave-up", "config")));
+        else
+          finish(() => reject(new MembershipError("leave() called before connecting", "gave-up", "config")));
       }, 0);
     };
     states = manager.state$.subscribe({

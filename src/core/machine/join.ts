@@ -112,7 +112,10 @@ export function update(
   if (!call || call.ended || !call.membershipAttempted) return undefined;
   // Nothing new: done once the fields in force are on the server (now, unless a write is pending).
   if (changed.length === 0 && call.confirmedVersion >= version) return undefined;
-  if (changed.length > 0) writeMembership(c, call, "refresh");
+  if (changed.length > 0) {
+    call.updateAsked = true;
+    writeMembership(c, call, "refresh");
+  }
   return version;
 }
 

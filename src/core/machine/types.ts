@@ -98,6 +98,10 @@ export interface Task {
   readonly lane?: "state" | "delayed";
   /** Spends a token of the request budget before each attempt (every request but the support probe). */
   readonly budgeted: boolean;
+  /** Its first attempt is what the app asked for: it draws on the app's bucket (core/budget.ts). */
+  readonly intent?: boolean;
+  /** The bucket the token it waits for was reserved from (phase "budget"). */
+  reserved?: "own" | "intent";
   /** Its answers (and local timeouts) measure the link (core/linkTiming.ts). */
   readonly measures: boolean;
   /** The call it belongs to (scope "call" or "heartbeat"). */
@@ -126,6 +130,10 @@ export type DelayedLane =
       /** Waiting until then: for a token of the request budget, or a backoff. */
       wakeAt?: number;
       waitingFor?: "budget" | "backoff";
+      /** The bucket the awaited token was reserved from. */
+      reserved?: "own" | "intent";
+      /** A schedule of this lane went out already (its retries are the manager's own). */
+      sentOnce?: boolean;
       /** The schedule request in flight. */
       reqId?: number;
     }
@@ -172,6 +180,8 @@ export interface CallState {
    * then: writes carry no `created_ts`, and readers use each event's own server timestamp.
    */
   createdTs?: number;
+  /** update() asked for the next write (it is the app's request: core/budget.ts INTENT_LIMITS). */
+  updateAsked?: boolean;
   /** A read of our fresh membership's server timestamp is running: other writes wait for it. */
   stamping?: boolean;
   /** Writes without `created_ts` alternate `expires` by 1 ms, or servers would drop an identical refresh. */
@@ -265,6 +275,8 @@ export interface MachineState {
   sweepAgain: boolean;
   learnedIds?: string[];
   budget?: Budget;
+  /** The app's own bucket (core/budget.ts INTENT_LIMITS). */
+  intentBudget?: Budget;
   link?: LinkTiming;
   tasks: Task[];
   open: OpenSchedule[];
