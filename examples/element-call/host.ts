@@ -94,6 +94,8 @@ const widgetUrl = `${new URL("/index.html", param("ec"))}#?${widgetParams}`;
 const iframe = document.createElement("iframe");
 iframe.src = widgetUrl;
 iframe.title = "Element Call";
+// Like Element Web: scripts and its own origin (the host checks it), forms, popups, downloads.
+iframe.sandbox.add("allow-scripts", "allow-same-origin", "allow-forms", "allow-popups", "allow-downloads");
 iframe.allow = "camera; microphone; display-capture; autoplay; clipboard-write";
 document.getElementById("widget")!.append(iframe);
 

@@ -70,6 +70,8 @@ for (const [k, v] of Object.entries({
 const iframe = document.createElement("iframe");
 iframe.src = widgetUrl.toString();
 iframe.title = "membership widget";
+// A widget gets scripts and its own origin (the host checks it), nothing more.
+iframe.sandbox.add("allow-scripts", "allow-same-origin");
 iframe.allow = "camera; microphone";
 document.getElementById("widget")!.append(iframe);
 

@@ -1,5 +1,6 @@
 import { ClientWidgetApi, type IWidgetApiRequest, type Widget } from "matrix-widget-api";
 import type { DelayedEventWidgetDriver } from "./DelayedEventWidgetDriver.js";
+import { guardClientWidgetApi } from "./frameGuard.js";
 
 const UPDATE_ACTION = "org.matrix.msc4157.update_delayed_event";
 const UPDATE_CAPABILITY = "org.matrix.msc4157.update_delayed_event";
@@ -8,9 +9,11 @@ const UPDATE_CAPABILITY = "org.matrix.msc4157.update_delayed_event";
  * matrix-widget-api answers `update_delayed_event` with `action: "refresh"` (the MSC4157 text's spelling)
  * with "Invalid request - unsupported action" before the driver sees it. This intercepts exactly those
  * requests and runs them as `restart`, with the library's own checks and error shape; every other
- * request keeps the library's handling. Returns a function that removes the hook.
+ * request keeps the library's handling. Returns a function that removes the hook. Also restricts `api`
+ * to its widget's window and origin (`guardClientWidgetApi`).
  */
 export function acceptRefreshAction(api: ClientWidgetApi, driver: DelayedEventWidgetDriver): () => void {
+  guardClientWidgetApi(api);
   const onAction = (ev: CustomEvent<IWidgetApiRequest>): void => {
     const request = ev.detail;
     const data = request.data as { delay_id?: unknown; action?: unknown };
@@ -36,8 +39,10 @@ export function acceptRefreshAction(api: ClientWidgetApi, driver: DelayedEventWi
 }
 
 /**
- * A `ClientWidgetApi` for one widget iframe, driven by `driver`, that also accepts the `refresh`
- * spelling. Listen for its `"ready"` event; call `stop()` when the iframe goes away.
+ * A `ClientWidgetApi` for one widget iframe, driven by `driver`, that listens only to that iframe's
+ * window and the widget's origin (`guardClientWidgetApi`) and also accepts the `refresh` spelling.
+ * Listen for its `"ready"` event; call `stop()` when the iframe goes away. Create it right after
+ * appending the iframe (it needs `iframe.contentWindow`), before the widget can load.
  */
 export function createClientWidgetApi(
   widget: Widget,
@@ -45,6 +50,12 @@ export function createClientWidgetApi(
   driver: DelayedEventWidgetDriver,
 ): ClientWidgetApi {
   const api = new ClientWidgetApi(widget, iframe, driver);
+  try {
+    guardClientWidgetApi(api);
+  } catch (e) {
+    api.stop();
+    throw e;
+  }
   acceptRefreshAction(api, driver);
   return api;
 }

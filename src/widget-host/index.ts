@@ -21,3 +21,5 @@ export type { ToDeviceClient } from "./toDevice.js";
 export { attachCallWidgetActions, CallWidgetAction } from "./callWidgetActions.js";
 export type { CallWidgetControls, CallWidgetHooks, DeviceMuteState } from "./callWidgetActions.js";
 export { acceptRefreshAction, createClientWidgetApi } from "./clientWidgetApi.js";
+export { guardClientWidgetApi, widgetOrigin } from "./frameGuard.js";
+export { HostRefusalError, WidgetHostSetupError } from "./errors.js";
