@@ -15,8 +15,34 @@ import { toCapabilityValidator, type CapabilityAllowList, type CapabilityValidat
 import { answerOpenId, type OpenIdPolicy, type OpenIdToken } from "./openId.js";
 import { sendToDeviceWith, type ToDeviceClient } from "./toDevice.js";
 import { scheduleIfMerged, updateIfMerged } from "./mergedDelayedEvents.js";
+import { HostRefusalError } from "./errors.js";
+import { OwnDelayedEvents } from "./ownDelayedEvents.js";
 
 export type { CapabilityAllowList, CapabilityValidator } from "./capabilities.js";
+
+/** Request options the driver passes (part of matrix-js-sdk's `IRequestOpts`). */
+export interface RequestAbortOptions {
+  /** Aborts the request (the bound on `widgetClosed`). */
+  abortSignal?: AbortSignal;
+}
+
+/** Options of `driver.widgetClosed()`. */
+export interface WidgetClosedOptions {
+  /** How long the sends may take before they are aborted. Default 5000 ms. */
+  timeoutMs?: number;
+}
+
+/** What `driver.widgetClosed()` did with the widget's pending delayed leaves. */
+export interface WidgetClosedResult {
+  /** Delayed leaves the server sent now. */
+  sent: number;
+  /** Delayed leaves that were no longer pending (already fired, sent or cancelled: 404). */
+  gone: number;
+  /** Sends that failed or did not finish within the timeout (the server fires those at their due time). */
+  failed: number;
+}
+
+const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
 
 /**
  * The part of matrix-js-sdk's `MatrixClient` the driver uses (a bare client, no startClient() needed);
@@ -72,11 +98,11 @@ export interface DriverClient extends ToDeviceClient {
     delay_id: string;
   }>;
   /** Pushes a delayed event's deadline back. */
-  _unstable_restartScheduledDelayedEvent(delayId: string): Promise<unknown>;
+  _unstable_restartScheduledDelayedEvent(delayId: string, opts?: RequestAbortOptions): Promise<unknown>;
   /** Sends a delayed event now. */
-  _unstable_sendScheduledDelayedEvent(delayId: string): Promise<unknown>;
+  _unstable_sendScheduledDelayedEvent(delayId: string, opts?: RequestAbortOptions): Promise<unknown>;
   /** Drops a delayed event. */
-  _unstable_cancelScheduledDelayedEvent(delayId: string): Promise<unknown>;
+  _unstable_cancelScheduledDelayedEvent(delayId: string, opts?: RequestAbortOptions): Promise<unknown>;
   /** The room's current state events (`/rooms/{roomId}/state`). */
   roomState(roomId: string): Promise<
     {
@@ -118,6 +144,23 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null;
 }
 
+/** A monotonic clock in ms (deadlines must not follow wall-clock steps). */
+const monotonicNow = (): number => performance.now();
+
+/** What a server answers for a delay id it does not know: the widget classifies it as "gone". */
+function notFound(): HostRefusalError {
+  return new HostRefusalError(404, "M_NOT_FOUND", "Delayed event not found");
+}
+
+/** Whether a failure means the delayed event is not pending any more (404, or 409 from MSC4140 as merged). */
+function isGone(error: unknown): boolean {
+  return isRecord(error) && (error.httpStatus === 404 || error.httpStatus === 409);
+}
+
+function isEmptyContent(content: unknown): boolean {
+  return isRecord(content) && !Array.isArray(content) && Object.keys(content).length === 0;
+}
+
 function headersRecord(headers: unknown): Record<string, string> {
   const out: Record<string, string> = {};
   if (isRecord(headers) && typeof headers.forEach === "function")
@@ -153,6 +196,10 @@ export function matrixApiErrorOf(error: unknown): IMatrixApiError | undefined {
  * delayed-event actions. Use it with `ClientWidgetApi` (see `createClientWidgetApi`).
  *
  * Events are sent as they are (no end-to-end encryption unless the client encrypts `sendEvent`).
+ *
+ * One driver serves one widget: it remembers the delayed events its widget scheduled, and lets that widget
+ * restart, send or cancel only those (any other id is answered like a server answers an unknown one, 404
+ * `M_NOT_FOUND`). `createClientWidgetApi` refuses to attach a driver that already serves a live widget.
  */
 export class DelayedEventWidgetDriver extends WidgetDriver {
   /** The widget's room (`options.roomId`). */
@@ -161,6 +208,8 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
   private readonly knownRooms: string[];
   private readonly rtcTransports: RtcTransportsOption | undefined;
   private readonly openId: OpenIdPolicy;
+  /** The delayed events this driver's widget scheduled: the only ones it may manage. */
+  private readonly own = new OwnDelayedEvents();
 
   constructor(
     private readonly client: DriverClient,
@@ -206,34 +255,103 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
     const body = (content ?? {}) as never;
     // MSC4140 as merged where the server offers it (mergedDelayedEvents.ts).
     const req = { roomId: room, eventType, content: body, delayMs: delay, stateKey: stateKey ?? undefined };
-    const mergedId = await scheduleIfMerged(this.client, req);
-    if (mergedId !== undefined) return { roomId: room, delayId: mergedId };
-    const res =
-      stateKey !== null
-        ? await this.client._unstable_sendDelayedStateEvent(
-            room,
-            { delay },
-            eventType as never,
-            body,
-            stateKey,
-          )
-        : await this.client._unstable_sendDelayedEvent(room, { delay }, null, eventType as never, body);
-    return { roomId: room, delayId: res.delay_id };
+    let delayId = await scheduleIfMerged(this.client, req);
+    if (delayId === undefined) {
+      const res =
+        stateKey !== null
+          ? await this.client._unstable_sendDelayedStateEvent(
+              room,
+              { delay },
+              eventType as never,
+              body,
+              stateKey,
+            )
+          : await this.client._unstable_sendDelayedEvent(room, { delay }, null, eventType as never, body);
+      delayId = res.delay_id;
+    }
+    this.own.add(
+      { delayId, delayMs: delay, leave: stateKey !== null && isEmptyContent(body) },
+      monotonicNow(),
+    );
+    return { roomId: room, delayId };
   }
 
-  override async cancelScheduledDelayedEvent(delayId: string): Promise<void> {
-    if (await updateIfMerged(this.client, delayId, "cancel")) return;
-    await this.client._unstable_cancelScheduledDelayedEvent(delayId);
+  override cancelScheduledDelayedEvent(delayId: string): Promise<void> {
+    return this.manage(delayId, "cancel");
   }
 
-  override async restartScheduledDelayedEvent(delayId: string): Promise<void> {
-    if (await updateIfMerged(this.client, delayId, "restart")) return;
-    await this.client._unstable_restartScheduledDelayedEvent(delayId);
+  override restartScheduledDelayedEvent(delayId: string): Promise<void> {
+    return this.manage(delayId, "restart");
   }
 
-  override async sendScheduledDelayedEvent(delayId: string): Promise<void> {
-    if (await updateIfMerged(this.client, delayId, "send")) return;
-    await this.client._unstable_sendScheduledDelayedEvent(delayId);
+  override sendScheduledDelayedEvent(delayId: string): Promise<void> {
+    return this.manage(delayId, "send");
+  }
+
+  /**
+   * Runs a management action for the widget, on one of its own delayed events only. Forgets the id
+   * once it is sent, cancelled or reported gone; a restart moves its due time.
+   */
+  private async manage(delayId: string, action: "cancel" | "restart" | "send"): Promise<void> {
+    if (typeof delayId !== "string" || !this.own.has(delayId, monotonicNow())) throw notFound();
+    try {
+      await this.update(delayId, action);
+    } catch (e) {
+      if (isGone(e)) this.own.forget(delayId);
+      throw e;
+    }
+    if (action === "restart") this.own.restarted(delayId, monotonicNow());
+    else this.own.forget(delayId);
+  }
+
+  /** One management request to the server, in the server's dialect. */
+  private async update(
+    delayId: string,
+    action: "cancel" | "restart" | "send",
+    signal?: AbortSignal,
+  ): Promise<void> {
+    if (await updateIfMerged(this.client, delayId, action, signal)) return;
+    const opts = signal ? { abortSignal: signal } : undefined;
+    if (action === "restart") await this.client._unstable_restartScheduledDelayedEvent(delayId, opts);
+    else if (action === "send") await this.client._unstable_sendScheduledDelayedEvent(delayId, opts);
+    else await this.client._unstable_cancelScheduledDelayedEvent(delayId, opts);
+  }
+
+  /**
+   * The widget went away (its iframe was removed, its `ClientWidgetApi` stopped) without leaving: sends
+   * the delayed leaves it scheduled that may still be pending (delayed `{}` state events), all at once,
+   * so others see it leave within a round trip instead of a whole delay. Other delayed events it
+   * scheduled are left to fire at their time. Never throws; settles within `timeoutMs` (default 5 s),
+   * aborting what is still on the way. `createClientWidgetApi` calls it when its api is stopped; a host
+   * that builds its own `ClientWidgetApi` calls it after `api.stop()`.
+   */
+  async widgetClosed(options: WidgetClosedOptions = {}): Promise<WidgetClosedResult> {
+    const leaves = this.own.pendingLeaves(monotonicNow());
+    const result: WidgetClosedResult = { sent: 0, gone: 0, failed: 0 };
+    if (leaves.length === 0) return result;
+    for (const leave of leaves) this.own.forget(leave.delayId);
+    const timeoutMs = Math.min(Math.max(0, options.timeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS), 2 ** 31 - 1);
+    const controller = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        controller.abort();
+        resolve();
+      }, timeoutMs);
+    });
+    const sends = leaves.map((leave) =>
+      this.update(leave.delayId, "send", controller.signal).then(
+        () => void result.sent++,
+        (e: unknown) => void (isGone(e) ? result.gone++ : result.failed++),
+      ),
+    );
+    try {
+      await Promise.race([Promise.all(sends), expired]);
+    } finally {
+      clearTimeout(timer);
+    }
+    // Sends still on the way when the time ran out count as failed (and are aborted).
+    return { sent: result.sent, gone: result.gone, failed: leaves.length - result.sent - result.gone };
   }
 
   /**

@@ -7,8 +7,11 @@ export { DelayedEventWidgetDriver, matrixApiErrorOf } from "./DelayedEventWidget
 export type {
   DelayedEventWidgetDriverOptions,
   DriverClient,
+  RequestAbortOptions,
   RtcTransportsOption,
   UpdateDelayedEventActionName,
+  WidgetClosedOptions,
+  WidgetClosedResult,
 } from "./DelayedEventWidgetDriver.js";
 export { callWidgetCapabilities, toCapabilityValidator } from "./capabilities.js";
 export type {

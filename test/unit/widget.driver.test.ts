@@ -9,6 +9,7 @@ import { WidgetApiResponseError } from "matrix-widget-api";
 import { classifyError } from "../../src/index.js";
 import {
   DelayedEventWidgetDriver,
+  HostRefusalError,
   matrixApiErrorOf,
   type DriverClient,
 } from "../../src/widget-host/index.js";
@@ -84,7 +85,11 @@ describe("DelayedEventWidgetDriver: requests", () => {
 
   it("cancel / restart / send, and updateDelayedEvent with every spelling (refresh = restart)", async () => {
     const client = fakeClient();
+    const ids = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    let next = 0;
+    client._unstable_sendDelayedStateEvent = async () => ({ delay_id: ids[next++] });
     const driver = new DelayedEventWidgetDriver(client, { roomId: ROOM });
+    for (const _ of ids) await driver.sendDelayedEvent(5000, "t", {}, "k");
     await driver.cancelScheduledDelayedEvent("a");
     await driver.restartScheduledDelayedEvent("b");
     await driver.sendScheduledDelayedEvent("c");
@@ -238,5 +243,107 @@ describe("DelayedEventWidgetDriver.processError", () => {
     });
     expect(classifyError(asWidgetSees(driver, e), "schedule-leave")).toMatchObject({ kind: "unsupported" });
     expect(classifyError(asWidgetSees(driver, e), "restart")).toMatchObject({ kind: "unsupported" });
+  });
+});
+
+describe("DelayedEventWidgetDriver: a widget manages only the delayed events it scheduled", () => {
+  const refused = { httpStatus: 404, data: { errcode: "M_NOT_FOUND" } };
+
+  it("refuses an id it never scheduled like a server (404 M_NOT_FOUND: gone), without a request", async () => {
+    const client = fakeClient();
+    const driver = new DelayedEventWidgetDriver(client, { roomId: ROOM });
+    for (const action of ["cancel", "restart", "send", "refresh"] as const) {
+      const error = await driver.updateDelayedEvent("syd_other", action).catch((e: unknown) => e);
+      expect(error).toMatchObject(refused);
+      expect(driver.processError(error)).toMatchObject({
+        matrix_api_error: { http_status: 404, response: { errcode: "M_NOT_FOUND" } },
+      });
+      expect(classifyError(asWidgetSees(driver, error), "restart")).toEqual({ kind: "gone" });
+    }
+    expect(client.calls).toEqual([]);
+  });
+
+  it("another driver (another widget) cannot manage this one's ids", async () => {
+    const client = fakeClient();
+    const callWidget = new DelayedEventWidgetDriver(client, { roomId: ROOM });
+    const other = new DelayedEventWidgetDriver(client, { roomId: ROOM });
+    const { delayId } = await callWidget.sendDelayedEvent(5000, "t", {}, "k");
+    await expect(other.sendScheduledDelayedEvent(delayId)).rejects.toMatchObject(refused);
+    await expect(other.cancelScheduledDelayedEvent(delayId)).rejects.toMatchObject(refused);
+    await callWidget.restartScheduledDelayedEvent(delayId);
+    expect(client.calls.slice(1)).toEqual([["restart", delayId]]);
+  });
+
+  it("forgets an id once sent or cancelled, or when the server says it is gone", async () => {
+    const client = fakeClient();
+    const ids = ["s1", "s2", "s3"];
+    client._unstable_sendDelayedStateEvent = async () => ({ delay_id: ids.shift()! });
+    const driver = new DelayedEventWidgetDriver(client, { roomId: ROOM });
+    for (let i = 0; i < 3; i++) await driver.sendDelayedEvent(5000, "t", {}, "k");
+    await driver.sendScheduledDelayedEvent("s1");
+    await driver.cancelScheduledDelayedEvent("s2");
+    client._unstable_restartScheduledDelayedEvent = async () => {
+      throw new MatrixError({ errcode: "M_NOT_FOUND", error: "gone" }, 404);
+    };
+    await expect(driver.restartScheduledDelayedEvent("s3")).rejects.toMatchObject({ httpStatus: 404 });
+    client.calls.length = 0;
+    for (const id of ["s1", "s2", "s3"])
+      await expect(driver.restartScheduledDelayedEvent(id)).rejects.toBeInstanceOf(HostRefusalError);
+    expect(client.calls).toEqual([]);
+  });
+
+  it("a failure that is not 'gone' keeps the id (the widget retries)", async () => {
+    const client = fakeClient();
+    const driver = new DelayedEventWidgetDriver(client, { roomId: ROOM });
+    const { delayId } = await driver.sendDelayedEvent(5000, "t", {}, "k");
+    const restart = client._unstable_restartScheduledDelayedEvent;
+    client._unstable_restartScheduledDelayedEvent = async () => {
+      throw new MatrixError({ errcode: "M_UNKNOWN", error: "busy" }, 502);
+    };
+    await expect(driver.restartScheduledDelayedEvent(delayId)).rejects.toMatchObject({ httpStatus: 502 });
+    client._unstable_restartScheduledDelayedEvent = restart;
+    await driver.restartScheduledDelayedEvent(delayId);
+    expect(client.calls.at(-1)).toEqual(["restart", delayId]);
+  });
+});
+
+describe("DelayedEventWidgetDriver.widgetClosed", () => {
+  it("sends the widget's pending delayed leaves ({} state), not its other delayed events", async () => {
+    const client = fakeClient();
+    const ids = ["leave1", "msg", "notLeave", "leave2"];
+    client._unstable_sendDelayedStateEvent = async () => ({ delay_id: ids.shift()! });
+    client._unstable_sendDelayedEvent = async () => ({ delay_id: ids.shift()! });
+    const driver = new DelayedEventWidgetDriver(client, { roomId: ROOM });
+    await driver.sendDelayedEvent(5000, "org.matrix.msc3401.call.member", {}, "_a");
+    await driver.sendDelayedEvent(5000, "m.room.message", {});
+    await driver.sendDelayedEvent(5000, "t.state", { a: 1 }, "k");
+    await driver.sendDelayedEvent(9000, "org.matrix.msc3401.call.member", {}, "_b");
+    await driver.sendScheduledDelayedEvent("leave2"); // the widget left that one itself
+    client.calls.length = 0;
+    await expect(driver.widgetClosed()).resolves.toEqual({ sent: 1, gone: 0, failed: 0 });
+    expect(client.calls).toEqual([["send", "leave1"]]);
+    // Sent once: a second close has nothing left to send.
+    await expect(driver.widgetClosed()).resolves.toEqual({ sent: 0, gone: 0, failed: 0 });
+    expect(client.calls).toHaveLength(1);
+  });
+
+  it("counts 'gone' answers, never throws, and is bounded by its timeout (aborting what hangs)", async () => {
+    const client = fakeClient();
+    const ids = ["gone", "hangs", "fails"];
+    client._unstable_sendDelayedStateEvent = async () => ({ delay_id: ids.shift()! });
+    const driver = new DelayedEventWidgetDriver(client, { roomId: ROOM });
+    for (let i = 0; i < 3; i++) await driver.sendDelayedEvent(5000, "t", {}, `k${i}`);
+    let aborted = false;
+    client._unstable_sendScheduledDelayedEvent = (id: string, opts?: { abortSignal?: AbortSignal }) => {
+      if (id === "gone") return Promise.reject(new MatrixError({ errcode: "M_NOT_FOUND" }, 404));
+      if (id === "fails") return Promise.reject(new ConnectionError("fetch failed"));
+      return new Promise((_, reject) =>
+        opts?.abortSignal?.addEventListener("abort", () => ((aborted = true), reject(new Error("aborted")))),
+      );
+    };
+    const started = Date.now();
+    await expect(driver.widgetClosed({ timeoutMs: 100 })).resolves.toEqual({ sent: 0, gone: 1, failed: 2 });
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(aborted).toBe(true);
   });
 });
