@@ -109,7 +109,7 @@ export interface MessageSender {
 
 const NOISE = [
   /^\[PostmessageTransport\]/,
-  /^error (sending event|updating delayed event)/i,
+  /^error (sending event|sending to-device event|updating delayed event)/i,
   /^non-fatal error/i,
   /^Widget .* is allowed capabilities/,
   /^Data includes parent_delay_id/,

@@ -16,6 +16,8 @@ import { answerOpenId, type OpenIdPolicy, type OpenIdToken } from "./openId.js";
 import { sendToDeviceWith, type ToDeviceClient } from "./toDevice.js";
 import { scheduleIfMerged, updateIfMerged } from "./mergedDelayedEvents.js";
 import { HostRefusalError } from "./errors.js";
+import { WidgetBuckets, type LimitedRequest, type WidgetLimits } from "./limits.js";
+import { OpenIdTokens } from "./openIdTokens.js";
 import { OwnDelayedEvents } from "./ownDelayedEvents.js";
 
 export type { CapabilityAllowList, CapabilityValidator } from "./capabilities.js";
@@ -133,8 +135,16 @@ export interface DelayedEventWidgetDriverOptions {
    * `org.matrix.msc4515.rtc_transports` capability). Default: none, the request fails.
    */
   rtcTransports?: RtcTransportsOption;
-  /** Whether the widget gets an OpenID token for the user. Default `"deny"`. */
+  /**
+   * Whether the widget gets an OpenID token for the user. Default `"deny"`. An allowed widget gets the
+   * same token again while it has at least 5 minutes (or half its life) left.
+   */
   openId?: OpenIdPolicy;
+  /**
+   * What this widget can make the host send: per-kind rate limits and the longest `delay`. Defaults are far
+   * above what a call widget such as Element Call sends (see `WidgetLimits`).
+   */
+  limits?: WidgetLimits;
 }
 
 /** The MSC4157 `update_delayed_event` actions, including the MSC text's `refresh` for `restart`. */
@@ -149,7 +159,7 @@ const monotonicNow = (): number => performance.now();
 
 /** What a server answers for a delay id it does not know: the widget classifies it as "gone". */
 function notFound(): HostRefusalError {
-  return new HostRefusalError(404, "M_NOT_FOUND", "Delayed event not found");
+  return new HostRefusalError(404, { errcode: "M_NOT_FOUND", error: "Delayed event not found" });
 }
 
 /** Whether a failure means the delayed event is not pending any more (404, or 409 from MSC4140 as merged). */
@@ -210,6 +220,9 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
   private readonly openId: OpenIdPolicy;
   /** The delayed events this driver's widget scheduled: the only ones it may manage. */
   private readonly own = new OwnDelayedEvents();
+  /** What this widget may still make the host send. */
+  private readonly buckets: WidgetBuckets;
+  private readonly openIdTokens: OpenIdTokens;
 
   constructor(
     private readonly client: DriverClient,
@@ -221,6 +234,45 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
     this.validator = toCapabilityValidator(options.validateCapabilities);
     this.rtcTransports = options.rtcTransports;
     this.openId = options.openId ?? "deny";
+    this.buckets = new WidgetBuckets(options.limits);
+    this.openIdTokens = new OpenIdTokens(
+      () => this.client.getOpenIdToken(),
+      (now) => this.buckets.take("openIdTokens", now),
+      monotonicNow,
+    );
+  }
+
+  /** Takes a token from the widget's `kind` bucket, or refuses like a rate-limiting server (429). */
+  private spend(kind: LimitedRequest): void {
+    const wait = this.buckets.take(kind, monotonicNow());
+    if (wait > 0)
+      throw new HostRefusalError(429, {
+        errcode: "M_LIMIT_EXCEEDED",
+        error: "Too many requests from this widget",
+        retry_after_ms: wait,
+      });
+  }
+
+  /**
+   * A widget's `delay`: an integer number of ms from 0 to `limits.maxDelayMs`. matrix-widget-api passes on
+   * whatever the widget sent (`null` included, which js-sdk would send as a plain event at once).
+   */
+  private checkDelay(delay: unknown): number {
+    if (typeof delay !== "number" || !Number.isInteger(delay) || delay < 0)
+      throw new HostRefusalError(400, {
+        errcode: "M_INVALID_PARAM",
+        error: "delay must be a non-negative integer number of milliseconds",
+      });
+    const max = this.buckets.maxDelayMs;
+    if (delay > max)
+      // As Synapse answers a delay over its maximum, so the widget can retry with a shorter one.
+      throw new HostRefusalError(400, {
+        errcode: "M_UNKNOWN",
+        error: "The requested delay exceeds the allowed maximum.",
+        "org.matrix.msc4140.errcode": "M_MAX_DELAY_EXCEEDED",
+        "org.matrix.msc4140.max_delay": max,
+      });
+    return delay;
   }
 
   override async validateCapabilities(requested: Set<Capability>): Promise<Set<Capability>> {
@@ -235,6 +287,7 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
     stateKey: string | null = null,
     roomId: string | null = null,
   ): Promise<ISendEventDetails> {
+    this.spend("sendEvents");
     const room = roomId ?? this.roomId;
     const body = (content ?? {}) as never;
     const res =
@@ -251,6 +304,8 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
     stateKey: string | null = null,
     roomId: string | null = null,
   ): Promise<ISendDelayedEventDetails> {
+    delay = this.checkDelay(delay);
+    this.spend("scheduleDelayedEvents");
     const room = roomId ?? this.roomId;
     const body = (content ?? {}) as never;
     // MSC4140 as merged where the server offers it (mergedDelayedEvents.ts).
@@ -294,6 +349,7 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
    */
   private async manage(delayId: string, action: "cancel" | "restart" | "send"): Promise<void> {
     if (typeof delayId !== "string" || !this.own.has(delayId, monotonicNow())) throw notFound();
+    this.spend("updateDelayedEvents");
     try {
       await this.update(delayId, action);
     } catch (e) {
@@ -393,7 +449,7 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
 
   /** `get_openid`, answered by the `openId` policy with a token from the client. */
   override askOpenID(observer: SimpleObservable<IOpenIDUpdate>): void {
-    answerOpenId(observer, this.openId, () => this.client.getOpenIdToken());
+    answerOpenId(observer, this.openId, () => this.openIdTokens.get());
   }
 
   /**
@@ -410,6 +466,7 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
     encrypted: boolean,
     contentMap: { [userId: string]: { [deviceId: string]: object } },
   ): Promise<void> {
+    this.spend("toDevice");
     await sendToDeviceWith(this.client, eventType, encrypted, contentMap);
   }
 

@@ -26,3 +26,6 @@ export type { CallWidgetControls, CallWidgetHooks, DeviceMuteState } from "./cal
 export { acceptRefreshAction, createClientWidgetApi } from "./clientWidgetApi.js";
 export { guardClientWidgetApi, widgetOrigin } from "./frameGuard.js";
 export { HostRefusalError, WidgetHostSetupError } from "./errors.js";
+export { DEFAULT_WIDGET_LIMITS } from "./limits.js";
+export type { RateLimit, WidgetLimits } from "./limits.js";
+export type { HostRefusalBody } from "./errors.js";
