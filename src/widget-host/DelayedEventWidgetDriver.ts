@@ -15,6 +15,7 @@ import { toCapabilityValidator, type CapabilityAllowList, type CapabilityValidat
 import { answerOpenId, type OpenIdPolicy, type OpenIdToken } from "./openId.js";
 import { sendToDeviceWith, type ToDeviceClient } from "./toDevice.js";
 import { scheduleIfMerged, updateIfMerged } from "./mergedDelayedEvents.js";
+import { readDelayId } from "../core/validate.js";
 import { HostRefusalError } from "./errors.js";
 import { WidgetBuckets, type LimitedRequest, type WidgetLimits } from "./limits.js";
 import { OpenIdTokens } from "./openIdTokens.js";
@@ -322,7 +323,8 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
               stateKey,
             )
           : await this.client._unstable_sendDelayedEvent(room, { delay }, null, eventType as never, body);
-      delayId = res.delay_id;
+      // js-sdk passes the body through: an id outside the grammar is a bad answer, never put in a URL.
+      delayId = readDelayId(res);
     }
     this.own.add(
       { delayId, delayMs: delay, leave: stateKey !== null && isEmptyContent(body) },
