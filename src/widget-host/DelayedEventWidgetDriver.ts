@@ -20,6 +20,8 @@ import { HostRefusalError } from "./errors.js";
 import { WidgetBuckets, type LimitedRequest, type WidgetLimits } from "./limits.js";
 import { OpenIdTokens } from "./openIdTokens.js";
 import { OwnDelayedEvents } from "./ownDelayedEvents.js";
+import { readCurrentState, readTimeline, type SyncedViewClient } from "./roomView.js";
+import { driverClients } from "./stateFeed.js";
 
 export type { CapabilityAllowList, CapabilityValidator } from "./capabilities.js";
 
@@ -52,7 +54,7 @@ const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
  * a `MatrixClient` fits it. Typed here so that our declarations do not pull in matrix-js-sdk's (whose
  * crypto types reference a file it does not ship), and this entry never loads matrix-js-sdk itself.
  */
-export interface DriverClient extends ToDeviceClient {
+export interface DriverClient extends ToDeviceClient, SyncedViewClient {
   /** A token a widget can show a third party (`POST /user/{userId}/openid/request_token`). */
   getOpenIdToken(): Promise<OpenIdToken>;
   /** Sends a state event now. */
@@ -235,6 +237,7 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
     this.validator = toCapabilityValidator(options.validateCapabilities);
     this.rtcTransports = options.rtcTransports;
     this.openId = options.openId ?? "deny";
+    driverClients.set(this, client as object);
     this.buckets = new WidgetBuckets(options.limits);
     this.openIdTokens = new OpenIdTokens(
       () => this.client.getOpenIdToken(),
@@ -430,16 +433,79 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
     }
   }
 
-  /** Current state of a room, for widgets granted `receive.state_event` (e.g. to list call members). */
+  /**
+   * Current state of a room, for widgets granted `receive.state_event` (e.g. to list call members): from
+   * the client's synced view of the room when it has one (a started client that joined it), otherwise
+   * from the server (`/rooms/{roomId}/state`). Never from an empty store: a bare client has no rooms.
+   */
   override async readRoomState(
     roomId: string,
     eventType: string,
     stateKey: string | undefined,
   ): Promise<IRoomEvent[]> {
-    const events = await this.client.roomState(roomId);
-    return events
-      .filter((e) => e.type === eventType && (stateKey === undefined || e.state_key === stateKey))
-      .map((e) => ({ ...e, room_id: roomId }) as unknown as IRoomEvent);
+    return (await readCurrentState(this.client, roomId, eventType, stateKey)) as unknown as IRoomEvent[];
+  }
+
+  /**
+   * `read_events` with a `state_key` (matrix-widget-api calls this for it once the widget speaks
+   * `update_state`): the current state entry, as `readRoomState` reads it. Without: room events, newest
+   * first, from the synced timeline or the server's `/messages`.
+   */
+  override async readRoomTimeline(
+    roomId: string,
+    eventType: string,
+    msgtype: string | undefined,
+    stateKey: string | undefined,
+    limit: number,
+    since: string | undefined,
+  ): Promise<IRoomEvent[]> {
+    if (stateKey !== undefined) {
+      const state = await this.readRoomState(roomId, eventType, stateKey);
+      return limit > 0 ? state.slice(0, limit) : state;
+    }
+    return (await readTimeline(
+      this.client,
+      roomId,
+      eventType,
+      msgtype,
+      limit,
+      since,
+    )) as unknown as IRoomEvent[];
+  }
+
+  /** The rooms a deprecated read names: null is the widget's room; `*` every known room. */
+  private roomsOf(roomIds: string[] | null): string[] {
+    if (roomIds === null) return [this.roomId];
+    return roomIds.includes("*") ? this.getKnownRooms() : roomIds;
+  }
+
+  /** The deprecated state read (a host that never set a viewed room): `readRoomState` per room. */
+  override async readStateEvents(
+    eventType: string,
+    stateKey: string | undefined,
+    limit: number,
+    roomIds: string[] | null = null,
+  ): Promise<IRoomEvent[]> {
+    const perRoom = await Promise.all(
+      this.roomsOf(roomIds).map((roomId) => this.readRoomState(roomId, eventType, stateKey)),
+    );
+    return perRoom.flatMap((events) => (limit > 0 ? events.slice(0, limit) : events));
+  }
+
+  /** The deprecated timeline read: `readRoomTimeline` per room. */
+  override async readRoomEvents(
+    eventType: string,
+    msgtype: string | undefined,
+    limit: number,
+    roomIds: string[] | null = null,
+    since?: string,
+  ): Promise<IRoomEvent[]> {
+    const perRoom = await Promise.all(
+      this.roomsOf(roomIds).map((roomId) =>
+        this.readRoomTimeline(roomId, eventType, msgtype, undefined, limit, since),
+      ),
+    );
+    return perRoom.flat();
   }
 
   /** MSC4515: the transports the host was given (a call widget picks its SFU from these). */

@@ -347,3 +347,101 @@ describe("DelayedEventWidgetDriver.widgetClosed", () => {
     expect(aborted).toBe(true);
   });
 });
+
+describe("DelayedEventWidgetDriver: reads from the synced room, or the server", () => {
+  const ev = (type: string, stateKey: string | undefined, content: object, id: string) => ({
+    getEffectiveEvent: () => ({
+      type,
+      ...(stateKey !== undefined ? { state_key: stateKey } : {}),
+      content,
+      event_id: id,
+    }),
+    getType: () => type,
+    getStateKey: () => stateKey,
+    getId: () => id,
+    getRoomId: () => ROOM,
+    getContent: () => content,
+  });
+  const local = [
+    ev("org.matrix.msc3401.call.member", "_a", { local: true }, "$1"),
+    ev("org.matrix.msc3401.call.member", "_b", {}, "$2"),
+  ];
+  const timeline = [
+    ev("m.reaction", undefined, { n: 1 }, "$t1"),
+    ev("m.room.message", undefined, { msgtype: "m.text" }, "$t2"),
+    ev("m.reaction", undefined, { n: 2 }, "$t3"),
+    ev("m.reaction", undefined, { n: 3 }, "$t4"),
+  ];
+  function synced(syncState: string | null, membership = "join") {
+    const client = fakeClient();
+    let serverReads = 0;
+    const roomState = client.roomState;
+    Object.assign(client, {
+      roomState: (roomId: string) => (serverReads++, roomState(roomId)),
+      getSyncState: () => syncState,
+      getRoom: (roomId: string) =>
+        roomId === ROOM
+          ? {
+              getMyMembership: () => membership,
+              currentState: { getStateEvents: (type: string) => local.filter((e) => e.getType() === type) },
+              getLiveTimeline: () => ({ getEvents: () => timeline }),
+            }
+          : null,
+    });
+    return { driver: new DelayedEventWidgetDriver(client, { roomId: ROOM }), serverReads: () => serverReads };
+  }
+
+  it("a syncing client that joined the room answers from its room, without a request", async () => {
+    const { driver, serverReads } = synced("SYNCING");
+    const events = await driver.readRoomState(ROOM, "org.matrix.msc3401.call.member", "_a");
+    expect(events).toEqual([
+      {
+        type: "org.matrix.msc3401.call.member",
+        state_key: "_a",
+        content: { local: true },
+        event_id: "$1",
+        room_id: ROOM,
+      },
+    ]);
+    expect(await driver.readStateEvents("org.matrix.msc3401.call.member", undefined, 0, null)).toHaveLength(
+      2,
+    );
+    expect(serverReads()).toBe(0);
+  });
+
+  it("a client that does not sync, is not live, or is not in the room reads from the server", async () => {
+    for (const [state, membership] of [
+      [null, "join"],
+      ["ERROR", "join"],
+      ["RECONNECTING", "join"],
+      ["SYNCING", "leave"],
+    ] as const) {
+      const { driver, serverReads } = synced(state, membership);
+      const events = await driver.readRoomState(ROOM, "org.matrix.msc3401.call.member", "_a");
+      expect(events).toEqual([
+        { type: "org.matrix.msc3401.call.member", state_key: "_a", content: { x: 1 }, room_id: ROOM },
+      ]);
+      expect(serverReads()).toBe(1);
+    }
+  });
+
+  it("read_events: a state key reads the current state; room events come newest first, by limit, since, msgtype", async () => {
+    const { driver } = synced("SYNCING");
+    await expect(
+      driver.readRoomTimeline(ROOM, "org.matrix.msc3401.call.member", undefined, "_b", 0, undefined),
+    ).resolves.toMatchObject([{ state_key: "_b", event_id: "$2" }]);
+    const ids = async (...a: [string | undefined, number, string | undefined]) =>
+      (await driver.readRoomTimeline(ROOM, "m.reaction", a[0], undefined, a[1], a[2])).map((e) => e.event_id);
+    expect(await ids(undefined, 0, undefined)).toEqual(["$t4", "$t3", "$t1"]);
+    expect(await ids(undefined, 2, undefined)).toEqual(["$t4", "$t3"]);
+    expect(await ids(undefined, 0, "$t3")).toEqual(["$t4"]);
+    expect(
+      (await driver.readRoomTimeline(ROOM, "m.room.message", "m.notice", undefined, 0, undefined)).length,
+    ).toBe(0);
+  });
+
+  it("a client with neither a synced room nor an HTTP API refuses a timeline read instead of answering []", async () => {
+    const driver = new DelayedEventWidgetDriver(fakeClient(), { roomId: ROOM });
+    await expect(driver.readRoomEvents("m.reaction", undefined, 10, null)).rejects.toThrow(/no synced view/);
+  });
+});
