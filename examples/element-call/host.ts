@@ -25,7 +25,7 @@ interface ElementCallHostHandle {
   log: string[];
   /** Sends `im.vector.hangup` to Element Call. */
   hangup(): Promise<void>;
-  /** Removes the iframe without a leave, as closing a tab or a crash would. */
+  /** Removes the iframe without a leave from Element Call (as a crash would); the host sends its pending leave. */
   removeWidget(): void;
 }
 
@@ -119,7 +119,7 @@ const handle: ElementCallHostHandle = {
     controls.dispose();
     api.stop();
     iframe.remove();
-    note("widget removed without a leave");
+    note("widget removed without a leave of its own: the host sent its pending delayed leave");
   },
 };
 window.elementCallHost = handle;
