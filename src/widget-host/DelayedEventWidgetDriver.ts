@@ -170,8 +170,18 @@ function isGone(error: unknown): boolean {
   return isRecord(error) && (error.httpStatus === 404 || error.httpStatus === 409);
 }
 
-function isEmptyContent(content: unknown): boolean {
-  return isRecord(content) && !Array.isArray(content) && Object.keys(content).length === 0;
+/** The MatrixRTC membership state types: a delayed `{}` at one of them is a delayed leave. */
+const MEMBERSHIP_TYPES = new Set(["org.matrix.msc3401.call.member", "org.matrix.msc4143.rtc.member"]);
+
+/** Whether a delayed event is a MatrixRTC delayed leave: `{}` at a membership state key. */
+function isDelayedLeave(eventType: string, stateKey: string | null, content: unknown): boolean {
+  return (
+    stateKey !== null &&
+    MEMBERSHIP_TYPES.has(eventType) &&
+    isRecord(content) &&
+    !Array.isArray(content) &&
+    Object.keys(content).length === 0
+  );
 }
 
 function headersRecord(headers: unknown): Record<string, string> {
@@ -330,7 +340,7 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
       delayId = readDelayId(res);
     }
     this.own.add(
-      { delayId, delayMs: delay, leave: stateKey !== null && isEmptyContent(body) },
+      { delayId, delayMs: delay, leave: isDelayedLeave(eventType, stateKey, body) },
       monotonicNow(),
     );
     return { roomId: room, delayId };
@@ -380,7 +390,8 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
 
   /**
    * The widget went away (its iframe was removed, its `ClientWidgetApi` stopped) without leaving: sends
-   * the delayed leaves it scheduled that may still be pending (delayed `{}` state events), all at once,
+   * the delayed leaves it scheduled that may still be pending (delayed `{}` at a MatrixRTC membership
+   * state key), all at once,
    * so others see it leave within a round trip instead of a whole delay. Other delayed events it
    * scheduled are left to fire at their time. Never throws; settles within `timeoutMs` (default 5 s),
    * aborting what is still on the way. `createClientWidgetApi` calls it when its api is stopped; a host

@@ -12,8 +12,8 @@ export interface OwnDelayedEvent {
   /** The delay it was scheduled (and is restarted) with. */
   delayMs: number;
   /**
-   * A delayed leave: a delayed state event whose content is empty (`{}`), which is how a MatrixRTC
-   * membership ends. The host sends these when the widget goes away; other delayed events it leaves be.
+   * A delayed leave: `{}` at a MatrixRTC membership state key (how a membership ends). The host sends
+   * these when the widget goes away; other delayed events it leaves to fire at their time.
    */
   leave: boolean;
   /** When it falls due as far as the host knows (scheduled or last restarted + delay). */

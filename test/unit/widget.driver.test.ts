@@ -310,7 +310,7 @@ describe("DelayedEventWidgetDriver: a widget manages only the delayed events it 
 describe("DelayedEventWidgetDriver.widgetClosed", () => {
   it("sends the widget's pending delayed leaves ({} state), not its other delayed events", async () => {
     const client = fakeClient();
-    const ids = ["leave1", "msg", "notLeave", "leave2"];
+    const ids = ["leave1", "msg", "notLeave", "leave2", "otherType"];
     client._unstable_sendDelayedStateEvent = async () => ({ delay_id: ids.shift()! });
     client._unstable_sendDelayedEvent = async () => ({ delay_id: ids.shift()! });
     const driver = new DelayedEventWidgetDriver(client, { roomId: ROOM });
@@ -318,6 +318,7 @@ describe("DelayedEventWidgetDriver.widgetClosed", () => {
     await driver.sendDelayedEvent(5000, "m.room.message", {});
     await driver.sendDelayedEvent(5000, "t.state", { a: 1 }, "k");
     await driver.sendDelayedEvent(9000, "org.matrix.msc3401.call.member", {}, "_b");
+    await driver.sendDelayedEvent(5000, "m.room.topic", {}, ""); // {} but not a membership
     await driver.sendScheduledDelayedEvent("leave2"); // the widget left that one itself
     client.calls.length = 0;
     await expect(driver.widgetClosed()).resolves.toEqual({ sent: 1, gone: 0, failed: 0 });
@@ -332,7 +333,8 @@ describe("DelayedEventWidgetDriver.widgetClosed", () => {
     const ids = ["gone", "hangs", "fails"];
     client._unstable_sendDelayedStateEvent = async () => ({ delay_id: ids.shift()! });
     const driver = new DelayedEventWidgetDriver(client, { roomId: ROOM });
-    for (let i = 0; i < 3; i++) await driver.sendDelayedEvent(5000, "t", {}, `k${i}`);
+    for (let i = 0; i < 3; i++)
+      await driver.sendDelayedEvent(5000, "org.matrix.msc3401.call.member", {}, `k${i}`);
     let aborted = false;
     client._unstable_sendScheduledDelayedEvent = (id: string, opts?: { abortSignal?: AbortSignal }) => {
       if (id === "gone") return Promise.reject(new MatrixError({ errcode: "M_NOT_FOUND" }, 404));
