@@ -391,9 +391,8 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
   /**
    * The widget went away (its iframe was removed, its `ClientWidgetApi` stopped) without leaving: sends
    * the delayed leaves it scheduled that may still be pending (delayed `{}` at a MatrixRTC membership
-   * state key), all at once,
-   * so others see it leave within a round trip instead of a whole delay. Other delayed events it
-   * scheduled are left to fire at their time. Never throws; settles within `timeoutMs` (default 5 s),
+   * state key), all at once, so others see it leave within a round trip instead of a whole delay. Other
+   * delayed events it scheduled are left to fire at their time. Never throws; settles within `timeoutMs` (default 5 s),
    * aborting what is still on the way. `createClientWidgetApi` calls it when its api is stopped; a host
    * that builds its own `ClientWidgetApi` calls it after `api.stop()`.
    */
