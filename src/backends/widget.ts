@@ -1,4 +1,4 @@
-import { readDelayId, readStateSnapshot } from "../core/validate.js";
+import { delayIdForPath, readDelayId, readStateSnapshot } from "../core/validate.js";
 import {
   CALL_MEMBER_EVENT_TYPE,
   DEFAULT_SLOT,
@@ -282,6 +282,7 @@ export class WidgetBackend implements MembershipBackend {
     opts?: RequestOptions,
   ): Promise<void> {
     opts?.signal?.throwIfAborted();
+    delayIdForPath(delayId, `${action}-delayed-event`);
     // The transport cannot abort a request; the manager's own timeout moves on without it.
     if (action === "restart") await this.widgetApi.restartScheduledDelayedEvent(delayId);
     else if (action === "send") await this.widgetApi.sendScheduledDelayedEvent(delayId);
