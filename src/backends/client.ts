@@ -187,6 +187,17 @@ export class ClientBackend implements MembershipBackend {
     return readStateSnapshot(body);
   }
 
+  /** Our own `m.room.member` membership, read from the server (a kicked user reads its leave event). */
+  async readRoomMembership(
+    roomId: string,
+    userId: string,
+    opts?: RequestOptions,
+  ): Promise<string | undefined> {
+    const read = await this.readState({ roomId, eventType: "m.room.member", stateKey: userId }, opts);
+    const membership = read?.content.membership;
+    return typeof membership === "string" ? membership : undefined;
+  }
+
   /**
    * The client's room as the manager's view of its own membership: live once the client syncs (a bare
    * client never shows the manager's writes, and the manager then reads its key instead).
