@@ -29,6 +29,7 @@ import fc from "fast-check";
 import log from "loglevel";
 import { MembershipManager } from "../../src/manager/MembershipManager.js";
 import { eventsStateSource } from "../../src/membership/observer.js";
+import { LATE_WRITE_HORIZON_MS } from "../../src/core/limits.js";
 import type { MembershipBackend } from "../../src/backends/types.js";
 import { HTTPError, MatrixError } from "matrix-js-sdk";
 import { FakeServer, matrixError, type Fault } from "./fakeServer.js";
@@ -128,6 +129,8 @@ const faultSpecArb: fc.Arbitrary<FaultSpec> = fc.oneof(
   fc.constant<FaultSpec>({ kind: "lose-response" }),
   fc.constant<FaultSpec>({ kind: "hang" }),
   fc.integer({ min: 50, max: 3000 }).map<FaultSpec>((ms) => ({ kind: "slow", ms })),
+  // Processed after its local timeout (held in the network), before or after a leave (issue 20).
+  fc.integer({ min: 10_500, max: 14_000 }).map<FaultSpec>((ms) => ({ kind: "slow", ms })),
   fc
     .oneof(
       fc.constant<"none">("none"),
@@ -266,6 +269,13 @@ function mulberry32(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+function isEmpty(c: Record<string, unknown> | undefined): boolean {
+  return !!c && Object.keys(c).length === 0;
+}
+
+/** How long a late write of ours may stand after it was sent: the leave's guard horizon, plus a request. */
+const LATE_GHOST_MS = LATE_WRITE_HORIZON_MS + 3000;
 
 function isMembership(c: Record<string, unknown> | undefined): boolean {
   return !!c && Object.keys(c).length > 0;
@@ -474,6 +484,10 @@ export async function runSchedule(
   let lastExternalRemovalAt = -Infinity;
   /** Invariant 1 window: from leave() resolving "left" until the next join(). */
   let leftWindow: { at: number; open: boolean } | undefined;
+  /** A late write of ours (sent before the leave, processed after) may stand until then (the guard). */
+  let lateGhostUntil = -Infinity;
+  /** Delayed {} scheduled by a leave (after its call) against such late writes: not an orphan. */
+  const guardIds = new Set<string>();
 
   internals.arm = (id, d) => {
     if (!createdAt.has(id)) {
@@ -543,8 +557,22 @@ export async function runSchedule(
               ` [manager: ${manager.state.kind}, probablyLeft ${manager.probablyLeft}]`,
           );
         unresolvedFireAt = undefined;
-        if (leftWindow?.open)
-          violate("1", `membership written by us at ${t()} after leave() resolved left at ${leftWindow.at}`);
+        if (leftWindow?.open) {
+          // A write of ours sent before the leave resolved, processed only now (held in the network):
+          // allowed while the leave's guard (a delayed {}) may not have taken it down yet.
+          const sent = server.log.findLast(
+            (e) =>
+              e.op === "state" &&
+              e.at <= leftWindow!.at &&
+              JSON.stringify(e.content) === JSON.stringify(content),
+          );
+          if (sent && t() - sent.at > timing.stateRequestTimeoutMs) lateGhostUntil = sent.at + LATE_GHOST_MS;
+          else
+            violate(
+              "1",
+              `membership written by us at ${t()} after leave() resolved left at ${leftWindow.at}`,
+            );
+        }
       }
     }
     origWrite(stateKey, content, by);
@@ -573,9 +601,13 @@ export async function runSchedule(
 
   const checkLeft = (when: string) => {
     if (!leftWindow?.open) return;
-    if (serverHoldsOurMembership())
+    if (serverHoldsOurMembership() && t() > lateGhostUntil)
       violate("1", `${when}: server holds our membership after leave() resolved left at ${leftWindow.at}`);
-    const pending = server.pendingFor(key);
+    // A delayed {} that a request sent before the leave created only now (processed after its timeout,
+    // its id never learnt): nothing of ours can stop it; it fires {} over our {} (harmless while left).
+    const lateLanded = (id: string) =>
+      (createdAt.get(id) ?? -Infinity) > leftWindow!.at && !trackedIds.has(id);
+    const pending = server.pendingFor(key).filter((id) => !guardIds.has(id) && !lateLanded(id));
     if (pending.length > 0)
       violate(
         "1b",
@@ -717,6 +749,7 @@ export async function runSchedule(
         appIntentsAt.push(t());
         intent = "left";
         lastLeaveAt = t();
+        const calledAt = t();
         const issuedAt = cmdIndex;
         const leaveSeq = ++seq;
         const p = track(
@@ -727,13 +760,17 @@ export async function runSchedule(
           p.then((r) => {
             note(`   leave() from command ${issuedAt} resolved ${JSON.stringify(r)}`);
             if (r.status !== "left" || disposed) return;
+            // The leave's guard against a late write: a delayed {} created after the leave was called.
+            for (const id of server.pendingFor(key))
+              if ((createdAt.get(id) ?? -Infinity) >= calledAt && isEmpty(server.delayed.get(id)?.content))
+                guardIds.add(id);
             // "unless we join again": a join() issued after this leave() closes the window at once.
             const window = { at: t(), open: lastJoinSeq < leaveSeq };
             if (window.open) leftWindow = window;
             // The at-resolution check applies even if a join() followed (the leave completes first).
             if (serverHoldsOurMembership())
               violate("1", `leave() resolved ${JSON.stringify(r)} but the server holds our membership`);
-            const pending = server.pendingFor(key);
+            const pending = server.pendingFor(key).filter((id) => !guardIds.has(id));
             if (pending.length > 0)
               violate(
                 "1b",

@@ -34,6 +34,10 @@ export function join(c: Ctx): void {
 }
 
 export function startCall(c: Ctx): void {
+  // A guard against a late write of the last call (lateWrites.ts) would fire into this one: it is
+  // cancelled first, like a failed leave's delayed leave.
+  if (c.s.guardDelayId && !c.s.staleDelayId) c.s.staleDelayId = c.s.guardDelayId;
+  c.s.guardDelayId = undefined;
   const call = newCall(c);
   c.s.call = call;
   setState(c, { kind: "joining", step: "delayed-leave" });

@@ -184,6 +184,7 @@ function dispatch(c: Ctx, task: Task, outcome: Outcome): void {
     case "leave-send":
     case "leave-empty":
     case "leave-cancel-after-empty":
+    case "late-write-guard":
       return onLeaveTaskDone(c, task, outcome);
   }
 }

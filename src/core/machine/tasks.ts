@@ -9,6 +9,7 @@ import { isRetryable, isUnrecognised, laneWaitLimits, onLeaveSendFailure, retryW
 import { callById, delayedTimeoutMs, emitError, log, nextId, toError, type Ctx } from "./context.js";
 import { checkExpiry, failCall, writeIsProtected } from "./calls.js";
 import { observeLink, refund, spend } from "./resources.js";
+import { noteUnansweredWrite } from "./lateWrites.js";
 import type { CallState, Outcome, Purpose, Request, RetryRule, Task, TaskScope } from "./types.js";
 
 export interface TaskSpec {
@@ -196,6 +197,8 @@ export function answerTask(
     return finishTask(c, task, { ok: true, value, sentAt });
   }
   const cls = classifyError(error, task.op, c.now);
+  // A membership write that got no answer may still be processed later (lateWrites.ts).
+  if (task.purpose.kind === "write" && (timedOut || cls.kind === "network")) noteUnansweredWrite(c, sentAt);
   // Only our own timeouts and real answers (an HTTP status) measure the link: a connection reset after
   // a long cut is not a round trip.
   if (task.measures && (timedOut || (cls.kind !== "network" && cls.kind !== "unknown")))

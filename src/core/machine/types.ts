@@ -82,7 +82,9 @@ export type Purpose =
   | { kind: "leave-cancel" }
   | { kind: "leave-send" }
   | { kind: "leave-empty" }
-  | { kind: "leave-cancel-after-empty" };
+  | { kind: "leave-cancel-after-empty" }
+  /** After a leave: a delayed `{}` that outlasts a membership write still on its way (late-writes.ts). */
+  | { kind: "late-write-guard"; result: LeaveResult };
 
 /** A request with its retries: waits for the budget, sends, backs off, until it ends. */
 export interface Task {
@@ -220,7 +222,15 @@ export interface CallState {
 /** The leave job, step by step (core/machine/leave.ts). */
 export interface LeaveJob {
   step:
-    "settle" | "late-cancels" | "heartbeat" | "sweep" | "cancel" | "send" | "empty" | "cancel-after-empty";
+    | "settle"
+    | "late-cancels"
+    | "heartbeat"
+    | "sweep"
+    | "cancel"
+    | "send"
+    | "empty"
+    | "cancel-after-empty"
+    | "guard";
   /** Give up waiting for late cancels at this time. */
   wakeAt?: number;
   delayId?: string;
@@ -277,6 +287,13 @@ export interface MachineState {
   leaveReason: LeftReason;
   /** The delayed leave of a leave that failed (refused {}): cancelled before the next join. */
   staleDelayId?: string;
+  /**
+   * Send times of membership writes whose outcome we never learned (our local timeout, no answer): each
+   * may still be processed later, until LATE_WRITE_HORIZON_MS after it was sent.
+   */
+  lateWrites?: number[];
+  /** A leave's guard against those (a delayed `{}`): cancelled before the next join. */
+  guardDelayId?: string;
   knownMaxDelayMs?: number;
   orphanWindowUntil: number;
   sweep?: Sweep;
