@@ -116,6 +116,8 @@ const FORBIDDEN = 4;
 const SERVER_CLOCK_MS = 1_800_000_000_000;
 const WALL_START_OFFSET = SERVER_CLOCK_MS - 5 * 3600_000;
 const WALL_STEP_AT = 3;
+/** A held request reaches the server this long after our local timeout (the review saw 1.5 s after left). */
+const HELD_MS = 1500;
 
 // ---------------------------------------------------------------------------------------------------
 // The homeserver's records
@@ -260,6 +262,10 @@ interface World {
   foreignChosen: boolean;
   /** A moderator kicked us from the room. */
   kicked: boolean;
+  /** Requests held in the network: the server processes them at `at`, their answers never come. */
+  held: { request: Request; at: number }[];
+  /** The leave's guards (delayed {} against a held write). */
+  guards: string[];
   /** A room view watches our key (a synced client): it reports our membership missing at once. */
   view: boolean;
   /** The device's wall clock minus the world's time (the machine's elapsed time). */
@@ -312,6 +318,8 @@ function newWorld(env: MachineEnv, rotation = ROTATION, view = false): World {
     updateChosen: false,
     foreignChosen: false,
     kicked: false,
+    held: [],
+    guards: [],
     view,
     viewReported: false,
     wallOffset: WALL_START_OFFSET,
@@ -427,7 +435,7 @@ function run(w: World, command: Command, queue: MachineEvent[]): void {
           holds: holdsMembership(w.model),
           knownPending: w.model.pending
             .map((p) => p.id)
-            .filter((id) => w.known.includes(id) && !w.toldGone.includes(id)),
+            .filter((id) => w.known.includes(id) && !w.toldGone.includes(id) && !w.guards.includes(id)),
         };
       return;
     }
@@ -440,6 +448,9 @@ function run(w: World, command: Command, queue: MachineEvent[]): void {
 function deliver(w: World, f: Flight, answer: ServerAnswer): void {
   w.flights.splice(w.flights.indexOf(f), 1);
   if (answer.ok && f.request.kind === "schedule") w.known.push(answer.value as string);
+  // A schedule after leave() is the leave's guard against a held write (lateWrites.ts): a delayed {}
+  // meant to stay pending until such a write can no longer land.
+  if (answer.ok && f.request.kind === "schedule" && w.leaveChosen) w.guards.push(answer.value as string);
   if (answer.ok && f.request.kind === "list")
     w.known.push(...(answer.value as { delayId: string }[]).map((e) => e.delayId));
   const type = f.timedOut ? "late-answer" : "answer";
@@ -452,12 +463,15 @@ function deliver(w: World, f: Flight, answer: ServerAnswer): void {
 }
 
 /** The next thing that happens when time runs: a delayed leave fires, a local timeout, a tick. */
-function nextEvent(w: World): { at: number; kind: "fire" | "timeout" | "tick"; flight?: Flight } | undefined {
-  let best: { at: number; kind: "fire" | "timeout" | "tick"; flight?: Flight } | undefined;
-  const consider = (at: number, kind: "fire" | "timeout" | "tick", flight?: Flight) => {
+type WorldEvent = { at: number; kind: "fire" | "timeout" | "tick" | "process"; flight?: Flight };
+
+function nextEvent(w: World): WorldEvent | undefined {
+  let best: WorldEvent | undefined;
+  const consider = (at: number, kind: WorldEvent["kind"], flight?: Flight) => {
     if (!best || at < best.at) best = { at, kind, flight };
   };
-  // At equal times: the server's fire first, then our timeouts, then the tick.
+  // At equal times: held requests processed, the server's fire, then our timeouts, then the tick.
+  for (const l of w.held) consider(l.at, "process");
   for (const p of w.model.pending) consider(p.firesAt, "fire");
   for (const f of w.flights) if (!f.timedOut) consider(f.sentAt + f.timeoutMs, "timeout", f);
   const wake = nextWakeAt(w.s);
@@ -467,6 +481,12 @@ function nextEvent(w: World): { at: number; kind: "fire" | "timeout" | "tick"; f
 
 function processEvent(w: World, e: NonNullable<ReturnType<typeof nextEvent>>): void {
   w.now = Math.max(w.now, e.at);
+  if (e.kind === "process") {
+    // A request held in the network reaches the server now, long after our local timeout.
+    for (const l of w.held.filter((x) => x.at <= w.now)) serve(w.model, l.request, l.at);
+    w.held = w.held.filter((x) => x.at > w.now);
+    return viewTick(w);
+  }
   if (e.kind === "fire") {
     fireDue(w.model, w.now);
     return viewTick(w);
@@ -502,7 +522,7 @@ function passTime(w: World): void {
 // ---------------------------------------------------------------------------------------------------
 
 type Choice =
-  | { k: "ok" | "lose" | "fault"; reqId: number; error: number }
+  | { k: "ok" | "lose" | "fault" | "hold"; reqId: number; error: number }
   | { k: "time" }
   | { k: "leave" }
   | { k: "update" }
@@ -512,9 +532,12 @@ type Choice =
 function choices(w: World): Choice[] {
   const out: Choice[] = [];
   const answerable = w.flights.filter((f) => !f.mute).slice(0, 2);
-  for (const f of answerable)
+  for (const f of answerable) {
     for (const k of ["ok", "lose", "fault"] as const)
       out.push({ k, reqId: f.reqId, error: (w.rotation + w.depth + f.reqId) % ERRORS.length });
+    // A membership write held in the network: processed after our local timeout (issue 20).
+    if (f.request.kind === "write" && !f.timedOut) out.push({ k: "hold", reqId: f.reqId, error: 0 });
+  }
   if (w.flights.some((f) => !f.timedOut) || nextWakeAt(w.s) !== undefined) out.push({ k: "time" });
   if (!w.leaveChosen) out.push({ k: "leave" });
   if (!w.updateChosen) out.push({ k: "update" });
@@ -548,6 +571,13 @@ function applyChoice(w: World, c: Choice): void {
       const f = w.flights.find((x) => x.reqId === c.reqId)!;
       f.served ??= serve(w.model, f.request, w.now);
       return deliver(w, f, f.served);
+    }
+    case "hold": {
+      // Held in the network: the server processes it HELD_MS after our local timeout; no answer comes.
+      const f = w.flights.find((x) => x.reqId === c.reqId)!;
+      f.mute = true;
+      w.held.push({ request: f.request, at: f.sentAt + f.timeoutMs + HELD_MS });
+      return;
     }
     case "lose": {
       // Processed; its answer is lost. Its local timeout comes when time reaches it (then a
@@ -592,7 +622,8 @@ function applyChoice(w: World, c: Choice): void {
  */
 function quiet(w: World): boolean {
   const s = w.s;
-  if (w.flights.length > 0 || s.tasks.length > 0 || s.open.length > 0 || s.leave || s.sweep) return false;
+  if (w.flights.length > 0 || w.held.length > 0) return false;
+  if (s.tasks.length > 0 || s.open.length > 0 || s.leave || s.sweep) return false;
   if (s.orphanDeadlines || s.reassertAt) return false;
   const call = s.call;
   if (!call || call.ended) return nextWakeAt(s) === undefined;
@@ -845,6 +876,12 @@ const FOUND: { why: string; canList: boolean; rotation: number; labels: string[]
       "schedule#9 ok",
       "cancel#10 bare 429",
     ],
+  },
+  {
+    why: "a held membership write landing after a newer one (issue 20: lateWrites.ts re-asserts once it can no longer land)",
+    canList: true,
+    rotation: 0,
+    labels: [" foreign", " update", "schedule#2 ok", " time", "restart#6 bare 429", "write#4 hold"],
   },
   {
     why: "a late id's cancel bounded by a lowered delay, not its own (orphans.ts cancelOrphan)",

@@ -4,7 +4,8 @@
 import { MembershipError } from "../../errors.js";
 import type { SupportHint } from "../../backends/types.js";
 import type { StateEventSnapshot } from "../../backends/types.js";
-import { isLeftContent } from "../../membership/content.js";
+import { isLeftContent, sameContent } from "../../membership/content.js";
+import { isLateWriteOf } from "./lateWrites.js";
 import { changedKeys } from "../decisions.js";
 import {
   emitError,
@@ -154,6 +155,12 @@ export function onReadHoldsDone(c: Ctx, call: CallState | undefined, task: Task,
     return scheduleCheck(c, call);
   }
   const read = outcome.value as StateEventSnapshot | undefined;
+  // An older membership of ours that landed late (after a newer write): put ours back at once.
+  if (read && !sameContent(read.content, sent) && isLateWriteOf(c, read.content)) {
+    log(c, "debug", "an older write of ours landed late; writing our membership again");
+    writeMembership(c, call, "reassert");
+    return scheduleCheck(c, call);
+  }
   if (read && !isLeftContent(read.content)) {
     if (why === "view")
       log(c, "debug", "the room view lags behind our write; the server holds our membership");

@@ -8,21 +8,27 @@
  */
 import { LATE_WRITE_HORIZON_MS } from "../limits.js";
 import type { LeaveResult } from "../../manager/state.js";
+import { sameContent } from "../../membership/content.js";
 import { log, type Ctx } from "./context.js";
 import { startTask } from "./tasks.js";
 import type { Outcome, Task } from "./types.js";
 
-/** A membership write's attempt ended without an answer: it may land later. */
-export function noteUnansweredWrite(c: Ctx, sentAt: number): void {
+/**
+ * A membership write's attempt ended without an answer: it may land later, also after a newer write of
+ * ours (out of order). Once it can no longer land, our current membership is written again (the server
+ * drops it as a duplicate if nothing changed); a read that shows it landed re-asserts at once.
+ */
+export function noteUnansweredWrite(c: Ctx, sentAt: number, content: Record<string, unknown>): void {
   const list = (c.s.lateWrites ??= []);
-  list.push(sentAt);
+  list.push({ sentAt, content });
   prune(c);
+  if (c.s.call && !c.s.call.ended) (c.s.reassertAt ??= []).push(sentAt + LATE_WRITE_HORIZON_MS);
 }
 
 function prune(c: Ctx): void {
   const list = c.s.lateWrites;
   if (!list) return;
-  const alive = list.filter((at) => at + LATE_WRITE_HORIZON_MS > c.now).slice(-16);
+  const alive = list.filter((w) => w.sentAt + LATE_WRITE_HORIZON_MS > c.now).slice(-16);
   c.s.lateWrites = alive.length > 0 ? alive : undefined;
 }
 
@@ -30,7 +36,13 @@ function prune(c: Ctx): void {
 export function lateWritesUntil(c: Ctx): number | undefined {
   prune(c);
   const list = c.s.lateWrites;
-  return list ? Math.max(...list) + LATE_WRITE_HORIZON_MS : undefined;
+  return list ? Math.max(...list.map((w) => w.sentAt)) + LATE_WRITE_HORIZON_MS : undefined;
+}
+
+/** Is `content` what one of our writes in doubt carried (an older membership of ours, landed late)? */
+export function isLateWriteOf(c: Ctx, content: Record<string, unknown>): boolean {
+  prune(c);
+  return !!c.s.lateWrites?.some((w) => sameContent(w.content, content));
 }
 
 /** Schedule the guard; the leave resolves with `result` once it is in place (or could not be). */

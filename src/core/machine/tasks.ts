@@ -198,7 +198,8 @@ export function answerTask(
   }
   const cls = classifyError(error, task.op, c.now);
   // A membership write that got no answer may still be processed later (lateWrites.ts).
-  if (task.purpose.kind === "write" && (timedOut || cls.kind === "network")) noteUnansweredWrite(c, sentAt);
+  if (task.purpose.kind === "write" && (timedOut || cls.kind === "network"))
+    noteUnansweredWrite(c, sentAt, task.purpose.content);
   // Only our own timeouts and real answers (an HTTP status) measure the link: a connection reset after
   // a long cut is not a round trip.
   if (task.measures && (timedOut || (cls.kind !== "network" && cls.kind !== "unknown")))

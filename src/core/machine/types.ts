@@ -291,7 +291,7 @@ export interface MachineState {
    * Send times of membership writes whose outcome we never learned (our local timeout, no answer): each
    * may still be processed later, until LATE_WRITE_HORIZON_MS after it was sent.
    */
-  lateWrites?: number[];
+  lateWrites?: { sentAt: number; content: Record<string, unknown> }[];
   /** A leave's guard against those (a delayed `{}`): cancelled before the next join. */
   guardDelayId?: string;
   knownMaxDelayMs?: number;
