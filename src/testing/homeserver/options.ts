@@ -54,6 +54,15 @@ export type ManagementAuth = "optional" | "none" | "required";
 export type DelayedEventsShape = "unstable" | "merged" | "both";
 
 /**
+ * Which names MSC4354 sticky events use (docs/compatibility.md, "Sticky events"): `unstable` Synapse
+ * 1.163's (`org.matrix.msc4354.sticky_duration_ms` on `/send` only, `msc4354_sticky`,
+ * `unsigned.msc4354_sticky_duration_ttl_ms`, sync `msc4354_sticky`); `merged` the merged MSC text's
+ * (`sticky_duration_ms` on `/send` and `/state`, `sticky`, `unsigned.sticky_duration_ttl_ms`, sync
+ * `sticky`; the unstable parameter is then ignored). No server speaks `merged` yet.
+ */
+export type StickyEventsShape = "unstable" | "merged";
+
+/**
  * Options of `startTestHomeserver`; every one left out takes its `DEFAULT_OPTIONS` value. Spread a
  * `SYNAPSE_PRESETS` entry in to behave like a given Synapse release.
  */
@@ -125,6 +134,14 @@ export interface TestHomeserverOptions {
    * (`delayed_since_ts` and a `finalised` object), as Synapse 1.163's pending lookup names its fields.
    */
   mergedLookupShape?: "msc" | "nested";
+  /**
+   * MSC4354 sticky events, Synapse's `experimental_features.msc4354_enabled` (default false, as in
+   * Synapse; `startSynapse()` turns it on by default). Off: the sticky parameter is ignored and a plain
+   * event is sent, `/versions` says `org.matrix.msc4354: false`, /sync has no sticky section.
+   */
+  stickyEvents?: boolean;
+  /** Names of the sticky-event fields (default `unstable`, Synapse 1.163's); see `StickyEventsShape`. */
+  stickyEventsShape?: StickyEventsShape;
 }
 
 /** Every option with the value in force (what `TestHomeserver.options` shows). */
@@ -179,6 +196,8 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   finalisedRetentionMs: 7 * 24 * 60 * 60 * 1000,
   finalisedPerUser: 1000,
   mergedLookupShape: "msc",
+  stickyEvents: false,
+  stickyEventsShape: "unstable",
 };
 
 /**
@@ -256,6 +275,7 @@ export const SYNAPSE_PRESETS: Readonly<Record<SynapsePreset, Readonly<TestHomese
   disabled: { errorDialect: "1.157", delayedEvents: false, advertiseCapability: true },
   // Not a Synapse release: MSC4140 as merged (2026-09-08), only that shape. `{ ...merged,
   // delayedEventsShape: "both" }` is a server in transition that still honours the unstable shape.
+  // Sticky events (MSC4354, merged 2026-10-20) on, with the merged text's stable names.
   merged: {
     errorDialect: "1.157",
     delayedEvents: true,
@@ -266,6 +286,8 @@ export const SYNAPSE_PRESETS: Readonly<Record<SynapsePreset, Readonly<TestHomese
     managementBucket: "delayedEventMgmt",
     delayIdInUnsigned: true,
     delayedEventsShape: "merged",
+    stickyEvents: true,
+    stickyEventsShape: "merged",
   },
 };
 
