@@ -140,7 +140,8 @@ export function buildSync(
 /**
  * Synapse's rule (handlers/sync.py): the unexpired sticky events of the joined rooms that arrived since
  * the token's sticky position, in stream order, at most 100 (the token then remembers where it stopped);
- * for a room joined since the token, every unexpired one, with no limit. Initial syncs read from the start.
+ * for a room joined since the token, every unexpired one up to that position, with no limit. Initial
+ * syncs read from the start.
  */
 function selectSticky(
   rooms: RoomStore,
@@ -159,8 +160,15 @@ function selectSticky(
     MAX_STICKY_EVENTS_IN_SYNC,
   );
   if (since !== undefined) {
+    // Up to where the limited read stopped, as Synapse reads them (its token is advanced first): sticky
+    // events sent after the token and beyond the first 100 come in the next sync, not in this one.
     const newlyJoined = joined.filter((room) => rooms.membershipAt(room, userId, since.pos) !== "join");
-    const all = sticky.table.select(new Set(newlyJoined.map((room) => room.roomId)), 0, now, sticky.now);
+    const all = sticky.table.select(
+      new Set(newlyJoined.map((room) => room.roomId)),
+      0,
+      selection.readUpTo,
+      sticky.now,
+    );
     for (const [roomId, events] of all.byRoom) selection.byRoom.set(roomId, events);
   }
   return selection;

@@ -297,6 +297,9 @@ describe("the /sync section (rooms.join.{room}.msc4354_sticky)", () => {
 
   it("gives a newly joined user every unexpired sticky event, beyond the 100 an initial sync gets", async () => {
     const w = await world({ stickyEvents: true });
+    // Carol's token is from before the sticky events, Dave's from after them.
+    const carol = await w.hs.createUser("carol");
+    const carolBefore = await sync(w, carol);
     for (let i = 0; i < 103; i++) await send(w, { [STICKY]: 600_000 }, { n: i });
     // Bob's initial sync: the first 100 in stream order (the last one also in the timeline), and a token
     // that remembers where they stopped: the next sync has the rest at once, even asked to wait.
@@ -312,11 +315,18 @@ describe("the /sync section (rooms.join.{room}.msc4354_sticky)", () => {
     expect(contentsOf(rest.room.msc4354_sticky.events)).toEqual([100, 101, 102]);
     expect(rest.next).toMatch(/^s\d+$/);
 
-    const carol = await w.hs.createUser("carol");
-    const before = await sync(w, carol);
-    await w.hs.joinRoom(carol.accessToken, w.roomId);
-    const joined = await sync(w, carol, { since: before.next, limit: 1 });
+    const dave = await w.hs.createUser("dave");
+    const daveBefore = await sync(w, dave);
+    await w.hs.joinRoom(dave.accessToken, w.roomId);
+    const joined = await sync(w, dave, { since: daveBefore.next, limit: 1 });
     expect(contentsOf(joined.room.msc4354_sticky.events)).toEqual([...Array(103).keys()]);
+
+    // Synapse reads a newly joined room only up to where the limited read of new sticky events stopped.
+    await w.hs.joinRoom(carol.accessToken, w.roomId);
+    const carolJoined = await sync(w, carol, { since: carolBefore.next, limit: 1 });
+    expect(contentsOf(carolJoined.room.msc4354_sticky.events)).toEqual([...Array(100).keys()]);
+    const carolRest = await sync(w, carol, { since: carolJoined.next, limit: 1 });
+    expect(contentsOf(carolRest.room.msc4354_sticky.events)).toEqual([100, 101, 102]);
   });
 
   it("has no section for a room the user left", async () => {
