@@ -1,6 +1,7 @@
 /**
- * The differential conformance suite: every MSC4140 scenario on real Synapse version V and on the test
- * homeserver with the preset that claims V's behaviour; the normalised records must be identical.
+ * The differential conformance suite: every MSC4140 scenario (and, for 1.163, the MSC4354 sticky-event
+ * ones) on real Synapse version V and on the test homeserver with the preset that claims V's behaviour;
+ * the normalised records must be identical.
  * With MATRIXRTC_RECORD_SYNAPSE=1 the Synapse records are written to test/conformance/recorded/, which
  * `npm test` replays against the emulator without Python.
  */
