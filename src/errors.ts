@@ -342,7 +342,9 @@ export function scrubError(error: unknown): void {
  * disposed before the operation completed; `membership-removed` means someone else removed or
  * replaced our membership; `membership-expired` means no membership write got through before its
  * `expires`, so others no longer list us; `link-too-slow` means the measured round trip does not fit the
- * delay (requests time out although the server answers).
+ * delay (requests time out although the server answers); `clock-skew` means this device's clock
+ * disagrees with the server's by more than 30 s (a warning: the manager's own writes rest on the
+ * server's clock).
  */
 export type MembershipErrorCode =
   | "rate-limited"
@@ -357,7 +359,8 @@ export type MembershipErrorCode =
   | "gave-up"
   | "membership-removed"
   | "membership-expired"
-  | "link-too-slow";
+  | "link-too-slow"
+  | "clock-skew";
 
 /** Our own local timeout for one request (the request itself may still reach the server). */
 export class LocalTimeoutError extends Error {

@@ -1,9 +1,16 @@
-import { readDelayedEventList, readDelayId, readMaxDelayMs, readStateContent } from "../core/validate.js";
+import {
+  readDelayedEventList,
+  readDelayId,
+  readMaxDelayMs,
+  readStateContent,
+  readStateSnapshot,
+} from "../core/validate.js";
 import {
   DelayedEventsHttp,
   type DelayedEventsApiChoice,
   type MergedClientLike,
 } from "./mergedDelayedEvents.js";
+import { roomStateSource, type RoomStateClient, type SourceLike } from "../membership/observer.js";
 import type {
   DelayedEventAction,
   DelayedEventStatus,
@@ -11,6 +18,7 @@ import type {
   PendingDelayedEvent,
   RequestOptions,
   StateEventRequest,
+  StateEventSnapshot,
   SupportHint,
 } from "./types.js";
 
@@ -144,6 +152,51 @@ export class ClientBackend implements MembershipBackend {
       if ((e as { errcode?: string }).errcode === "M_NOT_FOUND") return undefined;
       throw e;
     }
+  }
+
+  /**
+   * One state event with its server timestamp: `GET …/state/{type}/{key}?format=event` through js-sdk's
+   * HTTP API (every Synapse answers it); a client without that API reads the content alone.
+   */
+  async readState(
+    req: Omit<StateEventRequest, "content">,
+    opts?: RequestOptions,
+  ): Promise<StateEventSnapshot | undefined> {
+    const http = (this.client as Partial<MergedClientLike>).http;
+    if (typeof http?.authedRequest !== "function") {
+      const content = await this.readStateEvent(req, opts);
+      return content === undefined ? undefined : { content };
+    }
+    const enc = encodeURIComponent;
+    let body: unknown;
+    try {
+      body = await http.authedRequest(
+        "GET",
+        `/rooms/${enc(req.roomId)}/state/${enc(req.eventType)}/${enc(req.stateKey)}`,
+        { format: "event" },
+        undefined,
+        { prefix: "/_matrix/client/v3", abortSignal: opts?.signal },
+      );
+    } catch (e) {
+      if ((e as { errcode?: string }).errcode === "M_NOT_FOUND") return undefined;
+      throw e;
+    }
+    return readStateSnapshot(body);
+  }
+
+  /**
+   * The client's room as the manager's view of its own membership: live once the client syncs (a bare
+   * client never shows the manager's writes, and the manager then reads its key instead).
+   */
+  watchRoom(roomId: string): { source: SourceLike } | undefined {
+    const client = this.client as Partial<RoomStateClient>;
+    if (
+      typeof client.getRoom !== "function" ||
+      typeof client.on !== "function" ||
+      typeof client.off !== "function"
+    )
+      return undefined;
+    return { source: roomStateSource(client as RoomStateClient, roomId) };
   }
 
   async listDelayedEvents(opts?: RequestOptions): Promise<PendingDelayedEvent[]> {

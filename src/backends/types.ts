@@ -1,3 +1,5 @@
+import type { SourceLike } from "../membership/observer.js";
+
 /**
  * The one interface both transports implement. Each method is one request to the homeserver (directly,
  * or through the widget host); the manager owns retries, timeouts and ordering.
@@ -34,6 +36,23 @@ export interface SupportHint {
   reason?: string;
   /** false when the widget host refused the state capability for our key. */
   canSendState?: boolean;
+  /**
+   * false when the backend cannot read our membership back (a widget host that refused every read
+   * capability): the manager then cannot see another writer remove it, and its state says so.
+   */
+  canReadState?: boolean;
+}
+
+/** One state event as the server holds it (`readState`): its content and what the server vouches for. */
+export interface StateEventSnapshot {
+  /** The event's content (`{}` for a left membership). */
+  content: Record<string, unknown>;
+  /** The server's `origin_server_ts` of the event, when the answer carried it. */
+  originServerTs?: number;
+  /** Who sent it, when the answer said. */
+  sender?: string;
+  /** The event's id, when the answer said. */
+  eventId?: string;
 }
 
 /** A delayed event the server holds for us (from `listDelayedEvents`). */
@@ -128,6 +147,15 @@ export interface MembershipBackend {
     opts?: RequestOptions,
   ): Promise<Record<string, unknown> | undefined>;
   /**
+   * Optional, preferred over `readStateEvent` when present: one state event with the server's timestamp
+   * (undefined when there is none). The manager learns the server's clock from it, so what others judge
+   * (`created_ts`, `expires`) never rests on a device clock that may be wrong.
+   */
+  readState?(
+    req: Omit<StateEventRequest, "content">,
+    opts?: RequestOptions,
+  ): Promise<StateEventSnapshot | undefined>;
+  /**
    * Optional: our pending delayed events (all rooms). Lets the manager find and cancel a delayed leave
    * whose schedule request reached the server but whose answer never reached us.
    */
@@ -142,6 +170,12 @@ export interface MembershipBackend {
    * refuses a `userId` that differs (MembershipConfigError). Widget mode cannot know it.
    */
   ownUserId?(): string | undefined;
+  /**
+   * Optional: a live view of the room (a synced client's room, the widget host's state pushes) for the
+   * manager to watch its own membership in, and how to stop it. The manager trusts it only once it
+   * shows the manager's own writes; until then (a client that does not sync) it reads its key instead.
+   */
+  watchRoom?(roomId: string): { source: SourceLike; close?: () => void } | undefined;
   /** Optional probe of server support; called once per join, failures are ignored. */
   probeSupport?(opts?: RequestOptions): Promise<SupportHint>;
 }

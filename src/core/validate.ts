@@ -5,7 +5,7 @@
  * rule, instead of producing requests the server refuses or, worse, accepts for someone else's key).
  * Timing options are checked by `resolveTiming` (core/config.ts); the leave timeout by `leaveTimeoutMs`.
  */
-import type { PendingDelayedEvent } from "../backends/types.js";
+import type { PendingDelayedEvent, StateEventSnapshot } from "../backends/types.js";
 import { MalformedResponseError, MembershipConfigError } from "../errors.js";
 import { DEFAULT_SLOT, membershipStateKey, type Slot } from "../membership/content.js";
 import { MAX_ID_BYTES, MAX_TIMER_MS } from "./limits.js";
@@ -98,6 +98,21 @@ export function readStateContent(answer: unknown): Record<string, unknown> {
   if (!isRecord(answer))
     throw new MalformedResponseError("read-state", `the content is ${describe(answer)}, not an object`);
   return answer;
+}
+
+/**
+ * A whole state event (`?format=event`, or the widget API's `read_events`) as a snapshot: its content
+ * (required, an object) and the server's timestamp, sender and event id where they are well-formed.
+ */
+export function readStateSnapshot(answer: unknown): StateEventSnapshot {
+  if (!isRecord(answer))
+    throw new MalformedResponseError("read-state", `the event is ${describe(answer)}, not an object`);
+  const snapshot: StateEventSnapshot = { content: readStateContent(answer.content) };
+  const ts = answer.origin_server_ts;
+  if (typeof ts === "number" && Number.isFinite(ts) && ts >= 0) snapshot.originServerTs = ts;
+  if (typeof answer.sender === "string") snapshot.sender = answer.sender;
+  if (typeof answer.event_id === "string") snapshot.eventId = answer.event_id;
+  return snapshot;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,11 +7,10 @@ import {
   Subject,
   type Observable,
   type SchedulerLike,
-  type Subscription,
 } from "rxjs";
 import type { MembershipBackend } from "../backends/types.js";
 import { resolveTiming, type Timing, type TimingOptions } from "../core/config.js";
-import { heldSince, initialState, nextWakeAt, predictedLeaveAt, step } from "../core/machine/step.js";
+import { heldMembership, initialState, nextWakeAt, predictedLeaveAt, step } from "../core/machine/step.js";
 import type { Command, MachineEnv, MachineEvent, MachineState, Request } from "../core/machine/types.js";
 import { leaveTimeoutMs, validateManagerOptions } from "../core/validate.js";
 import { LocalTimeoutError, MembershipConfigError, MembershipError } from "../errors.js";
@@ -27,8 +26,8 @@ import {
   type Transport,
 } from "../membership/content.js";
 import type { SourceLike } from "../membership/observer.js";
-import { Clock } from "./clock.js";
-import { watchRoomState } from "./roomStateWatch.js";
+import { Clock, readsWallClock } from "./clock.js";
+import { watchRoomState, type RoomStateWatch } from "./roomStateWatch.js";
 import { statusOf, type LeaveResult, type MembershipState, type Status, type Support } from "./state.js";
 
 export interface MembershipManagerOptions extends TimingOptions {
@@ -55,15 +54,23 @@ export interface MembershipManagerOptions extends TimingOptions {
   /** Join again by itself after the server fired our leave or removed our membership. Default true. */
   autoRejoin?: boolean;
   /**
-   * The room's state as a synced view shows it: a started `MatrixClient`, or
-   * `widgetStateSource(widgetApi, roomId)` in widget mode. With it the manager notices when the room no
-   * longer holds our membership although our own delayed leave is alive (another tab of this device
-   * left, or a client wrote `{}` at our key) and puts it back (autoRejoin), instead of waiting for the
-   * next hourly refresh. Without it, only a 404 on `restart` tells us our membership is gone.
+   * Overrides the room view the manager watches its own membership in. By default it uses the backend's
+   * (`ClientBackend`: the client's synced room, once it syncs; `WidgetBackend`: the host's state pushes),
+   * and where no view shows our own writes it reads our key from the server every
+   * `membershipCheckIntervalMs`. Either way it notices when the room no longer holds our membership
+   * although our delayed leave is alive (another tab of this device left, someone wrote `{}` at our
+   * key) and puts it back (autoRejoin). Give a started `MatrixClient`, or `widgetStateSource(widgetApi,
+   * roomId)`, or any `RoomStateSource`.
    */
   roomState?: SourceLike;
-  /** How long our membership may be missing from `roomState` before we act (sync lag). Default 1000. */
+  /** How long the room view may take to show our own write before we stop trusting it. Default 1000. */
   membershipGraceMs?: number;
+  /**
+   * The device's wall clock, only compared with the server's (a `clock-skew` warning); never written
+   * into an event or used for a deadline. Default `Date.now`, or the scheduler's clock when it is
+   * virtual.
+   */
+  wallClock?: () => number;
   /** All timers run on this scheduler (tests pass a VirtualTimeScheduler). Default asyncScheduler. */
   scheduler?: SchedulerLike;
   /**
@@ -163,7 +170,9 @@ export class MembershipManager {
     return (this.lazyErrors$ ??= this.errorSubject.asObservable());
   }
 
-  private roomStateWatch?: Subscription;
+  private roomStateWatch?: RoomStateWatch;
+  private closeRoomView?: () => void;
+  private readonly wallClock: () => number;
   private isDisposed = false;
   /** Requests in flight, by the machine's request id. */
   private requests?: Map<number, InFlight>;
@@ -190,7 +199,9 @@ export class MembershipManager {
     this.deviceId = options.deviceId;
     const slot = options.slot ?? DEFAULT_SLOT;
     this.stateKey = membershipStateKey(options.userId, options.deviceId, slot, options.roomVersion);
-    this.clock = new Clock(options.scheduler ?? asyncScheduler);
+    const scheduler = options.scheduler ?? asyncScheduler;
+    this.clock = new Clock(scheduler);
+    this.wallClock = options.wallClock ?? (readsWallClock(scheduler) ? Date.now : () => scheduler.now());
     this.log = redactingLogger(options.logger ?? log.getLogger("matrixrtc-membership"));
     this.random = options.random ?? Math.random;
     const support: Support = { delayedEvents: undefined, delayMs: timing.delayMs };
@@ -202,7 +213,7 @@ export class MembershipManager {
       timingOptions: options,
       canList: !!this.backend.listDelayedEvents,
       canLookUp: !!this.backend.getDelayedEvent,
-      canRead: !!this.backend.readStateEvent,
+      canRead: !!(this.backend.readState ?? this.backend.readStateEvent),
       canProbe: !!this.backend.probeSupport,
     };
     this.machine = initialState(
@@ -218,26 +229,35 @@ export class MembershipManager {
       },
       support,
     );
-    if (options.roomState)
+    const view = options.roomState
+      ? { source: options.roomState, close: undefined }
+      : this.backend.watchRoom?.(this.roomId);
+    if (view) {
+      this.closeRoomView = view.close;
       this.roomStateWatch = watchRoomState(
-        options.roomState,
+        view.source,
         {
           roomId: this.roomId,
-          slot,
           userId: this.userId,
-          deviceId: this.deviceId,
+          stateKey: this.stateKey,
           graceMs: options.membershipGraceMs ?? 1000,
-          heldSince: () => heldSince(this.machine),
+          held: () => heldMembership(this.machine),
           onMissing: () => this.feed({ type: "membership-missing" }),
+          onLive: (live) => this.feed({ type: "view", live }),
         },
         this.clock,
         this.log,
       );
+    }
   }
 
   /** Current values, for apps that do not want to subscribe. */
   get state(): MembershipState {
     return this.stateSubject.value;
+  }
+  /** True while the app wants to be in the call: `join()` was called, and no `leave()` since. */
+  get joinRequested(): boolean {
+    return this.machine.wantJoined;
   }
   /** The current Status (see `status$`). */
   get status(): Status {
@@ -307,6 +327,8 @@ export class MembershipManager {
     this.feed({ type: "dispose" });
     this.isDisposed = true;
     this.roomStateWatch?.unsubscribe();
+    this.roomStateWatch = undefined;
+    this.closeRoomView?.();
     // Every timer goes; what the machine still waits for after dispose (a schedule still open may yet
     // answer with an id, which is cancelled; it is aborted one request timeout later) comes back below.
     this.clock.dispose();
@@ -331,7 +353,7 @@ export class MembershipManager {
     this.stepping = true;
     try {
       for (let next = this.queue.shift(); next; next = this.queue.shift()) {
-        const commands = step(this.machine, this.env, next, this.clock.now(), this.random);
+        const commands = step(this.machine, this.env, next, this.clock.now(), this.random, this.wallClock());
         for (const command of commands) this.run(command);
       }
     } finally {
@@ -377,7 +399,10 @@ export class MembershipManager {
       case "delay-id":
         return this.delayIdSubject.next(command.value);
       case "own-membership":
-        return this.ownMembershipSubject.next(command.value);
+        this.ownMembershipSubject.next(command.value);
+        // The view judges what it shows against our latest write (after this step's commands ran).
+        this.roomStateWatch?.recheck();
+        return;
       case "support":
         return this.supportSubject.next(command.value);
       case "error":
@@ -475,7 +500,10 @@ export class MembershipManager {
       case "lookup":
         return b.getDelayedEvent!(request.delayId, { signal });
       case "read":
-        return b.readStateEvent!(key, { signal });
+        if (b.readState) return b.readState(key, { signal });
+        return b.readStateEvent!(key, { signal }).then((content) =>
+          content === undefined ? undefined : { content },
+        );
       case "probe":
         return b.probeSupport!({ signal });
     }

@@ -41,6 +41,13 @@ export type MembershipState =
       kind: "joined";
       /** false in degraded mode (no delayed events): only `expires` protects against a crash. */
       delayedLeave: boolean;
+      /**
+       * Present (false) only when nothing watches our membership: no room view shows our key and the
+       * backend cannot read it back (a widget host that refused every read capability). Then another
+       * writer (another tab of this device, a moderator) could remove it unseen: the manager vouches
+       * for its delayed leave and its own writes, not for what others list.
+       */
+      membershipWatched?: false;
     }
   | {
       /** Still trying to be in the call, but something went wrong; retries go on. */

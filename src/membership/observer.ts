@@ -429,6 +429,11 @@ export interface CallMembersSnapshot {
 /** Where call members are read from: a `RoomStateSource` observable, or a started js-sdk client. */
 export type SourceLike = RoomStateSource | RoomStateClient;
 
+/** A `RoomStateSource` for any `SourceLike` (a started client needs `roomId`). */
+export function toRoomStateSource(source: SourceLike, roomId: string | undefined): RoomStateSource {
+  return toSource(source, roomId);
+}
+
 function toSource(source: SourceLike, roomId: string | undefined): RoomStateSource {
   if (isObservable(source)) return source as RoomStateSource;
   if (roomId === undefined) throw new TypeError("callMembers$: roomId is required with a MatrixClient");

@@ -29,6 +29,7 @@ export type { DelayedEventRecord } from "./homeserver/delayed-events.js";
 export type { ServerFaults, FaultSpec, FaultResponse } from "./homeserver/faults.js";
 export type { RequestLogEntry } from "./homeserver/http-server.js";
 export type { RouteId } from "./homeserver/routes.js";
+export type { AppServiceRegistration, AppServiceNamespace } from "./homeserver/appservices.js";
 export type { Credentials } from "./homeserver/users.js";
 export {
   startSynapse,
@@ -75,3 +76,14 @@ export { connectWidget, installWindowShim, quietWidgetLogs } from "./widgetBus.j
 export type { ConnectOptions, WidgetPair } from "./widgetBus.js";
 export { startTestSfuAuth } from "./sfuAuth.js";
 export type { TestSfuAuth, TestSfuAuthOptions, SfuAuthRequest } from "./sfuAuth.js";
+export type {
+  DelegationOptions,
+  DelegationOutcome,
+  DelegationRecord,
+  DelegationState,
+  DelegationVia,
+  RefusalAnswer,
+  ServiceHomeserverRequest,
+  SfuAppServiceOptions,
+  SfuParticipant,
+} from "./sfu/types.js";

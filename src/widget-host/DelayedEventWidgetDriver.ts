@@ -266,6 +266,21 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
       .map((e) => ({ ...e, room_id: roomId }) as unknown as IRoomEvent);
   }
 
+  /**
+   * `read_events` from a widget when the host supports `update_state` (matrix-widget-api then asks the
+   * timeline, also for state): a state read (a state key given) is answered with the room's current
+   * state from the server, never with an empty timeline this client does not have.
+   */
+  override async readRoomTimeline(
+    roomId: string,
+    eventType: string,
+    _msgtype: string | undefined,
+    stateKey: string | undefined,
+  ): Promise<IRoomEvent[]> {
+    if (stateKey === undefined) return [];
+    return this.readRoomState(roomId, eventType, stateKey);
+  }
+
   /** MSC4515: the transports the host was given (a call widget picks its SFU from these). */
   override async getRtcTransports(): Promise<IRtcTransportsResult> {
     const option = this.rtcTransports;

@@ -35,6 +35,55 @@ export function acceptRefreshAction(api: ClientWidgetApi, driver: DelayedEventWi
   };
 }
 
+const READ_EVENTS_ACTION = "org.matrix.msc2876.read_events";
+
+/**
+ * A widget's read of room state (`read_events` with a `state_key`) answered from the driver's
+ * `readRoomState`, with the library's own checks. matrix-widget-api 1.19 neither catches a failing read
+ * (an unhandled rejection, and the widget's request hangs until its transport times out) nor, on hosts
+ * that push state, asks the driver for state at all (it reads the timeline, which a client that does
+ * not sync does not have: an "empty room"). Here a failed read is an error reply. Returns the unhook.
+ */
+export function answerStateReads(api: ClientWidgetApi, driver: DelayedEventWidgetDriver): () => void {
+  const onRead = (ev: CustomEvent<IWidgetApiRequest>): void => {
+    const request = ev.detail;
+    const data = request.data as {
+      type?: unknown;
+      state_key?: unknown;
+      room_ids?: unknown;
+      limit?: unknown;
+    };
+    if (data.state_key === undefined) return; // timeline reads: the library's
+    ev.preventDefault();
+    const fail = (message: string) => api.transport.reply(request, { error: { message } });
+    if (typeof data.type !== "string") return fail("Invalid request - missing event type");
+    const stateKey = data.state_key === true ? undefined : String(data.state_key);
+    if (!api.canReceiveStateEvent(data.type, stateKey ?? null))
+      return fail("Cannot read state events of this type");
+    let rooms: string[];
+    if (data.room_ids === undefined) rooms = [driver.roomId];
+    else if (data.room_ids === "*") rooms = driver.getKnownRooms().filter((r) => api.canUseRoomTimeline(r));
+    else if (Array.isArray(data.room_ids) && data.room_ids.every((r) => typeof r === "string")) {
+      rooms = data.room_ids as string[];
+      const denied = rooms.find((r) => !api.canUseRoomTimeline(r));
+      if (denied !== undefined) return fail(`Unable to access room timeline: ${denied}`);
+    } else return fail("Invalid request - room_ids");
+    const type = data.type;
+    Promise.all(rooms.map((room) => driver.readRoomState(room, type, stateKey))).then(
+      (events) => api.transport.reply(request, { events: events.flat() }),
+      (e: unknown) =>
+        api.transport.reply(request, {
+          error: { message: "Error reading room state", ...driver.processError(e) },
+        }),
+    );
+  };
+  const event = `action:${READ_EVENTS_ACTION}`;
+  api.on(event, onRead);
+  return () => {
+    api.off(event, onRead);
+  };
+}
+
 /**
  * A `ClientWidgetApi` for one widget iframe, driven by `driver`, that also accepts the `refresh`
  * spelling. Listen for its `"ready"` event; call `stop()` when the iframe goes away.
@@ -46,5 +95,9 @@ export function createClientWidgetApi(
 ): ClientWidgetApi {
   const api = new ClientWidgetApi(widget, iframe, driver);
   acceptRefreshAction(api, driver);
+  answerStateReads(api, driver);
+  // The widget's room is the one it is shown for: without this, matrix-widget-api answers a widget's
+  // state reads that name no room with nothing (an "empty room"), and pushes it no state.
+  api.setViewedRoomId(driver.roomId);
   return api;
 }

@@ -18,6 +18,9 @@
  *       and after leave() and the settling of in-flight requests, no delayed leave of ours is pending
  *   5   convergence: once the network heals and faults stop, we end where the app asked (joined and
  *       protected, or left)
+ *   E   eyes (issue 25): while "connected" (and not saying `membershipWatched: false`), the server holds
+ *       our membership, but for the time it takes to see another writer's `{}` and put it back (one check
+ *       interval, a read and a write; longer only while reads of our key fail or the network is down)
  *
  * (Unhandled rejections are failed by jest itself: jest-circus listens on the host process, which the
  * sandboxed `process` cannot reach. See invariants.test.ts.)
@@ -25,6 +28,7 @@
 import fc from "fast-check";
 import log from "loglevel";
 import { MembershipManager } from "../../src/manager/MembershipManager.js";
+import { eventsStateSource } from "../../src/membership/observer.js";
 import type { MembershipBackend } from "../../src/backends/types.js";
 import { HTTPError, MatrixError } from "matrix-js-sdk";
 import { FakeServer, matrixError, type Fault } from "./fakeServer.js";
@@ -82,9 +86,11 @@ export type Cmd =
   | { k: "up" }
   | { k: "fault"; op: FaultOp; fault: FaultSpec; times: number }
   | { k: "losePending" }
-  | { k: "foreignWrite" };
+  | { k: "foreignWrite" }
+  /** Another tab of this device writes `{}` at our key: nothing of ours is cancelled (Synapse >= 1.127). */
+  | { k: "sameDeviceWrite" };
 
-export type InvariantId = "1" | "1b" | "2" | "3" | "R" | "4" | "5" | "H" | "O";
+export type InvariantId = "1" | "1b" | "2" | "3" | "R" | "4" | "5" | "H" | "O" | "E";
 
 /**
  * The "no hot loop" bound: requests the server may see from one manager in any one second. A join is
@@ -194,6 +200,7 @@ export function cmdArb(opts: ScheduleOptions = {}): fc.Arbitrary<Cmd> {
     },
     { k: "losePending", arbitrary: fc.constant<Cmd>({ k: "losePending" }), weight: 1 },
     { k: "foreignWrite", arbitrary: fc.constant<Cmd>({ k: "foreignWrite" }), weight: 1 },
+    { k: "sameDeviceWrite", arbitrary: fc.constant<Cmd>({ k: "sameDeviceWrite" }), weight: 1 },
   ];
   return fc.oneof(...all.filter((a) => !ex.has(a.k)).map(({ arbitrary, weight }) => ({ arbitrary, weight })));
 }
@@ -209,7 +216,7 @@ export function scheduleArb(opts: ScheduleOptions = {}) {
   const fault = any.filter((c) => c.k === "fault");
   const near = cmdArb({
     ...opts,
-    exclude: [...(opts.exclude ?? []), "losePending", "foreignWrite", "join"],
+    exclude: [...(opts.exclude ?? []), "losePending", "foreignWrite", "sameDeviceWrite", "join"],
   }).map((c) => (c.k === "advance" ? { ...c, ms: c.ms % 700 } : c));
   const focused = fc
     .tuple(fc.array(fault, { minLength: 1, maxLength: 4 }), fc.array(near, { minLength: 1, maxLength: 14 }))
@@ -221,8 +228,14 @@ export function scheduleArb(opts: ScheduleOptions = {}) {
         ? free
         : fc.oneof({ arbitrary: free, weight: 2 }, { arbitrary: focused, weight: 1 }),
     jitterSeed: fc.integer({ min: 0, max: 0x7fffffff }),
+    // How the manager can see its own key (issue 25): reads of it (a bare client), a synced room view,
+    // or nothing at all (a widget host that refused reading).
+    eyes: fc.constantFrom<Eyes>("read", "read", "view", "blind"),
   });
 }
+
+/** How the manager sees its own key: reads, a synced room view (and reads), or nothing. */
+export type Eyes = "read" | "view" | "blind";
 
 export function describeCmd(c: Cmd): string {
   switch (c.k) {
@@ -342,8 +355,9 @@ function faultOf(spec: FaultSpec, server: FakeServer): Fault {
 export async function runSchedule(
   cmds: Cmd[],
   jitterSeed: number,
-  opts: { healMs?: number } = {},
+  opts: { healMs?: number; eyes?: Eyes } = {},
 ): Promise<RunResult> {
+  const eyes = opts.eyes ?? "read";
   const time = new VirtualTime();
   const server = new FakeServer(time.scheduler);
   server.latencyMs = LATENCY_MS;
@@ -400,7 +414,12 @@ export async function runSchedule(
             note(`   <- ${action} rejected: ${(e as { httpStatus?: number })?.httpStatus ?? String(e)}`);
             throw e;
           }),
-    readStateEvent: wrap("read", server.readStateEvent.bind(server)),
+    ...(eyes === "blind"
+      ? {}
+      : {
+          readStateEvent: wrap("read", server.readStateEvent.bind(server)),
+          readState: wrap("read", server.readState.bind(server)),
+        }),
     listDelayedEvents: wrap("list", server.listDelayedEvents.bind(server)),
     probeSupport: server.probeSupport.bind(server),
   };
@@ -415,6 +434,7 @@ export async function runSchedule(
     logger: quiet,
     random: mulberry32(jitterSeed),
     fociPreferred: [{ type: "livekit", livekit_service_url: "https://lk.example" }],
+    ...(eyes === "view" ? { roomState: eventsStateSource(server.roomStateView("@alice:localhost")) } : {}),
   });
   const key = manager.stateKey;
   const timing = manager.effectiveTiming;
@@ -563,6 +583,11 @@ export async function runSchedule(
 
   // Invariant 2 bookkeeping.
   let gap: { start: number; external: boolean } | undefined;
+  // Invariant E bookkeeping: since when "connected" while the server holds no membership of ours, and
+  // whether reads of our key could fail meanwhile (a fault on them, or the network down).
+  let eyesGap: { start: number; blinded: boolean } | undefined;
+  let sameDeviceWrote = false;
+  let lastBlindAt = -Infinity;
 
   const check = () => {
     if (disposed) return;
@@ -593,6 +618,18 @@ export async function runSchedule(
             `(${gap.external ? "after an external removal" : "no external cause"}), now ${now}`,
         );
     } else gap = undefined;
+    // E
+    const watched = !(manager.state.kind === "joined" && manager.state.membershipWatched === false);
+    if (manager.status === "connected" && watched && !serverHoldsOurMembership()) {
+      eyesGap ??= { start: now, blinded: false };
+      if (server.down || lastBlindAt >= eyesGap.start - timing.heartbeatIntervalMs) eyesGap.blinded = true;
+      const bound = timing.membershipCheckIntervalMs + timing.delayMs + 2 * ONE_REQUEST;
+      if (!eyesGap.blinded && now - eyesGap.start > bound)
+        violate(
+          "E",
+          `status "connected" while the server has held no membership of ours since ${eyesGap.start} (now ${now})`,
+        );
+    } else eyesGap = undefined;
     // 3
     for (const f of fires) {
       if (f.exempt || f.satisfied) continue;
@@ -708,12 +745,17 @@ export async function runSchedule(
         break;
       case "down":
         server.down = true;
+        lastBlindAt = Infinity;
         break;
       case "up":
         server.down = false;
+        lastBlindAt = t();
         break;
       case "fault":
         server.inject(cmd.op, faultOf(cmd.fault, server), cmd.times);
+        // Faults on reads (and 429s anywhere, which hold the budget) keep us from seeing our key for a while.
+        if (cmd.op === "probe" || cmd.fault.kind === "429" || cmd.fault.kind === "hang")
+          lastBlindAt = Infinity;
         break;
       case "losePending":
         for (const id of server.pendingFor(key)) {
@@ -732,6 +774,10 @@ export async function runSchedule(
         // Someone else now owns the content at our key; that is not a resurrection of ours.
         unresolvedFireAt = undefined;
         break;
+      case "sameDeviceWrite":
+        server.sameDeviceWrite(key, {});
+        sameDeviceWrote = true;
+        break;
     }
     await settle();
     check();
@@ -742,6 +788,7 @@ export async function runSchedule(
   note("# heal (network up, faults cleared)");
   server.down = false;
   server.clearFaults();
+  lastBlindAt = t();
   await advance(opts.healMs ?? HEAL_MS);
   traceLog();
   // A typed failure on a refusal (403, 400: retrying the same request cannot help) is an honest end
@@ -751,7 +798,16 @@ export async function runSchedule(
   // Degraded mode (the server refused our delay or said it has no delayed events) is honest when it
   // says so: `joined` with delayedLeave false, the membership held, support$ says why.
   const degraded = manager.state.kind === "joined" && !manager.state.delayedLeave;
+  // Nothing watches our key (no read, no view): another tab's `{}` is invisible, and joined says so.
+  const blindOk =
+    eyes === "blind" &&
+    sameDeviceWrote &&
+    manager.state.kind === "joined" &&
+    manager.state.membershipWatched === false &&
+    !isMembership(server.state.get(key));
   if (intent === "joined" && refused) note("   (ends failed on a refusal: exempt from 5)");
+  else if (intent === "joined" && blindOk)
+    note("   (another tab's {} nothing could see, said so: exempt from 5)");
   else if (intent === "joined") {
     const c = server.state.get(key);
     if (

@@ -81,6 +81,7 @@ function decide(c: Ctx, call: CallState): void {
     // delayed leave pending, to fire into our next membership. Retried with backoff.
     job.step = "cancel";
     startTask(c, {
+      intent: true,
       purpose: { kind: "leave-cancel" },
       request: { kind: "delayed", delayId, action: "cancel" },
       op: "cancel",
@@ -95,6 +96,7 @@ function decide(c: Ctx, call: CallState): void {
   // not recognise) falls back to writing {} at once (core/policy.ts).
   job.step = "send";
   startTask(c, {
+    intent: true,
     purpose: { kind: "leave-send" },
     request: { kind: "delayed", delayId, action: "send" },
     op: "send-leave",
@@ -107,6 +109,7 @@ function decide(c: Ctx, call: CallState): void {
 function writeEmpty(c: Ctx): void {
   c.s.leave!.step = "empty";
   startTask(c, {
+    intent: !c.s.leave?.quiet,
     purpose: { kind: "leave-empty" },
     request: { kind: "write", content: { ...LEFT_CONTENT } },
     op: "send-state",

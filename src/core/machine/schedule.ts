@@ -21,11 +21,12 @@ import {
 } from "./context.js";
 import { failCall } from "./calls.js";
 import { onScheduleSettled, sweepOrphans } from "./orphans.js";
-import { observeLink, retimeLink, spend } from "./resources.js";
+import { observeLink, refund, retimeLink, spend } from "./resources.js";
 import { startTask, waitBeforeRetry } from "./tasks.js";
 import { resumeWrites, writeMembership } from "./writes.js";
 import type { CallState, OpenSchedule, Outcome } from "./types.js";
 import { enterBeat } from "./heartbeat.js";
+import { joinedState } from "./watch.js";
 
 const MAX_DELAY_LOWERINGS = 8;
 
@@ -66,10 +67,13 @@ function scheduleAttempt(c: Ctx, call: CallState): void {
     call.lane = { k: "stopped" };
     return;
   }
-  const waitMs = spend(c);
+  // A join's first schedule is what the app asked for; everything after is the manager's own.
+  const kind = lane.after === "join" && !lane.sentOnce ? "intent" : "own";
+  const waitMs = spend(c, kind);
   if (waitMs > 0) {
     lane.wakeAt = c.now + waitMs;
     lane.waitingFor = "budget"; // the wake sends without taking another token
+    lane.reserved = kind;
     return;
   }
   sendSchedule(c, call);
@@ -86,7 +90,8 @@ function sendSchedule(c: Ctx, call: CallState): void {
   const reqId = nextId(c.s);
   const delayMs = c.s.timing.delayMs;
   lane.reqId = reqId;
-  lane.wakeAt = lane.waitingFor = undefined;
+  lane.wakeAt = lane.waitingFor = lane.reserved = undefined;
+  lane.sentOnce = true;
   call.scheduling = true;
   c.s.open.push({ reqId, callId: call.id, sentAt: c.now, delayMs, late: false });
   c.out.push({
@@ -205,6 +210,13 @@ function onScheduleResult(c: Ctx, call: CallState, result: Outcome): void {
   lane.waitingFor = "backoff";
 }
 
+/** The call ended while its schedule waited for a token: the reservation goes back. */
+export function dropScheduleWait(c: Ctx, call: CallState): void {
+  const lane = call.lane;
+  if (lane.k === "schedule" && lane.waitingFor === "budget" && lane.reserved) refund(c, lane.reserved);
+  if (lane.k === "schedule") lane.reserved = undefined;
+}
+
 /** The schedule lane's wait (budget or backoff) is over. */
 export function onScheduleWake(c: Ctx, call: CallState): void {
   const lane = call.lane;
@@ -261,7 +273,7 @@ export function markArmed(c: Ctx, call: CallState, sentAt: number): void {
   // (unless that membership has expired for others: only a write repairs that).
   if (call.lastSent && !call.expired) {
     setProbablyLeft(c, false);
-    setState(c, { kind: "joined", delayedLeave: true });
+    setState(c, joinedState(c, true));
   }
   // Writes deferred while the delayed leave was not known to be alive can go now.
   resumeWrites(c, call);

@@ -64,7 +64,10 @@ export type Purpose =
   | { kind: "write"; write: WriteKind; content: MembershipContent; version: number }
   | { kind: "lookup" }
   | { kind: "read-replaced" }
-  | { kind: "read-holds"; content: MembershipContent }
+  /** Does the server still hold our membership? (the room view said it is missing, or a periodic check) */
+  | { kind: "read-holds"; content: MembershipContent; why: "view" | "interval" }
+  /** The server's timestamp of our fresh membership: `created_ts` for later writes, the server's clock. */
+  | { kind: "stamp"; content: MembershipContent; sentAt: number; answeredAt: number }
   /** `firesFrom`: the earliest time the replaced delayed leave could fire (its last restart + delay). */
   | { kind: "cancel-replaced"; firesFrom: number }
   | { kind: "list"; windowUntil: number }
@@ -95,6 +98,10 @@ export interface Task {
   readonly lane?: "state" | "delayed";
   /** Spends a token of the request budget before each attempt (every request but the support probe). */
   readonly budgeted: boolean;
+  /** Its first attempt is what the app asked for: it draws on the app's bucket (core/budget.ts). */
+  readonly intent?: boolean;
+  /** The bucket the token it waits for was reserved from (phase "budget"). */
+  reserved?: "own" | "intent";
   /** Its answers (and local timeouts) measure the link (core/linkTiming.ts). */
   readonly measures: boolean;
   /** The call it belongs to (scope "call" or "heartbeat"). */
@@ -123,6 +130,10 @@ export type DelayedLane =
       /** Waiting until then: for a token of the request budget, or a backoff. */
       wakeAt?: number;
       waitingFor?: "budget" | "backoff";
+      /** The bucket the awaited token was reserved from. */
+      reserved?: "own" | "intent";
+      /** A schedule of this lane went out already (its retries are the manager's own). */
+      sentOnce?: boolean;
       /** The schedule request in flight. */
       reqId?: number;
     }
@@ -163,12 +174,26 @@ export interface CallState {
   writer?: number;
   lastSent?: MembershipContent;
   lastWrittenAt?: number;
+  /**
+   * The server's `origin_server_ts` of our first membership event in this call, once read back: later
+   * writes carry it as `created_ts` (so we keep our place among the oldest members). Undefined until
+   * then: writes carry no `created_ts`, and readers use each event's own server timestamp.
+   */
   createdTs?: number;
+  /** update() asked for the next write (it is the app's request: core/budget.ts INTENT_LIMITS). */
+  updateAsked?: boolean;
+  /** A read of our fresh membership's server timestamp is running: other writes wait for it. */
+  stamping?: boolean;
+  /** Writes without `created_ts` alternate `expires` by 1 ms, or servers would drop an identical refresh. */
+  plainWrites?: number;
+  /** The next periodic read of our key (no live room view to watch it). */
+  checkAt?: number;
   confirmedVersion: number;
   failingDelayedSince?: number;
   failingStateSince?: number;
   unrecognisedSchedules: number;
   lastRecoveryAt?: number;
+  /** When others stop listing our membership (elapsed-time clock, like every deadline here). */
   expiresAt?: number;
   expired: boolean;
   rearming: boolean;
@@ -250,6 +275,8 @@ export interface MachineState {
   sweepAgain: boolean;
   learnedIds?: string[];
   budget?: Budget;
+  /** The app's own bucket (core/budget.ts INTENT_LIMITS). */
+  intentBudget?: Budget;
   link?: LinkTiming;
   tasks: Task[];
   open: OpenSchedule[];
@@ -260,6 +287,14 @@ export interface MachineState {
   orphanDeadlines?: { delayId: string; at: number }[];
   out: Outputs;
   nextId: number;
+  /** The server's clock minus our elapsed-time clock, once learned from a timestamp the server gave. */
+  serverOffsetMs?: number;
+  /** The room view (a synced client, the host's state pushes) has shown our own writes: it watches our key. */
+  viewLive: boolean;
+  /** false once the backend said it cannot read our key back (a widget host refused the capability). */
+  readable: boolean;
+  /** The device's clock was found too far from the server's (said once). */
+  skewReported?: boolean;
 }
 
 /** What the machine is fed. */
@@ -282,7 +317,9 @@ export type MachineEvent =
   /** The time the machine asked to be woken at has come (any of its deadlines). */
   | { type: "tick" }
   /** The room's synced view has shown no membership of ours for the grace period. */
-  | { type: "membership-missing" };
+  | { type: "membership-missing" }
+  /** Whether the room view is watching our key (it showed our own last write), or not (any more). */
+  | { type: "view"; live: boolean };
 
 /** What the machine asks of its driver, in order. */
 export type Command =

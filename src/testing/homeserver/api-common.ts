@@ -1,4 +1,5 @@
 /** Small helpers every API module uses: body parsing with Synapse's errors, authentication, results. */
+import { appServiceRequester } from "./appservices.js";
 import type { HomeserverCore } from "./core.js";
 import { badRequest, notJson, type JsonObject } from "./errors.js";
 import type { HandlerResult, RequestContext } from "./router.js";
@@ -24,12 +25,16 @@ export function jsonBody(ctx: RequestContext, opts: { allowEmpty?: boolean } = {
   return value as JsonObject;
 }
 
+/** The requester: a user's access token, or an application service's `as_token` acting as `?user_id=`. */
 export function auth(
   core: HomeserverCore,
   ctx: RequestContext,
   opts: { allowGuest?: boolean } = {},
 ): Requester {
-  return core.users.authenticate(ctx.accessToken, { allowGuest: opts.allowGuest ?? true });
+  return (
+    appServiceRequester(core, ctx) ??
+    core.users.authenticate(ctx.accessToken, { allowGuest: opts.allowGuest ?? true })
+  );
 }
 
 /** A required string field of a JSON body (400 M_MISSING_PARAM / M_INVALID_PARAM otherwise). */

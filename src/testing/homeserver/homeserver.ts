@@ -2,6 +2,7 @@
  * `startTestHomeserver()`: the public handle tests and the demo use. Helpers here act directly on the
  * server's state (no HTTP, so they never show up in `requests` or consume rate limits).
  */
+import { validateAppServices } from "./appservices.js";
 import { HomeserverCore } from "./core.js";
 import type { DelayedEventRecord } from "./delayed-events.js";
 import type { JsonObject } from "./errors.js";
@@ -134,6 +135,7 @@ const CALL_MEMBER_TYPE = "org.matrix.msc3401.call.member";
  */
 export async function startTestHomeserver(options: TestHomeserverOptions = {}): Promise<TestHomeserver> {
   const core = new HomeserverCore(mergeOptions(DEFAULT_OPTIONS, options));
+  validateAppServices(core.options.appServices);
   let baseUrl = "";
   const frontend = new HttpFrontend(core, new Router(buildRoutes(core, () => baseUrl)));
   const port = await frontend.listen(core.options.host, core.options.port);
@@ -213,6 +215,7 @@ export async function startTestHomeserver(options: TestHomeserverOptions = {}): 
           throw new Error(`test homeserver: '${key}' cannot change while running`);
         }
       }
+      if (patch.appServices) validateAppServices(patch.appServices);
       core.options = mergeOptions(core.options, patch);
     },
     faults: core.faults,

@@ -6,6 +6,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import log from "loglevel";
+import { peekAppServiceUser } from "./appservices.js";
 import type { HomeserverCore } from "./core.js";
 import { MatrixHttpError, tooLarge, unrecognized } from "./errors.js";
 import type { RequestContext, Router } from "./router.js";
@@ -27,7 +28,7 @@ export interface RequestLogEntry {
   route: RouteId;
   /** HTTP status sent, or 0 when no response was sent (drop / hang / process-then-drop). */
   status: number;
-  /** The requester's user id when the request carried a valid access token. */
+  /** The requester's user id when the request carried a valid access token (or an `as_token`: the asserted user). */
   userId?: string;
   /** Set when an injected fault decided the outcome. */
   fault?: "respond" | "hang" | "drop" | "process-then-drop";
@@ -165,7 +166,8 @@ export class HttpFrontend {
     const path = url.pathname;
     const query = url.searchParams;
     const accessToken = extractAccessToken(req.headers.authorization, query);
-    const userId = this.core.users.peek(accessToken)?.userId;
+    const userId =
+      this.core.users.peek(accessToken)?.userId ?? peekAppServiceUser(this.core, accessToken, query);
     const match = method === "OPTIONS" ? undefined : this.router.match(method, path, query);
     const route: RouteId = method === "OPTIONS" ? "options" : match?.kind === "route" ? match.id : "unknown";
     const entry: RequestLogEntry = { ts: this.core.now(), method, path: redactPath(path), route, status: 0 };

@@ -3,6 +3,8 @@
  * deployments, so a test can say "behave like Synapse 1.127" instead of mocking.
  */
 
+import type { AppServiceRegistration } from "./appservices.js";
+
 /** Time source for event timestamps, rate limits and the delayed-event timer (tests may inject a fake). */
 export interface Clock {
   /** Current time in ms since the epoch. */
@@ -142,6 +144,14 @@ export interface TestHomeserverOptions {
   stickyEvents?: boolean;
   /** Names of the sticky-event fields (default `unstable`, Synapse 1.163's); see `StickyEventsShape`. */
   stickyEventsShape?: StickyEventsShape;
+  /**
+   * Application service registrations (Synapse's `app_service_config_files`): their `as_token` acts as
+   * `?user_id=` (identity assertion), and with `msc4512Enabled` an `io.element.msc4512.proxy_prefix`
+   * claims `/_matrix/client/…/rtc/livekit/…` for its `io.element.msc4512.proxy_url`. Default none.
+   */
+  appServices?: AppServiceRegistration[];
+  /** `experimental_features.msc4512_enabled` (Synapse ≥1.161): proxy registrations' prefixes. Default false. */
+  msc4512Enabled?: boolean;
 }
 
 /** Every option with the value in force (what `TestHomeserver.options` shows). */
@@ -198,6 +208,8 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   mergedLookupShape: "msc",
   stickyEvents: false,
   stickyEventsShape: "unstable",
+  appServices: [],
+  msc4512Enabled: false,
 };
 
 /**
