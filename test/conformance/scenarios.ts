@@ -814,6 +814,8 @@ export const STICKY_SCENARIOS: Scenario[] = [
       syncStep("carol: first sync", "carol", { limit: 3, saveToken: "c0", view: syncHasRoom }),
       stickySend("sticky 10 min", "s1", 600_000, { n: "sticky" }, { mark: { name: "sent" } }),
       stickySend("not an integer", "s2", "abc", { n: "abc" }, { mark: { name: "sent" } }),
+      // Apart from the sends, so the scheduling time cannot fall into their windows too.
+      wait(100),
       stickySend(
         "delayed + bad sticky",
         "s3",
