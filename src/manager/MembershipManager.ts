@@ -215,6 +215,7 @@ export class MembershipManager {
       canLookUp: !!this.backend.getDelayedEvent,
       canRead: !!(this.backend.readState ?? this.backend.readStateEvent),
       canProbe: !!this.backend.probeSupport,
+      canReadRoomMembership: !!this.backend.readRoomMembership,
     };
     this.machine = initialState(
       timing,
@@ -244,6 +245,7 @@ export class MembershipManager {
           held: () => heldMembership(this.machine),
           onMissing: () => this.feed({ type: "membership-missing" }),
           onLive: (live) => this.feed({ type: "view", live }),
+          onRoomMembership: (membership) => this.feed({ type: "room-membership", membership }),
         },
         this.clock,
         this.log,
@@ -504,6 +506,8 @@ export class MembershipManager {
         return b.readStateEvent!(key, { signal }).then((content) =>
           content === undefined ? undefined : { content },
         );
+      case "read-room-membership":
+        return b.readRoomMembership!(this.roomId, this.userId, { signal });
       case "probe":
         return b.probeSupport!({ signal });
     }

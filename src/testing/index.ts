@@ -73,7 +73,7 @@ export type {
 } from "./scenario.js";
 export type { JsonObject } from "./homeserver/errors.js";
 export { connectWidget, installWindowShim, quietWidgetLogs } from "./widgetBus.js";
-export type { ConnectOptions, WidgetPair } from "./widgetBus.js";
+export type { ConnectOptions, MessageSender, WidgetPair } from "./widgetBus.js";
 export { startTestSfuAuth } from "./sfuAuth.js";
 export type { TestSfuAuth, TestSfuAuthOptions, SfuAuthRequest } from "./sfuAuth.js";
 export type {

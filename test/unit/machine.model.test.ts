@@ -106,6 +106,7 @@ const ERRORS: [string, () => unknown][] = [
   ["HTML 404", () => new HTTPError("<html><body><h1>404 Not Found</h1></body></html>", 404)],
 ];
 const NOT_FOUND = 3;
+const FORBIDDEN = 4;
 /**
  * Three clocks (issue 20): the machine's elapsed time (the world's `now`), the server's (its timestamps:
  * `now` + SERVER_CLOCK_MS) and the device's wall clock (`now` + the world's `wallOffset`: 5 h behind the
@@ -134,6 +135,8 @@ interface Model {
   /** Our pending delayed events (all of them delayed leaves at our key). */
   pending: PendingDelayed[];
   nextId: number;
+  /** Our room membership: a moderator's kick makes it "leave" (writes refused, reads as at the kick). */
+  member: "join" | "leave";
 }
 
 /** What the server answered to one request: a value, or an error (by index). */
@@ -147,8 +150,11 @@ function holdsMembership(m: Model): boolean {
 function fireDue(m: Model, now: number): void {
   for (const p of [...m.pending].sort((a, b) => a.firesAt - b.firesAt))
     if (p.firesAt <= now) {
-      m.content = {};
-      m.contentTs = p.firesAt + SERVER_CLOCK_MS;
+      // A non-member's delayed event fires into a refusal: nothing is written.
+      if (m.member === "join") {
+        m.content = {};
+        m.contentTs = p.firesAt + SERVER_CLOCK_MS;
+      }
       m.pending.splice(m.pending.indexOf(p), 1);
     }
 }
@@ -156,6 +162,10 @@ function fireDue(m: Model, now: number): void {
 /** The server processes one request at `now`. */
 function serve(m: Model, request: Request, now: number): ServerAnswer {
   fireDue(m, now);
+  // Not in the room any more: every write is refused (Synapse keeps restarting a non-member's delayed
+  // events, and answers reads with the state as it was at the kick).
+  const refusedAsNonMember = request.kind === "schedule" || request.kind === "write";
+  if (m.member !== "join" && refusedAsNonMember) return { ok: false, error: FORBIDDEN };
   switch (request.kind) {
     case "schedule": {
       const id = `syd_${m.nextId++}`;
@@ -204,6 +214,8 @@ function serve(m: Model, request: Request, now: number): ServerAnswer {
             ? undefined
             : { content: structuredClone(m.content), originServerTs: m.contentTs },
       };
+    case "read-room-membership":
+      return { ok: true, value: m.member };
     case "probe":
       return { ok: true, value: {} };
   }
@@ -239,13 +251,15 @@ interface World {
   /** Send times within the last second, and the most seen in any one second. */
   recentSends: number[];
   peakPerSecond: number;
-  lastState?: { kind: string; delayedLeave?: boolean; code?: string; watched?: boolean };
+  lastState?: { kind: string; delayedLeave?: boolean; code?: string; watched?: boolean; reason?: string };
   lastDelayId?: string;
   lastOwn?: Record<string, unknown>;
   leaveChosen: boolean;
   updateChosen: boolean;
   /** Another writer (another tab of this device) put `{}` at our key, cancelling nothing. */
   foreignChosen: boolean;
+  /** A moderator kicked us from the room. */
+  kicked: boolean;
   /** A room view watches our key (a synced client): it reports our membership missing at once. */
   view: boolean;
   /** The device's wall clock minus the world's time (the machine's elapsed time). */
@@ -290,13 +304,14 @@ function newWorld(env: MachineEnv, rotation = ROTATION, view = false): World {
     env,
     rotation,
     now: 0,
-    model: { pending: [], nextId: 1 },
+    model: { pending: [], nextId: 1, member: "join" },
     flights: [],
     recentSends: [],
     peakPerSecond: 0,
     leaveChosen: false,
     updateChosen: false,
     foreignChosen: false,
+    kicked: false,
     view,
     viewReported: false,
     wallOffset: WALL_START_OFFSET,
@@ -317,6 +332,10 @@ function newWorld(env: MachineEnv, rotation = ROTATION, view = false): World {
  */
 function viewTick(w: World): void {
   if (!w.view) return;
+  if (w.model.member !== "join" && !w.viewReported) {
+    w.viewReported = true;
+    return feed(w, { type: "room-membership", membership: w.model.member });
+  }
   const missing = !holdsMembership(w.model);
   if (!missing) {
     w.viewReported = false;
@@ -388,6 +407,7 @@ function run(w: World, command: Command, queue: MachineEvent[]): void {
         kind: st.kind,
         delayedLeave: st.kind === "joined" ? st.delayedLeave : undefined,
         watched: st.kind === "joined" ? st.membershipWatched !== false : undefined,
+        reason: st.kind === "left" ? st.reason : undefined,
         code: st.kind === "failed" ? st.error.code : undefined,
       };
       return;
@@ -486,7 +506,8 @@ type Choice =
   | { k: "time" }
   | { k: "leave" }
   | { k: "update" }
-  | { k: "foreign" };
+  | { k: "foreign" }
+  | { k: "kick" };
 
 function choices(w: World): Choice[] {
   const out: Choice[] = [];
@@ -498,11 +519,14 @@ function choices(w: World): Choice[] {
   if (!w.leaveChosen) out.push({ k: "leave" });
   if (!w.updateChosen) out.push({ k: "update" });
   if (!w.foreignChosen) out.push({ k: "foreign" });
+  // A kick is explored only where something can see it (a room view, or reads): elsewhere nothing does.
+  if (!w.kicked && !w.leaveChosen && (w.view || w.env.canRead)) out.push({ k: "kick" });
   return out;
 }
 
 function describeChoice(w: World, c: Choice): string {
-  if (c.k === "time" || c.k === "leave" || c.k === "update" || c.k === "foreign") return `${w.now}: ${c.k}`;
+  if (c.k === "time" || c.k === "leave" || c.k === "update" || c.k === "foreign" || c.k === "kick")
+    return `${w.now}: ${c.k}`;
   const f = w.flights.find((x) => x.reqId === c.reqId)!;
   const what = f.request.kind === "delayed" ? f.request.action : f.request.kind;
   const how = c.k === "fault" ? ERRORS[c.error][0] : c.k;
@@ -548,6 +572,10 @@ function applyChoice(w: World, c: Choice): void {
     case "update":
       w.updateChosen = true;
       return feed(w, { type: "update", patch: { callIntent: "video" } });
+    case "kick":
+      w.kicked = true;
+      w.model.member = "leave";
+      return;
     case "foreign":
       // Another tab of this very device hangs up: `{}` at our key; our delayed leave stays pending.
       w.foreignChosen = true;
@@ -625,6 +653,16 @@ function violations(w: World): string[] {
   const holds = holdsMembership(w.model);
   const pending = w.model.pending.map((p) => p.id);
   const st = w.lastState;
+  if (w.kicked) {
+    // A kick ends the call (where something could see it) and the manager goes quiet.
+    // (Left for the app's own leave() too, or failed: the leave's writes are refused now.)
+    const ended =
+      (st?.kind === "left" && (st.reason === "removed-from-room" || w.leaveChosen)) || st?.kind === "failed";
+    if (!ended) out.push(`kicked, but the last state is ${JSON.stringify(st)}`);
+    if (w.flights.length > 0 || nextWakeAt(w.s) !== undefined)
+      out.push(`not quiet after a kick: ${w.flights.length} in flight, wake at ${nextWakeAt(w.s)}`);
+    return out;
+  }
   if (w.leaveChosen) {
     const r = w.leaveDone;
     if (!r) out.push("no leave-done after healing");
@@ -731,6 +769,7 @@ function envWith(canList: boolean, canRead = false, canLookUp = false): MachineE
     canList,
     canLookUp,
     canRead,
+    canReadRoomMembership: canRead,
     canProbe: false,
   };
 }

@@ -23,6 +23,8 @@ export interface MachineEnv {
   readonly canLookUp: boolean;
   readonly canRead: boolean;
   readonly canProbe: boolean;
+  /** The backend can read our own room membership (`m.room.member`). */
+  readonly canReadRoomMembership?: boolean;
 }
 
 /** One request the driver runs through the backend. */
@@ -33,6 +35,8 @@ export type Request =
   | { kind: "list" }
   | { kind: "lookup"; delayId: string }
   | { kind: "read" }
+  /** Our own `m.room.member`: its `membership` ("join", "leave", "ban", ...), or undefined. */
+  | { kind: "read-room-membership" }
   | { kind: "probe" };
 
 /** How a task's request ended. */
@@ -66,6 +70,8 @@ export type Purpose =
   | { kind: "read-replaced" }
   /** Does the server still hold our membership? (the room view said it is missing, or a periodic check) */
   | { kind: "read-holds"; content: MembershipContent; why: "view" | "interval" }
+  /** Are we still in the room? (our own `m.room.member`, read now and then without a room view) */
+  | { kind: "read-room-membership" }
   /** The server's timestamp of our fresh membership: `created_ts` for later writes, the server's clock. */
   | { kind: "stamp"; content: MembershipContent; sentAt: number; answeredAt: number }
   /** `firesFrom`: the earliest time the replaced delayed leave could fire (its last restart + delay). */
@@ -188,6 +194,8 @@ export interface CallState {
   plainWrites?: number;
   /** The next periodic read of our key (no live room view to watch it). */
   checkAt?: number;
+  /** Periodic checks so far: every ROOM_MEMBERSHIP_EVERY-th also reads our room membership. */
+  checks?: number;
   confirmedVersion: number;
   failingDelayedSince?: number;
   failingStateSince?: number;
@@ -319,7 +327,9 @@ export type MachineEvent =
   /** The room's synced view has shown no membership of ours for the grace period. */
   | { type: "membership-missing" }
   /** Whether the room view is watching our key (it showed our own last write), or not (any more). */
-  | { type: "view"; live: boolean };
+  | { type: "view"; live: boolean }
+  /** Our own room membership is no longer `join` (a kick, a ban, a leave of the room). */
+  | { type: "room-membership"; membership: string };
 
 /** What the machine asks of its driver, in order. */
 export type Command =

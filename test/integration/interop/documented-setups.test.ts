@@ -12,7 +12,6 @@
  */
 import { afterEach, describe, expect, it } from "@jest/globals";
 import { createClient, type MatrixClient } from "matrix-js-sdk";
-import { Widget, WidgetApi } from "matrix-widget-api";
 import { syncedClient, stopClient } from "../../helpers/matrix.js"; // also quiets matrix-js-sdk
 import {
   CALL_MEMBER_EVENT_TYPE,
@@ -22,12 +21,8 @@ import {
   widgetCapabilities,
   type MembershipBackend,
 } from "../../../src/index.js";
-import {
-  callWidgetCapabilities,
-  createClientWidgetApi,
-  DelayedEventWidgetDriver,
-} from "../../../src/widget-host/index.js";
-import { installWindowShim, quietWidgetLogs } from "../../../src/testing/widgetBus.js";
+import { callWidgetCapabilities, DelayedEventWidgetDriver } from "../../../src/widget-host/index.js";
+import { connectWidget, quietWidgetLogs } from "../../../src/testing/widgetBus.js";
 import { startTestHomeserver, waitFor, type TestHomeserver } from "../../../src/testing/index.js";
 import { idOf, joinWithJsSdk, jsSession, NO_LIMITS, roomOf } from "./helpers.js";
 
@@ -93,36 +88,22 @@ const SETUPS: Setup[] = [
   {
     name: "widget mode, with the documented host (a bare client, callWidgetCapabilities)",
     async start(hs, roomId, creds) {
-      installWindowShim();
       const restoreLogs = quietWidgetLogs();
       const hostClient = createClient({ baseUrl: hs.baseUrl, ...creds });
+      // The host side as docs/widget.md shows it (connectWidget runs createClientWidgetApi on the
+      // in-process bus, which plays the iframe's window and origin); the widget asks for what
+      // widgetCapabilities lists.
       const driver = new DelayedEventWidgetDriver(hostClient, {
         roomId,
         validateCapabilities: callWidgetCapabilities({ roomId, ...creds }),
       });
-      const widgetId = `documented-${Date.now()}`;
-      // The widget side, as docs/widget.md shows it.
       const key = { userId: creds.userId, deviceId: creds.deviceId };
-      const widgetApi = new WidgetApi(widgetId, "https://host.example");
-      widgetApi.requestCapabilities(widgetCapabilities(key));
-      const ready = new Promise<void>((resolve) => widgetApi.once("ready", () => resolve()));
-      // The host side, as docs/widget.md shows it.
-      let onLoad: (() => void) | undefined;
-      const iframe = {
-        contentWindow: globalThis,
-        addEventListener: (type: string, cb: () => void) => type === "load" && (onLoad = cb),
-      } as unknown as HTMLIFrameElement;
-      const widget = new Widget({
-        id: widgetId,
+      const pair = await connectWidget({
+        driver,
+        capabilities: widgetCapabilities(key),
         creatorUserId: creds.userId,
-        type: "m.custom",
-        url: "https://widget.example/index.html",
-        waitForIframeLoad: true,
       });
-      const api = createClientWidgetApi(widget, iframe, driver);
-      widgetApi.start();
-      onLoad!();
-      await ready;
+      const widgetApi = pair.widgetApi;
       const manager = managerOn(new WidgetBackend(widgetApi, { membership: key }), roomId, creds);
       manager.join();
       await waitFor(() => manager.status === "connected", 5000, "connected");
@@ -130,8 +111,7 @@ const SETUPS: Setup[] = [
         connected: () => manager.status === "connected",
         stop: () => {
           manager.dispose();
-          widgetApi.transport.stop();
-          api.stop();
+          pair.close();
           stopClient(hostClient);
           restoreLogs();
         },
