@@ -21,6 +21,7 @@ export type {
   ErrorDialect,
   ManagementAuth,
   DelayedEventsShape,
+  StickyEventsShape,
 } from "./homeserver/options.js";
 export { createManualClock } from "./homeserver/clock.js";
 export type { ManualClock } from "./homeserver/clock.js";
