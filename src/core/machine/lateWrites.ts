@@ -65,6 +65,7 @@ export function startGuard(c: Ctx, until: number, result: LeaveResult): void {
 export function onGuardDone(c: Ctx, task: Task, outcome: Outcome): LeaveResult | undefined {
   if (task.purpose.kind !== "late-write-guard") return undefined;
   if (outcome.ok && typeof outcome.value === "string") c.s.guardDelayId = outcome.value;
-  else if (!outcome.ok) log(c, "warn", "could not keep a guard against a late membership write", outcome.error);
+  else if (!outcome.ok)
+    log(c, "warn", "could not keep a guard against a late membership write", outcome.error);
   return task.purpose.result;
 }
