@@ -28,7 +28,7 @@ import {
   type Ctx,
 } from "./context.js";
 import { endCall } from "./calls.js";
-import { askOnce } from "./tasks.js";
+import { askOnce, startTask } from "./tasks.js";
 import { resumeWrites } from "./writes.js";
 import type { CallState, Outcome, Task } from "./types.js";
 
@@ -114,8 +114,19 @@ export function onUnreadable(c: Ctx): void {
 export function askStamp(c: Ctx, call: CallState, content: CallState["lastSent"], sentAt: number): void {
   if (!content || !canReadKey(c)) return;
   call.stamping = true;
-  askOnce(c, { kind: "stamp", content, sentAt, answeredAt: c.now }, { kind: "read" }, "send-state", {
+  // Not on the heartbeat's clock: a state read's timeout, retried while a slow or busy server answers,
+  // within two of them (the writes that wait for it are held no longer than that).
+  startTask(c, {
+    purpose: { kind: "stamp", content, sentAt, answeredAt: c.now },
+    request: { kind: "read" },
+    op: "send-state",
+    scope: "call",
     callId: call.id,
+    retry: "retryable",
+    capMs: c.s.timing.retryMaxMs,
+    timeoutMs: c.s.timing.stateRequestTimeoutMs,
+    until: c.now + 2 * c.s.timing.stateRequestTimeoutMs,
+    measures: false,
   });
 }
 
