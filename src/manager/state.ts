@@ -20,9 +20,15 @@ export type ReconnectReason =
 
 /**
  * Why the manager is `left`: "user" when the app called `leave()`; "delayed-leave-fired" and
- * "membership-removed" when that happened with `autoRejoin: false`, so the manager stays out.
+ * "membership-removed" when that happened with `autoRejoin: false`, so the manager stays out;
+ * "removed-from-room" when we were kicked, banned or left the room (the call ends, whatever autoRejoin).
  */
-export type LeftReason = "user" | "delayed-leave-fired" | "membership-removed";
+export type LeftReason =
+  | "user"
+  | "delayed-leave-fired"
+  | "membership-removed"
+  /** We are no longer in the room: a kick, our own leave of the room (from elsewhere), or a ban. */
+  | "removed-from-room";
 
 /** The manager's whole state as a tagged union; `state$` replays the current one. */
 export type MembershipState =

@@ -29,7 +29,14 @@ import { onRestartDone } from "./heartbeat.js";
 import { onLookupDone, onReadReplacedDone, onReplacedCancelDone } from "./recovery.js";
 import { onScheduleAnswer, onStaleCancelled } from "./schedule.js";
 import { join, leave, membershipMissing, onProbeDone, onReadHoldsDone, update } from "./join.js";
-import { checkWakeAt, onCheckWake, onStampDone, onView } from "./watch.js";
+import {
+  checkWakeAt,
+  onCheckWake,
+  onRoomMembership,
+  onRoomMembershipRead,
+  onStampDone,
+  onView,
+} from "./watch.js";
 import { abortLeave, leaveWakeAt, onLeaveTaskDone, progressLeave } from "./leave.js";
 import {
   onCancelOrphanDone,
@@ -109,6 +116,9 @@ export function step(
     case "view":
       onView(c, event.live);
       break;
+    case "room-membership":
+      onRoomMembership(c, event.membership);
+      break;
   }
   settle(c);
   return c.out;
@@ -159,6 +169,8 @@ function dispatch(c: Ctx, task: Task, outcome: Outcome): void {
       return onReadHoldsDone(c, call, task, outcome);
     case "stamp":
       return onStampDone(c, call, task, outcome);
+    case "read-room-membership":
+      return onRoomMembershipRead(c, outcome);
     case "cancel-replaced":
       return onReplacedCancelDone(c, task, outcome);
     case "list":
@@ -172,6 +184,7 @@ function dispatch(c: Ctx, task: Task, outcome: Outcome): void {
     case "leave-send":
     case "leave-empty":
     case "leave-cancel-after-empty":
+    case "late-write-guard":
       return onLeaveTaskDone(c, task, outcome);
   }
 }
