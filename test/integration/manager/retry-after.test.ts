@@ -70,6 +70,9 @@ it("every wait after a 429 on the heartbeat is between 1 s and the ceiling; back
           userId: user.userId,
           deviceId: user.deviceId,
           delayedLeaveDelayMs: DELAY,
+          // A fixed delay/2 cadence, so the first heartbeat comes 3 s after the join, inside the storm
+          // below (the adaptive heartbeat's first one comes ~4 s after it on this fast link).
+          heartbeatIntervalMs: DELAY / 2,
           logger: quiet,
         });
         managers.push(manager);
