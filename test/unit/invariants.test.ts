@@ -300,6 +300,22 @@ const KNOWN: { name: string; invs: InvariantId[]; cmds: Cmd[]; fixed?: boolean }
       { k: "advance", ms: 3000 },
     ],
   },
+  {
+    fixed: true,
+    name:
+      "L1 (issue 22's latency steps): a slowed link lets a later schedule overtake one that timed out; the " +
+      "orphan sweep, waiting for open schedules, cancelled the new delay id before it was learned " +
+      "(orphans.ts onScheduleSettled), and the membership went out with nothing pending",
+    invs: ["R"],
+    cmds: [
+      { k: "fault", op: "schedule", fault: { kind: "odd", answer: "404-no-errcode" }, times: 1 },
+      { k: "join" },
+      { k: "latency", ms: 900, jitterMs: 0 },
+      { k: "advance", ms: 400 },
+      { k: "latency", ms: 150, jitterMs: 100 },
+      { k: "advance", ms: 493 },
+    ],
+  },
 ];
 
 describe("counterexamples: regression tests once fixed, it.failing while still open", () => {

@@ -29,15 +29,18 @@ function forget(c: Ctx, open: OpenSchedule): void {
 
 /** A schedule answered (in time, or after our timeout: `open.late`); `value` is its delay id. */
 export function onScheduleSettled(c: Ctx, open: OpenSchedule, ok: boolean, value: unknown): void {
-  forget(c, open);
-  if (!ok) return;
-  const id = value as string;
+  const id = ok ? (value as string) : undefined;
   // Only while a sweep may run (an orphan window): outside one, no listing can race this answer.
-  if (c.now < c.s.orphanWindowUntil || c.s.sweep) {
+  // Learned before `forget`: that lets a sweep waiting for open schedules judge what it listed, and the
+  // id this answer brings (listed before its answer came) must not be judged an orphan (found by the
+  // randomized invariants' latency steps: a later schedule overtaking a timed-out one).
+  if (id !== undefined && (c.now < c.s.orphanWindowUntil || c.s.sweep)) {
     const learned = (c.s.learnedIds ??= []);
     learned.push(id);
     if (learned.length > LEARNED_IDS_KEPT) learned.shift();
   }
+  forget(c, open);
+  if (id === undefined) return;
   // The answer crossed the link: the round trip is a measurement even when it came too late.
   if (!c.s.disposed) observeLink(c, open.sentAt);
   if (!open.late) return;
