@@ -173,6 +173,8 @@ export class MembershipManager {
   private roomStateWatch?: RoomStateWatch;
   private closeRoomView?: () => void;
   private readonly wallClock: () => number;
+  /** Aborted at dispose(): requests started before it may no longer be sent (RequestOptions.notAfter). */
+  private readonly gate = new AbortController();
   private isDisposed = false;
   /** Requests in flight, by the machine's request id. */
   private requests?: Map<number, InFlight>;
@@ -328,6 +330,7 @@ export class MembershipManager {
     if (this.isDisposed) return;
     this.feed({ type: "dispose" });
     this.isDisposed = true;
+    this.gate.abort(new DOMException("the manager was disposed", "AbortError"));
     this.roomStateWatch?.unsubscribe();
     this.roomStateWatch = undefined;
     this.closeRoomView?.();
@@ -445,11 +448,15 @@ export class MembershipManager {
   /** Run one request through the backend with its local timeout; feed its answer back. */
   private send(reqId: number, request: Request, timeoutMs: number, keepLate: boolean): void {
     const controller = new AbortController();
+    // A request whose answer still counts after its local timeout (a schedule) is not aborted then, but
+    // it may no longer be *started* then: a backend still asking /versions gives up (RequestOptions.notAfter).
+    const start = keepLate ? new AbortController() : undefined;
     const entry: InFlight = { controller, keepLate, timedOut: false, cancelTimer: () => {} };
     (this.requests ??= new Map()).set(reqId, entry);
     entry.cancelTimer = this.clock.after(timeoutMs, () => {
       entry.timedOut = true;
       const error = new LocalTimeoutError(timeoutMs);
+      start?.abort(error);
       // A schedule is not idempotent: we keep listening for its answer (its id is cancelled then).
       if (!keepLate) {
         this.forget(reqId);
@@ -459,7 +466,7 @@ export class MembershipManager {
     });
     let pending: Promise<unknown>;
     try {
-      pending = this.call(request, controller.signal);
+      pending = this.call(request, controller.signal, start?.signal);
     } catch (error) {
       pending = Promise.reject(error);
     }
@@ -484,32 +491,38 @@ export class MembershipManager {
     if (this.requests?.size === 0) this.requests = undefined;
   }
 
-  private call(request: Request, signal: AbortSignal): Promise<unknown> {
+  private call(request: Request, signal: AbortSignal, startBy?: AbortSignal): Promise<unknown> {
     const key = { roomId: this.roomId, eventType: CALL_MEMBER_EVENT_TYPE, stateKey: this.stateKey };
     const b = this.backend;
+    // Started before dispose(): nothing of it may go out after dispose() (a backend may still be asking
+    // the server's /versions when it comes). What the machine sends after dispose() (the cancel of a
+    // delay id that arrived late) is not held back.
+    const gates = [...(this.isDisposed ? [] : [this.gate.signal]), ...(startBy ? [startBy] : [])];
+    const notAfter = gates.length === 0 ? undefined : gates.length === 1 ? gates[0] : AbortSignal.any(gates);
+    const opts = notAfter ? { signal, notAfter } : { signal };
     switch (request.kind) {
       case "schedule":
         return b.sendDelayedStateEvent(
           { ...key, content: { ...LEFT_CONTENT }, delayMs: request.delayMs },
-          { signal },
+          request.overMembership ? { ...opts, overMembership: true } : opts,
         );
       case "delayed":
-        return b.updateDelayedEvent(request.delayId, request.action, { signal });
+        return b.updateDelayedEvent(request.delayId, request.action, opts);
       case "write":
-        return b.sendStateEvent({ ...key, content: request.content }, { signal });
+        return b.sendStateEvent({ ...key, content: request.content }, opts);
       case "list":
-        return b.listDelayedEvents!({ signal });
+        return b.listDelayedEvents!(opts);
       case "lookup":
-        return b.getDelayedEvent!(request.delayId, { signal });
+        return b.getDelayedEvent!(request.delayId, opts);
       case "read":
-        if (b.readState) return b.readState(key, { signal });
-        return b.readStateEvent!(key, { signal }).then((content) =>
+        if (b.readState) return b.readState(key, opts);
+        return b.readStateEvent!(key, opts).then((content) =>
           content === undefined ? undefined : { content },
         );
       case "read-room-membership":
-        return b.readRoomMembership!(this.roomId, this.userId, { signal });
+        return b.readRoomMembership!(this.roomId, this.userId, opts);
       case "probe":
-        return b.probeSupport!({ signal });
+        return b.probeSupport!(opts);
     }
   }
 }

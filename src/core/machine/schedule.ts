@@ -13,6 +13,7 @@ import {
   nextId,
   rejoinRetryCapMs,
   setDelayId,
+  setOwnMembership,
   setProbablyLeft,
   setState,
   toError,
@@ -23,7 +24,7 @@ import { failCall } from "./calls.js";
 import { onScheduleSettled, sweepOrphans } from "./orphans.js";
 import { observeLink, refund, retimeLink, spend } from "./resources.js";
 import { startTask, waitBeforeRetry } from "./tasks.js";
-import { resumeWrites, writeMembership } from "./writes.js";
+import { resumeWrites, wantWrite, writeMembership } from "./writes.js";
 import type { CallState, OpenSchedule, Outcome } from "./types.js";
 import { enterBeat } from "./heartbeat.js";
 import { joinedState } from "./watch.js";
@@ -94,10 +95,11 @@ function sendSchedule(c: Ctx, call: CallState): void {
   lane.sentOnce = true;
   call.scheduling = true;
   c.s.open.push({ reqId, callId: call.id, sentAt: c.now, delayMs, late: false });
+  const overMembership = !!call.lastSent && !call.ended;
   c.out.push({
     type: "send",
     reqId,
-    request: { kind: "schedule", delayMs },
+    request: overMembership ? { kind: "schedule", delayMs, overMembership } : { kind: "schedule", delayMs },
     timeoutMs: delayedTimeoutMs(c.s),
     keepLate: true,
   });
@@ -158,6 +160,7 @@ function onScheduleResult(c: Ctx, call: CallState, result: Outcome): void {
   }
   if (result.ok) {
     call.unrecognisedSchedules = 0;
+    call.ignoredSchedules = 0;
     setDelayId(c, result.value as string);
     markArmed(c, call, result.sentAt);
     updateSupport(c, { delayedEvents: true });
@@ -165,8 +168,12 @@ function onScheduleResult(c: Ctx, call: CallState, result: Outcome): void {
     return afterArmed(c, call, lane.after);
   }
   const { cls } = result;
-  const action = onScheduleFailure(cls, call.unrecognisedSchedules);
+  const action = onScheduleFailure(cls, call.unrecognisedSchedules, call.ignoredSchedules);
   if (isUnrecognised(cls)) call.unrecognisedSchedules++;
+  if (cls.kind === "delay-ignored") {
+    call.ignoredSchedules = (call.ignoredSchedules ?? 0) + 1;
+    delayIgnored(c, call, result.error);
+  }
   if (action === "lower-delay" && lowerDelay(c, call, cls.kind === "max-delay" ? cls.maxDelayMs : undefined))
     return scheduleAttempt(c, call);
   if (action === "lower-delay" || action === "degrade") {
@@ -178,7 +185,9 @@ function onScheduleResult(c: Ctx, call: CallState, result: Outcome): void {
         ? cls.reason
         : isUnrecognised(cls)
           ? `unrecognised answers to scheduling the delayed leave (${call.unrecognisedSchedules} in a row)`
-          : "no usable delay",
+          : cls.kind === "delay-ignored"
+            ? "the server ignores the delay of delayed events (it wrote our delayed leave at once)"
+            : "no usable delay",
       isUnrecognised(cls),
     );
     return afterArmed(c, call, lane.after);
@@ -260,6 +269,23 @@ function lowerDelay(c: Ctx, call: CallState, serverMaxMs: number | undefined): b
   updateSupport(c, { delayMs: next, maxDelayMs: candidate ?? c.s.out.support.maxDelayMs });
   emitError(c, new MembershipError(`delay lowered to ${next} ms`, "max-delay-lowered", "schedule-leave"));
   return true;
+}
+
+/**
+ * A schedule's answer proved the server ignored the delay: it wrote our delayed leave, `{}`, at our key at
+ * once. Whatever membership of ours was there is gone (others see us leave); a fresh one follows the next
+ * schedule, which the backend sends only after asking the server's dialect again.
+ */
+function delayIgnored(c: Ctx, call: CallState, error: unknown): void {
+  log(c, "warn", "the server ignored our delayed leave's delay and wrote it at once", error);
+  if (!call.membershipAttempted || call.ended) return;
+  if (call.lastSent) {
+    call.lastSent = undefined;
+    setOwnMembership(c, undefined);
+    setProbablyLeft(c, true);
+    setState(c, { kind: "reconnecting", reason: "delayed-leave-fired", probablyLeft: true });
+  }
+  wantWrite(call, "fresh");
 }
 
 export function markArmed(c: Ctx, call: CallState, sentAt: number): void {

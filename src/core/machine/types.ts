@@ -29,7 +29,8 @@ export interface MachineEnv {
 
 /** One request the driver runs through the backend. */
 export type Request =
-  | { kind: "schedule"; delayMs: number }
+  /** `overMembership`: we hold a membership it could overwrite if the server ignored the delay. */
+  | { kind: "schedule"; delayMs: number; overMembership?: boolean }
   | { kind: "delayed"; delayId: string; action: DelayedEventAction }
   | { kind: "write"; content: Record<string, unknown> }
   | { kind: "list" }
@@ -202,6 +203,8 @@ export interface CallState {
   failingDelayedSince?: number;
   failingStateSince?: number;
   unrecognisedSchedules: number;
+  /** Schedules in a row whose delay the server ignored (it wrote our `{}` at once). */
+  ignoredSchedules?: number;
   lastRecoveryAt?: number;
   /** When others stop listing our membership (elapsed-time clock, like every deadline here). */
   expiresAt?: number;
