@@ -52,6 +52,7 @@ export type {
   RequestFate,
   RestoreOptions,
 } from "./network/index.js";
+export type { MatrixSdkLogLevel } from "../log/quietMatrixSdk.js";
 export {
   startTestCall,
   quietMatrixSdkLogs,

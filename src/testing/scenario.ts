@@ -4,31 +4,18 @@
  * Every device talks to the test homeserver through its own FaultyLink; observers are real synced
  * matrix-js-sdk clients whose MatrixRTCSession says who is in the call.
  */
-import log from "loglevel";
 import { ClientEvent, createClient, type MatrixClient } from "matrix-js-sdk";
-import { logger as sdkLogger } from "matrix-js-sdk/lib/logger.js";
 import { ClientBackend } from "../backends/client.js";
 import { CALL_MEMBER_EVENT_TYPE } from "../membership/content.js";
 import { MembershipManager, type MembershipManagerOptions } from "../manager/MembershipManager.js";
+import { clientTimers, startClient, stopClient as stopNodeClient } from "../node/client.js";
+export { quietMatrixSdkLogs } from "../log/quietMatrixSdk.js";
 import { startTestHomeserver, type TestHomeserver } from "./homeserver/homeserver.js";
 import type { TestHomeserverOptions } from "./homeserver/options.js";
 import type { DelayedEventRecord } from "./homeserver/delayed-events.js";
 import { startFaultyLink, type FaultyLink } from "./network/index.js";
 import type { SynapseOptions } from "./synapse/options.js";
 import { startSynapse, type SynapseHomeserver } from "./synapse/synapse.js";
-
-/**
- * Silence matrix-js-sdk's logging (it forces each of its prefixed loggers to DEBUG when it creates
- * them, so levels cannot; a no-op method factory can, for loggers made now and later).
- */
-export function quietMatrixSdkLogs(): void {
-  const quiet: log.MethodFactory = () => () => undefined;
-  log.methodFactory = quiet;
-  // js-sdk types its logger narrowly; underneath it is a loglevel logger.
-  const sdk = sdkLogger as unknown as log.Logger;
-  sdk.methodFactory = quiet;
-  sdk.rebuild();
-}
 
 /** A logged-in device: what a MatrixClient needs (`createUser` / `loginDevice` return one). */
 export interface UserCreds {
@@ -50,7 +37,11 @@ export function bareClient(baseUrl: string, user: UserCreds): MatrixClient {
   });
 }
 
-/** A started, synced client whose MatrixRTC session manager runs; stop it with `stopClient`. */
+/**
+ * A started, synced client whose MatrixRTC session manager runs; stop it with `stopClient`. Started in its
+ * own timer scope (`matrixrtc-membership/node`'s `startClient`), so stopping it lets go of every timer
+ * matrix-js-sdk leaves armed.
+ */
 export async function syncedClient(baseUrl: string, user: UserCreds): Promise<MatrixClient> {
   const client = bareClient(baseUrl, user);
   const ready = new Promise<void>((resolve) =>
@@ -58,20 +49,18 @@ export async function syncedClient(baseUrl: string, user: UserCreds): Promise<Ma
       if (state === "PREPARED" || state === "SYNCING") resolve();
     }),
   );
-  await client.startClient({ initialSyncLimit: 20 });
+  await startClient(client, { initialSyncLimit: 20 });
   await ready;
-  client.matrixRTC.start();
+  clientTimers(client).run(() => client.matrixRTC.start());
   return client;
 }
 
-/** Stop a client, including its MatrixRTC session timers. */
+/**
+ * Stop a client, including its MatrixRTC sessions; the timers matrix-js-sdk leaves armed after
+ * `stopClient()` (request timeouts of up to 110 s) no longer keep the process running.
+ */
 export function stopClient(client: MatrixClient): void {
-  try {
-    client.matrixRTC.stop();
-  } catch {
-    // never started
-  }
-  client.stopClient();
+  stopNodeClient(client);
 }
 
 /** The devices js-sdk's MatrixRTCSession lists as call members, as "@user:hs|DEVICE". */

@@ -25,7 +25,7 @@ const repo = process.cwd();
 const repoModules = join(repo, "node_modules");
 const tsc = createRequire(join(repo, "package.json")).resolve("typescript/bin/tsc");
 const PKG = "matrixrtc-membership";
-const ENTRIES = ["", "/testing", "/widget-host"] as const;
+const ENTRIES = ["", "/testing", "/widget-host", "/node"] as const;
 
 // Child npm processes must not inherit the npm settings of the `npm test` that runs jest.
 function childEnv(): NodeJS.ProcessEnv {
@@ -277,7 +277,7 @@ describe("the packed package", () => {
     expect(missing).toEqual([]);
   });
 
-  it("the main entry never loads matrix-js-sdk or matrix-widget-api; widget-host never loads matrix-js-sdk", () => {
+  it("the main and node entries never load matrix-js-sdk or matrix-widget-api; widget-host never loads matrix-js-sdk", () => {
     // Walks the built import graph: relative specifiers are followed, bare ones collected.
     const bareImports = (start: string): Set<string> => {
       const seen = new Set<string>();
@@ -306,6 +306,10 @@ describe("the packed package", () => {
     };
     for (const build of ["esm", "cjs"]) {
       expect([...bareImports(`dist/${build}/index.js`)].sort()).toEqual(["loglevel", "rxjs"]);
+      expect([...bareImports(`dist/${build}/node/index.js`)].sort()).toEqual([
+        "loglevel",
+        "node:async_hooks",
+      ]);
       expect(bareImports(`dist/${build}/widget-host/index.js`).has("matrix-js-sdk")).toBe(false);
       expect(bareImports(`dist/${build}/testing/index.js`).has("matrix-js-sdk")).toBe(true);
     }
@@ -334,10 +338,14 @@ describe("the packed package", () => {
     );
     const esm = node(["esm.mjs"], dir);
     expect(esm).toMatchObject({ code: 0 });
-    expect(esm.out).toMatch(/esm \d+\nesm\/testing \d+\nesm\/widget-host \d+\nesm error function/);
+    expect(esm.out).toMatch(
+      /esm \d+\nesm\/testing \d+\nesm\/widget-host \d+\nesm\/node \d+\nesm error function/,
+    );
     const cjs = node(["cjs.cjs"], dir);
     expect(cjs).toMatchObject({ code: 0 });
-    expect(cjs.out).toMatch(/cjs \d+\ncjs\/testing \d+\ncjs\/widget-host \d+\ncjs manager function/);
+    expect(cjs.out).toMatch(
+      /cjs \d+\ncjs\/testing \d+\ncjs\/widget-host \d+\ncjs\/node \d+\ncjs manager function/,
+    );
     // Same exports from both builds.
     const count = (out: string, kind: string, e: string) => new RegExp(`${kind}${e} (\\d+)`).exec(out)?.[1];
     for (const e of ENTRIES) expect(count(cjs.out, "cjs", e)).toBe(count(esm.out, "esm", e));
@@ -360,10 +368,14 @@ describe("the packed package", () => {
     const dir = join(work, "runtime");
     const esm = run(node20, ["esm.mjs"], dir);
     expect(esm).toMatchObject({ code: 0 });
-    expect(esm.stdout).toMatch(/esm \d+\nesm\/testing \d+\nesm\/widget-host \d+\nesm error function/);
+    expect(esm.stdout).toMatch(
+      /esm \d+\nesm\/testing \d+\nesm\/widget-host \d+\nesm\/node \d+\nesm error function/,
+    );
     const cjs = run(node20, ["cjs.cjs"], dir);
     expect(cjs).toMatchObject({ code: 0 });
-    expect(cjs.stdout).toMatch(/cjs \d+\ncjs\/testing \d+\ncjs\/widget-host \d+\ncjs manager function/);
+    expect(cjs.stdout).toMatch(
+      /cjs \d+\ncjs\/testing \d+\ncjs\/widget-host \d+\ncjs\/node \d+\ncjs manager function/,
+    );
   });
 
   it("a strict nodenext consumer type-checks, from ESM and from CommonJS, without skipLibCheck", () => {
