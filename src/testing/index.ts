@@ -36,12 +36,16 @@ export {
   ensureSynapse,
   synapseCacheDir,
   constraintsFile,
+  installSynapse,
+  defaultSynapseVersions,
 } from "./synapse/index.js";
 export type {
   SynapseHomeserver,
   SynapseOptions,
   SynapseRateLimitPreset,
   InstalledSynapse,
+  InstallSynapseOptions,
+  InstalledVersion,
 } from "./synapse/index.js";
 export { startFaultyLink } from "./network/index.js";
 export type {

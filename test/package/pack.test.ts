@@ -25,7 +25,10 @@ const repo = process.cwd();
 const repoModules = join(repo, "node_modules");
 const tsc = createRequire(join(repo, "package.json")).resolve("typescript/bin/tsc");
 const PKG = "matrixrtc-membership";
-const ENTRIES = ["", "/testing", "/widget-host", "/node"] as const;
+const ENTRIES = ["", "/testing", "/widget-host", "/node", "/testing/synapse"] as const;
+/** What the runtime consumers print: one line per entry with its export count, in ENTRIES order. */
+const loaded = (kind: "esm" | "cjs", last: string) =>
+  new RegExp(`^${ENTRIES.map((e) => `${kind}${e.replace(/\//g, "\\/")} \\d+`).join("\\n")}\\n${last}`, "m");
 
 // Child npm processes must not inherit the npm settings of the `npm test` that runs jest.
 function childEnv(): NodeJS.ProcessEnv {
@@ -244,10 +247,11 @@ describe("the packed package", () => {
       for (const target of Object.values(conditions).flatMap((c) => Object.values(c)))
         expect(packed).toContain(posix.normalize(target));
     }
-    for (const bin of Object.values(pkg.bin)) expect(packed).toContain(posix.normalize(bin));
-    expect(readFileSync(join(unpacked, "dist/esm/testing/cli.js"), "utf8")).toMatch(
-      /^#!\/usr\/bin\/env node\n/,
-    );
+    expect(Object.keys(pkg.bin).sort()).toEqual(["matrixrtc-install-synapse", "matrixrtc-test-homeserver"]);
+    for (const bin of Object.values(pkg.bin)) {
+      expect(packed).toContain(posix.normalize(bin));
+      expect(readFileSync(join(unpacked, bin), "utf8")).toMatch(/^#!\/usr\/bin\/env node\n/);
+    }
   });
 
   it("the README links only to files in the package", () => {
@@ -310,6 +314,8 @@ describe("the packed package", () => {
         "loglevel",
         "node:async_hooks",
       ]);
+      // A jest globalSetup imports it: a js-sdk loaded there would clash with the tests' copy.
+      expect(bareImports(`dist/${build}/testing/synapse/index.js`).has("matrix-js-sdk")).toBe(false);
       expect(bareImports(`dist/${build}/widget-host/index.js`).has("matrix-js-sdk")).toBe(false);
       expect(bareImports(`dist/${build}/testing/index.js`).has("matrix-js-sdk")).toBe(true);
     }
@@ -338,14 +344,10 @@ describe("the packed package", () => {
     );
     const esm = node(["esm.mjs"], dir);
     expect(esm).toMatchObject({ code: 0 });
-    expect(esm.out).toMatch(
-      /esm \d+\nesm\/testing \d+\nesm\/widget-host \d+\nesm\/node \d+\nesm error function/,
-    );
+    expect(esm.out).toMatch(loaded("esm", "esm error function"));
     const cjs = node(["cjs.cjs"], dir);
     expect(cjs).toMatchObject({ code: 0 });
-    expect(cjs.out).toMatch(
-      /cjs \d+\ncjs\/testing \d+\ncjs\/widget-host \d+\ncjs\/node \d+\ncjs manager function/,
-    );
+    expect(cjs.out).toMatch(loaded("cjs", "cjs manager function"));
     // Same exports from both builds.
     const count = (out: string, kind: string, e: string) => new RegExp(`${kind}${e} (\\d+)`).exec(out)?.[1];
     for (const e of ENTRIES) expect(count(cjs.out, "cjs", e)).toBe(count(esm.out, "esm", e));
@@ -368,14 +370,10 @@ describe("the packed package", () => {
     const dir = join(work, "runtime");
     const esm = run(node20, ["esm.mjs"], dir);
     expect(esm).toMatchObject({ code: 0 });
-    expect(esm.stdout).toMatch(
-      /esm \d+\nesm\/testing \d+\nesm\/widget-host \d+\nesm\/node \d+\nesm error function/,
-    );
+    expect(esm.stdout).toMatch(loaded("esm", "esm error function"));
     const cjs = run(node20, ["cjs.cjs"], dir);
     expect(cjs).toMatchObject({ code: 0 });
-    expect(cjs.stdout).toMatch(
-      /cjs \d+\ncjs\/testing \d+\ncjs\/widget-host \d+\ncjs\/node \d+\ncjs manager function/,
-    );
+    expect(cjs.stdout).toMatch(loaded("cjs", "cjs manager function"));
   });
 
   it("a strict nodenext consumer type-checks, from ESM and from CommonJS, without skipLibCheck", () => {
