@@ -116,21 +116,22 @@ function registryOf(global: typeof globalThis): Registry {
   const existing = holder[REGISTRY];
   if (existing) return existing;
   const g = global as unknown as Timers;
-  const registry: Registry = {
-    originals: {
-      setTimeout: g.setTimeout,
-      setInterval: g.setInterval,
-      clearTimeout: g.clearTimeout,
-      clearInterval: g.clearInterval,
-    },
-    store: new AsyncLocalStorage<TimerScope>(),
-    everything: new Set(),
-    scopesOf: new WeakMap(),
+  // The wrappers use these through their closures, never through `registry`: jest soft-deletes what a
+  // test file left on its global and warns about every later property read (a late clearTimeout).
+  const originals: Timers = {
+    setTimeout: g.setTimeout,
+    setInterval: g.setInterval,
+    clearTimeout: g.clearTimeout,
+    clearInterval: g.clearInterval,
   };
+  const store = new AsyncLocalStorage<TimerScope>();
+  const everything = new Set<TimerScope>();
+  const scopesOf = new WeakMap<object, TimerScope[]>();
+  const registry: Registry = { originals, store, everything, scopesOf };
   const scopesNow = (): TimerScope[] => {
-    const inner = registry.store.getStore();
-    if (!inner && registry.everything.size === 0) return [];
-    return inner ? [inner, ...registry.everything] : [...registry.everything];
+    const inner = store.getStore();
+    if (!inner && everything.size === 0) return [];
+    return inner ? [inner, ...everything] : [...everything];
   };
   const arm = (original: TimerFunction, once: boolean): TimerFunction => {
     const wrapped = function (
@@ -150,7 +151,7 @@ function registryOf(global: typeof globalThis): Registry {
         ...rest,
       );
       const tracked = scopes.filter((scope) => scope.armed(timer));
-      if (tracked.length > 0) registry.scopesOf.set(timer as object, tracked);
+      if (tracked.length > 0) scopesOf.set(timer as object, tracked);
       return timer;
     };
     // Keeps what Node hangs on the originals (util.promisify's custom form of setTimeout).
@@ -162,8 +163,8 @@ function registryOf(global: typeof globalThis): Registry {
   const disarm = (original: ClearFunction): ClearFunction =>
     function (this: unknown, timer?: Timer | string | number) {
       if (typeof timer === "object" && timer !== null) {
-        for (const scope of registry.scopesOf.get(timer) ?? []) scope.forget(timer);
-        registry.scopesOf.delete(timer);
+        for (const scope of scopesOf.get(timer) ?? []) scope.forget(timer);
+        scopesOf.delete(timer);
       }
       original.call(this, timer);
     };
@@ -177,7 +178,8 @@ function registryOf(global: typeof globalThis): Registry {
 
 /** Clears either kind: Node's clearTimeout and clearInterval accept each other's timers. */
 function clearer(registry: Registry): ClearFunction {
-  return (timer) => registry.originals.clearTimeout(timer);
+  const clear = registry.originals.clearTimeout;
+  return (timer) => clear(timer);
 }
 
 /**
