@@ -28,6 +28,7 @@ import {
 } from "../membership/content.js";
 import type { SourceLike } from "../membership/observer.js";
 import { Clock } from "./clock.js";
+import { RequestTrace, type RequestTraceSink } from "./requestTrace.js";
 import { watchRoomState } from "./roomStateWatch.js";
 import { statusOf, type LeaveResult, type MembershipState, type Status, type Support } from "./state.js";
 
@@ -73,6 +74,12 @@ export interface MembershipManagerOptions extends TimingOptions {
   logger?: Logger;
   /** Source of jitter, for deterministic tests. Default Math.random. */
   random?: () => number;
+  /**
+   * Opt-in request trace: one line per request sent and per answer or local timeout ("→ #3 schedule
+   * the delayed leave (delay 10000 ms, timeout 2000 ms)", "← #3 schedule the delayed leave ok in 12 ms:
+   * leave#1"). Redacted: no access token, and delay ids appear as "leave#N". Default: none.
+   */
+  trace?: RequestTraceSink;
 }
 
 /** What an app may change without leaving. */
@@ -164,6 +171,7 @@ export class MembershipManager {
   }
 
   private roomStateWatch?: Subscription;
+  private readonly trace?: RequestTrace;
   private isDisposed = false;
   /** Requests in flight, by the machine's request id. */
   private requests?: Map<number, InFlight>;
@@ -192,6 +200,7 @@ export class MembershipManager {
     this.stateKey = membershipStateKey(options.userId, options.deviceId, slot, options.roomVersion);
     this.clock = new Clock(options.scheduler ?? asyncScheduler);
     this.log = redactingLogger(options.logger ?? log.getLogger("matrixrtc-membership"));
+    if (options.trace) this.trace = new RequestTrace(options.trace, () => this.clock.now());
     this.random = options.random ?? Math.random;
     const support: Support = { delayedEvents: undefined, delayMs: timing.delayMs };
     this.supportSubject = new BehaviorSubject<Support>(support);
@@ -363,8 +372,10 @@ export class MembershipManager {
       case "abort": {
         const entry = this.requests?.get(command.reqId);
         if (!entry) return;
-        if (!entry.keepLate) this.forget(command.reqId);
-        else entry.timedOut = true;
+        if (!entry.keepLate) {
+          this.forget(command.reqId);
+          this.trace?.aborted(command.reqId);
+        } else entry.timedOut = true;
         entry.cancelTimer();
         entry.controller.abort(new DOMException("aborted", "AbortError"));
         return;
@@ -420,8 +431,10 @@ export class MembershipManager {
     const controller = new AbortController();
     const entry: InFlight = { controller, keepLate, timedOut: false, cancelTimer: () => {} };
     (this.requests ??= new Map()).set(reqId, entry);
+    this.trace?.sent(reqId, request, timeoutMs);
     entry.cancelTimer = this.clock.after(timeoutMs, () => {
       entry.timedOut = true;
+      this.trace?.timedOut(reqId, timeoutMs, keepLate);
       const error = new LocalTimeoutError(timeoutMs);
       // A schedule is not idempotent: we keep listening for its answer (its id is cancelled then).
       if (!keepLate) {
@@ -446,6 +459,7 @@ export class MembershipManager {
     if (this.requests?.get(reqId) !== entry) return;
     this.forget(reqId);
     entry.cancelTimer();
+    this.trace?.answered(reqId, ok, valueOrError, entry.timedOut);
     const type = entry.timedOut ? "late-answer" : "answer";
     this.feed(
       ok ? { type, reqId, ok: true, value: valueOrError } : { type, reqId, ok: false, error: valueOrError },
