@@ -79,3 +79,30 @@ export { connectWidget, installWindowShim, quietWidgetLogs } from "./widgetBus.j
 export type { ConnectOptions, WidgetPair } from "./widgetBus.js";
 export { startTestSfuAuth } from "./sfuAuth.js";
 export type { TestSfuAuth, TestSfuAuthOptions, SfuAuthRequest } from "./sfuAuth.js";
+export {
+  CallRecorder,
+  renderTimeline,
+  labelBoxes,
+  overlappingPairs,
+  textBox,
+  textWidth,
+} from "./timeline/index.js";
+export type {
+  CallRecorderOptions,
+  RecordableServer,
+  TimelineOptions,
+  Box,
+  Anchor,
+  CallTrace,
+  Deadline,
+  DeviceInfo,
+  DeviceRequest,
+  MembershipChange,
+  Milestone,
+  Outage,
+  RequestOp,
+  ServerRequest,
+  StatusChange,
+  SyncChange,
+  ViewChange,
+} from "./timeline/index.js";
