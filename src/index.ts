@@ -1,5 +1,6 @@
 export { MembershipManager } from "./manager/MembershipManager.js";
 export type { MembershipManagerOptions, MembershipUpdate } from "./manager/MembershipManager.js";
+export type { RequestTraceSink } from "./manager/requestTrace.js";
 export type {
   MembershipState,
   Status,

@@ -13,7 +13,10 @@ export interface StartableClient {
   /** matrix-js-sdk's `stopClient()`. */
   stopClient(): void;
   /** matrix-js-sdk's MatrixRTC session manager, stopped with the client. */
-  readonly matrixRTC?: { stop(): void };
+  readonly matrixRTC?: {
+    /** Stops every MatrixRTC session of the client. */
+    stop(): void;
+  };
 }
 
 const scopes = new WeakMap<object, TimerScope>();

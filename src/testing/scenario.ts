@@ -187,7 +187,12 @@ export interface TestCallOptions {
    * the test homeserver the server's own records are polled every 10 ms; on Synapse only the devices
    * and observers are recorded. `{ print }` also gets one timestamped line per event. Default off.
    */
-  timeline?: boolean | { print?: (line: string) => void };
+  timeline?:
+    | boolean
+    | {
+        /** Receives one timestamped line per event. */
+        print?: (line: string) => void;
+      };
   /**
    * Each device's request trace (the manager's `trace` option), one line per request and answer,
    * prefixed with the device's name. Default none.

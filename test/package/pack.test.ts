@@ -254,13 +254,34 @@ describe("the packed package", () => {
     }
   });
 
-  it("the README links only to files in the package", () => {
-    const readme = readFileSync(join(unpacked, "README.md"), "utf8");
-    const targets = [...readme.matchAll(/\]\(([^)#\s]+)(?:#[^)]*)?\)/g)].map((m) => m[1]);
-    const local = targets.filter((t) => !/^[a-z]+:/.test(t));
-    expect(local.length).toBeGreaterThan(0);
-    expect(local.filter((t) => !packed.includes(posix.normalize(t)))).toEqual([]);
-    expect(readme).not.toContain("../shared");
+  it("every relative link in the README and docs resolves inside the package; repository-only paths are URLs", () => {
+    const docs = packed.filter((f) => f === "README.md" || /^docs\/[^/]+\.md$/.test(f));
+    expect(docs).toEqual(expect.arrayContaining(["README.md", "docs/api.md", "docs/widget.md"]));
+    const broken: string[] = [];
+    const unlinked: string[] = [];
+    let relative = 0;
+    for (const doc of docs) {
+      // Fenced code is commands and code for a clone of the repository, not links.
+      const text = readFileSync(join(unpacked, doc), "utf8").replace(/^```[\s\S]*?^```/gm, "");
+      for (const m of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        const target = m[1];
+        if (/^[a-z][a-z0-9+.-]*:/i.test(target) || target.startsWith("#")) continue;
+        relative++;
+        const path = posix.normalize(posix.join(posix.dirname(doc), target.split("#")[0]));
+        const isDir = packed.some((f) => f.startsWith(`${path.replace(/\/$/, "")}/`));
+        if (!packed.includes(path) && !isDir) broken.push(`${doc}: ${target}`);
+      }
+      // A path of the repository mentioned on its own must be a link (an URL) or in the package.
+      for (const m of text.matchAll(/(\[)?`((?:examples|test|bench)\/[^`\s]*)`/g))
+        if (!m[1] && !packed.includes(m[2])) unlinked.push(`${doc}: ${m[2]}`);
+    }
+    expect(relative).toBeGreaterThan(50);
+    expect(broken).toEqual([]);
+    expect(unlinked).toEqual([]);
+    expect(readFileSync(join(unpacked, "README.md"), "utf8")).not.toContain("../shared");
+    // The package says where its repository lives (npm shows it; docs link there).
+    const pkg = JSON.parse(readFileSync(join(unpacked, "package.json"), "utf8")) as { homepage?: string };
+    expect(pkg.homepage).toBe("https://github.com/matrixrtc-membership/matrixrtc-membership#readme");
   });
 
   it("every source map resolves its sources inside the package", () => {

@@ -2,7 +2,7 @@
 export { CallRecorder } from "./recorder.js";
 export type { CallRecorderOptions, RecordableServer } from "./recorder.js";
 export { renderTimeline, labelBoxes } from "./render.js";
-export type { TimelineOptions } from "./render.js";
+export type { LabelBox, TimelineOptions } from "./render.js";
 export { overlappingPairs, textBox, textWidth } from "./layout.js";
 export type { Box, Anchor } from "./layout.js";
 export type {
@@ -13,6 +13,7 @@ export type {
   MembershipChange,
   Milestone,
   Outage,
+  ProbablyLeftMark,
   RequestOp,
   ServerRequest,
   StatusChange,

@@ -7,9 +7,13 @@
 
 /** A rectangle in picture coordinates. */
 export interface Box {
+  /** Left. */
   x0: number;
+  /** Top. */
   y0: number;
+  /** Right. */
   x1: number;
+  /** Bottom. */
   y1: number;
 }
 
@@ -48,8 +52,11 @@ export function overlappingPairs<T extends Box>(boxes: readonly T[], gap = 0): [
 
 /** A place to try for a label: where its text goes. */
 export interface Candidate {
+  /** The text's x (its anchor point). */
   x: number;
+  /** Its baseline. */
   y: number;
+  /** How the text hangs off x. */
   anchor: Anchor;
 }
 

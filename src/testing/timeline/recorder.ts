@@ -53,6 +53,7 @@ const PRINT_HOLD_MS = 100;
 
 /** Records a run (and prints one line per event as it happens, within PRINT_HOLD_MS, when asked to). */
 export class CallRecorder {
+  /** What has been recorded so far (live; see `snapshot()`). */
   readonly trace: CallTrace;
   private readonly devices = new Map<string, DeviceInfo & { via: string }>();
   private readonly timers: ReturnType<typeof setInterval>[] = [];
@@ -389,10 +390,12 @@ export class CallRecorder {
 
   private stopServer?: () => void;
 
+  /** `device`'s network was cut at `from`. */
   outage(device: string, from: number): void {
     this.trace.outages.push({ device, from });
   }
 
+  /** `device`'s network came back at `to`. */
   outageEnds(device: string, to: number): void {
     const o = this.trace.outages.find((x) => x.device === device && x.to === undefined);
     if (o) o.to = to;

@@ -665,9 +665,17 @@ export function renderTimeline(trace: CallTrace, options: TimelineOptions = {}):
   );
 }
 
+/** One label of a rendered picture and the box it takes. */
+export interface LabelBox {
+  /** The label's text. */
+  text: string;
+  /** Where it is drawn (estimated from its font size, see `textWidth`). */
+  box: Box;
+}
+
 /** The label boxes of a rendered picture, read back from its `<text>` elements (for layout tests). */
-export function labelBoxes(svg: string): { text: string; box: Box }[] {
-  const boxes: { text: string; box: Box }[] = [];
+export function labelBoxes(svg: string): LabelBox[] {
+  const boxes: LabelBox[] = [];
   for (const m of svg.matchAll(/<text ([^>]*)>([^<]*)<\/text>/g)) {
     const attrs = Object.fromEntries([...m[1].matchAll(/([a-z-]+)="([^"]*)"/g)].map((a) => [a[1], a[2]]));
     const text = m[2]
