@@ -12,6 +12,7 @@
  * - testTimeout 30 s: a network-loss test waits out real delays.
  * Anything here can be overridden in the project's own config.
  */
+const { existsSync } = require("node:fs");
 const { createRequire } = require("node:module");
 const { join } = require("node:path");
 const vm = require("node:vm");
@@ -40,7 +41,28 @@ module.exports = {
   ...(hasTsJest
     ? {
         extensionsToTreatAsEsm: [".ts"],
-        transform: { "^.+\\.tsx?$": ["ts-jest", { useESM: true, diagnostics: false }] },
+        transform: {
+          "^.+\\.tsx?$": [
+            "ts-jest",
+            {
+              useESM: true,
+              diagnostics: false,
+              // A project without a tsconfig.json would be compiled to CommonJS, which ES module mode
+              // cannot run ("exports is not defined"): give it ES modules. A project's own tsconfig.json
+              // is used as it is (its `module` should be nodenext, node16 or esnext).
+              ...(existsSync(join(process.cwd(), "tsconfig.json"))
+                ? {}
+                : {
+                    tsconfig: {
+                      module: "esnext",
+                      target: "es2022",
+                      esModuleInterop: true,
+                      isolatedModules: true,
+                    },
+                  }),
+            },
+          ],
+        },
         moduleNameMapper: { "^(\\.{1,2}/.*)\\.js$": "$1" },
       }
     : {}),

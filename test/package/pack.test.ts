@@ -5,7 +5,7 @@
  * node_modules through symlinks; only the widget-only one runs `npm install` (from npm's cache).
  */
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
-import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import {
   cpSync,
   existsSync,
@@ -20,8 +20,8 @@ import { build } from "esbuild";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join, normalize, posix } from "node:path";
+import { repo, run, runAsync, sharedPack } from "./packing.js";
 
-const repo = process.cwd();
 const repoModules = join(repo, "node_modules");
 const tsc = createRequire(join(repo, "package.json")).resolve("typescript/bin/tsc");
 const PKG = "matrixrtc-membership";
@@ -29,36 +29,6 @@ const ENTRIES = ["", "/testing", "/widget-host", "/node", "/testing/synapse"] as
 /** What the runtime consumers print: one line per entry with its export count, in ENTRIES order. */
 const loaded = (kind: "esm" | "cjs", last: string) =>
   new RegExp(`^${ENTRIES.map((e) => `${kind}${e.replace(/\//g, "\\/")} \\d+`).join("\\n")}\\n${last}`, "m");
-
-// Child npm processes must not inherit the npm settings of the `npm test` that runs jest.
-function childEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.toLowerCase().startsWith("npm_")));
-}
-
-/**
- * Packing and type-checking are CPU-heavy while the other jest worker runs timing-sensitive tests on
- * real time: the children run at low priority (`nice`) so they take the idle CPU, not that worker's.
- */
-const NICE = existsSync("/usr/bin/nice") ? ["/usr/bin/nice", "-n", "15"] : [];
-function niced(cmd: string, args: string[]): [string, string[]] {
-  return NICE.length ? [NICE[0], [...NICE.slice(1), cmd, ...args]] : [cmd, args];
-}
-
-function run(cmd: string, args: string[], cwd: string): { code: number; out: string; stdout: string } {
-  const res = spawnSync(...niced(cmd, args), { cwd, env: childEnv(), encoding: "utf8", timeout: 120_000 });
-  return { code: res.status ?? -1, out: `${res.stdout ?? ""}${res.stderr ?? ""}`, stdout: res.stdout ?? "" };
-}
-
-/** As `run`, without blocking: the slow steps run side by side with the quick ones. */
-function runAsync(cmd: string, args: string[], cwd: string): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(...niced(cmd, args), { cwd, env: childEnv(), timeout: 120_000 });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    child.on("close", (code) => resolve({ code: code ?? -1, out }));
-  });
-}
 
 function node(args: string[], cwd: string) {
   return run(process.execPath, args, cwd);
@@ -191,15 +161,10 @@ function startWidgetOnlyInstall(): Promise<{ code: number; out: string }> {
   );
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "mrtc-pack-"));
-  // No build by hand: prepack builds. --json names the tarball and lists its files.
-  const res = run("npm", ["pack", "--json", "--pack-destination", work], repo);
-  if (res.code !== 0) throw new Error(`npm pack failed:\n${res.out}`);
-  const json = res.stdout.slice(res.stdout.indexOf("[\n"));
-  const [info] = JSON.parse(json) as { filename: string; files: { path: string }[] }[];
-  tarball = join(work, info.filename);
-  packed = info.files.map((f) => f.path);
+  // One pack per run, shared with the consumer checks (packing.ts).
+  ({ tarball, files: packed } = await sharedPack());
   unpacked = join(work, "unpacked");
   mkdirSync(unpacked);
   execFileSync("tar", ["-xzf", tarball, "-C", unpacked, "--strip-components=1"]);
