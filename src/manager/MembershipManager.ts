@@ -27,6 +27,7 @@ import {
 } from "../membership/content.js";
 import type { SourceLike } from "../membership/observer.js";
 import { Clock, readsWallClock } from "./clock.js";
+import { RequestTrace, type RequestTraceSink } from "./requestTrace.js";
 import { watchRoomState, type RoomStateWatch } from "./roomStateWatch.js";
 import { statusOf, type LeaveResult, type MembershipState, type Status, type Support } from "./state.js";
 
@@ -80,6 +81,12 @@ export interface MembershipManagerOptions extends TimingOptions {
   logger?: Logger;
   /** Source of jitter, for deterministic tests. Default Math.random. */
   random?: () => number;
+  /**
+   * Opt-in request trace: one line per request sent and per answer or local timeout ("→ #3 schedule
+   * the delayed leave (delay 10000 ms, timeout 2000 ms)", "← #3 schedule the delayed leave ok in 12 ms:
+   * leave#1"). Redacted: no access token, and delay ids appear as "leave#N". Default: none.
+   */
+  trace?: RequestTraceSink;
 }
 
 /** What an app may change without leaving. */
@@ -175,6 +182,7 @@ export class MembershipManager {
   private readonly wallClock: () => number;
   /** Aborted at dispose(): requests started before it may no longer be sent (RequestOptions.notAfter). */
   private readonly gate = new AbortController();
+  private readonly trace?: RequestTrace;
   private isDisposed = false;
   /** Requests in flight, by the machine's request id. */
   private requests?: Map<number, InFlight>;
@@ -205,6 +213,7 @@ export class MembershipManager {
     this.clock = new Clock(scheduler);
     this.wallClock = options.wallClock ?? (readsWallClock(scheduler) ? Date.now : () => scheduler.now());
     this.log = redactingLogger(options.logger ?? log.getLogger("matrixrtc-membership"));
+    if (options.trace) this.trace = new RequestTrace(options.trace, () => this.clock.now());
     this.random = options.random ?? Math.random;
     const support: Support = { delayedEvents: undefined, delayMs: timing.delayMs };
     this.supportSubject = new BehaviorSubject<Support>(support);
@@ -390,8 +399,10 @@ export class MembershipManager {
       case "abort": {
         const entry = this.requests?.get(command.reqId);
         if (!entry) return;
-        if (!entry.keepLate) this.forget(command.reqId);
-        else entry.timedOut = true;
+        if (!entry.keepLate) {
+          this.forget(command.reqId);
+          this.trace?.aborted(command.reqId);
+        } else entry.timedOut = true;
         entry.cancelTimer();
         entry.controller.abort(new DOMException("aborted", "AbortError"));
         return;
@@ -453,8 +464,10 @@ export class MembershipManager {
     const start = keepLate ? new AbortController() : undefined;
     const entry: InFlight = { controller, keepLate, timedOut: false, cancelTimer: () => {} };
     (this.requests ??= new Map()).set(reqId, entry);
+    this.trace?.sent(reqId, request, timeoutMs);
     entry.cancelTimer = this.clock.after(timeoutMs, () => {
       entry.timedOut = true;
+      this.trace?.timedOut(reqId, timeoutMs, keepLate);
       const error = new LocalTimeoutError(timeoutMs);
       start?.abort(error);
       // A schedule is not idempotent: we keep listening for its answer (its id is cancelled then).
@@ -480,6 +493,7 @@ export class MembershipManager {
     if (this.requests?.get(reqId) !== entry) return;
     this.forget(reqId);
     entry.cancelTimer();
+    this.trace?.answered(reqId, ok, valueOrError, entry.timedOut);
     const type = entry.timedOut ? "late-answer" : "answer";
     this.feed(
       ok ? { type, reqId, ok: true, value: valueOrError } : { type, reqId, ok: false, error: valueOrError },
