@@ -60,7 +60,9 @@ function paramList(signature) {
 
 function source(decl) {
   const s = decl.sources?.[0];
-  return s ? `../src/${s.fileName}#L${s.line}` : undefined;
+  // TypeDoc names the file relative to the entry points' common folder (src/) or, depending on how it
+  // finds the project's root, to the repository: either way the link is into the shipped src/.
+  return s ? `../src/${s.fileName.replace(/^src\//, "")}#L${s.line}` : undefined;
 }
 
 const lines = [

@@ -30,11 +30,17 @@ describe("MembershipManager trace", () => {
       "← #n schedule the delayed leave ok in N ms: leave#1",
       "→ #n write the membership (timeout N ms)",
       "← #n write the membership ok in N ms",
-      // One write is followed by an immediate restart (README "How it works", 2).
+      // Its server timestamp is read back (created_ts of later writes, issue 20), and the write is
+      // followed by an immediate restart (README "How it works", 2).
+      "→ #n read our membership (timeout N ms)",
       "→ #n restart leave#1 (timeout N ms)",
+      "← #n read our membership ok in N ms",
       "← #n restart leave#1 ok in N ms",
       "→ #n restart leave#1 (timeout N ms)",
+      // No room view here: our key is read once per heartbeat interval (issue 25).
+      "→ #n read our membership (timeout N ms)",
       "← #n restart leave#1 ok in N ms",
+      "← #n read our membership ok in N ms",
       "→ #n send leave#1 (timeout N ms)",
       "← #n send leave#1 ok in N ms",
     ]);
