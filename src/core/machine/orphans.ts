@@ -16,6 +16,7 @@ import {
 import { observeLink } from "./resources.js";
 import { askOnce, startTask } from "./tasks.js";
 import { resumeWrites, writeMembership } from "./writes.js";
+import { adoptLateSchedule, resumeAfterOpen } from "./schedule.js";
 import type { PendingDelayedEvent } from "../../backends/types.js";
 import type { OpenSchedule, Outcome, Task } from "./types.js";
 
@@ -25,12 +26,12 @@ function forget(c: Ctx, open: OpenSchedule): void {
   const i = c.s.open.indexOf(open);
   if (i >= 0) c.s.open.splice(i, 1);
   onOpenSettled(c);
+  resumeAfterOpen(c, open);
 }
 
 /** A schedule answered (in time, or after our timeout: `open.late`); `value` is its delay id. */
 export function onScheduleSettled(c: Ctx, open: OpenSchedule, ok: boolean, value: unknown): void {
-  forget(c, open);
-  if (!ok) return;
+  if (!ok) return forget(c, open);
   const id = value as string;
   // Only while a sweep may run (an orphan window): outside one, no listing can race this answer.
   if (c.now < c.s.orphanWindowUntil || c.s.sweep) {
@@ -40,7 +41,11 @@ export function onScheduleSettled(c: Ctx, open: OpenSchedule, ok: boolean, value
   }
   // The answer crossed the link: the round trip is a measurement even when it came too late.
   if (!c.s.disposed) observeLink(c, open.sentAt);
-  if (!open.late) return;
+  // The call is still waiting for a delayed leave, and this one has time left: it is ours now (before
+  // the lane, woken by forget(), would send another).
+  const adopted = open.late && !c.s.disposed && adoptLateSchedule(c, open, id);
+  forget(c, open);
+  if (!open.late || adopted) return;
   if (c.s.disposed) return cancelAfterDispose(c, id);
   cancelOrphan(c, id, open.sentAt + open.delayMs, true, open.delayMs);
 }

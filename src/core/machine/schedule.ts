@@ -68,6 +68,15 @@ function scheduleAttempt(c: Ctx, call: CallState): void {
     call.lane = { k: "stopped" };
     return;
   }
+  // An earlier schedule of this call is still on its way and could still create a live delayed leave
+  // (a slow link): wait for it (its answer is adopted) rather than send another. At most two of ours
+  // are then ever pending at once: that one, and a replacement once it has surely fired or failed.
+  const earlier = stillOpen(c, call);
+  if (earlier) {
+    lane.waitingFor = "open";
+    lane.wakeAt = (earlier.abortAt ?? earlier.sentAt + earlier.delayMs) + delayedTimeoutMs(c.s);
+    return;
+  }
   // A join's first schedule is what the app asked for; everything after is the manager's own.
   const kind = lane.after === "join" && !lane.sentOnce ? "intent" : "own";
   const waitMs = spend(c, kind);
@@ -219,6 +228,45 @@ function onScheduleResult(c: Ctx, call: CallState, result: Outcome): void {
   lane.waitingFor = "backoff";
 }
 
+/** An earlier schedule of `call` answered late (past our timeout) whose delayed leave would still live. */
+function stillOpen(c: Ctx, call: CallState): OpenSchedule | undefined {
+  return c.s.open.find(
+    (o) => o.callId === call.id && o.late && c.now + delayedTimeoutMs(c.s) < o.sentAt + o.delayMs,
+  );
+}
+
+/**
+ * A late schedule's delay id arrived while its call still waits for a delayed leave: adopt it when it
+ * leaves time for a heartbeat (it fires a delay after its send at the earliest), instead of cancelling it
+ * and scheduling yet another over a slow link.
+ */
+export function adoptLateSchedule(c: Ctx, open: OpenSchedule, delayId: string): boolean {
+  const call = c.s.call;
+  if (!call || call.id !== open.callId || call.ended) return false;
+  const lane = call.lane;
+  if (lane.k !== "schedule" || lane.reqId !== undefined) return false;
+  if (!(c.now + delayedTimeoutMs(c.s) < open.sentAt + open.delayMs)) return false;
+  log(c, "debug", "adopting a delayed leave whose answer came after our timeout");
+  if (lane.waitingFor === "budget" && lane.reserved) refund(c, lane.reserved);
+  call.delayId = delayId;
+  call.unrecognisedSchedules = 0;
+  call.ignoredSchedules = 0;
+  setDelayId(c, delayId);
+  markArmed(c, call, open.sentAt);
+  updateSupport(c, { delayedEvents: true });
+  afterArmed(c, call, lane.after);
+  return true;
+}
+
+/** A schedule of this call settled: a lane waiting for it goes on. */
+export function resumeAfterOpen(c: Ctx, open: OpenSchedule): void {
+  const call = c.s.call;
+  if (!call || call.id !== open.callId || call.lane.k !== "schedule" || call.lane.waitingFor !== "open")
+    return;
+  call.lane.wakeAt = call.lane.waitingFor = undefined;
+  scheduleAttempt(c, call);
+}
+
 /** The call ended while its schedule waited for a token: the reservation goes back. */
 export function dropScheduleWait(c: Ctx, call: CallState): void {
   const lane = call.lane;
@@ -231,6 +279,7 @@ export function onScheduleWake(c: Ctx, call: CallState): void {
   const lane = call.lane;
   if (lane.k !== "schedule") return;
   const budgetWait = lane.waitingFor === "budget";
+  // ("open": the earlier schedule is past its abort; scheduleAttempt looks again.)
   lane.wakeAt = lane.waitingFor = undefined;
   if (call.ended) {
     call.lane = { k: "stopped" };

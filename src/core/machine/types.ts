@@ -138,7 +138,8 @@ export type DelayedLane =
       step: number;
       /** Waiting until then: for a token of the request budget, or a backoff. */
       wakeAt?: number;
-      waitingFor?: "budget" | "backoff";
+      /** "open": an earlier schedule of this call is still on its way (its answer is adopted if it comes). */
+      waitingFor?: "budget" | "backoff" | "open";
       /** The bucket the awaited token was reserved from. */
       reserved?: "own" | "intent";
       /** A schedule of this lane went out already (its retries are the manager's own). */
