@@ -298,6 +298,10 @@ export interface MachineState {
   lateWrites?: { sentAt: number; content: Record<string, unknown> }[];
   /** A leave's guard against those (a delayed `{}`): cancelled before the next join. */
   guardDelayId?: string;
+  /** The second sweep for a dead predecessor's delayed leaves (orphans.ts sweepPredecessors). */
+  predecessorSweepAt?: number;
+  /** This manager started a call before (a predecessor's leftovers are swept at the first one only). */
+  joinedBefore?: boolean;
   knownMaxDelayMs?: number;
   orphanWindowUntil: number;
   sweep?: Sweep;

@@ -257,3 +257,44 @@ describe("an answer that proves the delay was ignored (issue 20 item 4)", () => 
     expect(w.listed()).toBe(true);
   });
 });
+
+describe("a remount (issue 20 item 11)", () => {
+  it("join, then leave()+dispose() 100 ms later over a 400 ms link, and a new manager: nothing of the first is sent after dispose(), the second stays in the call", async () => {
+    const { startFaultyLink } = await import("../../../src/testing/index.js");
+    const w = await world();
+    w.manager.dispose();
+    const link = await startFaultyLink({ target: w.hs.baseUrl });
+    cleanup.push(() => link.close());
+    link.setLatency(400);
+    const first = new MembershipManager({
+      backend: new ClientBackend(createClient({ baseUrl: link.url, ...w.alice })),
+      roomId: w.roomId,
+      userId: w.alice.userId,
+      deviceId: w.alice.deviceId,
+      delayedLeaveDelayMs: 2000,
+    });
+    first.join();
+    await sleep(100);
+    first.leave().catch(() => undefined);
+    first.dispose();
+    const disposedAt = Date.now();
+    // The remounted page: a new manager for the same device, on a fast link.
+    const second = new MembershipManager({
+      backend: new ClientBackend(createClient({ baseUrl: w.hs.baseUrl, ...w.alice })),
+      roomId: w.roomId,
+      userId: w.alice.userId,
+      deviceId: w.alice.deviceId,
+      delayedLeaveDelayMs: 2000,
+    });
+    cleanup.push(() => second.dispose());
+    second.join();
+    await waitFor(() => second.status === "connected" && w.listed(), 5000, "the new manager in the call");
+    await sleep(6000);
+    // Through the link, after dispose(): no schedule, no write (a request already on the wire aside).
+    const late = link.log.filter((e) => e.ts >= disposedAt + 50);
+    expect(late.map((e) => `${e.method} ${e.path}`)).toEqual([]);
+    expect(w.listed()).toBe(true);
+    expect(second.status).toBe("connected");
+    expect(w.ourWrites(disposedAt).filter((e) => Object.keys(e.content).length === 0)).toEqual([]);
+  }, 30_000);
+});
