@@ -249,6 +249,7 @@ export function nextWakeAt(s: MachineState): number | undefined {
   consider(s.sweep?.wakeAt);
   for (const d of s.orphanDeadlines ?? []) consider(d.at);
   for (const r of s.reassertAt ?? []) consider(r);
+  consider(s.predecessorSweepAt);
   consider(s.leave?.wakeAt);
   return at;
 }
@@ -266,6 +267,7 @@ function dispose(c: Ctx): void {
   }
   s.orphanDeadlines = undefined;
   s.reassertAt = undefined;
+  s.predecessorSweepAt = undefined;
   s.sweep = undefined;
   s.sweepAgain = false;
   settle(c);
