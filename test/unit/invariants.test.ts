@@ -316,6 +316,19 @@ const KNOWN: { name: string; invs: InvariantId[]; cmds: Cmd[]; fixed?: boolean }
       { k: "advance", ms: 493 },
     ],
   },
+  {
+    name:
+      "L2 (issue 22's latency steps, open): the join's sweep of our key lists the delayed leave of the join's own " +
+      "schedule while its answer is still on the slowed link, and cancels it; the late answer is adopted and the " +
+      "membership goes out with nothing pending (the next restart's 404 repairs it)",
+    invs: ["R"],
+    cmds: [
+      { k: "fault", op: "restart", fault: { kind: "slow", ms: 10_500 }, times: 1 },
+      { k: "join" },
+      { k: "latency", ms: 1600, jitterMs: 600 },
+      { k: "advance", ms: 50 },
+    ],
+  },
 ];
 
 describe("counterexamples: regression tests once fixed, it.failing while still open", () => {
