@@ -119,6 +119,18 @@ export function heartbeatRows(hb: HeartbeatSamples): Row[] {
       note: "retriesWithinMargin: back to back; ours each waits half the time left (≥ its timeout, ≤ 2 s), js-sdk 2 s clamped to its predicted leave",
     },
     {
+      id: "heartbeat.answeredWindow",
+      label: "  time to retry a failed answer: delay − interval",
+      unit: "ms",
+      ours: EC_DELAY_MS - o.intervalMs,
+      theirs: EC_DELAY_MS - j.intervalMs,
+      lowerIsBetter: false,
+      reps: 1,
+      note:
+        "a 5xx, a 429 or a reset is known a round trip after the send, not a timeout later: what the longer " +
+        "interval gives up (retries of such answers back off, and a 429's hint is honoured up to delay/4)",
+    },
+    {
       id: "heartbeat.perHourFixed",
       label: "… ours with a fixed delay/2 interval (before)",
       unit: "requests",

@@ -36,6 +36,11 @@
  * configured timeout answers (a fixed 2 s timeout never lets a 2.5 s round trip through, and the
  * device would say "probably left" for good while the server holds it).
  *
+ * What the longer interval gives up: a restart that fails with an answer (a 5xx, a 429, a reset) is known
+ * a round trip after its send, not a timeout later; its retries have delay − interval, 3.25 s instead
+ * of 5 s (js-sdk: 4.95 s) at a 10 s delay on a fast link. A 429's hint is honoured up to delay / 4
+ * (core/policy.ts), so one such retry still fits.
+ *
  * What the margin costs: requests per hour are 3 600 000 / interval, and interval = delay − margin −
  * restartTimeout. At js-sdk's margin (Element Call: 2 947 ms on a 53 ms link) even a zero timeout
  * leaves an interval of at most 7 053 ms, 0.716 × js-sdk's requests: fewer requests than that need a
