@@ -75,6 +75,8 @@ export interface PendingDelayedEvent {
   roomId: string;
   /** Its state key, for a delayed state event. */
   stateKey?: string;
+  /** When its delay last (re)started, in server ms, when the listing says: a restart moves it. */
+  delayedSinceTs?: number;
 }
 
 /**

@@ -9,7 +9,8 @@ import type {
   SupportHint,
 } from "../../src/backends/types.js";
 
-type Op = "schedule" | "state" | DelayedEventAction | "probe";
+/** "probe": reads of our key; "list": our delayed events. */
+type Op = "schedule" | "state" | DelayedEventAction | "probe" | "list";
 
 /** How the fake server treats one request: answer normally, fail, hang, or process and lose the answer. */
 export type Fault =
@@ -294,12 +295,13 @@ export class FakeServer implements MembershipBackend {
 
   listDelayedEvents(opts?: RequestOptions) {
     return this.request(
-      "probe",
+      "list",
       () =>
         [...this.delayed.entries()].map(([delayId, d]) => ({
           delayId,
           roomId: "!room:localhost",
           stateKey: d.stateKey,
+          delayedSinceTs: d.sendTs - d.delayMs,
         })),
       {},
       opts,

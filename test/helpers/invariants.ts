@@ -46,8 +46,8 @@ const LATENCY_MS = 20;
  */
 const HEAL_MS = 60_000;
 
-/** "probe" is the FakeServer's op for reads of our key (readStateEvent). */
-export type FaultOp = "schedule" | "state" | "restart" | "send" | "cancel" | "probe";
+/** "probe" is the FakeServer's op for reads of our key (readStateEvent), "list" for listing our delayed events. */
+export type FaultOp = "schedule" | "state" | "restart" | "send" | "cancel" | "probe" | "list";
 
 export type FaultSpec =
   | { kind: "lose-response" }
@@ -123,7 +123,15 @@ export interface RunResult {
 // Arbitraries
 // ---------------------------------------------------------------------------------------------
 
-const faultOpArb = fc.constantFrom<FaultOp>("schedule", "state", "restart", "send", "cancel", "probe");
+const faultOpArb = fc.constantFrom<FaultOp>(
+  "schedule",
+  "state",
+  "restart",
+  "send",
+  "cancel",
+  "probe",
+  "list",
+);
 
 const faultSpecArb: fc.Arbitrary<FaultSpec> = fc.oneof(
   fc.constant<FaultSpec>({ kind: "lose-response" }),

@@ -198,6 +198,8 @@ export interface CallState {
   plainWrites?: number;
   /** The next periodic read of our key (no live room view to watch it). */
   checkAt?: number;
+  /** Sweep for a dead predecessor's leftovers once a delayed leave of ours is armed (first call only). */
+  sweepPredecessors?: boolean;
   /** Periodic checks so far: every ROOM_MEMBERSHIP_EVERY-th also reads our room membership. */
   checks?: number;
   confirmedVersion: number;
@@ -248,6 +250,8 @@ export interface LeaveJob {
 /** An orphan sweep (core/machine/orphans.ts). */
 export interface Sweep {
   step: "list" | "wait-open" | "cancel";
+  /** Only for a dead predecessor's leftovers (orphans.ts sweepPredecessors): a leave need not wait. */
+  predecessors?: boolean;
   keep?: string;
   windowUntil: number;
   wakeAt?: number;
@@ -302,6 +306,13 @@ export interface MachineState {
   predecessorSweepAt?: number;
   /** This manager started a call before (a predecessor's leftovers are swept at the first one only). */
   joinedBefore?: boolean;
+  /**
+   * Delayed events at our key that are not ours, as the last predecessor sweep listed them (with when
+   * their delay last started): one not restarted by the next sweep belongs to a page that is dead.
+   */
+  predecessorSeen?: { delayId: string; since?: number }[];
+  /** Predecessor sweeps still to run after the next one (bounded). */
+  predecessorSweepsLeft?: number;
   knownMaxDelayMs?: number;
   orphanWindowUntil: number;
   sweep?: Sweep;
