@@ -284,9 +284,11 @@ export class MembershipManager {
   get effectiveTiming(): Readonly<Timing> {
     return this.machine.timing;
   }
-  /** Earliest time (scheduler ms) the server could fire our leave if no further heartbeat gets through. */
+  /** Earliest time (wall clock ms, as `wallClock` reads it) the server could fire our leave if no further heartbeat gets through. */
   get predictedLeaveAt(): number | undefined {
-    return predictedLeaveAt(this.machine);
+    // The machine's deadlines are on elapsed time; an app reads this on the wall clock (`wallClock`).
+    const at = predictedLeaveAt(this.machine);
+    return at === undefined ? undefined : at - this.clock.now() + this.wallClock();
   }
   /** True once `dispose()` was called: timers stopped, observables completed, `join()` throws. */
   get disposed(): boolean {
