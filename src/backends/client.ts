@@ -26,6 +26,8 @@ import type {
 export interface ClientRequestOptions {
   /** Aborts the request (the manager's local timeout, or dispose). */
   abortSignal?: AbortSignal;
+  /** Let the request outlive the page (js-sdk passes it to fetch as `keepalive`): the leave on page exit. */
+  keepAlive?: boolean;
 }
 
 /**
@@ -133,8 +135,9 @@ export class ClientBackend implements MembershipBackend {
     action: DelayedEventAction,
     opts?: RequestOptions,
   ): Promise<void> {
-    if (await this.delayed.useMerged()) return this.delayed.update(delayId, action, opts?.signal);
-    const requestOpts = { abortSignal: opts?.signal };
+    if (await this.delayed.useMerged())
+      return this.delayed.update(delayId, action, opts?.signal, opts?.keepAlive);
+    const requestOpts = { abortSignal: opts?.signal, ...keepAliveOption(opts) };
     if (action === "restart") await this.client._unstable_restartScheduledDelayedEvent(delayId, requestOpts);
     else if (action === "send") await this.client._unstable_sendScheduledDelayedEvent(delayId, requestOpts);
     else await this.client._unstable_cancelScheduledDelayedEvent(delayId, requestOpts);
@@ -231,4 +234,9 @@ export class ClientBackend implements MembershipBackend {
     }
     return { delayedEvents: true };
   }
+}
+
+/** js-sdk's `keepAlive` request option, only when asked for (fakes and older clients see the same options as before). */
+function keepAliveOption(opts?: RequestOptions): { keepAlive?: true } {
+  return opts?.keepAlive ? { keepAlive: true } : {};
 }

@@ -23,6 +23,8 @@ export interface AuthedRequestOptions {
   prefix?: string;
   /** Aborts the request. */
   abortSignal?: AbortSignal;
+  /** Let the request outlive the page (fetch `keepalive`). */
+  keepAlive?: boolean;
 }
 
 /**
@@ -192,7 +194,12 @@ export class DelayedEventsHttp {
   }
 
   /** `POST /v1/delayed_events/{delay_id}/{action}`. A 409 carries what the lookup says (`delayedEventStatus`). */
-  public async update(delayId: string, action: DelayedEventAction, signal?: AbortSignal): Promise<void> {
+  public async update(
+    delayId: string,
+    action: DelayedEventAction,
+    signal?: AbortSignal,
+    keepAlive?: boolean,
+  ): Promise<void> {
     signal?.throwIfAborted();
     try {
       await this.speaking().http.authedRequest(
@@ -203,6 +210,7 @@ export class DelayedEventsHttp {
         {
           prefix: V1,
           abortSignal: signal,
+          ...(keepAlive ? { keepAlive: true } : {}),
         },
       );
       if (action !== "restart") this.forgetRecovered(delayId);

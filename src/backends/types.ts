@@ -12,6 +12,12 @@ export type DelayedEventAction = "restart" | "send" | "cancel";
 export interface RequestOptions {
   /** Aborted when the manager's local timeout fires or the manager is disposed. */
   signal?: AbortSignal;
+  /**
+   * The request must outlive the page (fetch `keepalive`): the delayed leave fired when the page goes
+   * away. A backend that cannot ask for it sends the request as usual (the widget API's message to its
+   * host is posted at once anyway).
+   */
+  keepAlive?: boolean;
 }
 
 /** One state event to send (now or delayed). */

@@ -27,6 +27,7 @@ import {
 } from "../membership/content.js";
 import type { SourceLike } from "../membership/observer.js";
 import { Clock, readsWallClock } from "./clock.js";
+import { pageFor, watchPage, type PageLifecycle } from "./pageLifecycle.js";
 import { watchRoomState, type RoomStateWatch } from "./roomStateWatch.js";
 import { statusOf, type LeaveResult, type MembershipState, type Status, type Support } from "./state.js";
 
@@ -80,6 +81,17 @@ export interface MembershipManagerOptions extends TimingOptions {
   logger?: Logger;
   /** Source of jitter, for deterministic tests. Default Math.random. */
   random?: () => number;
+  /**
+   * Leave at once when the page goes away (`pagehide`: the tab closed or navigated away, a widget's
+   * iframe removed; `freeze`): the delayed leave is fired with a request that outlives the page (fetch
+   * `keepalive`; in widget mode, the widget API's message to the host), so others see the device leave
+   * within a round trip instead of one delay, and the next page load finds nothing to clean up. After a
+   * back/forward cache restore (`pageshow` with `persisted`) or a `resume`, the manager joins again
+   * (autoRejoin). Default true where a browser `window` exists; nothing happens in Node (see
+   * `leaveOnExit`). `false` turns it off; a `PageLifecycle` names the window (and document) to listen
+   * on (tests).
+   */
+  leaveOnPageHide?: boolean | PageLifecycle;
 }
 
 /** What an app may change without leaving. */
@@ -172,6 +184,7 @@ export class MembershipManager {
 
   private roomStateWatch?: RoomStateWatch;
   private closeRoomView?: () => void;
+  private unwatchPage?: () => void;
   private readonly wallClock: () => number;
   private isDisposed = false;
   /** Requests in flight, by the machine's request id. */
@@ -249,6 +262,12 @@ export class MembershipManager {
         this.log,
       );
     }
+    const page = pageFor(options.leaveOnPageHide);
+    if (page)
+      this.unwatchPage = watchPage(page, {
+        hide: () => this.feed({ type: "page-hide" }),
+        show: () => this.feed({ type: "page-show" }),
+      });
   }
 
   /** Current values, for apps that do not want to subscribe. */
@@ -322,6 +341,8 @@ export class MembershipManager {
     if (this.isDisposed) return;
     this.feed({ type: "dispose" });
     this.isDisposed = true;
+    this.unwatchPage?.();
+    this.unwatchPage = undefined;
     this.roomStateWatch?.unsubscribe();
     this.roomStateWatch = undefined;
     this.closeRoomView?.();
@@ -433,7 +454,43 @@ export class MembershipManager {
         for (const w of waiters ?? []) w.reject(command.error);
         return;
       }
+      case "leave-on-hide":
+        return this.sendOnHide(command.delayId);
     }
+  }
+
+  /**
+   * Fire our delayed leave as the page goes away, with a request that outlives the page. Nothing feeds
+   * its answer back (the page may be gone by then; the machine has parked the call). Bounded by a state
+   * request's timeout on the scheduler, and left alone by dispose(): an app that disposes the manager in
+   * its own pagehide listener must not cancel it.
+   */
+  private sendOnHide(delayId: string): void {
+    const timeoutMs = this.machine.timing.stateRequestTimeoutMs;
+    const controller = new AbortController();
+    const timer = this.clock.scheduler.schedule(
+      () => controller.abort(new LocalTimeoutError(timeoutMs)),
+      timeoutMs,
+    );
+    let pending: Promise<void>;
+    try {
+      pending = this.backend.updateDelayedEvent(delayId, "send", {
+        signal: controller.signal,
+        keepAlive: true,
+      });
+    } catch (error) {
+      pending = Promise.reject(error);
+    }
+    pending.then(
+      () => {
+        timer.unsubscribe();
+        this.log.info("fired our delayed leave as the page went away");
+      },
+      (error: unknown) => {
+        timer.unsubscribe();
+        this.log.warn("could not fire our delayed leave as the page went away (it fires by itself)", error);
+      },
+    );
   }
 
   /** Run one request through the backend with its local timeout; feed its answer back. */

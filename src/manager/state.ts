@@ -16,13 +16,19 @@ export type ReconnectReason =
    * The link's round trip does not fit the delay, even with the local timeout at the most the delay
    * allows: requests keep timing out. Use a longer `delayedLeaveDelayMs` on such links.
    */
-  | "link-too-slow";
+  | "link-too-slow"
+  /**
+   * The page went away (pagehide, freeze) and we fired our delayed leave: others see us gone. We join
+   * again when the page is shown (a back/forward cache restore, a resume).
+   */
+  | "page-hidden";
 
 /**
- * Why the manager is `left`: "user" when the app called `leave()`; "delayed-leave-fired" and
- * "membership-removed" when that happened with `autoRejoin: false`, so the manager stays out.
+ * Why the manager is `left`: "user" when the app called `leave()`; "delayed-leave-fired",
+ * "membership-removed" and "page-hidden" when that happened with `autoRejoin: false`, so the manager
+ * stays out.
  */
-export type LeftReason = "user" | "delayed-leave-fired" | "membership-removed";
+export type LeftReason = "user" | "delayed-leave-fired" | "membership-removed" | "page-hidden";
 
 /** The manager's whole state as a tagged union; `state$` replays the current one. */
 export type MembershipState =
