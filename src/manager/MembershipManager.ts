@@ -13,7 +13,7 @@ import { resolveTiming, type Timing, type TimingOptions } from "../core/config.j
 import { heldMembership, initialState, nextWakeAt, predictedLeaveAt, step } from "../core/machine/step.js";
 import type { Command, MachineEnv, MachineEvent, MachineState, Request } from "../core/machine/types.js";
 import { leaveTimeoutMs, validateManagerOptions } from "../core/validate.js";
-import { LocalTimeoutError, MembershipConfigError, MembershipError } from "../errors.js";
+import { classifyError, LocalTimeoutError, MembershipConfigError, MembershipError } from "../errors.js";
 import { redactingLogger } from "../log/redact.js";
 import {
   CALL_MEMBER_EVENT_TYPE,
@@ -488,7 +488,11 @@ export class MembershipManager {
       },
       (error: unknown) => {
         timer.unsubscribe();
-        this.log.warn("could not fire our delayed leave as the page went away (it fires by itself)", error);
+        // Gone: fired already (by a quicker request of the same leave, or by the server).
+        if (classifyError(error, "send-leave").kind === "gone")
+          this.log.info("our delayed leave was already gone as the page went away");
+        else
+          this.log.warn("could not fire our delayed leave as the page went away (it fires by itself)", error);
       },
     );
   }

@@ -68,6 +68,8 @@ export interface GhostDevice {
   pending(): ReturnType<TestHomeserver["pendingDelayedEvents"]>;
   /** The browser console of its page (and widget). */
   console: string[];
+  /** Closes its browser context (whatever is left of its page). */
+  close(): Promise<void>;
 }
 
 export interface GhostWorld {
@@ -247,6 +249,7 @@ export async function startGhostWorld(options: GhostWorldOptions): Promise<Ghost
       console: consoleLines,
       seen,
       state: () => frame.evaluate(() => window.ghostCall!.state()),
+      close: () => context.close().catch(() => undefined),
       async join() {
         await frame.evaluate(() => window.ghostCall!.join());
         await frame.waitForFunction(() => window.ghostCall!.connected(), undefined, { timeout: 20_000 });
