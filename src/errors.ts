@@ -344,7 +344,7 @@ export function scrubError(error: unknown): void {
  * `expires`, so others no longer list us; `link-too-slow` means the measured round trip does not fit the
  * delay (requests time out although the server answers); `clock-skew` means this device's clock
  * disagrees with the server's by more than 30 s (a warning: the manager's own writes rest on the
- * server's clock).
+ * server's clock); `removed-from-room` means we were kicked or banned, or left the room: the call ended.
  */
 export type MembershipErrorCode =
   | "rate-limited"
@@ -360,7 +360,8 @@ export type MembershipErrorCode =
   | "membership-removed"
   | "membership-expired"
   | "link-too-slow"
-  | "clock-skew";
+  | "clock-skew"
+  | "removed-from-room";
 
 /** Our own local timeout for one request (the request itself may still reach the server). */
 export class LocalTimeoutError extends Error {

@@ -1,4 +1,5 @@
 import {
+  delayIdForPath,
   readDelayedEventList,
   readDelayId,
   readMaxDelayMs,
@@ -135,6 +136,8 @@ export class ClientBackend implements MembershipBackend {
     action: DelayedEventAction,
     opts?: RequestOptions,
   ): Promise<void> {
+    // js-sdk encodes the id (encodeURIComponent), but "." and ".." would still resolve away in the URL.
+    delayIdForPath(delayId, `${action}-delayed-event`);
     if (await this.delayed.useMerged())
       return this.delayed.update(delayId, action, opts?.signal, opts?.keepAlive);
     const requestOpts = { abortSignal: opts?.signal, ...keepAliveOption(opts) };
@@ -206,6 +209,17 @@ export class ClientBackend implements MembershipBackend {
       throw e;
     }
     return readStateSnapshot(body);
+  }
+
+  /** Our own `m.room.member` membership, read from the server (a kicked user reads its leave event). */
+  async readRoomMembership(
+    roomId: string,
+    userId: string,
+    opts?: RequestOptions,
+  ): Promise<string | undefined> {
+    const read = await this.readState({ roomId, eventType: "m.room.member", stateKey: userId }, opts);
+    const membership = read?.content.membership;
+    return typeof membership === "string" ? membership : undefined;
   }
 
   /**

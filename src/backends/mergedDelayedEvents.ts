@@ -5,7 +5,7 @@
  * manages through `v1`, and reads one delayed event (`GET …/delayed_events/{delay_id}`) into a typed
  * status. Field sources: docs/compatibility.md, "MSC4140 as merged".
  */
-import { readDelayId } from "../core/validate.js";
+import { delayIdForPath, isDelayId, readDelayId } from "../core/validate.js";
 import { httpFacts } from "../errors.js";
 import type {
   DelayedEventAction,
@@ -201,6 +201,7 @@ export class DelayedEventsHttp {
     keepAlive?: boolean,
   ): Promise<void> {
     signal?.throwIfAborted();
+    delayIdForPath(delayId, `${action}-delayed-event`);
     try {
       await this.speaking().http.authedRequest(
         Method.Post,
@@ -233,6 +234,7 @@ export class DelayedEventsHttp {
    * such endpoint: their 404/405 `M_UNRECOGNIZED` is thrown as it came.
    */
   public async get(delayId: string, signal?: AbortSignal): Promise<DelayedEventStatus> {
+    delayIdForPath(delayId, "get-delayed-event");
     const merged = await this.useMerged();
     try {
       const body = await this.speaking().http.authedRequest(
@@ -280,7 +282,7 @@ export class DelayedEventsHttp {
         throw e;
       }
       const delayId = isRecord(res) ? res.delay_id : undefined;
-      if (typeof delayId === "string") {
+      if (isDelayId(delayId)) {
         lost.delayId = delayId;
         lost.knownAt = Date.now();
       } else this.lost.delete(path);

@@ -162,6 +162,11 @@ export interface MembershipBackend {
     opts?: RequestOptions,
   ): Promise<StateEventSnapshot | undefined>;
   /**
+   * Optional: our own room membership (`m.room.member`'s `membership`: "join", "leave", "ban", ...), or
+   * undefined when there is none. Lets the manager notice a kick or a ban without a room view.
+   */
+  readRoomMembership?(roomId: string, userId: string, opts?: RequestOptions): Promise<string | undefined>;
+  /**
    * Optional: our pending delayed events (all rooms). Lets the manager find and cancel a delayed leave
    * whose schedule request reached the server but whose answer never reached us.
    */

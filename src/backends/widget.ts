@@ -1,4 +1,4 @@
-import { readDelayId, readStateSnapshot } from "../core/validate.js";
+import { delayIdForPath, readDelayId, readStateSnapshot } from "../core/validate.js";
 import {
   CALL_MEMBER_EVENT_TYPE,
   DEFAULT_SLOT,
@@ -30,6 +30,8 @@ export function receiveStateCapability(eventType: string, stateKey?: string): st
   return `org.matrix.msc2762.receive.state_event:${eventType}${stateKey === undefined ? "" : `#${stateKey}`}`;
 }
 
+const ROOM_MEMBER_EVENT_TYPE = "m.room.member";
+
 /** Whose membership a widget manages: the same inputs the manager derives its state key from. */
 export interface WidgetMembershipKey {
   /** Our user id. */
@@ -49,10 +51,11 @@ export interface WidgetCapabilityOptions extends WidgetMembershipKey {
    */
   roomId?: string;
   /**
-   * Receive call memberships (`receive.state_event` for the whole event type, which is what hosts such
-   * as Element Web and `callWidgetCapabilities` grant). Default true: the manager reads its own
-   * membership back to notice another writer removing it; false leaves it blind to that (its `joined`
-   * state then says `membershipWatched: false`).
+   * Receive call memberships and room memberships (`receive.state_event` for both whole event types,
+   * which is what hosts such as Element Web and `callWidgetCapabilities` grant). Default true: the
+   * manager reads its own membership back to notice another writer removing it, and its own room
+   * membership to notice a kick; false leaves it blind to both (its `joined` state then says
+   * `membershipWatched: false`).
    */
   readState?: boolean;
 }
@@ -75,7 +78,8 @@ export function widgetCapabilities(options: WidgetCapabilityOptions): string[] {
     MSC4157_UPDATE_DELAYED_EVENT,
   ];
   if (options.roomId !== undefined) caps.push(`org.matrix.msc2762.timeline:${options.roomId}`);
-  if (options.readState !== false) caps.push(receiveStateCapability(CALL_MEMBER_EVENT_TYPE));
+  if (options.readState !== false)
+    caps.push(receiveStateCapability(CALL_MEMBER_EVENT_TYPE), receiveStateCapability(ROOM_MEMBER_EVENT_TYPE));
   return caps;
 }
 
@@ -250,6 +254,17 @@ export class WidgetBackend implements MembershipBackend {
     return newest;
   }
 
+  /** Our own `m.room.member` membership through the host (needs `receive.state_event:m.room.member`). */
+  async readRoomMembership(
+    roomId: string,
+    userId: string,
+    opts?: RequestOptions,
+  ): Promise<string | undefined> {
+    const read = await this.readState({ roomId, eventType: ROOM_MEMBER_EVENT_TYPE, stateKey: userId }, opts);
+    const membership = read?.content.membership;
+    return typeof membership === "string" ? membership : undefined;
+  }
+
   /**
    * The host's state pushes (`update_state`) as the manager's view of its own membership. Hosts that do
    * not push never show the manager's writes, and it then reads its key instead.
@@ -282,6 +297,7 @@ export class WidgetBackend implements MembershipBackend {
     opts?: RequestOptions,
   ): Promise<void> {
     opts?.signal?.throwIfAborted();
+    delayIdForPath(delayId, `${action}-delayed-event`);
     // The transport cannot abort a request; the manager's own timeout moves on without it.
     if (action === "restart") await this.widgetApi.restartScheduledDelayedEvent(delayId);
     else if (action === "send") await this.widgetApi.sendScheduledDelayedEvent(delayId);

@@ -228,6 +228,7 @@ export class MembershipManager {
       canLookUp: !!this.backend.getDelayedEvent,
       canRead: !!(this.backend.readState ?? this.backend.readStateEvent),
       canProbe: !!this.backend.probeSupport,
+      canReadRoomMembership: !!this.backend.readRoomMembership,
     };
     this.machine = initialState(
       timing,
@@ -257,6 +258,7 @@ export class MembershipManager {
           held: () => heldMembership(this.machine),
           onMissing: () => this.feed({ type: "membership-missing" }),
           onLive: (live) => this.feed({ type: "view", live }),
+          onRoomMembership: (membership) => this.feed({ type: "room-membership", membership }),
         },
         this.clock,
         this.log,
@@ -273,6 +275,10 @@ export class MembershipManager {
   /** Current values, for apps that do not want to subscribe. */
   get state(): MembershipState {
     return this.stateSubject.value;
+  }
+  /** True while the app wants to be in the call: `join()` was called, and no `leave()` since. */
+  get joinRequested(): boolean {
+    return this.machine.wantJoined;
   }
   /** The current Status (see `status$`). */
   get status(): Status {
@@ -561,6 +567,8 @@ export class MembershipManager {
         return b.readStateEvent!(key, { signal }).then((content) =>
           content === undefined ? undefined : { content },
         );
+      case "read-room-membership":
+        return b.readRoomMembership!(this.roomId, this.userId, { signal });
       case "probe":
         return b.probeSupport!({ signal });
     }

@@ -26,9 +26,17 @@ export type ReconnectReason =
 /**
  * Why the manager is `left`: "user" when the app called `leave()`; "delayed-leave-fired",
  * "membership-removed" and "page-hidden" when that happened with `autoRejoin: false`, so the manager
- * stays out.
+ * stays out; "removed-from-room" when we were kicked, banned or left the room (the call ends, whatever
+ * autoRejoin).
  */
-export type LeftReason = "user" | "delayed-leave-fired" | "membership-removed" | "page-hidden";
+export type LeftReason =
+  | "user"
+  | "delayed-leave-fired"
+  | "membership-removed"
+  /** We are no longer in the room: a kick, our own leave of the room (from elsewhere), or a ban. */
+  | "removed-from-room"
+  /** The page went away (pagehide, freeze) with `autoRejoin: false`: we fired our delayed leave. */
+  | "page-hidden";
 
 /** The manager's whole state as a tagged union; `state$` replays the current one. */
 export type MembershipState =

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * `npm run homeserver [-- --port 8008] [--preset 1.127|merged] [--shape unstable|merged|both] [--no-rate-limits]`:
+ * `npm run homeserver [-- --port 8008] [--preset 1.127|merged] [--shape unstable|merged|both] [--no-rate-limits]
+ * [--sticky-events]`:
  * the test homeserver on a fixed
  * port with alice, bob and carol in one room, for pointing a client at by hand. Ctrl-C stops it.
  */
@@ -21,6 +22,8 @@ const { values } = parseArgs({
     // MSC4140 HTTP shape; `--preset merged --shape both` is a server offering both.
     shape: { type: "string" },
     "no-rate-limits": { type: "boolean", default: false },
+    // MSC4354 on (Synapse's msc4354_enabled), e.g. for Element Call's matrix_2_0 mode.
+    "sticky-events": { type: "boolean", default: false },
   },
 });
 
@@ -47,6 +50,7 @@ const options: TestHomeserverOptions = {
   ...(preset ? SYNAPSE_PRESETS[preset] : {}),
   ...(shape ? { delayedEventsShape: shape } : {}),
   ...(values["no-rate-limits"] ? { rateLimits: { message: null, delayedEventMgmt: null } } : {}),
+  ...(values["sticky-events"] ? { stickyEvents: true } : {}),
 };
 
 const hs = await startTestHomeserver(options);

@@ -21,6 +21,7 @@ export type {
   ErrorDialect,
   ManagementAuth,
   DelayedEventsShape,
+  StickyEventsShape,
 } from "./homeserver/options.js";
 export { createManualClock } from "./homeserver/clock.js";
 export type { ManualClock } from "./homeserver/clock.js";
@@ -72,7 +73,7 @@ export type {
 } from "./scenario.js";
 export type { JsonObject } from "./homeserver/errors.js";
 export { connectWidget, installWindowShim, quietWidgetLogs } from "./widgetBus.js";
-export type { ConnectOptions, WidgetPair } from "./widgetBus.js";
+export type { ConnectOptions, MessageSender, WidgetPair } from "./widgetBus.js";
 export { startTestSfuAuth } from "./sfuAuth.js";
 export type { TestSfuAuth, TestSfuAuthOptions, SfuAuthRequest } from "./sfuAuth.js";
 export type {

@@ -106,6 +106,7 @@ const ERRORS: [string, () => unknown][] = [
   ["HTML 404", () => new HTTPError("<html><body><h1>404 Not Found</h1></body></html>", 404)],
 ];
 const NOT_FOUND = 3;
+const FORBIDDEN = 4;
 /**
  * Three clocks (issue 20): the machine's elapsed time (the world's `now`), the server's (its timestamps:
  * `now` + SERVER_CLOCK_MS) and the device's wall clock (`now` + the world's `wallOffset`: 5 h behind the
@@ -115,6 +116,8 @@ const NOT_FOUND = 3;
 const SERVER_CLOCK_MS = 1_800_000_000_000;
 const WALL_START_OFFSET = SERVER_CLOCK_MS - 5 * 3600_000;
 const WALL_STEP_AT = 3;
+/** A held request reaches the server this long after our local timeout (the review saw 1.5 s after left). */
+const HELD_MS = 1500;
 
 // ---------------------------------------------------------------------------------------------------
 // The homeserver's records
@@ -134,6 +137,8 @@ interface Model {
   /** Our pending delayed events (all of them delayed leaves at our key). */
   pending: PendingDelayed[];
   nextId: number;
+  /** Our room membership: a moderator's kick makes it "leave" (writes refused, reads as at the kick). */
+  member: "join" | "leave";
 }
 
 /** What the server answered to one request: a value, or an error (by index). */
@@ -147,8 +152,11 @@ function holdsMembership(m: Model): boolean {
 function fireDue(m: Model, now: number): void {
   for (const p of [...m.pending].sort((a, b) => a.firesAt - b.firesAt))
     if (p.firesAt <= now) {
-      m.content = {};
-      m.contentTs = p.firesAt + SERVER_CLOCK_MS;
+      // A non-member's delayed event fires into a refusal: nothing is written.
+      if (m.member === "join") {
+        m.content = {};
+        m.contentTs = p.firesAt + SERVER_CLOCK_MS;
+      }
       m.pending.splice(m.pending.indexOf(p), 1);
     }
 }
@@ -156,6 +164,10 @@ function fireDue(m: Model, now: number): void {
 /** The server processes one request at `now`. */
 function serve(m: Model, request: Request, now: number): ServerAnswer {
   fireDue(m, now);
+  // Not in the room any more: every write is refused (Synapse keeps restarting a non-member's delayed
+  // events, and answers reads with the state as it was at the kick).
+  const refusedAsNonMember = request.kind === "schedule" || request.kind === "write";
+  if (m.member !== "join" && refusedAsNonMember) return { ok: false, error: FORBIDDEN };
   switch (request.kind) {
     case "schedule": {
       const id = `syd_${m.nextId++}`;
@@ -204,6 +216,8 @@ function serve(m: Model, request: Request, now: number): ServerAnswer {
             ? undefined
             : { content: structuredClone(m.content), originServerTs: m.contentTs },
       };
+    case "read-room-membership":
+      return { ok: true, value: m.member };
     case "probe":
       return { ok: true, value: {} };
   }
@@ -239,13 +253,19 @@ interface World {
   /** Send times within the last second, and the most seen in any one second. */
   recentSends: number[];
   peakPerSecond: number;
-  lastState?: { kind: string; delayedLeave?: boolean; code?: string; watched?: boolean };
+  lastState?: { kind: string; delayedLeave?: boolean; code?: string; watched?: boolean; reason?: string };
   lastDelayId?: string;
   lastOwn?: Record<string, unknown>;
   leaveChosen: boolean;
   updateChosen: boolean;
   /** Another writer (another tab of this device) put `{}` at our key, cancelling nothing. */
   foreignChosen: boolean;
+  /** A moderator kicked us from the room. */
+  kicked: boolean;
+  /** Requests held in the network: the server processes them at `at`, their answers never come. */
+  held: { request: Request; at: number }[];
+  /** The leave's guards (delayed {} against a held write). */
+  guards: string[];
   /** A room view watches our key (a synced client): it reports our membership missing at once. */
   view: boolean;
   /** The device's wall clock minus the world's time (the machine's elapsed time). */
@@ -290,13 +310,16 @@ function newWorld(env: MachineEnv, rotation = ROTATION, view = false): World {
     env,
     rotation,
     now: 0,
-    model: { pending: [], nextId: 1 },
+    model: { pending: [], nextId: 1, member: "join" },
     flights: [],
     recentSends: [],
     peakPerSecond: 0,
     leaveChosen: false,
     updateChosen: false,
     foreignChosen: false,
+    kicked: false,
+    held: [],
+    guards: [],
     view,
     viewReported: false,
     wallOffset: WALL_START_OFFSET,
@@ -317,6 +340,10 @@ function newWorld(env: MachineEnv, rotation = ROTATION, view = false): World {
  */
 function viewTick(w: World): void {
   if (!w.view) return;
+  if (w.model.member !== "join" && !w.viewReported) {
+    w.viewReported = true;
+    return feed(w, { type: "room-membership", membership: w.model.member });
+  }
   const missing = !holdsMembership(w.model);
   if (!missing) {
     w.viewReported = false;
@@ -388,6 +415,7 @@ function run(w: World, command: Command, queue: MachineEvent[]): void {
         kind: st.kind,
         delayedLeave: st.kind === "joined" ? st.delayedLeave : undefined,
         watched: st.kind === "joined" ? st.membershipWatched !== false : undefined,
+        reason: st.kind === "left" ? st.reason : undefined,
         code: st.kind === "failed" ? st.error.code : undefined,
       };
       return;
@@ -407,7 +435,7 @@ function run(w: World, command: Command, queue: MachineEvent[]): void {
           holds: holdsMembership(w.model),
           knownPending: w.model.pending
             .map((p) => p.id)
-            .filter((id) => w.known.includes(id) && !w.toldGone.includes(id)),
+            .filter((id) => w.known.includes(id) && !w.toldGone.includes(id) && !w.guards.includes(id)),
         };
       return;
     }
@@ -420,6 +448,9 @@ function run(w: World, command: Command, queue: MachineEvent[]): void {
 function deliver(w: World, f: Flight, answer: ServerAnswer): void {
   w.flights.splice(w.flights.indexOf(f), 1);
   if (answer.ok && f.request.kind === "schedule") w.known.push(answer.value as string);
+  // A schedule after leave() is the leave's guard against a held write (lateWrites.ts): a delayed {}
+  // meant to stay pending until such a write can no longer land.
+  if (answer.ok && f.request.kind === "schedule" && w.leaveChosen) w.guards.push(answer.value as string);
   if (answer.ok && f.request.kind === "list")
     w.known.push(...(answer.value as { delayId: string }[]).map((e) => e.delayId));
   const type = f.timedOut ? "late-answer" : "answer";
@@ -432,12 +463,15 @@ function deliver(w: World, f: Flight, answer: ServerAnswer): void {
 }
 
 /** The next thing that happens when time runs: a delayed leave fires, a local timeout, a tick. */
-function nextEvent(w: World): { at: number; kind: "fire" | "timeout" | "tick"; flight?: Flight } | undefined {
-  let best: { at: number; kind: "fire" | "timeout" | "tick"; flight?: Flight } | undefined;
-  const consider = (at: number, kind: "fire" | "timeout" | "tick", flight?: Flight) => {
+type WorldEvent = { at: number; kind: "fire" | "timeout" | "tick" | "process"; flight?: Flight };
+
+function nextEvent(w: World): WorldEvent | undefined {
+  let best: WorldEvent | undefined;
+  const consider = (at: number, kind: WorldEvent["kind"], flight?: Flight) => {
     if (!best || at < best.at) best = { at, kind, flight };
   };
-  // At equal times: the server's fire first, then our timeouts, then the tick.
+  // At equal times: held requests processed, the server's fire, then our timeouts, then the tick.
+  for (const l of w.held) consider(l.at, "process");
   for (const p of w.model.pending) consider(p.firesAt, "fire");
   for (const f of w.flights) if (!f.timedOut) consider(f.sentAt + f.timeoutMs, "timeout", f);
   const wake = nextWakeAt(w.s);
@@ -447,6 +481,12 @@ function nextEvent(w: World): { at: number; kind: "fire" | "timeout" | "tick"; f
 
 function processEvent(w: World, e: NonNullable<ReturnType<typeof nextEvent>>): void {
   w.now = Math.max(w.now, e.at);
+  if (e.kind === "process") {
+    // A request held in the network reaches the server now, long after our local timeout.
+    for (const l of w.held.filter((x) => x.at <= w.now)) serve(w.model, l.request, l.at);
+    w.held = w.held.filter((x) => x.at > w.now);
+    return viewTick(w);
+  }
   if (e.kind === "fire") {
     fireDue(w.model, w.now);
     return viewTick(w);
@@ -482,27 +522,34 @@ function passTime(w: World): void {
 // ---------------------------------------------------------------------------------------------------
 
 type Choice =
-  | { k: "ok" | "lose" | "fault"; reqId: number; error: number }
+  | { k: "ok" | "lose" | "fault" | "hold"; reqId: number; error: number }
   | { k: "time" }
   | { k: "leave" }
   | { k: "update" }
-  | { k: "foreign" };
+  | { k: "foreign" }
+  | { k: "kick" };
 
 function choices(w: World): Choice[] {
   const out: Choice[] = [];
   const answerable = w.flights.filter((f) => !f.mute).slice(0, 2);
-  for (const f of answerable)
+  for (const f of answerable) {
     for (const k of ["ok", "lose", "fault"] as const)
       out.push({ k, reqId: f.reqId, error: (w.rotation + w.depth + f.reqId) % ERRORS.length });
+    // A membership write held in the network: processed after our local timeout (issue 20).
+    if (f.request.kind === "write" && !f.timedOut) out.push({ k: "hold", reqId: f.reqId, error: 0 });
+  }
   if (w.flights.some((f) => !f.timedOut) || nextWakeAt(w.s) !== undefined) out.push({ k: "time" });
   if (!w.leaveChosen) out.push({ k: "leave" });
   if (!w.updateChosen) out.push({ k: "update" });
   if (!w.foreignChosen) out.push({ k: "foreign" });
+  // A kick is explored only where something can see it (a room view, or reads): elsewhere nothing does.
+  if (!w.kicked && !w.leaveChosen && (w.view || w.env.canRead)) out.push({ k: "kick" });
   return out;
 }
 
 function describeChoice(w: World, c: Choice): string {
-  if (c.k === "time" || c.k === "leave" || c.k === "update" || c.k === "foreign") return `${w.now}: ${c.k}`;
+  if (c.k === "time" || c.k === "leave" || c.k === "update" || c.k === "foreign" || c.k === "kick")
+    return `${w.now}: ${c.k}`;
   const f = w.flights.find((x) => x.reqId === c.reqId)!;
   const what = f.request.kind === "delayed" ? f.request.action : f.request.kind;
   const how = c.k === "fault" ? ERRORS[c.error][0] : c.k;
@@ -524,6 +571,13 @@ function applyChoice(w: World, c: Choice): void {
       const f = w.flights.find((x) => x.reqId === c.reqId)!;
       f.served ??= serve(w.model, f.request, w.now);
       return deliver(w, f, f.served);
+    }
+    case "hold": {
+      // Held in the network: the server processes it HELD_MS after our local timeout; no answer comes.
+      const f = w.flights.find((x) => x.reqId === c.reqId)!;
+      f.mute = true;
+      w.held.push({ request: f.request, at: f.sentAt + f.timeoutMs + HELD_MS });
+      return;
     }
     case "lose": {
       // Processed; its answer is lost. Its local timeout comes when time reaches it (then a
@@ -548,6 +602,10 @@ function applyChoice(w: World, c: Choice): void {
     case "update":
       w.updateChosen = true;
       return feed(w, { type: "update", patch: { callIntent: "video" } });
+    case "kick":
+      w.kicked = true;
+      w.model.member = "leave";
+      return;
     case "foreign":
       // Another tab of this very device hangs up: `{}` at our key; our delayed leave stays pending.
       w.foreignChosen = true;
@@ -564,7 +622,8 @@ function applyChoice(w: World, c: Choice): void {
  */
 function quiet(w: World): boolean {
   const s = w.s;
-  if (w.flights.length > 0 || s.tasks.length > 0 || s.open.length > 0 || s.leave || s.sweep) return false;
+  if (w.flights.length > 0 || w.held.length > 0) return false;
+  if (s.tasks.length > 0 || s.open.length > 0 || s.leave || s.sweep) return false;
   if (s.orphanDeadlines || s.reassertAt) return false;
   const call = s.call;
   if (!call || call.ended) return nextWakeAt(s) === undefined;
@@ -625,6 +684,16 @@ function violations(w: World): string[] {
   const holds = holdsMembership(w.model);
   const pending = w.model.pending.map((p) => p.id);
   const st = w.lastState;
+  if (w.kicked) {
+    // A kick ends the call (where something could see it) and the manager goes quiet.
+    // (Left for the app's own leave() too, or failed: the leave's writes are refused now.)
+    const ended =
+      (st?.kind === "left" && (st.reason === "removed-from-room" || w.leaveChosen)) || st?.kind === "failed";
+    if (!ended) out.push(`kicked, but the last state is ${JSON.stringify(st)}`);
+    if (w.flights.length > 0 || nextWakeAt(w.s) !== undefined)
+      out.push(`not quiet after a kick: ${w.flights.length} in flight, wake at ${nextWakeAt(w.s)}`);
+    return out;
+  }
   if (w.leaveChosen) {
     const r = w.leaveDone;
     if (!r) out.push("no leave-done after healing");
@@ -731,6 +800,7 @@ function envWith(canList: boolean, canRead = false, canLookUp = false): MachineE
     canList,
     canLookUp,
     canRead,
+    canReadRoomMembership: canRead,
     canProbe: false,
   };
 }
@@ -806,6 +876,12 @@ const FOUND: { why: string; canList: boolean; rotation: number; labels: string[]
       "schedule#9 ok",
       "cancel#10 bare 429",
     ],
+  },
+  {
+    why: "a held membership write landing after a newer one (issue 20: lateWrites.ts re-asserts once it can no longer land)",
+    canList: true,
+    rotation: 0,
+    labels: [" foreign", " update", "schedule#2 ok", " time", "restart#6 bare 429", "write#4 hold"],
   },
   {
     why: "a late id's cancel bounded by a lowered delay, not its own (orphans.ts cancelOrphan)",

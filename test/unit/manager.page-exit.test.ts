@@ -227,6 +227,18 @@ describe("leave when the page goes away", () => {
     h.manager.dispose();
   });
 
+  it("not while a write whose answer never came may still land (it could put the membership back after {})", async () => {
+    const { h, page } = await joinedWithPage();
+    h.server.inject("state", { kind: "lose-response" });
+    void h.manager.update({ callIntent: "audio" }).catch(() => undefined);
+    // Its local timeout passes and the retry is answered; the lost one may still be held in the network.
+    await h.time.until(() => h.server.count("state") >= 3, 30_000);
+    await h.time.advance(100);
+    page.hide();
+    expect(sends(h)).toEqual([]);
+    h.manager.dispose();
+  });
+
   it("nothing before the membership was sent: the delayed leave alone would only write {} over nothing", async () => {
     const page = fakePage();
     const h = harness({ delayedLeaveDelayMs: 10_000, leaveOnPageHide: page }, (s) =>

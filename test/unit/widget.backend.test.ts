@@ -14,11 +14,18 @@ const STATE_CAP = `org.matrix.msc2762.send.state_event:org.matrix.msc3401.call.m
 const SEND_DELAYED = "org.matrix.msc4157.send.delayed_event";
 const UPDATE_DELAYED = "org.matrix.msc4157.update_delayed_event";
 const RECEIVE = "org.matrix.msc2762.receive.state_event:org.matrix.msc3401.call.member";
+const RECEIVE_MEMBER = "org.matrix.msc2762.receive.state_event:m.room.member";
 
 describe("widgetCapabilities", () => {
   it("lists exactly the state send at our key, the two MSC4157 capabilities and reading memberships back", () => {
     // Reading back (issue 25): the manager watches its own key; `readState: false` opts out.
-    expect(widgetCapabilities(ALICE)).toEqual([STATE_CAP, SEND_DELAYED, UPDATE_DELAYED, RECEIVE]);
+    expect(widgetCapabilities(ALICE)).toEqual([
+      STATE_CAP,
+      SEND_DELAYED,
+      UPDATE_DELAYED,
+      RECEIVE,
+      RECEIVE_MEMBER,
+    ]);
     expect(widgetCapabilities({ ...ALICE, readState: false })).toEqual([
       STATE_CAP,
       SEND_DELAYED,
@@ -42,12 +49,14 @@ describe("widgetCapabilities", () => {
       UPDATE_DELAYED,
       "org.matrix.msc2762.timeline:!r:example.org",
       RECEIVE,
+      RECEIVE_MEMBER,
     ]);
     expect(widgetCapabilities({ ...ALICE, readState: true })).toEqual([
       STATE_CAP,
       SEND_DELAYED,
       UPDATE_DELAYED,
       RECEIVE,
+      RECEIVE_MEMBER,
     ]);
   });
 });

@@ -4,7 +4,8 @@
 import { MembershipError } from "../../errors.js";
 import type { SupportHint } from "../../backends/types.js";
 import type { StateEventSnapshot } from "../../backends/types.js";
-import { isLeftContent } from "../../membership/content.js";
+import { isLeftContent, sameContent } from "../../membership/content.js";
+import { isLateWriteOf } from "./lateWrites.js";
 import { changedKeys } from "../decisions.js";
 import {
   emitError,
@@ -34,6 +35,10 @@ export function join(c: Ctx): void {
 }
 
 export function startCall(c: Ctx): void {
+  // A guard against a late write of the last call (lateWrites.ts) would fire into this one: it is
+  // cancelled first, like a failed leave's delayed leave.
+  if (c.s.guardDelayId && !c.s.staleDelayId) c.s.staleDelayId = c.s.guardDelayId;
+  c.s.guardDelayId = undefined;
   const call = newCall(c);
   c.s.call = call;
   setState(c, { kind: "joining", step: "delayed-leave" });
@@ -112,7 +117,10 @@ export function update(
   if (!call || call.ended || !call.membershipAttempted) return undefined;
   // Nothing new: done once the fields in force are on the server (now, unless a write is pending).
   if (changed.length === 0 && call.confirmedVersion >= version) return undefined;
-  if (changed.length > 0) writeMembership(c, call, "refresh");
+  if (changed.length > 0) {
+    call.updateAsked = true;
+    writeMembership(c, call, "refresh");
+  }
   return version;
 }
 
@@ -147,6 +155,12 @@ export function onReadHoldsDone(c: Ctx, call: CallState | undefined, task: Task,
     return scheduleCheck(c, call);
   }
   const read = outcome.value as StateEventSnapshot | undefined;
+  // An older membership of ours that landed late (after a newer write): put ours back at once.
+  if (read && !sameContent(read.content, sent) && isLateWriteOf(c, read.content)) {
+    log(c, "debug", "an older write of ours landed late; writing our membership again");
+    writeMembership(c, call, "reassert");
+    return scheduleCheck(c, call);
+  }
   if (read && !isLeftContent(read.content)) {
     if (why === "view")
       log(c, "debug", "the room view lags behind our write; the server holds our membership");

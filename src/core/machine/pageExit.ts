@@ -13,13 +13,15 @@
  * leave, then a fresh membership); with `autoRejoin: false` it is `left` at once and stays out.
  *
  * Not fired, so the delayed leave does its work one delay later:
- * - while a membership write is in flight: it could land after the `{}` and stay, with no delayed leave
- *   behind it, until its `expires` (hours); left alone, the delayed leave removes it within the delay;
+ * - while a membership write is in flight, or one whose answer never came may still land (lateWrites.ts):
+ *   it could land after the `{}` and stay, with no delayed leave behind it, until its `expires` (hours);
+ *   left alone, the delayed leave removes what lands within the delay;
  * - before a membership was ever sent (nothing to take down), and with no delayed leave known to be
  *   ours (joining, degraded mode, recovering).
  * A leave already under way fires its delayed leave too (its own request may die with the page), and
  * goes on as it was.
  */
+import { LATE_WRITE_HORIZON_MS } from "../limits.js";
 import { endCall } from "./calls.js";
 import { log, setDelayId, setOwnMembership, setProbablyLeft, setState, type Ctx } from "./context.js";
 import { startSchedule } from "./schedule.js";
@@ -28,8 +30,9 @@ import { wantWrite } from "./writes.js";
 import type { CallState, MachineState } from "./types.js";
 
 /** The delay id to fire now that the page goes away, or undefined when firing is not safe or moot (pure). */
-export function delayIdToFireOnHide(s: MachineState): string | undefined {
+export function delayIdToFireOnHide(s: MachineState, now: number): string | undefined {
   if (s.disposed) return undefined;
+  if (s.lateWrites?.some((w) => w.sentAt + LATE_WRITE_HORIZON_MS > now)) return undefined;
   const job = s.leave;
   const leaving = s.leaveCall;
   if (job && leaving) {
@@ -49,7 +52,7 @@ function firable(call: CallState): boolean {
 
 /** The page is going away: fire our delayed leave, and park the call until the page is shown. */
 export function onPageHide(c: Ctx): void {
-  const delayId = delayIdToFireOnHide(c.s);
+  const delayId = delayIdToFireOnHide(c.s, c.now);
   if (delayId === undefined) {
     log(c, "debug", "the page is going away; no delayed leave to fire now (it fires by itself)");
     return;

@@ -21,7 +21,7 @@ import {
 } from "./context.js";
 import { failCall } from "./calls.js";
 import { onScheduleSettled, sweepOrphans } from "./orphans.js";
-import { observeLink, retimeLink, spend } from "./resources.js";
+import { observeLink, refund, retimeLink, spend } from "./resources.js";
 import { startTask, waitBeforeRetry } from "./tasks.js";
 import { resumeWrites, writeMembership } from "./writes.js";
 import type { CallState, OpenSchedule, Outcome } from "./types.js";
@@ -67,10 +67,13 @@ function scheduleAttempt(c: Ctx, call: CallState): void {
     call.lane = { k: "stopped" };
     return;
   }
-  const waitMs = spend(c);
+  // A join's first schedule is what the app asked for; everything after is the manager's own.
+  const kind = lane.after === "join" && !lane.sentOnce ? "intent" : "own";
+  const waitMs = spend(c, kind);
   if (waitMs > 0) {
     lane.wakeAt = c.now + waitMs;
     lane.waitingFor = "budget"; // the wake sends without taking another token
+    lane.reserved = kind;
     return;
   }
   sendSchedule(c, call);
@@ -87,7 +90,8 @@ function sendSchedule(c: Ctx, call: CallState): void {
   const reqId = nextId(c.s);
   const delayMs = c.s.timing.delayMs;
   lane.reqId = reqId;
-  lane.wakeAt = lane.waitingFor = undefined;
+  lane.wakeAt = lane.waitingFor = lane.reserved = undefined;
+  lane.sentOnce = true;
   call.scheduling = true;
   c.s.open.push({ reqId, callId: call.id, sentAt: c.now, delayMs, late: false });
   c.out.push({
@@ -204,6 +208,13 @@ function onScheduleResult(c: Ctx, call: CallState, result: Outcome): void {
   if (waitMs <= 0) return scheduleAttempt(c, call);
   lane.wakeAt = c.now + waitMs;
   lane.waitingFor = "backoff";
+}
+
+/** The call ended while its schedule waited for a token: the reservation goes back. */
+export function dropScheduleWait(c: Ctx, call: CallState): void {
+  const lane = call.lane;
+  if (lane.k === "schedule" && lane.waitingFor === "budget" && lane.reserved) refund(c, lane.reserved);
+  if (lane.k === "schedule") lane.reserved = undefined;
 }
 
 /** The schedule lane's wait (budget or backoff) is over. */

@@ -30,7 +30,14 @@ import { onRestartDone } from "./heartbeat.js";
 import { onLookupDone, onReadReplacedDone, onReplacedCancelDone } from "./recovery.js";
 import { onScheduleAnswer, onStaleCancelled } from "./schedule.js";
 import { join, leave, membershipMissing, onProbeDone, onReadHoldsDone, update } from "./join.js";
-import { checkWakeAt, onCheckWake, onStampDone, onView } from "./watch.js";
+import {
+  checkWakeAt,
+  onCheckWake,
+  onRoomMembership,
+  onRoomMembershipRead,
+  onStampDone,
+  onView,
+} from "./watch.js";
 import { abortLeave, leaveWakeAt, onLeaveTaskDone, progressLeave } from "./leave.js";
 import {
   onCancelOrphanDone,
@@ -111,6 +118,9 @@ export function step(
     case "view":
       onView(c, event.live);
       break;
+    case "room-membership":
+      onRoomMembership(c, event.membership);
+      break;
     case "page-hide":
       onPageHide(c);
       break;
@@ -167,6 +177,8 @@ function dispatch(c: Ctx, task: Task, outcome: Outcome): void {
       return onReadHoldsDone(c, call, task, outcome);
     case "stamp":
       return onStampDone(c, call, task, outcome);
+    case "read-room-membership":
+      return onRoomMembershipRead(c, outcome);
     case "cancel-replaced":
       return onReplacedCancelDone(c, task, outcome);
     case "list":
@@ -180,6 +192,7 @@ function dispatch(c: Ctx, task: Task, outcome: Outcome): void {
     case "leave-send":
     case "leave-empty":
     case "leave-cancel-after-empty":
+    case "late-write-guard":
       return onLeaveTaskDone(c, task, outcome);
   }
 }

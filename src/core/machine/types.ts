@@ -23,6 +23,8 @@ export interface MachineEnv {
   readonly canLookUp: boolean;
   readonly canRead: boolean;
   readonly canProbe: boolean;
+  /** The backend can read our own room membership (`m.room.member`). */
+  readonly canReadRoomMembership?: boolean;
 }
 
 /** One request the driver runs through the backend. */
@@ -33,6 +35,8 @@ export type Request =
   | { kind: "list" }
   | { kind: "lookup"; delayId: string }
   | { kind: "read" }
+  /** Our own `m.room.member`: its `membership` ("join", "leave", "ban", ...), or undefined. */
+  | { kind: "read-room-membership" }
   | { kind: "probe" };
 
 /** How a task's request ended. */
@@ -66,6 +70,8 @@ export type Purpose =
   | { kind: "read-replaced" }
   /** Does the server still hold our membership? (the room view said it is missing, or a periodic check) */
   | { kind: "read-holds"; content: MembershipContent; why: "view" | "interval" }
+  /** Are we still in the room? (our own `m.room.member`, read now and then without a room view) */
+  | { kind: "read-room-membership" }
   /** The server's timestamp of our fresh membership: `created_ts` for later writes, the server's clock. */
   | { kind: "stamp"; content: MembershipContent; sentAt: number; answeredAt: number }
   /** `firesFrom`: the earliest time the replaced delayed leave could fire (its last restart + delay). */
@@ -76,7 +82,9 @@ export type Purpose =
   | { kind: "leave-cancel" }
   | { kind: "leave-send" }
   | { kind: "leave-empty" }
-  | { kind: "leave-cancel-after-empty" };
+  | { kind: "leave-cancel-after-empty" }
+  /** After a leave: a delayed `{}` that outlasts a membership write still on its way (late-writes.ts). */
+  | { kind: "late-write-guard"; result: LeaveResult };
 
 /** A request with its retries: waits for the budget, sends, backs off, until it ends. */
 export interface Task {
@@ -98,6 +106,10 @@ export interface Task {
   readonly lane?: "state" | "delayed";
   /** Spends a token of the request budget before each attempt (every request but the support probe). */
   readonly budgeted: boolean;
+  /** Its first attempt is what the app asked for: it draws on the app's bucket (core/budget.ts). */
+  readonly intent?: boolean;
+  /** The bucket the token it waits for was reserved from (phase "budget"). */
+  reserved?: "own" | "intent";
   /** Its answers (and local timeouts) measure the link (core/linkTiming.ts). */
   readonly measures: boolean;
   /** The call it belongs to (scope "call" or "heartbeat"). */
@@ -126,6 +138,10 @@ export type DelayedLane =
       /** Waiting until then: for a token of the request budget, or a backoff. */
       wakeAt?: number;
       waitingFor?: "budget" | "backoff";
+      /** The bucket the awaited token was reserved from. */
+      reserved?: "own" | "intent";
+      /** A schedule of this lane went out already (its retries are the manager's own). */
+      sentOnce?: boolean;
       /** The schedule request in flight. */
       reqId?: number;
     }
@@ -172,12 +188,16 @@ export interface CallState {
    * then: writes carry no `created_ts`, and readers use each event's own server timestamp.
    */
   createdTs?: number;
+  /** update() asked for the next write (it is the app's request: core/budget.ts INTENT_LIMITS). */
+  updateAsked?: boolean;
   /** A read of our fresh membership's server timestamp is running: other writes wait for it. */
   stamping?: boolean;
   /** Writes without `created_ts` alternate `expires` by 1 ms, or servers would drop an identical refresh. */
   plainWrites?: number;
   /** The next periodic read of our key (no live room view to watch it). */
   checkAt?: number;
+  /** Periodic checks so far: every ROOM_MEMBERSHIP_EVERY-th also reads our room membership. */
+  checks?: number;
   confirmedVersion: number;
   failingDelayedSince?: number;
   failingStateSince?: number;
@@ -204,7 +224,15 @@ export interface CallState {
 /** The leave job, step by step (core/machine/leave.ts). */
 export interface LeaveJob {
   step:
-    "settle" | "late-cancels" | "heartbeat" | "sweep" | "cancel" | "send" | "empty" | "cancel-after-empty";
+    | "settle"
+    | "late-cancels"
+    | "heartbeat"
+    | "sweep"
+    | "cancel"
+    | "send"
+    | "empty"
+    | "cancel-after-empty"
+    | "guard";
   /** Give up waiting for late cancels at this time. */
   wakeAt?: number;
   delayId?: string;
@@ -261,12 +289,21 @@ export interface MachineState {
   leaveReason: LeftReason;
   /** The delayed leave of a leave that failed (refused {}): cancelled before the next join. */
   staleDelayId?: string;
+  /**
+   * Send times of membership writes whose outcome we never learned (our local timeout, no answer): each
+   * may still be processed later, until LATE_WRITE_HORIZON_MS after it was sent.
+   */
+  lateWrites?: { sentAt: number; content: Record<string, unknown> }[];
+  /** A leave's guard against those (a delayed `{}`): cancelled before the next join. */
+  guardDelayId?: string;
   knownMaxDelayMs?: number;
   orphanWindowUntil: number;
   sweep?: Sweep;
   sweepAgain: boolean;
   learnedIds?: string[];
   budget?: Budget;
+  /** The app's own bucket (core/budget.ts INTENT_LIMITS). */
+  intentBudget?: Budget;
   link?: LinkTiming;
   tasks: Task[];
   open: OpenSchedule[];
@@ -310,6 +347,8 @@ export type MachineEvent =
   | { type: "membership-missing" }
   /** Whether the room view is watching our key (it showed our own last write), or not (any more). */
   | { type: "view"; live: boolean }
+  /** Our own room membership is no longer `join` (a kick, a ban, a leave of the room). */
+  | { type: "room-membership"; membership: string }
   /** The page is going away (pagehide, freeze), or is back (pageshow from the bfcache, resume): pageExit.ts. */
   | { type: "page-hide" }
   | { type: "page-show" };

@@ -18,8 +18,17 @@ import type { StateEventSnapshot } from "../../backends/types.js";
 import { sameContent } from "../../membership/content.js";
 import type { MembershipState } from "../../manager/state.js";
 import { CLOCK_SKEW_MARGIN_MS } from "../limits.js";
-import { emitError, log, setState, type Ctx } from "./context.js";
-import { askOnce } from "./tasks.js";
+import {
+  emitError,
+  log,
+  setDelayId,
+  setOwnMembership,
+  setProbablyLeft,
+  setState,
+  type Ctx,
+} from "./context.js";
+import { endCall } from "./calls.js";
+import { askOnce, startTask } from "./tasks.js";
 import { resumeWrites } from "./writes.js";
 import type { CallState, Outcome, Task } from "./types.js";
 
@@ -58,11 +67,23 @@ export function checkWakeAt(call: CallState): number | undefined {
   return call.checkAt;
 }
 
+/**
+ * Without a room view, every ROOM_MEMBERSHIP_EVERY-th check also reads our own room membership: a kicked
+ * or banned user's reads of room state answer the state as it was when they left (Synapse), and the
+ * server keeps restarting a non-member's delayed leave, so nothing else would tell.
+ */
+export const ROOM_MEMBERSHIP_EVERY = 4;
+
 /** Time for the periodic read of our key. */
 export function onCheckWake(c: Ctx, call: CallState): void {
   call.checkAt = undefined;
   const sent = call.lastSent;
   if (call.ended || !sent || c.s.viewLive || !canReadKey(c) || call.checkingMissing) return;
+  call.checks = (call.checks ?? 0) + 1;
+  if (c.env.canReadRoomMembership && call.checks % ROOM_MEMBERSHIP_EVERY === 0)
+    askOnce(c, { kind: "read-room-membership" }, { kind: "read-room-membership" }, "send-state", {
+      callId: call.id,
+    });
   call.checkingMissing = true;
   askOnce(c, { kind: "read-holds", content: sent, why: "interval" }, { kind: "read" }, "send-state", {
     callId: call.id,
@@ -93,8 +114,19 @@ export function onUnreadable(c: Ctx): void {
 export function askStamp(c: Ctx, call: CallState, content: CallState["lastSent"], sentAt: number): void {
   if (!content || !canReadKey(c)) return;
   call.stamping = true;
-  askOnce(c, { kind: "stamp", content, sentAt, answeredAt: c.now }, { kind: "read" }, "send-state", {
+  // Not on the heartbeat's clock: a state read's timeout, retried while a slow or busy server answers,
+  // within two of them (the writes that wait for it are held no longer than that).
+  startTask(c, {
+    purpose: { kind: "stamp", content, sentAt, answeredAt: c.now },
+    request: { kind: "read" },
+    op: "send-state",
+    scope: "call",
     callId: call.id,
+    retry: "retryable",
+    capMs: c.s.timing.retryMaxMs,
+    timeoutMs: c.s.timing.stateRequestTimeoutMs,
+    until: c.now + 2 * c.s.timing.stateRequestTimeoutMs,
+    measures: false,
   });
 }
 
@@ -125,6 +157,44 @@ function learnStamp(c: Ctx, call: CallState | undefined, task: Task, outcome: Ou
   if (call && !call.ended && call.createdTs === undefined && call.lastSent === task.purpose.content)
     call.createdTs = ts;
   checkSkew(c);
+}
+
+/** Our own room membership, read now and then. */
+export function onRoomMembershipRead(c: Ctx, outcome: Outcome): void {
+  if (!outcome.ok) return log(c, "debug", "could not read our room membership", outcome.error);
+  const membership = outcome.value;
+  if (typeof membership === "string") onRoomMembership(c, membership);
+}
+
+/**
+ * Our room membership is no longer `join`: kicked (leave by someone else), banned, or we left the room
+ * from elsewhere. Others stop listing us at once; the call is over, whatever autoRejoin says, and the
+ * manager stops its requests. (The delayed leave it leaves pending fires within one delay; a server
+ * refuses it then, as it refuses every write of a non-member.)
+ */
+export function onRoomMembership(c: Ctx, membership: string): void {
+  if (membership === "join") return;
+  const call = c.s.call;
+  if (!call || call.ended || c.s.leave) return;
+  const reason = membership === "ban" ? "banned from" : "no longer in";
+  log(c, "warn", `we are ${reason} the room (membership ${membership}): the call is over`);
+  c.s.wantJoined = false;
+  call.lane = { k: "stopped" };
+  endCall(c, call);
+  call.checkAt = undefined;
+  c.s.call = undefined;
+  setDelayId(c, undefined);
+  setOwnMembership(c, undefined);
+  setProbablyLeft(c, false);
+  emitError(
+    c,
+    new MembershipError(
+      `we are ${reason} the room (membership ${membership})`,
+      "removed-from-room",
+      "config",
+    ),
+  );
+  setState(c, { kind: "left", reason: "removed-from-room" });
 }
 
 /** Say so, once, when the device's clock and the server's disagree by more than the margins allow. */

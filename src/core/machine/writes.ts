@@ -46,8 +46,12 @@ function runWriter(c: Ctx, call: CallState): void {
       ? call.lastSent
       : // When the server holds no membership of ours, the next one is a fresh join (a new created_ts).
         makeContent(c, call, kind === "fresh" || !call.lastSent);
+  // The join's first write, or one an update() asked for, is the app's (its own bucket).
+  const intent = !call.membershipAttempted || !!call.updateAsked;
+  call.updateAsked = undefined;
   call.membershipAttempted = true;
   const task = startTask(c, {
+    intent,
     purpose: { kind: "write", write: kind, content, version },
     request: { kind: "write", content },
     op: "send-state",

@@ -44,3 +44,19 @@ export function stringField(body: JsonObject, key: string): string {
   if (typeof value !== "string") throw badRequest(`Param '${key}' must be a string`, "M_INVALID_PARAM");
   return value;
 }
+
+/**
+ * Synapse's `parse_integer` for a query parameter: undefined when absent; Python's `int()` syntax
+ * (surrounding whitespace, a sign, single underscores between digits); 400 `M_INVALID_PARAM` for
+ * anything else or a negative value.
+ */
+export function integerQueryParam(query: URLSearchParams, name: string): number | undefined {
+  const raw = query.get(name);
+  if (raw === null) return undefined;
+  if (!/^[+-]?\d+(?:_\d+)*$/.test(raw.trim())) {
+    throw badRequest(`Query parameter ${name} must be an integer`, "M_INVALID_PARAM");
+  }
+  const value = Number(raw.trim().replace(/_/g, ""));
+  if (value < 0) throw badRequest(`Query parameter ${name} must be a positive integer.`, "M_INVALID_PARAM");
+  return value;
+}

@@ -4,6 +4,7 @@ import { mergedCapabilities, mergedVersionFlags } from "./api-delayed-merged.js"
 import type { HomeserverCore } from "./core.js";
 import { badRequest, forbidden, MatrixHttpError, notFound, type JsonObject } from "./errors.js";
 import { DEFAULT_ROOM_VERSION, SUPPORTED_ROOM_VERSIONS } from "./rooms.js";
+import { stickyNames } from "./sticky-events.js";
 import type { HandlerResult, RequestContext } from "./router.js";
 import { MatrixUserInUse } from "./users.js";
 
@@ -40,6 +41,8 @@ export function versions(core: HomeserverCore): HandlerResult {
       "org.matrix.msc4222": true,
       "org.matrix.msc3266": true,
       ...mergedVersionFlags(core),
+      // MSC4354: Synapse 1.163 always names the flag (false while off); the merged names get `.stable`.
+      [stickyNames(core.options).versionsFlag]: core.options.stickyEvents,
     },
   });
 }

@@ -17,7 +17,7 @@ import {
 import { joinContent } from "./rooms.js";
 import { Router } from "./router.js";
 import { buildRoutes } from "./routes.js";
-import { serializeEvent } from "./serialize.js";
+import { serializeEvent, type SerializeOptions } from "./serialize.js";
 import type { Credentials } from "./users.js";
 
 /** A room event as the server holds it, in client format (`unsigned` as the sender would see it). */
@@ -36,9 +36,14 @@ export interface TimelineEventRecord {
   content: Record<string, unknown>;
   /** Server clock time when the event was persisted; a delayed event fired by its timer gets its due time. */
   origin_server_ts: number;
+  /** MSC4354 sticky event (Synapse 1.163's name): the duration it was sent with, uncapped. */
+  msc4354_sticky?: { duration_ms: number };
+  /** MSC4354 sticky event with the merged text's names (`stickyEventsShape: "merged"`). */
+  sticky?: { duration_ms: number };
   /**
-   * `age`, `prev_content`/`prev_sender`/`replaces_state` for replaced state, and
-   * `org.matrix.msc4140.delay_id` on fired delayed events (always shown here, whatever `delayIdInUnsigned`).
+   * `age`, `prev_content`/`prev_sender`/`replaces_state` for replaced state,
+   * `org.matrix.msc4140.delay_id` on fired delayed events (always shown here, whatever `delayIdInUnsigned`),
+   * and while sticky events are on, the remaining stickiness (`msc4354_sticky_duration_ttl_ms`).
    */
   unsigned: Record<string, unknown>;
 }
@@ -137,10 +142,7 @@ export async function startTestHomeserver(options: TestHomeserverOptions = {}): 
   baseUrl = `http://${core.options.host}:${port}`;
   let closed = false;
 
-  const serverView = (): { now: number; delayIdInUnsigned: boolean } => ({
-    now: core.now(),
-    delayIdInUnsigned: true,
-  });
+  const serverView = (): SerializeOptions => ({ ...core.serializeOptions(), delayIdInUnsigned: true });
   const room = (roomId: string) => {
     const record = core.rooms.get(roomId);
     if (!record) throw new Error(`test homeserver: unknown room ${roomId}`);

@@ -56,6 +56,15 @@ export type ManagementAuth = "optional" | "none" | "required";
 export type DelayedEventsShape = "unstable" | "merged" | "both";
 
 /**
+ * Which names MSC4354 sticky events use (docs/compatibility.md, "Sticky events"): `unstable` Synapse
+ * 1.163's (`org.matrix.msc4354.sticky_duration_ms` on `/send` only, `msc4354_sticky`,
+ * `unsigned.msc4354_sticky_duration_ttl_ms`, sync `msc4354_sticky`); `merged` the merged MSC text's
+ * (`sticky_duration_ms` on `/send` and `/state`, `sticky`, `unsigned.sticky_duration_ttl_ms`, sync
+ * `sticky`; the unstable parameter is then ignored). No server speaks `merged` yet.
+ */
+export type StickyEventsShape = "unstable" | "merged";
+
+/**
  * Options of `startTestHomeserver`; every one left out takes its `DEFAULT_OPTIONS` value. Spread a
  * `SYNAPSE_PRESETS` entry in to behave like a given Synapse release.
  */
@@ -128,6 +137,14 @@ export interface TestHomeserverOptions {
    */
   mergedLookupShape?: "msc" | "nested";
   /**
+   * MSC4354 sticky events, Synapse's `experimental_features.msc4354_enabled` (default false, as in
+   * Synapse; `startSynapse()` turns it on by default). Off: the sticky parameter is ignored and a plain
+   * event is sent, `/versions` says `org.matrix.msc4354: false`, /sync has no sticky section.
+   */
+  stickyEvents?: boolean;
+  /** Names of the sticky-event fields (default `unstable`, Synapse 1.163's); see `StickyEventsShape`. */
+  stickyEventsShape?: StickyEventsShape;
+  /**
    * Application service registrations (Synapse's `app_service_config_files`): their `as_token` acts as
    * `?user_id=` (identity assertion), and with `msc4512Enabled` an `io.element.msc4512.proxy_prefix`
    * claims `/_matrix/client/…/rtc/livekit/…` for its `io.element.msc4512.proxy_url`. Default none.
@@ -189,6 +206,8 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   finalisedRetentionMs: 7 * 24 * 60 * 60 * 1000,
   finalisedPerUser: 1000,
   mergedLookupShape: "msc",
+  stickyEvents: false,
+  stickyEventsShape: "unstable",
   appServices: [],
   msc4512Enabled: false,
 };
@@ -268,6 +287,7 @@ export const SYNAPSE_PRESETS: Readonly<Record<SynapsePreset, Readonly<TestHomese
   disabled: { errorDialect: "1.157", delayedEvents: false, advertiseCapability: true },
   // Not a Synapse release: MSC4140 as merged (2026-09-08), only that shape. `{ ...merged,
   // delayedEventsShape: "both" }` is a server in transition that still honours the unstable shape.
+  // Sticky events (MSC4354, merged 2026-10-20) on, with the merged text's stable names.
   merged: {
     errorDialect: "1.157",
     delayedEvents: true,
@@ -278,6 +298,8 @@ export const SYNAPSE_PRESETS: Readonly<Record<SynapsePreset, Readonly<TestHomese
     managementBucket: "delayedEventMgmt",
     delayIdInUnsigned: true,
     delayedEventsShape: "merged",
+    stickyEvents: true,
+    stickyEventsShape: "merged",
   },
 };
 
