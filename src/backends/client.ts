@@ -6,8 +6,10 @@ import {
   readStateContent,
   readStateSnapshot,
 } from "../core/validate.js";
+import { raceAbort } from "./dialect.js";
 import {
   DelayedEventsHttp,
+  speaksHttp,
   type DelayedEventsApiChoice,
   type MergedClientLike,
 } from "./mergedDelayedEvents.js";
@@ -111,7 +113,11 @@ export class ClientBackend implements MembershipBackend {
     req: StateEventRequest & { delayMs: number },
     opts?: RequestOptions,
   ): Promise<string> {
-    if (await this.delayed.useMerged()) return this.delayed.schedule(req, opts?.signal);
+    // Through js-sdk's HTTP API (a real MatrixClient): both shapes, bounded discovery, an ignored delay
+    // detected. A client double without it goes through js-sdk's unstable methods.
+    if (speaksHttp(this.client))
+      return this.delayed.scheduleAny(req, opts?.signal, opts?.notAfter, opts?.overMembership);
+    opts?.notAfter?.throwIfAborted();
     const res = await this.client._unstable_sendDelayedStateEvent(
       req.roomId,
       { delay: req.delayMs },
@@ -126,6 +132,7 @@ export class ClientBackend implements MembershipBackend {
   }
 
   async sendStateEvent(req: StateEventRequest, opts?: RequestOptions): Promise<void> {
+    opts?.notAfter?.throwIfAborted();
     await this.client.sendStateEvent(req.roomId, req.eventType as never, req.content as never, req.stateKey, {
       abortSignal: opts?.signal,
     });
@@ -138,10 +145,16 @@ export class ClientBackend implements MembershipBackend {
   ): Promise<void> {
     // js-sdk encodes the id (encodeURIComponent), but "." and ".." would still resolve away in the URL.
     delayIdForPath(delayId, `${action}-delayed-event`);
-    if (await this.delayed.useMerged())
-      return this.delayed.update(delayId, action, opts?.signal, opts?.keepAlive);
+    // The page is going away: where the unstable shape is spoken, also a token-less send (no preflight).
+    const quick = action === "send" && opts?.keepAlive === true;
+    if (speaksHttp(this.client)) {
+      if (quick && !(await this.delayed.useMerged(opts?.signal).catch(() => true)))
+        this.sendWithoutPreflight(delayId, opts?.signal);
+      return this.delayed.updateAny(delayId, action, opts?.signal, opts?.notAfter, opts?.keepAlive);
+    }
+    opts?.notAfter?.throwIfAborted();
+    if (quick) this.sendWithoutPreflight(delayId, opts?.signal);
     const requestOpts = { abortSignal: opts?.signal, ...keepAliveOption(opts) };
-    if (action === "send" && opts?.keepAlive) this.sendWithoutPreflight(delayId, opts.signal);
     if (action === "restart") await this.client._unstable_restartScheduledDelayedEvent(delayId, requestOpts);
     else if (action === "send") await this.client._unstable_sendScheduledDelayedEvent(delayId, requestOpts);
     else await this.client._unstable_cancelScheduledDelayedEvent(delayId, requestOpts);
@@ -238,8 +251,10 @@ export class ClientBackend implements MembershipBackend {
   }
 
   async listDelayedEvents(opts?: RequestOptions): Promise<PendingDelayedEvent[]> {
-    if (await this.delayed.useMerged()) return this.delayed.recoverLost(opts?.signal);
+    if (await this.delayed.useMerged(opts?.signal)) return this.delayed.recoverLost(opts?.signal);
     // Synapse answers {delayed_events: [...]}; js-sdk 43 types it after a newer MSC draft ({scheduled}).
+    if (speaksHttp(this.client))
+      return readDelayedEventList(await this.delayed.listUnstable(opts?.signal, opts?.notAfter));
     return readDelayedEventList(await this.client._unstable_getDelayedEvents());
   }
 
@@ -247,16 +262,32 @@ export class ClientBackend implements MembershipBackend {
     return this.delayed.get(delayId, opts?.signal);
   }
 
-  async probeSupport(): Promise<SupportHint> {
-    // A merged server may advertise only `org.matrix.msc4140.stable`.
-    if (
-      !(await this.client.doesServerSupportUnstableFeature("org.matrix.msc4140")) &&
-      !(await this.delayed.useMerged())
-    )
+  async probeSupport(opts?: RequestOptions): Promise<SupportHint> {
+    const signal = opts?.signal;
+    // A merged server may advertise only `org.matrix.msc4140.stable`. Our own bounded `/versions` where
+    // the client has js-sdk's HTTP API.
+    const dialect = speaksHttp(this.client)
+      ? await this.delayed.serverDialect(signal)
+      : {
+          unstable: await raceAbort(
+            this.client.doesServerSupportUnstableFeature("org.matrix.msc4140"),
+            signal,
+          ),
+          merged: await this.delayed.useMerged(signal),
+        };
+    if (!dialect.unstable && !dialect.merged)
       return { delayedEvents: false, reason: "the server does not advertise org.matrix.msc4140" };
     // Synapse ≥1.157 advertises its limits; older servers do not, which is fine.
     try {
-      const caps = await this.client.getCapabilities();
+      const http = (this.client as Partial<MergedClientLike>).http;
+      const caps = speaksHttp(this.client)
+        ? await http!
+            .authedRequest<unknown>("GET", "/capabilities", undefined, undefined, {
+              prefix: "/_matrix/client/v3",
+              abortSignal: signal,
+            })
+            .then((body) => (body as { capabilities?: unknown }).capabilities ?? {})
+        : await raceAbort(this.client.getCapabilities(), signal);
       // MSC4140 as merged names the capability `m.delayed_events`; same fields as the unstable one.
       const stable = (caps as Record<string, unknown>)["m.delayed_events"];
       const { maxDelayMs, disabled } = readMaxDelayMs(

@@ -18,6 +18,18 @@ export interface RequestOptions {
    * host is posted at once anyway).
    */
   keepAlive?: boolean;
+  /**
+   * Aborted when the request may no longer be started: the manager was disposed, or (for a schedule,
+   * whose answer still counts after its local timeout) its local timeout passed. A backend gives up any
+   * discovery of its own then, and checks it just before it sends anything. A request already sent goes
+   * on (its answer, a delay id, must still be heard and cancelled).
+   */
+  notAfter?: AbortSignal;
+  /**
+   * A schedule while we hold a membership: a server that ignored its delay would write `{}` over it. The
+   * backend re-checks which shape the server speaks first (its `/versions`, not a cached answer).
+   */
+  overMembership?: boolean;
 }
 
 /** One state event to send (now or delayed). */

@@ -193,6 +193,7 @@ export class WidgetBackend implements MembershipBackend {
     opts?: RequestOptions,
   ): Promise<string> {
     opts?.signal?.throwIfAborted();
+    opts?.notAfter?.throwIfAborted();
     // A delayed leave we could not restart, send or cancel would fire under a live membership.
     if (!this.widgetApi.hasCapability(MSC4157_UPDATE_DELAYED_EVENT))
       throw new WidgetCapabilityError(
@@ -220,6 +221,7 @@ export class WidgetBackend implements MembershipBackend {
 
   async sendStateEvent(req: StateEventRequest, opts?: RequestOptions): Promise<void> {
     opts?.signal?.throwIfAborted();
+    opts?.notAfter?.throwIfAborted();
     await this.widgetApi.sendStateEvent(
       req.eventType,
       req.stateKey,
@@ -237,6 +239,7 @@ export class WidgetBackend implements MembershipBackend {
     opts?: RequestOptions,
   ): Promise<StateEventSnapshot | undefined> {
     opts?.signal?.throwIfAborted();
+    opts?.notAfter?.throwIfAborted();
     const read = this.widgetApi.readStateEvents?.bind(this.widgetApi);
     if (!read) throw new WidgetCapabilityError(receiveStateCapability(req.eventType), "no readStateEvents");
     if (!this.canReceive(req.eventType, req.stateKey))
@@ -297,6 +300,7 @@ export class WidgetBackend implements MembershipBackend {
     opts?: RequestOptions,
   ): Promise<void> {
     opts?.signal?.throwIfAborted();
+    opts?.notAfter?.throwIfAborted();
     delayIdForPath(delayId, `${action}-delayed-event`);
     // The transport cannot abort a request; the manager's own timeout moves on without it.
     if (action === "restart") await this.widgetApi.restartScheduledDelayedEvent(delayId);

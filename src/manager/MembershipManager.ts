@@ -28,6 +28,7 @@ import {
 import type { SourceLike } from "../membership/observer.js";
 import { Clock, readsWallClock } from "./clock.js";
 import { pageFor, watchPage, type PageLifecycle } from "./pageLifecycle.js";
+import { RequestTrace, type RequestTraceSink } from "./requestTrace.js";
 import { watchRoomState, type RoomStateWatch } from "./roomStateWatch.js";
 import { statusOf, type LeaveResult, type MembershipState, type Status, type Support } from "./state.js";
 
@@ -92,6 +93,12 @@ export interface MembershipManagerOptions extends TimingOptions {
    * on (tests).
    */
   leaveOnPageHide?: boolean | PageLifecycle;
+  /**
+   * Opt-in request trace: one line per request sent and per answer or local timeout ("→ #3 schedule
+   * the delayed leave (delay 10000 ms, timeout 2000 ms)", "← #3 schedule the delayed leave ok in 12 ms:
+   * leave#1"). Redacted: no access token, and delay ids appear as "leave#N". Default: none.
+   */
+  trace?: RequestTraceSink;
 }
 
 /** What an app may change without leaving. */
@@ -186,6 +193,9 @@ export class MembershipManager {
   private closeRoomView?: () => void;
   private unwatchPage?: () => void;
   private readonly wallClock: () => number;
+  /** Aborted at dispose(): requests started before it may no longer be sent (RequestOptions.notAfter). */
+  private readonly gate = new AbortController();
+  private readonly trace?: RequestTrace;
   private isDisposed = false;
   /** Requests in flight, by the machine's request id. */
   private requests?: Map<number, InFlight>;
@@ -216,6 +226,7 @@ export class MembershipManager {
     this.clock = new Clock(scheduler);
     this.wallClock = options.wallClock ?? (readsWallClock(scheduler) ? Date.now : () => scheduler.now());
     this.log = redactingLogger(options.logger ?? log.getLogger("matrixrtc-membership"));
+    if (options.trace) this.trace = new RequestTrace(options.trace, () => this.clock.now());
     this.random = options.random ?? Math.random;
     const support: Support = { delayedEvents: undefined, delayMs: timing.delayMs };
     this.supportSubject = new BehaviorSubject<Support>(support);
@@ -349,6 +360,7 @@ export class MembershipManager {
     this.isDisposed = true;
     this.unwatchPage?.();
     this.unwatchPage = undefined;
+    this.gate.abort(new DOMException("the manager was disposed", "AbortError"));
     this.roomStateWatch?.unsubscribe();
     this.roomStateWatch = undefined;
     this.closeRoomView?.();
@@ -408,8 +420,10 @@ export class MembershipManager {
       case "abort": {
         const entry = this.requests?.get(command.reqId);
         if (!entry) return;
-        if (!entry.keepLate) this.forget(command.reqId);
-        else entry.timedOut = true;
+        if (!entry.keepLate) {
+          this.forget(command.reqId);
+          this.trace?.aborted(command.reqId);
+        } else entry.timedOut = true;
         entry.cancelTimer();
         entry.controller.abort(new DOMException("aborted", "AbortError"));
         return;
@@ -506,11 +520,17 @@ export class MembershipManager {
   /** Run one request through the backend with its local timeout; feed its answer back. */
   private send(reqId: number, request: Request, timeoutMs: number, keepLate: boolean): void {
     const controller = new AbortController();
+    // A request whose answer still counts after its local timeout (a schedule) is not aborted then, but
+    // it may no longer be *started* then: a backend still asking /versions gives up (RequestOptions.notAfter).
+    const start = keepLate ? new AbortController() : undefined;
     const entry: InFlight = { controller, keepLate, timedOut: false, cancelTimer: () => {} };
     (this.requests ??= new Map()).set(reqId, entry);
+    this.trace?.sent(reqId, request, timeoutMs);
     entry.cancelTimer = this.clock.after(timeoutMs, () => {
       entry.timedOut = true;
+      this.trace?.timedOut(reqId, timeoutMs, keepLate);
       const error = new LocalTimeoutError(timeoutMs);
+      start?.abort(error);
       // A schedule is not idempotent: we keep listening for its answer (its id is cancelled then).
       if (!keepLate) {
         this.forget(reqId);
@@ -520,7 +540,7 @@ export class MembershipManager {
     });
     let pending: Promise<unknown>;
     try {
-      pending = this.call(request, controller.signal);
+      pending = this.call(request, controller.signal, start?.signal);
     } catch (error) {
       pending = Promise.reject(error);
     }
@@ -534,6 +554,7 @@ export class MembershipManager {
     if (this.requests?.get(reqId) !== entry) return;
     this.forget(reqId);
     entry.cancelTimer();
+    this.trace?.answered(reqId, ok, valueOrError, entry.timedOut);
     const type = entry.timedOut ? "late-answer" : "answer";
     this.feed(
       ok ? { type, reqId, ok: true, value: valueOrError } : { type, reqId, ok: false, error: valueOrError },
@@ -545,32 +566,38 @@ export class MembershipManager {
     if (this.requests?.size === 0) this.requests = undefined;
   }
 
-  private call(request: Request, signal: AbortSignal): Promise<unknown> {
+  private call(request: Request, signal: AbortSignal, startBy?: AbortSignal): Promise<unknown> {
     const key = { roomId: this.roomId, eventType: CALL_MEMBER_EVENT_TYPE, stateKey: this.stateKey };
     const b = this.backend;
+    // Started before dispose(): nothing of it may go out after dispose() (a backend may still be asking
+    // the server's /versions when it comes). What the machine sends after dispose() (the cancel of a
+    // delay id that arrived late) is not held back.
+    const gates = [...(this.isDisposed ? [] : [this.gate.signal]), ...(startBy ? [startBy] : [])];
+    const notAfter = gates.length === 0 ? undefined : gates.length === 1 ? gates[0] : AbortSignal.any(gates);
+    const opts = notAfter ? { signal, notAfter } : { signal };
     switch (request.kind) {
       case "schedule":
         return b.sendDelayedStateEvent(
           { ...key, content: { ...LEFT_CONTENT }, delayMs: request.delayMs },
-          { signal },
+          request.overMembership ? { ...opts, overMembership: true } : opts,
         );
       case "delayed":
-        return b.updateDelayedEvent(request.delayId, request.action, { signal });
+        return b.updateDelayedEvent(request.delayId, request.action, opts);
       case "write":
-        return b.sendStateEvent({ ...key, content: request.content }, { signal });
+        return b.sendStateEvent({ ...key, content: request.content }, opts);
       case "list":
-        return b.listDelayedEvents!({ signal });
+        return b.listDelayedEvents!(opts);
       case "lookup":
-        return b.getDelayedEvent!(request.delayId, { signal });
+        return b.getDelayedEvent!(request.delayId, opts);
       case "read":
-        if (b.readState) return b.readState(key, { signal });
-        return b.readStateEvent!(key, { signal }).then((content) =>
+        if (b.readState) return b.readState(key, opts);
+        return b.readStateEvent!(key, opts).then((content) =>
           content === undefined ? undefined : { content },
         );
       case "read-room-membership":
-        return b.readRoomMembership!(this.roomId, this.userId, { signal });
+        return b.readRoomMembership!(this.roomId, this.userId, opts);
       case "probe":
-        return b.probeSupport!({ signal });
+        return b.probeSupport!(opts);
     }
   }
 }

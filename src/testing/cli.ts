@@ -7,6 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import { startTestHomeserver } from "./homeserver/homeserver.js";
+import { DEFAULT_SYNAPSE_VERSION } from "./synapse/options.js";
 import {
   SYNAPSE_PRESETS,
   type DelayedEventsShape,
@@ -58,7 +59,15 @@ const users = [await hs.createUser("alice"), await hs.createUser("bob"), await h
 const roomId = await hs.createRoom(users[0].accessToken, { name: "Test call room" });
 for (const user of users.slice(1)) await hs.joinRoom(user.accessToken, roomId);
 
-console.log(`MSC4140 test homeserver (${preset ? `Synapse ${preset} preset` : "Synapse 1.157 defaults"})`);
+// Which Synapse it imitates. Its defaults are 1.157-1.160's (the error dialect, the capability); real
+// Synapse from startSynapse() / matrixrtc-install-synapse defaults to the newest tested release.
+console.log(
+  `MSC4140 test homeserver, behaving like ${
+    preset
+      ? `Synapse ${preset} (--preset ${preset})`
+      : "Synapse 1.157-1.160 (its defaults; --preset 1.163 for the newest)"
+  }. Real Synapse: startSynapse(), default ${DEFAULT_SYNAPSE_VERSION}.`,
+);
 console.log(`baseUrl:     ${hs.baseUrl}`);
 console.log(`server name: ${hs.serverName}`);
 console.log(`room id:     ${roomId}`);

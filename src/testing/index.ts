@@ -38,12 +38,16 @@ export {
   ensureSynapse,
   synapseCacheDir,
   constraintsFile,
+  installSynapse,
+  defaultSynapseVersions,
 } from "./synapse/index.js";
 export type {
   SynapseHomeserver,
   SynapseOptions,
   SynapseRateLimitPreset,
   InstalledSynapse,
+  InstallSynapseOptions,
+  InstalledVersion,
 } from "./synapse/index.js";
 export { startFaultyLink } from "./network/index.js";
 export type {
@@ -54,6 +58,7 @@ export type {
   RequestFate,
   RestoreOptions,
 } from "./network/index.js";
+export type { MatrixSdkLogLevel } from "../log/quietMatrixSdk.js";
 export {
   startTestCall,
   quietMatrixSdkLogs,
@@ -87,3 +92,32 @@ export type {
   SfuAppServiceOptions,
   SfuParticipant,
 } from "./sfu/types.js";
+export {
+  CallRecorder,
+  renderTimeline,
+  labelBoxes,
+  overlappingPairs,
+  textBox,
+  textWidth,
+} from "./timeline/index.js";
+export type {
+  CallRecorderOptions,
+  RecordableServer,
+  TimelineOptions,
+  LabelBox,
+  Box,
+  Anchor,
+  CallTrace,
+  Deadline,
+  DeviceInfo,
+  DeviceRequest,
+  MembershipChange,
+  Milestone,
+  Outage,
+  ProbablyLeftMark,
+  RequestOp,
+  ServerRequest,
+  StatusChange,
+  SyncChange,
+  ViewChange,
+} from "./timeline/index.js";

@@ -18,6 +18,7 @@ import {
 } from "./context.js";
 import { failCall, newCall } from "./calls.js";
 import { startDelayedLane } from "./schedule.js";
+import { sweepPredecessors } from "./orphans.js";
 import { startLeaveJob } from "./leave.js";
 import { askOnce } from "./tasks.js";
 import { writeMembership } from "./writes.js";
@@ -49,6 +50,10 @@ export function startCall(c: Ctx): void {
       budgeted: false,
     });
   startDelayedLane(c, call);
+  if (!c.s.joinedBefore) {
+    c.s.joinedBefore = true;
+    sweepPredecessors(c);
+  }
 }
 
 export function onProbeDone(c: Ctx, call: CallState | undefined, outcome: Outcome): void {

@@ -257,6 +257,7 @@ export function nextWakeAt(s: MachineState): number | undefined {
   consider(s.sweep?.wakeAt);
   for (const d of s.orphanDeadlines ?? []) consider(d.at);
   for (const r of s.reassertAt ?? []) consider(r);
+  consider(s.predecessorSweepAt);
   consider(s.leave?.wakeAt);
   return at;
 }
@@ -274,6 +275,7 @@ function dispose(c: Ctx): void {
   }
   s.orphanDeadlines = undefined;
   s.reassertAt = undefined;
+  s.predecessorSweepAt = undefined;
   s.sweep = undefined;
   s.sweepAgain = false;
   settle(c);

@@ -251,7 +251,14 @@ export function waitBeforeRetry(
     localTimeout: timedOut && !c.s.link?.tooSlow,
     attempt: attemptNo,
     baseMs: c.s.timing.retryBaseMs,
-    ...laneWaitLimits(op === "send-state" ? "state" : "delayed", c.s.timing, capMs),
+    // A server's Retry-After is honoured in full (up to retryMaxMs) where waiting only costs time: state
+    // sends, and schedules (no delayed leave of ours can fire meanwhile). Only the heartbeat's lane caps it,
+    // where our armed delayed leave would fire first.
+    ...laneWaitLimits(
+      op === "send-state" || op === "schedule-leave" ? "state" : "delayed",
+      c.s.timing,
+      capMs,
+    ),
     random: c.random,
   });
   log(c, "debug", `${op} failed (${cls.kind}); retrying in ${waitMs} ms`);

@@ -29,7 +29,8 @@ export interface MachineEnv {
 
 /** One request the driver runs through the backend. */
 export type Request =
-  | { kind: "schedule"; delayMs: number }
+  /** `overMembership`: we hold a membership it could overwrite if the server ignored the delay. */
+  | { kind: "schedule"; delayMs: number; overMembership?: boolean }
   | { kind: "delayed"; delayId: string; action: DelayedEventAction }
   | { kind: "write"; content: Record<string, unknown> }
   | { kind: "list" }
@@ -137,7 +138,8 @@ export type DelayedLane =
       step: number;
       /** Waiting until then: for a token of the request budget, or a backoff. */
       wakeAt?: number;
-      waitingFor?: "budget" | "backoff";
+      /** "open": an earlier schedule of this call is still on its way (its answer is adopted if it comes). */
+      waitingFor?: "budget" | "backoff" | "open";
       /** The bucket the awaited token was reserved from. */
       reserved?: "own" | "intent";
       /** A schedule of this lane went out already (its retries are the manager's own). */
@@ -202,6 +204,8 @@ export interface CallState {
   failingDelayedSince?: number;
   failingStateSince?: number;
   unrecognisedSchedules: number;
+  /** Schedules in a row whose delay the server ignored (it wrote our `{}` at once). */
+  ignoredSchedules?: number;
   lastRecoveryAt?: number;
   /** When others stop listing our membership (elapsed-time clock, like every deadline here). */
   expiresAt?: number;
@@ -296,6 +300,10 @@ export interface MachineState {
   lateWrites?: { sentAt: number; content: Record<string, unknown> }[];
   /** A leave's guard against those (a delayed `{}`): cancelled before the next join. */
   guardDelayId?: string;
+  /** The second sweep for a dead predecessor's delayed leaves (orphans.ts sweepPredecessors). */
+  predecessorSweepAt?: number;
+  /** This manager started a call before (a predecessor's leftovers are swept at the first one only). */
+  joinedBefore?: boolean;
   knownMaxDelayMs?: number;
   orphanWindowUntil: number;
   sweep?: Sweep;

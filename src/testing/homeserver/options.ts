@@ -131,9 +131,10 @@ export interface TestHomeserverOptions {
   /** Merged shape: at most this many finalised delayed events kept per user (the MSC recommends 1000). */
   finalisedPerUser?: number;
   /**
-   * Merged shape: field layout of `GET …/delayed_events/{delay_id}`. `msc` is the MSC text (flat
-   * `scheduled_at`, `finalised_ts`, `event_id`, `error`); `nested` the layout issue 14 quotes
-   * (`delayed_since_ts` and a `finalised` object), as Synapse 1.163's pending lookup names its fields.
+   * Merged shape: field layout of `GET …/delayed_events/{delay_id}`. `nested` (the default) is what the
+   * implementations agree on: `delayed_since_ts` (Synapse ≥1.161's lookup, matrix-js-sdk 43's types) and
+   * a `finalised` object; `msc` is the July draft's flat `scheduled_at`, `finalised_ts`, `event_id`,
+   * `error`.
    */
   mergedLookupShape?: "msc" | "nested";
   /**
@@ -205,7 +206,7 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   delayedEventsShape: "unstable",
   finalisedRetentionMs: 7 * 24 * 60 * 60 * 1000,
   finalisedPerUser: 1000,
-  mergedLookupShape: "msc",
+  mergedLookupShape: "nested",
   stickyEvents: false,
   stickyEventsShape: "unstable",
   appServices: [],
