@@ -36,6 +36,8 @@ export interface LogEntry {
   delayId?: string;
   content?: Record<string, unknown>;
   outcome: "ok" | "error" | "hang" | "lost";
+  /** Sent with a request that outlives the page (RequestOptions.keepAlive). */
+  keepAlive?: true;
 }
 
 export function matrixError(
@@ -288,7 +290,7 @@ export class FakeServer implements MembershipBackend {
         if (action === "restart") this.arm(delayId, d);
         else if (action === "send") this.writeState(d.stateKey, d.content, "delayed");
       },
-      { delayId },
+      { delayId, ...(opts?.keepAlive ? { keepAlive: true as const } : {}) },
       opts,
     );
   }

@@ -223,6 +223,8 @@ export interface CallState {
   lowerings: number;
   /** A membership check asked for by the room-state view is running. */
   checkingMissing?: boolean;
+  /** The page went away and we fired our delayed leave: parked, sending nothing, until it is shown (pageExit.ts). */
+  hidden?: boolean;
 }
 
 /** The leave job, step by step (core/machine/leave.ts). */
@@ -365,7 +367,10 @@ export type MachineEvent =
   /** Whether the room view is watching our key (it showed our own last write), or not (any more). */
   | { type: "view"; live: boolean }
   /** Our own room membership is no longer `join` (a kick, a ban, a leave of the room). */
-  | { type: "room-membership"; membership: string };
+  | { type: "room-membership"; membership: string }
+  /** The page is going away (pagehide, freeze), or is back (pageshow from the bfcache, resume): pageExit.ts. */
+  | { type: "page-hide" }
+  | { type: "page-show" };
 
 /** What the machine asks of its driver, in order. */
 export type Command =
@@ -383,4 +388,6 @@ export type Command =
   | { type: "update-accepted"; version: number | undefined }
   /** update() promises up to this fields version are on the server. */
   | { type: "updates-confirmed"; version: number }
-  | { type: "updates-rejected"; error: MembershipError };
+  | { type: "updates-rejected"; error: MembershipError }
+  /** Fire this delayed leave with a request that outlives the page (fetch keepalive); nothing waits for it. */
+  | { type: "leave-on-hide"; delayId: string };
