@@ -18,6 +18,8 @@ export type Fault =
   | { kind: "hang" }
   | { kind: "lose-response" }
   | { kind: "slow"; ms: number }
+  /** Processed on time, its answer `ms` late (a congested way back, a proxy holding the answer). */
+  | { kind: "slow-answer"; ms: number }
   /** The server processes the request, but the answer we get is an error (a mangled 200, a proxy). */
   | { kind: "process-then-error"; error: () => unknown };
 
@@ -230,7 +232,8 @@ export class FakeServer implements MembershipBackend {
           this.after(this.latencyMs / 2, () => reject(error));
           return;
         }
-        this.after(this.latencyMs / 2, () => (this.down ? undefined : resolve(value)));
+        const back = this.latencyMs / 2 + (fault?.kind === "slow-answer" ? fault.ms : 0);
+        this.after(back, () => (this.down ? undefined : resolve(value)));
       });
     });
   }

@@ -43,9 +43,12 @@ export function onScheduleSettled(c: Ctx, open: OpenSchedule, ok: boolean, value
   if (!c.s.disposed) observeLink(c, open.sentAt);
   // The call is still waiting for a delayed leave, and this one has time left: it is ours now (before
   // the lane, woken by forget(), would send another).
-  const adopted = open.late && !c.s.disposed && adoptLateSchedule(c, open, id);
+  // One a sweep took for foreign and cancelled is gone (or going): adopting it would leave the membership
+  // with nothing pending (counterexample L2 in test/unit/invariants.test.ts).
+  const swept = c.s.sweptIds?.includes(id) ?? false;
+  const adopted = open.late && !c.s.disposed && !swept && adoptLateSchedule(c, open, id);
   forget(c, open);
-  if (!open.late || adopted) return;
+  if (!open.late || adopted || swept) return;
   if (c.s.disposed) return cancelAfterDispose(c, id);
   cancelOrphan(c, id, open.sentAt + open.delayMs, true, open.delayMs);
 }
@@ -212,7 +215,12 @@ function cancelListedOrphans(c: Ctx): void {
   sweep.step = "cancel";
   sweep.cancelling = orphans.length;
   if (orphans.length === 0) return finishSweep(c);
-  for (const e of orphans) cancelOrphan(c, e.delayId, undefined, false);
+  for (const e of orphans) {
+    const swept = (c.s.sweptIds ??= []);
+    swept.push(e.delayId);
+    if (swept.length > LEARNED_IDS_KEPT) swept.shift();
+    cancelOrphan(c, e.delayId, undefined, false);
+  }
 }
 
 function finishSweep(c: Ctx): void {
@@ -242,6 +250,7 @@ export function sweepPredecessors(c: Ctx): void {
   if (!c.env.canList) return;
   c.s.predecessorSeen = undefined;
   c.s.predecessorSweepsLeft = PREDECESSOR_SWEEPS - 1;
+  c.s.predecessorDeferrals = 0;
   sweepOrphans(c, c.s.call?.delayId, true);
 }
 
@@ -260,6 +269,19 @@ function deadPredecessors(c: Ctx, foreign: PendingDelayedEvent[]): PendingDelaye
     c.s.predecessorSweepAt = c.now + Math.round(c.s.timing.delayMs / 2);
   }
   if (!seen) return [];
+  // A schedule of ours still unanswered may have created one of these (its answer on a slow link): judge
+  // nothing while one is open, and look again (bounded: the rounds left, and open schedules end).
+  if (c.s.open.length > 0) {
+    if (
+      c.s.predecessorSweepAt === undefined &&
+      foreign.length > 0 &&
+      (c.s.predecessorDeferrals ?? 0) < PREDECESSOR_SWEEPS
+    ) {
+      c.s.predecessorDeferrals = (c.s.predecessorDeferrals ?? 0) + 1;
+      c.s.predecessorSweepAt = c.now + Math.round(c.s.timing.delayMs / 2);
+    }
+    return [];
+  }
   return foreign.filter((e) => {
     const before = seen.find((s) => s.delayId === e.delayId);
     return before?.since !== undefined && before.since === e.delayedSinceTs;

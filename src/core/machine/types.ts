@@ -315,11 +315,18 @@ export interface MachineState {
   predecessorSeen?: { delayId: string; since?: number }[];
   /** Predecessor sweeps still to run after the next one (bounded). */
   predecessorSweepsLeft?: number;
+  /** Predecessor judgements put off because a schedule of ours was open (bounded by PREDECESSOR_SWEEPS). */
+  predecessorDeferrals?: number;
   knownMaxDelayMs?: number;
   orphanWindowUntil: number;
   sweep?: Sweep;
   sweepAgain: boolean;
   learnedIds?: string[];
+  /**
+   * Ids a sweep cancelled (or is cancelling) as not ours: a late answer naming one is never adopted,
+   * since what it names is gone (bounded like learnedIds).
+   */
+  sweptIds?: string[];
   budget?: Budget;
   /** The app's own bucket (core/budget.ts INTENT_LIMITS). */
   intentBudget?: Budget;
