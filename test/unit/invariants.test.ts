@@ -318,10 +318,29 @@ const KNOWN: { name: string; invs: InvariantId[]; cmds: Cmd[]; fixed?: boolean }
   },
   {
     name:
-      "L2 (issue 22's latency steps, open): the join's sweep of our key lists the delayed leave of the join's own " +
-      "schedule while its answer is still on the slowed link, and cancels it; the late answer is adopted and the " +
-      "membership goes out with nothing pending (the next restart's 404 repairs it)",
+      "L2 (found by the adaptive-heartbeat branch's latency steps; here with an answer held on the way back): a " +
+      "sweep lists the delayed leave of our own schedule while its answer lingers and cancels it as foreign; the " +
+      "late answer was adopted and the membership went out with nothing pending",
     invs: ["R"],
+    fixed: true,
+    cmds: [
+      { k: "join" },
+      { k: "advance", ms: 300 },
+      // Four hung restarts (main had three): the adaptive heartbeat's short restart timeouts fit more retries
+      // in the margin, and a fourth one that is answered keeps the call without a new schedule.
+      { k: "fault", op: "restart", fault: { kind: "hang" }, times: 4 },
+      { k: "fault", op: "schedule", fault: { kind: "slow-answer", ms: 900 }, times: 1 },
+      { k: "advance", ms: 20_000 },
+    ],
+  },
+  {
+    name:
+      "L3 (issue 22's latency steps; L2 on the adaptive branch): the join's sweep of our key lists the delayed " +
+      "leave of the join's own schedule while its answer is still on the slowed link, and cancels it; the late " +
+      "answer was adopted and the membership went out with nothing pending (fixed by L2's rule: a swept id is " +
+      "never adopted)",
+    invs: ["R"],
+    fixed: true,
     cmds: [
       { k: "fault", op: "restart", fault: { kind: "slow", ms: 10_500 }, times: 1 },
       { k: "join" },

@@ -12,17 +12,24 @@ describe("MembershipManager trace", () => {
     const lines: string[] = [];
     const h = harness({ delayedLeaveDelayMs: 4000, trace: (l) => lines.push(l) });
     h.manager.join();
-    await h.time.advance(2500);
+    // Until the heartbeat's first restart after the join's (the adaptive interval: 2 550 ms here).
+    await h.time.advance(100);
+    await h.time.advance(h.manager.effectiveTiming.heartbeatIntervalMs);
     const left = h.manager.leave({ timeoutMs: 5000 });
     await h.time.advance(200);
     expect(await left).toMatchObject({ status: "left" });
     h.manager.dispose();
-    const shape = lines.map((l) =>
-      l
-        .replace(/^([→←]) #\d+/, "$1 #n")
-        .replace(/timeout \d+ ms/, "timeout N ms")
-        .replace(/in \d+ ms/, "in N ms"),
-    );
+    // The two sweeps of our key for a dead predecessor's leftovers (at join and half a delay later,
+    // issue 20 item 11) interleave with the rest; counted here, left out of the sequence below.
+    expect(lines.filter((l) => l.startsWith("→") && l.includes("list our delayed events"))).toHaveLength(2);
+    const shape = lines
+      .filter((l) => !l.includes("list our delayed events"))
+      .map((l) =>
+        l
+          .replace(/^([→←]) #\d+/, "$1 #n")
+          .replace(/timeout \d+ ms/, "timeout N ms")
+          .replace(/in \d+ ms/, "in N ms"),
+      );
     expect(shape).toEqual([
       "→ #n probe the server's support (timeout N ms)",
       "→ #n schedule the delayed leave (delay 4000 ms, timeout N ms)",
@@ -36,16 +43,18 @@ describe("MembershipManager trace", () => {
       "→ #n restart leave#1 (timeout N ms)",
       "← #n read our membership ok in N ms",
       "← #n restart leave#1 ok in N ms",
-      "→ #n restart leave#1 (timeout N ms)",
-      // No room view here: our key is read once per heartbeat interval (issue 25).
+      // No room view here: our key is read once per check interval (issue 25), before the heartbeat's
+      // next restart (its adaptive interval is longer).
       "→ #n read our membership (timeout N ms)",
-      "← #n restart leave#1 ok in N ms",
       "← #n read our membership ok in N ms",
+      "→ #n restart leave#1 (timeout N ms)",
+      "← #n restart leave#1 ok in N ms",
       "→ #n send leave#1 (timeout N ms)",
       "← #n send leave#1 ok in N ms",
     ]);
     // Each answer names the request it answers, and its time is the fake server's round trip.
-    expect(lines[3]).toMatch(new RegExp(`^← ${/#\d+/.exec(lines[1])![0]} schedule .* ok in 20 ms`));
+    const main = lines.filter((l) => !l.includes("list our delayed events"));
+    expect(main[3]).toMatch(new RegExp(`^← ${/#\d+/.exec(main[1])![0]} schedule .* ok in 20 ms`));
     // The server's delay ids never appear.
     const ids = [...h.server.log.map((e) => e.delayId).filter((d): d is string => !!d)];
     expect(ids.length).toBeGreaterThan(0);
