@@ -419,6 +419,22 @@ const KNOWN: {
       { k: "rejoin" },
     ],
   },
+  {
+    name:
+      "R3 (found by scripts/invariants-long.sh, seed 1430611392, with invariant R refined): an update queued " +
+      "behind another writer's {} goes out after the heartbeat's restart was answered 404 (the delayed leave " +
+      "lost by the server), while its lookup still runs: the membership landed with nothing pending (fixed on the adaptive branch by " +
+      "L4's rule: writes wait while a restart, or the lookup after its 404, is on its way)",
+    invs: ["R"],
+    fixed: true,
+    cmds: [
+      { k: "join" },
+      { k: "advance", ms: 30 },
+      { k: "sameDeviceWrite" },
+      { k: "update" },
+      { k: "losePending" },
+    ],
+  },
 ];
 
 describe("counterexamples: regression tests once fixed, it.failing while still open", () => {
