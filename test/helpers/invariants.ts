@@ -689,8 +689,24 @@ export async function runSchedule(
       );
   };
 
-  /** When the app called join(), leave() or update() (the H bound counts what they may send). */
-  const appIntentsAt: number[] = [];
+  /**
+   * When the app called join(), leave() or update(), and when what it asked for was done (the H bound
+   * counts what they may send). An intent's requests go out on the app's bucket whenever the intent gets
+   * to them, not only in the second it was made: a join's first membership write waits for its schedule,
+   * which may take retries (seed 1107936452: the join's write 983 ms after join(), in a second with 10
+   * requests of the manager's own). So an intent counts for every second until it is done: a join until
+   * we are connected (or it failed, or a leave() came after it), a leave() or update() until it settles.
+   * A join() or leave() while one of the same kind is still not done asks for nothing new (the manager
+   * takes it as the same intent) and is done at once.
+   */
+  const appIntents: { at: number; kind: "join" | "leave" | "update"; seq: number; doneAt?: number }[] = [];
+  const addIntent = (kind: "join" | "leave" | "update") => {
+    const intent: (typeof appIntents)[number] = { at: t(), kind, seq };
+    if (kind !== "update" && appIntents.some((i) => i.kind === kind && i.doneAt === undefined))
+      intent.doneAt = intent.at;
+    appIntents.push(intent);
+    return intent;
+  };
   // Invariant 2 bookkeeping.
   let gap: { start: number; external: boolean } | undefined;
   // Invariant E bookkeeping: since when "connected" while the server holds no membership of ours, and
@@ -708,7 +724,16 @@ export async function runSchedule(
     const recent = server.log.filter((e) => e.at > now - 1000).length;
     // What the app asked for in that second goes out on its own bucket (issue 20 item 13): each join,
     // leave or update may send up to APP_REQUESTS_PER_INTENT first attempts besides the manager's own.
-    const intents = appIntentsAt.filter((at) => at > now - 1000).length;
+    for (const i of appIntents)
+      if (
+        i.kind === "join" &&
+        i.doneAt === undefined &&
+        (manager.status === "connected" ||
+          manager.state.kind === "failed" ||
+          appIntents.some((l) => l.kind === "leave" && l.seq > i.seq))
+      )
+        i.doneAt = now;
+    const intents = appIntents.filter((i) => i.doneAt === undefined || i.doneAt > now - 1000).length;
     const limit =
       hotLoopLimit(manager.effectiveTiming.heartbeatIntervalMs) + APP_REQUESTS_PER_INTENT * intents;
     if (recent > limit) violate("H", `${recent} requests in the second before ${now} (limit ${limit})`);
@@ -795,9 +820,9 @@ export async function runSchedule(
 
   // --- Play the schedule -----------------------------------------------------------------------
   const doJoin = () => {
-    appIntentsAt.push(t());
     intent = "joined";
     lastJoinSeq = ++seq;
+    addIntent("join");
     if (leftWindow) leftWindow.open = false;
     manager.join();
   };
@@ -820,16 +845,18 @@ export async function runSchedule(
         break;
       case "rejoin":
       case "leave": {
-        appIntentsAt.push(t());
         intent = "left";
         lastLeaveAt = t();
         const calledAt = t();
         const issuedAt = cmdIndex;
         const leaveSeq = ++seq;
+        const leaveIntent = addIntent("leave");
         const p = track(
           `leave() of command ${cmdIndex}`,
           manager.leave(cmd.k === "leave" && cmd.timeoutMs !== undefined ? { timeoutMs: cmd.timeoutMs } : {}),
         );
+        const leaveDone = () => void (leaveIntent.doneAt ??= t());
+        p.then(leaveDone, leaveDone);
         leaveResults.push(
           p.then((r) => {
             note(`   leave() from command ${issuedAt} resolved ${JSON.stringify(r)}`);
@@ -855,13 +882,15 @@ export async function runSchedule(
         if (cmd.k === "rejoin") doJoin();
         break;
       }
-      case "update":
-        appIntentsAt.push(t());
+      case "update": {
+        const updateIntent = addIntent("update");
+        const updateDone = () => void (updateIntent.doneAt ??= t());
         track(
           `update() of command ${cmdIndex}`,
           manager.update({ callIntent: cmdIndex % 2 ? "audio" : "video" }),
-        ).catch(() => undefined);
+        ).then(updateDone, updateDone);
         break;
+      }
       case "advance":
         await advance(cmd.ms);
         break;
