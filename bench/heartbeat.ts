@@ -22,6 +22,9 @@ const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.l
 /** Per device-hour: the cadence, plus the hourly membership refresh (ours: one PUT; js-sdk: a restart, then the PUT). */
 const REFRESH_PER_HOUR: Record<Impl, number> = { ours: 1, "js-sdk": 2 };
 const perHour = (impl: Impl, intervalMs: number) => 3600_000 / intervalMs + REFRESH_PER_HOUR[impl];
+/** Requests counted in the window, per device-hour, plus the hourly refresh. */
+const counted = (hb: HeartbeatSamples, impl: Impl, n: number) =>
+  (n * 3600_000) / hb.windowMs + REFRESH_PER_HOUR[impl];
 
 /** What a lost restart gets, for one implementation: its interval, timeout, margin and retries in it. */
 interface Heartbeat {
@@ -155,6 +158,33 @@ export function heartbeatRows(hb: HeartbeatSamples): Row[] {
       note:
         `a fourth device of ours with heartbeatMarginMs ${hb.thin.marginMs}: interval ${thin.intervalMs.toFixed(0)} ms, ` +
         `restart timeout ${thin.timeoutMs} ms, retries within the margin ${thin.retries} (js-sdk ${j.retries})`,
+    },
+    {
+      id: "heartbeat.allPerHour",
+      label: "all requests / device-hour, watch reads included (bare client)",
+      unit: "requests",
+      ours: counted(hb, "ours", hb.requests.ours + hb.reads.ours),
+      theirs: counted(hb, "js-sdk", hb.requests["js-sdk"] + hb.reads["js-sdk"]),
+      lowerIsBetter: true,
+      incomparable:
+        "js-sdk cannot run without a syncing client; ours reads its key where nothing syncs (issue 25)",
+      reps: 1,
+      note:
+        `every membership request and every read of our key or of our delayed events in ` +
+        `${Math.round(hb.windowMs / 1000)} s (ours ${hb.requests.ours} + ${hb.reads.ours} reads, js-sdk ` +
+        `${hb.requests["js-sdk"]} + ${hb.reads["js-sdk"]}), per hour, plus the hourly refresh`,
+    },
+    {
+      id: "heartbeat.allPerHourSynced",
+      label: "… ours on a syncing client (eyes: the synced room)",
+      unit: "requests",
+      ours: counted(hb, "ours", hb.synced.requests + hb.synced.reads),
+      theirs: counted(hb, "js-sdk", hb.requests["js-sdk"] + hb.reads["js-sdk"]),
+      lowerIsBetter: true,
+      reps: 1,
+      note:
+        `like for like with js-sdk (both watch the synced room): a fifth device of ours, ` +
+        `${hb.synced.requests} requests + ${hb.synced.reads} reads in the window`,
     },
     {
       id: "heartbeat.slow.interval",

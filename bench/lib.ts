@@ -219,7 +219,13 @@ function legacyStateKey(userId: string, deviceId: string): string {
 }
 
 /** Options for our manager beyond the shared setup (only the heartbeat's variants use them). */
-export type OursTuning = Pick<TimingOptions, "heartbeatIntervalMs" | "heartbeatMarginMs">;
+export type OursTuning = Pick<TimingOptions, "heartbeatIntervalMs" | "heartbeatMarginMs"> & {
+  /**
+   * Give our manager a syncing client (as an app that shows the room has) instead of a bare one: its
+   * eyes are then the synced room, and it reads nothing from the server to watch its membership.
+   */
+  synced?: boolean;
+};
 
 /** `linkRttMs`: the device's link adds this much instead of the bench's RTT (the heartbeat's slow-link pair). */
 export async function newDevice(
@@ -243,7 +249,8 @@ async function oursDevice(
   roomId: string,
   tuning: OursTuning,
 ): Promise<Device> {
-  const client = bareClient(link.url, user);
+  const { synced, ...timing } = tuning;
+  const client = synced ? await syncedClient(link.url, user) : bareClient(link.url, user);
   // An app's client has fetched /versions and /capabilities long before it joins a call (js-sdk's
   // started client has, at startClient): warm both caches so join() does not pay for them.
   await client.doesServerSupportUnstableFeature("org.matrix.msc4140");
@@ -257,7 +264,7 @@ async function oursDevice(
     // The same content as EC's Compatibility mode.
     focusActive: { type: "livekit", focus_selection: "multi_sfu" },
     fociPreferred: [ecTransport(roomId)],
-    ...tuning,
+    ...timing,
   });
   const device: Device = {
     impl: "ours",

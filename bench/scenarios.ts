@@ -36,6 +36,8 @@ interface MembershipRequest {
 function routeOf(method: string, path: string): string | undefined {
   if (!path.includes("/rooms/") && !path.includes("/delayed_events")) return undefined;
   if (method === "PUT" && /\/rooms\/[^/]+\/state\//.test(path)) return "state.put";
+  if (method === "GET" && /\/rooms\/[^/]+\/state\//.test(path)) return "state.get";
+  if (method === "GET" && /\/delayed_events(\?|$)/.test(path)) return "delayed.list";
   const action = /\/delayed_events\/[^/]+\/(restart|send|cancel)$/.exec(path)?.[1];
   if (method === "POST" && action) return `delayed.${action}`;
   if (method === "POST" && /\/delayed_events\/[^/]+$/.test(path)) return "delayed.legacy";
@@ -52,8 +54,9 @@ function membershipRequests(
   d: Device,
   from: number,
   to = Infinity,
+  routes: ReadonlySet<string> = MEMBERSHIP_ROUTES,
 ): MembershipRequest[] {
-  const inRange = (r: MembershipRequest) => MEMBERSHIP_ROUTES.has(r.route) && r.ts >= from && r.ts < to;
+  const inRange = (r: MembershipRequest) => routes.has(r.route) && r.ts >= from && r.ts < to;
   if (bench.hs.requests) return bench.hs.requests.filter((r) => r.userId === d.userId && inRange(r));
   return d.link.log
     .map((e) => ({
@@ -175,10 +178,20 @@ export interface OursTimingSamples {
   requestTimeoutMs: number;
 }
 
+/**
+ * Reads a device makes to watch its own membership (our state key, a listing or lookup of our delayed
+ * events): where the client does not sync, our manager's eyes (issue 25). js-sdk reads the synced room.
+ */
+const WATCH_ROUTES: ReadonlySet<string> = new Set(["state.get", "delayed.list", "delayed.get"]);
+
 export interface HeartbeatSamples {
   windowMs: number;
   /** Membership requests in the window, per implementation (the bench's link). */
   requests: Record<Impl, number>;
+  /** Reads in the window to watch the membership (WATCH_ROUTES), per implementation (the bench's link). */
+  reads: Record<Impl, number>;
+  /** Ours on a syncing client (its eyes are the synced room): membership requests and reads. */
+  synced: { requests: number; reads: number };
   /** Server-side intervals between consecutive restarts (ms), on the bench's link. */
   intervals: Samples;
   oursTiming: OursTimingSamples;
@@ -221,15 +234,16 @@ export async function heartbeat(
   thinMarginMs = 2500,
 ): Promise<HeartbeatSamples> {
   const fixedInterval = EC_DELAY_MS / 2;
-  const [ours, sdk, fixed, thin, slowOurs, slowSdk] = await Promise.all([
+  const [ours, sdk, fixed, thin, slowOurs, slowSdk, syncedOurs] = await Promise.all([
     joinedDevice(bench, "ours", "hb"),
     joinedDevice(bench, "js-sdk", "hb"),
     joinedDevice(bench, "ours", "hb-fixed", { heartbeatIntervalMs: fixedInterval }),
     joinedDevice(bench, "ours", "hb-thin", { heartbeatMarginMs: thinMarginMs }),
     joinedDevice(bench, "ours", "hb-slow", undefined, slowRttMs),
     joinedDevice(bench, "js-sdk", "hb-slow", undefined, slowRttMs),
+    joinedDevice(bench, "ours", "hb-synced", { synced: true }),
   ]);
-  const all = [ours, sdk, fixed, thin, slowOurs, slowSdk];
+  const all = [ours, sdk, fixed, thin, slowOurs, slowSdk, syncedOurs];
   try {
     // Let the first answers be measured (the adaptive heartbeat starts at delay/2 until they are).
     await sleep(15_000);
@@ -250,6 +264,14 @@ export async function heartbeat(
       requests: {
         ours: membershipRequests(bench, ours, from, to).length,
         "js-sdk": membershipRequests(bench, sdk, from, to).length,
+      },
+      reads: {
+        ours: membershipRequests(bench, ours, from, to, WATCH_ROUTES).length,
+        "js-sdk": membershipRequests(bench, sdk, from, to, WATCH_ROUTES).length,
+      },
+      synced: {
+        requests: membershipRequests(bench, syncedOurs, from, to).length,
+        reads: membershipRequests(bench, syncedOurs, from, to, WATCH_ROUTES).length,
       },
       intervals: {
         ours: restartIntervals(bench, ours, from, to),
