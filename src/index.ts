@@ -76,7 +76,6 @@ export type {
 export {
   DEFAULT_MEMBERSHIP_EXPIRES_MS,
   acceptedStateKeys,
-  evaluateCallMembers,
   membershipContentErrors,
   membershipLookupFrom,
   ownMembership,
@@ -85,7 +84,6 @@ export {
 } from "./membership/parse.js";
 export type {
   CallMember,
-  CallMembersEvaluation,
   IgnoredReason,
   MembershipLookup,
   ParsedMembership,
@@ -119,3 +117,17 @@ export type {
   WidgetStateSourceOptions,
   SourceLike,
 } from "./membership/observer.js";
+export { EXPIRY_BATCH_MS } from "./membership/observer.js";
+export type { RoomStateChanges, RoomStateSourceOptions } from "./membership/observer.js";
+export { evaluateCallMembers } from "./membership/store.js";
+export type { CallMembersEvaluation } from "./membership/store.js";
+export { CREATED_TS_LEEWAY_MS } from "./membership/facts.js";
+export {
+  CallMembersSourceEndedError,
+  WAIT_FOR_CALL_MEMBERS_TIMEOUT_MS,
+  currentCallMembers,
+  includesDevice,
+  waitForCallMembers,
+  watchCallMembers,
+} from "./membership/members.js";
+export type { CallMembersWatch, WaitForCallMembersOptions } from "./membership/members.js";

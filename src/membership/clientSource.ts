@@ -1,0 +1,244 @@
+/**
+ * Room state from a started matrix-js-sdk `MatrixClient`, one snapshot per sync that changed it.
+ *
+ * js-sdk applies a sync's state events one by one (`RoomState.events`), then says the sync is done
+ * (`sync`). This source only notes which call memberships and room memberships changed, and emits one
+ * snapshot at the end of the sync carrying just those (`changes`): K call events in one sync are one
+ * snapshot, a sync that touched neither (a chat message, a typing notice) is none. A change that comes
+ * outside a sync (members loaded lazily, a client that never emits `sync`) is emitted once nothing has
+ * changed for `quietMs`. The room's arrival and a timeline reset make the next snapshot a full one.
+ *
+ * No runtime import of matrix-js-sdk: the event names are checked against js-sdk's enums in the tests.
+ */
+import { asyncScheduler, Observable, type SchedulerLike, type Subscription } from "rxjs";
+import { CALL_MEMBER_EVENT_TYPE } from "./content.js";
+import type { StateEventLike } from "./parse.js";
+import type { RoomStateSnapshot, RoomStateSource } from "./snapshot.js";
+
+const ROOM_MEMBER_EVENT_TYPE = "m.room.member";
+
+/** js-sdk's `RoomStateEvent.Events`, `ClientEvent.Room`, `ClientEvent.Sync`, `RoomEvent.TimelineReset`. */
+export const JS_SDK_EVENTS = {
+  /** A state event changed in a room. */
+  roomStateEvents: "RoomState.events",
+  /** A room became known to the client. */
+  room: "Room",
+  /** A sync completed (or failed). */
+  sync: "sync",
+  /** A room's timeline was reset (e.g. after a gappy sync). */
+  timelineReset: "Room.timelineReset",
+} as const;
+
+/**
+ * The part of a matrix-js-sdk `MatrixEvent` the room-state source reads. Typed here, not imported, so
+ * that our declarations do not pull in matrix-js-sdk's (see `ClientLike`).
+ */
+export interface MatrixEventLike {
+  /** The event type. */
+  getType(): string;
+  /** The state key (undefined for a timeline event). */
+  getStateKey(): string | undefined;
+  /** Who sent it. */
+  getSender(): string | null | undefined;
+  /** The content. */
+  getContent(): Record<string, unknown>;
+  /** `origin_server_ts`. */
+  getTs(): number;
+  /** The event id. */
+  getId(): string | undefined;
+  /** The room id. */
+  getRoomId(): string | undefined;
+  /** `unsigned` (`replaces_state`, `prev_content`: see `facts.ts`); js-sdk answers `{}` when absent. */
+  getUnsigned?(): object;
+}
+
+/** The part of a matrix-js-sdk `Room` the room-state source reads. */
+export interface RoomLike {
+  /** The room id. */
+  readonly roomId: string;
+  /** The room's current state. */
+  readonly currentState: {
+    /** Every state event of one type. */
+    getStateEvents(eventType: string): MatrixEventLike[];
+    /** The state event of one type and state key. */
+    getStateEvents(eventType: string, stateKey: string): MatrixEventLike | null;
+  };
+  /** A user's room membership, or null when unknown. */
+  getMember(userId: string): {
+    /** "join", "leave", "invite", … */
+    membership?: string;
+  } | null;
+}
+
+/**
+ * The part of a matrix-js-sdk `MatrixClient` the room-state source uses (a started, syncing client);
+ * a `MatrixClient` fits it.
+ */
+export interface RoomStateClient {
+  /** The room, once the client knows it. */
+  getRoom(roomId: string): RoomLike | null;
+  /** Subscribes to one of the client's events (see `JS_SDK_EVENTS`). */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- js-sdk's listeners take typed args
+  on(event: string, listener: (...args: any[]) => void): unknown;
+  /** Unsubscribes. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as for `on`
+  off(event: string, listener: (...args: any[]) => void): unknown;
+}
+
+/** Options of `roomStateSource`. */
+export interface RoomStateSourceOptions {
+  /** Timers (the quiet wait below). Default RxJS's `asyncScheduler`. */
+  scheduler?: SchedulerLike;
+  /**
+   * A change that arrives outside a sync is emitted once no other change came for this long (ms).
+   * Changes within a sync wait for its end instead. Default 20.
+   */
+  quietMs?: number;
+}
+
+interface LooseEmitter {
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
+  off(event: string, listener: (...args: unknown[]) => void): unknown;
+}
+
+/** A js-sdk event as a plain state event (what the parser reads). */
+export function plainStateEvent(e: MatrixEventLike): StateEventLike {
+  const event: StateEventLike = {
+    type: e.getType(),
+    state_key: e.getStateKey() ?? "",
+    sender: e.getSender() ?? "",
+    content: e.getContent(),
+    origin_server_ts: e.getTs(),
+  };
+  const id = e.getId();
+  if (id !== undefined) event.event_id = id;
+  const roomId = e.getRoomId();
+  if (roomId !== undefined) event.room_id = roomId;
+  const unsigned = e.getUnsigned?.();
+  if (typeof unsigned === "object" && unsigned !== null && Object.keys(unsigned).length > 0)
+    event.unsigned = unsigned as Record<string, unknown>;
+  return event;
+}
+
+/** One state event of the room's current state (also with a room stub that ignores the state key). */
+function currentStateEvent(room: RoomLike, type: string, stateKey: string): MatrixEventLike | undefined {
+  const found = room.currentState.getStateEvents(type, stateKey) as
+    MatrixEventLike | MatrixEventLike[] | null | undefined;
+  if (Array.isArray(found)) return found.find((e) => e.getStateKey() === stateKey);
+  return found ?? undefined;
+}
+
+const UNSYNCED: RoomStateSnapshot = Object.freeze({
+  synced: false,
+  callMemberEvents: Object.freeze([]) as readonly StateEventLike[],
+  membershipOf: () => undefined,
+});
+
+/** The room as a snapshot; `callMemberEvents` is read only if someone asks (the observer reads `changes`). */
+function roomSnapshot(room: RoomLike, changes?: RoomStateSnapshot["changes"]): RoomStateSnapshot {
+  let events: StateEventLike[] | undefined;
+  const snapshot: RoomStateSnapshot = {
+    synced: true,
+    get callMemberEvents(): StateEventLike[] {
+      // The same events, in the same order, as MatrixRTCSession.sessionMembershipsForSlot reads.
+      events ??= room.currentState.getStateEvents(CALL_MEMBER_EVENT_TYPE).map(plainStateEvent);
+      return events;
+    },
+    membershipOf: (userId) => room.getMember(userId)?.membership,
+    memberEventOf: (userId) => {
+      const event = currentStateEvent(room, ROOM_MEMBER_EVENT_TYPE, userId);
+      return event ? plainStateEvent(event) : undefined;
+    },
+  };
+  if (changes) snapshot.changes = changes;
+  return snapshot;
+}
+
+/**
+ * The room's state from a started matrix-js-sdk client: a full snapshot at once (unsynced if the room is
+ * not known yet), then one at the end of every sync that changed a call membership or a room membership
+ * in the room, carrying what changed.
+ */
+export function roomStateSource(
+  client: RoomStateClient,
+  roomId: string,
+  options: RoomStateSourceOptions = {},
+): RoomStateSource {
+  const scheduler = options.scheduler ?? asyncScheduler;
+  const quietMs = options.quietMs ?? 20;
+  return new Observable<RoomStateSnapshot>((subscriber) => {
+    const emitter = client as unknown as LooseEmitter;
+    let needFull = true;
+    const callKeys = new Set<string>();
+    const users = new Set<string>();
+    let pending = false;
+    let lastChangeAt = 0;
+    let quiet: Subscription | undefined;
+
+    const emit = (): void => {
+      quiet?.unsubscribe();
+      quiet = undefined;
+      pending = false;
+      const room = client.getRoom(roomId);
+      if (!room || needFull) {
+        callKeys.clear();
+        users.clear();
+        needFull = !room;
+        subscriber.next(room ? roomSnapshot(room) : UNSYNCED);
+        return;
+      }
+      const callMemberEvents: StateEventLike[] = [];
+      for (const key of callKeys) {
+        const event = currentStateEvent(room, CALL_MEMBER_EVENT_TYPE, key);
+        if (event) callMemberEvents.push(plainStateEvent(event));
+      }
+      const roomMembers = [...users];
+      callKeys.clear();
+      users.clear();
+      subscriber.next(roomSnapshot(room, { callMemberEvents, roomMembers }));
+    };
+    const waitQuiet = (): void => {
+      const idle = scheduler.now() - lastChangeAt;
+      quiet = idle >= quietMs ? undefined : scheduler.schedule(waitQuiet, quietMs - idle);
+      if (!quiet) emit();
+    };
+    const changed = (): void => {
+      pending = true;
+      lastChangeAt = scheduler.now();
+      quiet ??= scheduler.schedule(waitQuiet, quietMs);
+    };
+
+    const onStateEvent = (...args: unknown[]): void => {
+      const event = args[0] as MatrixEventLike | undefined;
+      if (event?.getRoomId?.() !== roomId) return;
+      const type = event.getType();
+      const stateKey = event.getStateKey();
+      if (stateKey === undefined) return;
+      if (type === CALL_MEMBER_EVENT_TYPE) callKeys.add(stateKey);
+      else if (type === ROOM_MEMBER_EVENT_TYPE) users.add(stateKey);
+      else return;
+      changed();
+    };
+    const onRoom = (...args: unknown[]): void => {
+      if ((args[0] as RoomLike | undefined)?.roomId !== roomId) return;
+      needFull = true;
+      changed();
+    };
+    const onSync = (): void => {
+      if (pending) emit();
+    };
+
+    emitter.on(JS_SDK_EVENTS.roomStateEvents, onStateEvent);
+    emitter.on(JS_SDK_EVENTS.room, onRoom);
+    emitter.on(JS_SDK_EVENTS.sync, onSync);
+    emitter.on(JS_SDK_EVENTS.timelineReset, onRoom);
+    emit();
+    return () => {
+      quiet?.unsubscribe();
+      emitter.off(JS_SDK_EVENTS.roomStateEvents, onStateEvent);
+      emitter.off(JS_SDK_EVENTS.room, onRoom);
+      emitter.off(JS_SDK_EVENTS.sync, onSync);
+      emitter.off(JS_SDK_EVENTS.timelineReset, onRoom);
+    };
+  });
+}

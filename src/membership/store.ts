@@ -1,0 +1,628 @@
+/**
+ * The call's members, kept incrementally: every membership record keyed by where it lives (today the
+ * state key of an `org.matrix.msc3401.call.member` event), each event read once (`parseMembershipEvent`,
+ * kept until the event changes), and only what changed judged again (time, the sender's room membership,
+ * the server's facts: `judgeMember`, `facts.ts`). The list stays sorted between changes; an expiry heap
+ * says when the answer changes by itself. Pure: time comes in as an argument, no timers, no RxJS.
+ *
+ * Cost: a change of K records costs O(K log N) plus the new list (O(N) pointers) when it changed; a
+ * change that touches no record (a chat message, a member who is not in the call) costs nothing here.
+ * Members are compared by event id (and the judgement), never by their contents.
+ *
+ * Record kinds: `"state"` (a state event per key) and `"unkeyed"` (events without a state key, which
+ * can only be rejected). A second kind of membership (sticky `m.rtc.member` events, keyed by sender,
+ * type and sticky key) becomes another kind with its own parser feeding the same candidates; the
+ * judging, ordering, expiry and change tracking below do not depend on the kind.
+ */
+import { DEFAULT_SLOT, type Slot } from "./content.js";
+import { followRun, isJoinContent, type RunFacts } from "./facts.js";
+import {
+  isActiveMembershipContent,
+  judgeMember,
+  membershipOfEvent,
+  parseMembershipEvent,
+  type CallMember,
+  type MembershipLookup,
+  type ParseOptions,
+  type RejectedMembership,
+  type StateEventLike,
+  type StaticParse,
+} from "./parse.js";
+
+/** Where a membership record lives; part of its key. */
+export type RecordKind = "state" | "unkeyed";
+
+/** What the store reads from a source: the room's call membership events and its room memberships. */
+export interface StoreInput {
+  /** False until the source has the room's state. */
+  synced: boolean;
+  /** Every current call membership event (for a full read). */
+  callMemberEvents: Iterable<unknown>;
+  /** A user's `m.room.member` membership, undefined when unknown. */
+  membershipOf?: MembershipLookup;
+  /** A user's current `m.room.member` event, when the source has it. */
+  memberEventOf?: (userId: string) => StateEventLike | undefined;
+}
+
+/** What changed since the previous input (the source vouches that nothing else did). */
+export interface StoreChanges {
+  /** The current event of every call membership key that changed. */
+  callMemberEvents: readonly unknown[];
+  /** Users whose `m.room.member` changed. */
+  roomMembers: readonly string[];
+}
+
+interface Entry {
+  readonly id: string;
+  /** First-seen order: ties in `orderTs` keep it (js-sdk's stable sort over its state map). */
+  readonly seq: number;
+  event: unknown;
+  eventId: string | undefined;
+  content: unknown;
+  parsed: StaticParse;
+  run: RunFacts;
+  /** The sender this entry is indexed under (candidates only). */
+  linkedTo: string | undefined;
+  /** Set when the sender left the room while this event was current: it stays left behind. */
+  leftBehind: unknown;
+  removed: boolean;
+  /** The judgement. */
+  member: CallMember | undefined;
+  memberFrom: CallMember | undefined;
+  rejection: RejectedMembership | undefined;
+  rejectionFrom: StaticParse | undefined;
+  /** The member object this entry sits in the sorted list under. */
+  listed: CallMember | undefined;
+  /** The expiry this entry's heap item is for. */
+  heapAt: number | undefined;
+}
+
+interface UserRecord {
+  membership: string | undefined;
+  presence: RunFacts | undefined;
+  memberEventId: string | undefined;
+  memberContent: unknown;
+  hasMemberEvent: boolean;
+  readonly entries: Set<Entry>;
+}
+
+/** Counters for tests and the bench: how much work the store did. */
+export interface StoreStats {
+  /** Passes that judged at least one record (one per changed source snapshot or expiry instant). */
+  evaluations: number;
+  /** Events read (`parseMembershipEvent`). */
+  parses: number;
+  /** Records judged. */
+  judged: number;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** Read a field of an untrusted object without throwing (throwing getters, proxies). */
+function field(event: unknown, name: string): unknown {
+  try {
+    return isRecord(event) ? event[name] : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function byOrder(a: Entry, b: Entry): number {
+  return a.listed!.orderTs - b.listed!.orderTs || a.seq - b.seq;
+}
+
+/** A binary min-heap of (expiresAt, entry); stale items are skipped when they surface. */
+class ExpiryHeap {
+  private readonly at: number[] = [];
+  private readonly items: Entry[] = [];
+
+  get size(): number {
+    return this.at.length;
+  }
+
+  push(at: number, entry: Entry): void {
+    let i = this.at.length;
+    this.at.push(at);
+    this.items.push(entry);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (this.at[parent] <= at) break;
+      this.swap(i, parent);
+      i = parent;
+    }
+  }
+
+  peek(): [number, Entry] | undefined {
+    return this.at.length ? [this.at[0], this.items[0]] : undefined;
+  }
+
+  pop(): void {
+    const last = this.at.length - 1;
+    this.swap(0, last);
+    this.at.pop();
+    this.items.pop();
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < this.at.length && this.at[l] < this.at[m]) m = l;
+      if (r < this.at.length && this.at[r] < this.at[m]) m = r;
+      if (m === i) break;
+      this.swap(i, m);
+      i = m;
+    }
+  }
+
+  clear(): void {
+    this.at.length = 0;
+    this.items.length = 0;
+  }
+
+  private swap(i: number, j: number): void {
+    [this.at[i], this.at[j]] = [this.at[j], this.at[i]];
+    [this.items[i], this.items[j]] = [this.items[j], this.items[i]];
+  }
+}
+
+/** Options of the store. */
+export interface CallMemberStoreOptions {
+  /** Default `{application: "m.call", id: "ROOM"}`. */
+  slot?: Slot;
+  /** Count only senders whose room membership is `join`. Default true. */
+  requireJoinedSender?: boolean;
+}
+
+/** The call's members for one slot, kept up to date change by change. */
+export class CallMemberStore {
+  /** False until the source has the room's state. */
+  synced = false;
+  /** How much work was done (tests count evaluations and parses). */
+  readonly stats: StoreStats = { evaluations: 0, parses: 0, judged: 0 };
+
+  private readonly slot: Slot;
+  private readonly requireJoined: boolean;
+  private readonly entries = new Map<string, Entry>();
+  private readonly users = new Map<string, UserRecord>();
+  private readonly dirty = new Set<Entry>();
+  private readonly rejections = new Set<Entry>();
+  private readonly heap = new ExpiryHeap();
+  private list: Entry[] = [];
+  private seq = 0;
+  private membersCache: CallMember[] | undefined = [];
+  private rejectedCache: RejectedMembership[] | undefined = [];
+  private membershipOf: MembershipLookup | undefined;
+  private memberEventOf: ((userId: string) => StateEventLike | undefined) | undefined;
+  private changedMembers = false;
+  private changedRejected = false;
+
+  constructor(options: CallMemberStoreOptions = {}) {
+    this.slot = options.slot ?? DEFAULT_SLOT;
+    this.requireJoined = options.requireJoinedSender ?? true;
+  }
+
+  /** Read a whole input: every key in it is compared, keys missing from it are dropped. */
+  applyFull(input: StoreInput, now: number): void {
+    this.useInput(input);
+    // The first position of a key (its place in the source's state map) and its last value.
+    const byKey = new Map<string, unknown>();
+    const unkeyed: unknown[] = [];
+    try {
+      for (const event of input.callMemberEvents) {
+        const stateKey = field(event, "state_key");
+        if (typeof stateKey === "string")
+          byKey.set(`${String(field(event, "type"))}\u0000${stateKey}`, event);
+        else unkeyed.push(event);
+      }
+    } catch {
+      // A throwing iterable: use what was read.
+    }
+    const seen = new Set<Entry>();
+    for (const [key, event] of byKey) seen.add(this.upsert("state", key, event));
+    unkeyed.forEach((event, i) => seen.add(this.upsert("unkeyed", String(i), event)));
+    for (const entry of this.entries.values())
+      if (!seen.has(entry)) {
+        entry.removed = true;
+        this.dirty.add(entry);
+      }
+    for (const [userId, user] of this.users) this.refreshUser(userId, user);
+    this.settle(now);
+  }
+
+  /** Read only what changed. */
+  applyChanges(input: StoreInput, changes: StoreChanges, now: number): void {
+    this.useInput(input);
+    for (const event of changes.callMemberEvents) {
+      const stateKey = field(event, "state_key");
+      if (typeof stateKey === "string")
+        this.upsert("state", `${String(field(event, "type"))}\u0000${stateKey}`, event);
+    }
+    for (const userId of changes.roomMembers) {
+      const user = this.users.get(userId);
+      if (user) this.refreshUser(userId, user);
+    }
+    this.settle(now);
+  }
+
+  /** Judge again every member whose expiry is due at `now`. */
+  expireDue(now: number): void {
+    for (let top = this.heap.peek(); top && top[0] <= now; top = this.heap.peek()) {
+      this.heap.pop();
+      const [at, entry] = top;
+      if (entry.heapAt === at) {
+        entry.heapAt = undefined;
+        this.dirty.add(entry);
+      }
+    }
+    this.settle(now);
+  }
+
+  /** The soonest expiry among the members (undefined without members). */
+  nextExpiryAt(): number | undefined {
+    for (let top = this.heap.peek(); top; top = this.heap.peek()) {
+      const [at, entry] = top;
+      if (entry.heapAt === at) return at;
+      this.heap.pop();
+    }
+    return undefined;
+  }
+
+  /** The members, oldest first (by `orderTs`, ties in first-seen order). The same array until a change. */
+  members(): CallMember[] {
+    this.membersCache ??= this.list.map((e) => e.listed!);
+    return this.membersCache;
+  }
+
+  /** The membership records that do not count, and why. The same array until a change. */
+  rejected(): RejectedMembership[] {
+    this.rejectedCache ??= [...this.rejections].map((e) => e.rejection!);
+    return this.rejectedCache;
+  }
+
+  /** What changed since the previous call: the list, the rejections. */
+  takeChanges(): { members: boolean; rejected: boolean } {
+    const changes = { members: this.changedMembers, rejected: this.changedRejected };
+    this.changedMembers = false;
+    this.changedRejected = false;
+    return changes;
+  }
+
+  private useInput(input: StoreInput): void {
+    this.synced = input.synced;
+    this.membershipOf = input.membershipOf;
+    this.memberEventOf = input.memberEventOf;
+  }
+
+  /** Put the current event of one key; re-read it only if it is another event. */
+  private upsert(kind: RecordKind, key: string, event: unknown): Entry {
+    const id = `${kind}\u0000${key}`;
+    let entry = this.entries.get(id);
+    const eventId = field(event, "event_id");
+    const content = field(event, "content");
+    if (entry && !entry.removed && this.sameEvent(entry, event, eventId, content)) return entry;
+    const parsed = parseMembershipEvent(event, this.slot);
+    this.stats.parses++;
+    const active = isActiveMembershipContent(content);
+    const ts = field(event, "origin_server_ts");
+    const run =
+      typeof ts === "number" && Number.isFinite(ts)
+        ? followRun(
+            {
+              event_id: typeof eventId === "string" ? eventId : undefined,
+              origin_server_ts: ts,
+              unsigned: field(event, "unsigned"),
+            },
+            active,
+            isActiveMembershipContent,
+            entry?.removed ? undefined : entry?.run,
+          )
+        : { active };
+    if (!entry) {
+      entry = {
+        id,
+        seq: this.seq++,
+        event,
+        eventId: undefined,
+        content: undefined,
+        parsed,
+        run,
+        linkedTo: undefined,
+        leftBehind: undefined,
+        removed: false,
+        member: undefined,
+        memberFrom: undefined,
+        rejection: undefined,
+        rejectionFrom: undefined,
+        listed: undefined,
+        heapAt: undefined,
+      };
+      this.entries.set(id, entry);
+    }
+    entry.removed = false;
+    entry.event = event;
+    entry.eventId = typeof eventId === "string" ? eventId : undefined;
+    entry.content = content;
+    entry.parsed = parsed;
+    entry.run = run;
+    entry.leftBehind = undefined;
+    this.link(entry, parsed.kind === "candidate" ? parsed.member.userId : undefined);
+    this.dirty.add(entry);
+    return entry;
+  }
+
+  /**
+   * The same event as the entry holds: the same object, or the same event id with a content that is
+   * the same object or equally active (a server never serves two contents for one event id, except
+   * after a redaction, which empties it).
+   */
+  private sameEvent(entry: Entry, event: unknown, eventId: unknown, content: unknown): boolean {
+    if (entry.event === event) return true;
+    if (entry.eventId === undefined || eventId !== entry.eventId) return false;
+    return (
+      content === entry.content ||
+      isActiveMembershipContent(content) === isActiveMembershipContent(entry.content)
+    );
+  }
+
+  private link(entry: Entry, userId: string | undefined): void {
+    if (entry.linkedTo === userId) return;
+    if (entry.linkedTo !== undefined) {
+      const old = this.users.get(entry.linkedTo);
+      old?.entries.delete(entry);
+      if (old && old.entries.size === 0) this.users.delete(entry.linkedTo);
+    }
+    entry.linkedTo = userId;
+    if (userId === undefined) return;
+    let user = this.users.get(userId);
+    if (!user) {
+      user = {
+        membership: undefined,
+        presence: undefined,
+        memberEventId: undefined,
+        memberContent: undefined,
+        hasMemberEvent: false,
+        entries: new Set(),
+      };
+      this.users.set(userId, user);
+      this.refreshUser(userId, user);
+    }
+    user.entries.add(entry);
+  }
+
+  /** Look up a sender's room membership again; judge their records again if it changed. */
+  private refreshUser(userId: string, user: UserRecord): void {
+    let memberEvent: StateEventLike | undefined;
+    let membership: string | undefined;
+    try {
+      memberEvent = this.memberEventOf?.(userId) ?? undefined;
+      membership = this.membershipOf ? this.membershipOf(userId) : membershipOfEvent(memberEvent);
+    } catch {
+      memberEvent = undefined;
+      membership = undefined;
+    }
+    let presence: RunFacts | undefined;
+    if (memberEvent !== undefined) {
+      const eventId = field(memberEvent, "event_id");
+      const content = field(memberEvent, "content");
+      const same =
+        user.hasMemberEvent &&
+        ((typeof eventId === "string" && eventId === user.memberEventId) ||
+          (eventId === undefined && content === user.memberContent)) &&
+        isJoinContent(content) === isJoinContent(user.memberContent);
+      if (same) presence = user.presence;
+      else {
+        const active = isJoinContent(content);
+        const ts = field(memberEvent, "origin_server_ts");
+        presence =
+          typeof ts === "number" && Number.isFinite(ts)
+            ? followRun(
+                {
+                  event_id: typeof eventId === "string" ? eventId : undefined,
+                  origin_server_ts: ts,
+                  unsigned: field(memberEvent, "unsigned"),
+                },
+                active,
+                isJoinContent,
+                user.presence,
+              )
+            : { active };
+        user.memberEventId = typeof eventId === "string" ? eventId : undefined;
+        user.memberContent = content;
+        user.hasMemberEvent = true;
+      }
+    } else {
+      // Only the membership is known: follow join/leave, without timestamps.
+      const active = membership === "join";
+      presence = user.presence?.active === active ? user.presence : { active };
+      user.hasMemberEvent = false;
+    }
+    if (user.presence?.active && presence && !presence.active)
+      // Seen leaving: whatever membership they hold now was left behind by this stay in the room.
+      for (const entry of user.entries) entry.leftBehind = entry.event;
+    const changed =
+      membership !== user.membership ||
+      presence?.active !== user.presence?.active ||
+      presence?.since !== user.presence?.since;
+    user.membership = membership;
+    user.presence = presence;
+    if (changed) for (const entry of user.entries) this.dirty.add(entry);
+  }
+
+  private judge(entry: Entry, now: number): void {
+    const parsed = entry.parsed;
+    this.stats.judged++;
+    if (entry.removed || parsed.kind === "ignored") {
+      entry.member = undefined;
+      entry.rejection = undefined;
+      return;
+    }
+    if (parsed.kind === "rejected") {
+      entry.member = undefined;
+      entry.rejection = parsed.rejection;
+      entry.rejectionFrom = parsed;
+      return;
+    }
+    const candidate = parsed.member;
+    const user = this.users.get(candidate.userId);
+    const presence = user?.presence?.active ? user.presence : undefined;
+    let verdict = judgeMember(candidate, {
+      now,
+      requireJoined: this.requireJoined,
+      membership: user?.membership,
+      presenceSince: presence?.since,
+      runSince: entry.run.since,
+    });
+    if (
+      verdict.kind === "member" &&
+      this.requireJoined &&
+      entry.leftBehind !== undefined &&
+      entry.leftBehind === entry.event
+    )
+      verdict = {
+        kind: "rejected",
+        rejection: {
+          reason: "sender-left-since",
+          stateKey: candidate.stateKey,
+          sender: candidate.userId,
+          ...(candidate.eventId === undefined ? {} : { eventId: candidate.eventId }),
+          details: [`written before ${candidate.userId} left the room (seen leaving and joining again)`],
+        },
+      };
+    if (verdict.kind === "member") {
+      const m = verdict.member;
+      // The same judgement of the same event: keep the object, so lists compare by identity.
+      if (!(entry.member && entry.memberFrom === candidate && entry.member.orderTs === m.orderTs)) {
+        entry.member = m;
+        entry.memberFrom = candidate;
+      }
+      entry.rejection = undefined;
+    } else if (verdict.kind === "rejected") {
+      entry.member = undefined;
+      if (!(
+        entry.rejection &&
+        entry.rejectionFrom === parsed &&
+        entry.rejection.reason === verdict.rejection.reason
+      )) {
+        entry.rejection = verdict.rejection;
+        entry.rejectionFrom = parsed;
+      }
+    }
+  }
+
+  /** Judge every dirty record, then update the sorted list, the rejections and the expiry heap. */
+  private settle(now: number): void {
+    if (this.dirty.size === 0) return;
+    this.stats.evaluations++;
+    const moved: Entry[] = [];
+    for (const entry of this.dirty) {
+      const rejectionBefore = entry.rejection;
+      this.judge(entry, now);
+      if (entry.listed !== entry.member) moved.push(entry);
+      if (entry.rejection !== rejectionBefore) {
+        this.changedRejected = true;
+        this.rejectedCache = undefined;
+        if (entry.rejection) this.rejections.add(entry);
+        else this.rejections.delete(entry);
+      }
+      if (entry.member && entry.heapAt !== entry.member.expiresAt) {
+        entry.heapAt = entry.member.expiresAt;
+        this.heap.push(entry.heapAt, entry);
+      } else if (!entry.member) entry.heapAt = undefined;
+      if (entry.removed) {
+        this.entries.delete(entry.id);
+        this.link(entry, undefined);
+      }
+    }
+    this.dirty.clear();
+    if (moved.length > 0) {
+      this.updateList(moved);
+      this.changedMembers = true;
+      this.membersCache = undefined;
+    }
+    // Stale expiry items (refreshed or gone members) pile up between expiries: rebuild when they dominate.
+    if (this.heap.size > 2 * this.list.length + 64) {
+      this.heap.clear();
+      for (const entry of this.list) this.heap.push(entry.heapAt!, entry);
+    }
+  }
+
+  /** Move entries whose listed member changed: a few by binary search, many by one merge. */
+  private updateList(moved: Entry[]): void {
+    if (moved.length <= 8) {
+      for (const entry of moved) {
+        if (entry.listed) this.list.splice(this.indexOf(entry), 1);
+        entry.listed = entry.member;
+        if (entry.listed) this.list.splice(this.insertionPoint(entry), 0, entry);
+      }
+      return;
+    }
+    const kept = this.list.filter((e) => e.listed === e.member);
+    for (const entry of moved) entry.listed = entry.member;
+    const added = moved.filter((e) => e.listed).sort(byOrder);
+    const merged: Entry[] = new Array<Entry>(kept.length + added.length);
+    let i = 0;
+    let j = 0;
+    let k = 0;
+    while (i < kept.length && j < added.length)
+      merged[k++] = byOrder(kept[i], added[j]) <= 0 ? kept[i++] : added[j++];
+    while (i < kept.length) merged[k++] = kept[i++];
+    while (j < added.length) merged[k++] = added[j++];
+    this.list = merged;
+  }
+
+  /** Where `entry` (by its `listed` member) sits or would sit. */
+  private insertionPoint(entry: Entry): number {
+    let lo = 0;
+    let hi = this.list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (byOrder(this.list[mid], entry) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private indexOf(entry: Entry): number {
+    const i = this.insertionPoint(entry);
+    if (this.list[i] === entry) return i;
+    // Cannot happen while the list is sorted; stay correct if it ever is not.
+    return this.list.indexOf(entry);
+  }
+}
+
+/** The members of one slot, oldest first, what was rejected, and when the answer changes by itself. */
+export interface CallMembersEvaluation {
+  /** Sorted by `orderTs` ascending (stable: ties keep the input order, as js-sdk's sort does). */
+  members: CallMember[];
+  /** The membership-looking events that do not count, and why. */
+  rejected: RejectedMembership[];
+  /** The soonest `expiresAt` among the members: evaluate again then. */
+  nextExpiryAt?: number;
+}
+
+/**
+ * Evaluate a room's current call membership state events (any order, other event types are skipped).
+ * When several events share a state key, the last one wins (pass events in the order they applied).
+ * The sender check runs when `membershipOf` or `memberEventOf` is given.
+ */
+export function evaluateCallMembers(events: Iterable<unknown>, options: ParseOptions): CallMembersEvaluation {
+  const store = new CallMemberStore({
+    slot: options.slot,
+    requireJoinedSender: options.membershipOf !== undefined || options.memberEventOf !== undefined,
+  });
+  store.applyFull(
+    {
+      synced: true,
+      callMemberEvents: events,
+      membershipOf: options.membershipOf,
+      memberEventOf: options.memberEventOf,
+    },
+    options.now,
+  );
+  const members = store.members();
+  const rejected = store.rejected();
+  const nextExpiryAt = store.nextExpiryAt();
+  return nextExpiryAt === undefined ? { members, rejected } : { members, rejected, nextExpiryAt };
+}
