@@ -169,8 +169,8 @@ export function roomStateSource(
   return new Observable<RoomStateSnapshot>((subscriber) => {
     const emitter = client as unknown as LooseEmitter;
     let needFull = true;
-    const callKeys = new Set<string>();
-    const users = new Set<string>();
+    // The changed events in the order js-sdk applied them (it emits only for the room's current state).
+    let changes: StateEventLike[] = [];
     let pending = false;
     let lastChangeAt = 0;
     let quiet: Subscription | undefined;
@@ -180,22 +180,14 @@ export function roomStateSource(
       quiet = undefined;
       pending = false;
       const room = client.getRoom(roomId);
+      const events = changes;
+      changes = [];
       if (!room || needFull) {
-        callKeys.clear();
-        users.clear();
         needFull = !room;
         subscriber.next(room ? roomSnapshot(room) : UNSYNCED);
         return;
       }
-      const callMemberEvents: StateEventLike[] = [];
-      for (const key of callKeys) {
-        const event = currentStateEvent(room, CALL_MEMBER_EVENT_TYPE, key);
-        if (event) callMemberEvents.push(plainStateEvent(event));
-      }
-      const roomMembers = [...users];
-      callKeys.clear();
-      users.clear();
-      subscriber.next(roomSnapshot(room, { callMemberEvents, roomMembers }));
+      subscriber.next(roomSnapshot(room, { events }));
     };
     const waitQuiet = (): void => {
       const idle = scheduler.now() - lastChangeAt;
@@ -212,11 +204,9 @@ export function roomStateSource(
       const event = args[0] as MatrixEventLike | undefined;
       if (event?.getRoomId?.() !== roomId) return;
       const type = event.getType();
-      const stateKey = event.getStateKey();
-      if (stateKey === undefined) return;
-      if (type === CALL_MEMBER_EVENT_TYPE) callKeys.add(stateKey);
-      else if (type === ROOM_MEMBER_EVENT_TYPE) users.add(stateKey);
-      else return;
+      if (type !== CALL_MEMBER_EVENT_TYPE && type !== ROOM_MEMBER_EVENT_TYPE) return;
+      if (event.getStateKey() === undefined) return;
+      if (!needFull) changes.push(plainStateEvent(event));
       changed();
     };
     const onRoom = (...args: unknown[]): void => {

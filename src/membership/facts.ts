@@ -122,15 +122,19 @@ export function isJoinContent(content: unknown): boolean {
  * - no earlier than `CREATED_TS_LEEWAY_MS` before its run's first event, when known;
  * - no earlier than the sender's current presence in the room began (`presenceSince`), when known.
  * With neither start known, only the upper bound applies (as far as a fresh reader of the room can tell).
+ * A run that began before the sender's current stay is not this stay's run (they left in between): its
+ * start is not used, so a live reader and a fresh one agree.
  */
 export function orderTsOf(
   member: Pick<CallMember, "createdTs" | "originServerTs">,
   runSince: number | undefined,
   presenceSince: number | undefined,
 ): number {
+  const run =
+    runSince !== undefined && presenceSince !== undefined && runSince < presenceSince ? undefined : runSince;
   let lower = -Infinity;
-  if (runSince !== undefined) lower = runSince - CREATED_TS_LEEWAY_MS;
+  if (run !== undefined) lower = run - CREATED_TS_LEEWAY_MS;
   if (presenceSince !== undefined && presenceSince > lower) lower = presenceSince;
-  const upper = Math.max(runSince ?? member.originServerTs, lower);
+  const upper = Math.max(run ?? member.originServerTs, lower);
   return Math.min(Math.max(member.createdTs, lower), upper);
 }

@@ -7,10 +7,12 @@ import type { MembershipLookup, StateEventLike } from "./parse.js";
 
 /** What changed since the previous snapshot of the same subscription. */
 export interface RoomStateChanges {
-  /** The current event of every call membership state key that changed (new, updated, redacted). */
-  callMemberEvents: readonly StateEventLike[];
-  /** Users whose `m.room.member` changed. */
-  roomMembers: readonly string[];
+  /**
+   * Every call membership and room membership (`m.room.member`) state event that became current, in the
+   * order they applied (a sync may carry a leave and a join of one user, a join and a refresh of one
+   * membership: the order tells when a stay or a membership began). Redacted events come again.
+   */
+  events: readonly StateEventLike[];
 }
 
 /**

@@ -46,10 +46,8 @@ export interface StoreInput {
 
 /** What changed since the previous input (the source vouches that nothing else did). */
 export interface StoreChanges {
-  /** The current event of every call membership key that changed. */
-  callMemberEvents: readonly unknown[];
-  /** Users whose `m.room.member` changed. */
-  roomMembers: readonly string[];
+  /** The call membership and `m.room.member` events that became current, in the order they applied. */
+  events: readonly unknown[];
 }
 
 interface Entry {
@@ -96,6 +94,12 @@ export interface StoreStats {
   judged: number;
 }
 
+/**
+ * Every store's work added up, for tests and the bench (not part of the public API): a test reads the
+ * difference before and after what it does.
+ */
+export const storeCounters: StoreStats = { evaluations: 0, parses: 0, judged: 0 };
+
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
@@ -108,6 +112,11 @@ function field(event: unknown, name: string): unknown {
     return undefined;
   }
 }
+
+const ROOM_MEMBER_EVENT_TYPE = "m.room.member";
+
+/** A key with no state yet, seen by a store that has read the room: the next event starts a run. */
+const ABSENT: RunFacts = Object.freeze({ active: false });
 
 function byOrder(a: Entry, b: Entry): number {
   return a.listed!.orderTs - b.listed!.orderTs || a.seq - b.seq;
@@ -197,6 +206,8 @@ export class CallMemberStore {
   private memberEventOf: ((userId: string) => StateEventLike | undefined) | undefined;
   private changedMembers = false;
   private changedRejected = false;
+  /** A synced input was read: a key that appears after that is new state (no run before it). */
+  private loaded = false;
 
   constructor(options: CallMemberStoreOptions = {}) {
     this.slot = options.slot ?? DEFAULT_SLOT;
@@ -229,21 +240,24 @@ export class CallMemberStore {
       }
     for (const [userId, user] of this.users) this.refreshUser(userId, user);
     this.settle(now);
+    if (input.synced) this.loaded = true;
   }
 
   /** Read only what changed. */
   applyChanges(input: StoreInput, changes: StoreChanges, now: number): void {
     this.useInput(input);
-    for (const event of changes.callMemberEvents) {
+    for (const event of changes.events) {
       const stateKey = field(event, "state_key");
-      if (typeof stateKey === "string")
-        this.upsert("state", `${String(field(event, "type"))}\u0000${stateKey}`, event);
-    }
-    for (const userId of changes.roomMembers) {
-      const user = this.users.get(userId);
-      if (user) this.refreshUser(userId, user);
+      if (typeof stateKey !== "string") continue;
+      const type = field(event, "type");
+      if (type === ROOM_MEMBER_EVENT_TYPE) {
+        // Only senders of memberships are followed; others are looked up when they write one.
+        const user = this.users.get(stateKey);
+        if (user) this.refreshUser(stateKey, user, event as StateEventLike);
+      } else this.upsert("state", `${String(type)}\u0000${stateKey}`, event);
     }
     this.settle(now);
+    if (input.synced) this.loaded = true;
   }
 
   /** Judge again every member whose expiry is due at `now`. */
@@ -304,6 +318,7 @@ export class CallMemberStore {
     if (entry && !entry.removed && this.sameEvent(entry, event, eventId, content)) return entry;
     const parsed = parseMembershipEvent(event, this.slot);
     this.stats.parses++;
+    storeCounters.parses++;
     const active = isActiveMembershipContent(content);
     const ts = field(event, "origin_server_ts");
     const run =
@@ -316,7 +331,7 @@ export class CallMemberStore {
             },
             active,
             isActiveMembershipContent,
-            entry?.removed ? undefined : entry?.run,
+            entry && !entry.removed ? entry.run : this.loaded ? ABSENT : undefined,
           )
         : { active };
     if (!entry) {
@@ -391,13 +406,16 @@ export class CallMemberStore {
     user.entries.add(entry);
   }
 
-  /** Look up a sender's room membership again; judge their records again if it changed. */
-  private refreshUser(userId: string, user: UserRecord): void {
+  /**
+   * Look up a sender's room membership again (or take `event`, their `m.room.member` event that just
+   * became current); judge their records again if it changed.
+   */
+  private refreshUser(userId: string, user: UserRecord, event?: StateEventLike): void {
     let memberEvent: StateEventLike | undefined;
     let membership: string | undefined;
     try {
-      memberEvent = this.memberEventOf?.(userId) ?? undefined;
-      membership = this.membershipOf ? this.membershipOf(userId) : membershipOfEvent(memberEvent);
+      memberEvent = event ?? this.memberEventOf?.(userId) ?? undefined;
+      membership = event || !this.membershipOf ? membershipOfEvent(memberEvent) : this.membershipOf(userId);
     } catch {
       memberEvent = undefined;
       membership = undefined;
@@ -453,6 +471,7 @@ export class CallMemberStore {
   private judge(entry: Entry, now: number): void {
     const parsed = entry.parsed;
     this.stats.judged++;
+    storeCounters.judged++;
     if (entry.removed || parsed.kind === "ignored") {
       entry.member = undefined;
       entry.rejection = undefined;
@@ -515,6 +534,7 @@ export class CallMemberStore {
   private settle(now: number): void {
     if (this.dirty.size === 0) return;
     this.stats.evaluations++;
+    storeCounters.evaluations++;
     const moved: Entry[] = [];
     for (const entry of this.dirty) {
       const rejectionBefore = entry.rejection;

@@ -168,8 +168,7 @@ export class WidgetStateSource extends Observable<RoomStateSnapshot> {
     const ts = typeof raw.origin_server_ts === "number" ? raw.origin_server_ts : NaN;
     if (!fromPush && previous && !(ts >= previous.origin_server_ts)) return;
     map.set(raw.state_key, raw as StateEventLike);
-    if (map === this.callEvents) changes.callMemberEvents.push(raw as StateEventLike);
-    else changes.roomMembers.push(raw.state_key);
+    changes.events.push(raw as StateEventLike);
   }
 
   private publish(changes: RoomStateChanges | undefined): void {
@@ -195,12 +194,11 @@ export class WidgetStateSource extends Observable<RoomStateSnapshot> {
 }
 
 interface MutableChanges {
-  callMemberEvents: StateEventLike[];
-  roomMembers: string[];
+  events: StateEventLike[];
 }
 
-const newChanges = (): MutableChanges => ({ callMemberEvents: [], roomMembers: [] });
-const hasChanges = (c: MutableChanges): boolean => c.callMemberEvents.length > 0 || c.roomMembers.length > 0;
+const newChanges = (): MutableChanges => ({ events: [] });
+const hasChanges = (c: MutableChanges): boolean => c.events.length > 0;
 
 function byTs(a: unknown, b: unknown): number {
   const ts = (e: unknown) => {
