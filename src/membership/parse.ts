@@ -229,8 +229,14 @@ function stateKeyProblem(
   application: string,
   callId: string,
 ): string | undefined {
-  if (acceptedStateKeys(sender, deviceId, application, callId).includes(stateKey)) return undefined;
+  // The keys `acceptedStateKeys` lists, checked without building them (this runs for every event).
   const bare = stateKey.startsWith("_") ? stateKey.slice(1) : stateKey;
+  const device = `${sender}_${deviceId}`;
+  if (
+    bare.startsWith(device) &&
+    (bare.length === device.length || bare.slice(device.length) === `_${application}${callId}`)
+  )
+    return undefined;
   if (bare.startsWith("@") && !bare.startsWith(`${sender}_`))
     return `the state key ${JSON.stringify(stateKey)} claims another user than the sender ${sender}`;
   if (bare.startsWith(`${sender}_`))
@@ -254,10 +260,22 @@ export type StaticParse =
     }
   | Extract<ParsedMembership, { kind: "rejected" | "ignored" }>;
 
-/** Read one event against one slot, without time or room membership. Never throws. */
-export function parseMembershipEvent(event: unknown, slot: Slot = DEFAULT_SLOT): StaticParse {
+/** The default slot, frozen: members share their slot object (see `parseMembershipEvent`). */
+const FROZEN_DEFAULT_SLOT: Slot = Object.freeze({ ...DEFAULT_SLOT });
+
+/**
+ * Read one event against one slot, without time or room membership. Never throws. Every member it
+ * returns shares one frozen copy of the slot (a call of thousands need not hold thousands of them).
+ */
+export function parseMembershipEvent(event: unknown, slot?: Slot): StaticParse {
+  const frozen =
+    slot === undefined || slot === DEFAULT_SLOT
+      ? FROZEN_DEFAULT_SLOT
+      : Object.isFrozen(slot)
+        ? slot
+        : Object.freeze({ ...slot });
   try {
-    return parseUnsafe(event, slot);
+    return parseUnsafe(event, frozen);
   } catch (error) {
     // Only exotic inputs get here (throwing getters, proxies): treat them as malformed.
     const e = isRecord(event) ? event : {};
@@ -422,7 +440,8 @@ function parseUnsafe(event: unknown, slot: Slot): StaticParse {
     focusActive: valid.focus_active,
     fociPreferred: valid.foci_preferred ?? [],
     memberId: typeof valid.membershipID === "string" ? valid.membershipID : `${sender}:${valid.device_id}`,
-    slot: slotOfContent(valid.application, valid.call_id),
+    // Memberships of other slots were ignored above: this one is the slot asked for.
+    slot,
     originServerTs,
   };
   if (valid["m.call.intent"] !== undefined) member.callIntent = valid["m.call.intent"];

@@ -54,7 +54,7 @@ interface Entry {
   readonly id: string;
   /** First-seen order: ties in `orderTs` keep it (js-sdk's stable sort over its state map). */
   readonly seq: number;
-  event: unknown;
+  /** Not the event itself (a source's wrapper would stay alive): its id and content identify it. */
   eventId: string | undefined;
   content: unknown;
   parsed: StaticParse;
@@ -62,7 +62,7 @@ interface Entry {
   /** The sender this entry is indexed under (candidates only). */
   linkedTo: string | undefined;
   /** Set when the sender left the room while this event was current: it stays left behind. */
-  leftBehind: unknown;
+  leftBehind: boolean;
   removed: boolean;
   /** The judgement. */
   member: CallMember | undefined;
@@ -81,7 +81,10 @@ interface UserRecord {
   memberEventId: string | undefined;
   memberContent: unknown;
   hasMemberEvent: boolean;
-  readonly entries: Set<Entry>;
+  /** The apply that last looked this user up (a full read looks each user up once). */
+  lookedUpIn: number;
+  /** Usually one (one device in the call). */
+  readonly entries: Entry[];
 }
 
 /** Counters for tests and the bench: how much work the store did. */
@@ -208,15 +211,18 @@ export class CallMemberStore {
   private changedRejected = false;
   /** A synced input was read: a key that appears after that is new state (no run before it). */
   private loaded = false;
+  /** Counts applies, so that a full read looks every user up once. */
+  private applyCount = 0;
 
   constructor(options: CallMemberStoreOptions = {}) {
-    this.slot = options.slot ?? DEFAULT_SLOT;
+    this.slot = Object.freeze({ ...(options.slot ?? DEFAULT_SLOT) });
     this.requireJoined = options.requireJoinedSender ?? true;
   }
 
   /** Read a whole input: every key in it is compared, keys missing from it are dropped. */
   applyFull(input: StoreInput, now: number): void {
     this.useInput(input);
+    this.applyCount++;
     // The first position of a key (its place in the source's state map) and its last value.
     const byKey = new Map<string, unknown>();
     const unkeyed: unknown[] = [];
@@ -238,7 +244,8 @@ export class CallMemberStore {
         entry.removed = true;
         this.dirty.add(entry);
       }
-    for (const [userId, user] of this.users) this.refreshUser(userId, user);
+    for (const [userId, user] of this.users)
+      if (user.lookedUpIn !== this.applyCount) this.refreshUser(userId, user);
     this.settle(now);
     if (input.synced) this.loaded = true;
   }
@@ -246,6 +253,7 @@ export class CallMemberStore {
   /** Read only what changed. */
   applyChanges(input: StoreInput, changes: StoreChanges, now: number): void {
     this.useInput(input);
+    this.applyCount++;
     for (const event of changes.events) {
       const stateKey = field(event, "state_key");
       if (typeof stateKey !== "string") continue;
@@ -315,7 +323,7 @@ export class CallMemberStore {
     let entry = this.entries.get(id);
     const eventId = field(event, "event_id");
     const content = field(event, "content");
-    if (entry && !entry.removed && this.sameEvent(entry, event, eventId, content)) return entry;
+    if (entry && !entry.removed && this.sameEvent(entry, eventId, content)) return entry;
     const parsed = parseMembershipEvent(event, this.slot);
     this.stats.parses++;
     storeCounters.parses++;
@@ -338,13 +346,12 @@ export class CallMemberStore {
       entry = {
         id,
         seq: this.seq++,
-        event,
         eventId: undefined,
         content: undefined,
         parsed,
         run,
         linkedTo: undefined,
-        leftBehind: undefined,
+        leftBehind: false,
         removed: false,
         member: undefined,
         memberFrom: undefined,
@@ -356,25 +363,24 @@ export class CallMemberStore {
       this.entries.set(id, entry);
     }
     entry.removed = false;
-    entry.event = event;
     entry.eventId = typeof eventId === "string" ? eventId : undefined;
     entry.content = content;
     entry.parsed = parsed;
     entry.run = run;
-    entry.leftBehind = undefined;
+    entry.leftBehind = false;
     this.link(entry, parsed.kind === "candidate" ? parsed.member.userId : undefined);
     this.dirty.add(entry);
     return entry;
   }
 
   /**
-   * The same event as the entry holds: the same object, or the same event id with a content that is
-   * the same object or equally active (a server never serves two contents for one event id, except
-   * after a redaction, which empties it).
+   * The same event as the entry holds: the same event id with a content that is the same object or
+   * equally active (a server never serves two contents for one event id, except after a redaction,
+   * which empties it); without an event id, the same content object.
    */
-  private sameEvent(entry: Entry, event: unknown, eventId: unknown, content: unknown): boolean {
-    if (entry.event === event) return true;
-    if (entry.eventId === undefined || eventId !== entry.eventId) return false;
+  private sameEvent(entry: Entry, eventId: unknown, content: unknown): boolean {
+    if (entry.eventId === undefined) return eventId === undefined && content === entry.content;
+    if (eventId !== entry.eventId) return false;
     return (
       content === entry.content ||
       isActiveMembershipContent(content) === isActiveMembershipContent(entry.content)
@@ -385,8 +391,9 @@ export class CallMemberStore {
     if (entry.linkedTo === userId) return;
     if (entry.linkedTo !== undefined) {
       const old = this.users.get(entry.linkedTo);
-      old?.entries.delete(entry);
-      if (old && old.entries.size === 0) this.users.delete(entry.linkedTo);
+      const at = old ? old.entries.indexOf(entry) : -1;
+      if (at >= 0) old!.entries.splice(at, 1);
+      if (old && old.entries.length === 0) this.users.delete(entry.linkedTo);
     }
     entry.linkedTo = userId;
     if (userId === undefined) return;
@@ -398,12 +405,13 @@ export class CallMemberStore {
         memberEventId: undefined,
         memberContent: undefined,
         hasMemberEvent: false,
-        entries: new Set(),
+        lookedUpIn: -1,
+        entries: [],
       };
       this.users.set(userId, user);
       this.refreshUser(userId, user);
     }
-    user.entries.add(entry);
+    user.entries.push(entry);
   }
 
   /**
@@ -411,6 +419,7 @@ export class CallMemberStore {
    * became current); judge their records again if it changed.
    */
   private refreshUser(userId: string, user: UserRecord, event?: StateEventLike): void {
+    user.lookedUpIn = this.applyCount;
     let memberEvent: StateEventLike | undefined;
     let membership: string | undefined;
     try {
@@ -458,7 +467,7 @@ export class CallMemberStore {
     }
     if (user.presence?.active && presence && !presence.active)
       // Seen leaving: whatever membership they hold now was left behind by this stay in the room.
-      for (const entry of user.entries) entry.leftBehind = entry.event;
+      for (const entry of user.entries) entry.leftBehind = true;
     const changed =
       membership !== user.membership ||
       presence?.active !== user.presence?.active ||
@@ -493,12 +502,7 @@ export class CallMemberStore {
       presenceSince: presence?.since,
       runSince: entry.run.since,
     });
-    if (
-      verdict.kind === "member" &&
-      this.requireJoined &&
-      entry.leftBehind !== undefined &&
-      entry.leftBehind === entry.event
-    )
+    if (verdict.kind === "member" && this.requireJoined && entry.leftBehind)
       verdict = {
         kind: "rejected",
         rejection: {
