@@ -101,6 +101,11 @@ interface LooseEmitter {
   off(event: string, listener: (...args: unknown[]) => void): unknown;
 }
 
+function hasKeys(o: object): boolean {
+  for (const _ in o) return true;
+  return false;
+}
+
 /** A js-sdk event as a plain state event (what the parser reads). */
 export function plainStateEvent(e: MatrixEventLike): StateEventLike {
   const event: StateEventLike = {
@@ -115,7 +120,8 @@ export function plainStateEvent(e: MatrixEventLike): StateEventLike {
   const roomId = e.getRoomId();
   if (roomId !== undefined) event.room_id = roomId;
   const unsigned = e.getUnsigned?.();
-  if (typeof unsigned === "object" && unsigned !== null && Object.keys(unsigned).length > 0)
+  // js-sdk answers {} when the server sent none: leave it out then ("unknown", see facts.ts).
+  if (typeof unsigned === "object" && unsigned !== null && hasKeys(unsigned))
     event.unsigned = unsigned as Record<string, unknown>;
   return event;
 }
@@ -134,6 +140,18 @@ const UNSYNCED: RoomStateSnapshot = Object.freeze({
   membershipOf: () => undefined,
 });
 
+/** A user's room membership and `m.room.member` event, read from the room when asked. */
+function roomMembersOf(room: RoomLike): Pick<RoomStateSnapshot, "membershipOf" | "memberEventOf"> {
+  // Apart from `roomSnapshot`'s scope: a closure there would keep its whole list of events alive.
+  return {
+    membershipOf: (userId) => room.getMember(userId)?.membership,
+    memberEventOf: (userId) => {
+      const event = currentStateEvent(room, ROOM_MEMBER_EVENT_TYPE, userId);
+      return event ? plainStateEvent(event) : undefined;
+    },
+  };
+}
+
 /** The room as a snapshot; `callMemberEvents` is read only if someone asks (the observer reads `changes`). */
 function roomSnapshot(room: RoomLike, changes?: RoomStateSnapshot["changes"]): RoomStateSnapshot {
   let events: StateEventLike[] | undefined;
@@ -144,11 +162,7 @@ function roomSnapshot(room: RoomLike, changes?: RoomStateSnapshot["changes"]): R
       events ??= room.currentState.getStateEvents(CALL_MEMBER_EVENT_TYPE).map(plainStateEvent);
       return events;
     },
-    membershipOf: (userId) => room.getMember(userId)?.membership,
-    memberEventOf: (userId) => {
-      const event = currentStateEvent(room, ROOM_MEMBER_EVENT_TYPE, userId);
-      return event ? plainStateEvent(event) : undefined;
-    },
+    ...roomMembersOf(room),
   };
   if (changes) snapshot.changes = changes;
   return snapshot;

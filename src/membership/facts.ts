@@ -42,10 +42,15 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
+function isEmpty(o: Record<string, unknown>): boolean {
+  for (const k in o) if (Object.prototype.hasOwnProperty.call(o, k)) return false;
+  return true;
+}
+
 /** Read `unsigned.replaces_state` / `unsigned.prev_content` (Synapse sets both on replaced state). */
 export function predecessorOf(event: unknown): Predecessor {
   const unsigned = isRecord(event) ? event.unsigned : undefined;
-  if (!isRecord(unsigned) || Object.keys(unsigned).length === 0) return { kind: "unknown" };
+  if (!isRecord(unsigned) || isEmpty(unsigned)) return { kind: "unknown" };
   const replaces = typeof unsigned.replaces_state === "string" ? unsigned.replaces_state : undefined;
   if ("prev_content" in unsigned)
     return replaces === undefined

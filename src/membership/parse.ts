@@ -401,8 +401,8 @@ function parseUnsafe(event: unknown, slot: Slot): StaticParse {
   if (!isRecord(content))
     return reject("invalid-content", stateKey ?? "", sender ?? "", eventId, ["content must be an object"]);
   if (isLeftContent(content)) return { kind: "ignored", reason: "left" };
-  const keyCount = Object.keys(content).filter((k) => k !== "msc4354_sticky_key").length;
-  if (keyCount === 1 && "memberships" in content) return { kind: "ignored", reason: "deprecated-format" };
+  if ("memberships" in content && Object.keys(content).filter((k) => k !== "msc4354_sticky_key").length === 1)
+    return { kind: "ignored", reason: "deprecated-format" };
 
   const ts = event.origin_server_ts;
   if (stateKey === undefined || sender === undefined || !Number.isFinite(ts))

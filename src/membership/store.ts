@@ -14,7 +14,7 @@
  * type and sticky key) becomes another kind with its own parser feeding the same candidates; the
  * judging, ordering, expiry and change tracking below do not depend on the kind.
  */
-import { DEFAULT_SLOT, type Slot } from "./content.js";
+import { CALL_MEMBER_EVENT_TYPE, DEFAULT_SLOT, type Slot } from "./content.js";
 import { followRun, isJoinContent, type RunFacts } from "./facts.js";
 import {
   isActiveMembershipContent,
@@ -26,10 +26,12 @@ import {
   type ParseOptions,
   type RejectedMembership,
   type StateEventLike,
-  type StaticParse,
 } from "./parse.js";
 
-/** Where a membership record lives; part of its key. */
+/**
+ * Where a membership record lives, and what it is keyed by: `"state"`, a call membership state event by
+ * its state key; `"unkeyed"`, an event without a state key (read only to be reported), by its position.
+ */
 export type RecordKind = "state" | "unkeyed";
 
 /** What the store reads from a source: the room's call membership events and its room memberships. */
@@ -50,25 +52,32 @@ export interface StoreChanges {
   events: readonly unknown[];
 }
 
+/**
+ * One membership record. Kept small (a call of thousands holds thousands): no reference to the
+ * source's event object, the run facts inline, the static reading as the candidate or rejection only.
+ */
 interface Entry {
-  readonly id: string;
+  readonly kind: RecordKind;
+  readonly key: string;
   /** First-seen order: ties in `orderTs` keep it (js-sdk's stable sort over its state map). */
   readonly seq: number;
-  /** Not the event itself (a source's wrapper would stay alive): its id and content identify it. */
+  /** The current event's id and content identify it (see `sameEvent`). */
   eventId: string | undefined;
   content: unknown;
-  parsed: StaticParse;
-  run: RunFacts;
+  /** What the event says on its own: a candidate member, or a rejection; neither when ignored. */
+  candidate: CallMember | undefined;
+  staticRejection: RejectedMembership | undefined;
+  /** The event's run: its content is active, and since when (when known). */
+  runActive: boolean;
+  runSince: number | undefined;
   /** The sender this entry is indexed under (candidates only). */
   linkedTo: string | undefined;
-  /** Set when the sender left the room while this event was current: it stays left behind. */
+  /** The sender left the room while this event was current: it stays left behind. */
   leftBehind: boolean;
   removed: boolean;
   /** The judgement. */
   member: CallMember | undefined;
-  memberFrom: CallMember | undefined;
   rejection: RejectedMembership | undefined;
-  rejectionFrom: StaticParse | undefined;
   /** The member object this entry sits in the sorted list under. */
   listed: CallMember | undefined;
   /** The expiry this entry's heap item is for. */
@@ -77,14 +86,16 @@ interface Entry {
 
 interface UserRecord {
   membership: string | undefined;
-  presence: RunFacts | undefined;
+  /** Their current stay in the room: joined now (`present`), since when (when known). */
+  present: boolean | undefined;
+  since: number | undefined;
   memberEventId: string | undefined;
   memberContent: unknown;
   hasMemberEvent: boolean;
   /** The apply that last looked this user up (a full read looks each user up once). */
   lookedUpIn: number;
   /** Usually one (one device in the call). */
-  readonly entries: Entry[];
+  entries: Entry[];
 }
 
 /** Counters for tests and the bench: how much work the store did. */
@@ -196,7 +207,8 @@ export class CallMemberStore {
 
   private readonly slot: Slot;
   private readonly requireJoined: boolean;
-  private readonly entries = new Map<string, Entry>();
+  /** The records of each kind, by key. */
+  private readonly records: Record<RecordKind, Map<string, Entry>> = { state: new Map(), unkeyed: new Map() };
   private readonly users = new Map<string, UserRecord>();
   private readonly dirty = new Set<Entry>();
   private readonly rejections = new Set<Entry>();
@@ -223,15 +235,16 @@ export class CallMemberStore {
   applyFull(input: StoreInput, now: number): void {
     this.useInput(input);
     this.applyCount++;
-    // The first position of a key (its place in the source's state map) and its last value.
+    // The first position of a key (its place in the source's state map) and its last value. Only call
+    // membership events are kept (others are never members, never reported), and those without a state
+    // key, which are reported as malformed.
     const byKey = new Map<string, unknown>();
     const unkeyed: unknown[] = [];
     try {
       for (const event of input.callMemberEvents) {
         const stateKey = field(event, "state_key");
-        if (typeof stateKey === "string")
-          byKey.set(`${String(field(event, "type"))}\u0000${stateKey}`, event);
-        else unkeyed.push(event);
+        if (typeof stateKey !== "string") unkeyed.push(event);
+        else if (field(event, "type") === CALL_MEMBER_EVENT_TYPE) byKey.set(stateKey, event);
       }
     } catch {
       // A throwing iterable: use what was read.
@@ -239,11 +252,12 @@ export class CallMemberStore {
     const seen = new Set<Entry>();
     for (const [key, event] of byKey) seen.add(this.upsert("state", key, event));
     unkeyed.forEach((event, i) => seen.add(this.upsert("unkeyed", String(i), event)));
-    for (const entry of this.entries.values())
-      if (!seen.has(entry)) {
-        entry.removed = true;
-        this.dirty.add(entry);
-      }
+    for (const records of Object.values(this.records))
+      for (const entry of records.values())
+        if (!seen.has(entry)) {
+          entry.removed = true;
+          this.dirty.add(entry);
+        }
     for (const [userId, user] of this.users)
       if (user.lookedUpIn !== this.applyCount) this.refreshUser(userId, user);
     this.settle(now);
@@ -262,7 +276,7 @@ export class CallMemberStore {
         // Only senders of memberships are followed; others are looked up when they write one.
         const user = this.users.get(stateKey);
         if (user) this.refreshUser(stateKey, user, event as StateEventLike);
-      } else this.upsert("state", `${String(type)}\u0000${stateKey}`, event);
+      } else if (type === CALL_MEMBER_EVENT_TYPE) this.upsert("state", stateKey, event);
     }
     this.settle(now);
     if (input.synced) this.loaded = true;
@@ -319,56 +333,62 @@ export class CallMemberStore {
 
   /** Put the current event of one key; re-read it only if it is another event. */
   private upsert(kind: RecordKind, key: string, event: unknown): Entry {
-    const id = `${kind}\u0000${key}`;
-    let entry = this.entries.get(id);
-    const eventId = field(event, "event_id");
+    const records = this.records[kind];
+    let entry = records.get(key);
+    const rawId = field(event, "event_id");
+    const eventId = typeof rawId === "string" ? rawId : undefined;
     const content = field(event, "content");
     if (entry && !entry.removed && this.sameEvent(entry, eventId, content)) return entry;
     const parsed = parseMembershipEvent(event, this.slot);
     this.stats.parses++;
     storeCounters.parses++;
-    const active = isActiveMembershipContent(content);
+    const active = parsed.kind === "candidate" || isActiveMembershipContent(content);
     const ts = field(event, "origin_server_ts");
+    const previous: RunFacts | undefined =
+      entry && !entry.removed
+        ? { eventId: entry.eventId, active: entry.runActive, since: entry.runSince }
+        : this.loaded
+          ? ABSENT
+          : undefined;
     const run =
       typeof ts === "number" && Number.isFinite(ts)
         ? followRun(
-            {
-              event_id: typeof eventId === "string" ? eventId : undefined,
-              origin_server_ts: ts,
-              unsigned: field(event, "unsigned"),
-            },
+            { event_id: eventId, origin_server_ts: ts, unsigned: field(event, "unsigned") },
             active,
             isActiveMembershipContent,
-            entry && !entry.removed ? entry.run : this.loaded ? ABSENT : undefined,
+            previous,
           )
         : { active };
     if (!entry) {
       entry = {
-        id,
+        kind,
+        key,
         seq: this.seq++,
-        eventId: undefined,
-        content: undefined,
-        parsed,
-        run,
+        eventId,
+        content,
+        candidate: undefined,
+        staticRejection: undefined,
+        runActive: false,
+        runSince: undefined,
         linkedTo: undefined,
         leftBehind: false,
         removed: false,
         member: undefined,
-        memberFrom: undefined,
         rejection: undefined,
-        rejectionFrom: undefined,
         listed: undefined,
         heapAt: undefined,
       };
-      this.entries.set(id, entry);
+      records.set(key, entry);
     }
     entry.removed = false;
-    entry.eventId = typeof eventId === "string" ? eventId : undefined;
+    entry.eventId = eventId;
     entry.content = content;
-    entry.parsed = parsed;
-    entry.run = run;
+    entry.candidate = parsed.kind === "candidate" ? parsed.member : undefined;
+    entry.staticRejection = parsed.kind === "rejected" ? parsed.rejection : undefined;
+    entry.runActive = run.active;
+    entry.runSince = run.since;
     entry.leftBehind = false;
-    this.link(entry, parsed.kind === "candidate" ? parsed.member.userId : undefined);
+    this.link(entry, entry.candidate?.userId);
     this.dirty.add(entry);
     return entry;
   }
@@ -378,7 +398,7 @@ export class CallMemberStore {
    * equally active (a server never serves two contents for one event id, except after a redaction,
    * which empties it); without an event id, the same content object.
    */
-  private sameEvent(entry: Entry, eventId: unknown, content: unknown): boolean {
+  private sameEvent(entry: Entry, eventId: string | undefined, content: unknown): boolean {
     if (entry.eventId === undefined) return eventId === undefined && content === entry.content;
     if (eventId !== entry.eventId) return false;
     return (
@@ -397,21 +417,24 @@ export class CallMemberStore {
     }
     entry.linkedTo = userId;
     if (userId === undefined) return;
-    let user = this.users.get(userId);
-    if (!user) {
-      user = {
-        membership: undefined,
-        presence: undefined,
-        memberEventId: undefined,
-        memberContent: undefined,
-        hasMemberEvent: false,
-        lookedUpIn: -1,
-        entries: [],
-      };
-      this.users.set(userId, user);
-      this.refreshUser(userId, user);
+    const user = this.users.get(userId);
+    if (user) {
+      user.entries.push(entry);
+      return;
     }
-    user.entries.push(entry);
+    const created: UserRecord = {
+      membership: undefined,
+      present: undefined,
+      since: undefined,
+      memberEventId: undefined,
+      memberContent: undefined,
+      hasMemberEvent: false,
+      lookedUpIn: -1,
+      // A literal of one: its backing store holds one slot, not push's sixteen.
+      entries: [entry],
+    };
+    this.users.set(userId, created);
+    this.refreshUser(userId, created);
   }
 
   /**
@@ -429,78 +452,67 @@ export class CallMemberStore {
       memberEvent = undefined;
       membership = undefined;
     }
-    let presence: RunFacts | undefined;
+    let present: boolean;
+    let since: number | undefined;
     if (memberEvent !== undefined) {
-      const eventId = field(memberEvent, "event_id");
+      const rawId = field(memberEvent, "event_id");
+      const eventId = typeof rawId === "string" ? rawId : undefined;
       const content = field(memberEvent, "content");
+      present = isJoinContent(content);
       const same =
         user.hasMemberEvent &&
-        ((typeof eventId === "string" && eventId === user.memberEventId) ||
-          (eventId === undefined && content === user.memberContent)) &&
-        isJoinContent(content) === isJoinContent(user.memberContent);
-      if (same) presence = user.presence;
+        (eventId !== undefined ? eventId === user.memberEventId : content === user.memberContent) &&
+        present === isJoinContent(user.memberContent);
+      if (same) since = user.since;
       else {
-        const active = isJoinContent(content);
         const ts = field(memberEvent, "origin_server_ts");
-        presence =
+        since =
           typeof ts === "number" && Number.isFinite(ts)
             ? followRun(
-                {
-                  event_id: typeof eventId === "string" ? eventId : undefined,
-                  origin_server_ts: ts,
-                  unsigned: field(memberEvent, "unsigned"),
-                },
-                active,
+                { event_id: eventId, origin_server_ts: ts, unsigned: field(memberEvent, "unsigned") },
+                present,
                 isJoinContent,
-                user.presence,
-              )
-            : { active };
-        user.memberEventId = typeof eventId === "string" ? eventId : undefined;
+                user.present === undefined
+                  ? undefined
+                  : { eventId: user.memberEventId, active: user.present, since: user.since },
+              ).since
+            : undefined;
+        user.memberEventId = eventId;
         user.memberContent = content;
         user.hasMemberEvent = true;
       }
     } else {
       // Only the membership is known: follow join/leave, without timestamps.
-      const active = membership === "join";
-      presence = user.presence?.active === active ? user.presence : { active };
+      present = membership === "join";
+      since = user.present === present ? user.since : undefined;
       user.hasMemberEvent = false;
     }
-    if (user.presence?.active && presence && !presence.active)
+    if (user.present && !present)
       // Seen leaving: whatever membership they hold now was left behind by this stay in the room.
       for (const entry of user.entries) entry.leftBehind = true;
-    const changed =
-      membership !== user.membership ||
-      presence?.active !== user.presence?.active ||
-      presence?.since !== user.presence?.since;
+    const changed = membership !== user.membership || present !== user.present || since !== user.since;
     user.membership = membership;
-    user.presence = presence;
+    user.present = present;
+    user.since = since;
     if (changed) for (const entry of user.entries) this.dirty.add(entry);
   }
 
   private judge(entry: Entry, now: number): void {
-    const parsed = entry.parsed;
     this.stats.judged++;
     storeCounters.judged++;
-    if (entry.removed || parsed.kind === "ignored") {
+    const candidate = entry.candidate;
+    if (entry.removed || !candidate) {
       entry.member = undefined;
-      entry.rejection = undefined;
+      entry.rejection = entry.removed ? undefined : entry.staticRejection;
       return;
     }
-    if (parsed.kind === "rejected") {
-      entry.member = undefined;
-      entry.rejection = parsed.rejection;
-      entry.rejectionFrom = parsed;
-      return;
-    }
-    const candidate = parsed.member;
     const user = this.users.get(candidate.userId);
-    const presence = user?.presence?.active ? user.presence : undefined;
     let verdict = judgeMember(candidate, {
       now,
       requireJoined: this.requireJoined,
       membership: user?.membership,
-      presenceSince: presence?.since,
-      runSince: entry.run.since,
+      presenceSince: user?.present ? user.since : undefined,
+      runSince: entry.runSince,
     });
     if (verdict.kind === "member" && this.requireJoined && entry.leftBehind)
       verdict = {
@@ -515,22 +527,17 @@ export class CallMemberStore {
       };
     if (verdict.kind === "member") {
       const m = verdict.member;
+      const old = entry.member;
       // The same judgement of the same event: keep the object, so lists compare by identity.
-      if (!(entry.member && entry.memberFrom === candidate && entry.member.orderTs === m.orderTs)) {
+      if (!(old && old.eventId === m.eventId && old.content === m.content && old.orderTs === m.orderTs))
         entry.member = m;
-        entry.memberFrom = candidate;
-      }
       entry.rejection = undefined;
     } else if (verdict.kind === "rejected") {
       entry.member = undefined;
-      if (!(
-        entry.rejection &&
-        entry.rejectionFrom === parsed &&
-        entry.rejection.reason === verdict.rejection.reason
-      )) {
-        entry.rejection = verdict.rejection;
-        entry.rejectionFrom = parsed;
-      }
+      const old = entry.rejection;
+      const r = verdict.rejection;
+      if (!(old && old.reason === r.reason && old.eventId === r.eventId && old.stateKey === r.stateKey))
+        entry.rejection = r;
     }
   }
 
@@ -555,7 +562,7 @@ export class CallMemberStore {
         this.heap.push(entry.heapAt, entry);
       } else if (!entry.member) entry.heapAt = undefined;
       if (entry.removed) {
-        this.entries.delete(entry.id);
+        this.records[entry.kind].delete(entry.key);
         this.link(entry, undefined);
       }
     }

@@ -173,24 +173,37 @@ export class WidgetStateSource extends Observable<RoomStateSnapshot> {
 
   private publish(changes: RoomStateChanges | undefined): void {
     if (this.closed) return;
-    const callEvents = this.callEvents;
-    const memberEvents = this.memberEvents;
-    let list: StateEventLike[] | undefined;
+    const list = lazyList(this.callEvents);
     const snapshot: RoomStateSnapshot = {
       synced: this.synced,
       get callMemberEvents(): StateEventLike[] {
-        list ??= [...callEvents.values()];
-        return list;
+        return list();
       },
-      membershipOf: (userId) => {
-        const content = memberEvents.get(userId)?.content as { membership?: unknown } | null | undefined;
-        return typeof content?.membership === "string" ? content.membership : undefined;
-      },
-      memberEventOf: (userId) => memberEvents.get(userId),
+      // (spread copies these two functions; a getter would be read, not copied)
+      ...memberLookups(this.memberEvents),
     };
     if (changes) snapshot.changes = changes;
     this.snapshots.next(snapshot);
   }
+}
+
+/** `callMemberEvents`, built only if someone reads it. */
+function lazyList(callEvents: Map<string, StateEventLike>): () => StateEventLike[] {
+  let list: StateEventLike[] | undefined;
+  return () => (list ??= [...callEvents.values()]);
+}
+
+/** Room membership lookups (apart from `lazyList`'s scope, so they do not keep its list alive). */
+function memberLookups(
+  memberEvents: Map<string, StateEventLike>,
+): Pick<RoomStateSnapshot, "membershipOf" | "memberEventOf"> {
+  return {
+    membershipOf: (userId) => {
+      const content = memberEvents.get(userId)?.content as { membership?: unknown } | null | undefined;
+      return typeof content?.membership === "string" ? content.membership : undefined;
+    },
+    memberEventOf: (userId) => memberEvents.get(userId),
+  };
 }
 
 interface MutableChanges {
