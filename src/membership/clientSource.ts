@@ -6,7 +6,10 @@
  * snapshot at the end of the sync carrying just those (`changes`): K call events in one sync are one
  * snapshot, a sync that touched neither (a chat message, a typing notice) is none. A change that comes
  * outside a sync (members loaded lazily, a client that never emits `sync`) is emitted once nothing has
- * changed for `quietMs`. The room's arrival and a timeline reset make the next snapshot a full one.
+ * changed for `quietMs`. The room's arrival makes the next snapshot a full one. A timeline reset (a gappy
+ * sync) does not: js-sdk moves the room's current state to the new timeline (or clones it, unchanged)
+ * and applies what the sync changed to it, emitting `RoomState.events` as ever; redactions of current
+ * state are set again the same way.
  *
  * No runtime import of matrix-js-sdk: the event names are checked against js-sdk's enums in the tests.
  */
@@ -25,7 +28,7 @@ export const JS_SDK_EVENTS = {
   room: "Room",
   /** A sync completed (or failed). */
   sync: "sync",
-  /** A room's timeline was reset (e.g. after a gappy sync). */
+  /** A room's timeline was reset (e.g. after a gappy sync); not listened to (see above). */
   timelineReset: "Room.timelineReset",
 } as const;
 
@@ -235,14 +238,12 @@ export function roomStateSource(
     emitter.on(JS_SDK_EVENTS.roomStateEvents, onStateEvent);
     emitter.on(JS_SDK_EVENTS.room, onRoom);
     emitter.on(JS_SDK_EVENTS.sync, onSync);
-    emitter.on(JS_SDK_EVENTS.timelineReset, onRoom);
     emit();
     return () => {
       quiet?.unsubscribe();
       emitter.off(JS_SDK_EVENTS.roomStateEvents, onStateEvent);
       emitter.off(JS_SDK_EVENTS.room, onRoom);
       emitter.off(JS_SDK_EVENTS.sync, onSync);
-      emitter.off(JS_SDK_EVENTS.timelineReset, onRoom);
     };
   });
 }

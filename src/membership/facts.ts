@@ -76,43 +76,34 @@ export interface RunFacts {
  * `isActive` reads a predecessor's content the same way.
  */
 export function followRun(
-  event: { event_id?: string; origin_server_ts: number; unsigned?: unknown },
+  event: { event_id?: unknown; origin_server_ts: number; unsigned?: unknown },
   active: boolean,
   isActive: (content: unknown) => boolean,
   previous: RunFacts | undefined,
 ): RunFacts {
-  const eventId = event.event_id;
-  if (!active) return eventId === undefined ? { active } : { eventId, active };
-  const predecessor = predecessorOf(event);
-  // Is `previous` the event this one replaced? Without unsigned we can only assume it (a live source
-  // delivers every state change; a gappy one may skip some, which can only make a start later).
+  const eventId = typeof event.event_id === "string" ? event.event_id : undefined;
+  if (!active) return { eventId, active };
+  // What `predecessorOf` says, read in place (this runs for every event of a full read).
+  const unsigned = event.unsigned;
   let chained: boolean;
   let previousActive: boolean | undefined;
-  switch (predecessor.kind) {
-    case "none":
-      chained = false;
-      previousActive = false;
-      break;
-    case "content":
-      chained = previous !== undefined && predecessor.eventId === previous.eventId;
-      previousActive = isActive(predecessor.content);
-      break;
-    case "id":
-      chained = previous !== undefined && predecessor.eventId === previous.eventId;
-      previousActive = chained ? previous!.active : undefined;
-      break;
-    case "unknown":
-      chained = previous !== undefined;
-      previousActive = previous?.active;
-      break;
+  if (!isRecord(unsigned) || isEmpty(unsigned)) {
+    // Without unsigned we can only assume `previous` is what this replaced (a live source delivers
+    // every state change; a gappy one may skip some, which can only make a start later).
+    chained = previous !== undefined;
+    previousActive = previous?.active;
+  } else {
+    const replaces = typeof unsigned.replaces_state === "string" ? unsigned.replaces_state : undefined;
+    chained = previous !== undefined && replaces !== undefined && replaces === previous.eventId;
+    if ("prev_content" in unsigned) previousActive = isActive(unsigned.prev_content);
+    else if (replaces === undefined)
+      previousActive = false; // the first state at this key
+    else previousActive = chained ? previous!.active : undefined;
   }
   let since: number | undefined;
   if (previousActive === false) since = event.origin_server_ts;
   else if (previousActive === true && chained) since = previous!.since;
-  const facts: { eventId?: string; active: boolean; since?: number } = { active };
-  if (eventId !== undefined) facts.eventId = eventId;
-  if (since !== undefined) facts.since = since;
-  return facts;
+  return { eventId, active, since };
 }
 
 /** A room membership content is active when it is `join`. */

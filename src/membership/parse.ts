@@ -229,14 +229,23 @@ function stateKeyProblem(
   application: string,
   callId: string,
 ): string | undefined {
-  // The keys `acceptedStateKeys` lists, checked without building them (this runs for every event).
-  const bare = stateKey.startsWith("_") ? stateKey.slice(1) : stateKey;
-  const device = `${sender}_${deviceId}`;
+  // The keys `acceptedStateKeys` lists, checked without building them (this runs for every event):
+  // [_]<sender>_<device>[_<application><call_id>]
+  const start = stateKey.startsWith("_") ? 1 : 0;
+  const deviceAt = start + sender.length + 1;
+  const deviceEnd = deviceAt + deviceId.length;
   if (
-    bare.startsWith(device) &&
-    (bare.length === device.length || bare.slice(device.length) === `_${application}${callId}`)
+    stateKey.startsWith(sender, start) &&
+    stateKey.charCodeAt(deviceAt - 1) === 95 /* _ */ &&
+    stateKey.startsWith(deviceId, deviceAt) &&
+    (stateKey.length === deviceEnd ||
+      (stateKey.charCodeAt(deviceEnd) === 95 &&
+        stateKey.length === deviceEnd + 1 + application.length + callId.length &&
+        stateKey.startsWith(application, deviceEnd + 1) &&
+        stateKey.endsWith(callId)))
   )
     return undefined;
+  const bare = start ? stateKey.slice(1) : stateKey;
   if (bare.startsWith("@") && !bare.startsWith(`${sender}_`))
     return `the state key ${JSON.stringify(stateKey)} claims another user than the sender ${sender}`;
   if (bare.startsWith(`${sender}_`))

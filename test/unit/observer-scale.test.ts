@@ -32,7 +32,10 @@ import {
   type StateEventLike,
   type WidgetStateApi,
 } from "../../src/index.js";
+import log from "loglevel";
 import { storeCounters } from "../../src/membership/store.js";
+import { Clock } from "../../src/manager/clock.js";
+import { watchRoomState } from "../../src/manager/roomStateWatch.js";
 import {
   FakeSyncClient,
   ROOM,
@@ -209,6 +212,40 @@ describe("one evaluation and one emission per batch", () => {
     subs.forEach((x) => x.unsubscribe());
   });
 
+  it("client: the manager's own-membership check (watchRoomState) and the app's list share one evaluation", () => {
+    const client = new FakeSyncClient();
+    const server = new ServerRoom();
+    const s = scheduler();
+    client.sync([server.join("@a:hs"), server.join("@b:hs"), server.call("@a:hs", "A")]);
+    const lists: string[][] = [];
+    const app = callMembers$(client, { roomId: ROOM, scheduler: s }).subscribe((m) => lists.push(idsOf(m)));
+    let missing = 0;
+    const clock = new Clock(s);
+    const watch = watchRoomState(
+      client,
+      {
+        roomId: ROOM,
+        slot: { application: "m.call", id: "ROOM" },
+        userId: "@a:hs",
+        deviceId: "A",
+        graceMs: 1000,
+        heldSince: () => 0,
+        onMissing: () => missing++,
+      },
+      clock,
+      log.getLogger("observer-scale-quiet"),
+    );
+    const done = work(() => client.sync([server.call("@b:hs", "B")]));
+    expect(done.evaluations).toBe(1);
+    expect(done.parses).toBe(1);
+    expect(lists.at(-1)).toEqual(["@a:hs|A", "@b:hs|B"]);
+    s.maxFrames = 5000;
+    s.flush();
+    expect(missing).toBe(0);
+    watch.unsubscribe();
+    app.unsubscribe();
+  });
+
   it("client: a change outside a sync is emitted once nothing else changed for quietMs", () => {
     const client = new FakeSyncClient();
     const server = new ServerRoom();
@@ -238,20 +275,23 @@ describe("one evaluation and one emission per batch", () => {
     sub.unsubscribe();
   });
 
-  it("client: a timeline reset re-reads the room once, and emits only if something changed", () => {
+  it("client: a gappy sync (timeline reset) reads only the state events it carries", () => {
     const client = new FakeSyncClient();
     const server = new ServerRoom();
-    client.sync([server.join("@a:hs"), server.call("@a:hs", "A")]);
+    client.sync([server.join("@a:hs"), server.join("@b:hs"), server.call("@a:hs", "A")]);
     const lists: string[][] = [];
     const sub = callMembers$(client, { roomId: ROOM, scheduler: scheduler() }).subscribe((m) =>
       lists.push(idsOf(m)),
     );
+    const reads = client.wholeCallReads;
     const done = work(() => {
+      // js-sdk resets the live timeline, then applies the sync's state to the (moved) current state.
       client.emit("Room.timelineReset", client.room);
-      client.sync([]);
+      client.sync([server.call("@b:hs", "B")]);
     });
-    expect(done.parses).toBe(0);
-    expect(lists).toEqual([["@a:hs|A"]]);
+    expect(done.parses).toBe(1);
+    expect(client.wholeCallReads).toBe(reads);
+    expect(lists).toEqual([["@a:hs|A"], ["@a:hs|A", "@b:hs|B"]]);
     sub.unsubscribe();
   });
 });
