@@ -11,6 +11,15 @@ export default tseslint.config(
     languageOptions: { globals: { URL: "readonly", console: "readonly", process: "readonly" } },
   },
   {
+    // The jest preset (jest-preset.cjs) is plain CommonJS run by jest in Node.
+    files: ["**/*.cjs"],
+    languageOptions: {
+      sourceType: "commonjs",
+      globals: { require: "readonly", module: "writable", process: "readonly", console: "readonly" },
+    },
+    rules: { "@typescript-eslint/no-require-imports": "off" },
+  },
+  {
     rules: {
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
     },

@@ -3,7 +3,6 @@ import type { Config } from "jest";
 // ESM all the way: matrix-js-sdk 43 ships only ESM, so tests run with
 // --experimental-vm-modules (see the test:jest script) and ts-jest emits ESM.
 const config: Config = {
-  testEnvironment: "node",
   extensionsToTreatAsEsm: [".ts"],
   moduleNameMapper: {
     "^(\\.{1,2}/.*)\\.js$": "$1",
@@ -15,14 +14,13 @@ const config: Config = {
   // Real-Synapse suites run with `npm run test:synapse` (jest.synapse.config.ts), never in `npm test`.
   testPathIgnorePatterns: ["/node_modules/", "<rootDir>/test/synapse/"],
   testTimeout: 30_000,
-  // Timers matrix-js-sdk leaves behind must not hold a finished worker open; its debug logging is off
-  // unless DEBUG_MATRIX_SDK=1 (see the files).
-  setupFilesAfterEnv: ["<rootDir>/test/setup/leftoverTimers.ts", "<rootDir>/test/setup/quietMatrixSdk.ts"],
+  // What consumers get from `preset: "matrixrtc-membership"`: timers a test file leaves pending are
+  // stopped when it ends (matrix-js-sdk's request timeouts and retries; src/jest/environment.ts), and
+  // matrix-js-sdk's debug logging is off unless DEBUG_MATRIX_SDK=1 (src/jest/setup.ts).
+  testEnvironment: "<rootDir>/src/jest/environment.ts",
+  setupFilesAfterEnv: ["<rootDir>/src/jest/setup.ts"],
   // Integration tests use real sockets on 127.0.0.1; two workers match the 2-core machines.
   maxWorkers: 2,
-  // matrix-js-sdk never clears the 80-110 s timeout timers of its sync requests after stopClient(), so
-  // a run would wait for them. Our own code's timers are asserted in the tests (pendingTimers === 0).
-  forceExit: true,
 };
 
 export default config;

@@ -4,7 +4,6 @@ import type { Config } from "jest";
 // src/testing/synapse). Kept out of `npm test`, which must stay fast and need no Python. Same ESM
 // set-up as jest.config.ts (a TypeScript jest config cannot import another here).
 const config: Config = {
-  testEnvironment: "node",
   extensionsToTreatAsEsm: [".ts"],
   moduleNameMapper: {
     "^(\\.{1,2}/.*)\\.js$": "$1",
@@ -15,13 +14,12 @@ const config: Config = {
   testMatch: ["<rootDir>/test/synapse/**/*.test.ts", "<rootDir>/examples/network-loss.test.ts"],
   // Makes startTestCall() pick real Synapse for the unchanged example, and quiets matrix-js-sdk.
   setupFiles: ["<rootDir>/test/synapse/setup.ts"],
-  setupFilesAfterEnv: ["<rootDir>/test/setup/leftoverTimers.ts", "<rootDir>/test/setup/quietMatrixSdk.ts"],
+  testEnvironment: "<rootDir>/src/jest/environment.ts",
+  setupFilesAfterEnv: ["<rootDir>/src/jest/setup.ts"],
   // Each file starts its own Synapse (about 2 s of CPU and 150 MB). One file at a time: with two, two
   // Synapses and two jest workers share 2 cores and the timings these suites assert on get noisy.
   maxWorkers: 1,
   testTimeout: 90_000,
-  // matrix-js-sdk leaves its long-poll timers behind after stopClient() (see jest.config.ts).
-  forceExit: true,
 };
 
 export default config;

@@ -21,4 +21,5 @@ await Promise.all([tscRun("tsconfig.build.json"), tscRun("tsconfig.build.cjs.jso
 // dist/cjs's .js (and .d.ts) files are CommonJS although the package says "type": "module".
 mkdirSync(join(root, "dist/cjs"), { recursive: true });
 writeFileSync(join(root, "dist/cjs/package.json"), JSON.stringify({ type: "commonjs" }, null, 2) + "\n");
-chmodSync(join(root, "dist/esm/testing/cli.js"), 0o755);
+// The bins.
+for (const bin of ["testing/cli.js", "testing/synapse/cli.js"]) chmodSync(join(root, "dist/esm", bin), 0o755);

@@ -82,6 +82,15 @@ export type ErrorClass =
       /** The Matrix errcode, when the body had one. */
       errcode?: string;
     }
+  /**
+   * A schedule answered with an event id and no delay id: the server ignored the delay and wrote the
+   * delayed leave (`{}`) at once (a server that speaks only MSC4140 as merged, a proxy that drops the
+   * query). Never retried as it was: the backend detects the dialect again first.
+   */
+  | {
+      /** The server ignored the delay: it wrote our delayed leave's content now. */
+      kind: "delay-ignored";
+    }
   /** Nothing recognisable (untyped host errors): treated as transient, within the give-up bound. */
   | {
       /** Unrecognised failure; retried with backoff until the manager gives up. */
@@ -183,6 +192,26 @@ export class MalformedResponseError extends Error {
   }
 }
 
+/**
+ * A schedule's answer proves the delay was ignored: an event id, no delay id (the server wrote `{}` at our
+ * key at once). Thrown by the backends; classified `delay-ignored`.
+ */
+export class DelayIgnoredError extends Error {
+  constructor(detail = "the server answered a schedule with an event id: it ignored the delay") {
+    super(detail);
+    this.name = "DelayIgnoredError";
+  }
+}
+
+/** The server (or widget host) offers no delayed events at all (its `/versions` says so). */
+export class DelayedEventsUnsupportedError extends Error {
+  constructor(detail: string) {
+    super(detail);
+    // The name matrix-js-sdk gives its own refusal, so both classify alike.
+    this.name = "UnsupportedDelayedEventsEndpointError";
+  }
+}
+
 const NETWORK_NAMES = new Set(["ConnectionError", "AbortError", "TimeoutError", "LocalTimeoutError"]);
 const NETWORK_CODES = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT", "UND_ERR_SOCKET"]);
 
@@ -210,6 +239,7 @@ function classifyRaw(error: unknown, op: Operation, now: number): ErrorClass {
   const { status, errcode, body, message } = facts;
   const msc4140Errcode = body["org.matrix.msc4140.errcode"];
 
+  if (isRecord(error) && error.name === "DelayIgnoredError") return { kind: "delay-ignored" };
   if (error instanceof MalformedResponseError || (isRecord(error) && error.name === "MalformedResponseError"))
     return { kind: "server", status: typeof status === "number" ? status : 200, malformed: true };
 
@@ -217,7 +247,13 @@ function classifyRaw(error: unknown, op: Operation, now: number): ErrorClass {
     return { kind: "rate-limited", retryAfterMs: retryAfterMs(facts, now) };
 
   if (isRecord(error) && error.name === "UnsupportedDelayedEventsEndpointError")
-    return { kind: "unsupported", reason: "the server does not advertise org.matrix.msc4140" };
+    return {
+      kind: "unsupported",
+      reason:
+        typeof error.message === "string" && error.message.startsWith("the server")
+          ? error.message
+          : "the server does not advertise org.matrix.msc4140",
+    };
   if (msc4140Errcode === "M_MAX_DELAY_UNSUPPORTED")
     return { kind: "unsupported", reason: "delayed events are not supported on this server" };
   // Synapse ≥1.161 (verified on 1.161–1.163.2): 400 with its own errcode; the maximum is only in the message.
@@ -342,7 +378,11 @@ export function scrubError(error: unknown): void {
  * disposed before the operation completed; `membership-removed` means someone else removed or
  * replaced our membership; `membership-expired` means no membership write got through before its
  * `expires`, so others no longer list us; `link-too-slow` means the measured round trip does not fit the
- * delay (requests time out although the server answers).
+ * delay (requests time out although the server answers); `clock-skew` means this device's clock
+ * disagrees with the server's by more than 30 s (a warning: the manager's own writes rest on the
+ * server's clock); `removed-from-room` means we were kicked or banned, or left the room: the call ended;
+ * `delay-ignored` means the server ignored a schedule's delay and wrote our delayed leave (`{}`) at once
+ * (its MSC4140 dialect changed: the backend detects it again before the next try).
  */
 export type MembershipErrorCode =
   | "rate-limited"
@@ -357,7 +397,10 @@ export type MembershipErrorCode =
   | "gave-up"
   | "membership-removed"
   | "membership-expired"
-  | "link-too-slow";
+  | "link-too-slow"
+  | "clock-skew"
+  | "removed-from-room"
+  | "delay-ignored";
 
 /** Our own local timeout for one request (the request itself may still reach the server). */
 export class LocalTimeoutError extends Error {

@@ -1,5 +1,6 @@
 export { MembershipManager } from "./manager/MembershipManager.js";
 export type { MembershipManagerOptions, MembershipUpdate } from "./manager/MembershipManager.js";
+export type { RequestTraceSink } from "./manager/requestTrace.js";
 export type {
   MembershipState,
   Status,
@@ -41,6 +42,8 @@ export { validateIdentity, leaveTimeoutMs } from "./core/validate.js";
 export type { IdentityInput } from "./core/validate.js";
 export { redactText, redactingLogger } from "./log/redact.js";
 export type { RedactOptions } from "./log/redact.js";
+export { quietMatrixSdkLogs } from "./log/quietMatrixSdk.js";
+export type { MatrixSdkLogLevel } from "./log/quietMatrixSdk.js";
 export type { Timing, TimingOptions } from "./core/config.js";
 export {
   CALL_MEMBER_EVENT_TYPE,

@@ -20,19 +20,21 @@ import {
   type MembershipBackend,
 } from "../../src/index.js";
 import {
+  CallRecorder,
   quietMatrixSdkLogs,
+  renderTimeline,
+  rtcMembers,
   startFaultyLink,
   startTestHomeserver,
   stopClient,
   syncedClient,
   waitFor,
+  type CallTrace,
   type DelayedEventRecord,
   type RequestLogEntry,
   type TimelineEventRecord,
 } from "../../src/testing/index.js";
 import { hostWidget, quietWidgetLogs, type InProcessWidget } from "./inProcessWidget.js";
-import { renderTimeline } from "./timeline.js";
-import { DemoRecorder, type DemoTrace } from "./trace.js";
 
 /** The delayed leave's delay: short, so the demo is quick (Element Call uses 10 s). Heartbeats every half. */
 export const DEMO_DELAY_MS = 3000;
@@ -47,7 +49,7 @@ export interface DemoReport {
   /** Every printed line, with ms since the start. */
   events: { t: number; device: string; what: string }[];
   /** Everything recorded, absolute times (the homeserver runs on the same clock). */
-  trace: DemoTrace;
+  trace: CallTrace;
   /** What the demo says happened (absolute times); the demo test checks these against `server`. */
   claims: {
     cutAt?: number;
@@ -88,7 +90,7 @@ export async function runLocalDemo({ print, timelinePath }: DemoOptions): Promis
   const restoreConsole = quietWidgetLogs();
   const quiet = log.getLogger("matrixrtc-membership-demo");
   quiet.setLevel("silent");
-  const rec = new DemoRecorder(print, DEMO_DELAY_MS);
+  const rec = new CallRecorder({ print, delayMs: DEMO_DELAY_MS });
   const failures: string[] = [];
   const claims: DemoReport["claims"] = { heartbeats: {} };
   const step = async (what: string, fn: () => Promise<unknown>): Promise<boolean> => {
@@ -117,7 +119,7 @@ export async function runLocalDemo({ print, timelinePath }: DemoOptions): Promis
     { name: "bob", mode: "widget: WidgetBackend → widget API → DelayedEventWidgetDriver", ...bobCreds },
     " via the widget host",
   );
-  rec.watchServer(hs, roomId);
+  rec.watchServer(hs, roomId, "embedded test homeserver");
 
   const clients: MatrixClient[] = [];
   const managers: MembershipManager[] = [];
@@ -165,9 +167,9 @@ export async function runLocalDemo({ print, timelinePath }: DemoOptions): Promis
       "bob",
       "widget (WidgetBackend) in a host (ClientWidgetApi + DelayedEventWidgetDriver), capabilities granted",
     );
-    rec.watchView("alice", aliceClient, roomId);
+    rec.watchView("alice", () => rtcMembers(aliceClient, roomId));
     rec.watchSync("alice", aliceClient);
-    rec.watchView("bob", bobHost, roomId);
+    rec.watchView("bob", () => rtcMembers(bobHost, roomId));
 
     rec.say("demo", "both join the call");
     alice.join();
@@ -299,7 +301,13 @@ export async function runLocalDemo({ print, timelinePath }: DemoOptions): Promis
   };
   if (timelinePath) {
     await mkdir(dirname(timelinePath), { recursive: true });
-    await writeFile(timelinePath, renderTimeline(rec.trace));
+    await writeFile(
+      timelinePath,
+      renderTimeline(rec.trace, {
+        title:
+          "matrixrtc-membership demo: alice (standalone) and bob (widget) in one call; alice loses her network",
+      }),
+    );
     report.timelinePath = timelinePath;
   }
   return report;

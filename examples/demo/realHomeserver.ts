@@ -1,8 +1,7 @@
 import log from "loglevel";
 import { createClient } from "matrix-js-sdk";
 import { ClientBackend, MembershipManager } from "../../src/index.js";
-import { quietMatrixSdkLogs } from "../../src/testing/index.js";
-import { DemoRecorder } from "./trace.js";
+import { CallRecorder, quietMatrixSdkLogs } from "../../src/testing/index.js";
 
 /** Join a real homeserver's room call and stay until Ctrl-C, which leaves cleanly. */
 export async function runRealHomeserver(
@@ -22,7 +21,7 @@ export async function runRealHomeserver(
     console.error("whoami returned no device_id; use an access token bound to a device");
     return 1;
   }
-  const rec = new DemoRecorder((line) => console.log(line), 10_000);
+  const rec = new CallRecorder({ print: (line) => console.log(line), delayMs: 10_000 });
   rec.addDevice({ name: "me", mode: "standalone", userId: me.user_id, deviceId: me.device_id }, "");
   const client = createClient({ baseUrl, accessToken, userId: me.user_id, deviceId: me.device_id });
   const quiet = log.getLogger("matrixrtc-membership-demo");

@@ -25,7 +25,7 @@ interface ElementCallHostHandle {
   log: string[];
   /** Sends `im.vector.hangup` to Element Call. */
   hangup(): Promise<void>;
-  /** Removes the iframe without a leave, as closing a tab or a crash would. */
+  /** Removes the iframe without a leave from Element Call (as a crash would); the host sends its pending leave. */
   removeWidget(): void;
 }
 
@@ -94,6 +94,8 @@ const widgetUrl = `${new URL("/index.html", param("ec"))}#?${widgetParams}`;
 const iframe = document.createElement("iframe");
 iframe.src = widgetUrl;
 iframe.title = "Element Call";
+// Like Element Web: scripts and its own origin (the host checks it), forms, popups, downloads.
+iframe.sandbox.add("allow-scripts", "allow-same-origin", "allow-forms", "allow-popups", "allow-downloads");
 iframe.allow = "camera; microphone; display-capture; autoplay; clipboard-write";
 document.getElementById("widget")!.append(iframe);
 
@@ -117,7 +119,7 @@ const handle: ElementCallHostHandle = {
     controls.dispose();
     api.stop();
     iframe.remove();
-    note("widget removed without a leave");
+    note("widget removed without a leave of its own: the host sent its pending delayed leave");
   },
 };
 window.elementCallHost = handle;

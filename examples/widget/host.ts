@@ -16,7 +16,10 @@ import { createClientWidgetApi, DelayedEventWidgetDriver } from "../../src/widge
 interface HostHandle {
   ready: boolean;
   widgetId: string;
-  /** Removes the iframe without a leave, as closing a tab or a crash would. */
+  /**
+   * Removes the iframe without a leave from the widget, as closing its tab or a crash of the widget would;
+   * the host then sends the widget's pending delayed leave itself (`api.stop()`).
+   */
   removeWidget(): void;
   log: string[];
 }
@@ -70,6 +73,8 @@ for (const [k, v] of Object.entries({
 const iframe = document.createElement("iframe");
 iframe.src = widgetUrl.toString();
 iframe.title = "membership widget";
+// A widget gets scripts and its own origin (the host checks it), nothing more.
+iframe.sandbox.add("allow-scripts", "allow-same-origin");
 iframe.allow = "camera; microphone";
 document.getElementById("widget")!.append(iframe);
 
@@ -87,19 +92,20 @@ const handle: HostHandle = {
   widgetId,
   log,
   removeWidget() {
+    // Stopping the api also sends the widget's pending delayed leave (driver.widgetClosed()).
     api.stop();
     iframe.remove();
-    note("widget removed without a leave: waiting for the server to fire its delayed leave");
-    void watchForFiredLeave(Date.now());
+    note("widget removed without a leave of its own: the host sends its pending delayed leave");
+    void watchForLeave(Date.now());
   },
 };
 
 /**
- * With the widget gone nothing heartbeats: the server fires the delayed leave one delay later. The page
- * shows it happen by reading the device's membership from the room state until it is empty (bounded:
- * a delay plus 30 s).
+ * The page shows the leave land by reading the device's membership from the room state until it is empty
+ * (bounded: a delay plus 30 s; if the host's send failed, the server fires the delayed leave one delay
+ * after the last heartbeat).
  */
-async function watchForFiredLeave(removedAt: number): Promise<void> {
+async function watchForLeave(removedAt: number): Promise<void> {
   const delayMs = Number(new URLSearchParams(location.search).get("delay") ?? "10000");
   const stateKey = membershipStateKey(userId, param("device"), DEFAULT_SLOT);
   const seconds = () => ((Date.now() - removedAt) / 1000).toFixed(1);
@@ -113,9 +119,7 @@ async function watchForFiredLeave(removedAt: number): Promise<void> {
       return;
     }
     if (Object.keys(content).length === 0) {
-      note(
-        `the server fired the delayed leave ${seconds()} s after the widget went: the device left the call`,
-      );
+      note(`the device left the call ${seconds()} s after the widget went`);
       return;
     }
   }

@@ -1,9 +1,19 @@
-import { readDelayedEventList, readDelayId, readMaxDelayMs, readStateContent } from "../core/validate.js";
+import {
+  delayIdForPath,
+  readDelayedEventList,
+  readDelayId,
+  readMaxDelayMs,
+  readStateContent,
+  readStateSnapshot,
+} from "../core/validate.js";
+import { raceAbort } from "./dialect.js";
 import {
   DelayedEventsHttp,
+  speaksHttp,
   type DelayedEventsApiChoice,
   type MergedClientLike,
 } from "./mergedDelayedEvents.js";
+import { roomStateSource, type RoomStateClient, type SourceLike } from "../membership/observer.js";
 import type {
   DelayedEventAction,
   DelayedEventStatus,
@@ -11,6 +21,7 @@ import type {
   PendingDelayedEvent,
   RequestOptions,
   StateEventRequest,
+  StateEventSnapshot,
   SupportHint,
 } from "./types.js";
 
@@ -100,7 +111,11 @@ export class ClientBackend implements MembershipBackend {
     req: StateEventRequest & { delayMs: number },
     opts?: RequestOptions,
   ): Promise<string> {
-    if (await this.delayed.useMerged()) return this.delayed.schedule(req, opts?.signal);
+    // Through js-sdk's HTTP API (a real MatrixClient): both shapes, bounded discovery, an ignored delay
+    // detected. A client double without it goes through js-sdk's unstable methods.
+    if (speaksHttp(this.client))
+      return this.delayed.scheduleAny(req, opts?.signal, opts?.notAfter, opts?.overMembership);
+    opts?.notAfter?.throwIfAborted();
     const res = await this.client._unstable_sendDelayedStateEvent(
       req.roomId,
       { delay: req.delayMs },
@@ -115,6 +130,7 @@ export class ClientBackend implements MembershipBackend {
   }
 
   async sendStateEvent(req: StateEventRequest, opts?: RequestOptions): Promise<void> {
+    opts?.notAfter?.throwIfAborted();
     await this.client.sendStateEvent(req.roomId, req.eventType as never, req.content as never, req.stateKey, {
       abortSignal: opts?.signal,
     });
@@ -125,7 +141,10 @@ export class ClientBackend implements MembershipBackend {
     action: DelayedEventAction,
     opts?: RequestOptions,
   ): Promise<void> {
-    if (await this.delayed.useMerged()) return this.delayed.update(delayId, action, opts?.signal);
+    // js-sdk encodes the id (encodeURIComponent), but "." and ".." would still resolve away in the URL.
+    delayIdForPath(delayId, `${action}-delayed-event`);
+    if (speaksHttp(this.client)) return this.delayed.updateAny(delayId, action, opts?.signal, opts?.notAfter);
+    opts?.notAfter?.throwIfAborted();
     const requestOpts = { abortSignal: opts?.signal };
     if (action === "restart") await this.client._unstable_restartScheduledDelayedEvent(delayId, requestOpts);
     else if (action === "send") await this.client._unstable_sendScheduledDelayedEvent(delayId, requestOpts);
@@ -146,9 +165,67 @@ export class ClientBackend implements MembershipBackend {
     }
   }
 
+  /**
+   * One state event with its server timestamp: `GET …/state/{type}/{key}?format=event` through js-sdk's
+   * HTTP API (every Synapse answers it); a client without that API reads the content alone.
+   */
+  async readState(
+    req: Omit<StateEventRequest, "content">,
+    opts?: RequestOptions,
+  ): Promise<StateEventSnapshot | undefined> {
+    const http = (this.client as Partial<MergedClientLike>).http;
+    if (typeof http?.authedRequest !== "function") {
+      const content = await this.readStateEvent(req, opts);
+      return content === undefined ? undefined : { content };
+    }
+    const enc = encodeURIComponent;
+    let body: unknown;
+    try {
+      body = await http.authedRequest(
+        "GET",
+        `/rooms/${enc(req.roomId)}/state/${enc(req.eventType)}/${enc(req.stateKey)}`,
+        { format: "event" },
+        undefined,
+        { prefix: "/_matrix/client/v3", abortSignal: opts?.signal },
+      );
+    } catch (e) {
+      if ((e as { errcode?: string }).errcode === "M_NOT_FOUND") return undefined;
+      throw e;
+    }
+    return readStateSnapshot(body);
+  }
+
+  /** Our own `m.room.member` membership, read from the server (a kicked user reads its leave event). */
+  async readRoomMembership(
+    roomId: string,
+    userId: string,
+    opts?: RequestOptions,
+  ): Promise<string | undefined> {
+    const read = await this.readState({ roomId, eventType: "m.room.member", stateKey: userId }, opts);
+    const membership = read?.content.membership;
+    return typeof membership === "string" ? membership : undefined;
+  }
+
+  /**
+   * The client's room as the manager's view of its own membership: live once the client syncs (a bare
+   * client never shows the manager's writes, and the manager then reads its key instead).
+   */
+  watchRoom(roomId: string): { source: SourceLike } | undefined {
+    const client = this.client as Partial<RoomStateClient>;
+    if (
+      typeof client.getRoom !== "function" ||
+      typeof client.on !== "function" ||
+      typeof client.off !== "function"
+    )
+      return undefined;
+    return { source: roomStateSource(client as RoomStateClient, roomId) };
+  }
+
   async listDelayedEvents(opts?: RequestOptions): Promise<PendingDelayedEvent[]> {
-    if (await this.delayed.useMerged()) return this.delayed.recoverLost(opts?.signal);
+    if (await this.delayed.useMerged(opts?.signal)) return this.delayed.recoverLost(opts?.signal);
     // Synapse answers {delayed_events: [...]}; js-sdk 43 types it after a newer MSC draft ({scheduled}).
+    if (speaksHttp(this.client))
+      return readDelayedEventList(await this.delayed.listUnstable(opts?.signal, opts?.notAfter));
     return readDelayedEventList(await this.client._unstable_getDelayedEvents());
   }
 
@@ -156,16 +233,32 @@ export class ClientBackend implements MembershipBackend {
     return this.delayed.get(delayId, opts?.signal);
   }
 
-  async probeSupport(): Promise<SupportHint> {
-    // A merged server may advertise only `org.matrix.msc4140.stable`.
-    if (
-      !(await this.client.doesServerSupportUnstableFeature("org.matrix.msc4140")) &&
-      !(await this.delayed.useMerged())
-    )
+  async probeSupport(opts?: RequestOptions): Promise<SupportHint> {
+    const signal = opts?.signal;
+    // A merged server may advertise only `org.matrix.msc4140.stable`. Our own bounded `/versions` where
+    // the client has js-sdk's HTTP API.
+    const dialect = speaksHttp(this.client)
+      ? await this.delayed.serverDialect(signal)
+      : {
+          unstable: await raceAbort(
+            this.client.doesServerSupportUnstableFeature("org.matrix.msc4140"),
+            signal,
+          ),
+          merged: await this.delayed.useMerged(signal),
+        };
+    if (!dialect.unstable && !dialect.merged)
       return { delayedEvents: false, reason: "the server does not advertise org.matrix.msc4140" };
     // Synapse ≥1.157 advertises its limits; older servers do not, which is fine.
     try {
-      const caps = await this.client.getCapabilities();
+      const http = (this.client as Partial<MergedClientLike>).http;
+      const caps = speaksHttp(this.client)
+        ? await http!
+            .authedRequest<unknown>("GET", "/capabilities", undefined, undefined, {
+              prefix: "/_matrix/client/v3",
+              abortSignal: signal,
+            })
+            .then((body) => (body as { capabilities?: unknown }).capabilities ?? {})
+        : await raceAbort(this.client.getCapabilities(), signal);
       // MSC4140 as merged names the capability `m.delayed_events`; same fields as the unstable one.
       const stable = (caps as Record<string, unknown>)["m.delayed_events"];
       const { maxDelayMs, disabled } = readMaxDelayMs(

@@ -5,8 +5,9 @@
  * manages through `v1`, and reads one delayed event (`GET …/delayed_events/{delay_id}`) into a typed
  * status. Field sources: docs/compatibility.md, "MSC4140 as merged".
  */
-import { readDelayId } from "../core/validate.js";
-import { httpFacts } from "../errors.js";
+import { delayIdForPath, isDelayId, readDelayId } from "../core/validate.js";
+import { DelayedEventsUnsupportedError, DelayIgnoredError, httpFacts } from "../errors.js";
+import { DIALECT_MAX_AGE_MS, DialectDetector, MERGED_FEATURE_FLAG } from "./dialect.js";
 import type {
   DelayedEventAction,
   DelayedEventStatus,
@@ -41,6 +42,14 @@ export interface MergedClientLike {
       body?: unknown,
       opts?: AuthedRequestOptions,
     ): Promise<T>;
+    /** js-sdk's unauthenticated request (for `/versions`). */
+    request?<T>(
+      method: string,
+      path: string,
+      queryParams?: Record<string, string>,
+      body?: unknown,
+      opts?: AuthedRequestOptions,
+    ): Promise<T>;
   };
   /** A fresh transaction id. */
   makeTxnId(): string;
@@ -51,7 +60,7 @@ export interface MergedClientLike {
 /** HTTP methods as js-sdk's `Method` enum spells them (its values are these strings). */
 const Method = { Get: "GET", Put: "PUT", Post: "POST" } as const;
 
-export const MERGED_FEATURE_FLAG = "org.matrix.msc4140.stable";
+export { MERGED_FEATURE_FLAG };
 const V1 = "/_matrix/client/v1";
 const V3 = "/_matrix/client/v3";
 const UNSTABLE = "/_matrix/client/unstable/org.matrix.msc4140";
@@ -59,6 +68,11 @@ const UNSTABLE = "/_matrix/client/unstable/org.matrix.msc4140";
 const MAX_LOST = 16;
 
 const enc = encodeURIComponent;
+
+/** Aborted when either is (discovery gives up with the request or when it may no longer start). */
+function both(a: AbortSignal | undefined, b: AbortSignal | undefined): AbortSignal | undefined {
+  return a && b ? AbortSignal.any([a, b]) : (a ?? b);
+}
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
@@ -130,16 +144,20 @@ interface LostSchedule {
   knownAt?: number;
 }
 
-/** Per server (one per backend): which shape to speak, and the merged shape's requests. */
+/** Per server (one per backend): which shape to speak, and the requests of both shapes. */
 export class DelayedEventsHttp {
-  private decided: Promise<boolean> | undefined;
+  private readonly dialect: DialectDetector;
+  /** The server advertises the merged shape, but its endpoints answered `M_UNRECOGNIZED` (404/405). */
+  private mergedBroken = false;
   /** Schedules whose answer never arrived (network, abort, local timeout), by transaction path. */
   private readonly lost = new Map<string, LostSchedule>();
 
   public constructor(
     private readonly client: Partial<MergedClientLike>,
     private readonly choice: DelayedEventsApiChoice = "auto",
-  ) {}
+  ) {
+    this.dialect = new DialectDetector(client);
+  }
 
   /** The client, for a merged request: only reached once the client was found to have js-sdk's HTTP API. */
   private speaking(): MergedClientLike {
@@ -151,29 +169,183 @@ export class DelayedEventsHttp {
   }
 
   /**
-   * True when the merged endpoints are to be used. Asked once per server (js-sdk caches `/versions`);
-   * a failed `/versions` is not remembered, so the next request asks again.
+   * True when the merged endpoints are to be used: the server advertises them (its `/versions`, asked
+   * with our own bounded request, cached, asked again once its answers suggest it changed), unless they
+   * answered `M_UNRECOGNIZED` and the server also speaks the unstable shape. A failed `/versions` is not
+   * remembered, so the next request asks again.
    */
-  public useMerged(): Promise<boolean> {
-    if (this.choice !== "auto") return Promise.resolve(this.choice === "merged");
+  public async useMerged(signal?: AbortSignal): Promise<boolean> {
+    if (this.choice !== "auto") return this.choice === "merged";
     // A client double without js-sdk's HTTP API can only speak through the unstable methods.
-    if (!speaksHttp(this.client)) return Promise.resolve(false);
-    this.decided ??= this.client.doesServerSupportUnstableFeature(MERGED_FEATURE_FLAG).catch((e: unknown) => {
-      this.decided = undefined;
+    if (!speaksHttp(this.client)) return false;
+    const d = await this.dialect.get(signal);
+    return d.merged && !(this.mergedBroken && d.unstable);
+  }
+
+  /** What `/versions` says now (bounded, abortable; asked again when stale). */
+  public serverDialect(signal?: AbortSignal) {
+    return this.dialect.get(signal);
+  }
+
+  /** A failed request may mean the server changed: the next one asks `/versions` first. */
+  private noteFailure(e: unknown, merged: boolean): void {
+    if (this.choice !== "auto") return;
+    this.dialect.noteFailure(e);
+    const { status, errcode } = httpFacts(e);
+    // The merged endpoints are advertised but missing: speak the unstable shape where it is advertised.
+    if (merged && (status === 405 || (status === 404 && errcode === "M_UNRECOGNIZED")))
+      this.mergedBroken = true;
+  }
+
+  /**
+   * Schedule in whichever shape the server speaks. `gate` aborts when the request may no longer be
+   * started (the manager was disposed meanwhile): checked just before anything is sent.
+   */
+  public async scheduleAny(
+    req: Omit<StateEventRequest, "stateKey"> & { stateKey?: string; delayMs: number },
+    signal?: AbortSignal,
+    gate?: AbortSignal,
+    verify = false,
+  ): Promise<string> {
+    const merged = await this.useMerged(both(signal, gate));
+    try {
+      return merged
+        ? await this.schedule(req, signal, gate)
+        : await this.scheduleUnstable(req, signal, gate, verify ? 0 : DIALECT_MAX_AGE_MS);
+    } catch (e) {
+      // The endpoint is gone (the server changed dialect under us, nothing was written): ask again and,
+      // where the other shape is now the one, switch at once.
+      if (!(await this.switched(e, merged, signal))) throw e;
+      return merged ? this.scheduleUnstable(req, signal, gate) : this.schedule(req, signal, gate);
+    }
+  }
+
+  /** After `M_UNRECOGNIZED` (404/405) from one shape: is the other shape the one to speak now? */
+  private async switched(e: unknown, merged: boolean, signal?: AbortSignal): Promise<boolean> {
+    if (this.choice !== "auto" || !speaksHttp(this.client)) return false;
+    const { status, errcode } = httpFacts(e);
+    if (!(status === 405 || (status === 404 && errcode === "M_UNRECOGNIZED"))) return false;
+    const d = await this.dialect.get(signal, 0);
+    return merged ? d.unstable : d.merged && !this.mergedBroken;
+  }
+
+  /** restart / send / cancel in whichever shape the server speaks (see `scheduleAny` for `gate`). */
+  public async updateAny(
+    delayId: string,
+    action: DelayedEventAction,
+    signal?: AbortSignal,
+    gate?: AbortSignal,
+  ): Promise<void> {
+    const merged = await this.useMerged(both(signal, gate));
+    try {
+      return merged
+        ? await this.update(delayId, action, signal, gate)
+        : await this.updateUnstable(delayId, action, signal, gate);
+    } catch (e) {
+      if (!(await this.switched(e, merged, signal))) throw e;
+      return merged
+        ? this.updateUnstable(delayId, action, signal, gate)
+        : this.update(delayId, action, signal, gate);
+    }
+  }
+
+  /**
+   * The unstable shape: `PUT …/state/{type}/{key}?org.matrix.msc4140.delay=…`. A server that ignores the
+   * parameter writes the content (`{}`, over our membership) at once, so the shape is used only where
+   * `/versions` advertises it, asked again when its answer is older than DIALECT_MAX_AGE_MS; and an
+   * answer that proves the delay was ignored (an event id, no delay id) is never retried as it was.
+   */
+  public async scheduleUnstable(
+    req: Omit<StateEventRequest, "stateKey"> & { stateKey?: string; delayMs: number },
+    signal?: AbortSignal,
+    gate?: AbortSignal,
+    maxAgeMs = DIALECT_MAX_AGE_MS,
+  ): Promise<string> {
+    const client = this.speaking();
+    if (this.choice === "auto") {
+      const d = await this.dialect.get(both(signal, gate), maxAgeMs);
+      if (!d.unstable) {
+        if (d.merged) return this.schedule(req, signal, gate);
+        throw new DelayedEventsUnsupportedError("the server advertises neither MSC4140 shape in /versions");
+      }
+    }
+    const path =
+      req.stateKey === undefined
+        ? `/rooms/${enc(req.roomId)}/send/${enc(req.eventType)}/${enc(client.makeTxnId())}`
+        : `/rooms/${enc(req.roomId)}/state/${enc(req.eventType)}/${enc(req.stateKey)}`;
+    signal?.throwIfAborted();
+    gate?.throwIfAborted();
+    let res: unknown;
+    try {
+      res = await client.http.authedRequest(
+        Method.Put,
+        path,
+        { "org.matrix.msc4140.delay": String(req.delayMs) },
+        req.content,
+        { prefix: V3, abortSignal: signal },
+      );
+    } catch (e) {
+      this.noteFailure(e, false);
       throw e;
-    });
-    return this.decided;
+    }
+    if (isRecord(res) && res.delay_id === undefined && typeof res.event_id === "string") {
+      this.dialect.markStale();
+      throw new DelayIgnoredError();
+    }
+    return readDelayId(res);
+  }
+
+  /**
+   * The unstable management endpoint (`POST …/unstable/org.matrix.msc4140/delayed_events/{id}/{action}`),
+   * or the older one with the action in the body where the server does not know the first.
+   */
+  public async updateUnstable(
+    delayId: string,
+    action: DelayedEventAction,
+    signal?: AbortSignal,
+    gate?: AbortSignal,
+  ): Promise<void> {
+    const client = this.speaking();
+    delayIdForPath(delayId, `${action}-delayed-event`);
+    signal?.throwIfAborted();
+    gate?.throwIfAborted();
+    const opts = { prefix: UNSTABLE, abortSignal: signal };
+    try {
+      try {
+        await client.http.authedRequest(
+          Method.Post,
+          `/delayed_events/${enc(delayId)}/${action}`,
+          undefined,
+          {},
+          opts,
+        );
+      } catch (e) {
+        if (httpFacts(e).errcode !== "M_UNRECOGNIZED") throw e;
+        await client.http.authedRequest(
+          Method.Post,
+          `/delayed_events/${enc(delayId)}`,
+          undefined,
+          { action },
+          opts,
+        );
+      }
+    } catch (e) {
+      this.noteFailure(e, false);
+      throw e;
+    }
   }
 
   /** `PUT /v3/rooms/{roomId}/delayed_event/{eventType}/{txnId}`; resolves to the delay id. No `stateKey`: a message event. */
   public async schedule(
     req: Omit<StateEventRequest, "stateKey"> & { stateKey?: string; delayMs: number },
     signal?: AbortSignal,
+    gate?: AbortSignal,
   ): Promise<string> {
     const path = `/rooms/${enc(req.roomId)}/delayed_event/${enc(req.eventType)}/${enc(this.speaking().makeTxnId())}`;
     const body = { delay_ms: req.delayMs, state_key: req.stateKey, content: req.content };
     // The caller may have given up while /versions was asked: then nothing must be sent.
     signal?.throwIfAborted();
+    gate?.throwIfAborted();
     let res: unknown;
     try {
       res = await this.speaking().http.authedRequest(Method.Put, path, undefined, body, {
@@ -181,6 +353,7 @@ export class DelayedEventsHttp {
         abortSignal: signal,
       });
     } catch (e) {
+      this.noteFailure(e, true);
       // No HTTP answer: the server may hold a delayed event we have no id for. Remember the
       // transaction, so listing can replay it and learn the id (the server dedupes on it).
       if (httpFacts(e).status === undefined)
@@ -192,8 +365,15 @@ export class DelayedEventsHttp {
   }
 
   /** `POST /v1/delayed_events/{delay_id}/{action}`. A 409 carries what the lookup says (`delayedEventStatus`). */
-  public async update(delayId: string, action: DelayedEventAction, signal?: AbortSignal): Promise<void> {
+  public async update(
+    delayId: string,
+    action: DelayedEventAction,
+    signal?: AbortSignal,
+    gate?: AbortSignal,
+  ): Promise<void> {
     signal?.throwIfAborted();
+    gate?.throwIfAborted();
+    delayIdForPath(delayId, `${action}-delayed-event`);
     try {
       await this.speaking().http.authedRequest(
         Method.Post,
@@ -207,6 +387,7 @@ export class DelayedEventsHttp {
       );
       if (action !== "restart") this.forgetRecovered(delayId);
     } catch (e) {
+      this.noteFailure(e, true);
       const status = httpFacts(e).status;
       // Not pending any more (404, 409): nothing left to recover either.
       if (status === 404 || status === 409) this.forgetRecovered(delayId);
@@ -225,7 +406,8 @@ export class DelayedEventsHttp {
    * such endpoint: their 404/405 `M_UNRECOGNIZED` is thrown as it came.
    */
   public async get(delayId: string, signal?: AbortSignal): Promise<DelayedEventStatus> {
-    const merged = await this.useMerged();
+    delayIdForPath(delayId, "get-delayed-event");
+    const merged = await this.useMerged(signal);
     try {
       const body = await this.speaking().http.authedRequest(
         Method.Get,
@@ -239,6 +421,21 @@ export class DelayedEventsHttp {
       const facts = httpFacts(e);
       if (facts.status === 404 && facts.errcode === "M_NOT_FOUND")
         return { status: "unknown", tracksFinalised: merged };
+      throw e;
+    }
+  }
+
+  /** The unstable listing (`GET …/unstable/org.matrix.msc4140/delayed_events`), bounded and abortable. */
+  public async listUnstable(signal?: AbortSignal, gate?: AbortSignal): Promise<unknown> {
+    signal?.throwIfAborted();
+    gate?.throwIfAborted();
+    try {
+      return await this.speaking().http.authedRequest(Method.Get, "/delayed_events", undefined, undefined, {
+        prefix: UNSTABLE,
+        abortSignal: signal,
+      });
+    } catch (e) {
+      this.noteFailure(e, false);
       throw e;
     }
   }
@@ -272,7 +469,7 @@ export class DelayedEventsHttp {
         throw e;
       }
       const delayId = isRecord(res) ? res.delay_id : undefined;
-      if (typeof delayId === "string") {
+      if (isDelayId(delayId)) {
         lost.delayId = delayId;
         lost.knownAt = Date.now();
       } else this.lost.delete(path);

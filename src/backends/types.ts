@@ -1,3 +1,5 @@
+import type { SourceLike } from "../membership/observer.js";
+
 /**
  * The one interface both transports implement. Each method is one request to the homeserver (directly,
  * or through the widget host); the manager owns retries, timeouts and ordering.
@@ -10,6 +12,18 @@ export type DelayedEventAction = "restart" | "send" | "cancel";
 export interface RequestOptions {
   /** Aborted when the manager's local timeout fires or the manager is disposed. */
   signal?: AbortSignal;
+  /**
+   * Aborted when the request may no longer be started: the manager was disposed, or (for a schedule,
+   * whose answer still counts after its local timeout) its local timeout passed. A backend gives up any
+   * discovery of its own then, and checks it just before it sends anything. A request already sent goes
+   * on (its answer, a delay id, must still be heard and cancelled).
+   */
+  notAfter?: AbortSignal;
+  /**
+   * A schedule while we hold a membership: a server that ignored its delay would write `{}` over it. The
+   * backend re-checks which shape the server speaks first (its `/versions`, not a cached answer).
+   */
+  overMembership?: boolean;
 }
 
 /** One state event to send (now or delayed). */
@@ -34,6 +48,23 @@ export interface SupportHint {
   reason?: string;
   /** false when the widget host refused the state capability for our key. */
   canSendState?: boolean;
+  /**
+   * false when the backend cannot read our membership back (a widget host that refused every read
+   * capability): the manager then cannot see another writer remove it, and its state says so.
+   */
+  canReadState?: boolean;
+}
+
+/** One state event as the server holds it (`readState`): its content and what the server vouches for. */
+export interface StateEventSnapshot {
+  /** The event's content (`{}` for a left membership). */
+  content: Record<string, unknown>;
+  /** The server's `origin_server_ts` of the event, when the answer carried it. */
+  originServerTs?: number;
+  /** Who sent it, when the answer said. */
+  sender?: string;
+  /** The event's id, when the answer said. */
+  eventId?: string;
 }
 
 /** A delayed event the server holds for us (from `listDelayedEvents`). */
@@ -128,6 +159,20 @@ export interface MembershipBackend {
     opts?: RequestOptions,
   ): Promise<Record<string, unknown> | undefined>;
   /**
+   * Optional, preferred over `readStateEvent` when present: one state event with the server's timestamp
+   * (undefined when there is none). The manager learns the server's clock from it, so what others judge
+   * (`created_ts`, `expires`) never rests on a device clock that may be wrong.
+   */
+  readState?(
+    req: Omit<StateEventRequest, "content">,
+    opts?: RequestOptions,
+  ): Promise<StateEventSnapshot | undefined>;
+  /**
+   * Optional: our own room membership (`m.room.member`'s `membership`: "join", "leave", "ban", ...), or
+   * undefined when there is none. Lets the manager notice a kick or a ban without a room view.
+   */
+  readRoomMembership?(roomId: string, userId: string, opts?: RequestOptions): Promise<string | undefined>;
+  /**
    * Optional: our pending delayed events (all rooms). Lets the manager find and cancel a delayed leave
    * whose schedule request reached the server but whose answer never reached us.
    */
@@ -142,6 +187,12 @@ export interface MembershipBackend {
    * refuses a `userId` that differs (MembershipConfigError). Widget mode cannot know it.
    */
   ownUserId?(): string | undefined;
+  /**
+   * Optional: a live view of the room (a synced client's room, the widget host's state pushes) for the
+   * manager to watch its own membership in, and how to stop it. The manager trusts it only once it
+   * shows the manager's own writes; until then (a client that does not sync) it reads its key instead.
+   */
+  watchRoom?(roomId: string): { source: SourceLike; close?: () => void } | undefined;
   /** Optional probe of server support; called once per join, failures are ignored. */
   probeSupport?(opts?: RequestOptions): Promise<SupportHint>;
 }

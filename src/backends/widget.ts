@@ -1,15 +1,17 @@
-import { readDelayId } from "../core/validate.js";
+import { delayIdForPath, readDelayId, readStateSnapshot } from "../core/validate.js";
 import {
   CALL_MEMBER_EVENT_TYPE,
   DEFAULT_SLOT,
   membershipStateKey,
   type Slot,
 } from "../membership/content.js";
+import { widgetStateSource, type SourceLike, type WidgetStateApi } from "../membership/observer.js";
 import type {
   DelayedEventAction,
   MembershipBackend,
   RequestOptions,
   StateEventRequest,
+  StateEventSnapshot,
   SupportHint,
 } from "./types.js";
 
@@ -27,6 +29,8 @@ export function sendStateCapability(eventType: string, stateKey?: string): strin
 export function receiveStateCapability(eventType: string, stateKey?: string): string {
   return `org.matrix.msc2762.receive.state_event:${eventType}${stateKey === undefined ? "" : `#${stateKey}`}`;
 }
+
+const ROOM_MEMBER_EVENT_TYPE = "m.room.member";
 
 /** Whose membership a widget manages: the same inputs the manager derives its state key from. */
 export interface WidgetMembershipKey {
@@ -46,13 +50,20 @@ export interface WidgetCapabilityOptions extends WidgetMembershipKey {
    * `org.matrix.msc2762.timeline:<roomId>`, which matrix-widget-api requires whenever `room_id` is sent.
    */
   roomId?: string;
-  /** Also receive everyone's call memberships (`receive.state_event` for the whole event type). */
+  /**
+   * Receive call memberships and room memberships (`receive.state_event` for both whole event types,
+   * which is what hosts such as Element Web and `callWidgetCapabilities` grant). Default true: the
+   * manager reads its own membership back to notice another writer removing it, and its own room
+   * membership to notice a kick; false leaves it blind to both (its `joined` state then says
+   * `membershipWatched: false`).
+   */
   readState?: boolean;
 }
 
 /**
  * Exactly the capabilities a widget must request for one device's membership: the state send at our
- * key, the delayed send and the delayed update. Nothing else unless `roomId` or `readState` asks.
+ * key, the delayed send and the delayed update, and reading call memberships back (unless `readState`
+ * is false). The timeline capability only with `roomId`.
  */
 export function widgetCapabilities(options: WidgetCapabilityOptions): string[] {
   const stateKey = membershipStateKey(
@@ -67,7 +78,8 @@ export function widgetCapabilities(options: WidgetCapabilityOptions): string[] {
     MSC4157_UPDATE_DELAYED_EVENT,
   ];
   if (options.roomId !== undefined) caps.push(`org.matrix.msc2762.timeline:${options.roomId}`);
-  if (options.readState) caps.push(receiveStateCapability(CALL_MEMBER_EVENT_TYPE));
+  if (options.readState !== false)
+    caps.push(receiveStateCapability(CALL_MEMBER_EVENT_TYPE), receiveStateCapability(ROOM_MEMBER_EVENT_TYPE));
   return caps;
 }
 
@@ -98,6 +110,17 @@ export interface WidgetApiLike {
   cancelScheduledDelayedEvent(delayId: string): Promise<unknown>;
   /** Whether the host approved a capability (after negotiation). */
   hasCapability(capability: string): boolean;
+  /** Reads state events the host lets the widget see (a `WidgetApi` has it): our key, read back. */
+  readStateEvents?(
+    eventType: string,
+    limit?: number,
+    stateKey?: string,
+    roomIds?: string[],
+  ): Promise<unknown[]>;
+  /** Widget API events (a `WidgetApi` has them): the host's state pushes. */
+  on?(event: string, listener: (ev: CustomEvent) => void): unknown;
+  /** Unsubscribes. */
+  off?(event: string, listener: (ev: CustomEvent) => void): unknown;
   /** The widget transport, whose per-request timeout `transportTimeoutMs` sets. */
   transport?: {
     /** Seconds before an unanswered request fails. */
@@ -170,6 +193,7 @@ export class WidgetBackend implements MembershipBackend {
     opts?: RequestOptions,
   ): Promise<string> {
     opts?.signal?.throwIfAborted();
+    opts?.notAfter?.throwIfAborted();
     // A delayed leave we could not restart, send or cancel would fire under a live membership.
     if (!this.widgetApi.hasCapability(MSC4157_UPDATE_DELAYED_EVENT))
       throw new WidgetCapabilityError(
@@ -197,11 +221,76 @@ export class WidgetBackend implements MembershipBackend {
 
   async sendStateEvent(req: StateEventRequest, opts?: RequestOptions): Promise<void> {
     opts?.signal?.throwIfAborted();
+    opts?.notAfter?.throwIfAborted();
     await this.widgetApi.sendStateEvent(
       req.eventType,
       req.stateKey,
       req.content,
       this.sendRoomId ? req.roomId : undefined,
+    );
+  }
+
+  /**
+   * Our key, read back through the host (`read_events` with the state key): the newest event's content and
+   * server timestamp, or undefined when the host holds none. Needs the `receive.state_event` capability.
+   */
+  async readState(
+    req: Omit<StateEventRequest, "content">,
+    opts?: RequestOptions,
+  ): Promise<StateEventSnapshot | undefined> {
+    opts?.signal?.throwIfAborted();
+    opts?.notAfter?.throwIfAborted();
+    const read = this.widgetApi.readStateEvents?.bind(this.widgetApi);
+    if (!read) throw new WidgetCapabilityError(receiveStateCapability(req.eventType), "no readStateEvents");
+    if (!this.canReceive(req.eventType, req.stateKey))
+      throw new WidgetCapabilityError(receiveStateCapability(req.eventType, req.stateKey));
+    const events = await read(req.eventType, 1, req.stateKey, this.sendRoomId ? [req.roomId] : undefined);
+    if (!Array.isArray(events)) throw readStateSnapshot(events); // throws: not a list of events
+    let newest: StateEventSnapshot | undefined;
+    for (const raw of events) {
+      const e = raw as { state_key?: unknown; room_id?: unknown };
+      if (e?.state_key !== req.stateKey) continue;
+      if (e.room_id !== undefined && e.room_id !== req.roomId) continue;
+      const snapshot = readStateSnapshot(raw);
+      if (!newest || (snapshot.originServerTs ?? 0) >= (newest.originServerTs ?? 0)) newest = snapshot;
+    }
+    return newest;
+  }
+
+  /** Our own `m.room.member` membership through the host (needs `receive.state_event:m.room.member`). */
+  async readRoomMembership(
+    roomId: string,
+    userId: string,
+    opts?: RequestOptions,
+  ): Promise<string | undefined> {
+    const read = await this.readState({ roomId, eventType: ROOM_MEMBER_EVENT_TYPE, stateKey: userId }, opts);
+    const membership = read?.content.membership;
+    return typeof membership === "string" ? membership : undefined;
+  }
+
+  /**
+   * The host's state pushes (`update_state`) as the manager's view of its own membership. Hosts that do
+   * not push never show the manager's writes, and it then reads its key instead.
+   */
+  watchRoom(roomId: string): { source: SourceLike; close: () => void } | undefined {
+    const api = this.widgetApi as Partial<WidgetStateApi>;
+    if (
+      typeof api.on !== "function" ||
+      typeof api.off !== "function" ||
+      typeof api.readStateEvents !== "function" ||
+      typeof api.getClientVersions !== "function" ||
+      typeof api.transport?.reply !== "function"
+    )
+      return undefined;
+    // Made after negotiation, as a rule: the host's first push is past, so read what it holds now.
+    const source = widgetStateSource(api as WidgetStateApi, roomId, { backfill: "now" });
+    return { source, close: () => source.close() };
+  }
+
+  private canReceive(eventType: string, stateKey: string): boolean {
+    return (
+      this.widgetApi.hasCapability(receiveStateCapability(eventType)) ||
+      this.widgetApi.hasCapability(receiveStateCapability(eventType, stateKey))
     );
   }
 
@@ -211,6 +300,8 @@ export class WidgetBackend implements MembershipBackend {
     opts?: RequestOptions,
   ): Promise<void> {
     opts?.signal?.throwIfAborted();
+    opts?.notAfter?.throwIfAborted();
+    delayIdForPath(delayId, `${action}-delayed-event`);
     // The transport cannot abort a request; the manager's own timeout moves on without it.
     if (action === "restart") await this.widgetApi.restartScheduledDelayedEvent(delayId);
     else if (action === "send") await this.widgetApi.sendScheduledDelayedEvent(delayId);
@@ -228,6 +319,8 @@ export class WidgetBackend implements MembershipBackend {
         this.widgetApi.hasCapability(sendStateCapability(CALL_MEMBER_EVENT_TYPE, this.stateKey)) ||
         this.widgetApi.hasCapability(sendStateCapability(CALL_MEMBER_EVENT_TYPE));
       if (!canSend) hint.canSendState = false;
+      if (!this.widgetApi.readStateEvents || !this.canReceive(CALL_MEMBER_EVENT_TYPE, this.stateKey))
+        hint.canReadState = false;
     }
     const refused = [MSC4157_SEND_DELAYED_EVENT, MSC4157_UPDATE_DELAYED_EVENT].filter(
       (cap) => !this.widgetApi.hasCapability(cap),

@@ -33,6 +33,18 @@ export function takeToken(
   return { budget: { tokens: tokens - 1, at: now }, waitMs };
 }
 
+/** Give back a token reserved for a request that was never sent (its wait was abandoned). */
+export function refundToken(budget: Budget, limits: BudgetLimits): Budget {
+  return { tokens: Math.min(limits.capacity, budget.tokens + 1), at: budget.at };
+}
+
+/**
+ * What the app asks for (a join's first schedule and write, a leave's request, an update's write) draws
+ * on its own bucket, so the manager's retries never delay it: generous enough that an app joining and
+ * leaving back to back is never held back, and still a bound on an app stuck in its own loop.
+ */
+export const INTENT_LIMITS: BudgetLimits = { capacity: 20, perSecond: 20 };
+
 /**
  * The budget for a heartbeat interval: room for a whole recovery at once (restart, read, schedule,
  * write, cancel, restart), and at least three requests per heartbeat interval over time.

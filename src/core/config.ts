@@ -23,6 +23,12 @@ export interface TimingOptions {
   retryMaxMs?: number;
   /** Give up (state `failed`) after failing continuously for this long. Default: never. */
   giveUpAfterMs?: number;
+  /**
+   * Without a live room view (a client that does not sync, a widget host that does not push state), how
+   * often the manager reads its own key back to notice another writer removing it. Default: the
+   * heartbeat interval (one read per heartbeat; none at all with a synced client).
+   */
+  membershipCheckIntervalMs?: number;
 }
 
 /**
@@ -48,6 +54,8 @@ export interface Timing {
   retryMaxMs: number;
   /** Continuous failure after which the manager gives up; Infinity (the default) never does. */
   giveUpAfterMs: number;
+  /** Period of the reads of our own key when no room view watches it. */
+  membershipCheckIntervalMs: number;
 }
 
 /** The smallest delay we will lower to when the server says ours is too long (and the smallest we accept). */
@@ -104,6 +112,7 @@ export function resolveTiming(opts: TimingOptions, delayOverrideMs?: number): Ti
     "degradedMembershipExpiryMs",
     "retryBaseMs",
     "retryMaxMs",
+    "membershipCheckIntervalMs",
   ] as const)
     check(key, opts[key]);
   check("giveUpAfterMs", opts.giveUpAfterMs, { allowInfinity: true });
@@ -117,7 +126,12 @@ export function resolveTiming(opts: TimingOptions, delayOverrideMs?: number): Ti
     throw new MembershipConfigError(
       `delayedLeaveDelayMs must be a whole number of milliseconds (servers parse it as an integer), got ${opts.delayedLeaveDelayMs}`,
     );
-  for (const key of ["heartbeatIntervalMs", "requestTimeoutMs", "stateRequestTimeoutMs"] as const)
+  for (const key of [
+    "heartbeatIntervalMs",
+    "requestTimeoutMs",
+    "stateRequestTimeoutMs",
+    "membershipCheckIntervalMs",
+  ] as const)
     atLeast(key, opts[key], MIN_TIMING_STEP_MS, "smaller steps make a request loop");
   atLeast("membershipExpiryMs", opts.membershipExpiryMs, MIN_EXPIRY_MS, "it is refreshed every half window");
   atLeast(
@@ -163,6 +177,7 @@ export function resolveTiming(opts: TimingOptions, delayOverrideMs?: number): Ti
     retryBaseMs,
     retryMaxMs,
     giveUpAfterMs: opts.giveUpAfterMs ?? Infinity,
+    membershipCheckIntervalMs: opts.membershipCheckIntervalMs ?? heartbeatIntervalMs,
   };
 }
 

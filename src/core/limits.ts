@@ -17,5 +17,18 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
  */
 export const RATE_LIMIT_FLOOR_MS = 1000;
 
+/**
+ * How far the device's wall clock may be from the server's before we say so (`clock-skew`). Our own
+ * writes rest on the server's clock; what a device judges by its own clock (others' `expires`) is off by
+ * the skew, which matters once it nears the degraded expiry window's margins (2 min).
+ */
+export const CLOCK_SKEW_MARGIN_MS = 30_000;
+
+/**
+ * How long after it was sent a membership write whose answer never came may still be processed (held by
+ * a proxy or a slow link): a leave keeps a guard pending until then (core/machine/lateWrites.ts).
+ */
+export const LATE_WRITE_HORIZON_MS = 30_000;
+
 /** Matrix caps `room_id`, `sender` and `state_key` at 255 bytes (spec: "Size limits"); servers refuse longer. */
 export const MAX_ID_BYTES = 255;

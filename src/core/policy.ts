@@ -48,12 +48,20 @@ export function onRestartFailure(cls: ErrorClass): "recover" | "degrade" | "back
   return "back-off";
 }
 
+/** Schedules in a row whose delay the server ignored before we join without a delayed leave. */
+export const IGNORED_SCHEDULE_LIMIT = 2;
+
 /** What to do when scheduling the delayed leave fails. */
 export function onScheduleFailure(
   cls: ErrorClass,
   unrecognisedSoFar: number,
-): "lower-delay" | "degrade" | "back-off" | "fail" {
+  ignoredSoFar = 0,
+): "lower-delay" | "degrade" | "back-off" | "redetect" | "fail" {
   if (cls.kind === "max-delay") return "lower-delay";
+  // The server wrote our delayed leave at once: the backend asks its dialect again; never the same
+  // request twice in a row without that, and degraded mode (said so) if it keeps happening.
+  if (cls.kind === "delay-ignored")
+    return ignoredSoFar + 1 >= IGNORED_SCHEDULE_LIMIT ? "degrade" : "redetect";
   if (cls.kind === "unsupported") return "degrade";
   // js-sdk joins without a delayed leave when it cannot make sense of the answer; so do we, after a
   // few tries, rather than stay `joining` in silence.

@@ -5,7 +5,7 @@
  * rule, instead of producing requests the server refuses or, worse, accepts for someone else's key).
  * Timing options are checked by `resolveTiming` (core/config.ts); the leave timeout by `leaveTimeoutMs`.
  */
-import type { PendingDelayedEvent } from "../backends/types.js";
+import type { PendingDelayedEvent, StateEventSnapshot } from "../backends/types.js";
 import { MalformedResponseError, MembershipConfigError } from "../errors.js";
 import { DEFAULT_SLOT, membershipStateKey, type Slot } from "../membership/content.js";
 import { MAX_ID_BYTES, MAX_TIMER_MS } from "./limits.js";
@@ -34,23 +34,47 @@ const utf8Bytes = (s: string): number => new TextEncoder().encode(s).length;
 // ---------------------------------------------------------------------------------------------
 
 /**
- * The delay id of a schedule answer (`{delay_id}`): a non-empty string of at most 255 bytes without
- * whitespace or control characters. Anything else (missing, a number, null, "", an object) throws a
- * MalformedResponseError: a delay id we cannot restart, send or cancel is no delayed leave.
+ * The delay ids we accept from a server (and put into a URL path): 1 to 255 characters from RFC 3986's
+ * unreserved set (`A-Z a-z 0-9 - . _ ~`) and `+ = : @ !`, and not `.` or `..` (path segments a URL
+ * resolves away). MSC4140 calls ids opaque; Synapse mints `syd_` + 20 letters (`_generate_delay_id`, all
+ * versions since 1.116), the test homeserver the same. The rest of the set leaves room for base64, UUIDs
+ * and Matrix-style ids; nothing in it needs escaping to stay one path segment.
+ */
+const DELAY_ID = /^[A-Za-z0-9._~+=:@!-]{1,255}$/;
+
+/** Whether `id` is a delay id we would put into a path (see `DELAY_ID`). */
+export function isDelayId(id: unknown): id is string {
+  return typeof id === "string" && DELAY_ID.test(id) && id !== "." && id !== "..";
+}
+
+/**
+ * The delay id of a schedule answer (`{delay_id}`): see `isDelayId`. Anything else (missing, a number,
+ * null, "", an object, `../../rooms`, whitespace, over 255 characters) throws a MalformedResponseError: a
+ * delay id we cannot restart, send or cancel is no delayed leave.
  */
 export function readDelayId(answer: unknown, request = "schedule-leave"): string {
   if (!isRecord(answer))
     throw new MalformedResponseError(request, `the answer is ${describe(answer)}, not an object`);
   const id = answer.delay_id;
-  if (typeof id !== "string" || id === "" || UNPRINTABLE.test(id) || utf8Bytes(id) > MAX_ID_BYTES)
-    throw new MalformedResponseError(request, `delay_id is ${describe(id)}`);
+  if (!isDelayId(id)) throw new MalformedResponseError(request, `delay_id is ${describe(id)}`);
+  return id;
+}
+
+/**
+ * Checked before a delay id goes into a management URL: ids reach us only from server answers already
+ * read by `readDelayId`, so one that fails here is a bad answer that got past a reader (a listing, a
+ * replay), never sent on.
+ */
+export function delayIdForPath(id: unknown, request: string): string {
+  if (!isDelayId(id))
+    throw new MalformedResponseError(request, `delay_id is ${describe(id)}, not an id we put in a URL`);
   return id;
 }
 
 /**
  * A delayed-event listing: Synapse answers `{delayed_events: [...]}`, newer MSC4140 drafts (and
- * matrix-js-sdk 43's types) `{scheduled: [...]}`. The list must be an array; entries without a string
- * `delay_id` and `room_id` are skipped (they name nothing we could cancel).
+ * matrix-js-sdk 43's types) `{scheduled: [...]}`. The list must be an array; entries without a usable
+ * `delay_id` (`isDelayId`) and a string `room_id` are skipped (they name nothing we could cancel).
  */
 export function readDelayedEventList(answer: unknown): PendingDelayedEvent[] {
   if (!isRecord(answer))
@@ -66,8 +90,8 @@ export function readDelayedEventList(answer: unknown): PendingDelayedEvent[] {
     );
   const out: PendingDelayedEvent[] = [];
   for (const e of list) {
-    if (!isRecord(e) || typeof e.delay_id !== "string" || e.delay_id === "" || typeof e.room_id !== "string")
-      continue;
+    // An id outside the grammar names nothing we would put into a URL to cancel it.
+    if (!isRecord(e) || !isDelayId(e.delay_id) || typeof e.room_id !== "string") continue;
     out.push({
       delayId: e.delay_id,
       roomId: e.room_id,
@@ -98,6 +122,21 @@ export function readStateContent(answer: unknown): Record<string, unknown> {
   if (!isRecord(answer))
     throw new MalformedResponseError("read-state", `the content is ${describe(answer)}, not an object`);
   return answer;
+}
+
+/**
+ * A whole state event (`?format=event`, or the widget API's `read_events`) as a snapshot: its content
+ * (required, an object) and the server's timestamp, sender and event id where they are well-formed.
+ */
+export function readStateSnapshot(answer: unknown): StateEventSnapshot {
+  if (!isRecord(answer))
+    throw new MalformedResponseError("read-state", `the event is ${describe(answer)}, not an object`);
+  const snapshot: StateEventSnapshot = { content: readStateContent(answer.content) };
+  const ts = answer.origin_server_ts;
+  if (typeof ts === "number" && Number.isFinite(ts) && ts >= 0) snapshot.originServerTs = ts;
+  if (typeof answer.sender === "string") snapshot.sender = answer.sender;
+  if (typeof answer.event_id === "string") snapshot.eventId = answer.event_id;
+  return snapshot;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,11 +7,10 @@ import {
   Subject,
   type Observable,
   type SchedulerLike,
-  type Subscription,
 } from "rxjs";
 import type { MembershipBackend } from "../backends/types.js";
 import { resolveTiming, type Timing, type TimingOptions } from "../core/config.js";
-import { heldSince, initialState, nextWakeAt, predictedLeaveAt, step } from "../core/machine/step.js";
+import { heldMembership, initialState, nextWakeAt, predictedLeaveAt, step } from "../core/machine/step.js";
 import type { Command, MachineEnv, MachineEvent, MachineState, Request } from "../core/machine/types.js";
 import { leaveTimeoutMs, validateManagerOptions } from "../core/validate.js";
 import { LocalTimeoutError, MembershipConfigError, MembershipError } from "../errors.js";
@@ -27,8 +26,9 @@ import {
   type Transport,
 } from "../membership/content.js";
 import type { SourceLike } from "../membership/observer.js";
-import { Clock } from "./clock.js";
-import { watchRoomState } from "./roomStateWatch.js";
+import { Clock, readsWallClock } from "./clock.js";
+import { RequestTrace, type RequestTraceSink } from "./requestTrace.js";
+import { watchRoomState, type RoomStateWatch } from "./roomStateWatch.js";
 import { statusOf, type LeaveResult, type MembershipState, type Status, type Support } from "./state.js";
 
 export interface MembershipManagerOptions extends TimingOptions {
@@ -55,15 +55,23 @@ export interface MembershipManagerOptions extends TimingOptions {
   /** Join again by itself after the server fired our leave or removed our membership. Default true. */
   autoRejoin?: boolean;
   /**
-   * The room's state as a synced view shows it: a started `MatrixClient`, or
-   * `widgetStateSource(widgetApi, roomId)` in widget mode. With it the manager notices when the room no
-   * longer holds our membership although our own delayed leave is alive (another tab of this device
-   * left, or a client wrote `{}` at our key) and puts it back (autoRejoin), instead of waiting for the
-   * next hourly refresh. Without it, only a 404 on `restart` tells us our membership is gone.
+   * Overrides the room view the manager watches its own membership in. By default it uses the backend's
+   * (`ClientBackend`: the client's synced room, once it syncs; `WidgetBackend`: the host's state pushes),
+   * and where no view shows our own writes it reads our key from the server every
+   * `membershipCheckIntervalMs`. Either way it notices when the room no longer holds our membership
+   * although our delayed leave is alive (another tab of this device left, someone wrote `{}` at our
+   * key) and puts it back (autoRejoin). Give a started `MatrixClient`, or `widgetStateSource(widgetApi,
+   * roomId)`, or any `RoomStateSource`.
    */
   roomState?: SourceLike;
-  /** How long our membership may be missing from `roomState` before we act (sync lag). Default 1000. */
+  /** How long the room view may take to show our own write before we stop trusting it. Default 1000. */
   membershipGraceMs?: number;
+  /**
+   * The device's wall clock, only compared with the server's (a `clock-skew` warning); never written
+   * into an event or used for a deadline. Default `Date.now`, or the scheduler's clock when it is
+   * virtual.
+   */
+  wallClock?: () => number;
   /** All timers run on this scheduler (tests pass a VirtualTimeScheduler). Default asyncScheduler. */
   scheduler?: SchedulerLike;
   /**
@@ -73,6 +81,12 @@ export interface MembershipManagerOptions extends TimingOptions {
   logger?: Logger;
   /** Source of jitter, for deterministic tests. Default Math.random. */
   random?: () => number;
+  /**
+   * Opt-in request trace: one line per request sent and per answer or local timeout ("→ #3 schedule
+   * the delayed leave (delay 10000 ms, timeout 2000 ms)", "← #3 schedule the delayed leave ok in 12 ms:
+   * leave#1"). Redacted: no access token, and delay ids appear as "leave#N". Default: none.
+   */
+  trace?: RequestTraceSink;
 }
 
 /** What an app may change without leaving. */
@@ -163,7 +177,12 @@ export class MembershipManager {
     return (this.lazyErrors$ ??= this.errorSubject.asObservable());
   }
 
-  private roomStateWatch?: Subscription;
+  private roomStateWatch?: RoomStateWatch;
+  private closeRoomView?: () => void;
+  private readonly wallClock: () => number;
+  /** Aborted at dispose(): requests started before it may no longer be sent (RequestOptions.notAfter). */
+  private readonly gate = new AbortController();
+  private readonly trace?: RequestTrace;
   private isDisposed = false;
   /** Requests in flight, by the machine's request id. */
   private requests?: Map<number, InFlight>;
@@ -190,8 +209,11 @@ export class MembershipManager {
     this.deviceId = options.deviceId;
     const slot = options.slot ?? DEFAULT_SLOT;
     this.stateKey = membershipStateKey(options.userId, options.deviceId, slot, options.roomVersion);
-    this.clock = new Clock(options.scheduler ?? asyncScheduler);
+    const scheduler = options.scheduler ?? asyncScheduler;
+    this.clock = new Clock(scheduler);
+    this.wallClock = options.wallClock ?? (readsWallClock(scheduler) ? Date.now : () => scheduler.now());
     this.log = redactingLogger(options.logger ?? log.getLogger("matrixrtc-membership"));
+    if (options.trace) this.trace = new RequestTrace(options.trace, () => this.clock.now());
     this.random = options.random ?? Math.random;
     const support: Support = { delayedEvents: undefined, delayMs: timing.delayMs };
     this.supportSubject = new BehaviorSubject<Support>(support);
@@ -202,8 +224,9 @@ export class MembershipManager {
       timingOptions: options,
       canList: !!this.backend.listDelayedEvents,
       canLookUp: !!this.backend.getDelayedEvent,
-      canRead: !!this.backend.readStateEvent,
+      canRead: !!(this.backend.readState ?? this.backend.readStateEvent),
       canProbe: !!this.backend.probeSupport,
+      canReadRoomMembership: !!this.backend.readRoomMembership,
     };
     this.machine = initialState(
       timing,
@@ -218,26 +241,36 @@ export class MembershipManager {
       },
       support,
     );
-    if (options.roomState)
+    const view = options.roomState
+      ? { source: options.roomState, close: undefined }
+      : this.backend.watchRoom?.(this.roomId);
+    if (view) {
+      this.closeRoomView = view.close;
       this.roomStateWatch = watchRoomState(
-        options.roomState,
+        view.source,
         {
           roomId: this.roomId,
-          slot,
           userId: this.userId,
-          deviceId: this.deviceId,
+          stateKey: this.stateKey,
           graceMs: options.membershipGraceMs ?? 1000,
-          heldSince: () => heldSince(this.machine),
+          held: () => heldMembership(this.machine),
           onMissing: () => this.feed({ type: "membership-missing" }),
+          onLive: (live) => this.feed({ type: "view", live }),
+          onRoomMembership: (membership) => this.feed({ type: "room-membership", membership }),
         },
         this.clock,
         this.log,
       );
+    }
   }
 
   /** Current values, for apps that do not want to subscribe. */
   get state(): MembershipState {
     return this.stateSubject.value;
+  }
+  /** True while the app wants to be in the call: `join()` was called, and no `leave()` since. */
+  get joinRequested(): boolean {
+    return this.machine.wantJoined;
   }
   /** The current Status (see `status$`). */
   get status(): Status {
@@ -306,7 +339,10 @@ export class MembershipManager {
     if (this.isDisposed) return;
     this.feed({ type: "dispose" });
     this.isDisposed = true;
+    this.gate.abort(new DOMException("the manager was disposed", "AbortError"));
     this.roomStateWatch?.unsubscribe();
+    this.roomStateWatch = undefined;
+    this.closeRoomView?.();
     // Every timer goes; what the machine still waits for after dispose (a schedule still open may yet
     // answer with an id, which is cancelled; it is aborted one request timeout later) comes back below.
     this.clock.dispose();
@@ -331,7 +367,7 @@ export class MembershipManager {
     this.stepping = true;
     try {
       for (let next = this.queue.shift(); next; next = this.queue.shift()) {
-        const commands = step(this.machine, this.env, next, this.clock.now(), this.random);
+        const commands = step(this.machine, this.env, next, this.clock.now(), this.random, this.wallClock());
         for (const command of commands) this.run(command);
       }
     } finally {
@@ -363,8 +399,10 @@ export class MembershipManager {
       case "abort": {
         const entry = this.requests?.get(command.reqId);
         if (!entry) return;
-        if (!entry.keepLate) this.forget(command.reqId);
-        else entry.timedOut = true;
+        if (!entry.keepLate) {
+          this.forget(command.reqId);
+          this.trace?.aborted(command.reqId);
+        } else entry.timedOut = true;
         entry.cancelTimer();
         entry.controller.abort(new DOMException("aborted", "AbortError"));
         return;
@@ -377,7 +415,10 @@ export class MembershipManager {
       case "delay-id":
         return this.delayIdSubject.next(command.value);
       case "own-membership":
-        return this.ownMembershipSubject.next(command.value);
+        this.ownMembershipSubject.next(command.value);
+        // The view judges what it shows against our latest write (after this step's commands ran).
+        this.roomStateWatch?.recheck();
+        return;
       case "support":
         return this.supportSubject.next(command.value);
       case "error":
@@ -418,11 +459,17 @@ export class MembershipManager {
   /** Run one request through the backend with its local timeout; feed its answer back. */
   private send(reqId: number, request: Request, timeoutMs: number, keepLate: boolean): void {
     const controller = new AbortController();
+    // A request whose answer still counts after its local timeout (a schedule) is not aborted then, but
+    // it may no longer be *started* then: a backend still asking /versions gives up (RequestOptions.notAfter).
+    const start = keepLate ? new AbortController() : undefined;
     const entry: InFlight = { controller, keepLate, timedOut: false, cancelTimer: () => {} };
     (this.requests ??= new Map()).set(reqId, entry);
+    this.trace?.sent(reqId, request, timeoutMs);
     entry.cancelTimer = this.clock.after(timeoutMs, () => {
       entry.timedOut = true;
+      this.trace?.timedOut(reqId, timeoutMs, keepLate);
       const error = new LocalTimeoutError(timeoutMs);
+      start?.abort(error);
       // A schedule is not idempotent: we keep listening for its answer (its id is cancelled then).
       if (!keepLate) {
         this.forget(reqId);
@@ -432,7 +479,7 @@ export class MembershipManager {
     });
     let pending: Promise<unknown>;
     try {
-      pending = this.call(request, controller.signal);
+      pending = this.call(request, controller.signal, start?.signal);
     } catch (error) {
       pending = Promise.reject(error);
     }
@@ -446,6 +493,7 @@ export class MembershipManager {
     if (this.requests?.get(reqId) !== entry) return;
     this.forget(reqId);
     entry.cancelTimer();
+    this.trace?.answered(reqId, ok, valueOrError, entry.timedOut);
     const type = entry.timedOut ? "late-answer" : "answer";
     this.feed(
       ok ? { type, reqId, ok: true, value: valueOrError } : { type, reqId, ok: false, error: valueOrError },
@@ -457,27 +505,38 @@ export class MembershipManager {
     if (this.requests?.size === 0) this.requests = undefined;
   }
 
-  private call(request: Request, signal: AbortSignal): Promise<unknown> {
+  private call(request: Request, signal: AbortSignal, startBy?: AbortSignal): Promise<unknown> {
     const key = { roomId: this.roomId, eventType: CALL_MEMBER_EVENT_TYPE, stateKey: this.stateKey };
     const b = this.backend;
+    // Started before dispose(): nothing of it may go out after dispose() (a backend may still be asking
+    // the server's /versions when it comes). What the machine sends after dispose() (the cancel of a
+    // delay id that arrived late) is not held back.
+    const gates = [...(this.isDisposed ? [] : [this.gate.signal]), ...(startBy ? [startBy] : [])];
+    const notAfter = gates.length === 0 ? undefined : gates.length === 1 ? gates[0] : AbortSignal.any(gates);
+    const opts = notAfter ? { signal, notAfter } : { signal };
     switch (request.kind) {
       case "schedule":
         return b.sendDelayedStateEvent(
           { ...key, content: { ...LEFT_CONTENT }, delayMs: request.delayMs },
-          { signal },
+          request.overMembership ? { ...opts, overMembership: true } : opts,
         );
       case "delayed":
-        return b.updateDelayedEvent(request.delayId, request.action, { signal });
+        return b.updateDelayedEvent(request.delayId, request.action, opts);
       case "write":
-        return b.sendStateEvent({ ...key, content: request.content }, { signal });
+        return b.sendStateEvent({ ...key, content: request.content }, opts);
       case "list":
-        return b.listDelayedEvents!({ signal });
+        return b.listDelayedEvents!(opts);
       case "lookup":
-        return b.getDelayedEvent!(request.delayId, { signal });
+        return b.getDelayedEvent!(request.delayId, opts);
       case "read":
-        return b.readStateEvent!(key, { signal });
+        if (b.readState) return b.readState(key, opts);
+        return b.readStateEvent!(key, opts).then((content) =>
+          content === undefined ? undefined : { content },
+        );
+      case "read-room-membership":
+        return b.readRoomMembership!(this.roomId, this.userId, opts);
       case "probe":
-        return b.probeSupport!({ signal });
+        return b.probeSupport!(opts);
     }
   }
 }

@@ -20,9 +20,15 @@ export type ReconnectReason =
 
 /**
  * Why the manager is `left`: "user" when the app called `leave()`; "delayed-leave-fired" and
- * "membership-removed" when that happened with `autoRejoin: false`, so the manager stays out.
+ * "membership-removed" when that happened with `autoRejoin: false`, so the manager stays out;
+ * "removed-from-room" when we were kicked, banned or left the room (the call ends, whatever autoRejoin).
  */
-export type LeftReason = "user" | "delayed-leave-fired" | "membership-removed";
+export type LeftReason =
+  | "user"
+  | "delayed-leave-fired"
+  | "membership-removed"
+  /** We are no longer in the room: a kick, our own leave of the room (from elsewhere), or a ban. */
+  | "removed-from-room";
 
 /** The manager's whole state as a tagged union; `state$` replays the current one. */
 export type MembershipState =
@@ -41,6 +47,13 @@ export type MembershipState =
       kind: "joined";
       /** false in degraded mode (no delayed events): only `expires` protects against a crash. */
       delayedLeave: boolean;
+      /**
+       * Present (false) only when nothing watches our membership: no room view shows our key and the
+       * backend cannot read it back (a widget host that refused every read capability). Then another
+       * writer (another tab of this device, a moderator) could remove it unseen: the manager vouches
+       * for its delayed leave and its own writes, not for what others list.
+       */
+      membershipWatched?: false;
     }
   | {
       /** Still trying to be in the call, but something went wrong; retries go on. */

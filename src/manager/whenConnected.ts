@@ -7,6 +7,11 @@ import { MAX_TIMER_MS } from "../core/limits.js";
 export interface ConnectableManager {
   /** The manager's state, replaying the current one on subscription. */
   readonly state$: Observable<MembershipState>;
+  /**
+   * True while the app wants to be in the call (`join()` called, no `leave()` since): a `leaving` or
+   * `failed` state replayed then belongs to an earlier call, not to the join being waited for.
+   */
+  readonly joinRequested?: boolean;
 }
 
 /** Options for {@link whenConnected}. */
@@ -25,13 +30,17 @@ export interface WhenConnectedOptions {
 /**
  * A promise for the join, for apps that do not use RxJS: it resolves once the manager is `connected`
  * (at once if it already is), and rejects
- * - with the manager's `MembershipError` when it reaches `failed`;
+ * - with the manager's `MembershipError` when the join waited for reaches `failed`;
  * - with a `MembershipError` (code `gave-up`) when `leave()` is called, when it reaches `left` after
  *   having started to join (the server fired the delayed leave and `autoRejoin` is off), or when it is
  *   disposed;
  * - with a `LocalTimeoutError` after `timeoutMs`, or the signal's reason when `signal` aborts.
  *
- * Call it before or after `join()`: an `idle` (or earlier `left`) manager is waited on until it joins.
+ * Call it before or after `join()`: an `idle` (or earlier `left`) manager is waited on until it joins. It
+ * judges the join it was asked about, never the end of an earlier call: after a failed call,
+ * `whenConnected(m)` then `m.join()` waits for the new join; so does `leave(); join(); whenConnected(m)`.
+ * A `failed` (or `leaving`) state that is still current one tick after the call, with no join requested,
+ * is the outcome it reports.
  *
  * ```ts
  * manager.join();
@@ -55,11 +64,16 @@ export function whenConnected(
     let settled = false;
     // A `left` replayed at subscription is an earlier call's end, not this join's.
     let joinStarted = false;
+    /** The state replayed at subscription, while it may still be an earlier call's end. */
+    let replayed: MembershipState | undefined;
+    let first = true;
+    let deferred: Subscription | undefined;
     const onAbort = () => finish(() => reject(signal?.reason));
     const finish = (settle: () => void) => {
       if (settled) return;
       settled = true;
       timer?.unsubscribe();
+      deferred?.unsubscribe();
       states?.unsubscribe();
       signal?.removeEventListener("abort", onAbort);
       settle();
@@ -68,8 +82,27 @@ export function whenConnected(
     signal?.addEventListener("abort", onAbort, { once: true });
     if (timeoutMs !== undefined)
       timer = scheduler.schedule(() => finish(() => reject(new LocalTimeoutError(timeoutMs))), timeoutMs);
+    /** An end that may be an earlier call's: judged one tick later, if nothing happened meanwhile. */
+    const judgeLater = (state: MembershipState) => {
+      replayed = state;
+      deferred = scheduler.schedule(() => {
+        if (replayed !== state || manager.joinRequested === true) return;
+        replayed = undefined;
+        if (state.kind === "failed") finish(() => reject(state.error));
+        else
+          finish(() => reject(new MembershipError("leave() called before connecting", "gave-up", "config")));
+      }, 0);
+    };
     states = manager.state$.subscribe({
       next: (state) => {
+        const atSubscription = first;
+        first = false;
+        replayed = undefined;
+        if (atSubscription && (state.kind === "failed" || state.kind === "leaving")) {
+          // An earlier call's end, or cleanup before the join that was asked for (leave(); join()).
+          if (manager.joinRequested !== true) judgeLater(state);
+          return;
+        }
         switch (state.kind) {
           case "joined":
             return finish(resolve);

@@ -96,13 +96,16 @@ export interface MembershipFields {
 }
 
 /**
- * The content of our membership. `expires` is relative to `created_ts`; every refresh sets it so that
- * the membership is valid until `now + expiryWindowMs`, which keeps a crashed device from lingering
- * longer than one window (unlike js-sdk's growing multiples of 4 h).
+ * The content of our membership. `createdTs` undefined: no `created_ts` is written, so readers take the
+ * event's `origin_server_ts` (the server's clock, never a device clock that may be wrong), and `expires`
+ * is the window itself; matrix-js-sdk writes its first membership so too. With `createdTs` (a time on
+ * the same clock as `now`), `expires` is set so that the membership is valid until `now + expiryWindowMs`,
+ * which keeps a crashed device from lingering longer than one window (unlike js-sdk's growing multiples
+ * of 4 h).
  */
 export function makeMembershipContent(
   fields: MembershipFields,
-  createdTs: number,
+  createdTs: number | undefined,
   now: number,
   expiryWindowMs: number,
 ): MembershipContent {
@@ -113,11 +116,14 @@ export function makeMembershipContent(
     scope: "m.room",
     device_id: fields.deviceId,
     membershipID: `${fields.userId}:${fields.deviceId}`,
-    created_ts: createdTs,
-    expires: Math.max(1, now - createdTs + expiryWindowMs),
+    expires: Math.max(
+      1,
+      Math.round(createdTs === undefined ? expiryWindowMs : now - createdTs + expiryWindowMs),
+    ),
     focus_active: fields.focusActive,
     foci_preferred: fields.fociPreferred,
   };
+  if (createdTs !== undefined) content.created_ts = createdTs;
   if (fields.callIntent !== undefined) content["m.call.intent"] = fields.callIntent;
   return content;
 }

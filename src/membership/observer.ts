@@ -84,6 +84,17 @@ export type SourceLike = RoomStateSource | RoomStateClient;
  */
 export const EXPIRY_BATCH_MS = 250;
 
+/** A `RoomStateSource` for any `SourceLike` (a started client needs `roomId`). */
+export function toRoomStateSource(
+  source: SourceLike,
+  roomId: string | undefined,
+  scheduler?: SchedulerLike,
+): RoomStateSource {
+  if (isObservable(source)) return source as RoomStateSource;
+  if (roomId === undefined) throw new TypeError("callMembers$: roomId is required with a MatrixClient");
+  return roomStateSource(source, roomId, { scheduler });
+}
+
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** One store on one source: emits a snapshot when the source is first read, then on every change. */

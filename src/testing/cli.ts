@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 /**
- * `npm run homeserver [-- --port 8008] [--preset 1.127|merged] [--shape unstable|merged|both] [--no-rate-limits]`:
+ * `npm run homeserver [-- --port 8008] [--preset 1.127|merged] [--shape unstable|merged|both] [--no-rate-limits]
+ * [--sticky-events]`:
  * the test homeserver on a fixed
  * port with alice, bob and carol in one room, for pointing a client at by hand. Ctrl-C stops it.
  */
 import { parseArgs } from "node:util";
 import { startTestHomeserver } from "./homeserver/homeserver.js";
+import { DEFAULT_SYNAPSE_VERSION } from "./synapse/options.js";
 import {
   SYNAPSE_PRESETS,
   type DelayedEventsShape,
@@ -21,6 +23,8 @@ const { values } = parseArgs({
     // MSC4140 HTTP shape; `--preset merged --shape both` is a server offering both.
     shape: { type: "string" },
     "no-rate-limits": { type: "boolean", default: false },
+    // MSC4354 on (Synapse's msc4354_enabled), e.g. for Element Call's matrix_2_0 mode.
+    "sticky-events": { type: "boolean", default: false },
   },
 });
 
@@ -47,6 +51,7 @@ const options: TestHomeserverOptions = {
   ...(preset ? SYNAPSE_PRESETS[preset] : {}),
   ...(shape ? { delayedEventsShape: shape } : {}),
   ...(values["no-rate-limits"] ? { rateLimits: { message: null, delayedEventMgmt: null } } : {}),
+  ...(values["sticky-events"] ? { stickyEvents: true } : {}),
 };
 
 const hs = await startTestHomeserver(options);
@@ -54,7 +59,15 @@ const users = [await hs.createUser("alice"), await hs.createUser("bob"), await h
 const roomId = await hs.createRoom(users[0].accessToken, { name: "Test call room" });
 for (const user of users.slice(1)) await hs.joinRoom(user.accessToken, roomId);
 
-console.log(`MSC4140 test homeserver (${preset ? `Synapse ${preset} preset` : "Synapse 1.157 defaults"})`);
+// Which Synapse it imitates. Its defaults are 1.157-1.160's (the error dialect, the capability); real
+// Synapse from startSynapse() / matrixrtc-install-synapse defaults to the newest tested release.
+console.log(
+  `MSC4140 test homeserver, behaving like ${
+    preset
+      ? `Synapse ${preset} (--preset ${preset})`
+      : "Synapse 1.157-1.160 (its defaults; --preset 1.163 for the newest)"
+  }. Real Synapse: startSynapse(), default ${DEFAULT_SYNAPSE_VERSION}.`,
+);
 console.log(`baseUrl:     ${hs.baseUrl}`);
 console.log(`server name: ${hs.serverName}`);
 console.log(`room id:     ${roomId}`);

@@ -21,6 +21,7 @@ export type {
   ErrorDialect,
   ManagementAuth,
   DelayedEventsShape,
+  StickyEventsShape,
 } from "./homeserver/options.js";
 export { createManualClock } from "./homeserver/clock.js";
 export type { ManualClock } from "./homeserver/clock.js";
@@ -28,6 +29,7 @@ export type { DelayedEventRecord } from "./homeserver/delayed-events.js";
 export type { ServerFaults, FaultSpec, FaultResponse } from "./homeserver/faults.js";
 export type { RequestLogEntry } from "./homeserver/http-server.js";
 export type { RouteId } from "./homeserver/routes.js";
+export type { AppServiceRegistration, AppServiceNamespace } from "./homeserver/appservices.js";
 export type { Credentials } from "./homeserver/users.js";
 export {
   startSynapse,
@@ -36,12 +38,16 @@ export {
   ensureSynapse,
   synapseCacheDir,
   constraintsFile,
+  installSynapse,
+  defaultSynapseVersions,
 } from "./synapse/index.js";
 export type {
   SynapseHomeserver,
   SynapseOptions,
   SynapseRateLimitPreset,
   InstalledSynapse,
+  InstallSynapseOptions,
+  InstalledVersion,
 } from "./synapse/index.js";
 export { startFaultyLink } from "./network/index.js";
 export type {
@@ -52,6 +58,7 @@ export type {
   RequestFate,
   RestoreOptions,
 } from "./network/index.js";
+export type { MatrixSdkLogLevel } from "../log/quietMatrixSdk.js";
 export {
   startTestCall,
   quietMatrixSdkLogs,
@@ -71,6 +78,46 @@ export type {
 } from "./scenario.js";
 export type { JsonObject } from "./homeserver/errors.js";
 export { connectWidget, installWindowShim, quietWidgetLogs } from "./widgetBus.js";
-export type { ConnectOptions, WidgetPair } from "./widgetBus.js";
+export type { ConnectOptions, MessageSender, WidgetPair } from "./widgetBus.js";
 export { startTestSfuAuth } from "./sfuAuth.js";
 export type { TestSfuAuth, TestSfuAuthOptions, SfuAuthRequest } from "./sfuAuth.js";
+export type {
+  DelegationOptions,
+  DelegationOutcome,
+  DelegationRecord,
+  DelegationState,
+  DelegationVia,
+  RefusalAnswer,
+  ServiceHomeserverRequest,
+  SfuAppServiceOptions,
+  SfuParticipant,
+} from "./sfu/types.js";
+export {
+  CallRecorder,
+  renderTimeline,
+  labelBoxes,
+  overlappingPairs,
+  textBox,
+  textWidth,
+} from "./timeline/index.js";
+export type {
+  CallRecorderOptions,
+  RecordableServer,
+  TimelineOptions,
+  LabelBox,
+  Box,
+  Anchor,
+  CallTrace,
+  Deadline,
+  DeviceInfo,
+  DeviceRequest,
+  MembershipChange,
+  Milestone,
+  Outage,
+  ProbablyLeftMark,
+  RequestOp,
+  ServerRequest,
+  StatusChange,
+  SyncChange,
+  ViewChange,
+} from "./timeline/index.js";

@@ -4,31 +4,23 @@
  * Every device talks to the test homeserver through its own FaultyLink; observers are real synced
  * matrix-js-sdk clients whose MatrixRTCSession says who is in the call.
  */
-import log from "loglevel";
+import { mkdir, writeFile } from "node:fs/promises";
+import { dirname } from "node:path";
 import { ClientEvent, createClient, type MatrixClient } from "matrix-js-sdk";
-import { logger as sdkLogger } from "matrix-js-sdk/lib/logger.js";
 import { ClientBackend } from "../backends/client.js";
 import { CALL_MEMBER_EVENT_TYPE } from "../membership/content.js";
 import { MembershipManager, type MembershipManagerOptions } from "../manager/MembershipManager.js";
+import { clientTimers, startClient, stopClient as stopNodeClient } from "../node/client.js";
+export { quietMatrixSdkLogs } from "../log/quietMatrixSdk.js";
 import { startTestHomeserver, type TestHomeserver } from "./homeserver/homeserver.js";
 import type { TestHomeserverOptions } from "./homeserver/options.js";
 import type { DelayedEventRecord } from "./homeserver/delayed-events.js";
 import { startFaultyLink, type FaultyLink } from "./network/index.js";
 import type { SynapseOptions } from "./synapse/options.js";
 import { startSynapse, type SynapseHomeserver } from "./synapse/synapse.js";
-
-/**
- * Silence matrix-js-sdk's logging (it forces each of its prefixed loggers to DEBUG when it creates
- * them, so levels cannot; a no-op method factory can, for loggers made now and later).
- */
-export function quietMatrixSdkLogs(): void {
-  const quiet: log.MethodFactory = () => () => undefined;
-  log.methodFactory = quiet;
-  // js-sdk types its logger narrowly; underneath it is a loglevel logger.
-  const sdk = sdkLogger as unknown as log.Logger;
-  sdk.methodFactory = quiet;
-  sdk.rebuild();
-}
+import { CallRecorder, type RecordableServer } from "./timeline/recorder.js";
+import { renderTimeline, type TimelineOptions } from "./timeline/render.js";
+import type { CallTrace } from "./timeline/types.js";
 
 /** A logged-in device: what a MatrixClient needs (`createUser` / `loginDevice` return one). */
 export interface UserCreds {
@@ -50,7 +42,11 @@ export function bareClient(baseUrl: string, user: UserCreds): MatrixClient {
   });
 }
 
-/** A started, synced client whose MatrixRTC session manager runs; stop it with `stopClient`. */
+/**
+ * A started, synced client whose MatrixRTC session manager runs; stop it with `stopClient`. Started in its
+ * own timer scope (`matrixrtc-membership/node`'s `startClient`), so stopping it lets go of every timer
+ * matrix-js-sdk leaves armed.
+ */
 export async function syncedClient(baseUrl: string, user: UserCreds): Promise<MatrixClient> {
   const client = bareClient(baseUrl, user);
   const ready = new Promise<void>((resolve) =>
@@ -58,20 +54,18 @@ export async function syncedClient(baseUrl: string, user: UserCreds): Promise<Ma
       if (state === "PREPARED" || state === "SYNCING") resolve();
     }),
   );
-  await client.startClient({ initialSyncLimit: 20 });
+  await startClient(client, { initialSyncLimit: 20 });
   await ready;
-  client.matrixRTC.start();
+  clientTimers(client).run(() => client.matrixRTC.start());
   return client;
 }
 
-/** Stop a client, including its MatrixRTC session timers. */
+/**
+ * Stop a client, including its MatrixRTC sessions; the timers matrix-js-sdk leaves armed after
+ * `stopClient()` (request timeouts of up to 110 s) no longer keep the process running.
+ */
 export function stopClient(client: MatrixClient): void {
-  try {
-    client.matrixRTC.stop();
-  } catch {
-    // never started
-  }
-  client.stopClient();
+  stopNodeClient(client);
 }
 
 /** The devices js-sdk's MatrixRTCSession lists as call members, as "@user:hs|DEVICE". */
@@ -161,6 +155,16 @@ export interface TestCall<H extends CallHomeserver = TestHomeserver> {
   device(name: string, options?: Partial<MembershipManagerOptions>): Promise<TestDevice>;
   /** A new user joined to the room with a synced matrix-js-sdk client that watches the call. */
   observer(name: string): Promise<CallObserver>;
+  /**
+   * The timeline picture of the call so far (an SVG document; see `renderTimeline`): every device's
+   * requests, status and view, every observer's view, the server's records (test homeserver only) and
+   * every network cut. Needs `startTestCall({ timeline: true })`; works after `close()` too.
+   */
+  timelineSvg(options?: TimelineOptions): string;
+  /** Writes `timelineSvg()` to `path` (directories made as needed); resolves to the path. */
+  writeTimeline(path: string, options?: TimelineOptions): Promise<string>;
+  /** What was recorded so far (`timeline: true`), for your own rendering or assertions. */
+  recorded(): CallTrace;
   /** Disposes every manager, stops every client, closes links and the homeserver. */
   close(): Promise<void>;
 }
@@ -178,6 +182,22 @@ export interface TestCallOptions {
   homeserver?: TestHomeserverOptions;
   /** Options of the real Synapse (ignored on the emulator). */
   synapse?: SynapseOptions;
+  /**
+   * Record the call for its timeline picture (`call.writeTimeline(path)`, e.g. when a test fails). On
+   * the test homeserver the server's own records are polled every 10 ms; on Synapse only the devices
+   * and observers are recorded. `{ print }` also gets one timestamped line per event. Default off.
+   */
+  timeline?:
+    | boolean
+    | {
+        /** Receives one timestamped line per event. */
+        print?: (line: string) => void;
+      };
+  /**
+   * Each device's request trace (the manager's `trace` option), one line per request and answer,
+   * prefixed with the device's name. Default none.
+   */
+  trace?: (line: string) => void;
 }
 
 /** Members of the test homeserver a real Synapse cannot offer: using one says so instead of failing oddly. */
@@ -199,6 +219,20 @@ function synapseAsTestHomeserver(synapse: SynapseHomeserver): TestHomeserver {
   return proxy as unknown as TestHomeserver;
 }
 
+/** `link`, with its cuts and restores recorded as outages of `device`. */
+function recordedLink(link: FaultyLink, device: string, recorder: CallRecorder): FaultyLink {
+  const recorded = Object.create(link) as FaultyLink;
+  recorded.cut = () => {
+    if (!link.isCut) recorder.outage(device, Date.now());
+    link.cut();
+  };
+  recorded.restore = (opts) => {
+    if (link.isCut) recorder.outageEnds(device, Date.now());
+    link.restore(opts);
+  };
+  return recorded;
+}
+
 /** A homeserver, a room and helpers to put devices and observers in it. */
 export function startTestCall(
   options: TestCallOptions & { server: "synapse" },
@@ -216,6 +250,18 @@ export async function startTestCall(options: TestCallOptions = {}): Promise<Test
   const owner = await homeserver.createUser("call-owner");
   const roomId = await homeserver.createRoom(owner.accessToken, { name: "test call" });
   const disposers: (() => unknown)[] = [];
+  const delayMs = options.delayMs ?? 10_000;
+  const recorder = options.timeline
+    ? new CallRecorder({ delayMs, print: options.timeline === true ? undefined : options.timeline.print })
+    : undefined;
+  // Only the test homeserver has a request log to read; Synapse's devices and observers are recorded.
+  const emulator = server === "emulator" ? (homeserver as unknown as RecordableServer) : undefined;
+  if (recorder && emulator) recorder.watchServer(emulator, roomId, "test homeserver");
+  const needRecorder = (): CallRecorder => {
+    if (!recorder)
+      throw new Error("the call was not recorded: start it with startTestCall({ timeline: true })");
+    return recorder;
+  };
 
   const joinedUser = async (name: string) => {
     const user = await homeserver.createUser(name);
@@ -229,21 +275,27 @@ export async function startTestCall(options: TestCallOptions = {}): Promise<Test
     roomId,
     async device(name, managerOptions = {}) {
       const user = await joinedUser(name);
-      const network = await startFaultyLink({ target: homeserver.baseUrl });
-      const client = bareClient(network.url, user);
+      const link = await startFaultyLink({ target: homeserver.baseUrl });
+      const network = recorder ? recordedLink(link, name, recorder) : link;
+      const client = bareClient(link.url, user);
+      const backend = new ClientBackend(client);
+      recorder?.addDevice({ name, mode: "standalone: ClientBackend, behind a faulty link", ...user });
+      const trace = options.trace;
       const manager = new MembershipManager({
-        backend: new ClientBackend(client),
+        backend: recorder ? recorder.traceBackend(name, emulator, backend) : backend,
         roomId,
         userId: user.userId,
         deviceId: user.deviceId,
-        delayedLeaveDelayMs: options.delayMs ?? 10_000,
+        delayedLeaveDelayMs: delayMs,
         fociPreferred: [{ type: "livekit", livekit_service_url: "https://livekit.test" }],
+        ...(trace ? { trace: (line: string) => trace(`${name} ${line}`) } : {}),
         ...managerOptions,
       });
+      recorder?.watchManager(name, manager);
       disposers.push(
         () => manager.dispose(),
         () => stopClient(client),
-        () => network.close(),
+        () => link.close(),
       );
       const membershipOnServer = () =>
         homeserver.stateContent(roomId, CALL_MEMBER_EVENT_TYPE, manager.stateKey);
@@ -268,6 +320,16 @@ export async function startTestCall(options: TestCallOptions = {}): Promise<Test
       const client = await syncedClient(homeserver.baseUrl, user);
       disposers.push(() => stopClient(client));
       const members = () => rtcMembers(client, roomId);
+      if (recorder) {
+        recorder.addDevice({
+          name,
+          mode: "observer: a synced matrix-js-sdk client",
+          kind: "observer",
+          ...user,
+        });
+        recorder.watchView(name, members);
+        recorder.watchSync(name, client);
+      }
       return {
         client,
         members,
@@ -286,7 +348,21 @@ export async function startTestCall(options: TestCallOptions = {}): Promise<Test
           ),
       };
     },
+    timelineSvg(timelineOptions) {
+      return renderTimeline(needRecorder().snapshot(), timelineOptions);
+    },
+    async writeTimeline(path, timelineOptions) {
+      const svg = renderTimeline(needRecorder().snapshot(), timelineOptions);
+      await mkdir(dirname(path), { recursive: true });
+      await writeFile(path, svg);
+      return path;
+    },
+    recorded() {
+      return needRecorder().snapshot();
+    },
     async close() {
+      // The picture ends where the test's story ends, before the teardown.
+      recorder?.stop();
       for (const dispose of disposers.splice(0).reverse()) await dispose();
       await homeserver.close();
     },

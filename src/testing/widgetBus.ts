@@ -1,40 +1,115 @@
 /**
  * Both ends of the widget API in one Node process, so widget mode can be tested (and demonstrated)
  * without a browser: a matrix-widget-api `WidgetApi` (what a call app runs in its iframe) and a
- * `ClientWidgetApi` with a host driver (what Element Web runs). `globalThis` plays the window of
- * both the widget and the host; `postMessage` structured-clones the message and dispatches it on one
- * shared bus on a later tick. The transports do not cross-talk: each only accepts requests of the
- * opposite direction and responses of its own, and both filter on the widget id.
+ * `ClientWidgetApi` with a host driver (what Element Web runs). `globalThis` is where both ends listen
+ * (the host window, and each widget's own window); `postMessage` structured-clones the message and
+ * dispatches it on one shared bus on a later tick, stamped with the sending window (`source`) and its
+ * origin as a browser would: a widget's messages carry its iframe window and origin, the host's carry
+ * the host window and origin, and a message posted to a widget with a `targetOrigin` that is not the
+ * widget's current origin is not delivered. `WidgetPair.postToHost` posts as another frame or as the
+ * host page itself, so tests can check that the host listens only to its widget. The transports do not
+ * cross-talk: each only accepts requests of the opposite direction and responses of its own, and both
+ * filter on the widget id.
  */
 import { ClientWidgetApi, Widget, WidgetApi, type Capability, type WidgetDriver } from "matrix-widget-api";
 import { createClientWidgetApi } from "../widget-host/index.js";
 import type { DelayedEventWidgetDriver } from "../widget-host/index.js";
 
 const HOST_ORIGIN = "https://host.example";
-const WIDGET_URL = "https://widget.example/widget.html";
+const WIDGET_ORIGIN = "https://widget.example";
+const OTHER_FRAME_ORIGIN = "https://other.example";
+
+/** A window of the modelled page: what `postMessage` is called on, and what `event.source` is. */
+interface BusWindow {
+  /** The window's current origin (a widget window's changes when the test navigates it). */
+  origin: string;
+  /** Posts `data` to this window; the sender is bound by whoever made this handle (see `windowTo`). */
+  postMessage(data: unknown, targetOrigin?: string): void;
+}
 
 let bus: EventTarget | undefined;
+let hostWindow: BusWindow | undefined;
 
-/** Make `globalThis` look like a window whose parent is itself. Idempotent. */
+/** Dispatches `data` on the bus as a message from `source` (at `origin`) on a later tick. */
+function dispatch(data: unknown, source: object, origin: string): void {
+  const target = bus!;
+  const copy = structuredClone(data);
+  setTimeout(() => {
+    // Node's MessageEvent accepts only a MessagePort as `source`; a plain Event carries the same fields.
+    const ev = new Event("message");
+    Object.defineProperties(ev, {
+      data: { value: copy },
+      origin: { value: origin },
+      source: { value: source },
+    });
+    target.dispatchEvent(ev);
+  }, 0);
+}
+
+/** Whether a browser would deliver a message posted with `targetOrigin` to a window at `origin`. */
+function targetMatches(targetOrigin: string | undefined, origin: string): boolean {
+  return targetOrigin === undefined || targetOrigin === "*" || targetOrigin === origin;
+}
+
+/**
+ * A handle on `to` as `from` sees it: `handle.postMessage(data, targetOrigin)` is `from` posting to
+ * `to`, delivered (stamped with `from` and its origin) only if `targetOrigin` matches `to`'s origin.
+ */
+function windowTo(to: () => BusWindow, from: () => BusWindow): BusWindow {
+  return {
+    get origin() {
+      return to().origin;
+    },
+    postMessage(data: unknown, targetOrigin?: string) {
+      if (!targetMatches(targetOrigin, to().origin)) return;
+      const sender = from();
+      dispatch(data, sender, sender.origin);
+    },
+  };
+}
+
+/** Make `globalThis` look like a window whose parent is itself (the host page). Idempotent. */
 export function installWindowShim(): void {
   if (bus) return;
   const target = new EventTarget();
   bus = target;
+  const host: BusWindow = {
+    origin: HOST_ORIGIN,
+    postMessage: (data, targetOrigin) =>
+      windowTo(
+        () => host,
+        () => host,
+      ).postMessage(data, targetOrigin),
+  };
+  hostWindow = host;
   const g = globalThis as unknown as Record<string, unknown>;
-  g.parent = globalThis;
+  // Code that is not a connected widget posts to its "parent" as the host page itself.
+  g.parent = host;
   g.addEventListener = (...args: Parameters<EventTarget["addEventListener"]>) =>
     target.addEventListener(...args);
   g.removeEventListener = (...args: Parameters<EventTarget["removeEventListener"]>) =>
     target.removeEventListener(...args);
-  g.postMessage = (data: unknown) => {
-    const copy = structuredClone(data);
-    setTimeout(() => target.dispatchEvent(new MessageEvent("message", { data: copy })), 0);
-  };
+  g.postMessage = (data: unknown, targetOrigin?: string) => host.postMessage(data, targetOrigin);
+}
+
+/** Who posts in `WidgetPair.postToHost`. */
+export interface MessageSender {
+  /**
+   * `"widget"`: the widget's own iframe window; `"other-frame"`: another frame on the page (a window of
+   * its own); `"host"`: the host page's own window.
+   */
+  window: "widget" | "other-frame" | "host";
+  /**
+   * The origin the browser reports for the sender. Default: that window's own origin (the widget's,
+   * `https://other.example` for another frame, the host's). A different origin for `"widget"` models
+   * the widget's iframe after it navigated elsewhere.
+   */
+  origin?: string;
 }
 
 const NOISE = [
   /^\[PostmessageTransport\]/,
-  /^error (sending event|updating delayed event)/i,
+  /^error (sending event|sending to-device event|updating delayed event)/i,
   /^non-fatal error/i,
   /^Widget .* is allowed capabilities/,
   /^Data includes parent_delay_id/,
@@ -67,6 +142,20 @@ export interface WidgetPair {
   widgetApi: WidgetApi;
   /** The host side, driven by the given driver. */
   clientApi: ClientWidgetApi;
+  /** The widget's origin (from its URL; `ConnectOptions.widgetOrigin`). */
+  widgetOrigin: string;
+  /** The widget's iframe window as the host sees it (`iframe.contentWindow`, `event.source`). */
+  widgetWindow: object;
+  /**
+   * Posts `message` to the host window as `from` would (structured-cloned, on a later tick): to check
+   * that the host acts only on its widget's own window and origin.
+   */
+  postToHost(message: unknown, from: MessageSender): void;
+  /**
+   * The widget's iframe navigates to `origin`: from now on its messages carry that origin, and what the
+   * host posts to the widget's origin no longer reaches it.
+   */
+  navigateWidget(origin: string): void;
   /** Stops both transports (what removing the iframe does to the host side, and more). */
   close(): void;
 }
@@ -85,6 +174,8 @@ export interface ConnectOptions {
   widgetTimeoutMs?: number;
   /** The widget's creator, as the host's `Widget` record says. */
   creatorUserId?: string;
+  /** The widget's origin (its URL is `<origin>/widget.html`). Default `https://widget.example`. */
+  widgetOrigin?: string;
   /**
    * Runs after the capabilities are requested and before `start()`: where a widget creates what must see
    * the host's first messages (a `WidgetStateSource` gets the state pushed at negotiation).
@@ -97,15 +188,35 @@ let counter = 0;
 /** Negotiate a widget with a host in this process; resolves once both ends are "ready". */
 export async function connectWidget(options: ConnectOptions): Promise<WidgetPair> {
   installWindowShim();
+  const host = hostWindow!;
   const widgetId = options.widgetId ?? `widget-${process.pid}-${++counter}`;
-  const widgetApi = new WidgetApi(widgetId, HOST_ORIGIN);
+  const origin = options.widgetOrigin ?? WIDGET_ORIGIN;
+  // The widget's own window: what the host posts to (as the host), and the `source` of its messages.
+  const own: BusWindow = { origin, postMessage: () => undefined };
+  const toWidget = windowTo(
+    () => own,
+    () => host,
+  );
+  own.postMessage = toWidget.postMessage;
+  // WidgetApi takes `globalThis.parent` once, in its constructor: give it the host as this widget sees it.
+  const g = globalThis as unknown as Record<string, unknown>;
+  g.parent = windowTo(
+    () => host,
+    () => own,
+  );
+  let widgetApi: WidgetApi;
+  try {
+    widgetApi = new WidgetApi(widgetId, HOST_ORIGIN);
+  } finally {
+    g.parent = host;
+  }
   if (options.widgetTimeoutMs !== undefined)
     widgetApi.transport.timeoutSeconds = options.widgetTimeoutMs / 1000;
   widgetApi.requestCapabilities(options.capabilities);
 
   let onLoad: (() => void) | undefined;
   const iframe = {
-    contentWindow: globalThis,
+    contentWindow: own,
     addEventListener(type: string, cb: () => void) {
       if (type === "load") onLoad = cb;
     },
@@ -114,7 +225,7 @@ export async function connectWidget(options: ConnectOptions): Promise<WidgetPair
     id: widgetId,
     creatorUserId: options.creatorUserId ?? "@host:localhost",
     type: "m.custom",
-    url: WIDGET_URL,
+    url: `${origin}/widget.html`,
     waitForIframeLoad: true,
   });
   const clientApi = options.plainClientApi
@@ -141,6 +252,17 @@ export async function connectWidget(options: ConnectOptions): Promise<WidgetPair
     widgetId,
     widgetApi,
     clientApi,
+    widgetOrigin: origin,
+    widgetWindow: own,
+    postToHost(message, from) {
+      if (from.window === "host") return dispatch(message, host, from.origin ?? host.origin);
+      if (from.window === "widget") return dispatch(message, own, from.origin ?? own.origin);
+      // Another frame: a window of its own, never the widget's.
+      dispatch(message, { origin: from.origin ?? OTHER_FRAME_ORIGIN }, from.origin ?? OTHER_FRAME_ORIGIN);
+    },
+    navigateWidget(newOrigin) {
+      own.origin = newOrigin;
+    },
     close() {
       widgetApi.transport.stop();
       clientApi.stop();

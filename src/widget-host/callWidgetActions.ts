@@ -4,6 +4,7 @@ import {
   type ClientWidgetApi,
   type IWidgetApiRequest,
 } from "matrix-widget-api";
+import { guardClientWidgetApi } from "./frameGuard.js";
 
 /** Element Call's widget actions (Element Web's names); each goes both ways unless noted. */
 export const CallWidgetAction = {
@@ -61,12 +62,14 @@ function record(v: unknown): Record<string, unknown> {
 /**
  * Answers Element Call's own widget actions on `api` (`ClientWidgetApi` otherwise replies "unknown
  * action" to all of them, and Element Call logs and retries) and passes them to `hooks`; returns the
- * controls for the other direction.
+ * controls for the other direction. Also restricts `api` to its widget's window and origin
+ * (`guardClientWidgetApi`).
  */
 export function attachCallWidgetActions(
   api: ClientWidgetApi,
   hooks: CallWidgetHooks = {},
 ): CallWidgetControls {
+  guardClientWidgetApi(api);
   const listeners: [string, (ev: CustomEvent<IWidgetApiRequest>) => void][] = [];
   const on = (action: string, handle: (request: IWidgetApiRequest) => object): void => {
     const listener = (ev: CustomEvent<IWidgetApiRequest>): void => {

@@ -7,8 +7,11 @@ export { DelayedEventWidgetDriver, matrixApiErrorOf } from "./DelayedEventWidget
 export type {
   DelayedEventWidgetDriverOptions,
   DriverClient,
+  RequestAbortOptions,
   RtcTransportsOption,
   UpdateDelayedEventActionName,
+  WidgetClosedOptions,
+  WidgetClosedResult,
 } from "./DelayedEventWidgetDriver.js";
 export { callWidgetCapabilities, toCapabilityValidator } from "./capabilities.js";
 export type {
@@ -21,3 +24,8 @@ export type { ToDeviceClient } from "./toDevice.js";
 export { attachCallWidgetActions, CallWidgetAction } from "./callWidgetActions.js";
 export type { CallWidgetControls, CallWidgetHooks, DeviceMuteState } from "./callWidgetActions.js";
 export { acceptRefreshAction, createClientWidgetApi } from "./clientWidgetApi.js";
+export { guardClientWidgetApi, widgetOrigin } from "./frameGuard.js";
+export { HostRefusalError, WidgetHostSetupError } from "./errors.js";
+export { DEFAULT_WIDGET_LIMITS } from "./limits.js";
+export type { RateLimit, WidgetLimits } from "./limits.js";
+export type { HostRefusalBody } from "./errors.js";

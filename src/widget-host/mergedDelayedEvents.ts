@@ -40,9 +40,10 @@ export async function updateIfMerged(
   client: object,
   delayId: string,
   action: DelayedEventAction,
+  signal?: AbortSignal,
 ): Promise<boolean> {
   const http = await mergedFor(client);
   if (!http) return false;
-  await http.update(delayId, action);
+  await http.update(delayId, action, signal);
   return true;
 }

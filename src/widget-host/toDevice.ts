@@ -35,9 +35,11 @@ export interface ToDeviceClient {
 type ContentMap = { [userId: string]: { [deviceId: string]: object } };
 
 /**
- * Sends a widget's to-device messages with `client`. Unencrypted ones go as they are. Encrypted ones
- * need the client's crypto (one encryption per distinct payload, as the widget API gives one payload
- * per device); without crypto they fail instead of leaking in clear.
+ * Sends a widget's to-device messages with `client`, in one request per event type (one request for a
+ * widget's request, as far as the host's sends go). Unencrypted ones go as they are. Encrypted ones need
+ * the client's crypto (one encryption per distinct payload, as the widget API gives one payload per
+ * device; every device's ciphertext then goes out together); without crypto they fail instead of leaking
+ * in clear.
  */
 export async function sendToDeviceWith(
   client: ToDeviceClient,
@@ -62,14 +64,17 @@ export async function sendToDeviceWith(
       group.devices.push({ userId, deviceId });
       byPayload.set(key, group);
     }
+  // Encrypted event type (m.room.encrypted) → user → device → ciphertext.
+  const outgoing = new Map<string, Map<string, Map<string, Record<string, unknown>>>>();
   for (const { payload, devices } of byPayload.values()) {
     const batch = await crypto.encryptToDeviceMessages(eventType, devices, payload as never);
-    const map = new Map<string, Map<string, Record<string, unknown>>>();
+    const map = outgoing.get(batch.eventType) ?? new Map<string, Map<string, Record<string, unknown>>>();
+    outgoing.set(batch.eventType, map);
     for (const { userId, deviceId, payload: encryptedPayload } of batch.batch) {
       const devicesOfUser = map.get(userId) ?? new Map<string, Record<string, unknown>>();
       devicesOfUser.set(deviceId, encryptedPayload as Record<string, unknown>);
       map.set(userId, devicesOfUser);
     }
-    await client.sendToDevice(batch.eventType, map);
   }
+  for (const [type, map] of outgoing) await client.sendToDevice(type, map);
 }

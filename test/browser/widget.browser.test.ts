@@ -2,17 +2,19 @@
  * Widget mode in a real browser: Debian's Chromium (driven by playwright-core, never a downloaded
  * browser) opens the host page (127.0.0.1), which runs ClientWidgetApi + DelayedEventWidgetDriver on
  * a MatrixClient and embeds the widget page from another origin (localhost) in an iframe; the widget
- * runs MembershipManager on WidgetBackend. All assertions are on the test homeserver's state.
+ * runs MembershipManager on WidgetBackend. Assertions are on the test homeserver's state and on what
+ * another user's matrix-js-sdk MatrixRTCSession lists.
  *
  * Without Chromium the suite is skipped with a message; with REQUIRE_BROWSER_TESTS=1 (CI) it fails.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { existsSync } from "node:fs";
+import type { MatrixClient } from "matrix-js-sdk";
 import { chromium, type Browser, type Frame, type Page } from "playwright-core";
 import { CALL_MEMBER_EVENT_TYPE } from "../../src/index.js";
 import { startTestHomeserver, type TestHomeserver } from "../../src/testing/index.js";
 import { startExampleServers, type ExampleServers } from "../../examples/widget/server.js";
-import { waitFor } from "../helpers/matrix.js";
+import { rtcMembers, stopClient, syncedClient, waitFor } from "../helpers/matrix.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const REQUIRED = process.env.REQUIRE_BROWSER_TESTS === "1";
@@ -45,12 +47,16 @@ describe("browser: Chromium is available when required", () => {
   let page: Page;
   let roomId: string;
   let creds: { userId: string; deviceId: string; accessToken: string };
+  let bob: MatrixClient | undefined;
   const consoleLines: string[] = [];
 
   beforeAll(async () => {
     hs = await startTestHomeserver({ rateLimits: { message: null, delayedEventMgmt: null } });
     creds = await hs.createUser("alice");
     roomId = await hs.createRoom(creds.accessToken);
+    const bobCreds = await hs.createUser("bob");
+    await hs.joinRoom(bobCreds.accessToken, roomId);
+    bob = await syncedClient(hs.baseUrl, bobCreds);
     servers = await startExampleServers();
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -72,6 +78,7 @@ describe("browser: Chromium is available when required", () => {
   }, 30_000);
 
   afterAll(async () => {
+    if (bob) stopClient(bob);
     await browser?.close();
     await servers?.close();
     await hs?.close();
@@ -103,7 +110,7 @@ describe("browser: Chromium is available when required", () => {
     return frame!;
   }
 
-  it("joins through the host, heartbeats, leaves cleanly; a removed iframe is left by the server", async () => {
+  it("joins through the host, heartbeats, leaves cleanly; a removed iframe leaves at once (the host sends its leave)", async () => {
     await page.goto(servers.hostUrl({ homeserver: hs.baseUrl, ...creds, roomId, delayMs: DELAY }));
     await page.waitForFunction(() => window.host?.ready === true, undefined, { timeout: 10_000 });
     const frame = await widgetFrame();
@@ -137,23 +144,48 @@ describe("browser: Chromium is available when required", () => {
     expect(membership()).toEqual({});
     expect(pending()).toEqual([]);
 
-    // Join again, then the iframe goes away without a word: the server fires the delayed leave.
+    // Join again, then the iframe goes away without a word from the widget: the host stops its api, which
+    // sends the widget's pending delayed leave (issue 22): others see it within a round trip, not a delay.
     await frame.evaluate(() => window.widget!.join());
     await until(() => joinedOnServer() && pending().length === 1, 8000, "joined again");
-    await page.evaluate(() => window.host!.removeWidget());
+    const device = `${creds.userId}|${creds.deviceId}`;
+    await until(
+      () => rtcMembers(bob!, roomId).includes(device),
+      5000,
+      "bob's MatrixRTCSession to list alice",
+    );
+    const dueAt = pending()[0].sendTs;
+    // The browser's round trip to the homeserver, and what driving the page costs on top.
+    const rtt = await page.evaluate(async (hsUrl) => {
+      const started = performance.now();
+      await fetch(`${hsUrl}/_matrix/client/versions`);
+      return performance.now() - started;
+    }, hs.baseUrl);
+    let evaluateCost = Date.now();
+    await page.evaluate(() => 0);
+    evaluateCost = Date.now() - evaluateCost;
     const removedAt = Date.now();
+    await page.evaluate(() => window.host!.removeWidget());
     expect(await page.evaluate(() => document.querySelector("iframe"))).toBeNull();
     await until(() => frame.isDetached(), 2000, "the widget frame to be gone");
-    await until(() => !joinedOnServer(), DELAY + 1500, "the server fired the delayed leave");
-    expect(Date.now() - removedAt).toBeLessThanOrEqual(DELAY + 300);
-    expect(membership()).toEqual({});
+    await until(() => !joinedOnServer(), 2000, "the host to send the widget's delayed leave");
+    const left = hs
+      .roomState(roomId)
+      .find((e) => e.type === CALL_MEMBER_EVENT_TYPE && e.state_key === stateKey())!;
+    expect(left.content).toEqual({});
+    expect(left.origin_server_ts - removedAt).toBeLessThanOrEqual(rtt + 100 + evaluateCost);
+    expect(left.origin_server_ts).toBeLessThan(dueAt - DELAY / 2);
     expect(pending()).toEqual([]);
+    expect(
+      hs.requests.filter((r) => r.route === "delayed.send" && r.ts >= removedAt && r.userId === creds.userId),
+    ).toHaveLength(1);
+    const dropped = await until(() => !rtcMembers(bob!, roomId).includes(device), DELAY, "bob to drop alice");
+    expect(dropped).toBeLessThan(DELAY / 2);
     // The host page shows it too (it reads the room state once the widget is gone).
     await waitFor(
-      async () =>
-        (await page.evaluate(() => window.host!.log)).some((l) => l.includes("fired the delayed leave")),
+      async () => (await page.evaluate(() => window.host!.log)).some((l) => l.includes("left the call")),
       2000,
-      "the host page to show the fired leave",
+      "the host page to show the leave",
     );
     expect(consoleLines.filter((l) => l.startsWith("pageerror"))).toEqual([]);
   }, 30_000);

@@ -27,6 +27,10 @@ const POLL_INTERVAL_MS = 50;
 /** Keys whose numeric values are timestamps (ms since epoch). */
 const TS_KEYS = new Set(["origin_server_ts", "running_since", "delayed_since_ts"]);
 
+/** MSC4354's remaining stickiness changes every millisecond: views judge it, raw values become `<ttl>`. */
+const isTtlKey = (key: string | undefined): boolean =>
+  key !== undefined && key.endsWith("sticky_duration_ttl_ms");
+
 export interface RunOptions {
   /** Makes localparts unique per run (servers are shared between scenarios). */
   runId: string;
@@ -78,8 +82,12 @@ export async function runScenario(
     if (!options.loginDevice) throw new Error(`scenario ${scenario.name} needs loginDevice`);
     actors.set(`${name}#2`, await options.loginDevice(`${prefix}_${name}`));
   }
+  // Registered, not joined: a step joins them.
+  for (const name of scenario.lateActors ?? [])
+    actors.set(name, await server.createUser(`${prefix}_${name}`));
 
   const ids = new Map<string, string>();
+  const tokens = new Map<string, string>();
   const windows: Window[] = [];
   const records: StepRecord[] = [];
 
@@ -90,6 +98,7 @@ export async function runScenario(
       if (!found) throw new Error(`unknown actor ${actor}`);
       return found.userId;
     },
+    roomId,
   };
 
   for (const step of scenario.steps) {
@@ -111,7 +120,14 @@ export async function runScenario(
     }
     const deadline = step.poll ? Date.now() + step.poll.timeoutMs : 0;
     for (;;) {
-      const { record, sentAt, receivedAt, rawBody } = await execute(server, step, roomId, actors, ids);
+      const { record, sentAt, receivedAt, rawBody } = await execute(
+        server,
+        step,
+        roomId,
+        actors,
+        ids,
+        tokens,
+      );
       if (step.view) record.body = step.view(record.body, ctx);
       record.body = normaliser(record.body);
       if (step.poll) {
@@ -127,6 +143,11 @@ export async function runScenario(
         if (typeof delayId === "string") ids.set(step.save, delayId);
         // A retried transaction must give the same id: normalise it to the first name it got.
         if (typeof delayId === "string") record.body = normaliser(rawBody);
+      }
+      if (step.saveToken && record.status === 200) {
+        const token = (rawBody as { next_batch?: unknown } | undefined)?.next_batch;
+        if (typeof token !== "string") throw new Error(`${scenario.name}: ${step.label} gave no next_batch`);
+        tokens.set(step.saveToken, token);
       }
       for (const mark of step.mark === undefined ? [] : [step.mark].flat()) {
         const offset = mark.offsetMs ?? 0;
@@ -145,6 +166,7 @@ async function execute(
   roomId: string,
   actors: Map<string, Actor>,
   ids: Map<string, string>,
+  tokens: Map<string, string>,
 ): Promise<{ record: StepRecord; sentAt: number; receivedAt: number; rawBody: unknown }> {
   const path = step.path.replace(/\{([a-z]+)(?::([^}]+))?\}/gi, (_m, kind: string, arg?: string) => {
     if (kind === "U") return UNSTABLE;
@@ -154,6 +176,11 @@ async function execute(
       // An id never saved (its scheduling failed on this server) stays a recognisable unknown id.
       return encodeURIComponent(id ?? `syd_unsaved${arg ?? ""}`);
     }
+    if (kind === "since") {
+      const token = tokens.get(arg ?? "");
+      if (token === undefined) throw new Error(`no saved sync token ${arg}`);
+      return encodeURIComponent(token);
+    }
     if (kind === "user") {
       const actor = actors.get(arg ?? "");
       if (!actor) throw new Error(`unknown actor ${arg}`);
@@ -161,7 +188,7 @@ async function execute(
     }
     throw new Error(`unknown placeholder ${kind}`);
   });
-  const headers: Record<string, string> = {};
+  const headers: Record<string, string> = { ...step.headers };
   const as = step.as ?? [...actors.keys()][0];
   if (as === "bogus") headers.Authorization = "Bearer syt_bogus_token_never_issued";
   else if (as !== "none") {
@@ -185,6 +212,9 @@ async function execute(
   const record: StepRecord = { label: step.label, status: res.status, body: parsed };
   const retryAfter = res.headers.get("retry-after");
   if (retryAfter !== null) record.headers = { "retry-after": retryBucket(Number(retryAfter)) };
+  for (const name of step.recordHeaders ?? []) {
+    record.headers = { ...record.headers, [name]: res.headers.get(name) ?? "absent" };
+  }
   return { record, sentAt, receivedAt, rawBody: parsed };
 }
 
@@ -235,6 +265,7 @@ function makeNormaliser(
     if (typeof value === "string") return replaceIds(value);
     if (typeof value === "number") {
       if (key !== undefined && TS_KEYS.has(key)) return timestamp(value);
+      if (isTtlKey(key)) return "<ttl>";
       if (key === "retry_after_ms") return `<${retryBucket(value / 1000)}>`;
       return value;
     }

@@ -4,8 +4,18 @@
  * Delays are short (hundreds of ms) because real Synapse runs on a real clock; effects Synapse applies
  * asynchronously (auto-cancel, firing) are polled for, never slept on alone.
  */
+import type { SynapsePreset } from "../../src/testing/index.js";
 import type { RequestStep, Scenario, Step, StepRecord, View } from "./types.js";
-import { msc4140Capability, msc4140Flag, stateAt, timelineOf } from "./views.js";
+import {
+  msc4140Capability,
+  msc4140Flag,
+  msc4354Flag,
+  stateAt,
+  stickyTimeline,
+  syncHasRoom,
+  syncRoom,
+  timelineOf,
+} from "./views.js";
 
 const MEMBER = "org.matrix.msc3401.call.member";
 const DELAY = "org.matrix.msc4140.delay";
@@ -513,9 +523,326 @@ export const DISABLED_SCENARIOS: Scenario[] = [
   },
 ];
 
+const STICKY = "org.matrix.msc4354.sticky_duration_ms";
+const STICKY_TYPE = "com.example.sticky";
+/** Only Synapse 1.163.2 is compared for MSC4354 (the release the issue targets). */
+const STICKY_PRESETS: SynapsePreset[] = ["1.163"];
+
+/** `PUT …/send/com.example.sticky/{txn}` with the sticky parameter (and a delay) as given. */
+const stickySend = (
+  label: string,
+  txn: string,
+  sticky: number | string | undefined,
+  body: unknown,
+  extra: Partial<RequestStep> & { delay?: number } = {},
+): RequestStep => {
+  const { delay, ...rest } = extra;
+  const query = [
+    ...(sticky === undefined ? [] : [`${STICKY}=${encodeURIComponent(String(sticky))}`]),
+    ...(delay === undefined ? [] : [`${DELAY}=${delay}`]),
+  ];
+  return req(label, {
+    method: "PUT",
+    path: `/_matrix/client/v3/rooms/{room}/send/${STICKY_TYPE}/${txn}${query.length ? `?${query.join("&")}` : ""}`,
+    body,
+    ...rest,
+  });
+};
+
+/** A /sync as `as` with a timeline limit (distinct requests: Synapse caches identical ones for 2 min). */
+const syncStep = (
+  label: string,
+  as: string,
+  opts: { since?: string; limit: number; saveToken?: string; view?: View },
+): RequestStep =>
+  req(label, {
+    method: "GET",
+    as,
+    path:
+      `/_matrix/client/v3/sync?timeout=0&filter=${encodeURIComponent(JSON.stringify({ room: { timeline: { limit: opts.limit } } }))}` +
+      (opts.since === undefined ? "" : `&since={since:${opts.since}}`),
+    view: opts.view ?? syncRoom(),
+    ...(opts.saveToken !== undefined ? { saveToken: opts.saveToken } : {}),
+  });
+
+const stickyMessages = (label: string, as = "bob", extra: Partial<RequestStep> = {}): RequestStep =>
+  req(label, {
+    method: "GET",
+    as,
+    path: "/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=40",
+    view: stickyTimeline,
+    ...extra,
+  });
+
+const joinStep = (label: string, as: string): RequestStep =>
+  req(label, { method: "POST", as, path: "/_matrix/client/v3/join/{room}", body: {} });
+
+const CORS_HEADERS = [
+  "access-control-allow-origin",
+  "access-control-allow-methods",
+  "access-control-allow-headers",
+  "access-control-expose-headers",
+];
+
+/** MSC4354 sticky events (Synapse 1.163.2, `msc4354_enabled`), and the same requests with it off. */
+export const STICKY_SCENARIOS: Scenario[] = [
+  {
+    name: "sticky-discovery-cors",
+    what: "the org.matrix.msc4354 flag, CORS headers on /versions and an empty 204 preflight (a call app in an iframe)",
+    config: "sticky",
+    presets: STICKY_PRESETS,
+    actors: ["alice"],
+    steps: [
+      req("versions flag (with an Origin)", {
+        method: "GET",
+        path: "/_matrix/client/versions",
+        as: "none",
+        headers: { Origin: "http://127.0.0.1:9" },
+        view: msc4354Flag,
+        recordHeaders: CORS_HEADERS,
+      }),
+      req("preflight of /versions", {
+        method: "OPTIONS",
+        path: "/_matrix/client/versions",
+        as: "none",
+        headers: {
+          Origin: "http://127.0.0.1:9",
+          "Access-Control-Request-Method": "GET",
+          "Access-Control-Request-Headers": "authorization",
+        },
+        recordHeaders: CORS_HEADERS,
+      }),
+      req("preflight of a sticky send", {
+        method: "OPTIONS",
+        path: `/_matrix/client/v3/rooms/{room}/send/${STICKY_TYPE}/x?${STICKY}=600000`,
+        as: "none",
+        headers: {
+          Origin: "http://127.0.0.1:9",
+          "Access-Control-Request-Method": "PUT",
+          "Access-Control-Request-Headers": "authorization,content-type",
+        },
+        recordHeaders: CORS_HEADERS,
+      }),
+    ],
+  },
+  {
+    name: "sticky-send",
+    what: "the parameter on /send: the field (uncapped), the TTL (capped at 1 h), 0, Python int() spellings, every refused value, /state ignoring it",
+    config: "sticky",
+    presets: STICKY_PRESETS,
+    actors: ["alice", "bob"],
+    steps: [
+      stickySend(
+        "sticky 10 min with a sticky key",
+        "s1",
+        600_000,
+        { n: "10min", msc4354_sticky_key: "k1" },
+        {
+          mark: { name: "sent" },
+        },
+      ),
+      stickySend("sticky 2 h (over the cap)", "s2", 2 * HOUR, { n: "2h" }, { mark: { name: "sent" } }),
+      stickySend("sticky 0", "s3", 0, { n: "zero" }, { mark: { name: "sent" } }),
+      stickySend("underscore digits", "s4", "60_000", { n: "underscore" }, { mark: { name: "sent" } }),
+      stickySend("plus sign", "s5", "+50000", { n: "plus" }, { mark: { name: "sent" } }),
+      stickySend("not an integer", "e1", "abc", { n: "e1" }),
+      stickySend("decimal", "e2", "1.5", { n: "e2" }),
+      stickySend("empty", "e3", "", { n: "e3" }),
+      stickySend("negative", "e4", -1, { n: "e4" }),
+      stickySend("2^53 (out of JSON range)", "e5", "9007199254740992", { n: "e5" }),
+      req("bad sticky and bad delay: which error", {
+        method: "PUT",
+        path: `/_matrix/client/v3/rooms/{room}/send/${STICKY_TYPE}/e6?${STICKY}=abc&${DELAY}=xyz`,
+        body: { n: "e6" },
+      }),
+      req("bad JSON body and bad sticky", {
+        method: "PUT",
+        path: `/_matrix/client/v3/rooms/{room}/send/${STICKY_TYPE}/e7?${STICKY}=abc`,
+        rawBody: "{nope",
+      }),
+      req("POST send with the parameter", {
+        method: "POST",
+        path: `/_matrix/client/v3/rooms/{room}/send/${STICKY_TYPE}?${STICKY}=500000`,
+        body: { n: "post" },
+        mark: { name: "sent" },
+      }),
+      req("state with the parameter (ignored)", {
+        method: "PUT",
+        path: `${statePath("a")}?${STICKY}=600000`,
+        body: { n: "state" },
+        mark: { name: "sent" },
+      }),
+      req("state with a bad value (not even parsed)", {
+        method: "PUT",
+        path: `${statePath("b")}?${STICKY}=abc`,
+        body: { n: "state-bad" },
+        mark: { name: "sent" },
+      }),
+      stickyMessages("what bob reads"),
+    ],
+  },
+  {
+    name: "sticky-delayed",
+    what: "delayed + sticky in one request: scheduled (listing without the duration), fires sticky with the TTL counted from the firing; the send action; an out-of-range duration fails only when sent",
+    config: "sticky",
+    presets: STICKY_PRESETS,
+    actors: ["alice", "bob"],
+    steps: [
+      stickySend(
+        "schedule delayed (4 s) + sticky (10 min)",
+        "d1",
+        600_000,
+        { n: "fires" },
+        {
+          delay: 4000,
+          save: "d",
+          mark: { name: "scheduled" },
+        },
+      ),
+      list("listing"),
+      getOne("get one", "d"),
+      stickyMessages("fired as a sticky event", "bob", {
+        poll: { until: (r) => Array.isArray(r.body) && r.body.length === 1, timeoutMs: 9000 },
+      }),
+      stickySend(
+        "schedule delayed (60 s) + sticky (5 min)",
+        "d2",
+        300_000,
+        { n: "sent" },
+        {
+          delay: 60_000,
+          save: "n",
+        },
+      ),
+      wait(300),
+      action("send it now", "n", "send", undefined, { mark: { name: "send-action" } }),
+      stickyMessages("sent as a sticky event"),
+      stickySend(
+        "schedule with a 2^53 duration",
+        "d3",
+        "9007199254740992",
+        { n: "big" },
+        {
+          delay: 60_000,
+          save: "big",
+        },
+      ),
+      action("send it: refused now", "big", "send"),
+      list("nothing left pending"),
+      stickyMessages("still two sticky events"),
+    ],
+  },
+  {
+    name: "sticky-sync",
+    what: "the msc4354_sticky section: what a gappy sync misses, not what its timeline has, nothing new = no room, everything unexpired for a newly joined user, and an initial sync",
+    config: "sticky",
+    presets: STICKY_PRESETS,
+    actors: ["alice", "bob"],
+    lateActors: ["carol"],
+    steps: [
+      syncStep("bob: first sync", "bob", { limit: 3, saveToken: "b0", view: syncHasRoom }),
+      syncStep("carol: first sync (not in the room)", "carol", {
+        limit: 3,
+        saveToken: "c0",
+        view: syncHasRoom,
+      }),
+      stickySend("short (1.5 s)", "s", 1500, { n: "short" }, { mark: { name: "sent" } }),
+      stickySend("A", "a", 600_000, { n: "A" }, { mark: { name: "sent" } }),
+      stickySend("B", "b", 600_000, { n: "B", msc4354_sticky_key: "kb" }, { mark: { name: "sent" } }),
+      stickySend("plain 1", "p1", undefined, { n: "P1" }, { mark: { name: "sent" } }),
+      stickySend("plain 2", "p2", undefined, { n: "P2" }, { mark: { name: "sent" } }),
+      wait(2000),
+      syncStep("bob: gappy sync (limit 2)", "bob", { since: "b0", limit: 2, saveToken: "b1" }),
+      syncStep("bob: nothing new", "bob", { since: "b1", limit: 4, saveToken: "b2" }),
+      stickySend("C", "c", 600_000, { n: "C" }, { mark: { name: "sent" } }),
+      syncStep("bob: C in the timeline", "bob", { since: "b2", limit: 5 }),
+      joinStep("carol joins", "carol"),
+      syncStep("carol: newly joined (limit 1)", "carol", { since: "c0", limit: 1 }),
+      syncStep("carol: initial sync (limit 2)", "carol", { limit: 2 }),
+      stickyMessages("the expired one keeps its field, loses its TTL", "alice"),
+    ],
+  },
+  {
+    name: "sticky-sync-limit",
+    what: "102 sticky events: an initial sync gets the first 100 and the next sync the rest (the timeline's one again); so does a user who joins after a token from before them; one whose token is from after them gets all 102 at once",
+    config: "sticky",
+    presets: STICKY_PRESETS,
+    actors: ["alice", "bob"],
+    lateActors: ["carol", "dave"],
+    steps: [
+      syncStep("carol: first sync (not in the room)", "carol", {
+        limit: 3,
+        saveToken: "c0",
+        view: syncHasRoom,
+      }),
+      ...Array.from({ length: 102 }, (_, i) => stickySend(`sticky ${i}`, `m${i}`, 600_000, { n: i })),
+      syncStep("bob: initial sync (limit 1)", "bob", { limit: 1, saveToken: "b0", view: syncRoom(true) }),
+      syncStep("bob: the rest", "bob", { since: "b0", limit: 1, saveToken: "b1", view: syncRoom(true) }),
+      syncStep("bob: then nothing", "bob", { since: "b1", limit: 2, view: syncRoom(true) }),
+      joinStep("carol joins", "carol"),
+      // Synapse reads the newly joined room's sticky events only up to where the limited read stopped.
+      syncStep("carol: newly joined (limit 1)", "carol", {
+        since: "c0",
+        limit: 1,
+        saveToken: "c1",
+        view: syncRoom(true),
+      }),
+      syncStep("carol: the rest", "carol", { since: "c1", limit: 1, view: syncRoom(true) }),
+      syncStep("dave: first sync (not in the room)", "dave", {
+        limit: 3,
+        saveToken: "d0",
+        view: syncHasRoom,
+      }),
+      joinStep("dave joins, after all of them", "dave"),
+      syncStep("dave: newly joined gets all 102", "dave", { since: "d0", limit: 1, view: syncRoom(true) }),
+    ],
+  },
+  {
+    name: "sticky-off",
+    what: "msc4354_enabled off: flag false, the parameter not even parsed (a plain event, bad values too), no sync section",
+    config: "relaxed",
+    presets: STICKY_PRESETS,
+    actors: ["alice", "bob"],
+    lateActors: ["carol"],
+    steps: [
+      req("versions flag", {
+        method: "GET",
+        path: "/_matrix/client/versions",
+        as: "none",
+        view: msc4354Flag,
+      }),
+      syncStep("carol: first sync", "carol", { limit: 3, saveToken: "c0", view: syncHasRoom }),
+      stickySend("sticky 10 min", "s1", 600_000, { n: "sticky" }, { mark: { name: "sent" } }),
+      stickySend("not an integer", "s2", "abc", { n: "abc" }, { mark: { name: "sent" } }),
+      // Apart from the sends, so the scheduling time cannot fall into their windows too.
+      wait(100),
+      stickySend(
+        "delayed + bad sticky",
+        "s3",
+        "abc",
+        { n: "delayed" },
+        {
+          delay: 60_000,
+          save: "d",
+          mark: { name: "scheduled" },
+        },
+      ),
+      list("scheduled"),
+      stickyMessages("plain events"),
+      joinStep("carol joins", "carol"),
+      syncStep("carol: newly joined", "carol", { since: "c0", limit: 1 }),
+    ],
+  },
+];
+
 export const ALL_SCENARIOS: Scenario[] = [
   ...SCENARIOS,
   ...LIMITED_SCENARIOS,
   ...RESTART_SCENARIOS,
   ...DISABLED_SCENARIOS,
+  ...STICKY_SCENARIOS,
 ];
+
+/** The scenarios a preset (and the Synapse version judging it) runs. */
+export const scenariosFor = (preset: SynapsePreset): Scenario[] =>
+  ALL_SCENARIOS.filter((s) => s.presets === undefined || s.presets.includes(preset));

@@ -10,15 +10,24 @@ export const PENDING_LIMIT = 5;
 export function emulatorOptions(config: ServerConfig): TestHomeserverOptions {
   const base: TestHomeserverOptions = { maxDelayMs: MAX_DELAY_MS, maxScheduledPerUser: PENDING_LIMIT };
   if (config === "relaxed") return { ...base, rateLimits: { message: null, delayedEventMgmt: null } };
+  if (config === "sticky")
+    return { ...base, stickyEvents: true, rateLimits: { message: null, delayedEventMgmt: null } };
   if (config === "limited")
     return { ...base, rateLimits: { message: LIMITED_RATE, delayedEventMgmt: LIMITED_RATE } };
   return { ...base, delayedEvents: false, rateLimits: { message: null, delayedEventMgmt: null } };
 }
 
-/** The same configuration on real Synapse (`startSynapse()` options). */
+/**
+ * The same configuration on real Synapse (`startSynapse()` options). Sticky events are off unless asked
+ * for, as on the emulator (`startSynapse()` alone turns them on).
+ */
 export function synapseOptions(config: ServerConfig): SynapseOptions {
-  const base: SynapseOptions = { maxDelayMs: MAX_DELAY_MS, maxScheduledPerUser: PENDING_LIMIT };
-  if (config === "relaxed") return { ...base, rateLimits: "relaxed" };
+  const base: SynapseOptions = {
+    maxDelayMs: MAX_DELAY_MS,
+    maxScheduledPerUser: PENDING_LIMIT,
+    stickyEvents: config === "sticky",
+  };
+  if (config === "relaxed" || config === "sticky") return { ...base, rateLimits: "relaxed" };
   if (config === "limited")
     return { ...base, rateLimits: { message: LIMITED_RATE, delayedEventMgmt: LIMITED_RATE } };
   return { ...base, delayedEvents: false, rateLimits: "relaxed" };

@@ -310,6 +310,21 @@ export class FakeServer implements MembershipBackend {
     return this.request("probe", () => this.state.get(req.stateKey), { stateKey: req.stateKey }, opts);
   }
 
+  /** The event at a key with its server timestamp (the time of the last write there). */
+  readState(req: Omit<StateEventRequest, "content">, opts?: RequestOptions) {
+    return this.request(
+      "probe",
+      () => {
+        const content = this.state.get(req.stateKey);
+        if (content === undefined) return undefined;
+        const at = this.history.findLast((h) => h.stateKey === req.stateKey)?.at ?? this.now();
+        return { content, originServerTs: at };
+      },
+      { stateKey: req.stateKey },
+      opts,
+    );
+  }
+
   probeSupport(): Promise<SupportHint> {
     if (this.supportHint) return Promise.resolve(this.supportHint);
     return Promise.resolve(

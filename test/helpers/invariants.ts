@@ -18,6 +18,9 @@
  *       and after leave() and the settling of in-flight requests, no delayed leave of ours is pending
  *   5   convergence: once the network heals and faults stop, we end where the app asked (joined and
  *       protected, or left)
+ *   E   eyes (issue 25): while "connected" (and not saying `membershipWatched: false`), the server holds
+ *       our membership, but for the time it takes to see another writer's `{}` and put it back (one check
+ *       interval, a read and a write; longer only while reads of our key fail or the network is down)
  *
  * (Unhandled rejections are failed by jest itself: jest-circus listens on the host process, which the
  * sandboxed `process` cannot reach. See invariants.test.ts.)
@@ -25,6 +28,8 @@
 import fc from "fast-check";
 import log from "loglevel";
 import { MembershipManager } from "../../src/manager/MembershipManager.js";
+import { eventsStateSource } from "../../src/membership/observer.js";
+import { LATE_WRITE_HORIZON_MS } from "../../src/core/limits.js";
 import type { MembershipBackend } from "../../src/backends/types.js";
 import { HTTPError, MatrixError } from "matrix-js-sdk";
 import { FakeServer, matrixError, type Fault } from "./fakeServer.js";
@@ -82,9 +87,11 @@ export type Cmd =
   | { k: "up" }
   | { k: "fault"; op: FaultOp; fault: FaultSpec; times: number }
   | { k: "losePending" }
-  | { k: "foreignWrite" };
+  | { k: "foreignWrite" }
+  /** Another tab of this device writes `{}` at our key: nothing of ours is cancelled (Synapse >= 1.127). */
+  | { k: "sameDeviceWrite" };
 
-export type InvariantId = "1" | "1b" | "2" | "3" | "R" | "4" | "5" | "H" | "O";
+export type InvariantId = "1" | "1b" | "2" | "3" | "R" | "4" | "5" | "H" | "O" | "E";
 
 /**
  * The "no hot loop" bound: requests the server may see from one manager in any one second. A join is
@@ -92,6 +99,8 @@ export type InvariantId = "1" | "1b" | "2" | "3" | "R" | "4" | "5" | "H" | "O";
  * and 3 a second after that at this delay (3 per heartbeat interval once a server lowered the delay). Before issue 11, a 404 without errcode gave ~135 a second.
  */
 export const HOT_LOOP_LIMIT = 12;
+/** First attempts one app intent may send on the app's bucket: a join's schedule and write, a leave's send and `{}`. */
+const APP_REQUESTS_PER_INTENT = 2;
 
 /** The bound when the server made us lower the delay (a shorter delay needs more heartbeats). */
 function hotLoopLimit(heartbeatIntervalMs: number): number {
@@ -120,6 +129,8 @@ const faultSpecArb: fc.Arbitrary<FaultSpec> = fc.oneof(
   fc.constant<FaultSpec>({ kind: "lose-response" }),
   fc.constant<FaultSpec>({ kind: "hang" }),
   fc.integer({ min: 50, max: 3000 }).map<FaultSpec>((ms) => ({ kind: "slow", ms })),
+  // Processed after its local timeout (held in the network), before or after a leave (issue 20).
+  fc.integer({ min: 10_500, max: 14_000 }).map<FaultSpec>((ms) => ({ kind: "slow", ms })),
   fc
     .oneof(
       fc.constant<"none">("none"),
@@ -194,6 +205,7 @@ export function cmdArb(opts: ScheduleOptions = {}): fc.Arbitrary<Cmd> {
     },
     { k: "losePending", arbitrary: fc.constant<Cmd>({ k: "losePending" }), weight: 1 },
     { k: "foreignWrite", arbitrary: fc.constant<Cmd>({ k: "foreignWrite" }), weight: 1 },
+    { k: "sameDeviceWrite", arbitrary: fc.constant<Cmd>({ k: "sameDeviceWrite" }), weight: 1 },
   ];
   return fc.oneof(...all.filter((a) => !ex.has(a.k)).map(({ arbitrary, weight }) => ({ arbitrary, weight })));
 }
@@ -209,7 +221,7 @@ export function scheduleArb(opts: ScheduleOptions = {}) {
   const fault = any.filter((c) => c.k === "fault");
   const near = cmdArb({
     ...opts,
-    exclude: [...(opts.exclude ?? []), "losePending", "foreignWrite", "join"],
+    exclude: [...(opts.exclude ?? []), "losePending", "foreignWrite", "sameDeviceWrite", "join"],
   }).map((c) => (c.k === "advance" ? { ...c, ms: c.ms % 700 } : c));
   const focused = fc
     .tuple(fc.array(fault, { minLength: 1, maxLength: 4 }), fc.array(near, { minLength: 1, maxLength: 14 }))
@@ -221,8 +233,14 @@ export function scheduleArb(opts: ScheduleOptions = {}) {
         ? free
         : fc.oneof({ arbitrary: free, weight: 2 }, { arbitrary: focused, weight: 1 }),
     jitterSeed: fc.integer({ min: 0, max: 0x7fffffff }),
+    // How the manager can see its own key (issue 25): reads of it (a bare client), a synced room view,
+    // or nothing at all (a widget host that refused reading).
+    eyes: fc.constantFrom<Eyes>("read", "read", "view", "blind"),
   });
 }
+
+/** How the manager sees its own key: reads, a synced room view (and reads), or nothing. */
+export type Eyes = "read" | "view" | "blind";
 
 export function describeCmd(c: Cmd): string {
   switch (c.k) {
@@ -251,6 +269,13 @@ function mulberry32(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+function isEmpty(c: Record<string, unknown> | undefined): boolean {
+  return !!c && Object.keys(c).length === 0;
+}
+
+/** How long a late write of ours may stand after it was sent: the leave's guard horizon, plus a request. */
+const LATE_GHOST_MS = LATE_WRITE_HORIZON_MS + 3000;
 
 function isMembership(c: Record<string, unknown> | undefined): boolean {
   return !!c && Object.keys(c).length > 0;
@@ -342,8 +367,9 @@ function faultOf(spec: FaultSpec, server: FakeServer): Fault {
 export async function runSchedule(
   cmds: Cmd[],
   jitterSeed: number,
-  opts: { healMs?: number } = {},
+  opts: { healMs?: number; eyes?: Eyes } = {},
 ): Promise<RunResult> {
+  const eyes = opts.eyes ?? "read";
   const time = new VirtualTime();
   const server = new FakeServer(time.scheduler);
   server.latencyMs = LATENCY_MS;
@@ -400,7 +426,12 @@ export async function runSchedule(
             note(`   <- ${action} rejected: ${(e as { httpStatus?: number })?.httpStatus ?? String(e)}`);
             throw e;
           }),
-    readStateEvent: wrap("read", server.readStateEvent.bind(server)),
+    ...(eyes === "blind"
+      ? {}
+      : {
+          readStateEvent: wrap("read", server.readStateEvent.bind(server)),
+          readState: wrap("read", server.readState.bind(server)),
+        }),
     listDelayedEvents: wrap("list", server.listDelayedEvents.bind(server)),
     probeSupport: server.probeSupport.bind(server),
   };
@@ -415,6 +446,7 @@ export async function runSchedule(
     logger: quiet,
     random: mulberry32(jitterSeed),
     fociPreferred: [{ type: "livekit", livekit_service_url: "https://lk.example" }],
+    ...(eyes === "view" ? { roomState: eventsStateSource(server.roomStateView("@alice:localhost")) } : {}),
   });
   const key = manager.stateKey;
   const timing = manager.effectiveTiming;
@@ -452,6 +484,10 @@ export async function runSchedule(
   let lastExternalRemovalAt = -Infinity;
   /** Invariant 1 window: from leave() resolving "left" until the next join(). */
   let leftWindow: { at: number; open: boolean } | undefined;
+  /** A late write of ours (sent before the leave, processed after) may stand until then (the guard). */
+  let lateGhostUntil = -Infinity;
+  /** Delayed {} scheduled by a leave (after its call) against such late writes: not an orphan. */
+  const guardIds = new Set<string>();
 
   internals.arm = (id, d) => {
     if (!createdAt.has(id)) {
@@ -521,8 +557,22 @@ export async function runSchedule(
               ` [manager: ${manager.state.kind}, probablyLeft ${manager.probablyLeft}]`,
           );
         unresolvedFireAt = undefined;
-        if (leftWindow?.open)
-          violate("1", `membership written by us at ${t()} after leave() resolved left at ${leftWindow.at}`);
+        if (leftWindow?.open) {
+          // A write of ours sent before the leave resolved, processed only now (held in the network):
+          // allowed while the leave's guard (a delayed {}) may not have taken it down yet.
+          const sent = server.log.findLast(
+            (e) =>
+              e.op === "state" &&
+              e.at <= leftWindow!.at &&
+              JSON.stringify(e.content) === JSON.stringify(content),
+          );
+          if (sent && t() - sent.at > timing.stateRequestTimeoutMs) lateGhostUntil = sent.at + LATE_GHOST_MS;
+          else
+            violate(
+              "1",
+              `membership written by us at ${t()} after leave() resolved left at ${leftWindow.at}`,
+            );
+        }
       }
     }
     origWrite(stateKey, content, by);
@@ -551,9 +601,13 @@ export async function runSchedule(
 
   const checkLeft = (when: string) => {
     if (!leftWindow?.open) return;
-    if (serverHoldsOurMembership())
+    if (serverHoldsOurMembership() && t() > lateGhostUntil)
       violate("1", `${when}: server holds our membership after leave() resolved left at ${leftWindow.at}`);
-    const pending = server.pendingFor(key);
+    // A delayed {} that a request sent before the leave created only now (processed after its timeout,
+    // its id never learnt): nothing of ours can stop it; it fires {} over our {} (harmless while left).
+    const lateLanded = (id: string) =>
+      (createdAt.get(id) ?? -Infinity) > leftWindow!.at && !trackedIds.has(id);
+    const pending = server.pendingFor(key).filter((id) => !guardIds.has(id) && !lateLanded(id));
     if (pending.length > 0)
       violate(
         "1b",
@@ -561,8 +615,15 @@ export async function runSchedule(
       );
   };
 
+  /** When the app called join(), leave() or update() (the H bound counts what they may send). */
+  const appIntentsAt: number[] = [];
   // Invariant 2 bookkeeping.
   let gap: { start: number; external: boolean } | undefined;
+  // Invariant E bookkeeping: since when "connected" while the server holds no membership of ours, and
+  // whether reads of our key could fail meanwhile (a fault on them, or the network down).
+  let eyesGap: { start: number; blinded: boolean } | undefined;
+  let sameDeviceWrote = false;
+  let lastBlindAt = -Infinity;
 
   const check = () => {
     if (disposed) return;
@@ -571,7 +632,11 @@ export async function runSchedule(
     // 2
     // H: whatever the server answers, a bounded number of requests per second.
     const recent = server.log.filter((e) => e.at > now - 1000).length;
-    const limit = hotLoopLimit(manager.effectiveTiming.heartbeatIntervalMs);
+    // What the app asked for in that second goes out on its own bucket (issue 20 item 13): each join,
+    // leave or update may send up to APP_REQUESTS_PER_INTENT first attempts besides the manager's own.
+    const intents = appIntentsAt.filter((at) => at > now - 1000).length;
+    const limit =
+      hotLoopLimit(manager.effectiveTiming.heartbeatIntervalMs) + APP_REQUESTS_PER_INTENT * intents;
     if (recent > limit) violate("H", `${recent} requests in the second before ${now} (limit ${limit})`);
     // 2 (degraded mode says so: `joined` with delayedLeave false is honest without a delayed leave)
     const degraded = manager.state.kind === "joined" && !manager.state.delayedLeave;
@@ -593,6 +658,18 @@ export async function runSchedule(
             `(${gap.external ? "after an external removal" : "no external cause"}), now ${now}`,
         );
     } else gap = undefined;
+    // E
+    const watched = !(manager.state.kind === "joined" && manager.state.membershipWatched === false);
+    if (manager.status === "connected" && watched && !serverHoldsOurMembership()) {
+      eyesGap ??= { start: now, blinded: false };
+      if (server.down || lastBlindAt >= eyesGap.start - timing.heartbeatIntervalMs) eyesGap.blinded = true;
+      const bound = timing.membershipCheckIntervalMs + timing.delayMs + 2 * ONE_REQUEST;
+      if (!eyesGap.blinded && now - eyesGap.start > bound)
+        violate(
+          "E",
+          `status "connected" while the server has held no membership of ours since ${eyesGap.start} (now ${now})`,
+        );
+    } else eyesGap = undefined;
     // 3
     for (const f of fires) {
       if (f.exempt || f.satisfied) continue;
@@ -644,6 +721,7 @@ export async function runSchedule(
 
   // --- Play the schedule -----------------------------------------------------------------------
   const doJoin = () => {
+    appIntentsAt.push(t());
     intent = "joined";
     lastJoinSeq = ++seq;
     if (leftWindow) leftWindow.open = false;
@@ -668,8 +746,10 @@ export async function runSchedule(
         break;
       case "rejoin":
       case "leave": {
+        appIntentsAt.push(t());
         intent = "left";
         lastLeaveAt = t();
+        const calledAt = t();
         const issuedAt = cmdIndex;
         const leaveSeq = ++seq;
         const p = track(
@@ -680,13 +760,17 @@ export async function runSchedule(
           p.then((r) => {
             note(`   leave() from command ${issuedAt} resolved ${JSON.stringify(r)}`);
             if (r.status !== "left" || disposed) return;
+            // The leave's guard against a late write: a delayed {} created after the leave was called.
+            for (const id of server.pendingFor(key))
+              if ((createdAt.get(id) ?? -Infinity) >= calledAt && isEmpty(server.delayed.get(id)?.content))
+                guardIds.add(id);
             // "unless we join again": a join() issued after this leave() closes the window at once.
             const window = { at: t(), open: lastJoinSeq < leaveSeq };
             if (window.open) leftWindow = window;
             // The at-resolution check applies even if a join() followed (the leave completes first).
             if (serverHoldsOurMembership())
               violate("1", `leave() resolved ${JSON.stringify(r)} but the server holds our membership`);
-            const pending = server.pendingFor(key);
+            const pending = server.pendingFor(key).filter((id) => !guardIds.has(id));
             if (pending.length > 0)
               violate(
                 "1b",
@@ -698,6 +782,7 @@ export async function runSchedule(
         break;
       }
       case "update":
+        appIntentsAt.push(t());
         track(
           `update() of command ${cmdIndex}`,
           manager.update({ callIntent: cmdIndex % 2 ? "audio" : "video" }),
@@ -708,12 +793,17 @@ export async function runSchedule(
         break;
       case "down":
         server.down = true;
+        lastBlindAt = Infinity;
         break;
       case "up":
         server.down = false;
+        lastBlindAt = t();
         break;
       case "fault":
         server.inject(cmd.op, faultOf(cmd.fault, server), cmd.times);
+        // Faults on reads (and 429s anywhere, which hold the budget) keep us from seeing our key for a while.
+        if (cmd.op === "probe" || cmd.fault.kind === "429" || cmd.fault.kind === "hang")
+          lastBlindAt = Infinity;
         break;
       case "losePending":
         for (const id of server.pendingFor(key)) {
@@ -732,6 +822,10 @@ export async function runSchedule(
         // Someone else now owns the content at our key; that is not a resurrection of ours.
         unresolvedFireAt = undefined;
         break;
+      case "sameDeviceWrite":
+        server.sameDeviceWrite(key, {});
+        sameDeviceWrote = true;
+        break;
     }
     await settle();
     check();
@@ -742,6 +836,7 @@ export async function runSchedule(
   note("# heal (network up, faults cleared)");
   server.down = false;
   server.clearFaults();
+  lastBlindAt = t();
   await advance(opts.healMs ?? HEAL_MS);
   traceLog();
   // A typed failure on a refusal (403, 400: retrying the same request cannot help) is an honest end
@@ -751,7 +846,16 @@ export async function runSchedule(
   // Degraded mode (the server refused our delay or said it has no delayed events) is honest when it
   // says so: `joined` with delayedLeave false, the membership held, support$ says why.
   const degraded = manager.state.kind === "joined" && !manager.state.delayedLeave;
+  // Nothing watches our key (no read, no view): another tab's `{}` is invisible, and joined says so.
+  const blindOk =
+    eyes === "blind" &&
+    sameDeviceWrote &&
+    manager.state.kind === "joined" &&
+    manager.state.membershipWatched === false &&
+    !isMembership(server.state.get(key));
   if (intent === "joined" && refused) note("   (ends failed on a refusal: exempt from 5)");
+  else if (intent === "joined" && blindOk)
+    note("   (another tab's {} nothing could see, said so: exempt from 5)");
   else if (intent === "joined") {
     const c = server.state.get(key);
     if (

@@ -5,7 +5,7 @@
  * node_modules through symlinks; only the widget-only one runs `npm install` (from npm's cache).
  */
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
-import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import {
   cpSync,
   existsSync,
@@ -20,42 +20,15 @@ import { build } from "esbuild";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join, normalize, posix } from "node:path";
+import { repo, run, runAsync, sharedPack } from "./packing.js";
 
-const repo = process.cwd();
 const repoModules = join(repo, "node_modules");
 const tsc = createRequire(join(repo, "package.json")).resolve("typescript/bin/tsc");
 const PKG = "matrixrtc-membership";
-const ENTRIES = ["", "/testing", "/widget-host"] as const;
-
-// Child npm processes must not inherit the npm settings of the `npm test` that runs jest.
-function childEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.toLowerCase().startsWith("npm_")));
-}
-
-/**
- * Packing and type-checking are CPU-heavy while the other jest worker runs timing-sensitive tests on
- * real time: the children run at low priority (`nice`) so they take the idle CPU, not that worker's.
- */
-const NICE = existsSync("/usr/bin/nice") ? ["/usr/bin/nice", "-n", "15"] : [];
-function niced(cmd: string, args: string[]): [string, string[]] {
-  return NICE.length ? [NICE[0], [...NICE.slice(1), cmd, ...args]] : [cmd, args];
-}
-
-function run(cmd: string, args: string[], cwd: string): { code: number; out: string; stdout: string } {
-  const res = spawnSync(...niced(cmd, args), { cwd, env: childEnv(), encoding: "utf8", timeout: 120_000 });
-  return { code: res.status ?? -1, out: `${res.stdout ?? ""}${res.stderr ?? ""}`, stdout: res.stdout ?? "" };
-}
-
-/** As `run`, without blocking: the slow steps run side by side with the quick ones. */
-function runAsync(cmd: string, args: string[], cwd: string): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(...niced(cmd, args), { cwd, env: childEnv(), timeout: 120_000 });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    child.on("close", (code) => resolve({ code: code ?? -1, out }));
-  });
-}
+const ENTRIES = ["", "/testing", "/widget-host", "/node", "/testing/synapse"] as const;
+/** What the runtime consumers print: one line per entry with its export count, in ENTRIES order. */
+const loaded = (kind: "esm" | "cjs", last: string) =>
+  new RegExp(`^${ENTRIES.map((e) => `${kind}${e.replace(/\//g, "\\/")} \\d+`).join("\\n")}\\n${last}`, "m");
 
 function node(args: string[], cwd: string) {
   return run(process.execPath, args, cwd);
@@ -188,15 +161,10 @@ function startWidgetOnlyInstall(): Promise<{ code: number; out: string }> {
   );
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "mrtc-pack-"));
-  // No build by hand: prepack builds. --json names the tarball and lists its files.
-  const res = run("npm", ["pack", "--json", "--pack-destination", work], repo);
-  if (res.code !== 0) throw new Error(`npm pack failed:\n${res.out}`);
-  const json = res.stdout.slice(res.stdout.indexOf("[\n"));
-  const [info] = JSON.parse(json) as { filename: string; files: { path: string }[] }[];
-  tarball = join(work, info.filename);
-  packed = info.files.map((f) => f.path);
+  // One pack per run, shared with the consumer checks (packing.ts).
+  ({ tarball, files: packed } = await sharedPack());
   unpacked = join(work, "unpacked");
   mkdirSync(unpacked);
   execFileSync("tar", ["-xzf", tarball, "-C", unpacked, "--strip-components=1"]);
@@ -244,19 +212,41 @@ describe("the packed package", () => {
       for (const target of Object.values(conditions).flatMap((c) => Object.values(c)))
         expect(packed).toContain(posix.normalize(target));
     }
-    for (const bin of Object.values(pkg.bin)) expect(packed).toContain(posix.normalize(bin));
-    expect(readFileSync(join(unpacked, "dist/esm/testing/cli.js"), "utf8")).toMatch(
-      /^#!\/usr\/bin\/env node\n/,
-    );
+    expect(Object.keys(pkg.bin).sort()).toEqual(["matrixrtc-install-synapse", "matrixrtc-test-homeserver"]);
+    for (const bin of Object.values(pkg.bin)) {
+      expect(packed).toContain(posix.normalize(bin));
+      expect(readFileSync(join(unpacked, bin), "utf8")).toMatch(/^#!\/usr\/bin\/env node\n/);
+    }
   });
 
-  it("the README links only to files in the package", () => {
-    const readme = readFileSync(join(unpacked, "README.md"), "utf8");
-    const targets = [...readme.matchAll(/\]\(([^)#\s]+)(?:#[^)]*)?\)/g)].map((m) => m[1]);
-    const local = targets.filter((t) => !/^[a-z]+:/.test(t));
-    expect(local.length).toBeGreaterThan(0);
-    expect(local.filter((t) => !packed.includes(posix.normalize(t)))).toEqual([]);
-    expect(readme).not.toContain("../shared");
+  it("every relative link in the README and docs resolves inside the package; repository-only paths are URLs", () => {
+    const docs = packed.filter((f) => f === "README.md" || /^docs\/[^/]+\.md$/.test(f));
+    expect(docs).toEqual(expect.arrayContaining(["README.md", "docs/api.md", "docs/widget.md"]));
+    const broken: string[] = [];
+    const unlinked: string[] = [];
+    let relative = 0;
+    for (const doc of docs) {
+      // Fenced code is commands and code for a clone of the repository, not links.
+      const text = readFileSync(join(unpacked, doc), "utf8").replace(/^```[\s\S]*?^```/gm, "");
+      for (const m of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        const target = m[1];
+        if (/^[a-z][a-z0-9+.-]*:/i.test(target) || target.startsWith("#")) continue;
+        relative++;
+        const path = posix.normalize(posix.join(posix.dirname(doc), target.split("#")[0]));
+        const isDir = packed.some((f) => f.startsWith(`${path.replace(/\/$/, "")}/`));
+        if (!packed.includes(path) && !isDir) broken.push(`${doc}: ${target}`);
+      }
+      // A path of the repository mentioned on its own must be a link (an URL) or in the package.
+      for (const m of text.matchAll(/(\[)?`((?:examples|test|bench)\/[^`\s]*)`/g))
+        if (!m[1] && !packed.includes(m[2])) unlinked.push(`${doc}: ${m[2]}`);
+    }
+    expect(relative).toBeGreaterThan(50);
+    expect(broken).toEqual([]);
+    expect(unlinked).toEqual([]);
+    expect(readFileSync(join(unpacked, "README.md"), "utf8")).not.toContain("../shared");
+    // The package says where its repository lives (npm shows it; docs link there).
+    const pkg = JSON.parse(readFileSync(join(unpacked, "package.json"), "utf8")) as { homepage?: string };
+    expect(pkg.homepage).toBe("https://github.com/matrixrtc-membership/matrixrtc-membership#readme");
   });
 
   it("every source map resolves its sources inside the package", () => {
@@ -277,7 +267,7 @@ describe("the packed package", () => {
     expect(missing).toEqual([]);
   });
 
-  it("the main entry never loads matrix-js-sdk or matrix-widget-api; widget-host never loads matrix-js-sdk", () => {
+  it("the main and node entries never load matrix-js-sdk or matrix-widget-api; widget-host never loads matrix-js-sdk", () => {
     // Walks the built import graph: relative specifiers are followed, bare ones collected.
     const bareImports = (start: string): Set<string> => {
       const seen = new Set<string>();
@@ -306,6 +296,12 @@ describe("the packed package", () => {
     };
     for (const build of ["esm", "cjs"]) {
       expect([...bareImports(`dist/${build}/index.js`)].sort()).toEqual(["loglevel", "rxjs"]);
+      expect([...bareImports(`dist/${build}/node/index.js`)].sort()).toEqual([
+        "loglevel",
+        "node:async_hooks",
+      ]);
+      // A jest globalSetup imports it: a js-sdk loaded there would clash with the tests' copy.
+      expect(bareImports(`dist/${build}/testing/synapse/index.js`).has("matrix-js-sdk")).toBe(false);
       expect(bareImports(`dist/${build}/widget-host/index.js`).has("matrix-js-sdk")).toBe(false);
       expect(bareImports(`dist/${build}/testing/index.js`).has("matrix-js-sdk")).toBe(true);
     }
@@ -322,7 +318,10 @@ describe("the packed package", () => {
             console.log("esm" + e, Object.keys(m).length);
           }
           const { MembershipError } = await import("${PKG}");
-          console.log("esm error", typeof MembershipError);`,
+          console.log("esm error", typeof MembershipError);
+          const keys = {};
+          for (const e of ${JSON.stringify(ENTRIES)}) keys[e] = Object.keys(await import("${PKG}" + e));
+          console.log("keys " + JSON.stringify(keys));`,
         "cjs.cjs": `
           for (const e of ${JSON.stringify(ENTRIES)}) {
             const m = require("${PKG}" + e);
@@ -334,10 +333,19 @@ describe("the packed package", () => {
     );
     const esm = node(["esm.mjs"], dir);
     expect(esm).toMatchObject({ code: 0 });
-    expect(esm.out).toMatch(/esm \d+\nesm\/testing \d+\nesm\/widget-host \d+\nesm error function/);
+    expect(esm.out).toMatch(loaded("esm", "esm error function"));
     const cjs = node(["cjs.cjs"], dir);
     expect(cjs).toMatchObject({ code: 0 });
-    expect(cjs.out).toMatch(/cjs \d+\ncjs\/testing \d+\ncjs\/widget-host \d+\ncjs manager function/);
+    expect(cjs.out).toMatch(loaded("cjs", "cjs manager function"));
+    // The shipped API reference names every runtime export of every entry (npm run docs regenerates it).
+    const keys = JSON.parse(/^keys (.*)$/m.exec(esm.out)![1]) as Record<string, string[]>;
+    const reference = readFileSync(join(unpacked, "docs/api.md"), "utf8");
+    const missing = Object.entries(keys).flatMap(([entry, names]) =>
+      names
+        .filter((n) => !reference.includes(`\`${n}`) && !reference.includes(`\`class ${n}\``))
+        .map((n) => `${PKG}${entry}: ${n}`),
+    );
+    expect(missing).toEqual([]);
     // Same exports from both builds.
     const count = (out: string, kind: string, e: string) => new RegExp(`${kind}${e} (\\d+)`).exec(out)?.[1];
     for (const e of ENTRIES) expect(count(cjs.out, "cjs", e)).toBe(count(esm.out, "esm", e));
@@ -360,10 +368,10 @@ describe("the packed package", () => {
     const dir = join(work, "runtime");
     const esm = run(node20, ["esm.mjs"], dir);
     expect(esm).toMatchObject({ code: 0 });
-    expect(esm.stdout).toMatch(/esm \d+\nesm\/testing \d+\nesm\/widget-host \d+\nesm error function/);
+    expect(esm.stdout).toMatch(loaded("esm", "esm error function"));
     const cjs = run(node20, ["cjs.cjs"], dir);
     expect(cjs).toMatchObject({ code: 0 });
-    expect(cjs.stdout).toMatch(/cjs \d+\ncjs\/testing \d+\ncjs\/widget-host \d+\ncjs manager function/);
+    expect(cjs.stdout).toMatch(loaded("cjs", "cjs manager function"));
   });
 
   it("a strict nodenext consumer type-checks, from ESM and from CommonJS, without skipLibCheck", () => {

@@ -120,9 +120,25 @@ describe("widget mode on real Synapse", () => {
     await waitFor(() => c.manager.status === "connected", 8000, "connected");
     await until(() => c.pending().length === 1, 3000, "one pending delayed leave");
     c.manager.dispose();
-    c.pair.close();
+    // The widget is gone but its host's api runs on (a hung widget): nobody sends its leave.
+    c.pair.widgetApi.transport.stop();
     const gone = await until(() => !c.joined(), DELAY + 2000, "Synapse to fire the delayed leave");
     expect(gone).toBeLessThanOrEqual(DELAY + 500);
+    expect(gone).toBeGreaterThan(DELAY / 2);
+    expect(c.pending()).toEqual([]);
+  });
+
+  it("a widget its host removes (api.stop()) leaves at once: the host sends its delayed leave", async () => {
+    const c = await widgetCall();
+    c.manager.join();
+    await waitFor(() => c.manager.status === "connected", 8000, "connected");
+    await until(() => c.pending().length === 1, 3000, "one pending delayed leave");
+    c.manager.dispose();
+    c.pair.widgetApi.transport.stop();
+    c.pair.clientApi.stop();
+    const gone = await until(() => !c.joined(), DELAY, "the host's send of the delayed leave");
+    expect(gone).toBeLessThan(DELAY / 4);
+    expect(c.membership()).toEqual({});
     expect(c.pending()).toEqual([]);
   });
 });

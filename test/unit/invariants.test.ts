@@ -20,6 +20,7 @@ import {
   runSchedule,
   scheduleArb,
   type Cmd,
+  type Eyes,
   type InvariantId,
   type Violation,
 } from "../helpers/invariants.js";
@@ -60,23 +61,26 @@ const KNOWN_BROKEN = new Set<InvariantId>(["R"]);
 
 /** Every property plays the same schedules (same seed): play each once (only the violations are kept). */
 const cache = new Map<string, Violation[]>();
-async function violationsOf(s: { cmds: Cmd[]; jitterSeed: number }): Promise<Violation[]> {
+async function violationsOf(s: { cmds: Cmd[]; jitterSeed: number; eyes?: Eyes }): Promise<Violation[]> {
   const key = JSON.stringify(s);
   let v = cache.get(key);
   if (!v) {
-    v = (await runSchedule(s.cmds, s.jitterSeed)).violations;
+    v = (await runSchedule(s.cmds, s.jitterSeed, { eyes: s.eyes })).violations;
     cache.set(key, v);
   }
   return v;
 }
 
-async function explain(s: { cmds: Cmd[]; jitterSeed: number }, invs: InvariantId[]): Promise<string> {
-  const r = await runSchedule(s.cmds, s.jitterSeed);
+async function explain(
+  s: { cmds: Cmd[]; jitterSeed: number; eyes?: Eyes },
+  invs: InvariantId[],
+): Promise<string> {
+  const r = await runSchedule(s.cmds, s.jitterSeed, { eyes: s.eyes });
   const text = formatFailure(s.cmds, r, invs).split("\n");
   // Keep the trace readable: up to a little after the first violation.
   const first = text.findIndex((l) => l.includes("!! VIOLATION"));
   const end = first < 0 ? 150 : Math.min(first + 20, 250);
-  return `jitterSeed ${s.jitterSeed}\n${text.slice(0, end).join("\n")}`;
+  return `jitterSeed ${s.jitterSeed}, eyes ${s.eyes ?? "read"}\n${text.slice(0, end).join("\n")}`;
 }
 
 function property(invs: InvariantId[]) {
@@ -98,6 +102,10 @@ const PROPERTIES: [InvariantId, string][] = [
   ["R", "R: no resurrection: a membership we (re)create is always covered by a pending delayed leave"],
   ["5", "5: after the network heals, we converge to what the app asked (joined and protected, or left)"],
   ["H", "H: no hot loop: at most HOT_LOOP_LIMIT requests in any second, whatever the server answers"],
+  [
+    "E",
+    "E: while connected, the server holds our membership, but for the time it takes to see another writer's {} and put it back",
+  ],
   [
     "O",
     "O: no orphan: a delay id answered after dispose() is cancelled; after leave() and healing nothing of ours is pending",

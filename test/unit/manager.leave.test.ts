@@ -143,13 +143,26 @@ describe("races", () => {
     expect(h.server.pendingFor(h.key)).toHaveLength(1);
   });
 
-  it("a schedule answered after our timeout: the late id is cancelled", async () => {
+  it("a schedule answered after our timeout, in time to keep: adopted, no second one sent (issue 20 item 15)", async () => {
     const h = harness({ delayedLeaveDelayMs: 2000 });
     h.server.inject("schedule", { kind: "slow", ms: 1000 });
     h.manager.join();
     await h.time.advance(5000);
     expect(h.server.pendingFor(h.key)).toHaveLength(1);
-    expect(h.server.count("cancel")).toBe(1);
+    // Before: a second schedule went out at our timeout and the late id was cancelled.
+    expect(h.server.count("schedule")).toBe(1);
+    expect(h.server.count("cancel")).toBe(0);
+    expect(isJoinedOnServer(h)).toBe(true);
+    expect(h.manager.status).toBe("connected");
+  });
+
+  it("a schedule answered too late to keep: cancelled, and a new one scheduled", async () => {
+    const h = harness({ delayedLeaveDelayMs: 2000 });
+    h.server.inject("schedule", { kind: "slow", ms: 1950 });
+    h.manager.join();
+    await h.time.advance(8000);
+    expect(h.server.pendingFor(h.key)).toHaveLength(1);
+    expect(h.server.count("cancel")).toBeGreaterThanOrEqual(1);
     expect(isJoinedOnServer(h)).toBe(true);
   });
 

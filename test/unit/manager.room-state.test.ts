@@ -19,7 +19,7 @@ function watched(extra: Parameters<typeof harness>[0] = {}) {
 }
 
 describe("roomState: our membership gone from the room", () => {
-  it("another tab of this device wrote {}: re-asserted within the grace period, probablyLeft meanwhile", async () => {
+  it("another tab of this device wrote {}: re-asserted at once, probablyLeft meanwhile", async () => {
     const h = watched();
     h.manager.join();
     await h.time.advance(3000);
@@ -28,9 +28,9 @@ describe("roomState: our membership gone from the room", () => {
     h.server.sameDeviceWrite(h.key, {});
     const removedAt = h.time.now();
     const took = await h.time.until(() => isJoinedOnServer(h), 5000, 5);
-    // 50 ms view lag + 1000 ms grace + one write (20 ms)
-    expect(took).toBeGreaterThanOrEqual(1000);
-    expect(took).toBeLessThan(1200);
+    // The view had shown our write (it watches our key), so its "missing" counts at once: 50 ms view
+    // lag + a read that confirms it (20 ms) + one write (20 ms). (Before issue 25: the 1 s grace first.)
+    expect(took).toBeLessThan(200);
     await h.time.advance(1000);
     expect(h.manager.status).toBe("connected");
     expect(h.manager.probablyLeft).toBe(false);
@@ -43,20 +43,51 @@ describe("roomState: our membership gone from the room", () => {
     expect(h.errors.map((e) => e.code)).toContain("membership-removed");
     // The same delayed leave protects it: nothing was rescheduled.
     expect(h.server.pendingFor(h.key)).toEqual(pendingBefore);
-    // A fresh membership: a new created_ts, as after any rejoin.
-    expect(h.server.state.get(h.key)!.created_ts).toBeGreaterThan(removedAt);
+    // A fresh membership: no created_ts, so readers take its own (new) server timestamp.
+    const rewrite = h.server.history.findLast((e) => e.stateKey === h.key)!;
+    expect(rewrite.at).toBeGreaterThan(removedAt);
+    expect(rewrite.content.created_ts).toBeUndefined();
+    // With a live view, no periodic reads of our key: only the one that confirmed the removal, and the
+    // one that learnt each fresh membership's server timestamp.
+    expect(h.server.log.filter((e) => e.op === "probe").length).toBeLessThanOrEqual(3);
     h.manager.dispose();
     expect(h.manager.pendingTimers).toBe(0);
   });
 
-  it("without roomState the gap stays until something else notices (what the option is for)", async () => {
+  it("without a room view, reading our key every heartbeat interval closes the gap (issue 25)", async () => {
     const h = harness({ delayedLeaveDelayMs: 2000 });
     h.manager.join();
     await h.time.advance(3000);
     h.server.sameDeviceWrite(h.key, {});
-    await h.time.advance(10_000);
-    expect(isJoinedOnServer(h)).toBe(false);
+    const removedAt = h.time.now();
+    const took = await h.time.until(() => isJoinedOnServer(h), 5000, 5);
+    // One check interval (= the heartbeat interval, 1000 ms) at most, plus a read and a write.
+    expect(took).toBeLessThanOrEqual(1000 + 60);
+    await h.time.advance(100); // "certainly joined" again after the restart that follows the write
     expect(h.manager.status).toBe("connected");
+    expect(h.states).toContainEqual({
+      kind: "reconnecting",
+      reason: "membership-removed",
+      probablyLeft: true,
+    });
+    expect(h.server.history.findLast((e) => e.stateKey === h.key)!.at).toBeGreaterThan(removedAt);
+    h.manager.dispose();
+  });
+
+  it("with no read path at all, joined says membershipWatched: false (it cannot vouch for what others see)", async () => {
+    const h = harness((server) => ({
+      delayedLeaveDelayMs: 2000,
+      backend: {
+        sendDelayedStateEvent: server.sendDelayedStateEvent.bind(server),
+        sendStateEvent: server.sendStateEvent.bind(server),
+        updateDelayedEvent: server.updateDelayedEvent.bind(server),
+      },
+    }));
+    h.manager.join();
+    await h.time.advance(3000);
+    expect(h.manager.state).toEqual({ kind: "joined", delayedLeave: true, membershipWatched: false });
+    expect(h.manager.status).toBe("connected");
+    h.manager.dispose();
   });
 
   it("with autoRejoin off: cleans up its delayed leave and ends in left(membership-removed)", async () => {

@@ -212,36 +212,41 @@ describe("one evaluation and one emission per batch", () => {
     subs.forEach((x) => x.unsubscribe());
   });
 
-  it("client: the manager's own-membership check (watchRoomState) and the app's list share one evaluation", () => {
+  it("client: the manager's own-key watch (watchRoomState) adds no evaluation and reads only what changed", () => {
     const client = new FakeSyncClient();
     const server = new ServerRoom();
     const s = scheduler();
-    client.sync([server.join("@a:hs"), server.join("@b:hs"), server.call("@a:hs", "A")]);
+    const ours = server.call("@a:hs", "A");
+    client.sync([server.join("@a:hs"), server.join("@b:hs"), ours]);
     const lists: string[][] = [];
     const app = callMembers$(client, { roomId: ROOM, scheduler: s }).subscribe((m) => lists.push(idsOf(m)));
+    const live: boolean[] = [];
     let missing = 0;
-    const clock = new Clock(s);
     const watch = watchRoomState(
       client,
       {
         roomId: ROOM,
-        slot: { application: "m.call", id: "ROOM" },
         userId: "@a:hs",
-        deviceId: "A",
+        stateKey: ours.state_key,
         graceMs: 1000,
-        heldSince: () => 0,
+        held: () => ({ since: 0, content: ours.content as Record<string, unknown> }),
         onMissing: () => missing++,
+        onLive: (l) => live.push(l),
       },
-      clock,
+      new Clock(s),
       log.getLogger("observer-scale-quiet"),
     );
+    expect(live).toEqual([true]); // the view shows our write
+    const reads = client.wholeCallReads;
     const done = work(() => client.sync([server.call("@b:hs", "B")]));
     expect(done.evaluations).toBe(1);
     expect(done.parses).toBe(1);
+    expect(client.wholeCallReads).toBe(reads);
     expect(lists.at(-1)).toEqual(["@a:hs|A", "@b:hs|B"]);
-    s.maxFrames = 5000;
-    s.flush();
-    expect(missing).toBe(0);
+    // Someone replaces our membership with {}: the watch sees it from the changed event alone.
+    client.sync([server.hangUp("@a:hs", "A")]);
+    expect(missing).toBe(1);
+    expect(client.wholeCallReads).toBe(reads);
     watch.unsubscribe();
     app.unsubscribe();
   });

@@ -61,6 +61,17 @@ describe("startSynapse's homeserver.yaml", () => {
   });
 });
 
+describe("startSynapse's homeserver.yaml for a MatrixRTC token service", () => {
+  it("serves the openid resource (federation userinfo) and lists app service registrations", () => {
+    const c = synapseConfig({}, { ...paths, appServiceFiles: ["/tmp/x/appservice-0.yaml"] });
+    expect(c.listeners).toEqual([
+      expect.objectContaining({ resources: [{ names: ["client", "openid"], compress: false }] }),
+    ]);
+    expect(c.app_service_config_files).toEqual(["/tmp/x/appservice-0.yaml"]);
+    expect(synapseConfig({}, paths)).not.toHaveProperty("app_service_config_files");
+  });
+});
+
 describe("the virtualenv cache", () => {
   const saved = { ...process.env };
   afterEach(() => {

@@ -35,6 +35,14 @@ describe("readDelayId", () => {
     ["whitespace", { delay_id: "syd x" }],
     ["a newline", { delay_id: "syd\nx" }],
     ["too long", { delay_id: "x".repeat(256) }],
+    ["a path", { delay_id: "../../../rooms" }],
+    ["a slash", { delay_id: "a/b" }],
+    ["a dot segment", { delay_id: ".." }],
+    ["a single dot", { delay_id: "." }],
+    ["a percent escape", { delay_id: "%2e%2e" }],
+    ["a query", { delay_id: "syd?x=1" }],
+    ["a fragment", { delay_id: "syd#x" }],
+    ["non-ASCII", { delay_id: "syd_é" }],
     ["a null answer", null],
     ["a string answer", "syd_x"],
   ])("%s: a MalformedResponseError, classified as a transient server error", (_name, answer) => {
@@ -50,9 +58,12 @@ describe("readDelayId", () => {
     expect(isTransient(cls)).toBe(true);
   });
 
-  it("accepts Synapse's ids and other printable ones", () => {
+  it("accepts Synapse's ids and other ids made of characters that stay one path segment", () => {
     expect(readDelayId({ delay_id: "syd_abcDEF" })).toBe("syd_abcDEF");
-    expect(readDelayId({ delay_id: "a/b#c:d" })).toBe("a/b#c:d");
+    expect(readDelayId({ delay_id: "syd_" + "aZ".repeat(10) })).toBe("syd_" + "aZ".repeat(10));
+    for (const id of ["0f8fad5b-d9cb-469f-a165-70867728950e", "YWJj+ZA==", "a.b~c", "x:y@z!", "..."])
+      expect(readDelayId({ delay_id: id })).toBe(id);
+    expect(readDelayId({ delay_id: "x".repeat(255) })).toHaveLength(255);
   });
 });
 
@@ -62,6 +73,7 @@ describe("readDelayedEventList", () => {
       { delay_id: "syd_1", room_id: "!r:hs", state_key: "k" },
       { delay_id: "syd_2", room_id: "!r:hs" },
       { delay_id: 3, room_id: "!r:hs" },
+      { delay_id: "../../../rooms", room_id: "!r:hs" },
       null,
       "x",
       { room_id: "!r:hs" },

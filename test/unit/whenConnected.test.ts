@@ -108,3 +108,44 @@ describe("whenConnected", () => {
     h.manager.dispose();
   });
 });
+
+describe("whenConnected judges the join it was asked about (issue 20 item 14)", () => {
+  it("after a failed call: whenConnected() then join() waits for the new join, not the old error", async () => {
+    const h = harness();
+    h.server.inject("state", { kind: "error", error: () => matrixError(403, "M_FORBIDDEN") });
+    h.manager.join();
+    await h.time.until(() => h.manager.state.kind === "failed", 5000);
+    const wait = track(whenConnected(h.manager, { scheduler: h.time.scheduler }));
+    h.manager.join();
+    await h.time.until(() => wait.status !== "pending", 5000);
+    expect(wait.status).toBe("resolved");
+    expect(isJoinedOnServer(h)).toBe(true);
+    h.manager.dispose();
+  });
+
+  it("leave(); join(); whenConnected(): waits through the leave for the new join", async () => {
+    const h = harness();
+    h.manager.join();
+    await h.time.until(() => h.manager.status === "connected", 5000);
+    void h.manager.leave();
+    h.manager.join();
+    const wait = track(whenConnected(h.manager, { scheduler: h.time.scheduler }));
+    await h.time.until(() => wait.status !== "pending", 5000);
+    expect(wait.status).toBe("resolved");
+    expect(isJoinedOnServer(h)).toBe(true);
+    expect(h.manager.status).toBe("connected");
+    h.manager.dispose();
+  });
+
+  it("a failed join with no join after it: rejects with its error one tick later", async () => {
+    const h = harness();
+    h.server.inject("state", { kind: "error", error: () => matrixError(403, "M_FORBIDDEN") });
+    h.manager.join();
+    await h.time.until(() => h.manager.state.kind === "failed", 5000);
+    const wait = track(whenConnected(h.manager, { scheduler: h.time.scheduler }));
+    await h.time.advance(1);
+    expect(wait.status).toBe("rejected");
+    expect((wait.error as MembershipError).code).toBe("forbidden");
+    h.manager.dispose();
+  });
+});

@@ -13,10 +13,24 @@ const KEY = "_@alice:example.org_DEV1_m.call";
 const STATE_CAP = `org.matrix.msc2762.send.state_event:org.matrix.msc3401.call.member#${KEY}`;
 const SEND_DELAYED = "org.matrix.msc4157.send.delayed_event";
 const UPDATE_DELAYED = "org.matrix.msc4157.update_delayed_event";
+const RECEIVE = "org.matrix.msc2762.receive.state_event:org.matrix.msc3401.call.member";
+const RECEIVE_MEMBER = "org.matrix.msc2762.receive.state_event:m.room.member";
 
 describe("widgetCapabilities", () => {
-  it("lists exactly the state send at our key and the two MSC4157 capabilities", () => {
-    expect(widgetCapabilities(ALICE)).toEqual([STATE_CAP, SEND_DELAYED, UPDATE_DELAYED]);
+  it("lists exactly the state send at our key, the two MSC4157 capabilities and reading memberships back", () => {
+    // Reading back (issue 25): the manager watches its own key; `readState: false` opts out.
+    expect(widgetCapabilities(ALICE)).toEqual([
+      STATE_CAP,
+      SEND_DELAYED,
+      UPDATE_DELAYED,
+      RECEIVE,
+      RECEIVE_MEMBER,
+    ]);
+    expect(widgetCapabilities({ ...ALICE, readState: false })).toEqual([
+      STATE_CAP,
+      SEND_DELAYED,
+      UPDATE_DELAYED,
+    ]);
   });
 
   it("follows the slot and the room version like the manager's state key", () => {
@@ -28,18 +42,21 @@ describe("widgetCapabilities", () => {
     );
   });
 
-  it("adds the timeline capability only for an explicit room, and receive-state only when asked", () => {
+  it("adds the timeline capability only for an explicit room", () => {
     expect(widgetCapabilities({ ...ALICE, roomId: "!r:example.org" })).toEqual([
       STATE_CAP,
       SEND_DELAYED,
       UPDATE_DELAYED,
       "org.matrix.msc2762.timeline:!r:example.org",
+      RECEIVE,
+      RECEIVE_MEMBER,
     ]);
     expect(widgetCapabilities({ ...ALICE, readState: true })).toEqual([
       STATE_CAP,
       SEND_DELAYED,
       UPDATE_DELAYED,
-      "org.matrix.msc2762.receive.state_event:org.matrix.msc3401.call.member",
+      RECEIVE,
+      RECEIVE_MEMBER,
     ]);
   });
 });
@@ -50,7 +67,7 @@ interface Fake extends WidgetApiLike {
   transport: { timeoutSeconds?: number };
 }
 
-function fakeWidgetApi(granted: string[] = [STATE_CAP, SEND_DELAYED, UPDATE_DELAYED]): Fake {
+function fakeWidgetApi(granted: string[] = [STATE_CAP, SEND_DELAYED, UPDATE_DELAYED, RECEIVE]): Fake {
   const calls: unknown[][] = [];
   const fake = {
     calls,
@@ -72,6 +89,10 @@ function fakeWidgetApi(granted: string[] = [STATE_CAP, SEND_DELAYED, UPDATE_DELA
     cancelScheduledDelayedEvent: jest.fn(async (id: string) => {
       calls.push(["cancel", id]);
       return {};
+    }),
+    readStateEvents: jest.fn(async (...args: unknown[]) => {
+      calls.push(["readStateEvents", ...args]);
+      return [];
     }),
   };
   return fake as unknown as Fake;
@@ -166,7 +187,9 @@ describe("WidgetBackend", () => {
     });
 
     it("no delayed-event capabilities: delayedEvents false with a reason", async () => {
-      const hint = await new WidgetBackend(fakeWidgetApi([STATE_CAP]), { membership: ALICE }).probeSupport();
+      const hint = await new WidgetBackend(fakeWidgetApi([STATE_CAP, RECEIVE]), {
+        membership: ALICE,
+      }).probeSupport();
       expect(hint).toEqual({
         delayedEvents: false,
         reason: `the widget host refused ${SEND_DELAYED} and ${UPDATE_DELAYED}`,
@@ -174,7 +197,7 @@ describe("WidgetBackend", () => {
     });
 
     it("only the update capability refused is just as unusable", async () => {
-      const hint = await new WidgetBackend(fakeWidgetApi([STATE_CAP, SEND_DELAYED]), {
+      const hint = await new WidgetBackend(fakeWidgetApi([STATE_CAP, SEND_DELAYED, RECEIVE]), {
         membership: ALICE,
       }).probeSupport();
       expect(hint).toMatchObject({
@@ -185,7 +208,7 @@ describe("WidgetBackend", () => {
 
     it("no state capability for our key: canSendState false", async () => {
       const other = STATE_CAP.replace("DEV1", "DEV2");
-      const hint = await new WidgetBackend(fakeWidgetApi([other, SEND_DELAYED, UPDATE_DELAYED]), {
+      const hint = await new WidgetBackend(fakeWidgetApi([other, SEND_DELAYED, UPDATE_DELAYED, RECEIVE]), {
         membership: ALICE,
       }).probeSupport();
       expect(hint).toEqual({ canSendState: false });
@@ -193,10 +216,17 @@ describe("WidgetBackend", () => {
 
     it("a capability for the whole event type covers our key", async () => {
       const all = "org.matrix.msc2762.send.state_event:org.matrix.msc3401.call.member";
-      const hint = await new WidgetBackend(fakeWidgetApi([all, SEND_DELAYED, UPDATE_DELAYED]), {
+      const hint = await new WidgetBackend(fakeWidgetApi([all, SEND_DELAYED, UPDATE_DELAYED, RECEIVE]), {
         stateKey: KEY,
       }).probeSupport();
       expect(hint).toEqual({});
+    });
+
+    it("no read capability: canReadState false (the manager cannot watch its own key)", async () => {
+      const hint = await new WidgetBackend(fakeWidgetApi([STATE_CAP, SEND_DELAYED, UPDATE_DELAYED]), {
+        membership: ALICE,
+      }).probeSupport();
+      expect(hint).toEqual({ canReadState: false });
     });
 
     it("without a membership key the state capability is not judged", async () => {

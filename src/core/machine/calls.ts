@@ -6,6 +6,7 @@ import { MembershipError } from "../../errors.js";
 import { mayWriteMembership } from "../decisions.js";
 import { delayedTimeoutMs, emitError, log, nextId, setProbablyLeft, setState, type Ctx } from "./context.js";
 import { abortIdleTasks } from "./tasks.js";
+import { dropScheduleWait } from "./schedule.js";
 import type { CallState } from "./types.js";
 
 export function newCall(c: Ctx): CallState {
@@ -34,6 +35,7 @@ export function endCall(c: Ctx, call: CallState, keepHeartbeat = false): void {
   call.refreshAt = undefined;
   call.refreshAfterFireAt = undefined;
   call.wantedWrite = undefined;
+  if (call.lane.k === "schedule" && call.lane.reqId === undefined) dropScheduleWait(c, call);
   stopIdleLane(call);
   abortIdleTasks(c);
   rejectUpdates(c, new MembershipError("the call ended before the update was sent", "gave-up", "send-state"));

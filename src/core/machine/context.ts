@@ -12,7 +12,13 @@ import type { CallState, Command, MachineEnv, MachineState, Outcome, Task } from
 export interface Ctx {
   readonly s: MachineState;
   readonly env: MachineEnv;
+  /** Elapsed time: every deadline of the machine is on this clock (it never steps). */
   readonly now: number;
+  /**
+   * The device's wall clock now: only ever compared with the server's clock (to say when they disagree),
+   * never written into an event or used for a deadline.
+   */
+  readonly wallNow: number;
   readonly random: () => number;
   readonly out: Command[];
   /** Tasks that ended in this step, for step.ts to hand to their owners. */
@@ -97,4 +103,9 @@ export function rejoinRetryCapMs(s: MachineState): number {
 
 export function nextId(s: MachineState): number {
   return s.nextId++;
+}
+
+/** The server's clock now, when learned (from a timestamp the server gave us). */
+export function serverNow(c: Ctx): number | undefined {
+  return c.s.serverOffsetMs === undefined ? undefined : c.now + c.s.serverOffsetMs;
 }

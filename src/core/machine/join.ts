@@ -3,7 +3,9 @@
  */
 import { MembershipError } from "../../errors.js";
 import type { SupportHint } from "../../backends/types.js";
-import { sameContent } from "../../membership/content.js";
+import type { StateEventSnapshot } from "../../backends/types.js";
+import { isLeftContent, sameContent } from "../../membership/content.js";
+import { isLateWriteOf } from "./lateWrites.js";
 import { changedKeys } from "../decisions.js";
 import {
   emitError,
@@ -16,9 +18,11 @@ import {
 } from "./context.js";
 import { failCall, newCall } from "./calls.js";
 import { startDelayedLane } from "./schedule.js";
+import { sweepPredecessors } from "./orphans.js";
 import { startLeaveJob } from "./leave.js";
 import { askOnce } from "./tasks.js";
 import { writeMembership } from "./writes.js";
+import { canReadKey, onUnreadable, scheduleCheck } from "./watch.js";
 import type { CallState, MachineEvent, Outcome, Task } from "./types.js";
 
 export function join(c: Ctx): void {
@@ -32,6 +36,10 @@ export function join(c: Ctx): void {
 }
 
 export function startCall(c: Ctx): void {
+  // A guard against a late write of the last call (lateWrites.ts) would fire into this one: it is
+  // cancelled first, like a failed leave's delayed leave.
+  if (c.s.guardDelayId && !c.s.staleDelayId) c.s.staleDelayId = c.s.guardDelayId;
+  c.s.guardDelayId = undefined;
   const call = newCall(c);
   c.s.call = call;
   setState(c, { kind: "joining", step: "delayed-leave" });
@@ -42,6 +50,10 @@ export function startCall(c: Ctx): void {
       budgeted: false,
     });
   startDelayedLane(c, call);
+  if (!c.s.joinedBefore) {
+    c.s.joinedBefore = true;
+    sweepPredecessors(c);
+  }
 }
 
 export function onProbeDone(c: Ctx, call: CallState | undefined, outcome: Outcome): void {
@@ -65,6 +77,7 @@ export function onProbeDone(c: Ctx, call: CallState | undefined, outcome: Outcom
       );
   } else if (hint.delayedEvents === false && c.s.out.support.delayedEvents === undefined)
     updateSupport(c, { delayedEvents: false, reason: hint.reason });
+  if (hint.canReadState === false) onUnreadable(c);
 }
 
 /** leave(): false when there is nothing to leave (the driver resolves at once). */
@@ -109,7 +122,10 @@ export function update(
   if (!call || call.ended || !call.membershipAttempted) return undefined;
   // Nothing new: done once the fields in force are on the server (now, unless a write is pending).
   if (changed.length === 0 && call.confirmedVersion >= version) return undefined;
-  if (changed.length > 0) writeMembership(c, call, "refresh");
+  if (changed.length > 0) {
+    call.updateAsked = true;
+    writeMembership(c, call, "refresh");
+  }
   return version;
 }
 
@@ -118,19 +134,43 @@ export function membershipMissing(c: Ctx): void {
   const call = c.s.call;
   if (!call || call.ended || call.checkingMissing) return;
   const sent = call.lastSent;
-  if (!sent || !c.env.canRead) return onMissingConfirmed(c, call, sent);
+  if (!sent || !canReadKey(c)) return onMissingConfirmed(c, call, sent);
   // The view may lag more than the grace period behind our own write (a slow sync): ask the server
   // before rewriting, or a lag alone would flicker probablyLeft and give us a new created_ts.
   call.checkingMissing = true;
-  askOnce(c, { kind: "read-holds", content: sent }, { kind: "read" }, "send-state", { callId: call.id });
+  call.checkAt = undefined;
+  askOnce(c, { kind: "read-holds", content: sent, why: "view" }, { kind: "read" }, "send-state", {
+    callId: call.id,
+  });
 }
 
+/**
+ * What the server holds at our key, asked because the view said our membership is missing, or as the
+ * periodic check. Only a missing membership (none, or left content) counts: a different one at our
+ * key is another tab of this very device, which others list as us (two tabs must not fight).
+ */
 export function onReadHoldsDone(c: Ctx, call: CallState | undefined, task: Task, outcome: Outcome): void {
   if (task.purpose.kind !== "read-holds" || !call) return;
   call.checkingMissing = undefined;
-  const sent = task.purpose.content;
-  const holds = outcome.ok && outcome.value !== undefined && sameContent(outcome.value, sent);
-  if (holds) return log(c, "debug", "the room view lags behind our write; the server holds our membership");
+  const { content: sent, why } = task.purpose;
+  if (!outcome.ok) {
+    log(c, "debug", "could not read our membership back", outcome.error);
+    // The view said it is missing and the server cannot say otherwise: believe the view.
+    if (why === "view") return onMissingConfirmed(c, call, sent);
+    return scheduleCheck(c, call);
+  }
+  const read = outcome.value as StateEventSnapshot | undefined;
+  // An older membership of ours that landed late (after a newer write): put ours back at once.
+  if (read && !sameContent(read.content, sent) && isLateWriteOf(c, read.content)) {
+    log(c, "debug", "an older write of ours landed late; writing our membership again");
+    writeMembership(c, call, "reassert");
+    return scheduleCheck(c, call);
+  }
+  if (read && !isLeftContent(read.content)) {
+    if (why === "view")
+      log(c, "debug", "the room view lags behind our write; the server holds our membership");
+    return scheduleCheck(c, call);
+  }
   onMissingConfirmed(c, call, sent);
 }
 

@@ -19,6 +19,7 @@ import { lateCancelsRunning, sweepOrphans } from "./orphans.js";
 import { abortIdleTasks, startTask } from "./tasks.js";
 import type { CallState, Outcome, Task } from "./types.js";
 import { startCall } from "./join.js";
+import { lateWritesUntil, onGuardDone, startGuard } from "./lateWrites.js";
 
 export function startLeaveJob(c: Ctx, call: CallState, quiet = false): void {
   const wasFailed = c.s.out.state.kind === "failed";
@@ -81,6 +82,7 @@ function decide(c: Ctx, call: CallState): void {
     // delayed leave pending, to fire into our next membership. Retried with backoff.
     job.step = "cancel";
     startTask(c, {
+      intent: true,
       purpose: { kind: "leave-cancel" },
       request: { kind: "delayed", delayId, action: "cancel" },
       op: "cancel",
@@ -95,6 +97,7 @@ function decide(c: Ctx, call: CallState): void {
   // not recognise) falls back to writing {} at once (core/policy.ts).
   job.step = "send";
   startTask(c, {
+    intent: true,
     purpose: { kind: "leave-send" },
     request: { kind: "delayed", delayId, action: "send" },
     op: "send-leave",
@@ -107,6 +110,7 @@ function decide(c: Ctx, call: CallState): void {
 function writeEmpty(c: Ctx): void {
   c.s.leave!.step = "empty";
   startTask(c, {
+    intent: !c.s.leave?.quiet,
     purpose: { kind: "leave-empty" },
     request: { kind: "write", content: { ...LEFT_CONTENT } },
     op: "send-state",
@@ -163,12 +167,28 @@ export function onLeaveTaskDone(c: Ctx, task: Task, outcome: Outcome): void {
     }
     case "leave-cancel-after-empty":
       return finish(c, { status: "left", via: "state-written" });
+    case "late-write-guard": {
+      const result = onGuardDone(c, task, outcome);
+      return result ? finish(c, result) : undefined;
+    }
     default:
       return;
   }
 }
 
 function finish(c: Ctx, result: LeaveResult): void {
+  const job = c.s.leave;
+  // A membership write of ours may still land after this leave: keep a delayed {} pending until it can
+  // no longer (lateWrites.ts); the leave resolves once that guard is in place.
+  // (Not when the app already joins again: our next membership replaces whatever lands.)
+  const guardUntil =
+    result.status === "left" && job && job.step !== "guard" && !c.s.wantJoined
+      ? lateWritesUntil(c)
+      : undefined;
+  if (job && guardUntil !== undefined && guardUntil > c.now && !c.s.disposed) {
+    job.step = "guard";
+    return startGuard(c, guardUntil, result);
+  }
   if (result.status === "left") {
     setDelayId(c, undefined);
     setOwnMembership(c, undefined);

@@ -16,6 +16,7 @@ import {
 import { observeLink } from "./resources.js";
 import { askOnce, startTask } from "./tasks.js";
 import { resumeWrites, writeMembership } from "./writes.js";
+import { adoptLateSchedule, resumeAfterOpen } from "./schedule.js";
 import type { PendingDelayedEvent } from "../../backends/types.js";
 import type { OpenSchedule, Outcome, Task } from "./types.js";
 
@@ -25,12 +26,12 @@ function forget(c: Ctx, open: OpenSchedule): void {
   const i = c.s.open.indexOf(open);
   if (i >= 0) c.s.open.splice(i, 1);
   onOpenSettled(c);
+  resumeAfterOpen(c, open);
 }
 
 /** A schedule answered (in time, or after our timeout: `open.late`); `value` is its delay id. */
 export function onScheduleSettled(c: Ctx, open: OpenSchedule, ok: boolean, value: unknown): void {
-  forget(c, open);
-  if (!ok) return;
+  if (!ok) return forget(c, open);
   const id = value as string;
   // Only while a sweep may run (an orphan window): outside one, no listing can race this answer.
   if (c.now < c.s.orphanWindowUntil || c.s.sweep) {
@@ -40,7 +41,11 @@ export function onScheduleSettled(c: Ctx, open: OpenSchedule, ok: boolean, value
   }
   // The answer crossed the link: the round trip is a measurement even when it came too late.
   if (!c.s.disposed) observeLink(c, open.sentAt);
-  if (!open.late) return;
+  // The call is still waiting for a delayed leave, and this one has time left: it is ours now (before
+  // the lane, woken by forget(), would send another).
+  const adopted = open.late && !c.s.disposed && adoptLateSchedule(c, open, id);
+  forget(c, open);
+  if (!open.late || adopted) return;
   if (c.s.disposed) return cancelAfterDispose(c, id);
   cancelOrphan(c, id, open.sentAt + open.delayMs, true, open.delayMs);
 }
@@ -135,14 +140,17 @@ function orphanProbablyFired(c: Ctx): void {
  * Where the backend can list our pending delayed events, cancel every one at our key except `keep`:
  * it is an orphan from a schedule whose answer we never got. Only runs while such an orphan may exist.
  */
-export function sweepOrphans(c: Ctx, keep: string | undefined): void {
-  if (!c.env.canList || c.now >= c.s.orphanWindowUntil) return;
+export function sweepOrphans(c: Ctx, keep: string | undefined, predecessors = false): void {
+  if (!c.env.canList || (!predecessors && c.now >= c.s.orphanWindowUntil)) return;
   // One sweep at a time; a request for another while one runs makes it run once more.
   if (c.s.sweep) {
     c.s.sweepAgain = true;
     return;
   }
-  const windowUntil = c.s.orphanWindowUntil;
+  // A sweep for a dead predecessor's delayed leaves opens no orphan window of ours (writes go on).
+  const windowUntil = predecessors
+    ? Math.max(c.s.orphanWindowUntil, c.now + c.s.timing.delayMs)
+    : c.s.orphanWindowUntil;
   c.s.sweep = { step: "list", keep, windowUntil, cancelling: 0 };
   // Retried quickly, but only while an orphan could still fire.
   startTask(c, {
@@ -218,17 +226,35 @@ function endSweep(c: Ctx): void {
   }
 }
 
+/**
+ * A page that died without dispose() (a reload, a crash) may have left a delayed leave at our key, or
+ * still have one on its way: it would fire `{}` over the membership we are about to write. Where the
+ * backend can list our delayed events, a new call sweeps our key at once and once more half a delay
+ * later (before one still on its way could fire). Elsewhere our eyes (watch.ts) put the membership back.
+ */
+export function sweepPredecessors(c: Ctx): void {
+  if (!c.env.canList) return;
+  sweepOrphans(c, c.s.call?.delayId, true);
+  c.s.predecessorSweepAt = c.now + Math.round(c.s.timing.delayMs / 2);
+}
+
 /** Deadlines of late delayed leaves, and re-asserts after schedules of unknown outcome. */
 export function orphanWakeAt(c: Ctx): number | undefined {
   let at: number | undefined;
   for (const d of c.s.orphanDeadlines ?? []) if (at === undefined || d.at < at) at = d.at;
   for (const r of c.s.reassertAt ?? []) if (at === undefined || r < at) at = r;
+  const p = c.s.predecessorSweepAt;
+  if (p !== undefined && (at === undefined || p < at)) at = p;
   for (const o of c.s.open)
     if (o.abortAt !== undefined && (at === undefined || o.abortAt < at)) at = o.abortAt;
   return at;
 }
 
 export function onOrphanWake(c: Ctx): void {
+  if (c.s.predecessorSweepAt !== undefined && c.s.predecessorSweepAt <= c.now) {
+    c.s.predecessorSweepAt = undefined;
+    if (c.s.call && !c.s.call.ended) sweepOrphans(c, c.s.call.delayId, true);
+  }
   const deadlines = c.s.orphanDeadlines;
   if (deadlines)
     for (const d of deadlines.filter((d) => d.at <= c.now)) {

@@ -5,7 +5,7 @@
  */
 import { MembershipError, type ErrorClass } from "../../errors.js";
 import { sameContent } from "../../membership/content.js";
-import type { DelayedEventStatus } from "../../backends/types.js";
+import type { DelayedEventStatus, StateEventSnapshot } from "../../backends/types.js";
 import { goneCause, recoveryPauseMs } from "../decisions.js";
 import { lostDelayedLeaveCause } from "../lostDelayedLeave.js";
 import {
@@ -102,7 +102,7 @@ export function onReadReplacedDone(c: Ctx, call: CallState | undefined, outcome:
     call.lane = { k: "stopped" };
     return;
   }
-  const current = outcome.ok ? ((outcome.value as Record<string, unknown> | undefined) ?? {}) : undefined;
+  const current = outcome.ok ? ((outcome.value as StateEventSnapshot | undefined)?.content ?? {}) : undefined;
   const byOthers =
     current !== undefined && call.lastSent !== undefined && !sameContent(current, call.lastSent);
   if (!byOthers) return lostNotReplaced(c, call, replaced);

@@ -3,17 +3,48 @@
  * whatever the server answers) and the link's adaptive timeout (core/linkTiming.ts).
  */
 import { MembershipError } from "../../errors.js";
-import { budgetLimits, fullBudget, takeToken } from "../budget.js";
+import {
+  budgetLimits,
+  fullBudget,
+  INTENT_LIMITS,
+  refundToken,
+  takeToken,
+  type BudgetLimits,
+} from "../budget.js";
 import { initialLink, linkBounds, onAnswered, onLocalTimeout, type LinkBounds } from "../linkTiming.js";
 import { log, emitError, setState, type Ctx } from "./context.js";
 
-/** Take a token: 0 to send now, else how long to wait for it. */
-export function spend(c: Ctx): number {
-  const limits = budgetLimits(c.s.timing.heartbeatIntervalMs);
-  const { budget, waitMs } = takeToken(c.s.budget ?? fullBudget(limits, c.now), limits, c.now);
-  c.s.budget = budget;
-  if (waitMs > 0) log(c, "debug", `request budget spent; waiting ${waitMs} ms`);
+/**
+ * Which bucket a request draws on: `own` for what the manager does by itself (heartbeats, retries,
+ * recoveries, reads, cancels), `intent` for the first attempt of what the app asked for.
+ */
+export type BudgetKind = "own" | "intent";
+
+function limitsOf(c: Ctx, kind: BudgetKind): BudgetLimits {
+  return kind === "own" ? budgetLimits(c.s.timing.heartbeatIntervalMs) : INTENT_LIMITS;
+}
+
+/** Take a token: 0 to send now, else how long to wait for it (the token is reserved meanwhile). */
+export function spend(c: Ctx, kind: BudgetKind = "own"): number {
+  const limits = limitsOf(c, kind);
+  const current = kind === "own" ? c.s.budget : c.s.intentBudget;
+  const { budget, waitMs } = takeToken(current ?? fullBudget(limits, c.now), limits, c.now);
+  if (kind === "own") c.s.budget = budget;
+  else c.s.intentBudget = budget;
+  if (waitMs > 0) log(c, "debug", `request budget (${kind}) spent; waiting ${waitMs} ms`);
   return Math.max(0, waitMs);
+}
+
+/**
+ * A request waiting for its token was abandoned (leave() ended its call, dispose): the token goes back.
+ * Kept, a toggling app's abandoned reservations added up to minutes of debt for its next join.
+ */
+export function refund(c: Ctx, kind: BudgetKind): void {
+  const current = kind === "own" ? c.s.budget : c.s.intentBudget;
+  if (!current) return;
+  const next = refundToken(current, limitsOf(c, kind));
+  if (kind === "own") c.s.budget = next;
+  else c.s.intentBudget = next;
 }
 
 export function currentLinkBounds(c: Ctx): LinkBounds {

@@ -13,6 +13,7 @@ import {
   nextId,
   rejoinRetryCapMs,
   setDelayId,
+  setOwnMembership,
   setProbablyLeft,
   setState,
   toError,
@@ -21,11 +22,12 @@ import {
 } from "./context.js";
 import { failCall } from "./calls.js";
 import { onScheduleSettled, sweepOrphans } from "./orphans.js";
-import { observeLink, retimeLink, spend } from "./resources.js";
+import { observeLink, refund, retimeLink, spend } from "./resources.js";
 import { startTask, waitBeforeRetry } from "./tasks.js";
-import { resumeWrites, writeMembership } from "./writes.js";
+import { resumeWrites, wantWrite, writeMembership } from "./writes.js";
 import type { CallState, OpenSchedule, Outcome } from "./types.js";
 import { enterBeat } from "./heartbeat.js";
+import { joinedState } from "./watch.js";
 
 const MAX_DELAY_LOWERINGS = 8;
 
@@ -66,10 +68,22 @@ function scheduleAttempt(c: Ctx, call: CallState): void {
     call.lane = { k: "stopped" };
     return;
   }
-  const waitMs = spend(c);
+  // An earlier schedule of this call is still on its way and could still create a live delayed leave
+  // (a slow link): wait for it (its answer is adopted) rather than send another. At most two of ours
+  // are then ever pending at once: that one, and a replacement once it has surely fired or failed.
+  const earlier = stillOpen(c, call);
+  if (earlier) {
+    lane.waitingFor = "open";
+    lane.wakeAt = (earlier.abortAt ?? earlier.sentAt + earlier.delayMs) + delayedTimeoutMs(c.s);
+    return;
+  }
+  // A join's first schedule is what the app asked for; everything after is the manager's own.
+  const kind = lane.after === "join" && !lane.sentOnce ? "intent" : "own";
+  const waitMs = spend(c, kind);
   if (waitMs > 0) {
     lane.wakeAt = c.now + waitMs;
     lane.waitingFor = "budget"; // the wake sends without taking another token
+    lane.reserved = kind;
     return;
   }
   sendSchedule(c, call);
@@ -86,13 +100,15 @@ function sendSchedule(c: Ctx, call: CallState): void {
   const reqId = nextId(c.s);
   const delayMs = c.s.timing.delayMs;
   lane.reqId = reqId;
-  lane.wakeAt = lane.waitingFor = undefined;
+  lane.wakeAt = lane.waitingFor = lane.reserved = undefined;
+  lane.sentOnce = true;
   call.scheduling = true;
   c.s.open.push({ reqId, callId: call.id, sentAt: c.now, delayMs, late: false });
+  const overMembership = !!call.lastSent && !call.ended;
   c.out.push({
     type: "send",
     reqId,
-    request: { kind: "schedule", delayMs },
+    request: overMembership ? { kind: "schedule", delayMs, overMembership } : { kind: "schedule", delayMs },
     timeoutMs: delayedTimeoutMs(c.s),
     keepLate: true,
   });
@@ -153,6 +169,7 @@ function onScheduleResult(c: Ctx, call: CallState, result: Outcome): void {
   }
   if (result.ok) {
     call.unrecognisedSchedules = 0;
+    call.ignoredSchedules = 0;
     setDelayId(c, result.value as string);
     markArmed(c, call, result.sentAt);
     updateSupport(c, { delayedEvents: true });
@@ -160,8 +177,12 @@ function onScheduleResult(c: Ctx, call: CallState, result: Outcome): void {
     return afterArmed(c, call, lane.after);
   }
   const { cls } = result;
-  const action = onScheduleFailure(cls, call.unrecognisedSchedules);
+  const action = onScheduleFailure(cls, call.unrecognisedSchedules, call.ignoredSchedules);
   if (isUnrecognised(cls)) call.unrecognisedSchedules++;
+  if (cls.kind === "delay-ignored") {
+    call.ignoredSchedules = (call.ignoredSchedules ?? 0) + 1;
+    delayIgnored(c, call, result.error);
+  }
   if (action === "lower-delay" && lowerDelay(c, call, cls.kind === "max-delay" ? cls.maxDelayMs : undefined))
     return scheduleAttempt(c, call);
   if (action === "lower-delay" || action === "degrade") {
@@ -173,7 +194,9 @@ function onScheduleResult(c: Ctx, call: CallState, result: Outcome): void {
         ? cls.reason
         : isUnrecognised(cls)
           ? `unrecognised answers to scheduling the delayed leave (${call.unrecognisedSchedules} in a row)`
-          : "no usable delay",
+          : cls.kind === "delay-ignored"
+            ? "the server ignores the delay of delayed events (it wrote our delayed leave at once)"
+            : "no usable delay",
       isUnrecognised(cls),
     );
     return afterArmed(c, call, lane.after);
@@ -205,11 +228,58 @@ function onScheduleResult(c: Ctx, call: CallState, result: Outcome): void {
   lane.waitingFor = "backoff";
 }
 
+/** An earlier schedule of `call` answered late (past our timeout) whose delayed leave would still live. */
+function stillOpen(c: Ctx, call: CallState): OpenSchedule | undefined {
+  return c.s.open.find(
+    (o) => o.callId === call.id && o.late && c.now + delayedTimeoutMs(c.s) < o.sentAt + o.delayMs,
+  );
+}
+
+/**
+ * A late schedule's delay id arrived while its call still waits for a delayed leave: adopt it when it
+ * leaves time for a heartbeat (it fires a delay after its send at the earliest), instead of cancelling it
+ * and scheduling yet another over a slow link.
+ */
+export function adoptLateSchedule(c: Ctx, open: OpenSchedule, delayId: string): boolean {
+  const call = c.s.call;
+  if (!call || call.id !== open.callId || call.ended) return false;
+  const lane = call.lane;
+  if (lane.k !== "schedule" || lane.reqId !== undefined) return false;
+  if (!(c.now + delayedTimeoutMs(c.s) < open.sentAt + open.delayMs)) return false;
+  log(c, "debug", "adopting a delayed leave whose answer came after our timeout");
+  if (lane.waitingFor === "budget" && lane.reserved) refund(c, lane.reserved);
+  call.delayId = delayId;
+  call.unrecognisedSchedules = 0;
+  call.ignoredSchedules = 0;
+  setDelayId(c, delayId);
+  markArmed(c, call, open.sentAt);
+  updateSupport(c, { delayedEvents: true });
+  afterArmed(c, call, lane.after);
+  return true;
+}
+
+/** A schedule of this call settled: a lane waiting for it goes on. */
+export function resumeAfterOpen(c: Ctx, open: OpenSchedule): void {
+  const call = c.s.call;
+  if (!call || call.id !== open.callId || call.lane.k !== "schedule" || call.lane.waitingFor !== "open")
+    return;
+  call.lane.wakeAt = call.lane.waitingFor = undefined;
+  scheduleAttempt(c, call);
+}
+
+/** The call ended while its schedule waited for a token: the reservation goes back. */
+export function dropScheduleWait(c: Ctx, call: CallState): void {
+  const lane = call.lane;
+  if (lane.k === "schedule" && lane.waitingFor === "budget" && lane.reserved) refund(c, lane.reserved);
+  if (lane.k === "schedule") lane.reserved = undefined;
+}
+
 /** The schedule lane's wait (budget or backoff) is over. */
 export function onScheduleWake(c: Ctx, call: CallState): void {
   const lane = call.lane;
   if (lane.k !== "schedule") return;
   const budgetWait = lane.waitingFor === "budget";
+  // ("open": the earlier schedule is past its abort; scheduleAttempt looks again.)
   lane.wakeAt = lane.waitingFor = undefined;
   if (call.ended) {
     call.lane = { k: "stopped" };
@@ -250,6 +320,23 @@ function lowerDelay(c: Ctx, call: CallState, serverMaxMs: number | undefined): b
   return true;
 }
 
+/**
+ * A schedule's answer proved the server ignored the delay: it wrote our delayed leave, `{}`, at our key at
+ * once. Whatever membership of ours was there is gone (others see us leave); a fresh one follows the next
+ * schedule, which the backend sends only after asking the server's dialect again.
+ */
+function delayIgnored(c: Ctx, call: CallState, error: unknown): void {
+  log(c, "warn", "the server ignored our delayed leave's delay and wrote it at once", error);
+  if (!call.membershipAttempted || call.ended) return;
+  if (call.lastSent) {
+    call.lastSent = undefined;
+    setOwnMembership(c, undefined);
+    setProbablyLeft(c, true);
+    setState(c, { kind: "reconnecting", reason: "delayed-leave-fired", probablyLeft: true });
+  }
+  wantWrite(call, "fresh");
+}
+
 export function markArmed(c: Ctx, call: CallState, sentAt: number): void {
   call.delayed = "armed";
   call.armedAt = sentAt;
@@ -261,7 +348,7 @@ export function markArmed(c: Ctx, call: CallState, sentAt: number): void {
   // (unless that membership has expired for others: only a write repairs that).
   if (call.lastSent && !call.expired) {
     setProbablyLeft(c, false);
-    setState(c, { kind: "joined", delayedLeave: true });
+    setState(c, joinedState(c, true));
   }
   // Writes deferred while the delayed leave was not known to be alive can go now.
   resumeWrites(c, call);

@@ -29,6 +29,14 @@ import { onRestartDone } from "./heartbeat.js";
 import { onLookupDone, onReadReplacedDone, onReplacedCancelDone } from "./recovery.js";
 import { onScheduleAnswer, onStaleCancelled } from "./schedule.js";
 import { join, leave, membershipMissing, onProbeDone, onReadHoldsDone, update } from "./join.js";
+import {
+  checkWakeAt,
+  onCheckWake,
+  onRoomMembership,
+  onRoomMembershipRead,
+  onStampDone,
+  onView,
+} from "./watch.js";
 import { abortLeave, leaveWakeAt, onLeaveTaskDone, progressLeave } from "./leave.js";
 import {
   onCancelOrphanDone,
@@ -57,18 +65,25 @@ export function initialState(timing: Timing, fields: MembershipFields, support: 
     open: [],
     out: { state: { kind: "idle" }, probablyLeft: false, support },
     nextId: 1,
+    viewLive: false,
+    readable: true,
   };
 }
 
-/** Feed one event at `now`; returns the commands to run, in order. Mutates `s` (the driver owns it). */
+/**
+ * Feed one event at `now` (elapsed time); returns the commands to run, in order. Mutates `s` (the driver
+ * owns it). `wallNow` is the device's wall clock, only compared with the server's (default: `now`, as on
+ * virtual time).
+ */
 export function step(
   s: MachineState,
   env: MachineEnv,
   event: MachineEvent,
   now: number,
   random: () => number,
+  wallNow: number = now,
 ): Command[] {
-  const c: Ctx = { s, env, now, random, out: [], done: [] };
+  const c: Ctx = { s, env, now, wallNow, random, out: [], done: [] };
   if (s.disposed && event.type !== "answer" && event.type !== "late-answer" && event.type !== "tick")
     return c.out;
   switch (event.type) {
@@ -97,6 +112,12 @@ export function step(
       break;
     case "membership-missing":
       membershipMissing(c);
+      break;
+    case "view":
+      onView(c, event.live);
+      break;
+    case "room-membership":
+      onRoomMembership(c, event.membership);
       break;
   }
   settle(c);
@@ -146,6 +167,10 @@ function dispatch(c: Ctx, task: Task, outcome: Outcome): void {
       return onReadReplacedDone(c, call, outcome);
     case "read-holds":
       return onReadHoldsDone(c, call, task, outcome);
+    case "stamp":
+      return onStampDone(c, call, task, outcome);
+    case "read-room-membership":
+      return onRoomMembershipRead(c, outcome);
     case "cancel-replaced":
       return onReplacedCancelDone(c, task, outcome);
     case "list":
@@ -159,6 +184,7 @@ function dispatch(c: Ctx, task: Task, outcome: Outcome): void {
     case "leave-send":
     case "leave-empty":
     case "leave-cancel-after-empty":
+    case "late-write-guard":
       return onLeaveTaskDone(c, task, outcome);
   }
 }
@@ -200,6 +226,8 @@ function wakeCall(c: Ctx, call: CallState): void {
     call.refreshAfterFireAt = undefined;
     if (!call.ended) writeMembership(c, call, "refresh");
   }
+  const checkAt = checkWakeAt(call);
+  if (checkAt !== undefined && checkAt <= c.now) onCheckWake(c, call);
 }
 
 /** When the machine wants its next `tick` (undefined: it waits only for answers or the app). */
@@ -216,10 +244,12 @@ export function nextWakeAt(s: MachineState): number | undefined {
     if (call.watchLeave) consider(call.leaveDeadline);
     consider(call.refreshAt);
     consider(call.refreshAfterFireAt);
+    consider(checkWakeAt(call));
   }
   consider(s.sweep?.wakeAt);
   for (const d of s.orphanDeadlines ?? []) consider(d.at);
   for (const r of s.reassertAt ?? []) consider(r);
+  consider(s.predecessorSweepAt);
   consider(s.leave?.wakeAt);
   return at;
 }
@@ -237,6 +267,7 @@ function dispose(c: Ctx): void {
   }
   s.orphanDeadlines = undefined;
   s.reassertAt = undefined;
+  s.predecessorSweepAt = undefined;
   s.sweep = undefined;
   s.sweepAgain = false;
   settle(c);
@@ -244,10 +275,14 @@ function dispose(c: Ctx): void {
   rejectUpdates(c, new MembershipError("disposed", "gave-up", "config"));
 }
 
-/** When the driver's room-state view should start counting our membership as missing (see watchRoomState). */
-export function heldSince(s: MachineState): number | undefined {
+/** The membership we hold and since when (the driver's room view compares it with what it shows). */
+export function heldMembership(
+  s: MachineState,
+): { since: number; content: Record<string, unknown> } | undefined {
   const call = s.call;
-  return call && !call.ended && call.lastSent ? call.lastWrittenAt : undefined;
+  return call && !call.ended && call.lastSent && call.lastWrittenAt !== undefined
+    ? { since: call.lastWrittenAt, content: call.lastSent }
+    : undefined;
 }
 
 /** Earliest time the server could fire our leave if no further heartbeat gets through. */

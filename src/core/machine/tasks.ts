@@ -8,7 +8,8 @@ import { classifyError, MembershipError, type ErrorClass, type Operation } from 
 import { isRetryable, isUnrecognised, laneWaitLimits, onLeaveSendFailure, retryWaitMs } from "../policy.js";
 import { callById, delayedTimeoutMs, emitError, log, nextId, toError, type Ctx } from "./context.js";
 import { checkExpiry, failCall, writeIsProtected } from "./calls.js";
-import { observeLink, spend } from "./resources.js";
+import { observeLink, refund, spend } from "./resources.js";
+import { noteUnansweredWrite } from "./lateWrites.js";
 import type { CallState, Outcome, Purpose, Request, RetryRule, Task, TaskScope } from "./types.js";
 
 export interface TaskSpec {
@@ -23,6 +24,8 @@ export interface TaskSpec {
   guardWrite?: boolean;
   lane?: "state" | "delayed";
   budgeted?: boolean;
+  /** The first attempt is what the app asked for (the app's bucket). */
+  intent?: boolean;
   measures?: boolean;
   callId?: number;
 }
@@ -42,6 +45,7 @@ export function startTask(c: Ctx, spec: TaskSpec): Task {
     guardWrite: spec.guardWrite,
     lane: spec.lane,
     budgeted: spec.budgeted ?? true,
+    intent: spec.intent,
     measures: spec.measures ?? spec.timeoutMs === undefined,
     callId: spec.callId,
     phase: "budget",
@@ -98,6 +102,9 @@ function guardFails(c: Ctx, task: Task): boolean {
 export function finishTask(c: Ctx, task: Task, outcome: Outcome): void {
   const i = c.s.tasks.indexOf(task);
   if (i >= 0) c.s.tasks.splice(i, 1);
+  // Ended while waiting for its token: the reservation goes back.
+  if (task.phase === "budget" && task.reserved) refund(c, task.reserved);
+  task.reserved = undefined;
   c.done.push({ task, outcome });
 }
 
@@ -119,9 +126,12 @@ const DEFERRED: Outcome = {
 function attempt(c: Ctx, task: Task): void {
   if (scopeEnded(c, task)) return finishTask(c, task, ABORTED());
   if (guardFails(c, task)) return finishTask(c, task, DEFERRED);
-  const waitMs = task.budgeted ? spend(c) : 0;
+  // Only the first send of what the app asked for is the app's; its retries are the manager's own.
+  const kind = task.intent && task.sentAt === undefined ? "intent" : "own";
+  const waitMs = task.budgeted ? spend(c, kind) : 0;
   if (waitMs > 0) {
     task.phase = "budget";
+    task.reserved = kind;
     task.wakeAt = c.now + waitMs;
     return;
   }
@@ -131,6 +141,7 @@ function attempt(c: Ctx, task: Task): void {
 function send(c: Ctx, task: Task): void {
   if (guardFails(c, task)) return finishTask(c, task, DEFERRED);
   task.phase = "sent";
+  task.reserved = undefined;
   task.wakeAt = undefined;
   task.reqId = nextId(c.s);
   task.sentAt = c.now;
@@ -186,6 +197,9 @@ export function answerTask(
     return finishTask(c, task, { ok: true, value, sentAt });
   }
   const cls = classifyError(error, task.op, c.now);
+  // A membership write that got no answer may still be processed later (lateWrites.ts).
+  if (task.purpose.kind === "write" && (timedOut || cls.kind === "network"))
+    noteUnansweredWrite(c, sentAt, task.purpose.content);
   // Only our own timeouts and real answers (an HTTP status) measure the link: a connection reset after
   // a long cut is not a round trip.
   if (task.measures && (timedOut || (cls.kind !== "network" && cls.kind !== "unknown")))
@@ -237,7 +251,14 @@ export function waitBeforeRetry(
     localTimeout: timedOut && !c.s.link?.tooSlow,
     attempt: attemptNo,
     baseMs: c.s.timing.retryBaseMs,
-    ...laneWaitLimits(op === "send-state" ? "state" : "delayed", c.s.timing, capMs),
+    // A server's Retry-After is honoured in full (up to retryMaxMs) where waiting only costs time: state
+    // sends, and schedules (no delayed leave of ours can fire meanwhile). Only the heartbeat's lane caps it,
+    // where our armed delayed leave would fire first.
+    ...laneWaitLimits(
+      op === "send-state" || op === "schedule-leave" ? "state" : "delayed",
+      c.s.timing,
+      capMs,
+    ),
     random: c.random,
   });
   log(c, "debug", `${op} failed (${cls.kind}); retrying in ${waitMs} ms`);

@@ -23,16 +23,21 @@ export interface MachineEnv {
   readonly canLookUp: boolean;
   readonly canRead: boolean;
   readonly canProbe: boolean;
+  /** The backend can read our own room membership (`m.room.member`). */
+  readonly canReadRoomMembership?: boolean;
 }
 
 /** One request the driver runs through the backend. */
 export type Request =
-  | { kind: "schedule"; delayMs: number }
+  /** `overMembership`: we hold a membership it could overwrite if the server ignored the delay. */
+  | { kind: "schedule"; delayMs: number; overMembership?: boolean }
   | { kind: "delayed"; delayId: string; action: DelayedEventAction }
   | { kind: "write"; content: Record<string, unknown> }
   | { kind: "list" }
   | { kind: "lookup"; delayId: string }
   | { kind: "read" }
+  /** Our own `m.room.member`: its `membership` ("join", "leave", "ban", ...), or undefined. */
+  | { kind: "read-room-membership" }
   | { kind: "probe" };
 
 /** How a task's request ended. */
@@ -64,7 +69,12 @@ export type Purpose =
   | { kind: "write"; write: WriteKind; content: MembershipContent; version: number }
   | { kind: "lookup" }
   | { kind: "read-replaced" }
-  | { kind: "read-holds"; content: MembershipContent }
+  /** Does the server still hold our membership? (the room view said it is missing, or a periodic check) */
+  | { kind: "read-holds"; content: MembershipContent; why: "view" | "interval" }
+  /** Are we still in the room? (our own `m.room.member`, read now and then without a room view) */
+  | { kind: "read-room-membership" }
+  /** The server's timestamp of our fresh membership: `created_ts` for later writes, the server's clock. */
+  | { kind: "stamp"; content: MembershipContent; sentAt: number; answeredAt: number }
   /** `firesFrom`: the earliest time the replaced delayed leave could fire (its last restart + delay). */
   | { kind: "cancel-replaced"; firesFrom: number }
   | { kind: "list"; windowUntil: number }
@@ -73,7 +83,9 @@ export type Purpose =
   | { kind: "leave-cancel" }
   | { kind: "leave-send" }
   | { kind: "leave-empty" }
-  | { kind: "leave-cancel-after-empty" };
+  | { kind: "leave-cancel-after-empty" }
+  /** After a leave: a delayed `{}` that outlasts a membership write still on its way (late-writes.ts). */
+  | { kind: "late-write-guard"; result: LeaveResult };
 
 /** A request with its retries: waits for the budget, sends, backs off, until it ends. */
 export interface Task {
@@ -95,6 +107,10 @@ export interface Task {
   readonly lane?: "state" | "delayed";
   /** Spends a token of the request budget before each attempt (every request but the support probe). */
   readonly budgeted: boolean;
+  /** Its first attempt is what the app asked for: it draws on the app's bucket (core/budget.ts). */
+  readonly intent?: boolean;
+  /** The bucket the token it waits for was reserved from (phase "budget"). */
+  reserved?: "own" | "intent";
   /** Its answers (and local timeouts) measure the link (core/linkTiming.ts). */
   readonly measures: boolean;
   /** The call it belongs to (scope "call" or "heartbeat"). */
@@ -122,7 +138,12 @@ export type DelayedLane =
       step: number;
       /** Waiting until then: for a token of the request budget, or a backoff. */
       wakeAt?: number;
-      waitingFor?: "budget" | "backoff";
+      /** "open": an earlier schedule of this call is still on its way (its answer is adopted if it comes). */
+      waitingFor?: "budget" | "backoff" | "open";
+      /** The bucket the awaited token was reserved from. */
+      reserved?: "own" | "intent";
+      /** A schedule of this lane went out already (its retries are the manager's own). */
+      sentOnce?: boolean;
       /** The schedule request in flight. */
       reqId?: number;
     }
@@ -163,12 +184,30 @@ export interface CallState {
   writer?: number;
   lastSent?: MembershipContent;
   lastWrittenAt?: number;
+  /**
+   * The server's `origin_server_ts` of our first membership event in this call, once read back: later
+   * writes carry it as `created_ts` (so we keep our place among the oldest members). Undefined until
+   * then: writes carry no `created_ts`, and readers use each event's own server timestamp.
+   */
   createdTs?: number;
+  /** update() asked for the next write (it is the app's request: core/budget.ts INTENT_LIMITS). */
+  updateAsked?: boolean;
+  /** A read of our fresh membership's server timestamp is running: other writes wait for it. */
+  stamping?: boolean;
+  /** Writes without `created_ts` alternate `expires` by 1 ms, or servers would drop an identical refresh. */
+  plainWrites?: number;
+  /** The next periodic read of our key (no live room view to watch it). */
+  checkAt?: number;
+  /** Periodic checks so far: every ROOM_MEMBERSHIP_EVERY-th also reads our room membership. */
+  checks?: number;
   confirmedVersion: number;
   failingDelayedSince?: number;
   failingStateSince?: number;
   unrecognisedSchedules: number;
+  /** Schedules in a row whose delay the server ignored (it wrote our `{}` at once). */
+  ignoredSchedules?: number;
   lastRecoveryAt?: number;
+  /** When others stop listing our membership (elapsed-time clock, like every deadline here). */
   expiresAt?: number;
   expired: boolean;
   rearming: boolean;
@@ -187,7 +226,15 @@ export interface CallState {
 /** The leave job, step by step (core/machine/leave.ts). */
 export interface LeaveJob {
   step:
-    "settle" | "late-cancels" | "heartbeat" | "sweep" | "cancel" | "send" | "empty" | "cancel-after-empty";
+    | "settle"
+    | "late-cancels"
+    | "heartbeat"
+    | "sweep"
+    | "cancel"
+    | "send"
+    | "empty"
+    | "cancel-after-empty"
+    | "guard";
   /** Give up waiting for late cancels at this time. */
   wakeAt?: number;
   delayId?: string;
@@ -244,12 +291,25 @@ export interface MachineState {
   leaveReason: LeftReason;
   /** The delayed leave of a leave that failed (refused {}): cancelled before the next join. */
   staleDelayId?: string;
+  /**
+   * Send times of membership writes whose outcome we never learned (our local timeout, no answer): each
+   * may still be processed later, until LATE_WRITE_HORIZON_MS after it was sent.
+   */
+  lateWrites?: { sentAt: number; content: Record<string, unknown> }[];
+  /** A leave's guard against those (a delayed `{}`): cancelled before the next join. */
+  guardDelayId?: string;
+  /** The second sweep for a dead predecessor's delayed leaves (orphans.ts sweepPredecessors). */
+  predecessorSweepAt?: number;
+  /** This manager started a call before (a predecessor's leftovers are swept at the first one only). */
+  joinedBefore?: boolean;
   knownMaxDelayMs?: number;
   orphanWindowUntil: number;
   sweep?: Sweep;
   sweepAgain: boolean;
   learnedIds?: string[];
   budget?: Budget;
+  /** The app's own bucket (core/budget.ts INTENT_LIMITS). */
+  intentBudget?: Budget;
   link?: LinkTiming;
   tasks: Task[];
   open: OpenSchedule[];
@@ -260,6 +320,14 @@ export interface MachineState {
   orphanDeadlines?: { delayId: string; at: number }[];
   out: Outputs;
   nextId: number;
+  /** The server's clock minus our elapsed-time clock, once learned from a timestamp the server gave. */
+  serverOffsetMs?: number;
+  /** The room view (a synced client, the host's state pushes) has shown our own writes: it watches our key. */
+  viewLive: boolean;
+  /** false once the backend said it cannot read our key back (a widget host refused the capability). */
+  readable: boolean;
+  /** The device's clock was found too far from the server's (said once). */
+  skewReported?: boolean;
 }
 
 /** What the machine is fed. */
@@ -282,7 +350,11 @@ export type MachineEvent =
   /** The time the machine asked to be woken at has come (any of its deadlines). */
   | { type: "tick" }
   /** The room's synced view has shown no membership of ours for the grace period. */
-  | { type: "membership-missing" };
+  | { type: "membership-missing" }
+  /** Whether the room view is watching our key (it showed our own last write), or not (any more). */
+  | { type: "view"; live: boolean }
+  /** Our own room membership is no longer `join` (a kick, a ban, a leave of the room). */
+  | { type: "room-membership"; membership: string };
 
 /** What the machine asks of its driver, in order. */
 export type Command =

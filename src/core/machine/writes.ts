@@ -4,14 +4,14 @@
  */
 import { makeMembershipContent, type MembershipContent } from "../../membership/content.js";
 import { refreshIntervalMs } from "../config.js";
-import { membershipExpiresAt } from "../decisions.js";
 import { isRetryable } from "../policy.js";
-import { setOwnMembership, setProbablyLeft, setState, toError, type Ctx } from "./context.js";
+import { serverNow, setOwnMembership, setProbablyLeft, setState, toError, type Ctx } from "./context.js";
 import { failCall, writeIsProtected } from "./calls.js";
 import { wakeHeartbeat } from "./heartbeat.js";
 import { startLeaveJob } from "./leave.js";
 import { startTask } from "./tasks.js";
 import type { CallState, Outcome, Task, WriteKind } from "./types.js";
+import { askStamp, joinedState, scheduleCheck } from "./watch.js";
 
 const WRITE_RANK: Record<WriteKind, number> = { reassert: 0, refresh: 1, fresh: 2 };
 
@@ -35,17 +35,23 @@ function runWriter(c: Ctx, call: CallState): void {
   if (!call.wantedWrite || call.ended) return;
   // No write without a live delayed leave behind it; markArmed and the sweep resume deferred writes.
   if (!writeIsProtected(c, call)) return;
+  // A refresh or update right after a fresh join waits for its server timestamp (one read), or it would
+  // go out without created_ts and move us behind members who joined later (the stamp resumes it).
+  if (call.stamping && call.wantedWrite !== "fresh" && call.lastSent) return;
   const kind = call.wantedWrite;
   call.wantedWrite = undefined;
   const version = c.s.fieldsVersion;
   const content =
     kind === "reassert" && call.lastSent
       ? call.lastSent
-      : // When the server holds no membership of ours, the next one is a fresh join (new created_ts).
-        // (`=== undefined`: a created_ts of 0, from a clock that starts at 0, is a time like any other.)
-        makeContent(c, call, kind === "fresh" || call.createdTs === undefined || !call.lastSent);
+      : // When the server holds no membership of ours, the next one is a fresh join (a new created_ts).
+        makeContent(c, call, kind === "fresh" || !call.lastSent);
+  // The join's first write, or one an update() asked for, is the app's (its own bucket).
+  const intent = !call.membershipAttempted || !!call.updateAsked;
+  call.updateAsked = undefined;
   call.membershipAttempted = true;
   const task = startTask(c, {
+    intent,
     purpose: { kind: "write", write: kind, content, version },
     request: { kind: "write", content },
     op: "send-state",
@@ -84,21 +90,31 @@ export function onWriteDone(c: Ctx, call: CallState | undefined, task: Task, out
       startLeaveJob(c, call, true);
     return;
   }
+  // Re-asserting the very content the server may still hold changes nothing there (servers drop an
+  // identical state event): its expiry and refresh stay as they were.
+  const same = kind === "reassert" && call.lastSent === content;
   call.lastSent = content;
   call.lastWrittenAt = c.now;
   call.confirmedVersion = Math.max(call.confirmedVersion, version);
   setOwnMembership(c, content);
   c.out.push({ type: "updates-confirmed", version: call.confirmedVersion });
-  scheduleRefresh(c, call);
-  watchExpiry(c, call, content);
+  if (!same || call.expiresAt === undefined) {
+    scheduleRefresh(c, call);
+    watchExpiry(c, call, content, outcome.sentAt);
+  }
+  // Until our membership's server timestamp is known, ask for it: it becomes created_ts of later writes
+  // and tells the server's clock from this device's.
+  if (call.createdTs === undefined && content.created_ts === undefined)
+    askStamp(c, call, content, outcome.sentAt);
+  scheduleCheck(c, call);
   if (call.delayed === "armed") {
     // After a rejoin, "certainly joined" waits for the restart that follows (markArmed).
-    if (!c.s.out.probablyLeft) setState(c, { kind: "joined", delayedLeave: true });
+    if (!c.s.out.probablyLeft) setState(c, joinedState(c, true));
     // Servers before Synapse 1.127 cancel our delayed leave when we write state: check at once.
     wakeHeartbeat(c, call);
   } else {
     setProbablyLeft(c, false);
-    setState(c, { kind: "joined", delayedLeave: false });
+    setState(c, joinedState(c, false));
   }
   runWriter(c, call);
 }
@@ -109,9 +125,23 @@ function expiryWindowMs(c: Ctx, call: CallState): number {
     : c.s.timing.membershipExpiryMs;
 }
 
+/**
+ * Our membership's content. What others judge (`created_ts`, `expires`) rests on the server's clock,
+ * never on this device's, which may be hours off: a fresh membership carries no `created_ts` (readers
+ * take the event's `origin_server_ts`, as matrix-js-sdk's own first write does); once its timestamp was
+ * read back, later writes carry it, with `expires` reaching one window past the server's now.
+ */
 function makeContent(c: Ctx, call: CallState, fresh: boolean): MembershipContent {
-  if (fresh || call.createdTs === undefined) call.createdTs = c.now;
-  return makeMembershipContent(c.s.fields, call.createdTs, c.now, expiryWindowMs(c, call));
+  const window = expiryWindowMs(c, call);
+  if (fresh) call.createdTs = undefined;
+  const now = serverNow(c);
+  if (call.createdTs !== undefined && now !== undefined)
+    return makeMembershipContent(c.s.fields, call.createdTs, now, window);
+  // Never read back: each write's own server timestamp counts. An identical refresh would be dropped by
+  // the server as a duplicate (and extend nothing): alternate `expires` by a millisecond.
+  const plain = call.plainWrites ?? 0;
+  call.plainWrites = plain + 1;
+  return makeMembershipContent(c.s.fields, undefined, 0, window + (plain % 2));
 }
 
 /** Refresh `expires` when half its window has passed, so it tracks real time. */
@@ -119,10 +149,19 @@ function scheduleRefresh(c: Ctx, call: CallState): void {
   call.refreshAt = c.now + refreshIntervalMs(expiryWindowMs(c, call));
 }
 
-/** Others stop listing a membership at created_ts + expires; checkExpiry compares on every heartbeat. */
-function watchExpiry(c: Ctx, call: CallState, content: MembershipContent): void {
-  const expiresAt = membershipExpiresAt(content);
-  if (expiresAt === undefined) return;
+/**
+ * Others stop listing a membership at created_ts + expires (or the event's timestamp + expires), on the
+ * server's clock; checkExpiry compares on every heartbeat. On our elapsed-time clock that is one window
+ * after the content was made (with created_ts: `expires` was computed from the server's now then), or
+ * after the send at the earliest (without: the server stamps the event once it arrives).
+ */
+function watchExpiry(c: Ctx, call: CallState, content: MembershipContent, sentAt: number): void {
+  const expires = Number(content.expires);
+  if (!Number.isFinite(expires)) return;
+  const created = Number(content.created_ts);
+  const offset = c.s.serverOffsetMs;
+  const expiresAt =
+    Number.isFinite(created) && offset !== undefined ? created + expires - offset : sentAt + expires;
   call.expiresAt = expiresAt;
   if (call.expired) {
     call.expired = false;

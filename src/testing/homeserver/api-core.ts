@@ -1,9 +1,11 @@
 /** Server discovery, accounts and per-user settings: what `MatrixClient.startClient()` asks for first. */
+import { speaksUnstable } from "./api-delayed-merged.js";
 import { auth, jsonBody, ok, stringField } from "./api-common.js";
 import { mergedCapabilities, mergedVersionFlags } from "./api-delayed-merged.js";
 import type { HomeserverCore } from "./core.js";
 import { badRequest, forbidden, MatrixHttpError, notFound, type JsonObject } from "./errors.js";
 import { DEFAULT_ROOM_VERSION, SUPPORTED_ROOM_VERSIONS } from "./rooms.js";
+import { stickyNames } from "./sticky-events.js";
 import type { HandlerResult, RequestContext } from "./router.js";
 import { MatrixUserInUse } from "./users.js";
 
@@ -35,11 +37,15 @@ export function versions(core: HomeserverCore): HandlerResult {
     versions: SPEC_VERSIONS,
     unstable_features: {
       // ≥1.117: the flag says whether the feature is usable, not merely compiled in.
-      "org.matrix.msc4140": core.options.versionsFlag === "always" || core.delayedEventsEnabled,
+      // A server that speaks only MSC4140 as merged does not advertise the unstable shape.
+      "org.matrix.msc4140":
+        speaksUnstable(core) && (core.options.versionsFlag === "always" || core.delayedEventsEnabled),
       // Element Call's recommended config enables state_after.
       "org.matrix.msc4222": true,
       "org.matrix.msc3266": true,
       ...mergedVersionFlags(core),
+      // MSC4354: Synapse 1.163 always names the flag (false while off); the merged names get `.stable`.
+      [stickyNames(core.options).versionsFlag]: core.options.stickyEvents,
     },
   });
 }

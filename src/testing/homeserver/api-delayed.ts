@@ -2,7 +2,7 @@
  * MSC4140 over HTTP exactly as Synapse serves it: scheduling through the
  * `org.matrix.msc4140.delay` query parameter, per-action and legacy management, and the listing.
  */
-import { auth, jsonBody, ok } from "./api-common.js";
+import { auth, integerQueryParam, jsonBody, ok } from "./api-common.js";
 import type { BucketName, HomeserverCore } from "./core.js";
 import {
   badRequest,
@@ -23,16 +23,7 @@ const ACTIONS: DelayedAction[] = ["cancel", "restart", "send"];
 
 /** The delay in ms, or undefined for a normal send. Validated even when the feature is off (step 3). */
 export function parseDelayParam(query: URLSearchParams): number | undefined {
-  const raw = query.get(DELAY_PARAM);
-  if (raw === null) return undefined;
-  // Python's int(): surrounding whitespace, a sign, and single underscores between digits are accepted.
-  if (!/^[+-]?\d+(?:_\d+)*$/.test(raw.trim())) {
-    throw badRequest(`Query parameter ${DELAY_PARAM} must be an integer`, "M_INVALID_PARAM");
-  }
-  const delay = Number(raw.trim().replace(/_/g, ""));
-  if (delay < 0)
-    throw badRequest(`Query parameter ${DELAY_PARAM} must be a positive integer.`, "M_INVALID_PARAM");
-  return delay;
+  return integerQueryParam(query, DELAY_PARAM);
 }
 
 export interface DelayedTarget {
@@ -40,6 +31,8 @@ export interface DelayedTarget {
   type: string;
   stateKey?: string;
   content: JsonObject;
+  /** MSC4354: the sticky duration the event gets when it is sent (Synapse stores it with the row). */
+  stickyDurationMs?: number;
 }
 
 /** Steps 4–9 of the scheduling check order (auth, JSON and delay parsing are done by the caller). */
@@ -93,6 +86,7 @@ export function scheduleDelayed(
     type: target.type,
     ...(target.stateKey !== undefined ? { stateKey: target.stateKey } : {}),
     content: target.content,
+    ...(target.stickyDurationMs !== undefined ? { stickyDurationMs: target.stickyDurationMs } : {}),
     delayMs: delay,
     sendTs: core.now() + delay,
   });

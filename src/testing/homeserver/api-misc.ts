@@ -2,10 +2,10 @@
  * Endpoints a full client touches that have nothing to do with calls (crypto, receipts, typing,
  * presence, account data, devices). They answer minimal valid bodies so matrix-js-sdk stays quiet.
  */
-import { randomBytes } from "node:crypto";
 import { auth, jsonBody, ok } from "./api-common.js";
 import type { HomeserverCore } from "./core.js";
 import { forbidden, notFound } from "./errors.js";
+import { issueOpenIdToken, OPENID_TOKEN_LIFETIME_MS } from "./openid.js";
 import type { HandlerResult, RequestContext } from "./router.js";
 
 export function accountData(core: HomeserverCore, ctx: RequestContext, write: boolean): HandlerResult {
@@ -43,15 +43,16 @@ export function roomKeysVersion(core: HomeserverCore, ctx: RequestContext): Hand
 
 /**
  * `POST /user/{userId}/openid/request_token`: an OpenID token a widget hands to a third party (such as
- * a LiveKit token service). Synapse: only for oneself (403 otherwise), 1 h lifetime, body ignored.
+ * a LiveKit token service). Synapse: only for oneself (403 otherwise), 1 h lifetime, body ignored. The
+ * token is remembered so the federation `openid/userinfo` endpoint can answer for it (openid.ts).
  */
 export function openIdToken(core: HomeserverCore, ctx: RequestContext): HandlerResult {
   const requester = auth(core, ctx);
   if (ctx.params[0] !== requester.userId) throw forbidden("Cannot request tokens for other users.");
   return ok({
-    access_token: randomBytes(18).toString("base64url"),
+    access_token: issueOpenIdToken(core, requester.userId),
     token_type: "Bearer",
     matrix_server_name: core.options.serverName,
-    expires_in: 3600,
+    expires_in: OPENID_TOKEN_LIFETIME_MS / 1000,
   });
 }

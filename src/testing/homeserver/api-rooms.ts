@@ -1,5 +1,5 @@
 /** Room endpoints: create, membership, state and message sends (delayed or not), reads. */
-import { auth, jsonBody, ok, stringField } from "./api-common.js";
+import { auth, integerQueryParam, jsonBody, ok, stringField } from "./api-common.js";
 import { scheduleDelayed } from "./api-delayed.js";
 import { delayParamFor } from "./api-delayed-merged.js";
 import type { HomeserverCore } from "./core.js";
@@ -7,6 +7,7 @@ import { badRequest, forbidden, notFound, type JsonObject } from "./errors.js";
 import { joinContent, type CreateRoomSpec, type RoomRecord, type StoredEvent } from "./rooms.js";
 import type { HandlerResult, RequestContext } from "./router.js";
 import { serializeEvent, type Viewer } from "./serialize.js";
+import { stickyDurationParam, stickyNames, stickyTopLevel } from "./sticky-events.js";
 import type { Requester } from "./users.js";
 
 const PRESETS = ["private_chat", "public_chat", "trusted_private_chat"] as const;
@@ -116,24 +117,46 @@ export function membershipAction(
   return ok();
 }
 
-/** PUT state: a delayed event with the delay parameter, a normal state event otherwise. */
+/**
+ * PUT state: a delayed event with the delay parameter, a normal state event otherwise. Synapse 1.163
+ * ignores the sticky parameter here; the merged MSC4354 text makes state events sticky too.
+ */
 export function putState(core: HomeserverCore, ctx: RequestContext): HandlerResult {
   const requester = auth(core, ctx);
   const content = jsonBody(ctx);
   const [roomId, type, stateKey = ""] = ctx.params;
+  const sticky = stickyDurationParam(core.options, ctx.query, "state", integerQueryParam);
   const delay = delayParamFor(core, ctx.query);
   if (delay !== undefined)
-    return scheduleDelayed(core, requester, { roomId, type, stateKey, content }, delay);
+    return scheduleDelayed(
+      core,
+      requester,
+      { roomId, type, stateKey, content, ...(sticky !== undefined ? { stickyDurationMs: sticky } : {}) },
+      delay,
+    );
   const { event } = core.sendEvent(
-    { roomId, sender: requester.userId, type, stateKey, content, deviceId: requester.deviceId },
+    {
+      roomId,
+      sender: requester.userId,
+      type,
+      stateKey,
+      content,
+      deviceId: requester.deviceId,
+      ...stickyRequest(core, sticky),
+    },
     { ratelimit: true },
   );
   return ok({ event_id: event.event_id });
 }
 
+/** The sticky top-level field of a send, if the request asked for one. */
+const stickyRequest = (core: HomeserverCore, durationMs: number | undefined) =>
+  durationMs === undefined ? {} : { topLevel: stickyTopLevel(stickyNames(core.options), durationMs) };
+
 /**
  * PUT send/{type}/{txnId} (and POST send/{type}): Synapse's transaction cache makes a retried txn id
- * (same path, user, device) return the first answer, delayed sends included.
+ * (same path, user, device) return the first answer, delayed sends included. With MSC4354 on, the sticky
+ * parameter is parsed after the body and before the delay (so its error wins over a bad delay).
  */
 export function sendMessage(core: HomeserverCore, ctx: RequestContext): HandlerResult {
   const requester = auth(core, ctx);
@@ -143,13 +166,23 @@ export function sendMessage(core: HomeserverCore, ctx: RequestContext): HandlerR
   const cached = txnKey === undefined ? undefined : core.transactions.get(txnKey);
   if (cached) return cached;
   const content = jsonBody(ctx);
+  const sticky = stickyDurationParam(core.options, ctx.query, "send", integerQueryParam);
   const delay = delayParamFor(core, ctx.query);
   let result: HandlerResult;
   if (delay !== undefined) {
-    result = scheduleDelayed(core, requester, { roomId, type, content }, delay);
+    const target = { roomId, type, content, ...(sticky !== undefined ? { stickyDurationMs: sticky } : {}) };
+    result = scheduleDelayed(core, requester, target, delay);
   } else {
     const { event } = core.sendEvent(
-      { roomId, sender: requester.userId, type, content, deviceId: requester.deviceId, txnId },
+      {
+        roomId,
+        sender: requester.userId,
+        type,
+        content,
+        deviceId: requester.deviceId,
+        txnId,
+        ...stickyRequest(core, sticky),
+      },
       { ratelimit: true },
     );
     result = ok({ event_id: event.event_id });
@@ -176,7 +209,7 @@ const viewerOf = (r: Requester): Viewer => ({ userId: r.userId, deviceId: r.devi
 export function getState(core: HomeserverCore, ctx: RequestContext): HandlerResult {
   const requester = auth(core, ctx);
   const state = readableState(core, requester, ctx.params[0]);
-  const ser = { now: core.now(), delayIdInUnsigned: core.options.delayIdInUnsigned };
+  const ser = core.serializeOptions();
   return { status: 200, body: [...state.values()].map((e) => serializeEvent(e, viewerOf(requester), ser)) };
 }
 
@@ -187,12 +220,7 @@ export function getStateEvent(core: HomeserverCore, ctx: RequestContext): Handle
   const event = state.get(`${type}\u0000${stateKey}`);
   if (!event) throw notFound("Event not found.");
   if (ctx.query.get("format") === "event") {
-    return ok(
-      serializeEvent(event, viewerOf(requester), {
-        now: core.now(),
-        delayIdInUnsigned: core.options.delayIdInUnsigned,
-      }),
-    );
+    return ok(serializeEvent(event, viewerOf(requester), core.serializeOptions()));
   }
   return ok(event.content);
 }
@@ -208,7 +236,7 @@ function joinedRoom(core: HomeserverCore, requester: Requester, roomId: string):
 export function members(core: HomeserverCore, ctx: RequestContext): HandlerResult {
   const requester = auth(core, ctx);
   const room = joinedRoom(core, requester, ctx.params[0]);
-  const ser = { now: core.now(), delayIdInUnsigned: core.options.delayIdInUnsigned };
+  const ser = core.serializeOptions();
   const chunk = [...room.state.values()]
     .filter((e) => e.type === "m.room.member")
     .map((e) => serializeEvent(e, viewerOf(requester), ser));
@@ -248,7 +276,7 @@ export function messages(core: HomeserverCore, ctx: RequestContext): HandlerResu
           .slice(-limit)
           .reverse()
       : room.events.filter((e) => e.pos > fromPos).slice(0, limit);
-  const ser = { now: core.now(), delayIdInUnsigned: core.options.delayIdInUnsigned };
+  const ser = core.serializeOptions();
   const body: JsonObject = {
     chunk: chunkEvents.map((e) => serializeEvent(e, viewerOf(requester), ser)),
     start: `t${fromPos}`,
@@ -263,12 +291,7 @@ export function getEvent(core: HomeserverCore, ctx: RequestContext): HandlerResu
   const room = joinedRoom(core, requester, ctx.params[0]);
   const event = room.events.find((e) => e.event_id === ctx.params[1]);
   if (!event) throw notFound("Could not find event");
-  return ok(
-    serializeEvent(event, viewerOf(requester), {
-      now: core.now(),
-      delayIdInUnsigned: core.options.delayIdInUnsigned,
-    }),
-  );
+  return ok(serializeEvent(event, viewerOf(requester), core.serializeOptions()));
 }
 
 export function joinedRooms(core: HomeserverCore, ctx: RequestContext): HandlerResult {

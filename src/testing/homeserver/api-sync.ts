@@ -3,6 +3,7 @@ import { auth } from "./api-common.js";
 import type { HomeserverCore } from "./core.js";
 import { badRequest, notFound, type JsonObject } from "./errors.js";
 import type { HandlerResult, RequestContext } from "./router.js";
+import { activeStickyNames } from "./sticky-events.js";
 import { buildSync, timelineLimitOf } from "./sync.js";
 
 /** Long-polls are capped so a forgotten client cannot pin a request forever. */
@@ -38,8 +39,10 @@ export async function sync(core: HomeserverCore, ctx: RequestContext): Promise<H
   const viewer = { userId: requester.userId, deviceId: requester.deviceId };
   const deadline = Date.now() + timeout;
   for (;;) {
-    const ser = { now: core.now(), delayIdInUnsigned: core.options.delayIdInUnsigned };
-    const result = buildSync(core.rooms, viewer, params, ser);
+    const ser = core.serializeOptions();
+    const names = activeStickyNames(core.options);
+    const sticky = names && { table: core.sticky, now: ser.now, section: names.syncSection };
+    const result = buildSync(core.rooms, viewer, params, ser, sticky);
     const remaining = deadline - Date.now();
     if (result.hasChanges || since === undefined || remaining <= 0 || ctx.signal.aborted) {
       return { status: 200, body: result.body };

@@ -12,6 +12,8 @@ import { delayedEventsEnabled, type Clock, type RateLimits, type ResolvedOptions
 import { LeakyBucketLimiter } from "./rate-limiter.js";
 import type { HandlerResult } from "./router.js";
 import { RoomStore, type SendRequest, type SendResult } from "./rooms.js";
+import type { SerializeOptions } from "./serialize.js";
+import { activeStickyNames, StickyEventTable, stickyNames, stickyTopLevel } from "./sticky-events.js";
 import { SyncNotifier } from "./sync.js";
 import { UserStore } from "./users.js";
 
@@ -32,6 +34,8 @@ export class HomeserverCore {
   public readonly filters = new Map<string, JsonObject>();
   /** Account data by `${userId}\0${roomId or ""}\0${type}`. */
   public readonly accountData = new Map<string, JsonObject>();
+  /** MSC4354: the unexpired sticky events /sync delivers beside the timeline. */
+  public readonly sticky = new StickyEventTable();
   private readonly limiters: Record<BucketName, LeakyBucketLimiter> = {
     message: new LeakyBucketLimiter(),
     delayedEventMgmt: new LeakyBucketLimiter(),
@@ -52,12 +56,23 @@ export class HomeserverCore {
             event.sender,
             this.options.ownWritesCancel,
           ),
-        onNewEvent: () => this.notifier.notify(),
+        onNewEvent: (event) => {
+          // Only while the feature is on, like Synapse's sticky_events table.
+          const names = activeStickyNames(this.options);
+          if (names) this.sticky.record(event, names.field, this.now());
+          this.notifier.notify();
+        },
       },
       () => this.options.maxEventBytes,
     );
     this.delayed = new DelayedEventScheduler(() => this.clock, {
       send: (row, originServerTs) => {
+        // Synapse adds the sticky field when the event is sent (whatever the switch says by then), so
+        // the stickiness counts from then.
+        const sticky =
+          row.stickyDurationMs !== undefined
+            ? stickyTopLevel(stickyNames(this.options), row.stickyDurationMs)
+            : undefined;
         return this.sendEvent(
           {
             roomId: row.roomId,
@@ -68,6 +83,7 @@ export class HomeserverCore {
             deviceId: row.deviceId,
             delayId: row.delayId,
             originServerTs,
+            ...(sticky ? { topLevel: sticky } : {}),
           },
           { ratelimit: true },
         ).event.event_id;
@@ -86,6 +102,16 @@ export class HomeserverCore {
 
   public now(): number {
     return this.clock.now();
+  }
+
+  /** How events are serialized for clients right now (the sender-only delay id, MSC4354's TTL). */
+  public serializeOptions(): SerializeOptions {
+    const sticky = activeStickyNames(this.options);
+    return {
+      now: this.now(),
+      delayIdInUnsigned: this.options.delayIdInUnsigned,
+      ...(sticky ? { sticky } : {}),
+    };
   }
 
   public get delayedEventsEnabled(): boolean {

@@ -23,6 +23,8 @@ export interface DelayedEventRecord {
   stateKey?: string;
   /** Content of the event to send. */
   content: JsonObject;
+  /** MSC4354: sent as a sticky event with this duration (Synapse's `sticky_duration_ms` column). */
+  stickyDurationMs?: number;
   /** The delay as scheduled; `restart` re-arms with it and it never changes. */
   delayMs: number;
   /** When it is due (ms since epoch). */

@@ -2,6 +2,7 @@
  * `startTestHomeserver()`: the public handle tests and the demo use. Helpers here act directly on the
  * server's state (no HTTP, so they never show up in `requests` or consume rate limits).
  */
+import { validateAppServices } from "./appservices.js";
 import { HomeserverCore } from "./core.js";
 import type { DelayedEventRecord } from "./delayed-events.js";
 import type { JsonObject } from "./errors.js";
@@ -16,7 +17,7 @@ import {
 import { joinContent } from "./rooms.js";
 import { Router } from "./router.js";
 import { buildRoutes } from "./routes.js";
-import { serializeEvent } from "./serialize.js";
+import { serializeEvent, type SerializeOptions } from "./serialize.js";
 import type { Credentials } from "./users.js";
 
 /** A room event as the server holds it, in client format (`unsigned` as the sender would see it). */
@@ -35,9 +36,14 @@ export interface TimelineEventRecord {
   content: Record<string, unknown>;
   /** Server clock time when the event was persisted; a delayed event fired by its timer gets its due time. */
   origin_server_ts: number;
+  /** MSC4354 sticky event (Synapse 1.163's name): the duration it was sent with, uncapped. */
+  msc4354_sticky?: { duration_ms: number };
+  /** MSC4354 sticky event with the merged text's names (`stickyEventsShape: "merged"`). */
+  sticky?: { duration_ms: number };
   /**
-   * `age`, `prev_content`/`prev_sender`/`replaces_state` for replaced state, and
-   * `org.matrix.msc4140.delay_id` on fired delayed events (always shown here, whatever `delayIdInUnsigned`).
+   * `age`, `prev_content`/`prev_sender`/`replaces_state` for replaced state,
+   * `org.matrix.msc4140.delay_id` on fired delayed events (always shown here, whatever `delayIdInUnsigned`),
+   * and while sticky events are on, the remaining stickiness (`msc4354_sticky_duration_ttl_ms`).
    */
   unsigned: Record<string, unknown>;
 }
@@ -129,16 +135,14 @@ const CALL_MEMBER_TYPE = "org.matrix.msc3401.call.member";
  */
 export async function startTestHomeserver(options: TestHomeserverOptions = {}): Promise<TestHomeserver> {
   const core = new HomeserverCore(mergeOptions(DEFAULT_OPTIONS, options));
+  validateAppServices(core.options.appServices);
   let baseUrl = "";
   const frontend = new HttpFrontend(core, new Router(buildRoutes(core, () => baseUrl)));
   const port = await frontend.listen(core.options.host, core.options.port);
   baseUrl = `http://${core.options.host}:${port}`;
   let closed = false;
 
-  const serverView = (): { now: number; delayIdInUnsigned: boolean } => ({
-    now: core.now(),
-    delayIdInUnsigned: true,
-  });
+  const serverView = (): SerializeOptions => ({ ...core.serializeOptions(), delayIdInUnsigned: true });
   const room = (roomId: string) => {
     const record = core.rooms.get(roomId);
     if (!record) throw new Error(`test homeserver: unknown room ${roomId}`);
@@ -211,6 +215,7 @@ export async function startTestHomeserver(options: TestHomeserverOptions = {}): 
           throw new Error(`test homeserver: '${key}' cannot change while running`);
         }
       }
+      if (patch.appServices) validateAppServices(patch.appServices);
       core.options = mergeOptions(core.options, patch);
     },
     faults: core.faults,

@@ -6,6 +6,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import log from "loglevel";
+import { peekAppServiceUser } from "./appservices.js";
 import type { HomeserverCore } from "./core.js";
 import { MatrixHttpError, tooLarge, unrecognized } from "./errors.js";
 import type { RequestContext, Router } from "./router.js";
@@ -27,17 +28,22 @@ export interface RequestLogEntry {
   route: RouteId;
   /** HTTP status sent, or 0 when no response was sent (drop / hang / process-then-drop). */
   status: number;
-  /** The requester's user id when the request carried a valid access token. */
+  /** The requester's user id when the request carried a valid access token (or an `as_token`: the asserted user). */
   userId?: string;
   /** Set when an injected fault decided the outcome. */
   fault?: "respond" | "hang" | "drop" | "process-then-drop";
 }
 
+/**
+ * Synapse's `set_cors_headers` (1.116–1.163.2), on every answer: any origin, so an iframe or a web app on
+ * another port can call the client API. A browser script therefore cannot read `Retry-After` from Synapse
+ * either (it reads `retry_after_ms` from the body).
+ */
 const CORS_HEADERS = {
   "Access-Control-Allow-Origin": "*",
   "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
   "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization, Date",
-  "Access-Control-Expose-Headers": "Retry-After",
+  "Access-Control-Expose-Headers": "Synapse-Trace-Id, Server",
 };
 
 const logger = log.getLogger("matrixrtc-membership:test-homeserver");
@@ -78,6 +84,12 @@ function writeJson(
   headers: Record<string, string> = {},
 ): void {
   if (res.headersSent || res.destroyed) return;
+  if (status === 204) {
+    // A preflight's answer: no body at all (a JSON "{}" would be invalid after 204).
+    res.writeHead(204, { "Content-Length": 0, ...CORS_HEADERS, ...headers });
+    res.end();
+    return;
+  }
   const data = JSON.stringify(body);
   res.writeHead(status, {
     "Content-Type": "application/json",
@@ -154,7 +166,8 @@ export class HttpFrontend {
     const path = url.pathname;
     const query = url.searchParams;
     const accessToken = extractAccessToken(req.headers.authorization, query);
-    const userId = this.core.users.peek(accessToken)?.userId;
+    const userId =
+      this.core.users.peek(accessToken)?.userId ?? peekAppServiceUser(this.core, accessToken, query);
     const match = method === "OPTIONS" ? undefined : this.router.match(method, path, query);
     const route: RouteId = method === "OPTIONS" ? "options" : match?.kind === "route" ? match.id : "unknown";
     const entry: RequestLogEntry = { ts: this.core.now(), method, path: redactPath(path), route, status: 0 };
@@ -200,8 +213,9 @@ export class HttpFrontend {
     let payload: unknown;
     let headers: Record<string, string> | undefined;
     if (method === "OPTIONS") {
-      // CORS preflight for browser clients (the demo); Synapse answers any path with 200 {}.
-      [status, payload] = [200, {}];
+      // CORS preflight for browser clients (the demo, a widget iframe): Synapse answers any path with an
+      // empty 204 and the CORS headers.
+      [status, payload] = [204, undefined];
     } else {
       try {
         if (!match || match.kind !== "route") throw unrecognized(match?.kind === "bad-method" ? 405 : 404);

@@ -3,6 +3,8 @@
  * deployments, so a test can say "behave like Synapse 1.127" instead of mocking.
  */
 
+import type { AppServiceRegistration } from "./appservices.js";
+
 /** Time source for event timestamps, rate limits and the delayed-event timer (tests may inject a fake). */
 export interface Clock {
   /** Current time in ms since the epoch. */
@@ -52,6 +54,15 @@ export type ManagementAuth = "optional" | "none" | "required";
  * `both` a server in transition that offers both.
  */
 export type DelayedEventsShape = "unstable" | "merged" | "both";
+
+/**
+ * Which names MSC4354 sticky events use (docs/compatibility.md, "Sticky events"): `unstable` Synapse
+ * 1.163's (`org.matrix.msc4354.sticky_duration_ms` on `/send` only, `msc4354_sticky`,
+ * `unsigned.msc4354_sticky_duration_ttl_ms`, sync `msc4354_sticky`); `merged` the merged MSC text's
+ * (`sticky_duration_ms` on `/send` and `/state`, `sticky`, `unsigned.sticky_duration_ttl_ms`, sync
+ * `sticky`; the unstable parameter is then ignored). No server speaks `merged` yet.
+ */
+export type StickyEventsShape = "unstable" | "merged";
 
 /**
  * Options of `startTestHomeserver`; every one left out takes its `DEFAULT_OPTIONS` value. Spread a
@@ -120,11 +131,28 @@ export interface TestHomeserverOptions {
   /** Merged shape: at most this many finalised delayed events kept per user (the MSC recommends 1000). */
   finalisedPerUser?: number;
   /**
-   * Merged shape: field layout of `GET …/delayed_events/{delay_id}`. `msc` is the MSC text (flat
-   * `scheduled_at`, `finalised_ts`, `event_id`, `error`); `nested` the layout issue 14 quotes
-   * (`delayed_since_ts` and a `finalised` object), as Synapse 1.163's pending lookup names its fields.
+   * Merged shape: field layout of `GET …/delayed_events/{delay_id}`. `nested` (the default) is what the
+   * implementations agree on: `delayed_since_ts` (Synapse ≥1.161's lookup, matrix-js-sdk 43's types) and
+   * a `finalised` object; `msc` is the July draft's flat `scheduled_at`, `finalised_ts`, `event_id`,
+   * `error`.
    */
   mergedLookupShape?: "msc" | "nested";
+  /**
+   * MSC4354 sticky events, Synapse's `experimental_features.msc4354_enabled` (default false, as in
+   * Synapse; `startSynapse()` turns it on by default). Off: the sticky parameter is ignored and a plain
+   * event is sent, `/versions` says `org.matrix.msc4354: false`, /sync has no sticky section.
+   */
+  stickyEvents?: boolean;
+  /** Names of the sticky-event fields (default `unstable`, Synapse 1.163's); see `StickyEventsShape`. */
+  stickyEventsShape?: StickyEventsShape;
+  /**
+   * Application service registrations (Synapse's `app_service_config_files`): their `as_token` acts as
+   * `?user_id=` (identity assertion), and with `msc4512Enabled` an `io.element.msc4512.proxy_prefix`
+   * claims `/_matrix/client/…/rtc/livekit/…` for its `io.element.msc4512.proxy_url`. Default none.
+   */
+  appServices?: AppServiceRegistration[];
+  /** `experimental_features.msc4512_enabled` (Synapse ≥1.161): proxy registrations' prefixes. Default false. */
+  msc4512Enabled?: boolean;
 }
 
 /** Every option with the value in force (what `TestHomeserver.options` shows). */
@@ -178,7 +206,11 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   delayedEventsShape: "unstable",
   finalisedRetentionMs: 7 * 24 * 60 * 60 * 1000,
   finalisedPerUser: 1000,
-  mergedLookupShape: "msc",
+  mergedLookupShape: "nested",
+  stickyEvents: false,
+  stickyEventsShape: "unstable",
+  appServices: [],
+  msc4512Enabled: false,
 };
 
 /**
@@ -256,6 +288,7 @@ export const SYNAPSE_PRESETS: Readonly<Record<SynapsePreset, Readonly<TestHomese
   disabled: { errorDialect: "1.157", delayedEvents: false, advertiseCapability: true },
   // Not a Synapse release: MSC4140 as merged (2026-09-08), only that shape. `{ ...merged,
   // delayedEventsShape: "both" }` is a server in transition that still honours the unstable shape.
+  // Sticky events (MSC4354, merged 2026-10-20) on, with the merged text's stable names.
   merged: {
     errorDialect: "1.157",
     delayedEvents: true,
@@ -266,6 +299,8 @@ export const SYNAPSE_PRESETS: Readonly<Record<SynapsePreset, Readonly<TestHomese
     managementBucket: "delayedEventMgmt",
     delayIdInUnsigned: true,
     delayedEventsShape: "merged",
+    stickyEvents: true,
+    stickyEventsShape: "merged",
   },
 };
 

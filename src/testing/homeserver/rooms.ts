@@ -6,6 +6,7 @@
 import { authFailure, membershipOf, powerLevelsShapeFailure, type StateLookup } from "./auth-rules.js";
 import { badRequest, forbidden, tooLarge, type JsonObject } from "./errors.js";
 import type { IdGenerator } from "./ids.js";
+import { checkTopLevelIntegers } from "./sticky-events.js";
 
 export interface StoredEvent {
   event_id: string;
@@ -24,6 +25,8 @@ export interface StoredEvent {
   txnId?: string;
   /** Set when the event came from a delayed event (`unsigned["org.matrix.msc4140.delay_id"]`). */
   delayId?: string;
+  /** Top-level fields beyond the usual ones, e.g. MSC4354's `msc4354_sticky: { duration_ms }`. */
+  topLevel?: JsonObject;
 }
 
 export interface RoomRecord {
@@ -43,6 +46,8 @@ export interface SendRequest {
   deviceId?: string;
   txnId?: string;
   delayId?: string;
+  /** Extra top-level event fields (MSC4354's sticky object). */
+  topLevel?: JsonObject;
 }
 
 export interface SendResult {
@@ -233,6 +238,7 @@ export class RoomStore {
     const room = this.rooms.get(req.roomId);
     if (!room) throw forbidden("Unknown room");
     this.validateShape(req);
+    checkTopLevelIntegers(room.version, req.topLevel);
     if (req.stateKey !== undefined) {
       const current = room.state.get(stateId(req.type, req.stateKey));
       if (
@@ -318,6 +324,7 @@ export class RoomStore {
       ...(req.deviceId !== undefined ? { deviceId: req.deviceId } : {}),
       ...(req.txnId !== undefined ? { txnId: req.txnId } : {}),
       ...(req.delayId !== undefined ? { delayId: req.delayId } : {}),
+      ...(req.topLevel !== undefined ? { topLevel: req.topLevel } : {}),
     };
     room.events.push(event);
     if (req.stateKey !== undefined) {

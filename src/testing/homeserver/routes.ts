@@ -2,10 +2,12 @@
 import * as core from "./api-core.js";
 import { getDelayed, listDelayed, manageAction, manageLegacy, DELAY_PARAM } from "./api-delayed.js";
 import { addMergedRoutes, manageMerged, speaksMerged, speaksUnstable } from "./api-delayed-merged.js";
+import { RTC_PROXY_PATTERN, rtcProxy, rtcProxyEnabled } from "./api-rtc-proxy.js";
 import * as misc from "./api-misc.js";
 import * as rooms from "./api-rooms.js";
 import { sync } from "./api-sync.js";
 import type { HomeserverCore } from "./core.js";
+import { openIdUserInfo } from "./openid.js";
 import { pattern, type HandlerResult, type RequestContext, type RouteDef } from "./router.js";
 
 /** Route ids used by the request log and by fault matching. */
@@ -45,6 +47,8 @@ export type RouteId =
   | "delayed.get"
   | "accountData"
   | "openid"
+  | "openid.userinfo"
+  | "rtc.proxy"
   | "misc"
   | "options"
   | "unknown";
@@ -147,6 +151,11 @@ export function buildRoutes(hs: HomeserverCore, baseUrl: () => string): RouteDef
     add("accountData", "PUT", pattern(p), (h, c) => misc.accountData(h, c, true));
   }
   add("openid", "POST", pattern("/user/{userId}/openid/request_token"), misc.openIdToken);
+  add("openid.userinfo", "GET", pattern("/openid/userinfo", "/_matrix/federation/v1"), openIdUserInfo);
+  // MSC4512: `…/rtc/livekit/…` goes to the application service that claims it (see api-rtc-proxy.ts).
+  for (const method of ["GET", "POST", "PUT", "DELETE"]) {
+    add("rtc.proxy", method, RTC_PROXY_PATTERN, rtcProxy, () => rtcProxyEnabled(hs));
+  }
   add("misc", "GET", pattern("/devices"), misc.devices);
   add("misc", "GET", pattern("/room_keys/version"), misc.roomKeysVersion);
   add("misc", "POST", pattern("/keys/upload"), misc.stub({ one_time_key_counts: {} }));

@@ -1,9 +1,11 @@
 /**
  * Client-format events as Synapse serves them: `unsigned.age`, `prev_content` for state, the
- * `transaction_id` echoed only to the sending device, and the delayed-event id only to the sender.
+ * `transaction_id` echoed only to the sending device, the delayed-event id only to the sender, and
+ * MSC4354's remaining stickiness to everyone.
  */
 import type { JsonObject } from "./errors.js";
 import type { StoredEvent } from "./rooms.js";
+import { stickyTtl, type StickyNames } from "./sticky-events.js";
 
 export const DELAY_ID_UNSIGNED_KEY = "org.matrix.msc4140.delay_id";
 
@@ -16,6 +18,8 @@ export interface SerializeOptions {
   now: number;
   /** ≥1.150 behaviour; `viewer: "server"` (test inspection) always sees it. */
   delayIdInUnsigned: boolean;
+  /** MSC4354 on: the names of the sticky field and of the TTL it adds to `unsigned`. */
+  sticky?: Pick<StickyNames, "field" | "ttl">;
 }
 
 export function serializeEvent(
@@ -36,6 +40,10 @@ export function serializeEvent(
   if (event.delayId !== undefined && isSender && (viewer === "server" || opts.delayIdInUnsigned)) {
     unsigned[DELAY_ID_UNSIGNED_KEY] = event.delayId;
   }
+  if (opts.sticky) {
+    const ttl = stickyTtl(event, opts.sticky.field, opts.now);
+    if (ttl !== undefined) unsigned[opts.sticky.ttl] = ttl;
+  }
   return {
     event_id: event.event_id,
     room_id: event.room_id,
@@ -44,6 +52,7 @@ export function serializeEvent(
     ...(event.state_key !== undefined ? { state_key: event.state_key } : {}),
     content: event.content,
     origin_server_ts: event.origin_server_ts,
+    ...event.topLevel,
     unsigned,
   };
 }

@@ -1,11 +1,13 @@
 /**
  * /sync: initial and incremental responses computed from the room logs, plus the long-poll wait.
- * Tokens are `s<stream position>`. With `org.matrix.msc4222.use_state_after=true` (matrix-js-sdk 43 always
+ * Tokens are `s<stream position>`, or `s<position>_<sticky position>` when MSC4354's per-sync limit left
+ * sticky events for the next sync. With `org.matrix.msc4222.use_state_after=true` (matrix-js-sdk 43 always
  * asks) rooms carry `org.matrix.msc4222.state_after` instead of `state`.
  */
 import { badRequest, type JsonObject } from "./errors.js";
 import type { RoomRecord, RoomStore, StoredEvent } from "./rooms.js";
 import { serializeEvent, strippedState, type SerializeOptions, type Viewer } from "./serialize.js";
+import { MAX_STICKY_EVENTS_IN_SYNC, type StickyEventTable } from "./sticky-events.js";
 
 export interface SyncParams {
   since?: string;
@@ -19,13 +21,31 @@ export interface SyncResult {
   hasChanges: boolean;
 }
 
-export function parseSyncToken(token: string | undefined, currentPos: number): number | undefined {
+/** MSC4354 on: where /sync takes sticky events from, and the section's name. */
+export interface StickySyncSource {
+  table: StickyEventTable;
+  /** Server clock time (expiry is judged against it). */
+  now: number;
+  section: string;
+}
+
+export interface SyncPosition {
+  pos: number;
+  /** How far the sticky events were delivered (behind `pos` when the per-sync limit cut them short). */
+  stickyPos: number;
+}
+
+export function parseSyncToken(token: string | undefined, currentPos: number): SyncPosition | undefined {
   if (token === undefined) return undefined;
-  const match = /^s(\d+)$/.exec(token);
+  const match = /^s(\d+)(?:_(\d+))?$/.exec(token);
   if (!match) throw badRequest("Invalid stream token", "M_INVALID_PARAM");
   // A token from "the future" (e.g. a client that synced against another server) counts as "now".
-  return Math.min(Number(match[1]), currentPos);
+  const pos = Math.min(Number(match[1]), currentPos);
+  return { pos, stickyPos: match[2] === undefined ? pos : Math.min(Number(match[2]), pos) };
 }
+
+const syncToken = (pos: number, stickyPos: number): string =>
+  stickyPos < pos ? `s${pos}_${stickyPos}` : `s${pos}`;
 
 /** Timeline limit from a filter definition (`room.timeline.limit`), Synapse's default 10 otherwise. */
 export function timelineLimitOf(filter: JsonObject | undefined): number {
@@ -40,9 +60,12 @@ export function buildSync(
   viewer: Viewer,
   params: SyncParams,
   ser: SerializeOptions,
+  sticky?: StickySyncSource,
 ): SyncResult {
   const now = rooms.streamPos;
-  const since = parseSyncToken(params.since, now);
+  const sincePosition = parseSyncToken(params.since, now);
+  const since = sincePosition?.pos;
+  const stickyEvents = selectSticky(rooms, viewer.userId, sincePosition, now, sticky);
   const join: JsonObject = {};
   const invite: JsonObject = {};
   const leave: JsonObject = {};
@@ -53,7 +76,11 @@ export function buildSync(
     const membership = rooms.membership(room.roomId, viewer.userId);
     const before = since === undefined ? undefined : rooms.membershipAt(room, viewer.userId, since);
     if (membership === "join") {
-      const entry = joinedRoom(rooms, room, viewer, since, before !== "join", params, serialize);
+      const stickyHere = sticky && {
+        section: sticky.section,
+        events: stickyEvents.byRoom.get(room.roomId) ?? [],
+      };
+      const entry = joinedRoom(rooms, room, viewer, since, before !== "join", params, serialize, stickyHere);
       if (entry) join[room.roomId] = entry;
     } else if (membership === "invite" && (since === undefined || before !== "invite")) {
       invite[room.roomId] = {
@@ -97,7 +124,7 @@ export function buildSync(
   return {
     hasChanges,
     body: {
-      next_batch: `s${now}`,
+      next_batch: syncToken(now, stickyEvents.readUpTo),
       rooms: { join, invite, leave, knock: {} },
       presence: { events: [] },
       account_data: { events: [] },
@@ -110,6 +137,43 @@ export function buildSync(
   };
 }
 
+/**
+ * Synapse's rule (handlers/sync.py): the unexpired sticky events of the joined rooms that arrived since
+ * the token's sticky position, in stream order, at most 100 (the token then remembers where it stopped);
+ * for a room joined since the token, every unexpired one up to that position, with no limit. Initial
+ * syncs read from the start.
+ */
+function selectSticky(
+  rooms: RoomStore,
+  userId: string,
+  since: SyncPosition | undefined,
+  now: number,
+  sticky: StickySyncSource | undefined,
+): { byRoom: Map<string, StoredEvent[]>; readUpTo: number } {
+  if (!sticky) return { byRoom: new Map(), readUpTo: now };
+  const joined = rooms.roomsOf(userId).filter((room) => rooms.membership(room.roomId, userId) === "join");
+  const selection = sticky.table.select(
+    new Set(joined.map((room) => room.roomId)),
+    since?.stickyPos ?? 0,
+    now,
+    sticky.now,
+    MAX_STICKY_EVENTS_IN_SYNC,
+  );
+  if (since !== undefined) {
+    // Up to where the limited read stopped, as Synapse reads them (its token is advanced first): sticky
+    // events sent after the token and beyond the first 100 come in the next sync, not in this one.
+    const newlyJoined = joined.filter((room) => rooms.membershipAt(room, userId, since.pos) !== "join");
+    const all = sticky.table.select(
+      new Set(newlyJoined.map((room) => room.roomId)),
+      0,
+      selection.readUpTo,
+      sticky.now,
+    );
+    for (const [roomId, events] of all.byRoom) selection.byRoom.set(roomId, events);
+  }
+  return selection;
+}
+
 function joinedRoom(
   rooms: RoomStore,
   room: RoomRecord,
@@ -118,9 +182,11 @@ function joinedRoom(
   fullRoom: boolean,
   params: SyncParams,
   serialize: (events: Iterable<StoredEvent>) => JsonObject[],
+  sticky?: { section: string; events: StoredEvent[] },
 ): JsonObject | undefined {
   const candidates = fullRoom || since === undefined ? room.events : room.events.filter((e) => e.pos > since);
-  if (!fullRoom && candidates.length === 0) return undefined;
+  const hasSticky = (sticky?.events.length ?? 0) > 0;
+  if (!fullRoom && candidates.length === 0 && !hasSticky) return undefined;
   const timeline = candidates.slice(-params.timelineLimit);
   const timelineStart = timeline.length > 0 ? timeline[0].pos - 1 : rooms.streamPos;
   const changedSince = (e: StoredEvent): boolean => fullRoom || since === undefined || e.pos > since;
@@ -136,6 +202,12 @@ function joinedRoom(
     unread_notifications: { highlight_count: 0, notification_count: 0 },
     summary: summary(room, viewer.userId),
   };
+  if (sticky && hasSticky) {
+    // Not repeated when the timeline already carries it (the MSC's deduplication), stream order kept.
+    const inTimeline = new Set(timeline.map((e) => e.event_id));
+    const rest = sticky.events.filter((e) => !inTimeline.has(e.event_id));
+    if (rest.length > 0) entry[sticky.section] = { events: serialize(rest) };
+  }
   if (params.useStateAfter) {
     entry["org.matrix.msc4222.state_after"] = {
       events: serialize([...room.state.values()].filter(changedSince)),

@@ -18,6 +18,8 @@ const MARKER = ".matrixrtc-installed";
 /** Build directories older than this are leftovers of a killed install. */
 const STALE_BUILD_MS = 60 * 60 * 1000;
 const MIN_PYTHON = [3, 10] as const;
+/** Measured: 223-244 MB per version's venv (1.116.0-1.163.2), plus a 2 MB template database. */
+export const INSTALL_SIZE_MB = 230;
 
 export const INSTALL_HINT =
   "startSynapse needs python3 (>= 3.10) with the venv and pip modules. On Debian/Ubuntu: " +
@@ -113,7 +115,12 @@ async function removeStaleBuilds(root: string): Promise<void> {
  */
 export async function ensureSynapse(
   version: string,
-  opts: { timeoutMs?: number; onProgress?: (line: string) => void } = {},
+  opts: {
+    timeoutMs?: number;
+    onProgress?: (line: string) => void;
+    /** No console warning when an install starts (the caller installed on purpose). */
+    quiet?: boolean;
+  } = {},
 ): Promise<InstalledSynapse> {
   if (!/^[0-9][0-9A-Za-z.+-]*$/.test(version)) throw new Error(`startSynapse: bad version '${version}'`);
   const root = synapseCacheDir();
@@ -125,6 +132,14 @@ export async function ensureSynapse(
   const installed = { version, venvDir, python: join(venvDir, "bin", "python") };
   if (existsSync(join(venvDir, MARKER))) return installed;
 
+  // Installing inside a test (startSynapse on a cold machine) takes 30 s to minutes: say so, and how to
+  // do it beforehand, instead of leaving a test runner's timeout to speak.
+  const notice =
+    `synapse ${version}: not installed yet; installing into ${venvDir} (once per version: 30 s to a few ` +
+    `minutes, about ${INSTALL_SIZE_MB} MB). To install before tests start: \`npx matrixrtc-install-synapse ${version}\`, ` +
+    "or installSynapse() from matrixrtc-membership/testing/synapse in jest's globalSetup.";
+  opts.onProgress?.(notice);
+  if (!opts.quiet && !opts.onProgress) console.warn(`matrixrtc-membership: ${notice}`);
   const python = await findPython();
   await mkdir(root, { recursive: true });
   await removeStaleBuilds(root);

@@ -2,6 +2,7 @@
  * What `startSynapse()` can be asked for, and the homeserver.yaml that says it. The switches mirror the
  * test homeserver's (`TestHomeserverOptions`) where real Synapse has a config key for them.
  */
+import type { AppServiceRegistration } from "../homeserver/appservices.js";
 import {
   ELEMENT_CALL_RATE_LIMITS,
   SYNAPSE_STOCK_RATE_LIMITS,
@@ -46,6 +47,12 @@ export interface SynapseOptions {
    * management-auth switch of the versions that have one.
    */
   extraConfig?: Record<string, unknown>;
+  /**
+   * Application service registrations, written beside homeserver.yaml and listed in
+   * `app_service_config_files`. For MSC4512's proxy also set
+   * `extraConfig: { experimental_features: { msc4512_enabled: true } }`.
+   */
+  appServices?: AppServiceRegistration[];
   /** `server_name`. Default "localhost". */
   serverName?: string;
   /** Give up waiting for the server to answer after this long. Default 60 000 ms. */
@@ -78,11 +85,14 @@ export interface ConfigPaths {
   logConfigPath: string;
   signingKeyPath: string;
   registrationSecret: string;
+  /** The written `appServices` registrations. */
+  appServiceFiles?: string[];
 }
 
 /**
  * homeserver.yaml as an object (written as JSON, which is YAML). Only what a test needs: one client
- * listener on 127.0.0.1, SQLite, no federation keys, no metrics. Limits a test never studies
+ * listener on 127.0.0.1 (with the `openid` resource, so a token service can check OpenID tokens at
+ * `/_matrix/federation/v1/openid/userinfo`), SQLite, no federation keys, no metrics. Limits a test never studies
  * (registration, login, joins, room creation) are always relaxed so fixtures never wait on them.
  */
 export function synapseConfig(options: SynapseOptions, paths: ConfigPaths): Record<string, unknown> {
@@ -104,7 +114,7 @@ export function synapseConfig(options: SynapseOptions, paths: ConfigPaths): Reco
         type: "http",
         tls: false,
         x_forwarded: false,
-        resources: [{ names: ["client"], compress: false }],
+        resources: [{ names: ["client", "openid"], compress: false }],
       },
     ],
     database: { name: "sqlite3", args: { database: `${paths.dataDir}/homeserver.db` } },
@@ -127,6 +137,7 @@ export function synapseConfig(options: SynapseOptions, paths: ConfigPaths): Reco
     rc_invites: { per_room: relaxed, per_user: relaxed, per_issuer: relaxed },
     rc_presence: { per_user: relaxed },
   };
+  if (paths.appServiceFiles?.length) config.app_service_config_files = paths.appServiceFiles;
   if (options.delayedEvents ?? true) {
     // An integer is milliseconds to Synapse's parse_duration (a string would need s/m/h units).
     config.max_event_delay_duration = options.maxDelayMs ?? 24 * 60 * 60 * 1000;

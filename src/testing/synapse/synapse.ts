@@ -107,6 +107,13 @@ export async function startSynapse(options: SynapseOptions = {}): Promise<Synaps
     if (template) await copyFile(template, join(dataDir, "homeserver.db"));
   }
 
+  const appServiceFiles: string[] = [];
+  for (const [i, registration] of (options.appServices ?? []).entries()) {
+    const file = join(dataDir, `appservice-${i}.yaml`);
+    await writeFile(file, JSON.stringify(registration, null, 1));
+    appServiceFiles.push(file);
+  }
+
   let port = 0;
   let config: Record<string, unknown> = {};
   let running: RunningSynapse | undefined;
@@ -123,7 +130,14 @@ export async function startSynapse(options: SynapseOptions = {}): Promise<Synaps
   for (let attempt = 1; !running; attempt++) {
     port = await freePort();
     baseUrl = `http://127.0.0.1:${port}`;
-    config = synapseConfig(options, { dataDir, port, logConfigPath, signingKeyPath, registrationSecret });
+    config = synapseConfig(options, {
+      dataDir,
+      port,
+      logConfigPath,
+      signingKeyPath,
+      registrationSecret,
+      appServiceFiles,
+    });
     await writeFile(configPath, JSON.stringify(config, null, 1));
     try {
       running = await launch();

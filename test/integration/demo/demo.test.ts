@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { CALL_MEMBER_EVENT_TYPE } from "../../../src/index.js";
 import { DEMO_DELAY_MS, runLocalDemo, type DemoReport } from "../../../examples/demo/localDemo.js";
+import { labelBoxes, overlappingPairs } from "../../../src/testing/index.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const DELAY_ID_KEY = "org.matrix.msc4140.delay_id";
@@ -166,6 +167,18 @@ describe("the timeline picture", () => {
       "rejoined",
     ])
       expect(svg).toContain(label);
+  });
+
+  it("no two labels overlap, and the axis ends with the run", async () => {
+    const svg = await readFile(report.timelinePath!, "utf8");
+    const labels = labelBoxes(svg);
+    const pairs = overlappingPairs(labels.map((l) => ({ ...l.box, text: l.text })));
+    expect(pairs.map(([a, b]) => `${a.text} / ${b.text}`)).toEqual([]);
+    const seconds = ((report.trace.tEnd - report.trace.t0) / 1000).toFixed(1);
+    const end = labels.find((l) => l.text === `${seconds} s`);
+    expect(end).toBeDefined();
+    // The end's label is the axis's last: no tick label to its right.
+    expect(labels.filter((l) => /^\d+ s$/.test(l.text) && l.box.x0 > end!.box.x0)).toEqual([]);
   });
 
   it("the checker itself rejects broken XML", () => {

@@ -43,7 +43,15 @@ afterEach(async () => {
 
 async function setup(options: TestHomeserverOptions = {}): Promise<Setup> {
   const clock = createManualClock();
-  const hs = await startTestHomeserver({ ...SYNAPSE_PRESETS.merged, ...NO_LIMITS, clock, ...options });
+  // Most of this file reads the July draft's flat lookup layout; the default (nested) has its own test.
+  const layout = "mergedLookupShape" in options ? {} : { mergedLookupShape: "msc" as const };
+  const hs = await startTestHomeserver({
+    ...SYNAPSE_PRESETS.merged,
+    ...NO_LIMITS,
+    clock,
+    ...layout,
+    ...options,
+  });
   servers.push(hs);
   const alice = await hs.createUser("alice");
   const bob = await hs.createUser("bob");
@@ -80,7 +88,14 @@ describe("merged dialect: discovery", () => {
   it("advertises org.matrix.msc4140.stable and the m.delayed_events capability", async () => {
     const s = await setup({ maxDelayMs: 3_600_000, maxScheduledPerUser: 7 });
     const versions = await raw(s.hs, "GET", "/_matrix/client/versions");
+    // A merged-only server no longer advertises the unstable shape (a client would schedule with the
+    // query parameter, which it ignores: issue 20 item 4); `delayedEventsShape: "both"` does.
     expect(versions.body.unstable_features).toMatchObject({
+      "org.matrix.msc4140": false,
+      "org.matrix.msc4140.stable": true,
+    });
+    const both = await setup({ delayedEventsShape: "both" });
+    expect((await raw(both.hs, "GET", "/_matrix/client/versions")).body.unstable_features).toMatchObject({
       "org.matrix.msc4140": true,
       "org.matrix.msc4140.stable": true,
     });
@@ -191,8 +206,8 @@ describe("merged dialect: management and finalised events", () => {
     expect(s.hs.pendingDelayedEvents()).toHaveLength(1);
   });
 
-  it("GET one: pending, then sent on time (event_id, finalised_ts ≥ scheduled_at + delay_ms)", async () => {
-    const s = await setup();
+  it("GET one (the July draft's names, mergedLookupShape msc): pending, then sent on time (event_id, finalised_ts ≥ scheduled_at + delay_ms)", async () => {
+    const s = await setup({ mergedLookupShape: "msc" });
     const t0 = s.clock.now();
     const id = await scheduleOk(s, "k", 1000, { x: 1 });
     s.clock.advance(400);
@@ -299,8 +314,8 @@ describe("merged dialect: management and finalised events", () => {
     expect(await Promise.all(ids.map(async (id) => (await get(s, id)).status))).toEqual([404, 200, 200]);
   });
 
-  it("nested lookup layout: delayed_since_ts and a finalised object", async () => {
-    const s = await setup({ mergedLookupShape: "nested" });
+  it("nested lookup layout (the default: what Synapse ≥1.161 and js-sdk 43 say): delayed_since_ts and a finalised object", async () => {
+    const s = await setup({ mergedLookupShape: undefined });
     const t0 = s.clock.now();
     const id = await scheduleOk(s, "k", 1000);
     expect((await get(s, id)).body).toMatchObject({ delay_ms: 1000, delayed_since_ts: t0 });

@@ -148,7 +148,7 @@ async function secondTab(
 }
 
 describe("two tabs of the same device with our package (same state key)", () => {
-  it("Synapse ≥ 1.127: the second join overwrites; the first tab's leave wipes the device out, the other tab does not notice", async () => {
+  it("Synapse ≥ 1.127: the second join overwrites; the first tab's leave wipes the device out, the other tab reads its key and puts it back", async () => {
     call = await startTestCall({ delayMs: DELAY, homeserver: { ...SYNAPSE_PRESETS["1.157"], ...NO_LIMITS } });
     const tab1 = await call.device("alice", { logger: quiet });
     const tab2 = await secondTab(call, tab1);
@@ -176,15 +176,20 @@ describe("two tabs of the same device with our package (same state key)", () => 
     ]);
 
     // Tab 1 leaves: its delayed leave fires `{}` at the shared key. Tab 2's own delayed leave is a
-    // separate delayed event, its restarts keep succeeding, so it never learns the device is out.
+    // separate delayed event, its restarts keep succeeding; before issue 25 it never learned the device
+    // was out. Now its client does not sync, so it reads its key every heartbeat interval: within one
+    // interval it sees the `{}` and puts the device back.
     expect(await tab1.manager.leave({ timeoutMs: 3000 })).toEqual({
       status: "left",
       via: "delayed-event-sent",
     });
     await bob.waitUntilGone(tab1, { withinMs: 3000 });
-    await sleep(3 * DELAY);
-    expect(tab1.isJoinedOnServer()).toBe(false);
-    expect(bob.sees(tab1)).toBe(false);
+    const goneAt = Date.now();
+    await bob.waitUntilSees(tab1, { withinMs: DELAY });
+    expect(Date.now() - goneAt).toBeLessThan(DELAY);
+    await sleep(2 * DELAY);
+    expect(tab1.isJoinedOnServer()).toBe(true);
+    expect(bob.sees(tab1)).toBe(true);
     expect(tab2.status).toBe("connected");
     expect(tab1.pendingDelayedLeaves()).toHaveLength(1);
   });
@@ -241,7 +246,8 @@ describe("two tabs of the same device with our package (same state key)", () => 
     await sleep(3 * DELAY);
     const during = writesAt(call, tab1.manager.stateKey).length - before;
     // Both tabs keep re-writing (about twice per heartbeat interval), never leaving the key empty.
-    expect(during).toBeGreaterThanOrEqual(6);
+    // (At least 4: the reads of issue 25 share the request budget with the rewrites.)
+    expect(during).toBeGreaterThanOrEqual(4);
     expect(writesAt(call, tab1.manager.stateKey)).not.toContain("{}");
     expect(reasons).toContain("membership-removed");
     expect(reasons).toContain("delayed-leave-lost");

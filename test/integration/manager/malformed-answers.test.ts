@@ -20,8 +20,10 @@ const quiet = log.getLogger("quiet-malformed");
 quiet.setLevel("silent");
 
 const DELAY = 2000;
+// (An answer with an event id and no delay id is not malformed: it proves the server ignored the delay,
+// test/integration/manager/dialect-change.test.ts.)
 const BODIES: [string, unknown][] = [
-  ["missing", { event_id: "$not-a-delay" }],
+  ["missing", { no_delay_id: true }],
   ["a number", { delay_id: 5 }],
   ["null", { delay_id: null }],
   ["an empty string", { delay_id: "" }],

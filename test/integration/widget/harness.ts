@@ -73,6 +73,12 @@ export class RecordingBackend implements MembershipBackend {
   probeSupport(): Promise<SupportHint> {
     return this.inner.probeSupport();
   }
+  readState(req: Omit<StateEventRequest, "content">, opts?: RequestOptions) {
+    return this.inner.readState(req, opts);
+  }
+  watchRoom(roomId: string) {
+    return this.inner.watchRoom(roomId);
+  }
 }
 
 export interface WidgetCall {

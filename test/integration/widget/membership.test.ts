@@ -61,11 +61,14 @@ describe("widget mode: join, heartbeat, leave", () => {
     const c = await world.call();
     c.manager.join();
     await waitFor(() => c.manager.status === "connected" && c.pending().length === 1, 5000, "joined");
-    // The widget vanishes without a word: no leave, no more restarts.
+    // The widget vanishes without a word: no leave, no more restarts. The host keeps its api (a hung
+    // widget; stopping the api would send the leave at once, widget-closed.test.ts): the server fires it.
     c.manager.dispose();
-    c.pair.close();
+    c.pair.widgetApi.transport.stop();
     const elapsed = await waitFor(() => !c.joinedOnServer(), DELAY + 1000, "delayed leave fired");
     expect(elapsed).toBeLessThanOrEqual(DELAY + 200);
+    expect(elapsed).toBeGreaterThan(DELAY / 2);
+    expect(world.hs.requests.filter((r) => r.route === "delayed.send")).toEqual([]);
     expect(c.membership()).toEqual({});
     expect(c.pending()).toEqual([]);
   });

@@ -1,122 +1,37 @@
 /**
- * What the demo records while it runs, for its printed lines, its timeline picture and its test: each
- * device's requests as the device saw them, its status and its view of the call, and the server's side
- * (requests as they arrived, each delayed leave's deadline, membership changes in room state).
- * Times are `Date.now()` values; the test homeserver runs on the same clock.
+ * A call recorder: what the testing kit (startTestCall's `timeline` option) and the demo keep of a run,
+ * for the timeline picture (render.ts) and for one timestamped line per event. It wraps each device's
+ * backend (every request as the manager made it), follows each manager's state and each client's view
+ * of the call, and polls the test homeserver's own records (request log, pending delayed events, room
+ * timeline). Times are `Date.now()` values; the test homeserver runs on the same clock.
  */
 import { ClientEvent, type MatrixClient } from "matrix-js-sdk";
-import {
-  CALL_MEMBER_EVENT_TYPE,
-  httpFacts,
-  statusOf,
-  type DelayedEventAction,
-  type MembershipBackend,
-  type MembershipManager,
-  type MembershipState,
-  type RequestOptions,
-  type StateEventRequest,
-  type Status,
-} from "../../src/index.js";
-import { rtcMembers, type TestHomeserver } from "../../src/testing/index.js";
+import { httpFacts } from "../../errors.js";
+import type {
+  DelayedEventAction,
+  MembershipBackend,
+  RequestOptions,
+  StateEventRequest,
+} from "../../backends/types.js";
+import type { MembershipManager } from "../../manager/MembershipManager.js";
+import { statusOf, type MembershipState } from "../../manager/state.js";
+import { CALL_MEMBER_EVENT_TYPE } from "../../membership/content.js";
+import type { TestHomeserver } from "../homeserver/homeserver.js";
+import type { CallTrace, Deadline, DeviceInfo, MembershipChange, RequestOp } from "./types.js";
 
-export type RequestOp = "schedule" | "state" | "leave-state" | DelayedEventAction | "read" | "list" | "probe";
+/** What `watchServer` reads: the test homeserver has all of it (real Synapse has no request log). */
+export type RecordableServer = Pick<TestHomeserver, "requests" | "pendingDelayedEvents" | "timeline">;
 
-/** One backend request as the device's manager made it. */
-export interface DeviceRequest {
-  device: string;
-  op: RequestOp;
-  start: number;
-  end: number;
-  ok: boolean;
-  /** Why it failed, in a few words. */
-  error?: string;
-}
-
-export interface StatusChange {
-  device: string;
-  t: number;
-  status: Status;
-  /** For `reconnecting` and `disconnected`: why. */
-  reason?: string;
-}
-
-/** Who a device's own synced client lists as call members (device names). */
-export interface ViewChange {
-  device: string;
-  t: number;
-  sees: string[];
-}
-
-/** One request that reached the server, from the homeserver's own log. */
-export interface ServerRequest {
-  t: number;
-  device: string;
-  route: string;
-  status: number;
-}
-
-/** One deadline of a delayed leave, as the server held it: set at `setAt`, due at `sendTs`. */
-export interface Deadline {
-  device: string;
-  /** "alice#1": the n-th delayed leave of that device (delay ids are bearer capabilities; not kept). */
-  leave: string;
-  setAt: number;
-  sendTs: number;
-  /** When the server stopped holding this deadline (a restart replaced it, or the event went out). */
-  endAt?: number;
-  end?: "restarted" | "fired" | "sent" | "cancelled";
-}
-
-/** A change of a device's membership in room state, from the server's timeline. */
-export interface MembershipChange {
-  device: string;
-  /** The event's origin_server_ts. */
-  t: number;
-  joined: boolean;
-  /** `device`: a state event the device sent; `fired`: the server's timer sent the delayed leave; `sent`: the device asked the server to send it now. */
-  cause: "device" | "fired" | "sent";
-  leave?: string;
-}
-
-/** A device's matrix-js-sdk sync state (SYNCING, ERROR, RECONNECTING, CATCHUP...). */
-export interface SyncChange {
-  device: string;
-  t: number;
-  state: string;
-}
-
-export interface Outage {
-  device: string;
-  from: number;
-  to?: number;
-}
-
-export interface Milestone {
-  t: number;
-  device: string;
-  what: string;
-}
-
-export interface DeviceInfo {
-  name: string;
-  mode: string;
-  userId: string;
-  deviceId: string;
-}
-
-export interface DemoTrace {
-  t0: number;
-  tEnd: number;
+/** Options of a `CallRecorder`. */
+export interface CallRecorderOptions {
+  /** The delay of the devices' delayed leaves (drawn as the sawtooth's height). */
   delayMs: number;
-  devices: DeviceInfo[];
-  requests: DeviceRequest[];
-  statuses: StatusChange[];
-  probablyLeft: { device: string; t: number }[];
-  views: ViewChange[];
-  syncs: SyncChange[];
-  server: { requests: ServerRequest[]; deadlines: Deadline[]; memberships: MembershipChange[] };
-  outages: Outage[];
-  milestones: Milestone[];
+  /** The heartbeat interval, when known (default delay / 2). */
+  heartbeatMs?: number;
+  /** Receives one timestamped line per event ("  4.288s  network alice's network is cut…"). */
+  print?: (line: string) => void;
+  /** How often the server and the views are polled. Default 10 ms. */
+  pollMs?: number;
 }
 
 const DELAY_ID_KEY = "org.matrix.msc4140.delay_id";
@@ -136,30 +51,34 @@ const OP_WORDS: Record<RequestOp, string> = {
 /** How long a printed line is held so that lines learnt late still come out in time order. */
 const PRINT_HOLD_MS = 100;
 
-/** Records a run and prints one line per event as it happens (within PRINT_HOLD_MS). */
-export class DemoRecorder {
-  readonly trace: DemoTrace;
+/** Records a run (and prints one line per event as it happens, within PRINT_HOLD_MS, when asked to). */
+export class CallRecorder {
+  /** What has been recorded so far (live; see `snapshot()`). */
+  readonly trace: CallTrace;
   private readonly devices = new Map<string, DeviceInfo & { via: string }>();
   private readonly timers: ReturnType<typeof setInterval>[] = [];
   private readonly leaveIds = new Map<string, string>();
   private readonly counters = new Map<string, number>();
+  private readonly print: (line: string) => void;
+  private readonly pollMs: number;
+  private readonly unsubscribe: (() => void)[] = [];
 
-  constructor(
-    private readonly print: (line: string) => void,
-    delayMs: number,
-  ) {
+  constructor(options: CallRecorderOptions) {
+    this.print = options.print ?? (() => undefined);
+    this.pollMs = options.pollMs ?? 10;
     const t0 = Date.now();
     this.trace = {
       t0,
       tEnd: t0,
-      delayMs,
+      delayMs: options.delayMs,
+      heartbeatMs: options.heartbeatMs,
       devices: [],
       requests: [],
       statuses: [],
       probablyLeft: [],
       views: [],
       syncs: [],
-      server: { requests: [], deadlines: [], memberships: [] },
+      server: { recorded: false, requests: [], deadlines: [], memberships: [] },
       outages: [],
       milestones: [],
     };
@@ -194,7 +113,8 @@ export class DemoRecorder {
   private flushTimer: ReturnType<typeof setInterval> | undefined;
   private stopped = false;
 
-  addDevice(info: DeviceInfo, via: string): void {
+  /** A lane for a device (or an observer); `via` is added to its request lines (" via the widget host"). */
+  addDevice(info: DeviceInfo, via = ""): void {
     this.devices.set(info.name, { ...info, via });
     this.trace.devices.push(info);
   }
@@ -224,7 +144,11 @@ export class DemoRecorder {
    * Wraps a device's backend: every request is recorded and printed when it settles. With the test
    * homeserver at hand, heartbeats also print the deadline the server now holds.
    */
-  traceBackend(device: string, hs: TestHomeserver | undefined, inner: MembershipBackend): MembershipBackend {
+  traceBackend(
+    device: string,
+    hs: Pick<TestHomeserver, "pendingDelayedEvents"> | undefined,
+    inner: MembershipBackend,
+  ): MembershipBackend {
     const via = this.devices.get(device)?.via ?? "";
     const run = async <T>(
       op: RequestOp,
@@ -315,7 +239,8 @@ export class DemoRecorder {
   /** Prints and records the manager's status changes and its probablyLeft. */
   watchManager(device: string, manager: MembershipManager): void {
     let last = "";
-    manager.state$.subscribe((s: MembershipState) => {
+    this.trace.heartbeatMs ??= manager.effectiveTiming.heartbeatIntervalMs;
+    const state = manager.state$.subscribe((s: MembershipState) => {
       const status = statusOf(s);
       const reason =
         s.kind === "reconnecting" || s.kind === "left"
@@ -329,7 +254,7 @@ export class DemoRecorder {
       this.trace.statuses.push({ device, t, status, reason });
       if (s.kind !== "idle") this.say(device, `status ${status}${reason ? ` (${reason})` : ""}`, t);
     });
-    manager.probablyLeft$.subscribe((p) => {
+    const probablyLeft = manager.probablyLeft$.subscribe((p) => {
       if (!p) return;
       const t = Date.now();
       this.trace.probablyLeft.push({ device, t });
@@ -339,13 +264,20 @@ export class DemoRecorder {
         t,
       );
     });
+    this.unsubscribe.push(
+      () => state.unsubscribe(),
+      () => probablyLeft.unsubscribe(),
+    );
   }
 
-  /** Polls a device's synced client for the call members it lists; prints each change. */
-  watchView(device: string, client: MatrixClient, roomId: string): void {
+  /**
+   * Polls what a device's (or observer's) own synced client lists as call members ("@user:hs|DEVICE", as
+   * the testing kit's `rtcMembers` gives them); prints each change.
+   */
+  watchView(device: string, members: () => string[]): void {
     let last = "";
     const poll = () => {
-      const sees = rtcMembers(client, roomId)
+      const sees = members()
         .map((id) => {
           const [userId, deviceId] = id.split("|");
           return (
@@ -361,7 +293,7 @@ export class DemoRecorder {
       this.say(device, `sees in the call: ${sees.join(", ") || "nobody"}`, t);
     };
     poll();
-    this.timers.push(setInterval(poll, 10));
+    this.timers.push(setInterval(poll, this.pollMs));
   }
 
   /** Prints and records changes of a synced client's sync state (when its view of the call is stale). */
@@ -382,11 +314,11 @@ export class DemoRecorder {
     this.unsubscribe.push(() => client.off(ClientEvent.Sync, onSync));
   }
 
-  private readonly unsubscribe: (() => void)[] = [];
-
   /** Polls the server: its request log, its pending delayed events and the room's call memberships. */
-  watchServer(hs: TestHomeserver, roomId: string): void {
+  watchServer(hs: RecordableServer, roomId: string, label?: string): void {
     const server = this.trace.server;
+    server.recorded = true;
+    server.label = label;
     const open = new Map<string, Deadline>();
     let logged = hs.requests.length;
     let seenEvents = hs.timeline(roomId).length;
@@ -452,16 +384,18 @@ export class DemoRecorder {
       }
     };
     poll();
-    this.timers.push(setInterval(poll, 10));
+    this.timers.push(setInterval(poll, this.pollMs));
     this.stopServer = poll;
   }
 
   private stopServer?: () => void;
 
+  /** `device`'s network was cut at `from`. */
   outage(device: string, from: number): void {
     this.trace.outages.push({ device, from });
   }
 
+  /** `device`'s network came back at `to`. */
   outageEnds(device: string, to: number): void {
     const o = this.trace.outages.find((x) => x.device === device && x.to === undefined);
     if (o) o.to = to;
@@ -469,6 +403,7 @@ export class DemoRecorder {
 
   /** Stops polling (after one last look at the server). */
   stop(): void {
+    if (this.stopped) return;
     this.stopServer?.();
     for (const t of this.timers.splice(0)) clearInterval(t);
     for (const u of this.unsubscribe.splice(0)) u();
@@ -476,5 +411,12 @@ export class DemoRecorder {
     this.stopped = true;
     clearInterval(this.flushTimer);
     this.flush(Infinity);
+  }
+
+  /** The trace so far (up to now, after one more look at the server), without stopping. */
+  snapshot(): CallTrace {
+    if (this.stopped) return this.trace;
+    this.stopServer?.();
+    return { ...this.trace, tEnd: Date.now() };
   }
 }

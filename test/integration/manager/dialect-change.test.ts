@@ -1,0 +1,300 @@
+/**
+ * Issue 20 items 4-6 and 11: the server changes under a live call, and discovery is a request like any
+ * other. Real HTTP against the test homeserver (its presets switched at run time with `configure`, as a
+ * restart into another release would), asserted on its request log, its room state and on what
+ * another user's matrix-js-sdk MatrixRTCSession lists.
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterEach, describe, expect, it } from "@jest/globals";
+import { createClient } from "matrix-js-sdk";
+import { syncedClient, stopClient } from "../../helpers/matrix.js"; // also quiets matrix-js-sdk
+import {
+  CALL_MEMBER_EVENT_TYPE,
+  ClientBackend,
+  MembershipManager,
+  type MembershipError,
+} from "../../../src/index.js";
+import { startTestHomeserver, SYNAPSE_PRESETS, waitFor } from "../../../src/testing/index.js";
+import { jsSession, NO_LIMITS, roomOf, sleep } from "../interop/helpers.js";
+
+const DELAY = 1000;
+
+let cleanup: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.reverse()) await c();
+  cleanup = [];
+});
+
+async function world(options: Parameters<typeof startTestHomeserver>[0] = {}) {
+  const hs = await startTestHomeserver({ ...SYNAPSE_PRESETS["1.163"], ...NO_LIMITS, ...options });
+  cleanup.push(() => hs.close());
+  const alice = await hs.createUser("alice");
+  const roomId = await hs.createRoom(alice.accessToken);
+  const bobCreds = await hs.createUser("bob");
+  await hs.joinRoom(bobCreds.accessToken, roomId);
+  const bob = await syncedClient(hs.baseUrl, bobCreds);
+  cleanup.push(() => stopClient(bob));
+  await roomOf(bob, roomId);
+  const client = createClient({ baseUrl: hs.baseUrl, ...alice });
+  const manager = new MembershipManager({
+    backend: new ClientBackend(client),
+    roomId,
+    userId: alice.userId,
+    deviceId: alice.deviceId,
+    delayedLeaveDelayMs: DELAY,
+  });
+  cleanup.push(() => manager.dispose());
+  const errors: MembershipError[] = [];
+  manager.errors$.subscribe((e) => errors.push(e));
+  const key = manager.stateKey;
+  const listed = () => jsSession(bob, roomId).memberships.some((m) => m.sender === alice.userId);
+  const ourWrites = (since: number) =>
+    hs
+      .timeline(roomId)
+      .filter((e) => e.type === CALL_MEMBER_EVENT_TYPE && e.state_key === key && e.origin_server_ts >= since);
+  const mine = (since: number) => hs.requests.filter((r) => r.userId === alice.userId && r.ts >= since);
+  return { hs, roomId, alice, manager, errors, key, listed, ourWrites, mine };
+}
+
+describe("the server changes dialect under a live call (issue 20 items 4, 5)", () => {
+  it("upgraded to a server that speaks only MSC4140 as merged: heartbeats switch, nothing of ours is overwritten", async () => {
+    const w = await world();
+    w.manager.join();
+    await waitFor(() => w.manager.status === "connected" && w.listed(), 5000, "connected and listed");
+    const upgradedAt = Date.now();
+    w.hs.configure(SYNAPSE_PRESETS.merged); // a restart into the new release (delayed events kept)
+    await sleep(4 * DELAY);
+    // No {} written over our membership; still listed; the heartbeat now goes to the merged endpoint.
+    expect(w.ourWrites(upgradedAt).filter((e) => Object.keys(e.content).length === 0)).toEqual([]);
+    expect(w.listed()).toBe(true);
+    expect(w.manager.status).toBe("connected");
+    // Heartbeats kept succeeding (the merged server's management endpoints, v1 once the backend asked
+    // /versions again).
+    expect(
+      w.mine(upgradedAt + DELAY).filter((r) => r.route === "delayed.restart" && r.status === 200).length,
+    ).toBeGreaterThan(2);
+    expect(w.hs.pendingDelayedEvents().filter((e) => e.userId === w.alice.userId)).toHaveLength(1);
+  });
+
+  it("upgraded, and our delayed leave lost at the restart: the new one goes out in the merged shape (no {} over the membership)", async () => {
+    const w = await world();
+    w.manager.join();
+    await waitFor(() => w.manager.status === "connected" && w.listed(), 5000, "connected and listed");
+    const upgradedAt = Date.now();
+    w.hs.configure(SYNAPSE_PRESETS.merged);
+    for (const e of w.hs.pendingDelayedEvents().filter((d) => d.userId === w.alice.userId))
+      w.hs.loseDelayedEvent(e.delayId);
+    await waitFor(
+      () => w.hs.pendingDelayedEvents().filter((e) => e.userId === w.alice.userId).length === 1,
+      3 * DELAY,
+      "a new delayed leave",
+    );
+    await sleep(2 * DELAY);
+    expect(w.ourWrites(upgradedAt).filter((e) => Object.keys(e.content).length === 0)).toEqual([]);
+    // The new delayed leave went through the merged schedule endpoint.
+    expect(w.mine(upgradedAt).filter((r) => r.route === "delayed.schedule" && r.status === 200)).toHaveLength(
+      1,
+    );
+    expect(w.listed()).toBe(true);
+    expect(w.manager.status).toBe("connected");
+  });
+
+  it("/versions says merged but the merged endpoints answer 404 M_UNRECOGNIZED: the unstable shape it also advertises is used", async () => {
+    const w = await world();
+    // A server in transition that advertises the merged flag but whose merged routes are missing.
+    w.hs.faults.add({
+      route: "versions",
+      respond: {
+        status: 200,
+        body: {
+          versions: ["v1.12"],
+          unstable_features: { "org.matrix.msc4140": true, "org.matrix.msc4140.stable": true },
+        },
+      },
+    });
+    w.manager.join();
+    await waitFor(() => w.manager.status === "connected" && w.listed(), 5000, "connected and listed");
+    await sleep(2 * DELAY);
+    expect(w.manager.state).toEqual({ kind: "joined", delayedLeave: true });
+    expect(w.hs.pendingDelayedEvents().filter((e) => e.userId === w.alice.userId)).toHaveLength(1);
+    expect(w.errors.map((e) => e.code)).not.toContain("forbidden");
+  });
+});
+
+describe("discovery is bounded and abortable (issue 20 items 6 and 11)", () => {
+  /** A proxy that holds `/versions` open and counts the connections still open. */
+  async function holdingVersions(target: string) {
+    let open = 0;
+    let versions = 0;
+    const server = http.createServer((req, res) => {
+      if (req.url?.startsWith("/_matrix/client/versions")) {
+        versions++;
+        open++;
+        req.socket.on("close", () => open--);
+        return; // never answered
+      }
+      const upstream = http.request(
+        `${target}${req.url}`,
+        { method: req.method, headers: req.headers },
+        (r) => {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.pipe(res);
+        },
+      );
+      upstream.on("error", () => res.destroy());
+      req.pipe(upstream);
+    });
+    server.keepAliveTimeout = 1;
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    cleanup.push(
+      () =>
+        new Promise<void>((resolve) => {
+          server.closeAllConnections();
+          server.close(() => resolve());
+        }),
+    );
+    return {
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      open: () => open,
+      versions: () => versions,
+    };
+  }
+
+  it("/versions hangs: joining says so, requests stay bounded, and dispose() leaves nothing open or to send", async () => {
+    const w = await world();
+    w.manager.dispose(); // the world's own manager is not used here: one behind the proxy is
+    const proxy = await holdingVersions(w.hs.baseUrl);
+
+    const client = createClient({ baseUrl: proxy.url, ...w.alice });
+    const manager = new MembershipManager({
+      backend: new ClientBackend(client),
+      roomId: w.roomId,
+      userId: w.alice.userId,
+      deviceId: w.alice.deviceId,
+      delayedLeaveDelayMs: DELAY,
+    });
+    const codes: string[] = [];
+    manager.errors$.subscribe((e) => codes.push(e.code));
+    manager.join();
+    await sleep(3 * DELAY);
+    expect(manager.status).toBe("connecting");
+    expect(codes).toContain("network");
+    // Each attempt gave up (and closed its /versions) at its local timeout; the request budget bounds how
+    // many: 8 at once, then 3 per heartbeat interval (here 500 ms), plus the join's own and the probe.
+    expect(proxy.versions()).toBeGreaterThan(1);
+    expect(proxy.versions()).toBeLessThanOrEqual(8 + 6 * 3.5 + 2);
+    expect(proxy.open()).toBeLessThanOrEqual(2);
+    const before = w.hs.requests.length;
+    manager.leave().catch(() => undefined);
+    manager.dispose();
+    await sleep(manager.effectiveTiming.requestTimeoutMs + 300);
+    expect(proxy.open()).toBe(0);
+    expect(manager.pendingTimers).toBe(0);
+    // Nothing reached the server after dispose(): no schedule went out once /versions gave up.
+    expect(w.hs.requests.slice(before).filter((r) => r.userId === w.alice.userId)).toEqual([]);
+  });
+});
+
+describe("an answer that proves the delay was ignored (issue 20 item 4)", () => {
+  /** A proxy that drops the delay parameter: the server sends the delayed leave's `{}` at once. */
+  async function droppingDelay(target: string) {
+    let dropped = 0;
+    const server = http.createServer((req, res) => {
+      let url = req.url ?? "/";
+      if (url.includes("org.matrix.msc4140.delay=")) {
+        dropped++;
+        url = url.replace(/([?&])org\.matrix\.msc4140\.delay=\d+&?/, "$1").replace(/[?&]$/, "");
+      }
+      const upstream = http.request(`${target}${url}`, { method: req.method, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      });
+      upstream.on("error", () => res.destroy());
+      req.pipe(upstream);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    cleanup.push(
+      () =>
+        new Promise<void>((resolve) => {
+          server.closeAllConnections();
+          server.close(() => resolve());
+        }),
+    );
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, dropped: () => dropped };
+  }
+
+  it("never retried as it was: asked again, then degraded mode that says so, the membership written", async () => {
+    const w = await world();
+    w.manager.dispose();
+    const proxy = await droppingDelay(w.hs.baseUrl);
+    const manager = new MembershipManager({
+      backend: new ClientBackend(createClient({ baseUrl: proxy.url, ...w.alice })),
+      roomId: w.roomId,
+      userId: w.alice.userId,
+      deviceId: w.alice.deviceId,
+      delayedLeaveDelayMs: DELAY,
+    });
+    cleanup.push(() => manager.dispose());
+    const codes: string[] = [];
+    manager.errors$.subscribe((e) => codes.push(e.code));
+    manager.join();
+    await waitFor(() => manager.status === "connected", 5000, "connected (degraded)");
+    await sleep(2 * DELAY);
+    expect(codes).toContain("delay-ignored");
+    // At most IGNORED_SCHEDULE_LIMIT (2) schedules whose delay was dropped, each after asking /versions.
+    expect(proxy.dropped()).toBeLessThanOrEqual(2);
+    expect(manager.state).toEqual({ kind: "joined", delayedLeave: false });
+    let support: { delayedEvents?: boolean; reason?: string } = {};
+    manager.support$.subscribe((s) => (support = s));
+    expect(support).toMatchObject({
+      delayedEvents: false,
+      reason: expect.stringMatching(/ignores the delay/),
+    });
+    expect(
+      Object.keys(w.hs.stateContent(w.roomId, CALL_MEMBER_EVENT_TYPE, manager.stateKey) ?? {}).length,
+    ).toBeGreaterThan(0);
+    expect(w.listed()).toBe(true);
+  });
+});
+
+describe("a remount (issue 20 item 11)", () => {
+  it("join, then leave()+dispose() 100 ms later over a 400 ms link, and a new manager: nothing of the first is sent after dispose(), the second stays in the call", async () => {
+    const { startFaultyLink } = await import("../../../src/testing/index.js");
+    const w = await world();
+    w.manager.dispose();
+    const link = await startFaultyLink({ target: w.hs.baseUrl });
+    cleanup.push(() => link.close());
+    link.setLatency(400);
+    const first = new MembershipManager({
+      backend: new ClientBackend(createClient({ baseUrl: link.url, ...w.alice })),
+      roomId: w.roomId,
+      userId: w.alice.userId,
+      deviceId: w.alice.deviceId,
+      delayedLeaveDelayMs: 2000,
+    });
+    first.join();
+    await sleep(100);
+    first.leave().catch(() => undefined);
+    first.dispose();
+    const disposedAt = Date.now();
+    // The remounted page: a new manager for the same device, on a fast link.
+    const second = new MembershipManager({
+      backend: new ClientBackend(createClient({ baseUrl: w.hs.baseUrl, ...w.alice })),
+      roomId: w.roomId,
+      userId: w.alice.userId,
+      deviceId: w.alice.deviceId,
+      delayedLeaveDelayMs: 2000,
+    });
+    cleanup.push(() => second.dispose());
+    second.join();
+    await waitFor(() => second.status === "connected" && w.listed(), 5000, "the new manager in the call");
+    await sleep(6000);
+    // Through the link, after dispose(): no schedule, no write (a request already on the wire aside).
+    const late = link.log.filter((e) => e.ts >= disposedAt + 50);
+    expect(late.map((e) => `${e.method} ${e.path}`)).toEqual([]);
+    expect(w.listed()).toBe(true);
+    expect(second.status).toBe("connected");
+    expect(w.ourWrites(disposedAt).filter((e) => Object.keys(e.content).length === 0)).toEqual([]);
+  }, 30_000);
+});

@@ -1,0 +1,76 @@
+/**
+ * Issue 20 item 11: a page that died without dispose() (a reload) left a delayed leave at our key, or
+ * had one still on its way; a new manager for the same device must end in the call as the server sees
+ * it. Where the backend lists our delayed events, the first join sweeps our key at once and again half a
+ * delay later; elsewhere the manager's eyes put the membership back. Virtual time, FakeServer.
+ */
+import { describe, expect, it } from "@jest/globals";
+import type { MembershipBackend } from "../../src/backends/types.js";
+import { harness, isJoinedOnServer } from "../helpers/managerHarness.js";
+
+const DELAY = 2000;
+const predecessorsLeave = (h: ReturnType<typeof harness>) =>
+  h.server.sendDelayedStateEvent({
+    roomId: "!room:localhost",
+    eventType: "org.matrix.msc3401.call.member",
+    stateKey: h.key,
+    content: {},
+    delayMs: DELAY,
+  });
+
+describe("a dead predecessor's delayed leave (issue 20 item 11)", () => {
+  it("pending at join: swept, it never fires, our membership stays", async () => {
+    const h = harness({ delayedLeaveDelayMs: DELAY });
+    const theirs = await (async () => {
+      const p = predecessorsLeave(h);
+      await h.time.advance(50);
+      return p;
+    })();
+    h.manager.join();
+    await h.time.advance(4 * DELAY);
+    expect(h.server.delayed.has(theirs)).toBe(false);
+    expect(h.server.history.some((e) => e.by === "delayed")).toBe(false);
+    expect(isJoinedOnServer(h)).toBe(true);
+    expect(h.server.pendingFor(h.key)).toHaveLength(1);
+    expect(h.manager.status).toBe("connected");
+    h.manager.dispose();
+  });
+
+  it("landing just after our join (in flight when the page died): the second sweep takes it", async () => {
+    const h = harness({ delayedLeaveDelayMs: DELAY });
+    h.manager.join();
+    await h.time.advance(300);
+    const theirs = predecessorsLeave(h);
+    await h.time.advance(50);
+    const id = await theirs;
+    await h.time.advance(4 * DELAY);
+    expect(h.server.delayed.has(id)).toBe(false);
+    expect(h.server.history.some((e) => e.by === "delayed")).toBe(false);
+    expect(isJoinedOnServer(h)).toBe(true);
+    h.manager.dispose();
+  });
+
+  it("without a listing: it fires, and the manager's eyes put the membership back within a heartbeat", async () => {
+    const h = harness((server) => {
+      const b: MembershipBackend = {
+        sendDelayedStateEvent: server.sendDelayedStateEvent.bind(server),
+        sendStateEvent: server.sendStateEvent.bind(server),
+        updateDelayedEvent: server.updateDelayedEvent.bind(server),
+        readState: server.readState.bind(server),
+      };
+      return { delayedLeaveDelayMs: DELAY, backend: b };
+    });
+    h.manager.join();
+    await h.time.advance(300);
+    const theirs = predecessorsLeave(h);
+    await h.time.advance(50);
+    await theirs;
+    await h.time.until(() => h.server.history.some((e) => e.by === "delayed"), 5000);
+    const firedAt = h.time.now();
+    await h.time.until(() => isJoinedOnServer(h), 5000, 5);
+    expect(h.time.now() - firedAt).toBeLessThanOrEqual(h.manager.effectiveTiming.heartbeatIntervalMs + 100);
+    await h.time.advance(500);
+    expect(h.manager.status).toBe("connected");
+    h.manager.dispose();
+  });
+});
