@@ -367,13 +367,15 @@ export async function runObserverSize(n: number, changes: number): Promise<Obser
   for (const variant of ["none", "ours", "js-sdk"] as const) {
     const { client, room } = await startClient(url, owner, roomId);
     await sleep(200);
-    // The first full list: one attach to warm the code up (an app pays that once), then the median of
-    // three. Memory: the first attach on this client (js-sdk keeps what it computed for a room's events
+    // The first full list: three attaches to warm the code up (an app pays that once; both sides need
+    // a few passes before their code runs optimised), then the median of five. Memory: the first attach
+    // on this client (js-sdk keeps what it computed for a room's events
     // after `matrixRTC.stop()`, so a later attach would not show it).
     const firsts: { ms: number; cpuMs: number }[] = [];
     let probe = probeFor(variant, client, room);
     let memoryBytes = NaN;
-    for (let round = 0; round < 4; round++) {
+    const WARM_UP = 3;
+    for (let round = 0; round < WARM_UP + 5; round++) {
       if (round > 0) {
         probe.detach();
         probe = probeFor(variant, client, room);
@@ -383,7 +385,7 @@ export async function runObserverSize(n: number, changes: number): Promise<Obser
       const cpu0 = process.cpuUsage();
       const w0 = performance.now();
       await probe.attach();
-      if (round > 0) firsts.push({ ms: performance.now() - w0, cpuMs: cpuUs(cpu0) / 1000 });
+      if (round >= WARM_UP) firsts.push({ ms: performance.now() - w0, cpuMs: cpuUs(cpu0) / 1000 });
       await sleep(100);
       if (round === 0) memoryBytes = heapAfterGc() - heap0;
     }

@@ -82,9 +82,24 @@ export function followRun(
   previous: RunFacts | undefined,
 ): RunFacts {
   const eventId = typeof event.event_id === "string" ? event.event_id : undefined;
-  if (!active) return { eventId, active };
-  // What `predecessorOf` says, read in place (this runs for every event of a full read).
-  const unsigned = event.unsigned;
+  const since = runSince(event.origin_server_ts, event.unsigned, active, isActive, previous);
+  return since === undefined ? { eventId, active } : { eventId, active, since };
+}
+
+/**
+ * `followRun`'s `since`, without objects (a full read calls it twice per member): when the run that an
+ * event (stamped `ts`, with `unsigned`) belongs to began, or undefined when unknown or when its content
+ * is not active. `previous` as in `followRun`.
+ */
+export function runSince(
+  ts: number,
+  unsigned: unknown,
+  active: boolean,
+  isActive: (content: unknown) => boolean,
+  previous: RunFacts | undefined,
+): number | undefined {
+  if (!active) return undefined;
+  // What `predecessorOf` says, read in place.
   let chained: boolean;
   let previousActive: boolean | undefined;
   if (!isRecord(unsigned) || isEmpty(unsigned)) {
@@ -100,10 +115,9 @@ export function followRun(
       previousActive = false; // the first state at this key
     else previousActive = chained ? previous!.active : undefined;
   }
-  let since: number | undefined;
-  if (previousActive === false) since = event.origin_server_ts;
-  else if (previousActive === true && chained) since = previous!.since;
-  return { eventId, active, since };
+  if (previousActive === false) return ts;
+  if (previousActive === true && chained) return previous!.since;
+  return undefined;
 }
 
 /** A room membership content is active when it is `join`. */

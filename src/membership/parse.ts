@@ -206,6 +206,25 @@ export function membershipContentErrors(content: Record<string, unknown>): strin
   return errors;
 }
 
+/** `membershipContentErrors(content).length === 0`, without building the list (the common case). */
+function hasValidShape(content: Record<string, unknown>): boolean {
+  if (
+    typeof content.device_id !== "string" ||
+    typeof content.call_id !== "string" ||
+    typeof content.application !== "string" ||
+    !isTransport(content.focus_active)
+  )
+    return false;
+  const foci = content.foci_preferred;
+  if (foci !== undefined && !(Array.isArray(foci) && foci.every(isTransport))) return false;
+  if (content.created_ts !== undefined && !Number.isFinite(content.created_ts)) return false;
+  if (content.scope !== undefined && typeof content.scope !== "string") return false;
+  const intent = content["m.call.intent"];
+  if (intent !== undefined && typeof intent !== "string") return false;
+  const expires = content.expires;
+  return expires === undefined || (typeof expires === "number" && Number.isFinite(expires) && expires > 0);
+}
+
 /**
  * The state keys a sender may publish this content under: `_@user:hs_DEVICE_<application><call_id>`
  * (current js-sdk), `_@user:hs_DEVICE` (js-sdk before slots), each also without the leading `_`
@@ -426,8 +445,8 @@ function parseUnsafe(event: unknown, slot: Slot): StaticParse {
       return { kind: "ignored", reason: "other-slot" };
   }
 
-  const errors = membershipContentErrors(content);
-  if (errors.length > 0) return reject("invalid-content", stateKey, sender, eventId, errors);
+  if (!hasValidShape(content))
+    return reject("invalid-content", stateKey, sender, eventId, membershipContentErrors(content));
   const valid = content as MembershipContent;
 
   const keyProblem = stateKeyProblem(stateKey, sender, valid.device_id, valid.application, valid.call_id);

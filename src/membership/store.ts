@@ -15,7 +15,7 @@
  * judging, ordering, expiry and change tracking below do not depend on the kind.
  */
 import { CALL_MEMBER_EVENT_TYPE, DEFAULT_SLOT, type Slot } from "./content.js";
-import { followRun, isJoinContent, type RunFacts } from "./facts.js";
+import { isJoinContent, orderTsOf, runSince, type RunFacts } from "./facts.js";
 import {
   isActiveMembershipContent,
   judgeMember,
@@ -249,15 +249,24 @@ export class CallMemberStore {
     } catch {
       // A throwing iterable: use what was read.
     }
-    const seen = new Set<Entry>();
-    for (const [key, event] of byKey) seen.add(this.upsert("state", key, event));
-    unkeyed.forEach((event, i) => seen.add(this.upsert("unkeyed", String(i), event)));
-    for (const records of Object.values(this.records))
-      for (const entry of records.values())
-        if (!seen.has(entry)) {
-          entry.removed = true;
-          this.dirty.add(entry);
-        }
+    // Keys missing from this input are gone (none can be, the first time).
+    const empty = this.records.state.size === 0 && this.records.unkeyed.size === 0;
+    const seen = empty ? undefined : new Set<Entry>();
+    for (const [key, event] of byKey) {
+      const entry = this.upsert("state", key, event);
+      seen?.add(entry);
+    }
+    unkeyed.forEach((event, i) => {
+      const entry = this.upsert("unkeyed", String(i), event);
+      seen?.add(entry);
+    });
+    if (seen)
+      for (const records of Object.values(this.records))
+        for (const entry of records.values())
+          if (!seen.has(entry)) {
+            entry.removed = true;
+            this.dirty.add(entry);
+          }
     for (const [userId, user] of this.users)
       if (user.lookedUpIn !== this.applyCount) this.refreshUser(userId, user);
     this.settle(now);
@@ -344,21 +353,18 @@ export class CallMemberStore {
     storeCounters.parses++;
     const active = parsed.kind === "candidate" || isActiveMembershipContent(content);
     const ts = field(event, "origin_server_ts");
+    // The run facts of what this replaces: ours (kept in the entry), or "absent" for a new key once
+    // the room was read (the fields are reused as a RunFacts without allocating one).
     const previous: RunFacts | undefined =
       entry && !entry.removed
         ? { eventId: entry.eventId, active: entry.runActive, since: entry.runSince }
         : this.loaded
           ? ABSENT
           : undefined;
-    const run =
+    const since =
       typeof ts === "number" && Number.isFinite(ts)
-        ? followRun(
-            { event_id: eventId, origin_server_ts: ts, unsigned: field(event, "unsigned") },
-            active,
-            isActiveMembershipContent,
-            previous,
-          )
-        : { active };
+        ? runSince(ts, field(event, "unsigned"), active, isActiveMembershipContent, previous)
+        : undefined;
     if (!entry) {
       entry = {
         kind,
@@ -385,8 +391,8 @@ export class CallMemberStore {
     entry.content = content;
     entry.candidate = parsed.kind === "candidate" ? parsed.member : undefined;
     entry.staticRejection = parsed.kind === "rejected" ? parsed.rejection : undefined;
-    entry.runActive = run.active;
-    entry.runSince = run.since;
+    entry.runActive = active;
+    entry.runSince = since;
     entry.leftBehind = false;
     this.link(entry, entry.candidate?.userId);
     this.dirty.add(entry);
@@ -468,14 +474,15 @@ export class CallMemberStore {
         const ts = field(memberEvent, "origin_server_ts");
         since =
           typeof ts === "number" && Number.isFinite(ts)
-            ? followRun(
-                { event_id: eventId, origin_server_ts: ts, unsigned: field(memberEvent, "unsigned") },
+            ? runSince(
+                ts,
+                field(memberEvent, "unsigned"),
                 present,
                 isJoinContent,
                 user.present === undefined
                   ? undefined
                   : { eventId: user.memberEventId, active: user.present, since: user.since },
-              ).since
+              )
             : undefined;
         user.memberEventId = eventId;
         user.memberContent = content;
@@ -507,6 +514,27 @@ export class CallMemberStore {
       return;
     }
     const user = this.users.get(candidate.userId);
+    // The common case, without building a verdict: valid, joined, not left behind, and sorting where
+    // it claims (no clamp): the candidate itself is the member.
+    if (
+      candidate.expiresAt > now &&
+      !entry.leftBehind &&
+      (!this.requireJoined ||
+        (user?.membership === "join" &&
+          (user.since === undefined || candidate.originServerTs >= user.since))) &&
+      orderTsOf(candidate, entry.runSince, this.requireJoined ? user?.since : undefined) === candidate.orderTs
+    ) {
+      const old = entry.member;
+      if (!(
+        old &&
+        old.eventId === candidate.eventId &&
+        old.content === candidate.content &&
+        old.orderTs === candidate.orderTs
+      ))
+        entry.member = candidate;
+      entry.rejection = undefined;
+      return;
+    }
     let verdict = judgeMember(candidate, {
       now,
       requireJoined: this.requireJoined,
