@@ -216,8 +216,9 @@ describe("one evaluation and one emission per batch", () => {
     const client = new FakeSyncClient();
     const server = new ServerRoom();
     const s = scheduler();
+    const joins = [server.join("@a:hs"), server.join("@b:hs")];
     const ours = server.call("@a:hs", "A");
-    client.sync([server.join("@a:hs"), server.join("@b:hs"), ours]);
+    client.sync([...joins, ours]);
     const lists: string[][] = [];
     const app = callMembers$(client, { roomId: ROOM, scheduler: s }).subscribe((m) => lists.push(idsOf(m)));
     const live: boolean[] = [];
