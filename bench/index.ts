@@ -11,6 +11,8 @@
  * The observer section (bench/observer.ts: callMembers$ beside js-sdk's MatrixRTCSession at N = 100, 1,000
  * and 5,000) runs last; BENCH_ONLY=observer runs it alone. It writes bench/results/observer.json and the
  * observer block of docs/benchmark.md.
+ * "Ghost on tab close / widget removal" run in Debian's Chromium (bench/ghost.ts); BENCH_ONLY=ghost runs
+ * those rows alone and writes bench/results/ghost.json.
  */
 import { execSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -41,6 +43,7 @@ import { runScaleChild, type ScaleResult, type ScaleVariant } from "./scale.js";
 import { runSynapseColumn, synapseOnlyRows, type SynapseRun } from "./synapse.js";
 import { runObserverChild, type ObserverSizeResult } from "./observer.js";
 import { observerRows, observerTable, writeObserverOutputs } from "./observer-report.js";
+import { runGhostRows } from "./ghost.js";
 
 quietMatrixSdkLogs();
 
@@ -135,6 +138,24 @@ if (process.env.BENCH_ONLY === "synapse") {
   );
   await prettify("bench/results/synapse.json");
   say(`wrote bench/results/synapse.json (${elapsed()})`);
+  process.exit(0);
+}
+
+if (process.env.BENCH_ONLY === "ghost") {
+  say(`ghost on tab close and on widget removal (Chromium), ${PLAN.ghostReps} reps each…`);
+  const run = await runGhostRows({ rttMs: RTT_MS, reps: PLAN.ghostReps, say });
+  if (!run) process.exit(1);
+  console.log(
+    `\nChromium, test homeserver, +${RTT_MS} ms RTT per page's link (measured ${run.rttMs.toFixed(1)} ms), ` +
+      `delay ${EC_DELAY_MS} ms, observer connected directly, medians${QUICK ? " (QUICK)" : ""}\n`,
+  );
+  console.log(textTable(run.rows));
+  writeFileEnsuringDir(
+    "bench/results/ghost.json",
+    JSON.stringify({ date: new Date().toISOString(), quick: QUICK, ...run }, null, 2) + "\n",
+  );
+  await prettify("bench/results/ghost.json");
+  say(`wrote bench/results/ghost.json (${elapsed()})`);
   process.exit(0);
 }
 
@@ -406,6 +427,20 @@ try {
   raw.synapse = synapseRun.raw;
 } catch (e) {
   say(`  real Synapse column failed: ${String(e)}`);
+}
+say(`  done (${elapsed()})`);
+
+// --- ghost on tab close / widget removal, in Chromium ------------------------------------------------
+say(`ghost on tab close and on widget removal (Chromium), ${PLAN.ghostReps} reps each…`);
+try {
+  const ghostRun = await runGhostRows({ rttMs: RTT_MS, reps: PLAN.ghostReps, say });
+  if (ghostRun) {
+    const at = rows.findIndex((r) => r.id === "recovery.requests") + 1 || rows.length;
+    rows.splice(at, 0, ...ghostRun.rows);
+    raw.ghostOnExit = ghostRun;
+  }
+} catch (e) {
+  say(`  ghost rows failed: ${String(e)}`);
 }
 say(`  done (${elapsed()})`);
 

@@ -255,6 +255,8 @@ const CHART = new Set([
   "leave.confirmed",
   "heartbeat.perHour",
   "ghost",
+  "ghost.tabClose",
+  "ghost.widgetRemoval",
   "recovery",
   "storm30000.requests",
   "scale.memory.real",

@@ -12,6 +12,9 @@ export type {
 export { statusOf } from "./manager/state.js";
 export { whenConnected } from "./manager/whenConnected.js";
 export type { ConnectableManager, WhenConnectedOptions } from "./manager/whenConnected.js";
+export { leaveOnExit } from "./manager/leaveOnExit.js";
+export type { ExitingManager, ExitProcess, LeaveOnExitOptions } from "./manager/leaveOnExit.js";
+export type { PageEventTarget, PageLifecycle } from "./manager/pageLifecycle.js";
 export { ClientBackend } from "./backends/client.js";
 export type { ClientLike, ClientRequestOptions, ClientBackendOptions } from "./backends/client.js";
 export { parseDelayedEventLookup } from "./backends/mergedDelayedEvents.js";

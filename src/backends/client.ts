@@ -29,6 +29,8 @@ import type {
 export interface ClientRequestOptions {
   /** Aborts the request (the manager's local timeout, or dispose). */
   abortSignal?: AbortSignal;
+  /** Let the request outlive the page (js-sdk passes it to fetch as `keepalive`): the leave on page exit. */
+  keepAlive?: boolean;
 }
 
 /**
@@ -143,12 +145,39 @@ export class ClientBackend implements MembershipBackend {
   ): Promise<void> {
     // js-sdk encodes the id (encodeURIComponent), but "." and ".." would still resolve away in the URL.
     delayIdForPath(delayId, `${action}-delayed-event`);
-    if (speaksHttp(this.client)) return this.delayed.updateAny(delayId, action, opts?.signal, opts?.notAfter);
+    // The page is going away: where the unstable shape is spoken, also a token-less send (no preflight).
+    const quick = action === "send" && opts?.keepAlive === true;
+    if (speaksHttp(this.client)) {
+      if (quick && !(await this.delayed.useMerged(opts?.signal).catch(() => true)))
+        this.sendWithoutPreflight(delayId, opts?.signal);
+      return this.delayed.updateAny(delayId, action, opts?.signal, opts?.notAfter, opts?.keepAlive);
+    }
     opts?.notAfter?.throwIfAborted();
-    const requestOpts = { abortSignal: opts?.signal };
+    if (quick) this.sendWithoutPreflight(delayId, opts?.signal);
+    const requestOpts = { abortSignal: opts?.signal, ...keepAliveOption(opts) };
     if (action === "restart") await this.client._unstable_restartScheduledDelayedEvent(delayId, requestOpts);
     else if (action === "send") await this.client._unstable_sendScheduledDelayedEvent(delayId, requestOpts);
     else await this.client._unstable_cancelScheduledDelayedEvent(delayId, requestOpts);
+  }
+
+  /**
+   * The page is going away: the same unstable `send` once more as a CORS "simple" request (no token, no
+   * body), which the browser sends at once, where the authenticated one first waits a round trip for its
+   * preflight (the page is on another origin than the homeserver). Servers that take unauthenticated
+   * management (Synapse ≥ 1.143: the delay id is the capability) fire the leave half a round trip after
+   * pagehide, and the authenticated send then finds it gone; others refuse it (401 before 1.143) and the
+   * authenticated one does the work. Needs js-sdk's HTTP API (a real MatrixClient); nothing waits for it.
+   */
+  private sendWithoutPreflight(delayId: string, signal?: AbortSignal): void {
+    const http = (this.client as { http?: Partial<PlainHttp> }).http;
+    if (typeof http?.request !== "function") return;
+    http
+      .request("POST", `/delayed_events/${encodeURIComponent(delayId)}/send`, undefined, undefined, {
+        prefix: UNSTABLE_MSC4140,
+        keepAlive: true,
+        abortSignal: signal,
+      })
+      .catch(() => undefined);
   }
 
   async readStateEvent(
@@ -271,4 +300,22 @@ export class ClientBackend implements MembershipBackend {
     }
     return { delayedEvents: true };
   }
+}
+
+/** js-sdk's unauthenticated request (`client.http.request`): the part the leave on page exit uses. */
+interface PlainHttp {
+  request(
+    method: string,
+    path: string,
+    queryParams: undefined,
+    body: undefined,
+    opts: { prefix: string; keepAlive: boolean; abortSignal?: AbortSignal },
+  ): Promise<unknown>;
+}
+
+const UNSTABLE_MSC4140 = "/_matrix/client/unstable/org.matrix.msc4140";
+
+/** js-sdk's `keepAlive` request option, only when asked for (fakes and older clients see the same options as before). */
+function keepAliveOption(opts?: RequestOptions): { keepAlive?: true } {
+  return opts?.keepAlive ? { keepAlive: true } : {};
 }

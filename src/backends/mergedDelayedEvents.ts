@@ -24,6 +24,8 @@ export interface AuthedRequestOptions {
   prefix?: string;
   /** Aborts the request. */
   abortSignal?: AbortSignal;
+  /** Let the request outlive the page (fetch `keepalive`). */
+  keepAlive?: boolean;
 }
 
 /**
@@ -229,23 +231,27 @@ export class DelayedEventsHttp {
     return merged ? d.unstable : d.merged && !this.mergedBroken;
   }
 
-  /** restart / send / cancel in whichever shape the server speaks (see `scheduleAny` for `gate`). */
+  /**
+   * restart / send / cancel in whichever shape the server speaks (see `scheduleAny` for `gate`;
+   * `keepAlive`: the request must outlive the page).
+   */
   public async updateAny(
     delayId: string,
     action: DelayedEventAction,
     signal?: AbortSignal,
     gate?: AbortSignal,
+    keepAlive?: boolean,
   ): Promise<void> {
     const merged = await this.useMerged(both(signal, gate));
     try {
       return merged
-        ? await this.update(delayId, action, signal, gate)
-        : await this.updateUnstable(delayId, action, signal, gate);
+        ? await this.update(delayId, action, signal, gate, keepAlive)
+        : await this.updateUnstable(delayId, action, signal, gate, keepAlive);
     } catch (e) {
       if (!(await this.switched(e, merged, signal))) throw e;
       return merged
-        ? this.updateUnstable(delayId, action, signal, gate)
-        : this.update(delayId, action, signal, gate);
+        ? this.updateUnstable(delayId, action, signal, gate, keepAlive)
+        : this.update(delayId, action, signal, gate, keepAlive);
     }
   }
 
@@ -304,12 +310,13 @@ export class DelayedEventsHttp {
     action: DelayedEventAction,
     signal?: AbortSignal,
     gate?: AbortSignal,
+    keepAlive?: boolean,
   ): Promise<void> {
     const client = this.speaking();
     delayIdForPath(delayId, `${action}-delayed-event`);
     signal?.throwIfAborted();
     gate?.throwIfAborted();
-    const opts = { prefix: UNSTABLE, abortSignal: signal };
+    const opts = { prefix: UNSTABLE, abortSignal: signal, ...(keepAlive ? { keepAlive: true } : {}) };
     try {
       try {
         await client.http.authedRequest(
@@ -370,6 +377,7 @@ export class DelayedEventsHttp {
     action: DelayedEventAction,
     signal?: AbortSignal,
     gate?: AbortSignal,
+    keepAlive?: boolean,
   ): Promise<void> {
     signal?.throwIfAborted();
     gate?.throwIfAborted();
@@ -383,6 +391,7 @@ export class DelayedEventsHttp {
         {
           prefix: V1,
           abortSignal: signal,
+          ...(keepAlive ? { keepAlive: true } : {}),
         },
       );
       if (action !== "restart") this.forgetRecovered(delayId);

@@ -13,6 +13,12 @@ export interface RequestOptions {
   /** Aborted when the manager's local timeout fires or the manager is disposed. */
   signal?: AbortSignal;
   /**
+   * The request must outlive the page (fetch `keepalive`): the delayed leave fired when the page goes
+   * away. A backend that cannot ask for it sends the request as usual (the widget API's message to its
+   * host is posted at once anyway).
+   */
+  keepAlive?: boolean;
+  /**
    * Aborted when the request may no longer be started: the manager was disposed, or (for a schedule,
    * whose answer still counts after its local timeout) its local timeout passed. A backend gives up any
    * discovery of its own then, and checks it just before it sends anything. A request already sent goes
@@ -75,6 +81,8 @@ export interface PendingDelayedEvent {
   roomId: string;
   /** Its state key, for a delayed state event. */
   stateKey?: string;
+  /** When its delay last (re)started, in server ms, when the listing says: a restart moves it. */
+  delayedSinceTs?: number;
 }
 
 /**

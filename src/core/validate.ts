@@ -92,10 +92,15 @@ export function readDelayedEventList(answer: unknown): PendingDelayedEvent[] {
   for (const e of list) {
     // An id outside the grammar names nothing we would put into a URL to cancel it.
     if (!isRecord(e) || !isDelayId(e.delay_id) || typeof e.room_id !== "string") continue;
+    // When its delay last (re)started: `delayed_since_ts` (Synapse >=1.161, the MSC), `running_since` (older).
+    const since = [e.delayed_since_ts, e.running_since].find(
+      (v) => typeof v === "number" && Number.isFinite(v),
+    );
     out.push({
       delayId: e.delay_id,
       roomId: e.room_id,
       stateKey: typeof e.state_key === "string" ? e.state_key : undefined,
+      ...(since !== undefined ? { delayedSinceTs: since as number } : {}),
     });
   }
   return out;

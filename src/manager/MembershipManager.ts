@@ -13,7 +13,7 @@ import { resolveTiming, type Timing, type TimingOptions } from "../core/config.j
 import { heldMembership, initialState, nextWakeAt, predictedLeaveAt, step } from "../core/machine/step.js";
 import type { Command, MachineEnv, MachineEvent, MachineState, Request } from "../core/machine/types.js";
 import { leaveTimeoutMs, validateManagerOptions } from "../core/validate.js";
-import { LocalTimeoutError, MembershipConfigError, MembershipError } from "../errors.js";
+import { classifyError, LocalTimeoutError, MembershipConfigError, MembershipError } from "../errors.js";
 import { redactingLogger } from "../log/redact.js";
 import {
   CALL_MEMBER_EVENT_TYPE,
@@ -27,6 +27,7 @@ import {
 } from "../membership/content.js";
 import type { SourceLike } from "../membership/observer.js";
 import { Clock, readsWallClock } from "./clock.js";
+import { pageFor, watchPage, type PageLifecycle } from "./pageLifecycle.js";
 import { RequestTrace, type RequestTraceSink } from "./requestTrace.js";
 import { watchRoomState, type RoomStateWatch } from "./roomStateWatch.js";
 import { statusOf, type LeaveResult, type MembershipState, type Status, type Support } from "./state.js";
@@ -81,6 +82,17 @@ export interface MembershipManagerOptions extends TimingOptions {
   logger?: Logger;
   /** Source of jitter, for deterministic tests. Default Math.random. */
   random?: () => number;
+  /**
+   * Leave at once when the page goes away (`pagehide`: the tab closed or navigated away, a widget's
+   * iframe removed; `freeze`): the delayed leave is fired with a request that outlives the page (fetch
+   * `keepalive`; in widget mode, the widget API's message to the host), so others see the device leave
+   * within a round trip instead of one delay, and the next page load finds nothing to clean up. After a
+   * back/forward cache restore (`pageshow` with `persisted`) or a `resume`, the manager joins again
+   * (autoRejoin). Default true where a browser `window` exists; nothing happens in Node (see
+   * `leaveOnExit`). `false` turns it off; a `PageLifecycle` names the window (and document) to listen
+   * on (tests).
+   */
+  leaveOnPageHide?: boolean | PageLifecycle;
   /**
    * Opt-in request trace: one line per request sent and per answer or local timeout ("→ #3 schedule
    * the delayed leave (delay 10000 ms, timeout 2000 ms)", "← #3 schedule the delayed leave ok in 12 ms:
@@ -179,6 +191,7 @@ export class MembershipManager {
 
   private roomStateWatch?: RoomStateWatch;
   private closeRoomView?: () => void;
+  private unwatchPage?: () => void;
   private readonly wallClock: () => number;
   /** Aborted at dispose(): requests started before it may no longer be sent (RequestOptions.notAfter). */
   private readonly gate = new AbortController();
@@ -262,6 +275,12 @@ export class MembershipManager {
         this.log,
       );
     }
+    const page = pageFor(options.leaveOnPageHide);
+    if (page)
+      this.unwatchPage = watchPage(page, {
+        hide: () => this.feed({ type: "page-hide" }),
+        show: () => this.feed({ type: "page-show" }),
+      });
   }
 
   /** Current values, for apps that do not want to subscribe. */
@@ -284,9 +303,11 @@ export class MembershipManager {
   get effectiveTiming(): Readonly<Timing> {
     return this.machine.timing;
   }
-  /** Earliest time (scheduler ms) the server could fire our leave if no further heartbeat gets through. */
+  /** Earliest time (wall clock ms, as `wallClock` reads it) the server could fire our leave if no further heartbeat gets through. */
   get predictedLeaveAt(): number | undefined {
-    return predictedLeaveAt(this.machine);
+    // The machine's deadlines are on elapsed time; an app reads this on the wall clock (`wallClock`).
+    const at = predictedLeaveAt(this.machine);
+    return at === undefined ? undefined : at - this.clock.now() + this.wallClock();
   }
   /** True once `dispose()` was called: timers stopped, observables completed, `join()` throws. */
   get disposed(): boolean {
@@ -339,6 +360,8 @@ export class MembershipManager {
     if (this.isDisposed) return;
     this.feed({ type: "dispose" });
     this.isDisposed = true;
+    this.unwatchPage?.();
+    this.unwatchPage = undefined;
     this.gate.abort(new DOMException("the manager was disposed", "AbortError"));
     this.roomStateWatch?.unsubscribe();
     this.roomStateWatch = undefined;
@@ -453,7 +476,47 @@ export class MembershipManager {
         for (const w of waiters ?? []) w.reject(command.error);
         return;
       }
+      case "leave-on-hide":
+        return this.sendOnHide(command.delayId);
     }
+  }
+
+  /**
+   * Fire our delayed leave as the page goes away, with a request that outlives the page. Nothing feeds
+   * its answer back (the page may be gone by then; the machine has parked the call). Bounded by a state
+   * request's timeout on the scheduler, and left alone by dispose(): an app that disposes the manager in
+   * its own pagehide listener must not cancel it.
+   */
+  private sendOnHide(delayId: string): void {
+    const timeoutMs = this.machine.timing.stateRequestTimeoutMs;
+    const controller = new AbortController();
+    const timer = this.clock.scheduler.schedule(
+      () => controller.abort(new LocalTimeoutError(timeoutMs)),
+      timeoutMs,
+    );
+    let pending: Promise<void>;
+    try {
+      pending = this.backend.updateDelayedEvent(delayId, "send", {
+        signal: controller.signal,
+        keepAlive: true,
+      });
+    } catch (error) {
+      pending = Promise.reject(error);
+    }
+    pending.then(
+      () => {
+        timer.unsubscribe();
+        this.log.info("fired our delayed leave as the page went away");
+      },
+      (error: unknown) => {
+        timer.unsubscribe();
+        // Gone: fired already (by a quicker request of the same leave, or by the server).
+        if (classifyError(error, "send-leave").kind === "gone")
+          this.log.info("our delayed leave was already gone as the page went away");
+        else
+          this.log.warn("could not fire our delayed leave as the page went away (it fires by itself)", error);
+      },
+    );
   }
 
   /** Run one request through the backend with its local timeout; feed its answer back. */

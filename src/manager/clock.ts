@@ -14,24 +14,48 @@ import { asyncScheduler, type SchedulerLike, type Subscription } from "rxjs";
  */
 export class Clock {
   private readonly pending = new Set<Subscription>();
-  private readonly read: () => number;
+  /** Elapsed time is measured on the scheduler's own clock (virtual time), or on a real-time source. */
+  private readonly virtual: boolean;
+  /**
+   * The real-time source: `performance.now()`, unless timers turn out to run on mocked time (node:test's
+   * mock timers move `Date` and `setTimeout` but not `performance`): then `Date.now()`, whose steps are
+   * then the test's own.
+   */
+  private source: () => number = monotonicNow;
+  private lastSource: number;
+  private elapsed = 0;
   private last = -Infinity;
 
   constructor(readonly scheduler: SchedulerLike) {
-    this.read = readsWallClock(scheduler) ? monotonicNow : () => scheduler.now();
+    this.virtual = !readsWallClock(scheduler);
+    this.lastSource = this.source();
   }
 
   now(): number {
-    const t = this.read();
-    if (t > this.last) this.last = t;
-    return this.last;
+    if (this.virtual) {
+      const t = this.scheduler.now();
+      if (t > this.last) this.last = t;
+      return this.last;
+    }
+    // A continuous clock: the source's forward steps add up, a step back adds nothing.
+    const s = this.source();
+    this.elapsed += Math.max(0, s - this.lastSource);
+    this.lastSource = s;
+    return this.elapsed;
   }
 
   /** Run `fn` after `ms`; the returned function cancels it. */
   after(ms: number, fn: () => void): () => void {
+    const from = this.virtual ? 0 : monotonicNow();
+    const armedAt = this.virtual ? 0 : this.now();
+    const armedDate = Date.now();
     const sub = this.scheduler.schedule(
       () => {
         this.pending.delete(sub);
+        // A timer that fires long before `performance.now()` says it may runs on mocked time: follow
+        // the clock the timers follow from now on (the time kept so far is kept).
+        if (!this.virtual && this.source === monotonicNow && ms >= 100 && monotonicNow() - from < ms / 2)
+          this.followWallClock(armedAt + Math.max(ms, Date.now() - armedDate));
         fn();
       },
       Math.max(0, ms),
@@ -41,6 +65,14 @@ export class Clock {
       sub.unsubscribe();
       this.pending.delete(sub);
     };
+  }
+
+  /** Switch to `Date.now()`; `elapsed` is at least what the timers' clock says has passed. */
+  private followWallClock(elapsed: number): void {
+    this.now(); // account for the time so far on the old source
+    this.elapsed = Math.max(this.elapsed, elapsed);
+    this.source = Date.now;
+    this.lastSource = Date.now();
   }
 
   /** Cancel every pending timer. */

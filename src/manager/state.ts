@@ -16,19 +16,27 @@ export type ReconnectReason =
    * The link's round trip does not fit the delay, even with the local timeout at the most the delay
    * allows: requests keep timing out. Use a longer `delayedLeaveDelayMs` on such links.
    */
-  | "link-too-slow";
+  | "link-too-slow"
+  /**
+   * The page went away (pagehide, freeze) and we fired our delayed leave: others see us gone. We join
+   * again when the page is shown (a back/forward cache restore, a resume).
+   */
+  | "page-hidden";
 
 /**
- * Why the manager is `left`: "user" when the app called `leave()`; "delayed-leave-fired" and
- * "membership-removed" when that happened with `autoRejoin: false`, so the manager stays out;
- * "removed-from-room" when we were kicked, banned or left the room (the call ends, whatever autoRejoin).
+ * Why the manager is `left`: "user" when the app called `leave()`; "delayed-leave-fired",
+ * "membership-removed" and "page-hidden" when that happened with `autoRejoin: false`, so the manager
+ * stays out; "removed-from-room" when we were kicked, banned or left the room (the call ends, whatever
+ * autoRejoin).
  */
 export type LeftReason =
   | "user"
   | "delayed-leave-fired"
   | "membership-removed"
   /** We are no longer in the room: a kick, our own leave of the room (from elsewhere), or a ban. */
-  | "removed-from-room";
+  | "removed-from-room"
+  /** The page went away (pagehide, freeze) with `autoRejoin: false`: we fired our delayed leave. */
+  | "page-hidden";
 
 /** The manager's whole state as a tagged union; `state$` replays the current one. */
 export type MembershipState =

@@ -9,7 +9,8 @@ import type {
   SupportHint,
 } from "../../src/backends/types.js";
 
-type Op = "schedule" | "state" | DelayedEventAction | "probe";
+/** "probe": reads of our key; "list": our delayed events. */
+type Op = "schedule" | "state" | DelayedEventAction | "probe" | "list";
 
 /** How the fake server treats one request: answer normally, fail, hang, or process and lose the answer. */
 export type Fault =
@@ -17,6 +18,8 @@ export type Fault =
   | { kind: "hang" }
   | { kind: "lose-response" }
   | { kind: "slow"; ms: number }
+  /** Processed on time, its answer `ms` late (a congested way back, a proxy holding the answer). */
+  | { kind: "slow-answer"; ms: number }
   /** The server processes the request, but the answer we get is an error (a mangled 200, a proxy). */
   | { kind: "process-then-error"; error: () => unknown };
 
@@ -35,6 +38,8 @@ export interface LogEntry {
   delayId?: string;
   content?: Record<string, unknown>;
   outcome: "ok" | "error" | "hang" | "lost";
+  /** Sent with a request that outlives the page (RequestOptions.keepAlive). */
+  keepAlive?: true;
 }
 
 export function matrixError(
@@ -227,7 +232,8 @@ export class FakeServer implements MembershipBackend {
           this.after(this.latencyMs / 2, () => reject(error));
           return;
         }
-        this.after(this.latencyMs / 2, () => (this.down ? undefined : resolve(value)));
+        const back = this.latencyMs / 2 + (fault?.kind === "slow-answer" ? fault.ms : 0);
+        this.after(back, () => (this.down ? undefined : resolve(value)));
       });
     });
   }
@@ -287,19 +293,20 @@ export class FakeServer implements MembershipBackend {
         if (action === "restart") this.arm(delayId, d);
         else if (action === "send") this.writeState(d.stateKey, d.content, "delayed");
       },
-      { delayId },
+      { delayId, ...(opts?.keepAlive ? { keepAlive: true as const } : {}) },
       opts,
     );
   }
 
   listDelayedEvents(opts?: RequestOptions) {
     return this.request(
-      "probe",
+      "list",
       () =>
         [...this.delayed.entries()].map(([delayId, d]) => ({
           delayId,
           roomId: "!room:localhost",
           stateKey: d.stateKey,
+          delayedSinceTs: d.sendTs - d.delayMs,
         })),
       {},
       opts,

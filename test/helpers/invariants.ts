@@ -46,13 +46,15 @@ const LATENCY_MS = 20;
  */
 const HEAL_MS = 60_000;
 
-/** "probe" is the FakeServer's op for reads of our key (readStateEvent). */
-export type FaultOp = "schedule" | "state" | "restart" | "send" | "cancel" | "probe";
+/** "probe" is the FakeServer's op for reads of our key (readStateEvent), "list" for listing our delayed events. */
+export type FaultOp = "schedule" | "state" | "restart" | "send" | "cancel" | "probe" | "list";
 
 export type FaultSpec =
   | { kind: "lose-response" }
   | { kind: "hang" }
   | { kind: "slow"; ms: number }
+  /** Processed on time, answered `ms` late (an asymmetric link: the request arrives, its answer lingers). */
+  | { kind: "slow-answer"; ms: number }
   | {
       kind: "429";
       retryAfter:
@@ -123,7 +125,15 @@ export interface RunResult {
 // Arbitraries
 // ---------------------------------------------------------------------------------------------
 
-const faultOpArb = fc.constantFrom<FaultOp>("schedule", "state", "restart", "send", "cancel", "probe");
+const faultOpArb = fc.constantFrom<FaultOp>(
+  "schedule",
+  "state",
+  "restart",
+  "send",
+  "cancel",
+  "probe",
+  "list",
+);
 
 const faultSpecArb: fc.Arbitrary<FaultSpec> = fc.oneof(
   fc.constant<FaultSpec>({ kind: "lose-response" }),
@@ -131,6 +141,8 @@ const faultSpecArb: fc.Arbitrary<FaultSpec> = fc.oneof(
   fc.integer({ min: 50, max: 3000 }).map<FaultSpec>((ms) => ({ kind: "slow", ms })),
   // Processed after its local timeout (held in the network), before or after a leave (issue 20).
   fc.integer({ min: 10_500, max: 14_000 }).map<FaultSpec>((ms) => ({ kind: "slow", ms })),
+  // Processed at once, answered after our timeout: a schedule whose delayed leave a listing sees first.
+  fc.integer({ min: 300, max: 3000 }).map<FaultSpec>((ms) => ({ kind: "slow-answer", ms })),
   fc
     .oneof(
       fc.constant<"none">("none"),
@@ -333,7 +345,8 @@ function faultOf(spec: FaultSpec, server: FakeServer): Fault {
     case "hang":
       return { kind: spec.kind };
     case "slow":
-      return { kind: "slow", ms: spec.ms };
+    case "slow-answer":
+      return { kind: spec.kind, ms: spec.ms };
     case "5xx":
       return {
         kind: "error",

@@ -300,6 +300,21 @@ const KNOWN: { name: string; invs: InvariantId[]; cmds: Cmd[]; fixed?: boolean }
       { k: "advance", ms: 3000 },
     ],
   },
+  {
+    name:
+      "L2 (found by the adaptive-heartbeat branch's latency steps; here with an answer held on the way back): a " +
+      "sweep lists the delayed leave of our own schedule while its answer lingers and cancels it as foreign; the " +
+      "late answer was adopted and the membership went out with nothing pending",
+    invs: ["R"],
+    fixed: true,
+    cmds: [
+      { k: "join" },
+      { k: "advance", ms: 300 },
+      { k: "fault", op: "restart", fault: { kind: "hang" }, times: 3 },
+      { k: "fault", op: "schedule", fault: { kind: "slow-answer", ms: 900 }, times: 1 },
+      { k: "advance", ms: 20_000 },
+    ],
+  },
 ];
 
 describe("counterexamples: regression tests once fixed, it.failing while still open", () => {

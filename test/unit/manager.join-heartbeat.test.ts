@@ -6,7 +6,8 @@ describe("join", () => {
     const h = harness();
     h.manager.join();
     await h.time.advance(100);
-    const ops = h.server.log.map((e) => e.op);
+    // (The sweep of our key for a dead predecessor's leftovers goes beside: issue 20 item 11.)
+    const ops = h.server.log.map((e) => e.op).filter((op) => op !== "list");
     expect(ops.slice(0, 2)).toEqual(["schedule", "state"]);
     expect(h.server.log[0].content).toEqual({});
     expect(h.key).toBe("_@alice:localhost_DEV_m.call");

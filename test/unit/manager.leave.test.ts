@@ -11,7 +11,13 @@ describe("leave", () => {
     const p = h.manager.leave();
     await h.time.advance(100);
     await expect(p).resolves.toEqual({ status: "left", via: "delayed-event-sent" });
-    expect(h.server.log.slice(before).map((e) => e.op)).toEqual(["send"]);
+    // (Reads of our key and the sweep for a predecessor's leftovers aside: issues 20 and 25.)
+    expect(
+      h.server.log
+        .slice(before)
+        .map((e) => e.op)
+        .filter((op) => op !== "probe" && op !== "list"),
+    ).toEqual(["send"]);
     expect(h.server.state.get(h.key)).toEqual({});
     expect(h.server.pendingFor(h.key)).toHaveLength(0);
     expect(h.manager.state).toEqual({ kind: "left", reason: "user" });
@@ -83,7 +89,7 @@ describe("races", () => {
     const h = harness();
     h.manager.join();
     await h.time.advance(25); // schedule answered, membership PUT in flight
-    expect(h.server.log.map((e) => e.op)).toEqual(["schedule", "state"]);
+    expect(h.server.log.map((e) => e.op).filter((op) => op !== "list")).toEqual(["schedule", "state"]);
     const p = h.manager.leave();
     await h.time.advance(500);
     await expect(p).resolves.toEqual({ status: "left", via: "delayed-event-sent" });
@@ -95,7 +101,7 @@ describe("races", () => {
     const h = harness({ delayedLeaveDelayMs: 2000 });
     h.manager.join();
     await h.time.advance(1005);
-    expect(h.server.log.at(-1)!.op).toBe("restart");
+    expect(h.server.log.filter((e) => e.op !== "probe" && e.op !== "list").at(-1)!.op).toBe("restart");
     const p = h.manager.leave();
     await h.time.advance(500);
     await expect(p).resolves.toMatchObject({ status: "left" });

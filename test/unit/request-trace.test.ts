@@ -17,12 +17,17 @@ describe("MembershipManager trace", () => {
     await h.time.advance(200);
     expect(await left).toMatchObject({ status: "left" });
     h.manager.dispose();
-    const shape = lines.map((l) =>
-      l
-        .replace(/^([→←]) #\d+/, "$1 #n")
-        .replace(/timeout \d+ ms/, "timeout N ms")
-        .replace(/in \d+ ms/, "in N ms"),
-    );
+    // The two sweeps of our key for a dead predecessor's leftovers (at join and half a delay later,
+    // issue 20 item 11) interleave with the rest; counted here, left out of the sequence below.
+    expect(lines.filter((l) => l.startsWith("→") && l.includes("list our delayed events"))).toHaveLength(2);
+    const shape = lines
+      .filter((l) => !l.includes("list our delayed events"))
+      .map((l) =>
+        l
+          .replace(/^([→←]) #\d+/, "$1 #n")
+          .replace(/timeout \d+ ms/, "timeout N ms")
+          .replace(/in \d+ ms/, "in N ms"),
+      );
     expect(shape).toEqual([
       "→ #n probe the server's support (timeout N ms)",
       "→ #n schedule the delayed leave (delay 4000 ms, timeout N ms)",
@@ -45,7 +50,8 @@ describe("MembershipManager trace", () => {
       "← #n send leave#1 ok in N ms",
     ]);
     // Each answer names the request it answers, and its time is the fake server's round trip.
-    expect(lines[3]).toMatch(new RegExp(`^← ${/#\d+/.exec(lines[1])![0]} schedule .* ok in 20 ms`));
+    const main = lines.filter((l) => !l.includes("list our delayed events"));
+    expect(main[3]).toMatch(new RegExp(`^← ${/#\d+/.exec(main[1])![0]} schedule .* ok in 20 ms`));
     // The server's delay ids never appear.
     const ids = [...h.server.log.map((e) => e.delayId).filter((d): d is string => !!d)];
     expect(ids.length).toBeGreaterThan(0);

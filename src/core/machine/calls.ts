@@ -30,6 +30,8 @@ export function newCall(c: Ctx): CallState {
 /** Stop the call's writes, refreshes and retries (and its heartbeat unless `keepHeartbeat`). */
 export function endCall(c: Ctx, call: CallState, keepHeartbeat = false): void {
   call.ended = true;
+  // The second sweep for a predecessor's leftovers belongs to this call's start.
+  if (c.s.call === call) c.s.predecessorSweepAt = undefined;
   if (!keepHeartbeat) call.heartbeatStopped = true;
   call.watchLeave = false;
   call.refreshAt = undefined;

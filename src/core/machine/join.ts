@@ -18,7 +18,6 @@ import {
 } from "./context.js";
 import { failCall, newCall } from "./calls.js";
 import { startDelayedLane } from "./schedule.js";
-import { sweepPredecessors } from "./orphans.js";
 import { startLeaveJob } from "./leave.js";
 import { askOnce } from "./tasks.js";
 import { writeMembership } from "./writes.js";
@@ -49,11 +48,11 @@ export function startCall(c: Ctx): void {
       timeoutMs: c.s.timing.stateRequestTimeoutMs,
       budgeted: false,
     });
+  // The first call of this manager looks for a dead predecessor's leftovers once its own delayed leave
+  // is armed (orphans.ts sweepPredecessors): it knows its own id then, and that delayed events work.
+  if (!c.s.joinedBefore) call.sweepPredecessors = true;
+  c.s.joinedBefore = true;
   startDelayedLane(c, call);
-  if (!c.s.joinedBefore) {
-    c.s.joinedBefore = true;
-    sweepPredecessors(c);
-  }
 }
 
 export function onProbeDone(c: Ctx, call: CallState | undefined, outcome: Outcome): void {

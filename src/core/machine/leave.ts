@@ -63,7 +63,8 @@ export function progressLeave(c: Ctx): void {
       case "sweep":
         // A sweep asked for while one ran runs once more: wait for that one too, or an orphan found by
         // it would still be pending when we say we left.
-        if (c.s.sweep) return;
+        // (A sweep only for a dead predecessor's leftovers is not ours to wait for.)
+        if (c.s.sweep && (!c.s.sweep.predecessors || c.s.sweepAgain)) return;
         return decide(c, call);
       default:
         return;

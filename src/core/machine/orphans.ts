@@ -43,9 +43,12 @@ export function onScheduleSettled(c: Ctx, open: OpenSchedule, ok: boolean, value
   if (!c.s.disposed) observeLink(c, open.sentAt);
   // The call is still waiting for a delayed leave, and this one has time left: it is ours now (before
   // the lane, woken by forget(), would send another).
-  const adopted = open.late && !c.s.disposed && adoptLateSchedule(c, open, id);
+  // One a sweep took for foreign and cancelled is gone (or going): adopting it would leave the membership
+  // with nothing pending (counterexample L2 in test/unit/invariants.test.ts).
+  const swept = c.s.sweptIds?.includes(id) ?? false;
+  const adopted = open.late && !c.s.disposed && !swept && adoptLateSchedule(c, open, id);
   forget(c, open);
-  if (!open.late || adopted) return;
+  if (!open.late || adopted || swept) return;
   if (c.s.disposed) return cancelAfterDispose(c, id);
   cancelOrphan(c, id, open.sentAt + open.delayMs, true, open.delayMs);
 }
@@ -142,16 +145,19 @@ function orphanProbablyFired(c: Ctx): void {
  */
 export function sweepOrphans(c: Ctx, keep: string | undefined, predecessors = false): void {
   if (!c.env.canList || (!predecessors && c.now >= c.s.orphanWindowUntil)) return;
-  // One sweep at a time; a request for another while one runs makes it run once more.
+  // One sweep at a time; a request for another while one runs makes it run once more (a predecessor
+  // sweep while one runs already looks at what this one would).
   if (c.s.sweep) {
-    c.s.sweepAgain = true;
+    if (!predecessors) c.s.sweepAgain = true;
     return;
   }
   // A sweep for a dead predecessor's delayed leaves opens no orphan window of ours (writes go on).
   const windowUntil = predecessors
     ? Math.max(c.s.orphanWindowUntil, c.now + c.s.timing.delayMs)
     : c.s.orphanWindowUntil;
-  c.s.sweep = { step: "list", keep, windowUntil, cancelling: 0 };
+  c.s.sweep = predecessors
+    ? { step: "list", keep, windowUntil, cancelling: 0, predecessors }
+    : { step: "list", keep, windowUntil, cancelling: 0 };
   // Retried quickly, but only while an orphan could still fire.
   startTask(c, {
     purpose: { kind: "list", windowUntil },
@@ -196,7 +202,7 @@ export function onSweepWake(c: Ctx): void {
 function cancelListedOrphans(c: Ctx): void {
   const sweep = c.s.sweep!;
   sweep.wakeAt = undefined;
-  const orphans = (sweep.orphans ?? []).filter(
+  const foreign = (sweep.orphans ?? []).filter(
     (e) =>
       e.roomId === c.env.roomId &&
       e.stateKey === c.env.stateKey &&
@@ -204,11 +210,17 @@ function cancelListedOrphans(c: Ctx): void {
       e.delayId !== c.s.call?.delayId &&
       !c.s.learnedIds?.includes(e.delayId),
   );
+  const orphans = sweep.predecessors ? deadPredecessors(c, foreign) : foreign;
   sweep.orphans = undefined;
   sweep.step = "cancel";
   sweep.cancelling = orphans.length;
   if (orphans.length === 0) return finishSweep(c);
-  for (const e of orphans) cancelOrphan(c, e.delayId, undefined, false);
+  for (const e of orphans) {
+    const swept = (c.s.sweptIds ??= []);
+    swept.push(e.delayId);
+    if (swept.length > LEARNED_IDS_KEPT) swept.shift();
+    cancelOrphan(c, e.delayId, undefined, false);
+  }
 }
 
 function finishSweep(c: Ctx): void {
@@ -228,14 +240,52 @@ function endSweep(c: Ctx): void {
 
 /**
  * A page that died without dispose() (a reload, a crash) may have left a delayed leave at our key, or
- * still have one on its way: it would fire `{}` over the membership we are about to write. Where the
- * backend can list our delayed events, a new call sweeps our key at once and once more half a delay
- * later (before one still on its way could fire). Elsewhere our eyes (watch.ts) put the membership back.
+ * still have one on its way: it would fire `{}` over the membership we write. Where the backend can list
+ * our delayed events, a new manager's first call lists our key at once and every half delay after, up
+ * to PREDECESSOR_SWEEPS times, and cancels what a dead page left: a delayed event at our key that is not
+ * ours and was not restarted between two listings. Another live tab of this device restarts its own
+ * (and keeps it). Elsewhere, and for one that fires first, our eyes (watch.ts) put the membership back.
  */
 export function sweepPredecessors(c: Ctx): void {
   if (!c.env.canList) return;
+  c.s.predecessorSeen = undefined;
+  c.s.predecessorSweepsLeft = PREDECESSOR_SWEEPS - 1;
+  c.s.predecessorDeferrals = 0;
   sweepOrphans(c, c.s.call?.delayId, true);
-  c.s.predecessorSweepAt = c.now + Math.round(c.s.timing.delayMs / 2);
+}
+
+const PREDECESSOR_SWEEPS = 3;
+
+/** Of the foreign delayed events at our key: those a previous listing saw, not restarted since. */
+function deadPredecessors(c: Ctx, foreign: PendingDelayedEvent[]): PendingDelayedEvent[] {
+  const seen = c.s.predecessorSeen;
+  c.s.predecessorSeen = foreign.map((e) =>
+    e.delayedSinceTs === undefined ? { delayId: e.delayId } : { delayId: e.delayId, since: e.delayedSinceTs },
+  );
+  // Another listing half a delay from now, after the first (one may still be on its way) and while
+  // something foreign is there, as long as rounds are left.
+  if ((!seen || foreign.length > 0) && (c.s.predecessorSweepsLeft ?? 0) > 0) {
+    c.s.predecessorSweepsLeft = (c.s.predecessorSweepsLeft ?? 0) - 1;
+    c.s.predecessorSweepAt = c.now + Math.round(c.s.timing.delayMs / 2);
+  }
+  if (!seen) return [];
+  // A schedule of ours still unanswered may have created one of these (its answer on a slow link): judge
+  // nothing while one is open, and look again (bounded: the rounds left, and open schedules end).
+  if (c.s.open.length > 0) {
+    if (
+      c.s.predecessorSweepAt === undefined &&
+      foreign.length > 0 &&
+      (c.s.predecessorDeferrals ?? 0) < PREDECESSOR_SWEEPS
+    ) {
+      c.s.predecessorDeferrals = (c.s.predecessorDeferrals ?? 0) + 1;
+      c.s.predecessorSweepAt = c.now + Math.round(c.s.timing.delayMs / 2);
+    }
+    return [];
+  }
+  return foreign.filter((e) => {
+    const before = seen.find((s) => s.delayId === e.delayId);
+    return before?.since !== undefined && before.since === e.delayedSinceTs;
+  });
 }
 
 /** Deadlines of late delayed leaves, and re-asserts after schedules of unknown outcome. */

@@ -21,7 +21,7 @@ import {
   type Ctx,
 } from "./context.js";
 import { failCall } from "./calls.js";
-import { onScheduleSettled, sweepOrphans } from "./orphans.js";
+import { onScheduleSettled, sweepOrphans, sweepPredecessors } from "./orphans.js";
 import { observeLink, refund, retimeLink, spend } from "./resources.js";
 import { startTask, waitBeforeRetry } from "./tasks.js";
 import { resumeWrites, wantWrite, writeMembership } from "./writes.js";
@@ -174,6 +174,10 @@ function onScheduleResult(c: Ctx, call: CallState, result: Outcome): void {
     markArmed(c, call, result.sentAt);
     updateSupport(c, { delayedEvents: true });
     sweepOrphans(c, result.value as string);
+    if (call.sweepPredecessors) {
+      call.sweepPredecessors = undefined;
+      sweepPredecessors(c);
+    }
     return afterArmed(c, call, lane.after);
   }
   const { cls } = result;
@@ -254,6 +258,10 @@ export function adoptLateSchedule(c: Ctx, open: OpenSchedule, delayId: string): 
   setDelayId(c, delayId);
   markArmed(c, call, open.sentAt);
   updateSupport(c, { delayedEvents: true });
+  if (call.sweepPredecessors) {
+    call.sweepPredecessors = undefined;
+    sweepPredecessors(c);
+  }
   afterArmed(c, call, lane.after);
   return true;
 }

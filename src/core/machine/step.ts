@@ -12,6 +12,7 @@
  * - writes.ts: membership writes, one at a time, never without a live delayed leave, refreshes;
  * - leave.ts: the leave job (settle, fire the delayed leave or write {});
  * - orphans.ts: late delay ids, sweeps for orphaned delayed leaves, re-asserts;
+ * - pageExit.ts: the page goes away (fire the delayed leave at once, park) and comes back (rejoin);
  * - tasks.ts: one request with its retries (budget, backoff, give-up);
  * - calls.ts: a call's start and end, the write guard, predicted leave, expiry;
  * - resources.ts: the request budget and the link's adaptive timeout;
@@ -48,6 +49,7 @@ import {
 } from "./orphans.js";
 import { abortAllTasks, answerTask, taskByReq, wakeTask } from "./tasks.js";
 import { writeMembership, onWriteDone } from "./writes.js";
+import { onPageHide, onPageShow } from "./pageExit.js";
 import type { CallState, Command, MachineEnv, MachineEvent, MachineState, Outcome, Task } from "./types.js";
 
 /** A fresh machine: idle, nothing sent. */
@@ -118,6 +120,12 @@ export function step(
       break;
     case "room-membership":
       onRoomMembership(c, event.membership);
+      break;
+    case "page-hide":
+      onPageHide(c);
+      break;
+    case "page-show":
+      onPageShow(c);
       break;
   }
   settle(c);

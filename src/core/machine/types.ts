@@ -198,6 +198,8 @@ export interface CallState {
   plainWrites?: number;
   /** The next periodic read of our key (no live room view to watch it). */
   checkAt?: number;
+  /** Sweep for a dead predecessor's leftovers once a delayed leave of ours is armed (first call only). */
+  sweepPredecessors?: boolean;
   /** Periodic checks so far: every ROOM_MEMBERSHIP_EVERY-th also reads our room membership. */
   checks?: number;
   confirmedVersion: number;
@@ -221,6 +223,8 @@ export interface CallState {
   lowerings: number;
   /** A membership check asked for by the room-state view is running. */
   checkingMissing?: boolean;
+  /** The page went away and we fired our delayed leave: parked, sending nothing, until it is shown (pageExit.ts). */
+  hidden?: boolean;
 }
 
 /** The leave job, step by step (core/machine/leave.ts). */
@@ -248,6 +252,8 @@ export interface LeaveJob {
 /** An orphan sweep (core/machine/orphans.ts). */
 export interface Sweep {
   step: "list" | "wait-open" | "cancel";
+  /** Only for a dead predecessor's leftovers (orphans.ts sweepPredecessors): a leave need not wait. */
+  predecessors?: boolean;
   keep?: string;
   windowUntil: number;
   wakeAt?: number;
@@ -302,11 +308,25 @@ export interface MachineState {
   predecessorSweepAt?: number;
   /** This manager started a call before (a predecessor's leftovers are swept at the first one only). */
   joinedBefore?: boolean;
+  /**
+   * Delayed events at our key that are not ours, as the last predecessor sweep listed them (with when
+   * their delay last started): one not restarted by the next sweep belongs to a page that is dead.
+   */
+  predecessorSeen?: { delayId: string; since?: number }[];
+  /** Predecessor sweeps still to run after the next one (bounded). */
+  predecessorSweepsLeft?: number;
+  /** Predecessor judgements put off because a schedule of ours was open (bounded by PREDECESSOR_SWEEPS). */
+  predecessorDeferrals?: number;
   knownMaxDelayMs?: number;
   orphanWindowUntil: number;
   sweep?: Sweep;
   sweepAgain: boolean;
   learnedIds?: string[];
+  /**
+   * Ids a sweep cancelled (or is cancelling) as not ours: a late answer naming one is never adopted,
+   * since what it names is gone (bounded like learnedIds).
+   */
+  sweptIds?: string[];
   budget?: Budget;
   /** The app's own bucket (core/budget.ts INTENT_LIMITS). */
   intentBudget?: Budget;
@@ -354,7 +374,10 @@ export type MachineEvent =
   /** Whether the room view is watching our key (it showed our own last write), or not (any more). */
   | { type: "view"; live: boolean }
   /** Our own room membership is no longer `join` (a kick, a ban, a leave of the room). */
-  | { type: "room-membership"; membership: string };
+  | { type: "room-membership"; membership: string }
+  /** The page is going away (pagehide, freeze), or is back (pageshow from the bfcache, resume): pageExit.ts. */
+  | { type: "page-hide" }
+  | { type: "page-show" };
 
 /** What the machine asks of its driver, in order. */
 export type Command =
@@ -372,4 +395,6 @@ export type Command =
   | { type: "update-accepted"; version: number | undefined }
   /** update() promises up to this fields version are on the server. */
   | { type: "updates-confirmed"; version: number }
-  | { type: "updates-rejected"; error: MembershipError };
+  | { type: "updates-rejected"; error: MembershipError }
+  /** Fire this delayed leave with a request that outlives the page (fetch keepalive); nothing waits for it. */
+  | { type: "leave-on-hide"; delayId: string };
