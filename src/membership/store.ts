@@ -82,6 +82,8 @@ interface Entry {
   listed: CallMember | undefined;
   /** The expiry this entry's heap item is for. */
   heapAt: number | undefined;
+  /** The last full read that listed this key. */
+  seenIn: number;
 }
 
 interface UserRecord {
@@ -235,35 +237,28 @@ export class CallMemberStore {
   applyFull(input: StoreInput, now: number): void {
     this.useInput(input);
     this.applyCount++;
-    // The first position of a key (its place in the source's state map) and its last value. Only call
-    // membership events are kept (others are never members, never reported), and those without a state
-    // key, which are reported as malformed.
-    const byKey = new Map<string, unknown>();
-    const unkeyed: unknown[] = [];
+    // Each key keeps its first position (its place in the source's state map: `seq` is given once) and
+    // takes its last value (a later event at the same key is read after it). Only call membership events
+    // are kept (others are never members, never reported), and those without a state key, which are
+    // reported as malformed.
+    const pass = this.applyCount;
+    const empty = this.records.state.size === 0 && this.records.unkeyed.size === 0;
+    let unkeyed = 0;
     try {
       for (const event of input.callMemberEvents) {
         const stateKey = field(event, "state_key");
-        if (typeof stateKey !== "string") unkeyed.push(event);
-        else if (field(event, "type") === CALL_MEMBER_EVENT_TYPE) byKey.set(stateKey, event);
+        if (typeof stateKey !== "string") this.upsert("unkeyed", String(unkeyed++), event).seenIn = pass;
+        else if (field(event, "type") === CALL_MEMBER_EVENT_TYPE)
+          this.upsert("state", stateKey, event).seenIn = pass;
       }
     } catch {
       // A throwing iterable: use what was read.
     }
     // Keys missing from this input are gone (none can be, the first time).
-    const empty = this.records.state.size === 0 && this.records.unkeyed.size === 0;
-    const seen = empty ? undefined : new Set<Entry>();
-    for (const [key, event] of byKey) {
-      const entry = this.upsert("state", key, event);
-      seen?.add(entry);
-    }
-    unkeyed.forEach((event, i) => {
-      const entry = this.upsert("unkeyed", String(i), event);
-      seen?.add(entry);
-    });
-    if (seen)
+    if (!empty)
       for (const records of Object.values(this.records))
         for (const entry of records.values())
-          if (!seen.has(entry)) {
+          if (entry.seenIn !== pass) {
             entry.removed = true;
             this.dirty.add(entry);
           }
@@ -383,6 +378,7 @@ export class CallMemberStore {
         rejection: undefined,
         listed: undefined,
         heapAt: undefined,
+        seenIn: -1,
       };
       records.set(key, entry);
     }
