@@ -137,3 +137,11 @@ export {
   watchCallMembers,
 } from "./membership/members.js";
 export type { CallMembersWatch, WaitForCallMembersOptions } from "./membership/members.js";
+// Sticky memberships (MatrixRTC 2.0, MSC4143 + MSC4354), as the observer reads them.
+export {
+  MAX_STICKY_DURATION_MS,
+  RTC_MEMBER_EVENT_TYPE,
+  RTC_SLOT_EVENT_TYPE,
+  parseStickyMembershipEvent,
+} from "./membership/sticky.js";
+export type { StickyMembershipContent } from "./membership/sticky.js";

@@ -16,6 +16,7 @@
 import { asyncScheduler, Observable, type SchedulerLike, type Subscription } from "rxjs";
 import { CALL_MEMBER_EVENT_TYPE } from "./content.js";
 import type { StateEventLike } from "./parse.js";
+import { RTC_MEMBER_EVENT_TYPE, RTC_SLOT_EVENT_TYPE } from "./sticky.js";
 import type { RoomStateSnapshot, RoomStateSource } from "./snapshot.js";
 
 const ROOM_MEMBER_EVENT_TYPE = "m.room.member";
@@ -30,6 +31,8 @@ export const JS_SDK_EVENTS = {
   sync: "sync",
   /** A room's timeline was reset (e.g. after a gappy sync); not listened to (see above). */
   timelineReset: "Room.timelineReset",
+  /** A room's sticky events changed (js-sdk's `RoomStickyEventsEvent.Update`, emitted by the room). */
+  stickyEventsUpdate: "RoomStickyEvents.Update",
 } as const;
 
 /**
@@ -53,6 +56,8 @@ export interface MatrixEventLike {
   getRoomId(): string | undefined;
   /** `unsigned` (`replaces_state`, `prev_content`: see `facts.ts`); js-sdk answers `{}` when absent. */
   getUnsigned?(): object;
+  /** A sticky event's expiry on our clock, as js-sdk 43 computed it on receipt (MSC4354). */
+  readonly unstableStickyExpiresAt?: number;
 }
 
 /** The part of a matrix-js-sdk `Room` the room-state source reads. */
@@ -71,6 +76,8 @@ export interface RoomLike {
     /** "join", "leave", "invite", … */
     membership?: string;
   } | null;
+  /** js-sdk 43: the room's current sticky events (MSC4354); absent in older versions. */
+  _unstable_getStickyEvents?(): Iterable<MatrixEventLike>;
 }
 
 /**
@@ -129,6 +136,31 @@ export function plainStateEvent(e: MatrixEventLike): StateEventLike {
   return event;
 }
 
+/** A js-sdk sticky event as a plain event (no state key), with js-sdk's own expiry as `expiresAt`. */
+export function plainStickyEvent(e: MatrixEventLike): StateEventLike {
+  const event: Record<string, unknown> = {
+    type: e.getType(),
+    sender: e.getSender() ?? "",
+    content: e.getContent(),
+    origin_server_ts: e.getTs(),
+  };
+  const id = e.getId();
+  if (id !== undefined) event.event_id = id;
+  const unsigned = e.getUnsigned?.();
+  if (typeof unsigned === "object" && unsigned !== null && hasKeys(unsigned)) event.unsigned = unsigned;
+  if (typeof e.unstableStickyExpiresAt === "number") event.expiresAt = e.unstableStickyExpiresAt;
+  // The store tells a sticky event by its missing state key; typed as the changes' element type.
+  return event as unknown as StateEventLike;
+}
+
+/** The room's current sticky memberships (js-sdk 43 and later; none before). */
+function stickyMembersOf(room: RoomLike): StateEventLike[] {
+  const out: StateEventLike[] = [];
+  const all = room._unstable_getStickyEvents?.();
+  if (all) for (const e of all) if (e.getType() === RTC_MEMBER_EVENT_TYPE) out.push(plainStickyEvent(e));
+  return out;
+}
+
 /** One state event of the room's current state (also with a room stub that ignores the state key). */
 function currentStateEvent(room: RoomLike, type: string, stateKey: string): MatrixEventLike | undefined {
   const found = room.currentState.getStateEvents(type, stateKey) as
@@ -158,12 +190,21 @@ function roomMembersOf(room: RoomLike): Pick<RoomStateSnapshot, "membershipOf" |
 /** The room as a snapshot; `callMemberEvents` is read only if someone asks (the observer reads `changes`). */
 function roomSnapshot(room: RoomLike, changes?: RoomStateSnapshot["changes"]): RoomStateSnapshot {
   let events: StateEventLike[] | undefined;
+  let sticky: StateEventLike[] | undefined;
   const snapshot: RoomStateSnapshot = {
     synced: true,
     get callMemberEvents(): StateEventLike[] {
       // The same events, in the same order, as MatrixRTCSession.sessionMembershipsForSlot reads.
       events ??= room.currentState.getStateEvents(CALL_MEMBER_EVENT_TYPE).map(plainStateEvent);
       return events;
+    },
+    get stickyMemberEvents(): StateEventLike[] {
+      sticky ??= stickyMembersOf(room);
+      return sticky;
+    },
+    slotEventOf: (slotId) => {
+      const event = currentStateEvent(room, RTC_SLOT_EVENT_TYPE, slotId);
+      return event ? plainStateEvent(event) : undefined;
     },
     ...roomMembersOf(room),
   };
@@ -197,6 +238,7 @@ export function roomStateSource(
       quiet = undefined;
       pending = false;
       const room = client.getRoom(roomId);
+      followSticky();
       const events = changes;
       changes = [];
       if (!room || needFull) {
@@ -221,7 +263,8 @@ export function roomStateSource(
       const event = args[0] as MatrixEventLike | undefined;
       if (event?.getRoomId?.() !== roomId) return;
       const type = event.getType();
-      if (type !== CALL_MEMBER_EVENT_TYPE && type !== ROOM_MEMBER_EVENT_TYPE) return;
+      if (type !== CALL_MEMBER_EVENT_TYPE && type !== ROOM_MEMBER_EVENT_TYPE && type !== RTC_SLOT_EVENT_TYPE)
+        return;
       if (event.getStateKey() === undefined) return;
       if (!needFull) changes.push(plainStateEvent(event));
       changed();
@@ -234,6 +277,38 @@ export function roomStateSource(
     const onSync = (): void => {
       if (pending) emit();
     };
+    // Sticky memberships: js-sdk's room store says what it added or replaced (noted like state changes).
+    // What it removed is either expired (our store expires it at the same instant, from js-sdk's own
+    // expiry) or redacted before its time: only the latter needs a full read.
+    const onStickyUpdate = (...args: unknown[]): void => {
+      const [added, updated, removed] = args as [
+        MatrixEventLike[] | undefined,
+        { current: MatrixEventLike }[] | undefined,
+        MatrixEventLike[] | undefined,
+      ];
+      let touched = false;
+      const take = (e: MatrixEventLike): void => {
+        if (e.getType() !== RTC_MEMBER_EVENT_TYPE) return;
+        if (!needFull) changes.push(plainStickyEvent(e));
+        touched = true;
+      };
+      for (const e of added ?? []) take(e);
+      for (const u of updated ?? []) take(u.current);
+      for (const e of removed ?? [])
+        if (e.getType() === RTC_MEMBER_EVENT_TYPE && (e.unstableStickyExpiresAt ?? 0) > Date.now()) {
+          needFull = true;
+          touched = true;
+        }
+      if (touched) changed();
+    };
+    let stickyRoom: LooseEmitter | undefined;
+    const followSticky = (): void => {
+      const room = client.getRoom(roomId) as unknown as Partial<LooseEmitter> | null;
+      if (!room || (room as unknown) === stickyRoom || typeof room.on !== "function") return;
+      stickyRoom?.off(JS_SDK_EVENTS.stickyEventsUpdate, onStickyUpdate);
+      stickyRoom = room as LooseEmitter;
+      stickyRoom.on(JS_SDK_EVENTS.stickyEventsUpdate, onStickyUpdate);
+    };
 
     emitter.on(JS_SDK_EVENTS.roomStateEvents, onStateEvent);
     emitter.on(JS_SDK_EVENTS.room, onRoom);
@@ -244,6 +319,7 @@ export function roomStateSource(
       emitter.off(JS_SDK_EVENTS.roomStateEvents, onStateEvent);
       emitter.off(JS_SDK_EVENTS.room, onRoom);
       emitter.off(JS_SDK_EVENTS.sync, onSync);
+      stickyRoom?.off(JS_SDK_EVENTS.stickyEventsUpdate, onStickyUpdate);
     };
   });
 }

@@ -19,6 +19,7 @@
  * the store), `judgeMember` adds what changes without the event changing (time, room membership).
  * Nothing here throws, whatever the input: bad events come back as rejections with a reason.
  */
+import type { StickyMembershipContent } from "./sticky.js";
 import { followRun, isJoinContent, orderTsOf } from "./facts.js";
 import {
   CALL_MEMBER_EVENT_TYPE,
@@ -62,10 +63,18 @@ export interface CallMember {
   userId: string;
   /** The content's `device_id`. */
   deviceId: string;
-  /** The event's state key. */
+  /** The event's state key; for a sticky membership, its sticky key. */
   stateKey: string;
-  /** The whole content, as sent (application data included). */
-  content: MembershipContent;
+  /**
+   * Present for a sticky membership (MatrixRTC 2.0, `org.matrix.msc4143.rtc.member` made sticky by
+   * MSC4354): its sticky key. Absent for a state membership.
+   */
+  stickyKey?: string;
+  /**
+   * The whole content, as sent (application data included): a legacy state membership's, or, when
+   * `stickyKey` is set, a sticky membership's (`StickyMembershipContent`).
+   */
+  content: MembershipContent | StickyMembershipContent;
   /** `created_ts` or else the event's `origin_server_ts` (js-sdk's `createdTs()`): the writer's claim. */
   createdTs: number;
   /**

@@ -11,6 +11,7 @@ export interface RoomStateChanges {
    * Every call membership and room membership (`m.room.member`) state event that became current, in the
    * order they applied (a sync may carry a leave and a join of one user, a join and a refresh of one
    * membership: the order tells when a stay or a membership began). Redacted events come again.
+   * Also the sticky memberships that arrived (no `state_key`) and the slot's `rtc.slot` state event.
    */
   events: readonly StateEventLike[];
 }
@@ -27,6 +28,14 @@ export interface RoomStateSnapshot {
   synced: boolean;
   /** The room's current `org.matrix.msc3401.call.member` state events, every state key. */
   callMemberEvents: readonly StateEventLike[];
+  /**
+   * The room's current sticky memberships (MatrixRTC 2.0: `org.matrix.msc4143.rtc.member` events made
+   * sticky by MSC4354), when the source reads them. An event may carry `expiresAt` (our clock) when the
+   * source computed when it stops being sticky (js-sdk does on receipt).
+   */
+  stickyMemberEvents?: readonly unknown[];
+  /** The room's `org.matrix.msc4143.rtc.slot` state event for a slot id (`m.call#ROOM`), when any. */
+  slotEventOf?: (slotId: string) => unknown;
   /** A user's `m.room.member` membership, or undefined when the source does not know it. */
   membershipOf: MembershipLookup;
   /**

@@ -3,19 +3,40 @@
  * state key of an `org.matrix.msc3401.call.member` event), each event read once (`parseMembershipEvent`,
  * kept until the event changes), and only what changed judged again (time, the sender's room membership,
  * the server's facts: `judgeMember`, `facts.ts`). The list stays sorted between changes; an expiry heap
- * says when the answer changes by itself. Pure: time comes in as an argument, no timers, no RxJS.
+ * says when the answer changes by itself. Pure: time comes in as an argument, no timers, no RxJS (the one
+ * side effect: a malformed sticky membership is said at debug, once per event).
  *
  * Cost: a change of K records costs O(K log N) plus the new list (O(N) pointers) when it changed; a
  * change that touches no record (a chat message, a member who is not in the call) costs nothing here.
  * Members are compared by event id (and the judgement), never by their contents.
  *
- * Record kinds: `"state"` (a state event per key) and `"unkeyed"` (events without a state key, which
- * can only be rejected). A second kind of membership (sticky `m.rtc.member` events, keyed by sender,
- * type and sticky key) becomes another kind with its own parser feeding the same candidates; the
- * judging, ordering, expiry and change tracking below do not depend on the kind.
+ * Record kinds: `"state"` (a state event per key), `"unkeyed"` (events without a state key, which
+ * can only be rejected) and `"sticky"` (MatrixRTC 2.0: sticky `org.matrix.msc4143.rtc.member` events,
+ * keyed by sender and sticky key, read by `sticky.ts`). The kinds feed the same candidates; judging,
+ * ordering, expiry and change tracking do not depend on the kind. Two rules join them:
+ * - js-sdk's: a state membership whose state key is the sticky key of a current sticky event of the
+ *   same sender is not listed (the device moved to the sticky dialect). js-sdk matches any sender's
+ *   sticky key; we only the sender's own, so that nobody can hide another user's membership.
+ * - A slot closed by its `org.matrix.msc4143.rtc.slot` state event lists no sticky member (js-sdk's
+ *   rule; state memberships, which predate slots, are not affected).
+ * Between two sticky events at one (sender, sticky key), MSC4354's rule picks the current one: the one
+ * that expires last (by `origin_server_ts` + duration, which every reader agrees on), then the highest
+ * event id. js-sdk 43 picks the highest `origin_server_ts`; with equal durations (every writer we know
+ * uses 1 h) both pick the same event.
  */
+import loglevel from "loglevel";
 import { CALL_MEMBER_EVENT_TYPE, DEFAULT_SLOT, type Slot } from "./content.js";
 import { isJoinContent, orderTsOf, runSince, type RunFacts } from "./facts.js";
+import {
+  RTC_MEMBER_EVENT_TYPE,
+  RTC_SLOT_EVENT_TYPE,
+  parseStickyMembershipEvent,
+  slotIdOf,
+  stickyExpiresAt,
+  stickyKeyOf,
+  stickyServerExpiry,
+  stickyWins,
+} from "./sticky.js";
 import {
   isActiveMembershipContent,
   judgeMember,
@@ -32,7 +53,7 @@ import {
  * Where a membership record lives, and what it is keyed by: `"state"`, a call membership state event by
  * its state key; `"unkeyed"`, an event without a state key (read only to be reported), by its position.
  */
-export type RecordKind = "state" | "unkeyed";
+export type RecordKind = "state" | "unkeyed" | "sticky";
 
 /** What the store reads from a source: the room's call membership events and its room memberships. */
 export interface StoreInput {
@@ -40,6 +61,13 @@ export interface StoreInput {
   synced: boolean;
   /** Every current call membership event (for a full read). */
   callMemberEvents: Iterable<unknown>;
+  /**
+   * Every current sticky membership event (`org.matrix.msc4143.rtc.member`, for a full read). An event
+   * may carry `expiresAt` (ms, our clock) when its source computed it (js-sdk does on receipt).
+   */
+  stickyMemberEvents?: Iterable<unknown>;
+  /** The room's `org.matrix.msc4143.rtc.slot` state event for a slot id, when there is one. */
+  slotEventOf?: (slotId: string) => unknown;
   /** A user's `m.room.member` membership, undefined when unknown. */
   membershipOf?: MembershipLookup;
   /** A user's current `m.room.member` event, when the source has it. */
@@ -48,7 +76,10 @@ export interface StoreInput {
 
 /** What changed since the previous input (the source vouches that nothing else did). */
 export interface StoreChanges {
-  /** The call membership and `m.room.member` events that became current, in the order they applied. */
+  /**
+   * The call membership and `m.room.member` events that became current, in the order they applied;
+   * also sticky membership events that arrived, and the slot's state event when it changed.
+   */
   events: readonly unknown[];
 }
 
@@ -82,6 +113,9 @@ interface Entry {
   listed: CallMember | undefined;
   /** The expiry this entry's heap item is for. */
   heapAt: number | undefined;
+  /** Sticky records: when the event stops being sticky (our clock), and by the server's facts. */
+  stickyUntil: number | undefined;
+  serverExpiry: number;
   /** The last full read that listed this key. */
   seenIn: number;
 }
@@ -130,6 +164,9 @@ function field(event: unknown, name: string): unknown {
 }
 
 const ROOM_MEMBER_EVENT_TYPE = "m.room.member";
+
+/** Malformed sticky memberships are said at debug (once per event: a record is read once). */
+const log = loglevel.getLogger("matrixrtc-membership");
 
 /** A key with no state yet, seen by a store that has read the room: the next event starts a run. */
 const ABSENT: RunFacts = Object.freeze({ active: false });
@@ -210,7 +247,15 @@ export class CallMemberStore {
   private readonly slot: Slot;
   private readonly requireJoined: boolean;
   /** The records of each kind, by key. */
-  private readonly records: Record<RecordKind, Map<string, Entry>> = { state: new Map(), unkeyed: new Map() };
+  private readonly records: Record<RecordKind, Map<string, Entry>> = {
+    state: new Map(),
+    unkeyed: new Map(),
+    sticky: new Map(),
+  };
+  /** The slot is closed by its `rtc.slot` state event: no sticky member is listed. */
+  private slotClosed = false;
+  private slotEventId: string | undefined;
+  private slotContent: unknown;
   private readonly users = new Map<string, UserRecord>();
   private readonly dirty = new Set<Entry>();
   private readonly rejections = new Set<Entry>();
@@ -242,26 +287,31 @@ export class CallMemberStore {
     // are kept (others are never members, never reported), and those without a state key, which are
     // reported as malformed.
     const pass = this.applyCount;
-    const empty = this.records.state.size === 0 && this.records.unkeyed.size === 0;
+    const empty =
+      this.records.state.size === 0 && this.records.unkeyed.size === 0 && this.records.sticky.size === 0;
     let unkeyed = 0;
     try {
       for (const event of input.callMemberEvents) {
         const stateKey = field(event, "state_key");
-        if (typeof stateKey !== "string") this.upsert("unkeyed", String(unkeyed++), event).seenIn = pass;
+        if (typeof stateKey !== "string") this.upsert("unkeyed", String(unkeyed++), event, now).seenIn = pass;
         else if (field(event, "type") === CALL_MEMBER_EVENT_TYPE)
-          this.upsert("state", stateKey, event).seenIn = pass;
+          this.upsert("state", stateKey, event, now).seenIn = pass;
       }
     } catch {
       // A throwing iterable: use what was read.
     }
+    try {
+      if (input.stickyMemberEvents)
+        for (const event of input.stickyMemberEvents)
+          if (field(event, "type") === RTC_MEMBER_EVENT_TYPE) this.upsertSticky(event, now).seenIn = pass;
+    } catch {
+      // A throwing iterable: use what was read.
+    }
+    this.updateSlot(this.readSlotEvent(input));
     // Keys missing from this input are gone (none can be, the first time).
     if (!empty)
       for (const records of Object.values(this.records))
-        for (const entry of records.values())
-          if (entry.seenIn !== pass) {
-            entry.removed = true;
-            this.dirty.add(entry);
-          }
+        for (const entry of records.values()) if (entry.seenIn !== pass) this.markRemoved(entry);
     for (const [userId, user] of this.users)
       if (user.lookedUpIn !== this.applyCount) this.refreshUser(userId, user);
     this.settle(now);
@@ -274,13 +324,18 @@ export class CallMemberStore {
     this.applyCount++;
     for (const event of changes.events) {
       const stateKey = field(event, "state_key");
-      if (typeof stateKey !== "string") continue;
       const type = field(event, "type");
+      if (type === RTC_MEMBER_EVENT_TYPE && stateKey === undefined) {
+        this.upsertSticky(event, now);
+        continue;
+      }
+      if (typeof stateKey !== "string") continue;
       if (type === ROOM_MEMBER_EVENT_TYPE) {
         // Only senders of memberships are followed; others are looked up when they write one.
         const user = this.users.get(stateKey);
         if (user) this.refreshUser(stateKey, user, event as StateEventLike);
-      } else if (type === CALL_MEMBER_EVENT_TYPE) this.upsert("state", stateKey, event);
+      } else if (type === CALL_MEMBER_EVENT_TYPE) this.upsert("state", stateKey, event, now);
+      else if (type === RTC_SLOT_EVENT_TYPE && stateKey === slotIdOf(this.slot)) this.updateSlot(event);
     }
     this.settle(now);
     if (input.synced) this.loaded = true;
@@ -293,7 +348,10 @@ export class CallMemberStore {
       const [at, entry] = top;
       if (entry.heapAt === at) {
         entry.heapAt = undefined;
-        this.dirty.add(entry);
+        // A sticky event past its time is gone (as from js-sdk's store), not only expired.
+        if (entry.kind === "sticky" && entry.stickyUntil !== undefined && entry.stickyUntil <= now)
+          this.markRemoved(entry);
+        else this.dirty.add(entry);
       }
     }
     this.settle(now);
@@ -335,18 +393,106 @@ export class CallMemberStore {
     this.memberEventOf = input.memberEventOf;
   }
 
+  /** A record is gone (its key left the source's state, or its sticky time ran out). */
+  private markRemoved(entry: Entry): void {
+    entry.removed = true;
+    this.dirty.add(entry);
+    if (entry.kind === "sticky") this.touchShadowed(entry);
+  }
+
+  /** The state membership a sticky record hides (same sender, state key = sticky key) is judged again. */
+  private touchShadowed(sticky: Entry): void {
+    const at = sticky.key.indexOf("\n");
+    if (at <= 0) return;
+    const state = this.records.state.get(sticky.key.slice(at + 1));
+    if (state && state.linkedTo === sticky.key.slice(0, at)) this.dirty.add(state);
+  }
+
+  /** The slot's `rtc.slot` state event, from a full input. */
+  private readSlotEvent(input: StoreInput): unknown {
+    try {
+      return input.slotEventOf?.(slotIdOf(this.slot));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Take the slot's `rtc.slot` state event (undefined: there is none). Closed (js-sdk's `isSlotClosed`):
+   * an event whose content is not `status: "open"` with this slot's application type.
+   */
+  private updateSlot(event: unknown): void {
+    const rawId = field(event, "event_id");
+    const eventId = typeof rawId === "string" ? rawId : undefined;
+    const content = field(event, "content");
+    if (eventId === this.slotEventId && content === this.slotContent) return;
+    this.slotEventId = eventId;
+    this.slotContent = content;
+    const application = field(content, "application");
+    const closed =
+      event !== undefined &&
+      event !== null &&
+      !(field(content, "status") === "open" && field(application, "type") === this.slot.application);
+    if (closed === this.slotClosed) return;
+    this.slotClosed = closed;
+    for (const entry of this.records.sticky.values()) {
+      this.dirty.add(entry);
+      this.touchShadowed(entry);
+    }
+  }
+
+  /**
+   * Put a sticky membership event under (sender, sticky key), if it wins over the one held there
+   * (MSC4354: the one that expires last, then the highest event id). Returns the key's record.
+   */
+  private upsertSticky(event: unknown, now: number): Entry {
+    const sender = field(event, "sender");
+    const stickyKey = stickyKeyOf(field(event, "content"));
+    const rawId = field(event, "event_id");
+    const eventId = typeof rawId === "string" ? rawId : undefined;
+    // Without a sender or a sticky key it is no membership (parsed only to be reported): keyed apart.
+    const key =
+      typeof sender === "string" && sender !== "" && stickyKey !== undefined
+        ? `${sender}\n${stickyKey}`
+        : `\n${eventId ?? String(this.seq)}`;
+    const held = this.records.sticky.get(key);
+    if (held && !held.removed && !this.sameEvent(held, eventId, field(event, "content"))) {
+      const serverExpiry = isRecord(event) ? stickyServerExpiry(event) : 0;
+      if (!stickyWins({ serverExpiry, eventId }, { serverExpiry: held.serverExpiry, eventId: held.eventId }))
+        return held;
+    }
+    const entry = this.upsert("sticky", key, event, now);
+    this.touchShadowed(entry);
+    return entry;
+  }
+
   /** Put the current event of one key; re-read it only if it is another event. */
-  private upsert(kind: RecordKind, key: string, event: unknown): Entry {
+  private upsert(kind: RecordKind, key: string, event: unknown, now: number): Entry {
     const records = this.records[kind];
     let entry = records.get(key);
     const rawId = field(event, "event_id");
     const eventId = typeof rawId === "string" ? rawId : undefined;
     const content = field(event, "content");
     if (entry && !entry.removed && this.sameEvent(entry, eventId, content)) return entry;
-    const parsed = parseMembershipEvent(event, this.slot);
+    const sticky = kind === "sticky";
+    let stickyUntil: number | undefined;
+    if (sticky && isRecord(event)) {
+      // The source's own reading when it has one (js-sdk computes it on receipt), else ours, now.
+      const given = field(event, "expiresAt");
+      stickyUntil = typeof given === "number" && Number.isFinite(given) ? given : stickyExpiresAt(event, now);
+    }
+    const parsed = sticky
+      ? parseStickyMembershipEvent(event, this.slot, stickyUntil)
+      : parseMembershipEvent(event, this.slot);
+    if (sticky && parsed.kind === "rejected")
+      log.debug(
+        `sticky membership ${parsed.rejection.eventId ?? "(no event id)"} of ${parsed.rejection.sender} ignored: ` +
+          `${parsed.rejection.reason} (${parsed.rejection.details.join("; ")})`,
+      );
     this.stats.parses++;
     storeCounters.parses++;
-    const active = parsed.kind === "candidate" || isActiveMembershipContent(content);
+    // Sticky memberships have no run across events: each event stands alone.
+    const active = !sticky && (parsed.kind === "candidate" || isActiveMembershipContent(content));
     const ts = field(event, "origin_server_ts");
     // The run facts of what this replaces: ours (kept in the entry), or "absent" for a new key once
     // the room was read (the fields are reused as a RunFacts without allocating one).
@@ -379,6 +525,8 @@ export class CallMemberStore {
         listed: undefined,
         heapAt: undefined,
         seenIn: -1,
+        stickyUntil: undefined,
+        serverExpiry: 0,
       };
       records.set(key, entry);
     }
@@ -389,6 +537,8 @@ export class CallMemberStore {
     entry.staticRejection = parsed.kind === "rejected" ? parsed.rejection : undefined;
     entry.runActive = active;
     entry.runSince = since;
+    entry.stickyUntil = stickyUntil;
+    entry.serverExpiry = sticky && isRecord(event) ? stickyServerExpiry(event) : 0;
     entry.leftBehind = false;
     this.link(entry, entry.candidate?.userId);
     this.dirty.add(entry);
@@ -509,6 +659,18 @@ export class CallMemberStore {
       entry.rejection = entry.removed ? undefined : entry.staticRejection;
       return;
     }
+    if (
+      entry.kind === "sticky"
+        ? this.slotClosed
+        : this.records.sticky.size > 0 &&
+          !this.slotClosed &&
+          this.records.sticky.get(`${candidate.userId}\n${entry.key}`)?.removed === false
+    ) {
+      // A closed slot's sticky member, or a state membership the device replaced with a sticky one.
+      entry.member = undefined;
+      entry.rejection = undefined;
+      return;
+    }
     const user = this.users.get(candidate.userId);
     // The common case, without building a verdict: valid, joined, not left behind, and sorting where
     // it claims (no clamp): the candidate itself is the member.
@@ -581,10 +743,17 @@ export class CallMemberStore {
         if (entry.rejection) this.rejections.add(entry);
         else this.rejections.delete(entry);
       }
-      if (entry.member && entry.heapAt !== entry.member.expiresAt) {
-        entry.heapAt = entry.member.expiresAt;
-        this.heap.push(entry.heapAt, entry);
-      } else if (!entry.member) entry.heapAt = undefined;
+      // Members wait for their expiry; a sticky record that is not a member (left, rejected, hidden by a
+      // closed slot) still waits for its sticky time to run out, when it stops hiding a state membership.
+      const due = entry.member
+        ? entry.member.expiresAt
+        : entry.kind === "sticky" && !entry.removed
+          ? entry.stickyUntil
+          : undefined;
+      if (due !== undefined && entry.heapAt !== due) {
+        entry.heapAt = due;
+        this.heap.push(due, entry);
+      } else if (due === undefined) entry.heapAt = undefined;
       if (entry.removed) {
         this.records[entry.kind].delete(entry.key);
         this.link(entry, undefined);
@@ -597,9 +766,11 @@ export class CallMemberStore {
       this.membersCache = undefined;
     }
     // Stale expiry items (refreshed or gone members) pile up between expiries: rebuild when they dominate.
-    if (this.heap.size > 2 * this.list.length + 64) {
+    if (this.heap.size > 2 * (this.list.length + this.records.sticky.size) + 64) {
       this.heap.clear();
-      for (const entry of this.list) this.heap.push(entry.heapAt!, entry);
+      for (const records of Object.values(this.records))
+        for (const entry of records.values())
+          if (entry.heapAt !== undefined) this.heap.push(entry.heapAt, entry);
     }
   }
 

@@ -10,6 +10,7 @@ import { MatrixRTCSession } from "matrix-js-sdk/lib/matrixrtc/index.js";
 import {
   CALL_MEMBER_EVENT_TYPE,
   JS_SDK_EVENTS,
+  RTC_MEMBER_EVENT_TYPE,
   type MatrixEventLike,
   type RoomLike,
   type RoomStateClient,
@@ -105,6 +106,45 @@ export class ServerRoom {
   }
 }
 
+/**
+ * A sticky membership as a server delivers it (MSC4354, unstable names): js-sdk 43's content for a
+ * device, `msc4354_sticky.duration_ms` and, unless `ttl` is null, `unsigned.msc4354_sticky_duration_ttl_ms`.
+ */
+export function stickyMember(
+  user: string,
+  device: string,
+  options: {
+    ts: number;
+    key?: string;
+    ttl?: number | null;
+    durationMs?: number;
+    content?: Record<string, unknown>;
+  },
+): StateEventLike {
+  const key = options.key ?? `mem-${device}`;
+  const event: Record<string, unknown> = {
+    type: RTC_MEMBER_EVENT_TYPE,
+    sender: user,
+    content: options.content ?? {
+      slot_id: "m.call#ROOM",
+      application: { type: "m.call", "m.call.intent": "video" },
+      transports: {
+        published: [{ type: "livekit", livekit_service_url: "https://lk.example" }],
+        can_subscribe: [],
+      },
+      member: { user_id: user, device_id: device, id: key },
+      versions: [],
+      msc4354_sticky_key: key,
+    },
+    origin_server_ts: options.ts,
+    event_id: nextId("$s"),
+    room_id: ROOM,
+    msc4354_sticky: { duration_ms: options.durationMs ?? 3_600_000 },
+  };
+  if (options.ttl !== null) event.unsigned = { msc4354_sticky_duration_ttl_ms: options.ttl ?? 3_600_000 };
+  return event as unknown as StateEventLike;
+}
+
 function fakeEvent(raw: StateEventLike): MatrixEventLike {
   return {
     getType: () => raw.type,
@@ -125,6 +165,9 @@ function fakeEvent(raw: StateEventLike): MatrixEventLike {
  */
 export class FakeSyncClient extends EventEmitter implements RoomStateClient {
   readonly events = new Map<string, MatrixEventLike>();
+  /** js-sdk 43's room sticky store, simplified: the current event per (sender, sticky key). */
+  readonly sticky = new Map<string, MatrixEventLike>();
+  private readonly roomEvents = new EventEmitter();
   wholeCallReads = 0;
   private known = false;
   readonly room: RoomLike;
@@ -146,7 +189,31 @@ export class FakeSyncClient extends EventEmitter implements RoomStateClient {
         const e = events.get(`m.room.member\u0000${userId}`);
         return e ? { membership: e.getContent().membership as string } : null;
       },
+      _unstable_getStickyEvents: () => this.sticky.values(),
     };
+    // js-sdk's Room is an emitter (RoomStickyEvents.Update comes from it).
+    Object.assign(this.room, {
+      on: (name: string, f: (...a: unknown[]) => void) => this.roomEvents.on(name, f),
+      off: (name: string, f: (...a: unknown[]) => void) => this.roomEvents.off(name, f),
+    });
+  }
+
+  /** Sticky events in one sync: the room's store takes them (Update), then `sync`. */
+  syncSticky(raws: readonly StateEventLike[], expiresAt: number): void {
+    const added: MatrixEventLike[] = [];
+    const updated: { current: MatrixEventLike; previous: MatrixEventLike }[] = [];
+    for (const raw of raws) {
+      const content = raw.content as { msc4354_sticky_key?: string; sticky_key?: string };
+      const key = `${raw.sender}\u0000${content.sticky_key ?? content.msc4354_sticky_key}`;
+      const event = Object.assign(fakeEvent(raw), { unstableStickyExpiresAt: expiresAt });
+      event.getStateKey = () => undefined;
+      const previous = this.sticky.get(key);
+      this.sticky.set(key, event);
+      if (previous) updated.push({ current: event, previous });
+      else added.push(event);
+    }
+    this.roomEvents.emit(JS_SDK_EVENTS.stickyEventsUpdate, added, updated, []);
+    this.emit(JS_SDK_EVENTS.sync, "SYNCING");
   }
 
   getRoom(roomId: string): RoomLike | null {

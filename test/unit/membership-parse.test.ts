@@ -8,7 +8,14 @@
 import { describe, expect, it } from "@jest/globals";
 import "../helpers/matrix.js"; // quiet matrix-js-sdk
 import fc from "fast-check";
-import { ClientEvent, EventTimeline, MatrixEvent, RoomEvent, RoomStateEvent } from "matrix-js-sdk";
+import {
+  ClientEvent,
+  EventTimeline,
+  MatrixEvent,
+  RoomEvent,
+  RoomStateEvent,
+  RoomStickyEventsEvent,
+} from "matrix-js-sdk";
 import { MatrixRTCSession } from "matrix-js-sdk/lib/matrixrtc/index.js";
 import { EventEmitter } from "node:events";
 import { BehaviorSubject, of, VirtualAction, VirtualTimeScheduler } from "rxjs";
@@ -526,6 +533,7 @@ describe("the observable", () => {
       room: ClientEvent.Room,
       sync: ClientEvent.Sync,
       timelineReset: RoomEvent.TimelineReset,
+      stickyEventsUpdate: RoomStickyEventsEvent.Update,
     });
   });
 });
