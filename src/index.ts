@@ -145,3 +145,4 @@ export {
   parseStickyMembershipEvent,
 } from "./membership/sticky.js";
 export type { StickyMembershipContent } from "./membership/sticky.js";
+export type { StaticParse } from "./membership/parse.js";

@@ -25,13 +25,34 @@ export interface StickyMembershipContent {
   /** `{application}#{id}`, e.g. `m.call#ROOM`. */
   slot_id: string;
   /** The member: js-sdk 43 writes `user_id`, `device_id`, `id`; MSC4143 now `id`, `membership`. */
-  member?: { id?: string; user_id?: string; device_id?: string; membership?: string; [key: string]: unknown };
+  member?: {
+    /** The member id (per join; js-sdk's `memberId`). */
+    id?: string;
+    /** js-sdk 43: the sender. */
+    user_id?: string;
+    /** js-sdk 43: the device. */
+    device_id?: string;
+    /** MSC4143: `"join"` or `"leave"`. */
+    membership?: string;
+    [key: string]: unknown;
+  };
   /** The application (`type` and its own fields). */
-  application?: { type: string; [key: string]: unknown };
+  application?: {
+    /** The application type, e.g. `m.call`. */
+    type: string;
+    [key: string]: unknown;
+  };
   /** Where the member publishes and what it can subscribe to. */
-  transports?: { published?: Transport[]; can_subscribe?: string[]; [key: string]: unknown };
-  /** The sticky key: unstable (js-sdk 43) and stable names. */
+  transports?: {
+    /** The transports it publishes on, in order of preference. */
+    published?: Transport[];
+    /** The transport types it can subscribe to. */
+    can_subscribe?: string[];
+    [key: string]: unknown;
+  };
+  /** The sticky key, unstable name (js-sdk 43). */
   msc4354_sticky_key?: string;
+  /** The sticky key, stable name (MSC4354 as merged). */
   sticky_key?: string;
   [key: string]: unknown;
 }
