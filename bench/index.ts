@@ -10,6 +10,9 @@
  * bench/results/synapse.json, leaving latest.* and docs/benchmark.md alone. BENCH_ONLY=heartbeat runs the
  * heartbeat-cost rows alone over a 3-minute window (bench/heartbeat.ts): it writes
  * bench/results/heartbeat.json and the heartbeat block of docs/benchmark.md.
+ * The observer section (bench/observer.ts: callMembers$ beside js-sdk's MatrixRTCSession at N = 100, 1,000
+ * and 5,000) runs last; BENCH_ONLY=observer runs it alone. It writes bench/results/observer.json and the
+ * observer block of docs/benchmark.md.
  * "Ghost on tab close / widget removal" run in Debian's Chromium (bench/ghost.ts); BENCH_ONLY=ghost runs
  * those rows alone and writes bench/results/ghost.json.
  */
@@ -42,6 +45,8 @@ import {
 import { runScaleChild, type ScaleResult, type ScaleVariant } from "./scale.js";
 import { runSynapseColumn, synapseOnlyRows, type SynapseRun } from "./synapse.js";
 import { heartbeatRows, writeHeartbeatDoc } from "./heartbeat.js";
+import { runObserverChild, type ObserverSizeResult } from "./observer.js";
+import { observerRows, observerTable, writeObserverOutputs } from "./observer-report.js";
 import { runGhostRows } from "./ghost.js";
 
 quietMatrixSdkLogs();
@@ -87,6 +92,46 @@ function pair(s: Samples): { ours: number; theirs: number; reps: number } {
 
 const rows: Row[] = [];
 const raw: Record<string, unknown> = {};
+
+/** The observer section: each N in its own child process (which runs its homeserver in another). */
+async function runObserverSection(): Promise<ObserverSizeResult[]> {
+  const sizes = QUICK ? [100, 1000] : [100, 1000, 5000];
+  const results: ObserverSizeResult[] = [];
+  for (const n of sizes) {
+    say(`observer: callMembers$ and js-sdk's MatrixRTCSession on a synced client, N = ${n}…`);
+    try {
+      results.push(await runObserverChild(n, QUICK ? 20 : 60));
+    } catch (e) {
+      say(`  failed: ${String(e)}`);
+    }
+    say(`  done (${elapsed()})`);
+  }
+  console.log(`\n${observerTable(observerRows(results), false)}\n`);
+  await writeObserverOutputs(results, {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpu: cpus()[0]?.model ?? "unknown",
+    nproc: availableParallelism(),
+    gitCommit: (() => {
+      try {
+        return execSync("git rev-parse --short HEAD", { encoding: "utf8" }).trim();
+      } catch {
+        return "unknown";
+      }
+    })(),
+    jsSdkVersion: (
+      JSON.parse(readFileSync("node_modules/matrix-js-sdk/package.json", "utf8")) as { version: string }
+    ).version,
+    quick: QUICK,
+  });
+  say(`wrote bench/results/observer.json and the observer block of docs/benchmark.md (${elapsed()})`);
+  return results;
+}
+
+if (process.env.BENCH_ONLY === "observer") {
+  await runObserverSection();
+  process.exit(0);
+}
 
 if (process.env.BENCH_ONLY === "synapse") {
   const run = await runSynapseColumn({
@@ -498,6 +543,9 @@ try {
   say(`  failed: ${String(e)}`);
 }
 raw.homeserverLoad = load;
+
+// --- the observer: reading a call at scale ------------------------------------------------------------
+raw.observer = await runObserverSection();
 
 // --- output -----------------------------------------------------------------------------------------
 const cpuModel = (() => {
