@@ -7,6 +7,7 @@ import {
   readStateSnapshot,
 } from "../core/validate.js";
 import { raceAbort } from "./dialect.js";
+import { readEvent, sendDelayedStickyEvent, sendStickyEvent } from "./clientSticky.js";
 import {
   DelayedEventsHttp,
   speaksHttp,
@@ -22,6 +23,7 @@ import type {
   RequestOptions,
   StateEventRequest,
   StateEventSnapshot,
+  StickyEventRequest,
   SupportHint,
 } from "./types.js";
 
@@ -136,6 +138,24 @@ export class ClientBackend implements MembershipBackend {
     await this.client.sendStateEvent(req.roomId, req.eventType as never, req.content as never, req.stateKey, {
       abortSignal: opts?.signal,
     });
+  }
+
+  /** The sticky format's join, refresh and fallback leave (clientSticky.ts): encrypted where the room is. */
+  sendStickyEvent(req: StickyEventRequest, opts?: RequestOptions): Promise<string> {
+    return sendStickyEvent(this.client, req, opts);
+  }
+
+  /** The sticky format's delayed leave (clientSticky.ts). */
+  sendDelayedStickyEvent(
+    req: StickyEventRequest & { delayMs: number },
+    opts?: RequestOptions,
+  ): Promise<string> {
+    return sendDelayedStickyEvent(this.client, req, opts);
+  }
+
+  /** One event by id: the sticky format reads its own membership back (clientSticky.ts). */
+  readEvent(roomId: string, eventId: string, opts?: RequestOptions): Promise<StateEventSnapshot | undefined> {
+    return readEvent(this.client, roomId, eventId, opts);
   }
 
   async updateDelayedEvent(
