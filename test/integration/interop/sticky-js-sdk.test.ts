@@ -9,6 +9,8 @@ import { stickyInteropSuite } from "./sticky-suite.js";
 
 stickyInteropSuite("sticky memberships and matrix-js-sdk on the test homeserver", {
   start: (delayMs) => startTestCall({ delayMs, homeserver: { ...NO_LIMITS, stickyEvents: true } }),
+  startWithoutSticky: (delayMs) =>
+    startTestCall({ delayMs, homeserver: { ...NO_LIMITS, stickyEvents: false } }),
   delayMs: 1000,
   seeMs: 5000,
 });

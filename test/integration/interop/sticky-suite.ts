@@ -7,6 +7,8 @@
  *    the server delivers js-sdk's sticky device (its `StickyEventMembershipManager`) to our side. Our
  *    observer (`callMembers$`) does not read sticky memberships yet (issue 21 item 2 is on another
  *    branch): "we list its" is asserted on the raw `/sync` a user of ours gets (sticky-helpers.ts).
+ * 0. A server without sticky events (Synapse with `msc4354_enabled` off sends a plain event for a sticky
+ *    request): our sticky device sends nothing into the room and says `sticky-events-unsupported`.
  * 2. A mixed call: our device in each format and js-sdk's device in each, one room: every js-sdk
  *    participant lists the same 4 devices, then 3 after our state device leaves, then 2 after our sticky
  *    device leaves. Our side: our observer lists the two state devices, the raw `/sync` the two sticky ones.
@@ -14,6 +16,8 @@
 import { afterEach, describe, expect, it } from "@jest/globals";
 import type { CallHomeserver, TestCall, TestDevice } from "../../../src/testing/index.js";
 import "../../helpers/matrix.js"; // quiet matrix-js-sdk
+import log from "loglevel";
+import { waitFor } from "../../helpers/matrix.js";
 import { observeWithUs, type OurObserver } from "./helpers.js";
 import {
   idOf,
@@ -29,10 +33,19 @@ import {
 export interface StickySuiteOptions {
   /** A call on a server with sticky events, every device's delayed leave `delayMs`. */
   start(delayMs: number): Promise<TestCall<CallHomeserver>>;
+  /** The same server with sticky events off (Synapse then ignores the sticky parameter). */
+  startWithoutSticky(delayMs: number): Promise<TestCall<CallHomeserver>>;
   /** The delayed leave's delay (short on the test homeserver, longer on a loaded Synapse). */
   delayMs: number;
   /** How long a device may take to show in or drop out of another's list. */
   seeMs: number;
+}
+
+/** A logger that prints nothing (a failure the test expects). */
+function silent(): log.Logger {
+  const logger = log.getLogger("sticky-suite: expected failure");
+  logger.setLevel("silent");
+  return logger;
 }
 
 export function stickyInteropSuite(title: string, o: StickySuiteOptions): void {
@@ -63,6 +76,20 @@ export function stickyInteropSuite(title: string, o: StickySuiteOptions): void {
     /** Our device's sticky events in the server's timeline. */
     const stickyEventsOf = (c: TestCall<CallHomeserver>, d: TestDevice) =>
       c.homeserver.timeline(c.roomId).filter((e) => e.type === RTC_MEMBER && e.sender === d.userId);
+
+    it("a server without sticky events: nothing of ours reaches the room, and the manager says sticky-events-unsupported", async () => {
+      call = await o.startWithoutSticky(o.delayMs);
+      const alice = await call.device("alice", { membershipFormat: "sticky", logger: silent() });
+      const codes: string[] = [];
+      const sub = alice.manager.errors$.subscribe((e) => codes.push(e.code));
+      alice.manager.join();
+      await waitFor(() => alice.manager.state.kind === "failed", o.seeMs, "the manager to fail");
+      sub.unsubscribe();
+      expect(codes).toContain("sticky-events-unsupported");
+      // Neither a plain membership event nor a delayed one: Synapse would have sent either as plain.
+      expect(stickyEventsOf(call, alice)).toEqual([]);
+      expect(call.homeserver.pendingDelayedEvents().filter((e) => e.userId === alice.userId)).toEqual([]);
+    });
 
     it("js-sdk's sticky MatrixRTCSession lists our sticky device, and the server delivers its sticky device to us", async () => {
       call = await o.start(o.delayMs);
