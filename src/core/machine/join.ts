@@ -22,7 +22,7 @@ import { startLeaveJob } from "./leave.js";
 import { askOnce } from "./tasks.js";
 import { writeMembership } from "./writes.js";
 import { canReadKey, onUnreadable, scheduleCheck } from "./watch.js";
-import { predecessorsCanHurt, readRequest } from "./format.js";
+import { isSticky, predecessorsCanHurt, readRequest } from "./format.js";
 import type { CallState, MachineEvent, Outcome, Task } from "./types.js";
 
 export function join(c: Ctx, memberId?: string): void {
@@ -38,8 +38,10 @@ export function join(c: Ctx, memberId?: string): void {
 
 export function startCall(c: Ctx): void {
   // A guard against a late write of the last call (lateWrites.ts) would fire into this one: it is
-  // cancelled first, like a failed leave's delayed leave.
-  if (c.s.guardDelayId && !c.s.staleDelayId) {
+  // cancelled first, like a failed leave's delayed leave. In the sticky format it writes the last
+  // call's own key, never this call's fresh one: it stays pending and takes down whatever of that call
+  // lands late (cancelling it left such a write up for its whole stickiness; found by the model test).
+  if (c.s.guardDelayId && !c.s.staleDelayId && !isSticky(c)) {
     c.s.staleDelayId = c.s.guardDelayId;
     c.s.staleMemberId = c.s.guardMemberId;
   }

@@ -19,7 +19,7 @@ import { abortIdleTasks, startTask } from "./tasks.js";
 import type { CallState, Outcome, Task } from "./types.js";
 import { startCall } from "./join.js";
 import { lateWritesUntil, onGuardDone, startGuard } from "./lateWrites.js";
-import { leaveContent, stickyDurationMs, writeRequest } from "./format.js";
+import { isSticky, leaveContent, stickyDurationMs, writeRequest } from "./format.js";
 
 export function startLeaveJob(c: Ctx, call: CallState, quiet = false): void {
   const wasFailed = c.s.out.state.kind === "failed";
@@ -186,9 +186,11 @@ function finish(c: Ctx, result: LeaveResult): void {
   const job = c.s.leave;
   // A membership write of ours may still land after this leave: keep a delayed {} pending until it can
   // no longer (lateWrites.ts); the leave resolves once that guard is in place.
-  // (Not when the app already joins again: our next membership replaces whatever lands.)
+  // (Not when the app already joins again in the state format: our next membership replaces whatever
+  // lands at our key. In the sticky format the next call has a fresh key: a late write of this one would
+  // stay up for its whole stickiness, found by the model test.)
   const guardUntil =
-    result.status === "left" && job && job.step !== "guard" && !c.s.wantJoined
+    result.status === "left" && job && job.step !== "guard" && (!c.s.wantJoined || isSticky(c))
       ? lateWritesUntil(c)
       : undefined;
   if (job && guardUntil !== undefined && guardUntil > c.now && !c.s.disposed) {
