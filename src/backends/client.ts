@@ -7,7 +7,7 @@ import {
   readStateSnapshot,
 } from "../core/validate.js";
 import { raceAbort } from "./dialect.js";
-import { readEvent, sendDelayedStickyEvent, sendStickyEvent } from "./clientSticky.js";
+import { readEvent, sendDelayedStickyEvent, sendStickyEvent, withStickyKeys } from "./clientSticky.js";
 import {
   DelayedEventsHttp,
   speaksHttp,
@@ -273,9 +273,11 @@ export class ClientBackend implements MembershipBackend {
   async listDelayedEvents(opts?: RequestOptions): Promise<PendingDelayedEvent[]> {
     if (await this.delayed.useMerged(opts?.signal)) return this.delayed.recoverLost(opts?.signal);
     // Synapse answers {delayed_events: [...]}; js-sdk 43 types it after a newer MSC draft ({scheduled}).
-    if (speaksHttp(this.client))
-      return readDelayedEventList(await this.delayed.listUnstable(opts?.signal, opts?.notAfter));
-    return readDelayedEventList(await this.client._unstable_getDelayedEvents());
+    const answer = speaksHttp(this.client)
+      ? await this.delayed.listUnstable(opts?.signal, opts?.notAfter)
+      : await this.client._unstable_getDelayedEvents();
+    // The sticky format's delayed leaves are named by their sticky key (clientSticky.ts).
+    return withStickyKeys(answer, readDelayedEventList(answer));
   }
 
   getDelayedEvent(delayId: string, opts?: RequestOptions): Promise<DelayedEventStatus> {

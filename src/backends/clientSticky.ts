@@ -24,7 +24,8 @@ import {
 } from "../errors.js";
 import { raceAbort } from "./dialect.js";
 import type { MergedClientLike } from "./mergedDelayedEvents.js";
-import type { RequestOptions, StateEventSnapshot, StickyEventRequest } from "./types.js";
+import { stickyKeyOf } from "../membership/rtcMember.js";
+import type { PendingDelayedEvent, RequestOptions, StateEventSnapshot, StickyEventRequest } from "./types.js";
 
 /** `/versions` flag of MSC4354 (unstable). */
 export const STICKY_FEATURE_FLAG = "org.matrix.msc4354";
@@ -225,4 +226,27 @@ function readEventId(answer: unknown): string {
   if (!isRecord(answer) || typeof answer.event_id !== "string" || answer.event_id.length === 0)
     throw new MalformedResponseError("send-sticky", "the answer has no event_id");
   return answer.event_id;
+}
+
+/**
+ * Synapse's listing of our delayed events carries each one's type and content: the sticky format's
+ * delayed leaves (no state key, a sticky key in the content) are named by their sticky key, so that the
+ * manager's orphan sweep can tell a lost schedule's delayed leave at our key (which would end our
+ * membership for every reader when it fires) from anything else.
+ */
+export function withStickyKeys(answer: unknown, list: PendingDelayedEvent[]): PendingDelayedEvent[] {
+  const raw = isRecord(answer) ? (answer.delayed_events ?? answer.scheduled) : undefined;
+  if (!Array.isArray(raw)) return list;
+  const byId = new Map<string, Record<string, unknown>>();
+  for (const e of raw) if (isRecord(e) && typeof e.delay_id === "string") byId.set(e.delay_id, e);
+  return list.map((e) => {
+    const r = byId.get(e.delayId);
+    if (!r || e.stateKey !== undefined) return e;
+    const stickyKey = stickyKeyOf(r.content);
+    return {
+      ...e,
+      ...(typeof r.type === "string" ? { type: r.type } : {}),
+      ...(stickyKey !== undefined ? { stickyKey } : {}),
+    };
+  });
 }
