@@ -7,7 +7,7 @@ import {
   readStateSnapshot,
 } from "../core/validate.js";
 import { raceAbort } from "./dialect.js";
-import { readEvent, sendDelayedStickyEvent, sendStickyEvent, withStickyKeys } from "./clientSticky.js";
+import { ClientStickyEvents, type StickyClientLike } from "./clientSticky.js";
 import {
   DelayedEventsHttp,
   speaksHttp,
@@ -41,7 +41,8 @@ export interface ClientRequestOptions {
  * matrix-js-sdk's (whose crypto types reference a file it does not ship): a js-sdk 43 `MatrixClient`
  * fits it, which test/package/clientTypes.test.ts checks at compile time.
  */
-export interface ClientLike extends Partial<MergedClientLike> {
+export interface ClientLike
+  extends Partial<MergedClientLike>, Omit<StickyClientLike, keyof MergedClientLike> {
   /** Schedules a delayed state event (MSC4140): the delayed leave. */
   _unstable_sendDelayedStateEvent(
     roomId: string,
@@ -98,12 +99,36 @@ export interface ClientBackendOptions {
  */
 export class ClientBackend implements MembershipBackend {
   private readonly delayed: DelayedEventsHttp;
+  private readonly sticky: ClientStickyEvents;
 
   constructor(
     private readonly client: ClientLike,
     options: ClientBackendOptions = {},
   ) {
     this.delayed = new DelayedEventsHttp(client, options.delayedEventsApi);
+    this.sticky = new ClientStickyEvents(client);
+  }
+
+  /**
+   * The sticky format's join, refresh and fallback leave (clientSticky.ts): refused with a typed error,
+   * nothing sent, where the server lacks MSC4354; encrypted by js-sdk in an encrypted room, or refused
+   * (`EncryptionUnavailableError`) when the client cannot encrypt for it.
+   */
+  sendStickyEvent(req: StickyEventRequest, opts?: RequestOptions): Promise<string> {
+    return this.sticky.send(req, opts);
+  }
+
+  /** The sticky format's delayed leave (MSC4140 + MSC4354 in one request), to its delay id. */
+  sendDelayedStickyEvent(
+    req: StickyEventRequest & { delayMs: number },
+    opts?: RequestOptions,
+  ): Promise<string> {
+    return this.sticky.sendDelayed(req, opts);
+  }
+
+  /** One event by id (the sticky format reads its own membership back; a redaction empties it). */
+  readEvent(roomId: string, eventId: string, opts?: RequestOptions): Promise<StateEventSnapshot | undefined> {
+    return this.sticky.read(roomId, eventId, opts);
   }
 
   /** The user whose token the client holds, when it knows (the manager checks it against `userId`). */
@@ -138,24 +163,6 @@ export class ClientBackend implements MembershipBackend {
     await this.client.sendStateEvent(req.roomId, req.eventType as never, req.content as never, req.stateKey, {
       abortSignal: opts?.signal,
     });
-  }
-
-  /** The sticky format's join, refresh and fallback leave (clientSticky.ts): encrypted where the room is. */
-  sendStickyEvent(req: StickyEventRequest, opts?: RequestOptions): Promise<string> {
-    return sendStickyEvent(this.client, req, opts);
-  }
-
-  /** The sticky format's delayed leave (clientSticky.ts). */
-  sendDelayedStickyEvent(
-    req: StickyEventRequest & { delayMs: number },
-    opts?: RequestOptions,
-  ): Promise<string> {
-    return sendDelayedStickyEvent(this.client, req, opts);
-  }
-
-  /** One event by id: the sticky format reads its own membership back (clientSticky.ts). */
-  readEvent(roomId: string, eventId: string, opts?: RequestOptions): Promise<StateEventSnapshot | undefined> {
-    return readEvent(this.client, roomId, eventId, opts);
   }
 
   async updateDelayedEvent(
@@ -273,11 +280,9 @@ export class ClientBackend implements MembershipBackend {
   async listDelayedEvents(opts?: RequestOptions): Promise<PendingDelayedEvent[]> {
     if (await this.delayed.useMerged(opts?.signal)) return this.delayed.recoverLost(opts?.signal);
     // Synapse answers {delayed_events: [...]}; js-sdk 43 types it after a newer MSC draft ({scheduled}).
-    const answer = speaksHttp(this.client)
-      ? await this.delayed.listUnstable(opts?.signal, opts?.notAfter)
-      : await this.client._unstable_getDelayedEvents();
-    // The sticky format's delayed leaves are named by their sticky key (clientSticky.ts).
-    return withStickyKeys(answer, readDelayedEventList(answer));
+    if (speaksHttp(this.client))
+      return readDelayedEventList(await this.delayed.listUnstable(opts?.signal, opts?.notAfter));
+    return readDelayedEventList(await this.client._unstable_getDelayedEvents());
   }
 
   getDelayedEvent(delayId: string, opts?: RequestOptions): Promise<DelayedEventStatus> {
