@@ -9,6 +9,8 @@
  *    branch): "we list its" is asserted on the raw `/sync` a user of ours gets (sticky-helpers.ts).
  * 0. A server without sticky events (Synapse with `msc4354_enabled` off sends a plain event for a sticky
  *    request): our sticky device sends nothing into the room and says `sticky-events-unsupported`.
+ * 1b. A cut longer than the delay: the server fires our sticky delayed leave, js-sdk drops us, and lists
+ *    us again once we are back (the manager puts the membership back within the same call).
  * 2. A mixed call: our device in each format and js-sdk's device in each, one room: every js-sdk
  *    participant lists the same 4 devices, then 3 after our state device leaves, then 2 after our sticky
  *    device leaves. Our side: our observer lists the two state devices, the raw `/sync` the two sticky ones.
@@ -135,6 +137,45 @@ export function stickyInteropSuite(title: string, o: StickySuiteOptions): void {
 
       expect(await bob.leave()).toBe(true);
       await untilEqual(readSync, [], o.seeMs, "our /sync to drop bob after his leave");
+    });
+
+    it("a cut longer than the delay: our sticky delayed leave fires on the server, js-sdk drops us, and lists us again once we are back", async () => {
+      call = await o.start(o.delayMs);
+      const alice = await call.device("alice", { membershipFormat: "sticky" });
+      const bob = await jsDevice(call, "bob", "sticky");
+      alice.manager.join();
+      const both = [idOf(alice), idOf(bob)];
+      await untilEqual(bob.lists, both, o.seeMs, "js-sdk (bob) to list alice");
+      await alice.waitUntilConnected({ withinMs: o.seeMs });
+      const firstKey = alice.manager.memberId;
+
+      alice.network.cut();
+      const cutAt = Date.now();
+      await untilEqual(
+        bob.lists,
+        [idOf(bob)],
+        o.delayMs + o.seeMs,
+        "js-sdk (bob) to drop alice after the cut",
+      );
+      // The server fired her delayed leave: a sticky event at her key with only the slot and the key,
+      // no earlier than a delay after the cut less one heartbeat interval (restarts run every delay / 3 at most).
+      const fired = stickyEventsOf(call, alice).find(
+        (e) => e.content.msc4354_sticky_key === firstKey && !("member" in e.content),
+      );
+      expect(fired?.content).toEqual({ slot_id: "m.call#ROOM", msc4354_sticky_key: firstKey });
+      expect(fired?.msc4354_sticky?.duration_ms).toBeGreaterThan(0);
+      expect(fired!.origin_server_ts).toBeGreaterThanOrEqual(cutAt - o.delayMs);
+
+      alice.network.restore();
+      await untilEqual(bob.lists, both, o.delayMs + o.seeMs, "js-sdk (bob) to list alice again");
+      // The manager put her membership back within the same call (its member id is per join(), so the
+      // same key): her join is newer than the fired leave at that key, which is what js-sdk goes by.
+      const again = bob.session.memberships.find((m) => m.sender === alice.userId)!;
+      expect(again.memberId).toBe(alice.manager.memberId);
+      const atKey = stickyEventsOf(call, alice).filter(
+        (e) => e.content.msc4354_sticky_key === alice.manager.memberId,
+      );
+      expect(atKey.at(-1)?.content).toHaveProperty("member");
     });
 
     it("a mixed call (ours in state and sticky format, js-sdk's in both): every js-sdk participant lists the same 4, then 3, then 2", async () => {
