@@ -422,6 +422,20 @@ export async function runSchedule(
           throw e;
         },
       );
+  /**
+   * Membership writes of ours not processed yet, each with when (server time) the last of our pending
+   * delayed leaves would fire as it left: R's in-flight case (see there).
+   */
+  const writesSent: { content: string; sentAt: number; coveredUntil: number }[] = [];
+  /** Records a membership write as it leaves, with when our last pending delayed leave at `key` fires. */
+  const noteCover = (key: string, content: Record<string, unknown>): void => {
+    const fires = [...server.delayed.values()].filter((d) => d.stateKey === key).map((d) => d.sendTs);
+    writesSent.push({
+      content: JSON.stringify(content),
+      sentAt: t(),
+      coveredUntil: Math.max(-Infinity, ...fires),
+    });
+  };
   /** Delay ids whose answer reached the manager after dispose() (O: they must be cancelled). */
   const lateIds = new Set<string>();
   const firedIds = new Set<string>();
@@ -434,7 +448,10 @@ export async function runSchedule(
         }
         return id;
       }),
-    sendStateEvent: wrap("state", server.sendStateEvent.bind(server)),
+    sendStateEvent: (req, o) => {
+      noteCover(req.stateKey, req.content);
+      return wrap("state", server.sendStateEvent.bind(server))(req, o);
+    },
     sendDelayedStickyEvent: (req, o) =>
       wrap("schedule", server.sendDelayedStickyEvent.bind(server))(req, o).then((id) => {
         if (disposed) {
@@ -443,7 +460,11 @@ export async function runSchedule(
         }
         return id;
       }),
-    sendStickyEvent: wrap("state", server.sendStickyEvent.bind(server)),
+    // (The sticky format's write lands at the member id's key: its cover is the delayed leave there.)
+    sendStickyEvent: (req, o) => {
+      noteCover(stickyMapKey(req.stickyKey), req.content);
+      return wrap("state", server.sendStickyEvent.bind(server))(req, o);
+    },
     // Only a restart's 404 tells the manager its tracked delayed leave is gone (a cancel's is an orphan's).
     updateDelayedEvent: (id, action, opts) =>
       action === "restart"
@@ -554,6 +575,19 @@ export async function runSchedule(
       inFire = false;
     }
   };
+  /** The unprocessed write of ours with this content that had the least time left when sent (strict). */
+  function takeSentWrite(content: Record<string, unknown>): (typeof writesSent)[number] | undefined {
+    const json = JSON.stringify(content);
+    let best = -1;
+    for (let i = 0; i < writesSent.length; i++) {
+      const w = writesSent[i];
+      if (w.content !== json) continue;
+      if (best < 0 || w.coveredUntil - w.sentAt < writesSent[best].coveredUntil - writesSent[best].sentAt)
+        best = i;
+    }
+    return best < 0 ? undefined : writesSent.splice(best, 1)[0];
+  }
+
   internals.writeState = (stateKey, content, by) => {
     if (isOurKey(stateKey)) {
       const foreign = inForeign;
@@ -572,6 +606,9 @@ export async function runSchedule(
           // The manager ended the call and said so (a typed failure): a fire is what it announced.
           manager.state.kind === "failed" ||
           manager.state.kind === "leaving" ||
+          // Sticky format: a fire at an earlier call's key (a leave's guard against a late write of that
+          // call) cannot take the current call's membership, which has a fresh key.
+          (format === "sticky" && stateKey !== key()) ||
           !(before && isMembership(before) && !isForeign(before));
         fires.push({
           at: t(),
@@ -587,11 +624,19 @@ export async function runSchedule(
         const lastCreated = Math.max(-Infinity, ...createdAt.values());
         const removedBehindOurBack =
           lastExternalRemovalAt >= lastCreated && !goneDeliveredAt.some((x) => x >= lastExternalRemovalAt);
+        // A write sent while a delayed leave of ours was pending, with at least a request's time before it
+        // was due, whose cover went while it was on the wire (the server lost it, or it fired because the
+        // heartbeats failed while this write took longer than the delay): no client can recall a request in
+        // flight. Not R; the next heartbeat's 404 (or the eyes) must repair it, which invariants 3 and 5
+        // judge. A write sent with its cover about to fire is still R (counterexamples D, D2).
+        const sent = takeSentWrite(content);
+        const coveredWhenSent = sent !== undefined && sent.coveredUntil >= sent.sentAt + ONE_REQUEST;
         // Degraded mode (the manager says it has no delayed events) writes without one, by design.
         if (
           !isMembership(before) &&
           server.pendingFor(stateKey).length === 0 &&
           !removedBehindOurBack &&
+          !coveredWhenSent &&
           !degradedNow
         )
           violate(
