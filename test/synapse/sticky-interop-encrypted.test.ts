@@ -75,22 +75,28 @@ async function encryptedRoom(hs: SynapseHomeserver, users: Credentials[]): Promi
   return roomId;
 }
 
+/** Alice and Bob, each with a crypto client, in an encrypted room, knowing each other's device keys. */
+async function twoCryptoDevices(hs: SynapseHomeserver) {
+  const alice = await hs.createUser("alice");
+  const bob = await hs.createUser("bob");
+  const roomId = await encryptedRoom(hs, [alice, bob]);
+  const aliceClient = await cryptoClient(hs, alice);
+  const bobClient = await cryptoClient(hs, bob);
+  // Both devices know each other's keys before anything is encrypted (Olm sessions for the room key).
+  await waitFor(() => knowsDevice(aliceClient, bob), 10_000, "alice's crypto to know bob's device");
+  await waitFor(() => knowsDevice(bobClient, alice), 10_000, "bob's crypto to know alice's device");
+  await waitFor(
+    () => aliceClient.getRoom(roomId)?.hasEncryptionStateEvent() === true,
+    5000,
+    "alice to see the room encrypted",
+  );
+  return { alice, bob, roomId, aliceClient, bobClient };
+}
+
 describe("sticky memberships in an encrypted room on real Synapse 1.163.2, Rust crypto on both sides", () => {
   it("our join goes out as m.room.encrypted and js-sdk's MatrixRTCSession decrypts and lists our device", async () => {
     synapse = await startSynapse({ version: "1.163.2", stickyEvents: true });
-    const alice = await synapse.createUser("alice");
-    const bob = await synapse.createUser("bob");
-    const roomId = await encryptedRoom(synapse, [alice, bob]);
-    const aliceClient = await cryptoClient(synapse, alice);
-    const bobClient = await cryptoClient(synapse, bob);
-    // Both devices know each other's keys before anything is encrypted (Olm sessions for the room key).
-    await waitFor(() => knowsDevice(aliceClient, bob), 10_000, "alice's crypto to know bob's device");
-    await waitFor(() => knowsDevice(bobClient, alice), 10_000, "bob's crypto to know alice's device");
-    await waitFor(
-      () => aliceClient.getRoom(roomId)?.hasEncryptionStateEvent() === true,
-      5000,
-      "alice to see the room encrypted",
-    );
+    const { alice, bob, roomId, aliceClient, bobClient } = await twoCryptoDevices(synapse);
 
     const errors: MembershipError[] = [];
     const manager = new MembershipManager({
@@ -133,6 +139,37 @@ describe("sticky memberships in an encrypted room on real Synapse 1.163.2, Rust 
     const result = await manager.leave({ timeoutMs: 5000 });
     expect(result.status).toBe("left");
     await untilEqual(() => listedBy(bobClient, roomId), [], 10_000, "bob's js-sdk to drop alice");
+  });
+
+  it("each refresh goes out encrypted too: js-sdk keeps listing us past the first event's stickiness", async () => {
+    synapse = await startSynapse({ version: "1.163.2", stickyEvents: true });
+    const { alice, roomId, aliceClient, bobClient } = await twoCryptoDevices(synapse);
+    const STICKY_MS = 8000;
+    const manager = new MembershipManager({
+      backend: new ClientBackend(aliceClient),
+      roomId,
+      userId: alice.userId,
+      deviceId: alice.deviceId,
+      membershipFormat: "sticky",
+      stickyDurationMs: STICKY_MS,
+      delayedLeaveDelayMs: DELAY,
+    });
+    cleanups.push(() => manager.dispose());
+    manager.join();
+    await untilEqual(() => listedBy(bobClient, roomId), [idOf(alice)], 15_000, "bob's js-sdk to list alice");
+    const joinedAt = Date.now();
+    // Sampled until well past the first event's stickiness: never dropped.
+    const dropped: number[] = [];
+    while (Date.now() - joinedAt < STICKY_MS * 1.5) {
+      if (!listedBy(bobClient, roomId).includes(idOf(alice))) dropped.push(Date.now() - joinedAt);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(dropped).toEqual([]);
+    const ofAlice = synapse.timeline(roomId).filter((e) => e.sender === alice.userId);
+    const encrypted = ofAlice.filter((e) => e.type === "m.room.encrypted");
+    expect(encrypted.length).toBeGreaterThanOrEqual(2);
+    for (const e of encrypted) expect(e.msc4354_sticky?.duration_ms).toBe(STICKY_MS);
+    expect(ofAlice.filter((e) => e.type === RTC_MEMBER && "member" in e.content)).toEqual([]);
   });
 
   it("a client without crypto sends no membership into the encrypted room and says encryption-unavailable", async () => {
