@@ -8,6 +8,9 @@
  * The join/leave and ghost/recovery figures are also measured on a real Synapse (bench/synapse.ts), in the
  * "(Synapse)" columns. BENCH_ONLY=synapse runs that column alone: it prints its table and writes
  * bench/results/synapse.json, leaving latest.* and docs/benchmark.md alone.
+ * The observer section (bench/observer.ts: callMembers$ beside js-sdk's MatrixRTCSession at N = 100, 1,000
+ * and 5,000) runs last; BENCH_ONLY=observer runs it alone. It writes bench/results/observer.json and the
+ * observer block of docs/benchmark.md.
  * "Ghost on tab close / widget removal" run in Debian's Chromium (bench/ghost.ts); BENCH_ONLY=ghost runs
  * those rows alone and writes bench/results/ghost.json.
  */
@@ -38,6 +41,8 @@ import {
 } from "./scenarios.js";
 import { runScaleChild, type ScaleResult, type ScaleVariant } from "./scale.js";
 import { runSynapseColumn, synapseOnlyRows, type SynapseRun } from "./synapse.js";
+import { runObserverChild, type ObserverSizeResult } from "./observer.js";
+import { observerRows, observerTable, writeObserverOutputs } from "./observer-report.js";
 import { runGhostRows } from "./ghost.js";
 
 quietMatrixSdkLogs();
@@ -74,6 +79,46 @@ function pair(s: Samples): { ours: number; theirs: number; reps: number } {
 
 const rows: Row[] = [];
 const raw: Record<string, unknown> = {};
+
+/** The observer section: each N in its own child process (which runs its homeserver in another). */
+async function runObserverSection(): Promise<ObserverSizeResult[]> {
+  const sizes = QUICK ? [100, 1000] : [100, 1000, 5000];
+  const results: ObserverSizeResult[] = [];
+  for (const n of sizes) {
+    say(`observer: callMembers$ and js-sdk's MatrixRTCSession on a synced client, N = ${n}…`);
+    try {
+      results.push(await runObserverChild(n, QUICK ? 20 : 60));
+    } catch (e) {
+      say(`  failed: ${String(e)}`);
+    }
+    say(`  done (${elapsed()})`);
+  }
+  console.log(`\n${observerTable(observerRows(results), false)}\n`);
+  await writeObserverOutputs(results, {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpu: cpus()[0]?.model ?? "unknown",
+    nproc: availableParallelism(),
+    gitCommit: (() => {
+      try {
+        return execSync("git rev-parse --short HEAD", { encoding: "utf8" }).trim();
+      } catch {
+        return "unknown";
+      }
+    })(),
+    jsSdkVersion: (
+      JSON.parse(readFileSync("node_modules/matrix-js-sdk/package.json", "utf8")) as { version: string }
+    ).version,
+    quick: QUICK,
+  });
+  say(`wrote bench/results/observer.json and the observer block of docs/benchmark.md (${elapsed()})`);
+  return results;
+}
+
+if (process.env.BENCH_ONLY === "observer") {
+  await runObserverSection();
+  process.exit(0);
+}
 
 if (process.env.BENCH_ONLY === "synapse") {
   const run = await runSynapseColumn({
@@ -513,6 +558,9 @@ try {
   say(`  failed: ${String(e)}`);
 }
 raw.homeserverLoad = load;
+
+// --- the observer: reading a call at scale ------------------------------------------------------------
+raw.observer = await runObserverSection();
 
 // --- output -----------------------------------------------------------------------------------------
 const cpuModel = (() => {

@@ -85,7 +85,6 @@ export type {
 export {
   DEFAULT_MEMBERSHIP_EXPIRES_MS,
   acceptedStateKeys,
-  evaluateCallMembers,
   membershipContentErrors,
   membershipLookupFrom,
   ownMembership,
@@ -94,7 +93,6 @@ export {
 } from "./membership/parse.js";
 export type {
   CallMember,
-  CallMembersEvaluation,
   IgnoredReason,
   MembershipLookup,
   ParsedMembership,
@@ -128,3 +126,25 @@ export type {
   WidgetStateSourceOptions,
   SourceLike,
 } from "./membership/observer.js";
+export { EXPIRY_BATCH_MS } from "./membership/observer.js";
+export type { RoomStateChanges, RoomStateSourceOptions } from "./membership/observer.js";
+export { evaluateCallMembers } from "./membership/store.js";
+export type { CallMembersEvaluation } from "./membership/store.js";
+export { CREATED_TS_LEEWAY_MS } from "./membership/facts.js";
+export {
+  CallMembersSourceEndedError,
+  WAIT_FOR_CALL_MEMBERS_TIMEOUT_MS,
+  currentCallMembers,
+  includesDevice,
+  waitForCallMembers,
+  watchCallMembers,
+} from "./membership/members.js";
+export type { CallMembersWatch, WaitForCallMembersOptions } from "./membership/members.js";
+// Sticky memberships (MatrixRTC 2.0, MSC4143 + MSC4354), as the observer reads them.
+export {
+  MAX_STICKY_DURATION_MS,
+  RTC_MEMBER_EVENT_TYPE,
+  RTC_SLOT_EVENT_TYPE,
+  parseStickyMembershipEvent,
+} from "./membership/sticky.js";
+export type { StickyMembershipContent } from "./membership/sticky.js";

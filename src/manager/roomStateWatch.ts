@@ -50,13 +50,24 @@ export function watchRoomState(
     options.onLive(value);
   };
 
-  const ownContent = (snapshot: RoomStateSnapshot): Record<string, unknown> | undefined => {
+  // Our key's content, kept from snapshot to snapshot: the whole call is read only from a snapshot
+  // without `changes` (the first one, a source that only gives full lists); otherwise only the events
+  // that changed are looked at, so a sync costs the watch O(events in it), not O(call).
+  let ownContent: Record<string, unknown> | undefined;
+  let firstSnapshot = true;
+  const contentOf = (e: { content: unknown }): Record<string, unknown> | undefined =>
+    typeof e.content === "object" && e.content !== null ? (e.content as Record<string, unknown>) : undefined;
+  const follow = (snapshot: RoomStateSnapshot): void => {
+    const changes = firstSnapshot ? undefined : snapshot.changes;
+    firstSnapshot = false;
+    if (changes) {
+      for (const e of changes.events)
+        if (e.type === CALL_MEMBER_EVENT_TYPE && e.state_key === options.stateKey) ownContent = contentOf(e);
+      return;
+    }
+    ownContent = undefined;
     for (const e of snapshot.callMemberEvents)
-      if (e.type === CALL_MEMBER_EVENT_TYPE && e.state_key === options.stateKey)
-        return typeof e.content === "object" && e.content !== null
-          ? (e.content as Record<string, unknown>)
-          : undefined;
-    return undefined;
+      if (e.type === CALL_MEMBER_EVENT_TYPE && e.state_key === options.stateKey) ownContent = contentOf(e);
   };
 
   const judge = (): void => {
@@ -65,7 +76,7 @@ export function watchRoomState(
     const snapshot = latest;
     const held = options.held();
     if (!snapshot?.synced || !held) return; // nothing to compare yet (joining, rejoining, leaving)
-    const own = ownContent(snapshot);
+    const own = ownContent;
     if (own && sameContent(own, held.content)) {
       seenWriteAt = held.since;
       return setLive(true);
@@ -87,9 +98,10 @@ export function watchRoomState(
     if (wasLive && !present) options.onMissing();
   };
 
-  const subscription = toRoomStateSource(source, options.roomId).subscribe({
+  const subscription = toRoomStateSource(source, options.roomId, clock.scheduler).subscribe({
     next: (snapshot) => {
       latest = snapshot;
+      follow(snapshot);
       const membership = snapshot.synced ? snapshot.membershipOf(options.userId) : undefined;
       if (membership !== undefined && membership !== "join") options.onRoomMembership?.(membership);
       judge();

@@ -134,7 +134,11 @@ export const LEFT_CONTENT: Record<string, never> = Object.freeze({}) as Record<s
 /** js-sdk counts content with no keys (or only sticky bookkeeping keys) as "left". */
 export function isLeftContent(content: Record<string, unknown> | undefined): boolean {
   if (!content) return true;
-  return Object.keys(content).every((k) => k === "slot_id" || k === "msc4354_sticky_key");
+  // Runs for every membership event read: no array of keys.
+  for (const k in content)
+    if (Object.prototype.hasOwnProperty.call(content, k) && k !== "slot_id" && k !== "msc4354_sticky_key")
+      return false;
+  return true;
 }
 
 /** Deep equality of two JSON contents, independent of key order (servers may reorder keys). */

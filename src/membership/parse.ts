@@ -10,9 +10,17 @@
  *   be the sender's own key for the content's device and slot (js-sdk never looks at it); `expires`
  *   must be a positive number when present (js-sdk lets a non-number keep a membership forever); a
  *   sender whose room membership is unknown does not count.
+ * - Judged on the server's facts (`facts.ts`): expiry counts from `created_ts` only as far as it is not
+ *   later than the event's `origin_server_ts`; the order follows `orderTs`, the writer's `created_ts` kept
+ *   within what the server's timestamps allow; a membership written before its sender's current stay in
+ *   the room began does not count.
  *
+ * Two steps: `parseMembershipEvent` reads one event on its own (schema, slot, key: cached per event by
+ * the store), `judgeMember` adds what changes without the event changing (time, room membership).
  * Nothing here throws, whatever the input: bad events come back as rejections with a reason.
  */
+import type { StickyMembershipContent } from "./sticky.js";
+import { followRun, isJoinContent, orderTsOf } from "./facts.js";
 import {
   CALL_MEMBER_EVENT_TYPE,
   DEFAULT_SLOT,
@@ -42,6 +50,11 @@ export interface StateEventLike {
   event_id?: string;
   /** The room id, when the source gives it. */
   room_id?: string;
+  /**
+   * The server's notes: `replaces_state` and `prev_content` tell whether a membership (or a room join)
+   * began with this event or continues an earlier one (see `facts.ts`).
+   */
+  unsigned?: Record<string, unknown>;
 }
 
 /** One device in the call, from a valid membership event. */
@@ -50,13 +63,31 @@ export interface CallMember {
   userId: string;
   /** The content's `device_id`. */
   deviceId: string;
-  /** The event's state key. */
+  /** The event's state key; for a sticky membership, its sticky key. */
   stateKey: string;
-  /** The whole content, as sent (application data included). */
-  content: MembershipContent;
-  /** `created_ts` or else the event's `origin_server_ts` (js-sdk's `createdTs()`). */
+  /**
+   * Present for a sticky membership (MatrixRTC 2.0, `org.matrix.msc4143.rtc.member` made sticky by
+   * MSC4354): its sticky key. Absent for a state membership.
+   */
+  stickyKey?: string;
+  /**
+   * The whole content, as sent (application data included): a legacy state membership's, or, when
+   * `stickyKey` is set, a sticky membership's (`StickyMembershipContent`).
+   */
+  content: MembershipContent | StickyMembershipContent;
+  /** `created_ts` or else the event's `origin_server_ts` (js-sdk's `createdTs()`): the writer's claim. */
   createdTs: number;
-  /** `createdTs + (expires ?? 4 h)` (js-sdk's `getAbsoluteExpiry()`); the member counts until then. */
+  /**
+   * Where the member sorts (the list is oldest first by it): `createdTs` kept within what the server
+   * vouches for, i.e. not after the first event of the membership's run (or its own event), not more
+   * than `CREATED_TS_LEEWAY_MS` before that first event when it is known, and not before the sender's
+   * current stay in the room began. Equal to `createdTs` for honest writers.
+   */
+  orderTs: number;
+  /**
+   * `min(createdTs, originServerTs) + (expires ?? 4 h)`; the member counts until then. js-sdk's
+   * `getAbsoluteExpiry()` for every writer whose `created_ts` is not after its event's timestamp.
+   */
   expiresAt: number;
   /** `focus_active`. */
   focusActive: Transport;
@@ -86,6 +117,8 @@ export type RejectionReason =
   | "expired"
   /** The sender's `m.room.member` is not `join`. */
   | "sender-not-joined"
+  /** Written before the sender's current stay in the room began: left behind when they left. */
+  | "sender-left-since"
   /** The source does not know the sender's room membership (e.g. no `m.room.member` capability). */
   | "sender-membership-unknown";
 
@@ -138,6 +171,12 @@ export interface ParseOptions {
   now: number;
   /** Without it, the sender check is skipped (say so only when the source guarantees joined senders). */
   membershipOf?: MembershipLookup;
+  /**
+   * The sender's current `m.room.member` event, when the source has it: with its `unsigned`, it tells
+   * when the sender's current stay in the room began (a membership from before does not count). Also
+   * used for the sender check when `membershipOf` is absent.
+   */
+  memberEventOf?: (userId: string) => StateEventLike | undefined;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -176,6 +215,25 @@ export function membershipContentErrors(content: Record<string, unknown>): strin
   return errors;
 }
 
+/** `membershipContentErrors(content).length === 0`, without building the list (the common case). */
+function hasValidShape(content: Record<string, unknown>): boolean {
+  if (
+    typeof content.device_id !== "string" ||
+    typeof content.call_id !== "string" ||
+    typeof content.application !== "string" ||
+    !isTransport(content.focus_active)
+  )
+    return false;
+  const foci = content.foci_preferred;
+  if (foci !== undefined && !(Array.isArray(foci) && foci.every(isTransport))) return false;
+  if (content.created_ts !== undefined && !Number.isFinite(content.created_ts)) return false;
+  if (content.scope !== undefined && typeof content.scope !== "string") return false;
+  const intent = content["m.call.intent"];
+  if (intent !== undefined && typeof intent !== "string") return false;
+  const expires = content.expires;
+  return expires === undefined || (typeof expires === "number" && Number.isFinite(expires) && expires > 0);
+}
+
 /**
  * The state keys a sender may publish this content under: `_@user:hs_DEVICE_<application><call_id>`
  * (current js-sdk), `_@user:hs_DEVICE` (js-sdk before slots), each also without the leading `_`
@@ -199,8 +257,23 @@ function stateKeyProblem(
   application: string,
   callId: string,
 ): string | undefined {
-  if (acceptedStateKeys(sender, deviceId, application, callId).includes(stateKey)) return undefined;
-  const bare = stateKey.startsWith("_") ? stateKey.slice(1) : stateKey;
+  // The keys `acceptedStateKeys` lists, checked without building them (this runs for every event):
+  // [_]<sender>_<device>[_<application><call_id>]
+  const start = stateKey.startsWith("_") ? 1 : 0;
+  const deviceAt = start + sender.length + 1;
+  const deviceEnd = deviceAt + deviceId.length;
+  if (
+    stateKey.startsWith(sender, start) &&
+    stateKey.charCodeAt(deviceAt - 1) === 95 /* _ */ &&
+    stateKey.startsWith(deviceId, deviceAt) &&
+    (stateKey.length === deviceEnd ||
+      (stateKey.charCodeAt(deviceEnd) === 95 &&
+        stateKey.length === deviceEnd + 1 + application.length + callId.length &&
+        stateKey.startsWith(application, deviceEnd + 1) &&
+        stateKey.endsWith(callId)))
+  )
+    return undefined;
+  const bare = start ? stateKey.slice(1) : stateKey;
   if (bare.startsWith("@") && !bare.startsWith(`${sender}_`))
     return `the state key ${JSON.stringify(stateKey)} claims another user than the sender ${sender}`;
   if (bare.startsWith(`${sender}_`))
@@ -211,26 +284,149 @@ function stateKeyProblem(
   return `the state key ${JSON.stringify(stateKey)} is not a membership key of ${sender}`;
 }
 
-/** Parse one state event against one slot. Never throws. */
-export function parseCallMemberEvent(event: unknown, options: ParseOptions): ParsedMembership {
+/**
+ * One event read on its own: a member candidate (valid for this slot, time and room membership not yet
+ * checked), a rejection, or not a membership of this slot. Never throws.
+ */
+export type StaticParse =
+  | {
+      /** Valid content under the sender's own key for this slot. */
+      kind: "candidate";
+      /** The member it describes (`orderTs` provisional: `judgeMember` sets it). */
+      member: CallMember;
+    }
+  | Extract<ParsedMembership, { kind: "rejected" | "ignored" }>;
+
+/** The default slot, frozen: members share their slot object (see `parseMembershipEvent`). */
+const FROZEN_DEFAULT_SLOT: Slot = Object.freeze({ ...DEFAULT_SLOT });
+
+/**
+ * Read one event against one slot, without time or room membership. Never throws. Every member it
+ * returns shares one frozen copy of the slot (a call of thousands need not hold thousands of them).
+ */
+export function parseMembershipEvent(event: unknown, slot?: Slot): StaticParse {
+  const frozen =
+    slot === undefined || slot === DEFAULT_SLOT
+      ? FROZEN_DEFAULT_SLOT
+      : Object.isFrozen(slot)
+        ? slot
+        : Object.freeze({ ...slot });
   try {
-    return parseUnsafe(event, options);
+    return parseUnsafe(event, frozen);
   } catch (error) {
     // Only exotic inputs get here (throwing getters, proxies): treat them as malformed.
     const e = isRecord(event) ? event : {};
+    let stateKey = "";
+    let sender = "";
+    try {
+      if (typeof e.state_key === "string") stateKey = e.state_key;
+      if (typeof e.sender === "string") sender = e.sender;
+    } catch {
+      // as malformed as it gets
+    }
     return {
       kind: "rejected",
       rejection: {
         reason: "malformed-event",
-        stateKey: typeof e.state_key === "string" ? e.state_key : "",
-        sender: typeof e.sender === "string" ? e.sender : "",
+        stateKey,
+        sender,
         details: [`could not read the event: ${String(error)}`],
       },
     };
   }
 }
 
-function parseUnsafe(event: unknown, options: ParseOptions): ParsedMembership {
+/** A membership content that is not "left" (for following a membership's run across events). */
+export function isActiveMembershipContent(content: unknown): boolean {
+  return isRecord(content) && !isLeftContent(content);
+}
+
+/** What `judgeMember` needs besides the candidate. */
+export interface JudgeContext {
+  /** Local time (ms since the epoch) to check expiry against. */
+  now: number;
+  /** Check the sender's room membership (false: the source guarantees joined senders). */
+  requireJoined: boolean;
+  /** The sender's `m.room.member` membership, undefined when unknown. */
+  membership: string | undefined;
+  /** When the sender's current stay in the room began, when known. */
+  presenceSince: number | undefined;
+  /** When this membership's run began, when known. */
+  runSince: number | undefined;
+}
+
+/** Time and room membership on top of a candidate: the member as listed, or why it is not. */
+export function judgeMember(candidate: CallMember, ctx: JudgeContext): ParsedMembership {
+  const { userId: sender, stateKey, eventId } = candidate;
+  if (!(candidate.expiresAt > ctx.now))
+    return reject("expired", stateKey, sender, eventId, [
+      `expired at ${isoTime(candidate.expiresAt)} (created ${isoTime(candidate.createdTs)})`,
+    ]);
+  if (ctx.requireJoined) {
+    if (ctx.membership === undefined)
+      return reject("sender-membership-unknown", stateKey, sender, eventId, [
+        `no m.room.member event for ${sender}`,
+      ]);
+    if (ctx.membership !== "join")
+      return reject("sender-not-joined", stateKey, sender, eventId, [
+        `${sender}'s membership is ${ctx.membership}`,
+      ]);
+    if (ctx.presenceSince !== undefined && candidate.originServerTs < ctx.presenceSince)
+      return reject("sender-left-since", stateKey, sender, eventId, [
+        `written at ${isoTime(candidate.originServerTs)}, before ${sender} joined the room again at ` +
+          isoTime(ctx.presenceSince),
+      ]);
+  }
+  const orderTs = orderTsOf(candidate, ctx.runSince, ctx.requireJoined ? ctx.presenceSince : undefined);
+  const member = orderTs === candidate.orderTs ? candidate : { ...candidate, orderTs };
+  return { kind: "member", member };
+}
+
+function isoTime(ms: number): string {
+  const d = new Date(ms);
+  return Number.isNaN(d.getTime()) ? String(ms) : d.toISOString();
+}
+
+/**
+ * Parse one state event against one slot, on its own: run and presence facts come only from the
+ * event's and the sender's `unsigned` (the store also follows them across events). Never throws.
+ */
+export function parseCallMemberEvent(event: unknown, options: ParseOptions): ParsedMembership {
+  const parsed = parseMembershipEvent(event, options.slot);
+  if (parsed.kind !== "candidate") return parsed;
+  const candidate = parsed.member;
+  try {
+    const run = followRun(event as StateEventLike, true, isActiveMembershipContent, undefined);
+    const requireJoined = options.membershipOf !== undefined || options.memberEventOf !== undefined;
+    const memberEvent = options.memberEventOf?.(candidate.userId);
+    const membership = options.membershipOf
+      ? options.membershipOf(candidate.userId)
+      : membershipOfEvent(memberEvent);
+    const presence =
+      memberEvent && isJoinContent(memberEvent.content)
+        ? followRun(memberEvent, true, isJoinContent, undefined)
+        : undefined;
+    return judgeMember(candidate, {
+      now: options.now,
+      requireJoined,
+      membership,
+      presenceSince: presence?.since,
+      runSince: run.since,
+    });
+  } catch (error) {
+    return reject("malformed-event", candidate.stateKey, candidate.userId, candidate.eventId, [
+      `could not read the event: ${String(error)}`,
+    ]);
+  }
+}
+
+/** `content.membership` of an `m.room.member` event, when it is a string. */
+export function membershipOfEvent(event: unknown): string | undefined {
+  if (!isRecord(event) || !isRecord(event.content)) return undefined;
+  return typeof event.content.membership === "string" ? event.content.membership : undefined;
+}
+
+function parseUnsafe(event: unknown, slot: Slot): StaticParse {
   if (!isRecord(event) || event.type !== CALL_MEMBER_EVENT_TYPE)
     return { kind: "ignored", reason: "not-a-call-member" };
   const stateKey = typeof event.state_key === "string" ? event.state_key : undefined;
@@ -242,8 +438,8 @@ function parseUnsafe(event: unknown, options: ParseOptions): ParsedMembership {
   if (!isRecord(content))
     return reject("invalid-content", stateKey ?? "", sender ?? "", eventId, ["content must be an object"]);
   if (isLeftContent(content)) return { kind: "ignored", reason: "left" };
-  const keyCount = Object.keys(content).filter((k) => k !== "msc4354_sticky_key").length;
-  if (keyCount === 1 && "memberships" in content) return { kind: "ignored", reason: "deprecated-format" };
+  if ("memberships" in content && Object.keys(content).filter((k) => k !== "msc4354_sticky_key").length === 1)
+    return { kind: "ignored", reason: "deprecated-format" };
 
   const ts = event.origin_server_ts;
   if (stateKey === undefined || sender === undefined || !Number.isFinite(ts))
@@ -252,55 +448,42 @@ function parseUnsafe(event: unknown, options: ParseOptions): ParsedMembership {
     ]);
 
   // Memberships of another slot are none of our business, valid or not.
-  const slot = options.slot ?? DEFAULT_SLOT;
   if (typeof content.application === "string" && typeof content.call_id === "string") {
     const theirs = slotOfContent(content.application, content.call_id);
     if (theirs.application !== slot.application || theirs.id !== slot.id)
       return { kind: "ignored", reason: "other-slot" };
   }
 
-  const errors = membershipContentErrors(content);
-  if (errors.length > 0) return reject("invalid-content", stateKey, sender, eventId, errors);
+  if (!hasValidShape(content))
+    return reject("invalid-content", stateKey, sender, eventId, membershipContentErrors(content));
   const valid = content as MembershipContent;
 
   const keyProblem = stateKeyProblem(stateKey, sender, valid.device_id, valid.application, valid.call_id);
   if (keyProblem) return reject("state-key-mismatch", stateKey, sender, eventId, [keyProblem]);
 
-  const createdTs = valid.created_ts ?? (ts as number);
-  const expiresAt = createdTs + (valid.expires ?? DEFAULT_MEMBERSHIP_EXPIRES_MS);
-  if (!(expiresAt > options.now))
-    return reject("expired", stateKey, sender, eventId, [
-      `expired at ${new Date(expiresAt).toISOString()} (created ${new Date(createdTs).toISOString()})`,
-    ]);
-
-  if (options.membershipOf) {
-    const membership = options.membershipOf(sender);
-    if (membership === undefined)
-      return reject("sender-membership-unknown", stateKey, sender, eventId, [
-        `no m.room.member event for ${sender}`,
-      ]);
-    if (membership !== "join")
-      return reject("sender-not-joined", stateKey, sender, eventId, [
-        `${sender}'s membership is ${membership}`,
-      ]);
-  }
-
+  const originServerTs = ts as number;
+  const createdTs = valid.created_ts ?? originServerTs;
+  // A membership cannot have been created after the server received it: a later claim does not
+  // lengthen its life (js-sdk would count from the claim).
+  const expiresAt = Math.min(createdTs, originServerTs) + (valid.expires ?? DEFAULT_MEMBERSHIP_EXPIRES_MS);
   const member: CallMember = {
     userId: sender,
     deviceId: valid.device_id,
     stateKey,
     content: valid,
     createdTs,
+    orderTs: Math.min(createdTs, originServerTs),
     expiresAt,
     focusActive: valid.focus_active,
     fociPreferred: valid.foci_preferred ?? [],
     memberId: typeof valid.membershipID === "string" ? valid.membershipID : `${sender}:${valid.device_id}`,
-    slot: slotOfContent(valid.application, valid.call_id),
-    originServerTs: ts as number,
+    // Memberships of other slots were ignored above: this one is the slot asked for.
+    slot,
+    originServerTs,
   };
   if (valid["m.call.intent"] !== undefined) member.callIntent = valid["m.call.intent"];
   if (eventId !== undefined) member.eventId = eventId;
-  return { kind: "member", member };
+  return { kind: "candidate", member };
 }
 
 function reject(
@@ -309,52 +492,10 @@ function reject(
   sender: string,
   eventId: string | undefined,
   details: string[],
-): ParsedMembership {
+): Extract<ParsedMembership, { kind: "rejected" }> {
   const rejection: RejectedMembership = { reason, stateKey, sender, details };
   if (eventId !== undefined) rejection.eventId = eventId;
   return { kind: "rejected", rejection };
-}
-
-/** The members of one slot, oldest first, what was rejected, and when the answer changes by itself. */
-export interface CallMembersEvaluation {
-  /** Sorted by `createdTs` ascending (stable: ties keep the input order, as js-sdk's sort does). */
-  members: CallMember[];
-  /** The membership-looking events that do not count, and why. */
-  rejected: RejectedMembership[];
-  /** The soonest `expiresAt` among the members: evaluate again then. */
-  nextExpiryAt?: number;
-}
-
-/**
- * Evaluate a room's current call membership state events (any order, other event types are skipped).
- * When several events share a state key, the last one wins (pass events in the order they applied).
- */
-export function evaluateCallMembers(events: Iterable<unknown>, options: ParseOptions): CallMembersEvaluation {
-  const byKey = new Map<string, unknown>();
-  const unkeyed: unknown[] = [];
-  try {
-    for (const event of events) {
-      const key =
-        isRecord(event) && typeof event.state_key === "string"
-          ? `${String(event.type)}\u0000${event.state_key}`
-          : undefined;
-      // Keep the first position of a key (js-sdk's state map order) and the last value.
-      if (key === undefined) unkeyed.push(event);
-      else byKey.set(key, event);
-    }
-  } catch {
-    // A throwing iterable: use what was read.
-  }
-  const members: CallMember[] = [];
-  const rejected: RejectedMembership[] = [];
-  for (const event of [...byKey.values(), ...unkeyed]) {
-    const parsed = parseCallMemberEvent(event, options);
-    if (parsed.kind === "member") members.push(parsed.member);
-    else if (parsed.kind === "rejected") rejected.push(parsed.rejection);
-  }
-  members.sort((a, b) => a.createdTs - b.createdTs);
-  const nextExpiryAt = members.length > 0 ? Math.min(...members.map((m) => m.expiresAt)) : undefined;
-  return nextExpiryAt === undefined ? { members, rejected } : { members, rejected, nextExpiryAt };
 }
 
 /** The room memberships (`m.room.member`) among state events, last one per user winning. */

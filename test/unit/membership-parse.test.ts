@@ -8,7 +8,14 @@
 import { describe, expect, it } from "@jest/globals";
 import "../helpers/matrix.js"; // quiet matrix-js-sdk
 import fc from "fast-check";
-import { ClientEvent, EventTimeline, MatrixEvent, RoomEvent, RoomStateEvent } from "matrix-js-sdk";
+import {
+  ClientEvent,
+  EventTimeline,
+  MatrixEvent,
+  RoomEvent,
+  RoomStateEvent,
+  RoomStickyEventsEvent,
+} from "matrix-js-sdk";
 import { MatrixRTCSession } from "matrix-js-sdk/lib/matrixrtc/index.js";
 import { EventEmitter } from "node:events";
 import { BehaviorSubject, of, VirtualAction, VirtualTimeScheduler } from "rxjs";
@@ -379,36 +386,49 @@ describe("agreement with matrix-js-sdk's parser (property)", () => {
           const ours = evaluateCallMembers(events, { now: NOW, membershipOf: lookup });
           const theirIds = theirs.map((m) => m.eventId);
           const ourIds = ours.members.map((m) => m.eventId);
-          // Never more than js-sdk, and in js-sdk's relative order.
-          expect(theirIds.filter((id) => ourIds.includes(id))).toEqual(ourIds);
+          // A created_ts after the event's own timestamp is a claim the server does not back: it
+          // neither moves the member earlier than its event nor lengthens its life.
+          const forged = (m: CallMember) => m.createdTs > m.originServerTs;
+          // Never more than js-sdk.
+          expect(ourIds.every((id) => theirIds.includes(id!))).toBe(true);
+          // In js-sdk's order when no claim is forged; else sorted by what the server backs.
+          if (!ours.members.some(forged))
+            expect(theirIds.filter((id) => ourIds.includes(id))).toEqual(ourIds);
+          const orderTs = ours.members.map((m) => m.orderTs);
+          expect(orderTs).toEqual([...orderTs].sort((a, b) => a - b));
           // Same fields where both count the member.
           for (const m of ours.members) {
             const t = theirs.find((x) => x.eventId === m.eventId)!;
-            expect([m.userId, m.deviceId, m.createdTs, m.expiresAt, m.callIntent, m.memberId]).toEqual([
+            expect([m.userId, m.deviceId, m.createdTs, m.callIntent, m.memberId]).toEqual([
               t.sender,
               t.deviceId,
               t.createdTs(),
-              t.getAbsoluteExpiry(),
               t.callIntent,
               t.memberId,
             ]);
+            expect(m.orderTs).toBe(Math.min(m.createdTs, m.originServerTs));
+            if (forged(m)) expect(m.expiresAt).toBeLessThan(t.getAbsoluteExpiry()!);
+            else expect(m.expiresAt).toBe(t.getAbsoluteExpiry());
             expect(m.fociPreferred).toEqual(t.transports);
           }
           // Every member js-sdk counts and we do not: a documented stricter reason.
           for (const t of theirs) {
             if (ourIds.includes(t.eventId)) continue;
-            const parsed = parseCallMemberEvent(
-              events.find((e) => e.event_id === t.eventId),
-              { now: NOW, membershipOf: lookup },
-            );
+            const event = events.find((e) => e.event_id === t.eventId)!;
+            const parsed = parseCallMemberEvent(event, { now: NOW, membershipOf: lookup });
             if (parsed.kind === "ignored") {
               expect(parsed.reason).toBe("other-slot");
               continue;
             }
             expect(parsed.kind).toBe("rejected");
             const r = (parsed as { rejection: RejectedMembership }).rejection;
-            expect(["state-key-mismatch", "invalid-content"]).toContain(r.reason);
+            expect(["state-key-mismatch", "invalid-content", "expired"]).toContain(r.reason);
             if (r.reason === "invalid-content") expect(r.details.join()).toContain("expires");
+            // Expired for us only because its created_ts claims a time after its event.
+            if (r.reason === "expired")
+              expect((event.content as { created_ts: number }).created_ts).toBeGreaterThan(
+                event.origin_server_ts,
+              );
           }
         },
       ),
@@ -513,6 +533,7 @@ describe("the observable", () => {
       room: ClientEvent.Room,
       sync: ClientEvent.Sync,
       timelineReset: RoomEvent.TimelineReset,
+      stickyEventsUpdate: RoomStickyEventsEvent.Update,
     });
   });
 });

@@ -32,7 +32,7 @@ import {
 import { DelayedEventWidgetDriver } from "../../../src/widget-host/index.js";
 import { putState, syncedClient, stopClient, waitFor } from "../../helpers/matrix.js";
 import { quietWidgetLogs } from "../../helpers/widgetBus.js";
-import { idOf, joinWithJsSdk, jsSdkView, NO_LIMITS, roomOf, viewOfOurs } from "./helpers.js";
+import { idOf, joinWithJsSdk, jsSdkView, NO_LIMITS, roomOf, sleep, viewOfOurs } from "./helpers.js";
 
 const DELAY = 1000;
 const quiet = log.getLogger("widget-observer-quiet");
@@ -154,6 +154,63 @@ describe("widget mode: our observer on the widget API's state pushes", () => {
     await waitFor(() => ids().length === 0, 3000, "our leave to show");
     expect(own.at(-1)).toBeUndefined();
     expect(hs.stateContent(roomId, CALL_MEMBER_EVENT_TYPE, manager.stateKey)).toEqual({});
+  });
+
+  it("judged on the server's facts through the host's pushes: a forged created_ts, a membership left behind", async () => {
+    hs = await startTestHomeserver(NO_LIMITS);
+    const alice = await hs.createUser("alice");
+    const roomId = await hs.createRoom(alice.accessToken);
+    const member = async (name: string) => {
+      const creds = await hs!.createUser(name);
+      await hs!.joinRoom(creds.accessToken, roomId);
+      const key = `_${creds.userId}_${creds.deviceId}_m.call`;
+      const write = async (extra: Record<string, unknown> = {}) =>
+        expect(
+          await putState(hs!.baseUrl, creds.accessToken, roomId, CALL_MEMBER_EVENT_TYPE, key, {
+            application: "m.call",
+            call_id: "",
+            scope: "m.room",
+            device_id: creds.deviceId,
+            focus_active: { type: "livekit", focus_selection: "oldest_membership" },
+            foci_preferred: [],
+            ...extra,
+          }),
+        ).toBe(200);
+      return { ...creds, write };
+    };
+    const bob = await member("bob");
+    const xavier = await member("xavier");
+    await bob.write();
+    await xavier.write();
+    const { source } = await connectObservingWidget(alice, roomId);
+    const host = await syncedClient(hs.baseUrl, alice);
+    cleanups.push(() => stopClient(host));
+    await roomOf(host, roomId);
+    const lists: CallMember[][] = [];
+    const sub = callMembers$(source).subscribe((m) => lists.push(m));
+    cleanups.push(() => sub.unsubscribe());
+    const ids = () => (lists.at(-1) ?? []).map(idOf);
+    await waitFor(() => ids().length === 2, 5000, "bob and xavier listed");
+
+    // Mallory joins the room now and claims to have been in the call since 1970.
+    const mallory = await member("mallory");
+    await mallory.write({ created_ts: 1, expires: Date.now() + 3600_000 });
+    await waitFor(() => ids().length === 3 && jsSdkView(host, roomId).length === 3, 5000, "mallory listed");
+    expect(ids()).toEqual([idOf(bob), idOf(xavier), idOf(mallory)]);
+    expect(jsSdkView(host, roomId).map(idOf)).toEqual([idOf(mallory), idOf(bob), idOf(xavier)]);
+
+    // Xavier leaves the room without leaving the call, then rejoins: js-sdk lists him again, we do not.
+    const leave = await fetch(`${hs.baseUrl}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/leave`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${xavier.accessToken}`, "Content-Type": "application/json" },
+      body: "{}",
+    });
+    expect(leave.status).toBe(200);
+    await waitFor(() => ids().length === 2, 5000, "xavier's leave to reach the widget");
+    await hs.joinRoom(xavier.accessToken, roomId);
+    await waitFor(() => jsSdkView(host, roomId).length === 3, 5000, "js-sdk to list xavier again");
+    await sleep(200);
+    expect(ids()).toEqual([idOf(bob), idOf(mallory)]);
   });
 
   it("the manager's roomState view on the widget's state pushes puts back a membership removed behind its back", async () => {
