@@ -4,23 +4,24 @@
  * Synapse 1.163.2 with `msc4354_enabled` (test/synapse/sticky-interop.test.ts).
  *
  * 1. js-sdk lists our sticky device (`membershipFormat: "sticky"`, ClientBackend over real HTTP), and
- *    the server delivers js-sdk's sticky device (its `StickyEventMembershipManager`) to our side. Our
- *    observer (`callMembers$`) does not read sticky memberships yet (issue 21 item 2 is on another
- *    branch): "we list its" is asserted on the raw `/sync` a user of ours gets (sticky-helpers.ts).
+ *    the server delivers js-sdk's sticky device (its `StickyEventMembershipManager`) to our side: our
+ *    observer (`callMembers$` on another user's synced client, issue 21 item 2) lists it, and so does the
+ *    raw `/sync` a user of ours gets (sticky-helpers.ts: what the server delivers, read without our code).
  * 0. A server without sticky events (Synapse with `msc4354_enabled` off sends a plain event for a sticky
  *    request): our sticky device sends nothing into the room and says `sticky-events-unsupported`.
  * 1b. A cut longer than the delay: the server fires our sticky delayed leave, js-sdk drops us, and lists
  *    us again once we are back (the manager puts the membership back within the same call).
  * 2. A mixed call: our device in each format and js-sdk's device in each, one room: every js-sdk
  *    participant lists the same 4 devices, then 3 after our state device leaves, then 2 after our sticky
- *    device leaves. Our side: our observer lists the two state devices, the raw `/sync` the two sticky ones.
+ *    device leaves; our observer lists the same sets, and the raw `/sync` carries the two sticky ones.
  */
 import { afterEach, describe, expect, it } from "@jest/globals";
 import type { CallHomeserver, TestCall, TestDevice } from "../../../src/testing/index.js";
 import "../../helpers/matrix.js"; // quiet matrix-js-sdk
 import log from "loglevel";
-import { waitFor } from "../../helpers/matrix.js";
-import { observeWithUs, type OurObserver } from "./helpers.js";
+import type { MatrixClient } from "matrix-js-sdk";
+import { stopClient, syncedClient, waitFor } from "../../helpers/matrix.js";
+import { observeWithUs, roomOf, type OurObserver } from "./helpers.js";
 import {
   idOf,
   joinWithJs,
@@ -55,8 +56,10 @@ export function stickyInteropSuite(title: string, o: StickySuiteOptions): void {
     let call: TestCall<CallHomeserver> | undefined;
     const js: JsDevice[] = [];
     const observers: OurObserver[] = [];
+    const clients: MatrixClient[] = [];
     afterEach(async () => {
       for (const ob of observers.splice(0)) ob.stop();
+      for (const c of clients.splice(0)) stopClient(c);
       for (const d of js.splice(0)) d.stop();
       await call?.close();
       call = undefined;
@@ -74,6 +77,17 @@ export function stickyInteropSuite(title: string, o: StickySuiteOptions): void {
       const creds = await c.homeserver.createUser("reader");
       await c.homeserver.joinRoom(creds.accessToken, c.roomId);
       return () => stickyMembersInSync(c.homeserver.baseUrl, creds.accessToken, c.roomId);
+    };
+    /** Our observer (`callMembers$`) on a synced client of another user of ours. */
+    const ourObserver = async (c: TestCall<CallHomeserver>) => {
+      const creds = await c.homeserver.createUser("watcher");
+      await c.homeserver.joinRoom(creds.accessToken, c.roomId);
+      const client = await syncedClient(c.homeserver.baseUrl, creds);
+      clients.push(client);
+      await roomOf(client, c.roomId);
+      const ob = observeWithUs(client, c.roomId);
+      observers.push(ob);
+      return () => sorted(ob.ids());
     };
     /** Our device's sticky events in the server's timeline. */
     const stickyEventsOf = (c: TestCall<CallHomeserver>, d: TestDevice) =>
@@ -98,6 +112,7 @@ export function stickyInteropSuite(title: string, o: StickySuiteOptions): void {
       const alice = await call.device("alice", { membershipFormat: "sticky", callIntent: "video" });
       const bob = await jsDevice(call, "bob", "sticky");
       const readSync = await ourReader(call);
+      const ourList = await ourObserver(call);
 
       alice.manager.join();
       const both = [idOf(alice), idOf(bob)];
@@ -123,11 +138,14 @@ export function stickyInteropSuite(title: string, o: StickySuiteOptions): void {
 
       // Our side: a plain /sync from scratch delivers both devices' current sticky memberships.
       await untilEqual(readSync, both, o.seeMs, "our /sync to carry both sticky memberships");
+      // Our observer (issue 21 item 2) lists both sticky devices, as js-sdk does.
+      await untilEqual(ourList, both, o.seeMs, "our observer to list alice and bob");
 
       const result = await alice.manager.leave({ timeoutMs: 5000 });
       expect(result.status).toBe("left");
       await untilEqual(bob.lists, [idOf(bob)], o.seeMs, "js-sdk (bob) to drop alice");
       await untilEqual(readSync, [idOf(bob)], o.seeMs, "our /sync to drop alice");
+      await untilEqual(ourList, [idOf(bob)], o.seeMs, "our observer to drop alice");
       // Her leave is a sticky event at her sticky key with only the slot and the key.
       const last = stickyEventsOf(call, alice).at(-1)!;
       expect(last.content).toEqual({
@@ -204,13 +222,8 @@ export function stickyInteropSuite(title: string, o: StickySuiteOptions): void {
         ]);
       expect(senders(STATE_MEMBER)).toEqual(sorted([ourState.userId, jsState.userId]));
       expect(senders(RTC_MEMBER)).toEqual(sorted([ourSticky.userId, jsSticky.userId]));
-      // Our side: the observer lists the state devices; /sync carries the sticky ones.
-      await untilEqual(
-        () => sorted(ours.ids()),
-        sorted([idOf(ourState), idOf(jsState)]),
-        o.seeMs,
-        "our observer",
-      );
+      // Our side: the observer lists all four, whichever format; /sync carries the sticky ones.
+      await untilEqual(() => sorted(ours.ids()), all, o.seeMs, "our observer to list all four");
       await untilEqual(readSync, sorted([idOf(ourSticky), idOf(jsSticky)]), o.seeMs, "our /sync");
 
       expect((await ourState.manager.leave({ timeoutMs: 5000 })).status).toBe("left");
@@ -223,6 +236,7 @@ export function stickyInteropSuite(title: string, o: StickySuiteOptions): void {
           `js-sdk (${d.format}) to list three after our state device left`,
         );
       expect(jsState.lists()).toEqual(jsSticky.lists());
+      await untilEqual(() => sorted(ours.ids()), three, o.seeMs, "our observer to list three");
 
       expect((await ourSticky.manager.leave({ timeoutMs: 5000 })).status).toBe("left");
       const two = three.filter((id) => id !== idOf(ourSticky));
@@ -235,6 +249,7 @@ export function stickyInteropSuite(title: string, o: StickySuiteOptions): void {
         );
       expect(jsState.lists()).toEqual(jsSticky.lists());
       await untilEqual(readSync, [idOf(jsSticky)], o.seeMs, "our /sync to drop our sticky device");
+      await untilEqual(() => sorted(ours.ids()), two, o.seeMs, "our observer to list two");
     });
   });
 }
