@@ -72,6 +72,9 @@ export {
   receiveStateCapability,
   MSC4157_SEND_DELAYED_EVENT,
   MSC4157_UPDATE_DELAYED_EVENT,
+  MSC4407_SEND_STICKY_EVENT,
+  MSC4407_RECEIVE_STICKY_EVENT,
+  sendEventCapability,
 } from "./backends/widget.js";
 export type {
   WidgetApiLike,

@@ -7,6 +7,7 @@ import {
   readStateSnapshot,
 } from "../core/validate.js";
 import { raceAbort } from "./dialect.js";
+import { ClientStickyEvents, type StickyClientLike } from "./clientSticky.js";
 import {
   DelayedEventsHttp,
   speaksHttp,
@@ -22,6 +23,7 @@ import type {
   RequestOptions,
   StateEventRequest,
   StateEventSnapshot,
+  StickyEventRequest,
   SupportHint,
 } from "./types.js";
 
@@ -39,7 +41,8 @@ export interface ClientRequestOptions {
  * matrix-js-sdk's (whose crypto types reference a file it does not ship): a js-sdk 43 `MatrixClient`
  * fits it, which test/package/clientTypes.test.ts checks at compile time.
  */
-export interface ClientLike extends Partial<MergedClientLike> {
+export interface ClientLike
+  extends Partial<MergedClientLike>, Omit<StickyClientLike, keyof MergedClientLike> {
   /** Schedules a delayed state event (MSC4140): the delayed leave. */
   _unstable_sendDelayedStateEvent(
     roomId: string,
@@ -96,12 +99,36 @@ export interface ClientBackendOptions {
  */
 export class ClientBackend implements MembershipBackend {
   private readonly delayed: DelayedEventsHttp;
+  private readonly sticky: ClientStickyEvents;
 
   constructor(
     private readonly client: ClientLike,
     options: ClientBackendOptions = {},
   ) {
     this.delayed = new DelayedEventsHttp(client, options.delayedEventsApi);
+    this.sticky = new ClientStickyEvents(client);
+  }
+
+  /**
+   * The sticky format's join, refresh and fallback leave (clientSticky.ts): refused with a typed error,
+   * nothing sent, where the server lacks MSC4354; encrypted by js-sdk in an encrypted room, or refused
+   * (`EncryptionUnavailableError`) when the client cannot encrypt for it.
+   */
+  sendStickyEvent(req: StickyEventRequest, opts?: RequestOptions): Promise<string> {
+    return this.sticky.send(req, opts);
+  }
+
+  /** The sticky format's delayed leave (MSC4140 + MSC4354 in one request), to its delay id. */
+  sendDelayedStickyEvent(
+    req: StickyEventRequest & { delayMs: number },
+    opts?: RequestOptions,
+  ): Promise<string> {
+    return this.sticky.sendDelayed(req, opts);
+  }
+
+  /** One event by id (the sticky format reads its own membership back; a redaction empties it). */
+  readEvent(roomId: string, eventId: string, opts?: RequestOptions): Promise<StateEventSnapshot | undefined> {
+    return this.sticky.read(roomId, eventId, opts);
   }
 
   /** The user whose token the client holds, when it knows (the manager checks it against `userId`). */

@@ -1,4 +1,5 @@
 import { delayIdForPath, readDelayId, readStateSnapshot } from "../core/validate.js";
+import { MalformedResponseError } from "../errors.js";
 import {
   CALL_MEMBER_EVENT_TYPE,
   DEFAULT_SLOT,
@@ -12,13 +13,25 @@ import type {
   RequestOptions,
   StateEventRequest,
   StateEventSnapshot,
+  StickyEventRequest,
   SupportHint,
 } from "./types.js";
+import { RTC_MEMBER_EVENT_TYPE } from "../membership/rtcMember.js";
 
 /** The unstable MSC4157 capability strings (no host implements the stable `m.*` names yet). */
 export const MSC4157_SEND_DELAYED_EVENT = "org.matrix.msc4157.send.delayed_event";
 /** The MSC4157 capability to restart, send and cancel delayed events. */
 export const MSC4157_UPDATE_DELAYED_EVENT = "org.matrix.msc4157.update_delayed_event";
+
+/** MSC4407: the widget may send sticky events (the sticky membership format). */
+export const MSC4407_SEND_STICKY_EVENT = "org.matrix.msc4407.send.sticky_event";
+/** MSC4407: the widget receives sticky events with their sticky field. */
+export const MSC4407_RECEIVE_STICKY_EVENT = "org.matrix.msc4407.receive.sticky_event";
+
+/** `org.matrix.msc2762.send.event:<type>`: send one room (timeline) event type. */
+export function sendEventCapability(eventType: string): string {
+  return `org.matrix.msc2762.send.event:${eventType}`;
+}
 
 /** `org.matrix.msc2762.send.state_event:<type>#<stateKey>`: send one state event type at one key. */
 export function sendStateCapability(eventType: string, stateKey?: string): string {
@@ -58,6 +71,12 @@ export interface WidgetCapabilityOptions extends WidgetMembershipKey {
    * `membershipWatched: false`).
    */
   readState?: boolean;
+  /**
+   * `"sticky"`: the capabilities of the sticky membership format instead of the state send (sending
+   * `org.matrix.msc4143.rtc.member` events, MSC4407's sticky send, and, unless `readState` is false,
+   * receiving them). Default `"state"`.
+   */
+  membershipFormat?: "state" | "sticky";
 }
 
 /**
@@ -72,6 +91,22 @@ export function widgetCapabilities(options: WidgetCapabilityOptions): string[] {
     options.slot ?? DEFAULT_SLOT,
     options.roomVersion,
   );
+  if (options.membershipFormat === "sticky") {
+    const caps = [
+      sendEventCapability(RTC_MEMBER_EVENT_TYPE),
+      MSC4407_SEND_STICKY_EVENT,
+      MSC4157_SEND_DELAYED_EVENT,
+      MSC4157_UPDATE_DELAYED_EVENT,
+    ];
+    if (options.roomId !== undefined) caps.push(`org.matrix.msc2762.timeline:${options.roomId}`);
+    if (options.readState !== false)
+      caps.push(
+        `org.matrix.msc2762.receive.event:${RTC_MEMBER_EVENT_TYPE}`,
+        MSC4407_RECEIVE_STICKY_EVENT,
+        receiveStateCapability(ROOM_MEMBER_EVENT_TYPE),
+      );
+    return caps;
+  }
   const caps = [
     sendStateCapability(CALL_MEMBER_EVENT_TYPE, stateKey),
     MSC4157_SEND_DELAYED_EVENT,
@@ -96,6 +131,22 @@ export interface WidgetApiLike {
     content: unknown,
     roomId?: string,
     delay?: number,
+  ): Promise<{
+    /** The sent event's id (sent now). */
+    event_id?: string;
+    /** The scheduled event's delay id (sent with `delay`). */
+    delay_id?: string;
+  }>;
+  /**
+   * Sends a room event; `delay` schedules it (MSC4157), `stickyDurationMs` makes it sticky (MSC4407).
+   * matrix-widget-api ≥ 1.18 has it; the sticky membership format needs it.
+   */
+  sendRoomEvent?(
+    eventType: string,
+    content: unknown,
+    roomId?: string,
+    delay?: number,
+    stickyDurationMs?: number,
   ): Promise<{
     /** The sent event's id (sent now). */
     event_id?: string;
@@ -216,6 +267,63 @@ export class WidgetBackend implements MembershipBackend {
       // The host ignored `delay` (and may have sent the event at once): it does not do MSC4157.
       throw new WidgetCapabilityError(MSC4157_SEND_DELAYED_EVENT, "the host answered without a delay_id");
     // Present but not a usable id (a number, null, ""): a broken host, retried like a server error.
+    return readDelayId(answer);
+  }
+
+  /**
+   * The sticky format's send through the host (MSC4407 `send_event` with `sticky_duration_ms`). Refused
+   * without asking the host when it did not grant the sticky capability (a host that does not know the
+   * field would send a plain event), worded like the host's own refusal: `sticky-events-unsupported`.
+   */
+  private sendSticky(req: StickyEventRequest, delayMs?: number) {
+    for (const cap of [MSC4407_SEND_STICKY_EVENT, sendEventCapability(req.eventType)])
+      if (!this.widgetApi.hasCapability(cap))
+        throw new WidgetCapabilityError(
+          MSC4407_SEND_STICKY_EVENT,
+          cap === MSC4407_SEND_STICKY_EVENT ? "the host did not grant it" : `nor ${cap}`,
+        );
+    const send = this.widgetApi.sendRoomEvent?.bind(this.widgetApi);
+    if (!send)
+      throw new WidgetCapabilityError(MSC4407_SEND_STICKY_EVENT, "this WidgetApi cannot send room events");
+    return send(
+      req.eventType,
+      req.content,
+      this.sendRoomId ? req.roomId : undefined,
+      delayMs,
+      req.durationMs,
+    );
+  }
+
+  /** The sticky format's membership (join, refresh, fallback leave), to its event id. */
+  async sendStickyEvent(req: StickyEventRequest, opts?: RequestOptions): Promise<string> {
+    opts?.signal?.throwIfAborted();
+    opts?.notAfter?.throwIfAborted();
+    const res = (await this.sendSticky(req)) as { event_id?: unknown } | null | undefined;
+    const id = res?.event_id;
+    if (typeof id !== "string" || id.length === 0)
+      throw new MalformedResponseError("send-sticky-event", `event_id is ${typeof id}`);
+    return id;
+  }
+
+  /** The sticky format's delayed leave (MSC4157 + MSC4407 in one `send_event`), to its delay id. */
+  async sendDelayedStickyEvent(
+    req: StickyEventRequest & { delayMs: number },
+    opts?: RequestOptions,
+  ): Promise<string> {
+    opts?.signal?.throwIfAborted();
+    opts?.notAfter?.throwIfAborted();
+    if (!this.widgetApi.hasCapability(MSC4157_UPDATE_DELAYED_EVENT))
+      throw new WidgetCapabilityError(
+        MSC4157_UPDATE_DELAYED_EVENT,
+        "not scheduling a delayed leave the widget could not manage",
+      );
+    const answer = (await this.sendSticky(req, req.delayMs)) as unknown;
+    if (
+      typeof answer !== "object" ||
+      answer === null ||
+      (answer as { delay_id?: unknown }).delay_id === undefined
+    )
+      throw new WidgetCapabilityError(MSC4157_SEND_DELAYED_EVENT, "the host answered without a delay_id");
     return readDelayId(answer);
   }
 

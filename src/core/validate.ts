@@ -8,6 +8,7 @@
 import type { PendingDelayedEvent, StateEventSnapshot } from "../backends/types.js";
 import { MalformedResponseError, MembershipConfigError } from "../errors.js";
 import { DEFAULT_SLOT, membershipStateKey, type Slot } from "../membership/content.js";
+import { stickyKeyOf } from "../membership/rtcMember.js";
 import { MAX_ID_BYTES, MAX_TIMER_MS } from "./limits.js";
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -101,6 +102,9 @@ export function readDelayedEventList(answer: unknown): PendingDelayedEvent[] {
       roomId: e.room_id,
       stateKey: typeof e.state_key === "string" ? e.state_key : undefined,
       ...(since !== undefined ? { delayedSinceTs: since as number } : {}),
+      // The sticky format's delayed leaves are told apart by the sticky key their content carries.
+      ...(typeof e.type === "string" ? { type: e.type } : {}),
+      ...(stickyKeyOf(e.content) !== undefined ? { stickyKey: stickyKeyOf(e.content) } : {}),
     });
   }
   return out;

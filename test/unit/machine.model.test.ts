@@ -50,6 +50,12 @@
  * after its delayed leave was (wrongly) reported gone, and a delayed leave reported gone twice by faults
  * while pending (the room view's `membership-missing`, not modelled here, repairs that).
  *
+ * Both membership formats (issue 21): the state format's records are the state event at our key; the
+ * sticky format's are the sticky events of our call's key (its member id): each write a new event (never
+ * deduplicated), read back by event id, a fired or sent delayed leave a new event with only the slot and
+ * the key, another writer a moderator's redaction of our current event, stickiness ending a write's
+ * lifetime after it. A dead page's delayed leave carries its own key there and cannot touch ours.
+ *
  * MACHINE_MODEL_DEPTH raises the bound (default 6: about 10 s on 2 cores; 7 takes about a minute).
  *
  * The shortest sequences that found bugs in the machine are replayed on their own at the end (FOUND),
@@ -75,7 +81,9 @@ import type {
   Request,
 } from "../../src/core/machine/types.js";
 import { DelayIgnoredError, LocalTimeoutError } from "../../src/errors.js";
-import { DEFAULT_SLOT, membershipStateKey } from "../../src/membership/content.js";
+import { LATE_WRITE_HORIZON_MS } from "../../src/core/limits.js";
+import { DEFAULT_SLOT, isLeftContent, membershipStateKey } from "../../src/membership/content.js";
+import { RTC_MEMBER_EVENT_TYPE, stickyKeyOf } from "../../src/membership/rtcMember.js";
 import { matrixError } from "../helpers/fakeServer.js";
 
 const DEPTH = Number(process.env.MACHINE_MODEL_DEPTH ?? 6);
@@ -105,6 +113,13 @@ const HEAL_MS = TIMING.retryMaxMs + TIMING.stateRequestTimeoutMs + 3 * DELAY_MS;
 const MAX_HEAL_STEPS = 5000;
 /** The heal runs at least this long (heartbeats must keep working), then stops once the machine is quiet. */
 const QUIET_AFTER_MS = 2 * DELAY_MS;
+/**
+ * The sticky format's stickiness in the model (the app's `stickyDurationMs`): short, so that every heal
+ * outlives one (QUIET_AFTER_STICKY_MS) and a membership not sent again before its stickiness runs out is
+ * seen expired by others.
+ */
+const STICKY_DURATION_MS = 8000;
+const QUIET_AFTER_STICKY_MS = STICKY_DURATION_MS + 2 * DELAY_MS;
 /** Every PURITY_EVERY-th step is also checked for purity. */
 const PURITY_EVERY = 53;
 /** Round trips once the link slows down (by request id parity): one within the restart timeout the fast link gave, one past it. */
@@ -144,11 +159,34 @@ interface PendingDelayed {
   id: string;
   delayMs: number;
   firesAt: number;
+  /** What it writes: `{}` at our state key, or a sticky leave (slot and key). */
+  content: Record<string, unknown>;
+  /** Sticky format: the sticky key it writes (a dead page's is not ours). */
+  key?: string;
+}
+
+/** Sticky format: one sticky event the server holds, by id. */
+interface ModelEvent {
+  content: Record<string, unknown>;
+  ts: number;
 }
 
 interface Model {
-  /** The state event at our key (undefined: never written). */
+  format: "state" | "sticky";
+  /**
+   * The state event at our key, or (sticky format) the current sticky event of our key (undefined:
+   * never written).
+   */
   content?: Record<string, unknown>;
+  /** Sticky format: how long the current event stays sticky (it stops counting then). */
+  lifetimeMs?: number;
+  /** Sticky format: the current event's id, and every event of ours by id (reads, redactions). */
+  eventId?: string;
+  events: Record<string, ModelEvent>;
+  /** Sticky format: the current call's sticky key (the member id the world gave its join). */
+  key?: string;
+  /** Sticky format: the last event at each other sticky key (earlier calls of ours, a dead page's). */
+  others: Record<string, { content: Record<string, unknown>; ts: number; lifetimeMs?: number }>;
   /** The server's timestamp of that event (the world's time when it was written). */
   contentTs?: number;
   /** Our pending delayed events (all of them delayed leaves at our key). */
@@ -162,18 +200,54 @@ interface Model {
 type ServerAnswer = { ok: true; value: unknown } | { ok: false; error: number };
 
 function holdsMembership(m: Model): boolean {
-  return m.content !== undefined && Object.keys(m.content).length > 0;
+  return m.content !== undefined && !isLeftContent(m.content);
 }
 
-/** Due delayed leaves fire: `{}` at our key. */
+/**
+ * Sticky format: does the server hold a membership (a joined content, still sticky at `serverNow`) at
+ * `key`, the current call's or an earlier one's?
+ */
+function holdsAtKey(m: Model, key: string, serverNow: number): boolean {
+  const r = key === m.key ? { content: m.content, ts: m.contentTs, lifetimeMs: m.lifetimeMs } : m.others[key];
+  if (r?.content === undefined || isLeftContent(r.content)) return false;
+  return r.ts !== undefined && r.ts + (r.lifetimeMs ?? 0) > serverNow;
+}
+
+/**
+ * An event arrives at our key at `now` (server time `ts`): the state event there, or a new sticky
+ * event that is the current one for our key (a sticky event for another key touches nothing of ours).
+ */
+function land(
+  m: Model,
+  content: Record<string, unknown>,
+  ts: number,
+  key?: string,
+  lifetimeMs?: number,
+): string {
+  if (m.format === "state") {
+    m.content = structuredClone(content);
+    m.contentTs = ts;
+    return "";
+  }
+  const eventId = `$e${m.nextId++}`;
+  m.events[eventId] = { content: structuredClone(content), ts };
+  if (key !== undefined && key !== m.key) {
+    m.others[key] = { content: structuredClone(content), ts, lifetimeMs };
+    return eventId;
+  }
+  m.content = structuredClone(content);
+  m.contentTs = ts;
+  m.eventId = eventId;
+  m.lifetimeMs = lifetimeMs;
+  return eventId;
+}
+
+/** Due delayed leaves fire: `{}` at our key (or the sticky leave of theirs). */
 function fireDue(m: Model, now: number): void {
   for (const p of [...m.pending].sort((a, b) => a.firesAt - b.firesAt))
     if (p.firesAt <= now) {
       // A non-member's delayed event fires into a refusal: nothing is written.
-      if (m.member === "join") {
-        m.content = {};
-        m.contentTs = p.firesAt + SERVER_CLOCK_MS;
-      }
+      if (m.member === "join") land(m, p.content, p.firesAt + SERVER_CLOCK_MS, p.key, 3_600_000);
       m.pending.splice(m.pending.indexOf(p), 1);
     }
 }
@@ -188,7 +262,14 @@ function serve(m: Model, request: Request, now: number): ServerAnswer {
   switch (request.kind) {
     case "schedule": {
       const id = `syd_${m.nextId++}`;
-      m.pending.push({ id, delayMs: request.delayMs, firesAt: now + request.delayMs });
+      if (m.format === "sticky" && !request.sticky) throw new Error("a state schedule in the sticky format");
+      m.pending.push({
+        id,
+        delayMs: request.delayMs,
+        firesAt: now + request.delayMs,
+        content: request.sticky ? request.sticky.content : {},
+        ...(request.sticky ? { key: request.sticky.key } : {}),
+      });
       return { ok: true, value: id };
     }
     case "delayed": {
@@ -196,20 +277,26 @@ function serve(m: Model, request: Request, now: number): ServerAnswer {
       if (!p) return { ok: false, error: NOT_FOUND };
       if (request.action === "restart") p.firesAt = now + p.delayMs;
       else {
-        if (request.action === "send") {
-          m.content = {};
-          m.contentTs = now + SERVER_CLOCK_MS;
-        }
+        if (request.action === "send") land(m, p.content, now + SERVER_CLOCK_MS, p.key, 3_600_000);
         m.pending.splice(m.pending.indexOf(p), 1);
       }
       return { ok: true, value: undefined };
     }
     case "write":
-      // Servers drop a state event identical to the current one (no new event, no new timestamp).
-      if (!isDeepStrictEqual(m.content, request.content)) {
-        m.content = structuredClone(request.content);
-        m.contentTs = now + SERVER_CLOCK_MS;
+      if (m.format === "sticky") {
+        // Every sticky write is a new event (its own id, its own stickiness), never deduplicated.
+        if (!request.sticky) throw new Error("a state write in the sticky format");
+        const id = land(
+          m,
+          request.content,
+          now + SERVER_CLOCK_MS,
+          request.sticky.key,
+          request.sticky.durationMs,
+        );
+        return { ok: true, value: id };
       }
+      // Servers drop a state event identical to the current one (no new event, no new timestamp).
+      if (!isDeepStrictEqual(m.content, request.content)) land(m, request.content, now + SERVER_CLOCK_MS);
       return { ok: true, value: undefined };
     case "list":
       return {
@@ -217,7 +304,9 @@ function serve(m: Model, request: Request, now: number): ServerAnswer {
         value: m.pending.map((p) => ({
           delayId: p.id,
           roomId: ROOM_ID,
-          stateKey: STATE_KEY,
+          ...(m.format === "sticky"
+            ? { type: RTC_MEMBER_EVENT_TYPE, stickyKey: stickyKeyOf(p.content) }
+            : { stateKey: STATE_KEY }),
           delayedSinceTs: p.firesAt - p.delayMs + SERVER_CLOCK_MS,
         })),
       };
@@ -230,7 +319,16 @@ function serve(m: Model, request: Request, now: number): ServerAnswer {
           : { status: "unknown", tracksFinalised: false },
       };
     }
-    case "read":
+    case "read": {
+      if (m.format === "sticky") {
+        // Our sticky event by id (a redacted one reads `{}`); the state format's read has no id.
+        if (request.eventId === undefined) throw new Error("a read without an event id in the sticky format");
+        const e = m.events[request.eventId];
+        return {
+          ok: true,
+          value: e ? { content: structuredClone(e.content), originServerTs: e.ts } : undefined,
+        };
+      }
       return {
         ok: true,
         value:
@@ -238,6 +336,7 @@ function serve(m: Model, request: Request, now: number): ServerAnswer {
             ? undefined
             : { content: structuredClone(m.content), originServerTs: m.contentTs },
       };
+    }
     case "read-room-membership":
       return { ok: true, value: m.member };
     case "probe":
@@ -290,6 +389,12 @@ interface World {
   kicked: boolean;
   /** A dead page of this device left a delayed leave at our key. */
   deadPage: boolean;
+  /** Sticky format: the member ids the world gave our joins, in order (the last is the current call's). */
+  keys: string[];
+  /** Sticky format: the app joined again after its leave() (a new call, a fresh member id). */
+  rejoined: boolean;
+  /** The sticky key of the call leave() was for. */
+  leaveKey?: string;
   /** Requests held in the network: the server processes them at `at`, their answers never come. */
   held: { request: Request; at: number }[];
   /** The leave's guards (delayed {} against a held write). */
@@ -349,7 +454,7 @@ function newWorld(
     env,
     rotation,
     now: 0,
-    model: { pending: [], nextId: 1, member: "join" },
+    model: { format: env.format ?? "state", pending: [], nextId: 1, member: "join", events: {}, others: {} },
     flights: [],
     recentSends: [],
     peakPerSecond: 0,
@@ -360,6 +465,8 @@ function newWorld(
     canSlow: link === "steps",
     kicked: false,
     deadPage: predecessor,
+    keys: [],
+    rejoined: false,
     held: [],
     guards: [],
     view,
@@ -374,15 +481,69 @@ function newWorld(
   if (view) feed(w, { type: "view", live: true });
   if (predecessor) {
     // A page of this device died without dispose(): its delayed leave is pending at our key, unknown to
-    // the machine (which sweeps for it at its first join).
-    w.model.pending.push({ id: "dead_page", delayMs: DELAY_MS, firesAt: 1500 });
+    // the machine (which sweeps for it at its first join). In the sticky format it carries the dead
+    // page's own member id: it cannot touch our membership (nor is it swept).
+    w.model.pending.push(
+      env.format === "sticky"
+        ? {
+            id: "dead_page",
+            delayMs: DELAY_MS,
+            firesAt: 1500,
+            content: { slot_id: "m.call#ROOM", msc4354_sticky_key: "dead-page" },
+            key: "dead-page",
+          }
+        : { id: "dead_page", delayMs: DELAY_MS, firesAt: 1500, content: {} },
+    );
   } else {
     // Explored in its own case: elsewhere the machine is one that joined before (no sweep at join),
     // which keeps the exploration's size tractable.
     w.s.joinedBefore = true;
   }
-  feed(w, { type: "join" });
+  joinCall(w);
   return w;
+}
+
+/** The app joins: in the sticky format with a fresh member id (the manager's freshMemberId per join). */
+function joinCall(w: World): void {
+  if (w.model.format !== "sticky") return feed(w, { type: "join" });
+  const memberId = `m${w.keys.length + 1}`;
+  w.keys.push(memberId);
+  w.model.key = memberId;
+  w.model.content = w.model.contentTs = w.model.lifetimeMs = w.model.eventId = undefined;
+  feed(w, { type: "join", memberId });
+}
+
+/**
+ * Sticky format: what each request carries. Every key is one the world gave a join of ours; the delayed
+ * leave (and a fallback leave) is exactly the slot and that key (MSC4143's "left"); a membership is
+ * keyed by, and names, the current call's member id: never an earlier call's (a ghost under a key
+ * nobody refreshes) nor the state key.
+ */
+function checkStickyRequest(w: World, request: Request): void {
+  if (w.model.format !== "sticky") return;
+  if (request.kind !== "schedule" && request.kind !== "write") return;
+  const sticky = request.sticky;
+  if (!sticky) return void w.bad.push(`a ${request.kind} without sticky in the sticky format`);
+  const key = sticky.key;
+  if (!w.keys.includes(key))
+    return void w.bad.push(`a sticky ${request.kind} at a key of no call of ours: "${key}"`);
+  const content = request.kind === "schedule" ? request.sticky!.content : request.content;
+  if (stickyKeyOf(content) !== key) w.bad.push(`a sticky ${request.kind} whose content names another key`);
+  // (Compared as JSON: the machine's state is copied by structuredClone, whose objects come from
+  // another realm under jest and so never deep-equal a literal here.)
+  const leave = JSON.stringify({ slot_id: "m.call#ROOM", msc4354_sticky_key: key });
+  if (request.kind === "schedule" && JSON.stringify(content) !== leave)
+    w.bad.push(`a delayed sticky leave that is not the slot and our key: ${JSON.stringify(content)}`);
+  if (request.kind === "write" && isLeftContent(content) && JSON.stringify(content) !== leave)
+    w.bad.push(`a sticky leave that is not the slot and our key: ${JSON.stringify(content)}`);
+  if (request.kind === "write" && !isLeftContent(content)) {
+    if (key !== w.keys[w.keys.length - 1])
+      w.bad.push(`a membership written at an earlier call's key "${key}"`);
+    if ((content.member as { id?: unknown } | undefined)?.id !== key)
+      w.bad.push("a sticky membership whose member.id is not its key");
+    if (!(sticky.durationMs > 0 && sticky.durationMs <= STICKY_DURATION_MS))
+      w.bad.push(`a sticky membership sticky for ${sticky.durationMs} ms (asked ${STICKY_DURATION_MS})`);
+  }
 }
 
 /**
@@ -395,6 +556,8 @@ function viewTick(w: World): void {
     w.viewReported = true;
     return feed(w, { type: "room-membership", membership: w.model.member });
   }
+  // The sticky format's membership is no state event: a room view only tells our room membership.
+  if (w.model.format === "sticky") return;
   const missing = !holdsMembership(w.model);
   if (!missing) {
     w.viewReported = false;
@@ -436,6 +599,7 @@ function run(w: World, command: Command, queue: MachineEvent[]): void {
         w.bad.push(`send ${request.kind} with timeout ${timeoutMs}`);
       if (request.kind === "schedule" && !(Number.isInteger(request.delayMs) && request.delayMs > 0))
         w.bad.push(`schedule with delay ${request.delayMs}`);
+      checkStickyRequest(w, request);
       w.flights.push({ reqId, request, sentAt: w.now, timeoutMs, keepLate, timedOut: false, mute: false });
       w.recentSends = w.recentSends.filter((t) => w.now - t < 1000);
       w.recentSends.push(w.now);
@@ -483,7 +647,10 @@ function run(w: World, command: Command, queue: MachineEvent[]): void {
       w.leaveDone = { status: r.status, hasError: r.status === "failed" && !!r.error };
       if (r.status === "left")
         w.atLeft = {
-          holds: holdsMembership(w.model),
+          holds:
+            w.model.format === "sticky" && w.leaveKey !== undefined
+              ? holdsAtKey(w.model, w.leaveKey, w.now + SERVER_CLOCK_MS)
+              : holdsMembership(w.model),
           knownPending: w.model.pending
             .map((p) => p.id)
             // (A dead page's delayed leave is not ours: a leave does not wait for its sweep; it fires {}.)
@@ -626,7 +793,8 @@ type Choice =
   | { k: "update" }
   | { k: "foreign" }
   | { k: "kick" }
-  | { k: "slower" };
+  | { k: "slower" }
+  | { k: "rejoin" };
 
 function choices(w: World): Choice[] {
   const out: Choice[] = [];
@@ -647,6 +815,8 @@ function choices(w: World): Choice[] {
   if (w.canSlow && w.latency[1] === 0) out.push({ k: "slower" });
   // A kick is explored only where something can see it (a room view, or reads): elsewhere nothing does.
   if (!w.kicked && !w.leaveChosen && (w.view || w.env.canRead)) out.push({ k: "kick" });
+  // Sticky format: the app joins again after its leave() (at once, or later): a new call, a new key.
+  if (w.model.format === "sticky" && w.leaveChosen && !w.rejoined) out.push({ k: "rejoin" });
   return out;
 }
 
@@ -657,7 +827,8 @@ function describeChoice(w: World, c: Choice): string {
     c.k === "update" ||
     c.k === "foreign" ||
     c.k === "kick" ||
-    c.k === "slower"
+    c.k === "slower" ||
+    c.k === "rejoin"
   )
     return `${w.now}: ${c.k}`;
   const f = w.flights.find((x) => x.reqId === c.reqId)!;
@@ -685,8 +856,9 @@ function applyChoice(w: World, c: Choice): void {
     }
     case "ignored": {
       const f = w.flights.find((x) => x.reqId === c.reqId)!;
-      w.model.content = {};
-      w.model.contentTs = w.now + SERVER_CLOCK_MS;
+      // The delayed leave is written at once: `{}`, or the sticky leave of our key (its stickiness kept).
+      const r = f.request.kind === "schedule" ? f.request.sticky : undefined;
+      land(w.model, r ? r.content : {}, w.now + SERVER_CLOCK_MS, r?.key, r?.durationMs);
       w.flights.splice(w.flights.indexOf(f), 1);
       const type = f.timedOut ? "late-answer" : "answer";
       return feed(w, { type, reqId: f.reqId, ok: false, error: new DelayIgnoredError() });
@@ -717,7 +889,11 @@ function applyChoice(w: World, c: Choice): void {
       return passTime(w);
     case "leave":
       w.leaveChosen = true;
+      w.leaveKey = w.model.key;
       return feed(w, { type: "leave" });
+    case "rejoin":
+      w.rejoined = true;
+      return joinCall(w);
     case "update":
       w.updateChosen = true;
       return feed(w, { type: "update", patch: { callIntent: "video" } });
@@ -726,8 +902,16 @@ function applyChoice(w: World, c: Choice): void {
       w.model.member = "leave";
       return;
     case "foreign":
-      // Another tab of this very device hangs up: `{}` at our key; our delayed leave stays pending.
       w.foreignChosen = true;
+      if (w.model.format === "sticky") {
+        // Nobody else can write our sticky key: a moderator redacts our current membership event (its
+        // content is emptied, read as left); our delayed leave stays pending.
+        const current = w.model.eventId === undefined ? undefined : w.model.events[w.model.eventId];
+        if (current) current.content = {};
+        if (w.model.content !== undefined) w.model.content = {};
+        return;
+      }
+      // Another tab of this very device hangs up: `{}` at our key; our delayed leave stays pending.
       w.model.content = {};
       w.model.contentTs = w.now + SERVER_CLOCK_MS;
       return;
@@ -777,17 +961,33 @@ function heal(w: World): void {
       viewTick(w);
       continue;
     }
-    if (w.now >= start + QUIET_AFTER_MS && quiet(w)) break;
+    const quietAfter = w.model.format === "sticky" ? QUIET_AFTER_STICKY_MS : QUIET_AFTER_MS;
+    if (w.now >= start + quietAfter && quiet(w)) break;
     const e = nextEvent(w);
     if (!e || e.at > end) break;
     processEvent(w, e);
   }
   const call = w.s.call;
   if (!call || call.ended || call.delayed !== "armed") fireDue(w.model, end);
+  // Sticky format: delayed leaves at an earlier call's key (a leave's guard against a late write) stay
+  // pending on their own, bounded, and fire into that key only: they fire now, before the check.
+  if (w.model.format === "sticky")
+    for (const p of w.model.pending.filter((x) => x.key !== w.model.key && x.id !== "dead_page")) {
+      if (p.firesAt > end + LATE_WRITE_HORIZON_MS + DELAY_MS)
+        w.bad.push(`a delayed leave at an earlier key pending until ${p.firesAt} (at ${end})`);
+      if (w.model.member === "join") land(w.model, p.content, p.firesAt + SERVER_CLOCK_MS, p.key, 3_600_000);
+      w.model.pending.splice(w.model.pending.indexOf(p), 1);
+    }
 }
 
 /** Does our membership (by the server's clock) expire within `ms` from now? */
 function expiresWithin(w: World, ms: number): boolean {
+  if (w.model.format === "sticky")
+    return (
+      w.model.contentTs !== undefined &&
+      w.model.lifetimeMs !== undefined &&
+      w.model.contentTs + w.model.lifetimeMs - (w.now + SERVER_CLOCK_MS) <= ms
+    );
   const c = w.model.content as { created_ts?: unknown; expires?: unknown } | undefined;
   if (!c || w.model.contentTs === undefined || typeof c.expires !== "number") return false;
   const created = typeof c.created_ts === "number" ? c.created_ts : w.model.contentTs;
@@ -796,6 +996,12 @@ function expiresWithin(w: World, ms: number): boolean {
 
 /** What others compute from our membership: `created_ts ?? origin_server_ts` + `expires`, on the server's clock. */
 function expiredForOthers(w: World): boolean {
+  // A sticky event stops counting when its stickiness ends (its own timestamp + its duration).
+  if (w.model.format === "sticky")
+    return (
+      w.model.contentTs !== undefined &&
+      !(w.model.contentTs + (w.model.lifetimeMs ?? 0) > w.now + SERVER_CLOCK_MS)
+    );
   const c = w.model.content as { created_ts?: unknown; expires?: unknown } | undefined;
   if (!c || w.model.contentTs === undefined) return false;
   const created = typeof c.created_ts === "number" ? c.created_ts : w.model.contentTs;
@@ -824,7 +1030,17 @@ function violations(w: World): string[] {
       out.push(`not quiet after a kick: ${w.flights.length} in flight, wake at ${nextWakeAt(w.s)}`);
     return out;
   }
-  if (w.leaveChosen) {
+  if (w.rejoined) {
+    // The leave of the first call settled, and nothing of it stays: no membership under its key (it
+    // is left, or no longer sticky), no delayed leave of it pending (counted below: one is ours).
+    const r = w.leaveDone;
+    if (!r) out.push("no leave-done after healing (rejoined)");
+    if (w.atLeft?.holds) out.push("leave-done said left while the server held our first call's membership");
+    for (const key of w.keys.slice(0, -1))
+      if (holdsAtKey(w.model, key, w.now + SERVER_CLOCK_MS))
+        out.push(`the server holds an earlier call's membership (key ${key}) after rejoining`);
+  }
+  if (w.leaveChosen && !w.rejoined) {
     const r = w.leaveDone;
     if (!r) out.push("no leave-done after healing");
     else if (r.status === "failed" && !r.hasError) out.push("leave-done failed without an error");
@@ -868,7 +1084,11 @@ function violations(w: World): string[] {
     if (pending.length !== 1) out.push(`${pending.length} delayed leaves pending after healing (want 1)`);
     else if (pending[0] !== w.lastDelayId)
       out.push(`pending delayed leave ${pending[0]}, but the last delay-id was ${w.lastDelayId}`);
-    if (holds && w.updateChosen && content?.["m.call.intent"] !== "video")
+    const intent =
+      w.model.format === "sticky"
+        ? (content?.application as Record<string, unknown> | undefined)?.["m.call.intent"]
+        : content?.["m.call.intent"];
+    if (holds && w.updateChosen && intent !== "video")
       out.push("update() was taken but the server's membership does not carry it");
   }
   return out;
@@ -927,8 +1147,14 @@ function replay(env: MachineEnv, rotation: number, labels: string[]): string[] {
   return violations(w);
 }
 
-function envWith(canList: boolean, canRead = false, canLookUp = false): MachineEnv {
+function envWith(
+  canList: boolean,
+  canRead = false,
+  canLookUp = false,
+  format: "state" | "sticky" = "state",
+): MachineEnv {
   return {
+    ...(format === "sticky" ? { format, stickyDurationMs: STICKY_DURATION_MS } : {}),
     roomId: ROOM_ID,
     stateKey: STATE_KEY,
     autoRejoin: true,
@@ -952,6 +1178,7 @@ const CASES: {
   predecessor?: boolean;
   depth: number;
   link?: LinkKind;
+  format?: "sticky";
 }[] = [
   { canList: true, canRead: false, view: false, depth: DEPTH },
   { canList: false, canRead: false, view: false, depth: DEPTH },
@@ -965,11 +1192,18 @@ const CASES: {
   // The adaptive heartbeat (issue 22): a link that slows down mid-way, and one slow from the start.
   { canList: true, canRead: false, view: false, depth: DEPTH - 1, link: "steps" },
   { canList: false, canRead: false, view: false, depth: DEPTH - 1, link: "slow" },
+  // The sticky format (issue 21): the same machine writing sticky events keyed by the call's member id.
+  // One less deep (the state format's paths are the same modules): listing (orphan sweeps of our key),
+  // none, reads of our event by id (a redaction seen, a kick), a dead page's delayed leave at its own key.
+  { canList: true, canRead: false, view: false, depth: DEPTH - 1, format: "sticky" },
+  { canList: false, canRead: false, view: false, depth: DEPTH - 1, format: "sticky" },
+  { canList: false, canRead: true, view: false, depth: DEPTH - 2, format: "sticky" },
+  { canList: true, canRead: false, view: false, predecessor: true, depth: DEPTH - 3, format: "sticky" },
 ];
 
 describe("the membership state machine against a model homeserver, every choice sequence", () => {
-  for (const { canList, canRead, view, predecessor, depth, link = "fast" } of CASES)
-    it(`canList ${canList}, canRead ${canRead}, view ${view}${predecessor ? ", a dead page's delayed leave" : ""}, link ${link}, to depth ${depth}: no hot loop, no orphan, converges, pure, honest`, () => {
+  for (const { canList, canRead, view, predecessor, depth, link = "fast", format } of CASES)
+    it(`${format ? `${format} format, ` : ""}canList ${canList}, canRead ${canRead}, view ${view}${predecessor ? ", a dead page's delayed leave" : ""}, link ${link}, to depth ${depth}: no hot loop, no orphan, converges, pure, honest`, () => {
       const started = Date.now();
       stepsRun = purityChecks = peakSeen = lies = refusedLeaves = blind = expiringFailures = 0;
       // Errors are made by the thousand (every fault, timeout and report); their stacks (source-mapped
@@ -978,13 +1212,13 @@ describe("the membership state machine against a model homeserver, every choice 
       Error.stackTraceLimit = 0;
       let result: ReturnType<typeof explore>;
       try {
-        result = explore(envWith(canList, canRead), depth, view, link, predecessor);
+        result = explore(envWith(canList, canRead, false, format), depth, view, link, predecessor);
       } finally {
         Error.stackTraceLimit = stackTraceLimit;
       }
       const { explored, failing, failures } = result;
       console.log(
-        `[machine model] canList ${canList} canRead ${canRead} view ${view}${predecessor ? " predecessor" : ""} link ${link} depth ${depth}: ${explored} sequences ` +
+        `[machine model] ${format ?? "state"} canList ${canList} canRead ${canRead} view ${view}${predecessor ? " predecessor" : ""} link ${link} depth ${depth}: ${explored} sequences ` +
           `(${failing} failing), ${stepsRun} steps, ${purityChecks} purity checks, ` +
           `at most ${peakSeen} requests in a second, ${lies} told "gone" twice while pending, ` +
           `${refusedLeaves} failed leaves holding the membership, ` +
@@ -1002,7 +1236,14 @@ describe("the membership state machine against a model homeserver, every choice 
  * The shortest sequences with which the exploration found bugs in the machine (fixed; each comment
  * says where), replayed on their own: quick to read, and they fail if a fix is undone.
  */
-const FOUND: { why: string; canList: boolean; rotation: number; labels: string[] }[] = [
+const FOUND: {
+  why: string;
+  canList: boolean;
+  rotation: number;
+  labels: string[];
+  format?: "sticky";
+  canRead?: boolean;
+}[] = [
   {
     why: "a schedule reaching the server after our timeout, its answer lost (schedule.ts onScheduleAnswer; since issue 20 the lane waits for it instead of sending another)",
     canList: false,
@@ -1040,12 +1281,20 @@ const FOUND: { why: string; canList: boolean; rotation: number; labels: string[]
     rotation: 0,
     labels: [" time", "schedule#2(late) ok", " leave"],
   },
+  {
+    why: "sticky: a membership write held in the network while leave() and a new join ran lands at the old call's key (leave.ts finish keeps the guard when joining again; join.ts startCall leaves it pending)",
+    canList: false,
+    canRead: true,
+    rotation: 0,
+    labels: ["schedule#2 ok", " leave", " rejoin", "write#4 hold"],
+    format: "sticky",
+  },
 ];
 
 describe("the membership state machine: sequences that found bugs", () => {
-  for (const { why, canList, rotation, labels } of FOUND)
+  for (const { why, canList, canRead, rotation, labels, format } of FOUND)
     it(why, () => {
-      expect(replay(envWith(canList), rotation, labels)).toEqual([]);
+      expect(replay(envWith(canList, canRead, false, format), rotation, labels)).toEqual([]);
     });
 
   // After a "gone" that was a lie the old delayed leave is cancelled; the new schedule is refused (404
