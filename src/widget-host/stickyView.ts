@@ -81,21 +81,28 @@ function httpOf(client: object): SyncHttp | undefined {
   return typeof http?.authedRequest === "function" ? (http as SyncHttp) : undefined;
 }
 
+let reads = 0;
+
 /**
- * A /sync that carries little besides sticky events: no presence, account data, receipts or state, one
- * timeline event per room. No room filter on purpose: Synapse counts its 100 sticky events per sync
- * across every joined room, so telling whether more are waiting needs them all.
+ * A /sync filter that carries little besides sticky events: no presence, account data, receipts or
+ * state, one timeline event per room. No room filter on purpose: Synapse counts its 100 sticky events per
+ * sync across every joined room, so telling whether more are waiting needs them all. Each read's filter
+ * is its own (a field servers ignore): Synapse answers a repeated identical initial sync from its
+ * response cache for 2 minutes, which would hand a widget loaded again the members of 2 minutes ago.
  */
-const STICKY_SYNC_FILTER = JSON.stringify({
-  presence: { types: [] },
-  account_data: { types: [] },
-  room: {
-    timeline: { limit: 1 },
-    state: { types: [], lazy_load_members: true },
-    ephemeral: { types: [] },
+function stickySyncFilter(): string {
+  return JSON.stringify({
+    presence: { types: [] },
     account_data: { types: [] },
-  },
-});
+    room: {
+      timeline: { limit: 1 },
+      state: { types: [], lazy_load_members: true },
+      ephemeral: { types: [] },
+      account_data: { types: [] },
+    },
+    "org.matrixrtc-membership.read": `${Date.now()}-${++reads}`,
+  });
+}
 /** Synapse's `MAX_EVENTS_IN_SYNC`: a sync with this many sticky events may have left some for the next. */
 const STICKY_EVENTS_PER_SYNC = 100;
 /** At most this many syncs per read (500 sticky events), each bounded by its own timeout. */
@@ -142,9 +149,10 @@ async function fromServer(client: object, roomId: string): Promise<Record<string
     throw new Error("this host has no synced view of the room and no HTTP API to read its sticky events");
   const byId = new Map<string, Record<string, unknown>>();
   let since: string | undefined;
+  const filter = stickySyncFilter();
   for (let i = 0; i < MAX_SYNCS; i++) {
     const query: Record<string, string> = {
-      filter: STICKY_SYNC_FILTER,
+      filter,
       timeout: "0",
       set_presence: "offline",
       ...(since !== undefined ? { since } : {}),

@@ -334,6 +334,10 @@ describe("DelayedEventWidgetDriver.readStickyEvents", () => {
     expect(asked[0]).toMatchObject({ timeout: "0", set_presence: "offline" });
     expect(asked[0].since).toBeUndefined();
     expect(JSON.parse(asked[0].filter)).toMatchObject({ room: { timeline: { limit: 1 } } });
+    // Another read is another request to Synapse (its response cache answers an identical one for 2 min).
+    await driver.readStickyEvents(ROOM);
+    expect(asked[1].since).toBeUndefined();
+    expect(asked[1].filter).not.toEqual(asked[0].filter);
   });
 
   it("the merged MSC4354 names are read too", async () => {

@@ -391,6 +391,21 @@ export function stickyHostSuite(
       expect(pendingOf(alice, roomId)).toHaveLength(1);
       await expect(widget.session.leaveRoomSession(5000)).resolves.toBe(true);
       await waitFor(() => !devicesOf(bobDevice.session).includes(deviceOf(alice)), 5000, "bob to drop alice");
+      await waitFor(
+        () => isLeaveContent(aliceEvents(roomId, alice, widget.memberId).at(-1)!.content, widget.memberId),
+        5000,
+        "the leave on the server",
+      );
+
+      // A widget loaded again reads the call as it is now, not as the server answered the first read
+      // (Synapse caches identical /sync answers for 2 minutes).
+      const again = new DelayedEventWidgetDriver(bareClient(server.baseUrl, alice), { roomId });
+      const now = (await again.readStickyEvents(roomId)) as unknown as SyncedSticky[];
+      expect(isLeaveContent(currentOf(now, alice.userId, widget.memberId)!.content, widget.memberId)).toBe(
+        true,
+      );
+      expect(currentOf(now, bob.userId, bobDevice.memberId)).toBeDefined();
+      expect(now.every((e) => (e.unsigned?.msc4354_sticky_duration_ttl_ms ?? 0) > 0)).toBe(true);
     }, 60_000);
   });
 }
