@@ -75,8 +75,9 @@ export function stickyUnsupported(): Error {
 
 /**
  * Whether a delayed sticky event is a MatrixRTC delayed leave: an `org.matrix.msc4143.rtc.member` event
- * that ends a membership. matrix-js-sdk 43 and Element Call 0.26 send `{ slot_id, msc4354_sticky_key }`
- * (no application, transports or member); the MSC4143 text says `member.membership: "leave"`.
+ * that ends a membership. matrix-js-sdk 43 sends `{ slot_id, msc4354_sticky_key }`, Element Call 0.26.1
+ * (a later js-sdk) `{ msc4354_sticky_key }`: no application, transports or member; the MSC4143 text says
+ * `member.membership: "leave"`.
  */
 export function isStickyLeave(eventType: string, content: unknown): boolean {
   if (eventType !== RTC_MEMBER_EVENT_TYPE || !isRecord(content)) return false;

@@ -199,9 +199,9 @@ describe("DelayedEventWidgetDriver: a widget's delayed sticky events are its own
     expect(client.calls).toEqual([]);
   });
 
-  it("widgetClosed sends its pending sticky delayed leaves (js-sdk 43's and MSC4143's shape), nothing else", async () => {
+  it("widgetClosed sends its pending sticky delayed leaves (js-sdk 43's, Element Call's, MSC4143's shape), nothing else", async () => {
     const client = fakeClient();
-    const ids = ["leave43", "leaveMsc", "delayedJoin", "otherType", "leftAlready"];
+    const ids = ["leave43", "leaveMsc", "leaveEc", "delayedJoin", "otherType", "leftAlready"];
     client._unstable_sendStickyDelayedEvent = async () => ({ delay_id: ids.shift()! });
     const driver = new DelayedEventWidgetDriver(client, { roomId: ROOM });
     await driver.sendDelayedStickyEvent(5000, HOUR, RTC, leaveContent("m1"));
@@ -210,15 +210,17 @@ describe("DelayedEventWidgetDriver: a widget's delayed sticky events are its own
       member: { id: "m2", membership: "leave" },
       sticky_key: "m2",
     });
+    await driver.sendDelayedStickyEvent(7000, HOUR, RTC, { msc4354_sticky_key: "m5" }); // Element Call 0.26.1
     await driver.sendDelayedStickyEvent(5000, HOUR, RTC, joinContent("m3"));
     await driver.sendDelayedStickyEvent(5000, HOUR, "org.example.sticky", { slot_id: SLOT });
     await driver.sendDelayedStickyEvent(5000, HOUR, RTC, leaveContent("m4"));
     await driver.sendScheduledDelayedEvent("leftAlready"); // the widget left with that one itself
     client.calls.length = 0;
-    await expect(driver.widgetClosed()).resolves.toEqual({ sent: 2, gone: 0, failed: 0 });
+    await expect(driver.widgetClosed()).resolves.toEqual({ sent: 3, gone: 0, failed: 0 });
     expect(client.calls).toEqual([
       ["send", "leave43"],
       ["send", "leaveMsc"],
+      ["send", "leaveEc"],
     ]);
   });
 });
