@@ -110,6 +110,19 @@ browserDescribe("browser: Element Call (matrix_2_0)")(
       hs.requests.filter((r) => r.userId === alice.userId && r.ts >= since && r.method !== "OPTIONS");
     const device = () => `${alice.userId}|${alice.deviceId}`;
     const jsSdkSees = () => rtcMembers(bob, roomId);
+    /**
+     * What bob's js-sdk MatrixRTCSession holds for Element Call's device: the member id and the event it
+     * read it from (so a listing is of this sticky membership, not of some other event of alice's).
+     */
+    const jsSdkMembership = () => {
+      const room = bob.getRoom(roomId);
+      const m = room
+        ? bob.matrixRTC
+            .getRoomSession(room)
+            .memberships.find((x) => x.userId === alice.userId && x.deviceId === alice.deviceId)
+        : undefined;
+      return m && { memberId: m.memberId, eventId: m.eventId, slotId: m.slotId };
+    };
 
     /** Wait on the server; show the browser's errors and warnings when it does not happen. */
     async function until(pred: () => boolean, ms: number, what: string): Promise<number> {
@@ -225,12 +238,14 @@ browserDescribe("browser: Element Call (matrix_2_0)")(
         ]),
       );
 
-      // Another user's js-sdk MatrixRTCSession lists Element Call's device.
+      // Another user's js-sdk MatrixRTCSession lists Element Call's device, from its sticky join.
       await until(
         () => jsSdkSees().includes(device()),
         5000,
         "js-sdk's MatrixRTCSession to list Element Call",
       );
+      expect(jsSdkSees().filter((d) => d === device())).toHaveLength(1);
+      expect(jsSdkMembership()).toEqual({ memberId, eventId: joined.event_id, slotId: SLOT });
     }, 40_000);
 
     it("restarts its sticky delayed leave while in the call", async () => {
@@ -245,7 +260,12 @@ browserDescribe("browser: Element Call (matrix_2_0)")(
         2,
       );
       expect(pending()).toHaveLength(1);
-      expect(jsSdkSees()).toContain(device());
+      // Still in the call for another user's js-sdk, with the same membership.
+      expect(jsSdkMembership()).toEqual({
+        memberId: currentMemberId(),
+        eventId: ofMember(currentMemberId()!)[0].event_id,
+        slotId: SLOT,
+      });
     }, 15_000);
 
     it("leaves on the host's im.vector.hangup: its delayed leave, sent at once", async () => {
@@ -273,6 +293,8 @@ browserDescribe("browser: Element Call (matrix_2_0)")(
         "a heartbeat",
       );
       await until(() => jsSdkSees().includes(device()), 5000, "js-sdk's MatrixRTCSession to list it again");
+      // The new instance's membership (a fresh member id), not the one that left.
+      expect(jsSdkMembership()?.memberId).toBe(memberId);
       const due = pending()[0].sendTs;
 
       // Element Call says nothing; the host stops its api and removes the iframe (the driver's widgetClosed).
@@ -297,6 +319,32 @@ browserDescribe("browser: Element Call (matrix_2_0)")(
       const dropped = await until(() => !jsSdkSees().includes(device()), 5000, "js-sdk to drop it");
       expect(dropped).toBeLessThan(DELAY / 2);
       expect(consoleLines.filter((l) => l.startsWith("pageerror"))).toEqual([]);
+    }, 40_000);
+
+    it("a homeserver without sticky events: Element Call sends no membership at all, never a plain one", async () => {
+      const off = await startTestHomeserver({ rateLimits: { message: null, delayedEventMgmt: null } });
+      try {
+        const carol = await off.createUser("carol");
+        const room = await off.createRoom(carol.accessToken);
+        const asked = sfu.requests.length;
+        await page.goto(
+          servers.hostUrl({ homeserver: off.baseUrl, ...carol, roomId: room, sfu: sfu.url, sync: true }),
+        );
+        // It got as far as its token (what it asks right before the delayed leave and the membership)...
+        await until(
+          () => sfu.requests.slice(asked).some((r) => r.path === "/get_token" && r.status === 200),
+          20_000,
+          "Element Call's token request",
+        );
+        await new Promise((r) => setTimeout(r, DELAY));
+        // ...and then sent nothing into the room: no sticky event, no plain one, no delayed leave.
+        expect(off.timeline(room).filter((e) => e.type === RTC)).toEqual([]);
+        expect(off.pendingDelayedEvents()).toEqual([]);
+        expect(off.requests.filter((r) => r.route === "send" || r.route === "send.delayed")).toEqual([]);
+      } finally {
+        await page.goto("about:blank");
+        await off.close();
+      }
     }, 40_000);
   },
 );
