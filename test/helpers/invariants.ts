@@ -418,6 +418,11 @@ export async function runSchedule(
           throw e;
         },
       );
+  /**
+   * Membership writes of ours not processed yet, each with when (server time) the last of our pending
+   * delayed leaves would fire as it left: R's in-flight case (see there).
+   */
+  const writesSent: { content: string; sentAt: number; coveredUntil: number }[] = [];
   /** Delay ids whose answer reached the manager after dispose() (O: they must be cancelled). */
   const lateIds = new Set<string>();
   const firedIds = new Set<string>();
@@ -430,7 +435,18 @@ export async function runSchedule(
         }
         return id;
       }),
-    sendStateEvent: wrap("state", server.sendStateEvent.bind(server)),
+    sendStateEvent: (req, o) => {
+      // When the server would fire the last of our pending delayed leaves at this key, as the write leaves.
+      const fires = [...server.delayed.values()]
+        .filter((d) => d.stateKey === req.stateKey)
+        .map((d) => d.sendTs);
+      writesSent.push({
+        content: JSON.stringify(req.content),
+        sentAt: t(),
+        coveredUntil: Math.max(-Infinity, ...fires),
+      });
+      return wrap("state", server.sendStateEvent.bind(server))(req, o);
+    },
     // Only a restart's 404 tells the manager its tracked delayed leave is gone (a cancel's is an orphan's).
     updateDelayedEvent: (id, action, opts) =>
       action === "restart"
@@ -519,6 +535,19 @@ export async function runSchedule(
       inFire = false;
     }
   };
+  /** The unprocessed write of ours with this content that had the least time left when sent (strict). */
+  function takeSentWrite(content: Record<string, unknown>): (typeof writesSent)[number] | undefined {
+    const json = JSON.stringify(content);
+    let best = -1;
+    for (let i = 0; i < writesSent.length; i++) {
+      const w = writesSent[i];
+      if (w.content !== json) continue;
+      if (best < 0 || w.coveredUntil - w.sentAt < writesSent[best].coveredUntil - writesSent[best].sentAt)
+        best = i;
+    }
+    return best < 0 ? undefined : writesSent.splice(best, 1)[0];
+  }
+
   internals.writeState = (stateKey, content, by) => {
     if (stateKey === key) {
       const foreign = inForeign;
@@ -552,11 +581,19 @@ export async function runSchedule(
         const lastCreated = Math.max(-Infinity, ...createdAt.values());
         const removedBehindOurBack =
           lastExternalRemovalAt >= lastCreated && !goneDeliveredAt.some((x) => x >= lastExternalRemovalAt);
+        // A write sent while a delayed leave of ours was pending, with at least a request's time before it
+        // was due, whose cover went while it was on the wire (the server lost it, or it fired because the
+        // heartbeats failed while this write took longer than the delay): no client can recall a request in
+        // flight. Not R; the next heartbeat's 404 (or the eyes) must repair it, which invariants 3 and 5
+        // judge. A write sent with its cover about to fire is still R (counterexamples D, D2).
+        const sent = takeSentWrite(content);
+        const coveredWhenSent = sent !== undefined && sent.coveredUntil >= sent.sentAt + ONE_REQUEST;
         // Degraded mode (the manager says it has no delayed events) writes without one, by design.
         if (
           !isMembership(before) &&
           server.pendingFor(key).length === 0 &&
           !removedBehindOurBack &&
+          !coveredWhenSent &&
           !degradedNow
         )
           violate(
