@@ -91,6 +91,27 @@ export type ErrorClass =
       /** The server ignored the delay: it wrote our delayed leave's content now. */
       kind: "delay-ignored";
     }
+  /**
+   * The sticky membership format cannot be spoken here: the server does not advertise MSC4354
+   * (`org.matrix.msc4354` in `/versions`; Synapse with the feature off would send a plain event that
+   * nobody reads as a membership), or the widget host refused the sticky capability. Never retried.
+   */
+  | {
+      /** No sticky events here: the manager fails with a typed error (or falls back, when the app chose so). */
+      kind: "sticky-unsupported";
+      /** Why, for logs and the error (redacted). */
+      reason: string;
+    }
+  /**
+   * The room is encrypted and the membership could not go out encrypted (a client without crypto, or
+   * one that does not know the room yet): it is not sent in the clear. Never retried.
+   */
+  | {
+      /** The membership was not sent: it would have gone out unencrypted in an encrypted room. */
+      kind: "unencryptable";
+      /** Why (redacted). */
+      reason: string;
+    }
   /** Nothing recognisable (untyped host errors): treated as transient, within the give-up bound. */
   | {
       /** Unrecognised failure; retried with backoff until the manager gives up. */
@@ -203,6 +224,29 @@ export class DelayIgnoredError extends Error {
   }
 }
 
+/**
+ * The server does not speak MSC4354 sticky events (its `/versions` lacks `org.matrix.msc4354`), or the
+ * widget host refused the sticky capability: a sticky membership would go out as a plain event. Named
+ * like matrix-js-sdk's own refusal, so both classify alike (`sticky-unsupported`).
+ */
+export class StickyEventsUnsupportedError extends Error {
+  constructor(detail: string) {
+    super(detail);
+    this.name = "UnsupportedStickyEventsEndpointError";
+  }
+}
+
+/**
+ * The room is encrypted, and the sticky membership cannot be encrypted by this client (no crypto, or the
+ * client does not know the room): it is not sent in the clear. Classified `unencryptable`.
+ */
+export class EncryptionUnavailableError extends Error {
+  constructor(detail: string) {
+    super(detail);
+    this.name = "EncryptionUnavailableError";
+  }
+}
+
 /** The server (or widget host) offers no delayed events at all (its `/versions` says so). */
 export class DelayedEventsUnsupportedError extends Error {
   constructor(detail: string) {
@@ -240,6 +284,13 @@ function classifyRaw(error: unknown, op: Operation, now: number): ErrorClass {
   const msc4140Errcode = body["org.matrix.msc4140.errcode"];
 
   if (isRecord(error) && error.name === "DelayIgnoredError") return { kind: "delay-ignored" };
+  if (isRecord(error) && error.name === "UnsupportedStickyEventsEndpointError")
+    return { kind: "sticky-unsupported", reason: message };
+  if (isRecord(error) && error.name === "EncryptionUnavailableError")
+    return { kind: "unencryptable", reason: message };
+  // A widget host refusing MSC4407 (matrix-widget-api's wording): a plain event must not go out instead.
+  if (/missing capability.*msc4407/i.test(message))
+    return { kind: "sticky-unsupported", reason: `widget host refused: ${message}` };
   if (error instanceof MalformedResponseError || (isRecord(error) && error.name === "MalformedResponseError"))
     return { kind: "server", status: typeof status === "number" ? status : 200, malformed: true };
 
@@ -276,7 +327,7 @@ function classifyRaw(error: unknown, op: Operation, now: number): ErrorClass {
     return op === "send-state"
       ? { kind: "forbidden", reason: message }
       : { kind: "unsupported", reason: `widget host refused: ${message}` };
-  if (/cannot send state events of this type|not allowed/i.test(message) && status === undefined)
+  if (/cannot send (state|room) events of this type|not allowed/i.test(message) && status === undefined)
     return { kind: "forbidden", reason: message };
   // matrix-widget-api: `room_id` sent without the `org.matrix.msc2762.timeline:<room>` capability.
   if (/^unable to access room timeline/i.test(message) && status === undefined)
@@ -382,7 +433,10 @@ export function scrubError(error: unknown): void {
  * disagrees with the server's by more than 30 s (a warning: the manager's own writes rest on the
  * server's clock); `removed-from-room` means we were kicked or banned, or left the room: the call ended;
  * `delay-ignored` means the server ignored a schedule's delay and wrote our delayed leave (`{}`) at once
- * (its MSC4140 dialect changed: the backend detects it again before the next try).
+ * (its MSC4140 dialect changed: the backend detects it again before the next try);
+ * `sticky-events-unsupported` means the sticky format cannot be spoken (no MSC4354 on the server, or the
+ * widget host refused it): nothing was sent as a plain event; `encryption-unavailable` means the room is
+ * encrypted and the sticky membership could not be encrypted, so it was not sent.
  */
 export type MembershipErrorCode =
   | "rate-limited"
@@ -400,7 +454,9 @@ export type MembershipErrorCode =
   | "link-too-slow"
   | "clock-skew"
   | "removed-from-room"
-  | "delay-ignored";
+  | "delay-ignored"
+  | "sticky-events-unsupported"
+  | "encryption-unavailable";
 
 /** Our own local timeout for one request (the request itself may still reach the server). */
 export class LocalTimeoutError extends Error {

@@ -44,6 +44,23 @@ export interface StateEventRequest {
   content: Record<string, unknown>;
 }
 
+/**
+ * One sticky timeline event to send (MSC4354), now or delayed: the sticky membership format
+ * (`membershipFormat: "sticky"`). `PUT …/send/{eventType}/{txnId}?org.matrix.msc4354.sticky_duration_ms=…`.
+ */
+export interface StickyEventRequest {
+  /** The room to send to. */
+  roomId: string;
+  /** The event type (for memberships `org.matrix.msc4143.rtc.member`). */
+  eventType: string;
+  /** The sticky key the content carries (the member id): readers key sticky events by it. */
+  stickyKey: string;
+  /** The content, sticky key included. */
+  content: Record<string, unknown>;
+  /** How long the event stays sticky (at most 1 h). */
+  durationMs: number;
+}
+
 /** What a backend knows about the server before any delayed-event request (all fields optional). */
 export interface SupportHint {
   /** false: do not even try (feature flag off, capability refused); undefined: unknown, try. */
@@ -59,6 +76,13 @@ export interface SupportHint {
    * capability): the manager then cannot see another writer remove it, and its state says so.
    */
   canReadState?: boolean;
+  /**
+   * Sticky events (the sticky membership format): false when the server does not advertise MSC4354 or
+   * the widget host refused the sticky capability (`stickyReason` says which); undefined: unknown.
+   */
+  stickyEvents?: boolean;
+  /** Why sticky events are unavailable. */
+  stickyReason?: string;
 }
 
 /** One state event as the server holds it (`readState`): its content and what the server vouches for. */
@@ -83,6 +107,10 @@ export interface PendingDelayedEvent {
   stateKey?: string;
   /** When its delay last (re)started, in server ms, when the listing says: a restart moves it. */
   delayedSinceTs?: number;
+  /** Its event type, when the listing says. */
+  type?: string;
+  /** The sticky key its content carries (a sticky delayed leave), when there is one. */
+  stickyKey?: string;
 }
 
 /**
@@ -201,6 +229,23 @@ export interface MembershipBackend {
    * shows the manager's own writes; until then (a client that does not sync) it reads its key instead.
    */
   watchRoom?(roomId: string): { source: SourceLike; close?: () => void } | undefined;
+  /**
+   * Sends a sticky event now (the sticky membership format's join, refresh and fallback leave); resolves
+   * to its event id. Must never send a plain event instead: a server or host without sticky events gives
+   * a `StickyEventsUnsupportedError`. In an encrypted room it sends the event encrypted, or refuses with
+   * an `EncryptionUnavailableError`.
+   */
+  sendStickyEvent?(req: StickyEventRequest, opts?: RequestOptions): Promise<string>;
+  /** Schedules a delayed sticky event (the sticky format's delayed leave); resolves to its delay id. */
+  sendDelayedStickyEvent?(
+    req: StickyEventRequest & { delayMs: number },
+    opts?: RequestOptions,
+  ): Promise<string>;
+  /**
+   * Optional: one event of the room by id, with the server's timestamp (undefined when the server has
+   * none): the sticky format reads its own membership event back (a redaction empties it).
+   */
+  readEvent?(roomId: string, eventId: string, opts?: RequestOptions): Promise<StateEventSnapshot | undefined>;
   /** Optional probe of server support; called once per join, failures are ignored. */
   probeSupport?(opts?: RequestOptions): Promise<SupportHint>;
 }

@@ -26,6 +26,8 @@ import {
   type Transport,
 } from "../membership/content.js";
 import type { SourceLike } from "../membership/observer.js";
+import { RTC_MEMBER_EVENT_TYPE } from "../membership/rtcMember.js";
+import { freshMemberId, validateFormatOptions } from "./format.js";
 import { Clock, readsWallClock } from "./clock.js";
 import { pageFor, watchPage, type PageLifecycle } from "./pageLifecycle.js";
 import { RequestTrace, type RequestTraceSink } from "./requestTrace.js";
@@ -94,6 +96,33 @@ export interface MembershipManagerOptions extends TimingOptions {
    */
   leaveOnPageHide?: boolean | PageLifecycle;
   /**
+   * How the membership goes on the wire. `"state"` (default): the `org.matrix.msc3401.call.member` state
+   * event at our device's key, as Element Call's default mode and matrix-js-sdk's `MembershipManager`
+   * write. `"sticky"`: an MSC4143 `org.matrix.msc4143.rtc.member` sticky event (MSC4354), as matrix-js-sdk
+   * 43 writes with `unstableSendStickyEvents` and Element Call 0.26 in `matrix_2_0` mode; it needs a
+   * server with `org.matrix.msc4354` (Synapse ≥ 1.163 with `msc4354_enabled`) or a widget host that grants
+   * MSC4407's `send.sticky_event`, else the call fails with `sticky-events-unsupported` (never a plain
+   * event that nobody reads as a membership). Same API, states, errors and guarantees in both.
+   */
+  membershipFormat?: "state" | "sticky";
+  /**
+   * Sticky format only: the member id (the sticky key, and the seed of the LiveKit identity). Default: a
+   * fresh random one per `join()` (MSC4143: unguessable, new each join); see `memberId`.
+   */
+  memberId?: string;
+  /**
+   * Sticky format only: how long each membership stays sticky, at most (and default) 3 600 000 ms, the
+   * server's cap. The membership is sent again before that (after a restart of the delayed leave). Shorter
+   * values are for tests.
+   */
+  stickyDurationMs?: number;
+  /**
+   * Sticky format only: `"state"` joins in the state format instead where the server or host has no
+   * sticky events (said on `errors$` with code `sticky-events-unsupported`, and in `support$`);
+   * default `"none"`: the call fails with that error.
+   */
+  stickyFallback?: "state" | "none";
+  /**
    * Opt-in request trace: one line per request sent and per answer or local timeout ("→ #3 schedule
    * the delayed leave (delay 10000 ms, timeout 2000 ms)", "← #3 schedule the delayed leave ok in 12 ms:
    * leave#1"). Redacted: no access token, and delay ids appear as "leave#N". Default: none.
@@ -142,6 +171,8 @@ export class MembershipManager {
   private readonly random: () => number;
   private readonly env: MachineEnv;
   private readonly machine: MachineState;
+  /** Sticky format: the app's own member id, when it gave one. */
+  private readonly memberIdOption?: string;
 
   private readonly stateSubject = new BehaviorSubject<MembershipState>({ kind: "idle" });
   private readonly probablyLeftSubject = new BehaviorSubject<boolean>(false);
@@ -215,6 +246,7 @@ export class MembershipManager {
         throw new MembershipConfigError(`${key} must be a non-empty string`);
     if (!options.backend) throw new MembershipConfigError("backend is required");
     validateManagerOptions(options, options.backend.ownUserId?.());
+    const sticky = validateFormatOptions(options);
     const timing = resolveTiming(options);
     this.backend = options.backend;
     this.roomId = options.roomId;
@@ -228,7 +260,12 @@ export class MembershipManager {
     this.log = redactingLogger(options.logger ?? log.getLogger("matrixrtc-membership"));
     if (options.trace) this.trace = new RequestTrace(options.trace, () => this.clock.now());
     this.random = options.random ?? Math.random;
-    const support: Support = { delayedEvents: undefined, delayMs: timing.delayMs };
+    const support: Support = {
+      delayedEvents: undefined,
+      delayMs: timing.delayMs,
+      ...(sticky ? { membershipFormat: "sticky" as const } : {}),
+    };
+    this.memberIdOption = options.memberId;
     this.supportSubject = new BehaviorSubject<Support>(support);
     this.env = {
       roomId: options.roomId,
@@ -237,9 +274,16 @@ export class MembershipManager {
       timingOptions: options,
       canList: !!this.backend.listDelayedEvents,
       canLookUp: !!this.backend.getDelayedEvent,
-      canRead: !!(this.backend.readState ?? this.backend.readStateEvent),
+      canRead: sticky ? !!this.backend.readEvent : !!(this.backend.readState ?? this.backend.readStateEvent),
       canProbe: !!this.backend.probeSupport,
       canReadRoomMembership: !!this.backend.readRoomMembership,
+      ...(sticky
+        ? {
+            format: "sticky" as const,
+            ...(options.stickyDurationMs !== undefined ? { stickyDurationMs: options.stickyDurationMs } : {}),
+            stickyFallback: options.stickyFallback === "state",
+          }
+        : {}),
     };
     this.machine = initialState(
       timing,
@@ -266,7 +310,8 @@ export class MembershipManager {
           userId: this.userId,
           stateKey: this.stateKey,
           graceMs: options.membershipGraceMs ?? 1000,
-          held: () => heldMembership(this.machine),
+          // The sticky format's membership is no state event: the view only tells our room membership.
+          held: () => (this.sticky ? undefined : heldMembership(this.machine)),
           onMissing: () => this.feed({ type: "membership-missing" }),
           onLive: (live) => this.feed({ type: "view", live }),
           onRoomMembership: (membership) => this.feed({ type: "room-membership", membership }),
@@ -318,10 +363,26 @@ export class MembershipManager {
     return this.clock.pendingTimers;
   }
 
+  /**
+   * Sticky format: the member id of the current call (its sticky key; fresh per `join()` unless the app
+   * gave `memberId`), from `join()` until the call ends; undefined in the state format.
+   */
+  get memberId(): string | undefined {
+    if (!this.sticky) return undefined;
+    return (this.machine.call ?? this.machine.leaveCall)?.memberId;
+  }
+
   /** Join the call. Idempotent; returns at once. Waits for a leave in progress to finish first. */
   join(): void {
     if (this.isDisposed) throw new MembershipConfigError("join() after dispose()");
-    this.feed({ type: "join" });
+    if (this.env.format === "sticky" && !this.machine.wantJoined)
+      this.feed({ type: "join", memberId: this.memberIdOption ?? freshMemberId() });
+    else this.feed({ type: "join" });
+  }
+
+  /** The sticky format is in force (the app's choice, and no fallback to state happened). */
+  private get sticky(): boolean {
+    return (this.machine.format ?? this.env.format) === "sticky";
   }
 
   /**
@@ -579,6 +640,18 @@ export class MembershipManager {
     const opts = notAfter ? { signal, notAfter } : { signal };
     switch (request.kind) {
       case "schedule":
+        if (request.sticky)
+          return b.sendDelayedStickyEvent!(
+            {
+              roomId: this.roomId,
+              eventType: RTC_MEMBER_EVENT_TYPE,
+              stickyKey: request.sticky.key,
+              content: request.sticky.content,
+              durationMs: request.sticky.durationMs,
+              delayMs: request.delayMs,
+            },
+            request.overMembership ? { ...opts, overMembership: true } : opts,
+          );
         return b.sendDelayedStateEvent(
           { ...key, content: { ...LEFT_CONTENT }, delayMs: request.delayMs },
           request.overMembership ? { ...opts, overMembership: true } : opts,
@@ -586,12 +659,24 @@ export class MembershipManager {
       case "delayed":
         return b.updateDelayedEvent(request.delayId, request.action, opts);
       case "write":
+        if (request.sticky)
+          return b.sendStickyEvent!(
+            {
+              roomId: this.roomId,
+              eventType: RTC_MEMBER_EVENT_TYPE,
+              stickyKey: request.sticky.key,
+              content: request.content,
+              durationMs: request.sticky.durationMs,
+            },
+            opts,
+          );
         return b.sendStateEvent({ ...key, content: request.content }, opts);
       case "list":
         return b.listDelayedEvents!(opts);
       case "lookup":
         return b.getDelayedEvent!(request.delayId, opts);
       case "read":
+        if (request.eventId !== undefined) return b.readEvent!(this.roomId, request.eventId, opts);
         if (b.readState) return b.readState(key, opts);
         return b.readStateEvent!(key, opts).then((content) =>
           content === undefined ? undefined : { content },

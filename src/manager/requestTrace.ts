@@ -8,6 +8,7 @@
 import type { Request } from "../core/machine/types.js";
 import { httpFacts, LocalTimeoutError } from "../errors.js";
 import { redactText } from "../log/redact.js";
+import { isLeftContent } from "../membership/content.js";
 
 /** Receives one trace line per request sent and per answer (see `MembershipManagerOptions.trace`). */
 export type RequestTraceSink = (line: string) => void;
@@ -74,17 +75,21 @@ export class RequestTrace {
   private describe(request: Request): string {
     switch (request.kind) {
       case "schedule":
-        return "schedule the delayed leave";
+        return request.sticky ? "schedule the delayed leave (sticky)" : "schedule the delayed leave";
       case "delayed":
         return `${request.action} ${this.nameOf(request.delayId)}`;
       case "write":
+        if (request.sticky)
+          return isLeftContent(request.content)
+            ? "write the leave (sticky)"
+            : "write the membership (sticky)";
         return Object.keys(request.content).length === 0 ? "write the leave ({})" : "write the membership";
       case "list":
         return "list our delayed events";
       case "lookup":
         return `look up ${this.nameOf(request.delayId)}`;
       case "read":
-        return "read our membership";
+        return request.eventId ? "read our membership event" : "read our membership";
       case "read-room-membership":
         return "read our room membership";
       case "probe":

@@ -166,4 +166,6 @@ export interface Support {
   maxDelayMs?: number;
   /** Why delayed events are off, when they are. */
   reason?: string;
+  /** The membership format in use ("sticky" falls back to "state" only where the app allowed it). */
+  membershipFormat?: "state" | "sticky";
 }

@@ -1,13 +1,24 @@
 import { MatrixError } from "matrix-js-sdk";
 import { BehaviorSubject, type Observable, type SchedulerLike } from "rxjs";
 import { CALL_MEMBER_EVENT_TYPE } from "../../src/membership/content.js";
+import { RTC_MEMBER_EVENT_TYPE } from "../../src/membership/rtcMember.js";
+import { StickyEventsUnsupportedError } from "../../src/errors.js";
 import type {
   DelayedEventAction,
   MembershipBackend,
   RequestOptions,
   StateEventRequest,
+  StateEventSnapshot,
+  StickyEventRequest,
   SupportHint,
 } from "../../src/backends/types.js";
+
+/**
+ * Sticky events (MSC4354) live beside state in the same map, under a key of their own per sticky key
+ * (readers key them by sender, type and sticky key; the fake has one sender): the newest event with that
+ * sticky key is what others read, until its stickiness ends.
+ */
+export const stickyMapKey = (stickyKey: string) => `sticky:${stickyKey}`;
 
 /** "probe": reads of our key; "list": our delayed events. */
 type Op = "schedule" | "state" | DelayedEventAction | "probe" | "list";
@@ -24,11 +35,21 @@ export type Fault =
   | { kind: "process-then-error"; error: () => unknown };
 
 interface Delayed {
+  /** The map key it writes (a state key, or `stickyMapKey` of a sticky delayed event). */
   stateKey: string;
   content: Record<string, unknown>;
   delayMs: number;
   sendTs: number;
   cancelTimer: () => void;
+  /** A delayed sticky event: its sticky key and stickiness. */
+  sticky?: { key: string; durationMs: number };
+}
+
+/** One sticky event the server holds, by event id. */
+interface StickyEvent {
+  mapKey: string;
+  content: Record<string, unknown>;
+  ts: number;
 }
 
 export interface LogEntry {
@@ -81,6 +102,13 @@ export class FakeServer implements MembershipBackend {
   /** Servers before Synapse 1.127: the owner's own state write cancels their pending delayed state. */
   ownWritesCancel = false;
   supportHint?: SupportHint;
+  /** MSC4354: off, a sticky request is refused as our backends refuse it (nothing is sent). */
+  stickyEventsEnabled = true;
+  /** Sticky events by id (reads, redactions), and when each sticky key's current event stops counting. */
+  readonly stickyEvents = new Map<string, StickyEvent>();
+  readonly stickyExpiresAt = new Map<string, number>();
+  /** The event id of each key's current sticky event. */
+  private readonly currentSticky = new Map<string, string>();
   private faults: { op: Op; times: number; fault: Fault }[] = [];
   private readonly viewers: (() => void)[] = [];
   private nextId = 1;
@@ -174,7 +202,49 @@ export class FakeServer implements MembershipBackend {
     const d = this.delayed.get(id);
     if (!d) return;
     this.delayed.delete(id);
-    this.writeState(d.stateKey, d.content, "delayed");
+    this.deliver(d, "delayed");
+  }
+
+  /** A delayed event is sent: a state event, or a sticky event (a new one, with its own stickiness). */
+  private deliver(d: Omit<Delayed, "cancelTimer" | "sendTs">, by: "client" | "delayed"): void {
+    if (d.sticky) this.writeSticky(d.sticky.key, d.content, d.sticky.durationMs, by);
+    else this.writeState(d.stateKey, d.content, by);
+  }
+
+  /** A sticky event arrives: it is the current one for its key (the newest), sticky for `durationMs`. */
+  private writeSticky(
+    stickyKey: string,
+    content: Record<string, unknown>,
+    durationMs: number,
+    by: "client" | "delayed",
+  ): string {
+    const mapKey = stickyMapKey(stickyKey);
+    const eventId = `$sticky${this.nextId++}`;
+    this.stickyEvents.set(eventId, { mapKey, content, ts: this.now() });
+    this.currentSticky.set(mapKey, eventId);
+    this.stickyExpiresAt.set(mapKey, this.now() + Math.min(durationMs, 3_600_000));
+    this.writeState(mapKey, content, by);
+    return eventId;
+  }
+
+  /**
+   * What others read at a key now: the state there, or the current sticky event while it is sticky
+   * (undefined once its stickiness ended).
+   */
+  contentAt(key: string): Record<string, unknown> | undefined {
+    const expiresAt = this.stickyExpiresAt.get(key);
+    if (expiresAt !== undefined && expiresAt <= this.now()) return undefined;
+    return this.state.get(key);
+  }
+
+  /** A moderator redacts the current sticky event of `mapKey`: its content is emptied (read as left). */
+  redactCurrentSticky(mapKey: string): boolean {
+    const eventId = this.currentSticky.get(mapKey);
+    const event = eventId === undefined ? undefined : this.stickyEvents.get(eventId);
+    if (!event) return false;
+    event.content = {};
+    this.writeState(mapKey, {}, "client");
+    return true;
   }
 
   private arm(id: string, d: Omit<Delayed, "cancelTimer" | "sendTs">): void {
@@ -268,6 +338,77 @@ export class FakeServer implements MembershipBackend {
     );
   }
 
+  /** MSC4354 + MSC4140: a delayed sticky event (the sticky format's delayed leave); op "schedule". */
+  sendDelayedStickyEvent(
+    req: StickyEventRequest & { delayMs: number },
+    opts?: RequestOptions,
+  ): Promise<string> {
+    const mapKey = stickyMapKey(req.stickyKey);
+    if (!this.stickyEventsEnabled) return this.refuseSticky("schedule", mapKey, req.content, opts);
+    return this.request(
+      "schedule",
+      () => {
+        if (req.eventType !== RTC_MEMBER_EVENT_TYPE) throw matrixError(400, "M_BAD_JSON");
+        if (!this.delayedEventsEnabled)
+          throw matrixError(403, "M_FORBIDDEN", { error: "Sending delayed events has been disallowed" });
+        if (this.maxDelayMs !== undefined && req.delayMs > this.maxDelayMs)
+          throw matrixError(403, "M_FORBIDDEN", {
+            error: `The requested delay (${req.delayMs}ms) exceeds the allowed maximum (${this.maxDelayMs}ms)`,
+          });
+        const id = `syd_${this.nextId++}`;
+        this.arm(id, {
+          stateKey: mapKey,
+          content: req.content,
+          delayMs: req.delayMs,
+          sticky: { key: req.stickyKey, durationMs: req.durationMs },
+        });
+        return id;
+      },
+      { stateKey: mapKey, content: req.content },
+      opts,
+    );
+  }
+
+  /** MSC4354: a sticky event now (the sticky format's join, refresh, fallback leave); op "state". */
+  sendStickyEvent(req: StickyEventRequest, opts?: RequestOptions): Promise<string> {
+    const mapKey = stickyMapKey(req.stickyKey);
+    if (!this.stickyEventsEnabled) return this.refuseSticky("state", mapKey, req.content, opts);
+    return this.request(
+      "state",
+      () => {
+        if (req.eventType !== RTC_MEMBER_EVENT_TYPE) throw matrixError(400, "M_BAD_JSON");
+        return this.writeSticky(req.stickyKey, req.content, req.durationMs, "client");
+      },
+      { stateKey: mapKey, content: req.content },
+      opts,
+    );
+  }
+
+  /** Refused before anything is sent, as the backends refuse a server without MSC4354 (logged, not processed). */
+  private refuseSticky(op: Op, mapKey: string, content: Record<string, unknown>, opts?: RequestOptions) {
+    return this.request(
+      op,
+      () => {
+        throw new StickyEventsUnsupportedError("the server does not advertise org.matrix.msc4354");
+      },
+      { stateKey: mapKey, content },
+      opts,
+    );
+  }
+
+  /** One sticky event by id (a redacted one reads `{}`); op "probe", like every read of our membership. */
+  readEvent(roomId: string, eventId: string, opts?: RequestOptions) {
+    return this.request(
+      "probe",
+      (): StateEventSnapshot | undefined => {
+        const e = this.stickyEvents.get(eventId);
+        return e ? { content: e.content, originServerTs: e.ts, eventId } : undefined;
+      },
+      { stateKey: this.stickyEvents.get(eventId)?.mapKey },
+      opts,
+    );
+  }
+
   sendStateEvent(req: StateEventRequest, opts?: RequestOptions): Promise<void> {
     return this.request(
       "state",
@@ -291,7 +432,7 @@ export class FakeServer implements MembershipBackend {
         d.cancelTimer();
         this.delayed.delete(delayId);
         if (action === "restart") this.arm(delayId, d);
-        else if (action === "send") this.writeState(d.stateKey, d.content, "delayed");
+        else if (action === "send") this.deliver(d, "delayed");
       },
       { delayId, ...(opts?.keepAlive ? { keepAlive: true as const } : {}) },
       opts,
@@ -302,12 +443,22 @@ export class FakeServer implements MembershipBackend {
     return this.request(
       "list",
       () =>
-        [...this.delayed.entries()].map(([delayId, d]) => ({
-          delayId,
-          roomId: "!room:localhost",
-          stateKey: d.stateKey,
-          delayedSinceTs: d.sendTs - d.delayMs,
-        })),
+        [...this.delayed.entries()].map(([delayId, d]) =>
+          d.sticky
+            ? {
+                delayId,
+                roomId: "!room:localhost",
+                type: RTC_MEMBER_EVENT_TYPE,
+                stickyKey: d.sticky.key,
+                delayedSinceTs: d.sendTs - d.delayMs,
+              }
+            : {
+                delayId,
+                roomId: "!room:localhost",
+                stateKey: d.stateKey,
+                delayedSinceTs: d.sendTs - d.delayMs,
+              },
+        ),
       {},
       opts,
     );

@@ -32,7 +32,8 @@ import { eventsStateSource } from "../../src/membership/observer.js";
 import { LATE_WRITE_HORIZON_MS } from "../../src/core/limits.js";
 import type { MembershipBackend } from "../../src/backends/types.js";
 import { HTTPError, MatrixError } from "matrix-js-sdk";
-import { FakeServer, matrixError, type Fault } from "./fakeServer.js";
+import { isLeftContent } from "../../src/membership/content.js";
+import { FakeServer, matrixError, stickyMapKey, type Fault } from "./fakeServer.js";
 import { settle, VirtualTime } from "./virtualTime.js";
 
 const quiet = log.getLogger("invariants-quiet");
@@ -248,8 +249,13 @@ export function scheduleArb(opts: ScheduleOptions = {}) {
     // How the manager can see its own key (issue 25): reads of it (a bare client), a synced room view,
     // or nothing at all (a widget host that refused reading).
     eyes: fc.constantFrom<Eyes>("read", "read", "view", "blind"),
+    // The membership format (issue 21): the same invariants over state events and sticky events.
+    format: fc.constantFrom<Format>("state", "sticky"),
   });
 }
+
+/** The membership format a schedule runs in (the manager's `membershipFormat`). */
+export type Format = "state" | "sticky";
 
 /** How the manager sees its own key: reads, a synced room view (and reads), or nothing. */
 export type Eyes = "read" | "view" | "blind";
@@ -282,15 +288,12 @@ function mulberry32(seed: number): () => number {
   };
 }
 
-function isEmpty(c: Record<string, unknown> | undefined): boolean {
-  return !!c && Object.keys(c).length === 0;
-}
-
 /** How long a late write of ours may stand after it was sent: the leave's guard horizon, plus a request. */
 const LATE_GHOST_MS = LATE_WRITE_HORIZON_MS + 3000;
 
+/** A membership (not absent, not left: `{}`, or a sticky event with only its slot and sticky key). */
 function isMembership(c: Record<string, unknown> | undefined): boolean {
-  return !!c && Object.keys(c).length > 0;
+  return !!c && !isLeftContent(c);
 }
 
 const FOREIGN_MARK = "org.example.foreign";
@@ -380,9 +383,10 @@ function faultOf(spec: FaultSpec, server: FakeServer): Fault {
 export async function runSchedule(
   cmds: Cmd[],
   jitterSeed: number,
-  opts: { healMs?: number; eyes?: Eyes } = {},
+  opts: { healMs?: number; eyes?: Eyes; format?: Format } = {},
 ): Promise<RunResult> {
   const eyes = opts.eyes ?? "read";
+  const format = opts.format ?? "state";
   const time = new VirtualTime();
   const server = new FakeServer(time.scheduler);
   server.latencyMs = LATENCY_MS;
@@ -423,6 +427,15 @@ export async function runSchedule(
    * delayed leaves would fire as it left: R's in-flight case (see there).
    */
   const writesSent: { content: string; sentAt: number; coveredUntil: number }[] = [];
+  /** A write as it leaves: when the server would fire the last of our pending delayed leaves at its key. */
+  const recordWrite = (key: string, content: Record<string, unknown>) => {
+    const fires = [...server.delayed.values()].filter((d) => d.stateKey === key).map((d) => d.sendTs);
+    writesSent.push({
+      content: JSON.stringify(content),
+      sentAt: t(),
+      coveredUntil: Math.max(-Infinity, ...fires),
+    });
+  };
   /** Delay ids whose answer reached the manager after dispose() (O: they must be cancelled). */
   const lateIds = new Set<string>();
   const firedIds = new Set<string>();
@@ -436,16 +449,20 @@ export async function runSchedule(
         return id;
       }),
     sendStateEvent: (req, o) => {
-      // When the server would fire the last of our pending delayed leaves at this key, as the write leaves.
-      const fires = [...server.delayed.values()]
-        .filter((d) => d.stateKey === req.stateKey)
-        .map((d) => d.sendTs);
-      writesSent.push({
-        content: JSON.stringify(req.content),
-        sentAt: t(),
-        coveredUntil: Math.max(-Infinity, ...fires),
-      });
+      recordWrite(req.stateKey, req.content);
       return wrap("state", server.sendStateEvent.bind(server))(req, o);
+    },
+    sendDelayedStickyEvent: (req, o) =>
+      wrap("schedule", server.sendDelayedStickyEvent.bind(server))(req, o).then((id) => {
+        if (disposed) {
+          lateIds.add(id);
+          note(`   <- schedule answered ${id} after dispose()`);
+        }
+        return id;
+      }),
+    sendStickyEvent: (req, o) => {
+      recordWrite(stickyMapKey(req.stickyKey), req.content);
+      return wrap("state", server.sendStickyEvent.bind(server))(req, o);
     },
     // Only a restart's 404 tells the manager its tracked delayed leave is gone (a cancel's is an orphan's).
     updateDelayedEvent: (id, action, opts) =>
@@ -460,6 +477,7 @@ export async function runSchedule(
       : {
           readStateEvent: wrap("read", server.readStateEvent.bind(server)),
           readState: wrap("read", server.readState.bind(server)),
+          readEvent: wrap("read", server.readEvent.bind(server)),
         }),
     listDelayedEvents: wrap("list", server.listDelayedEvents.bind(server)),
     probeSupport: server.probeSupport.bind(server),
@@ -476,8 +494,29 @@ export async function runSchedule(
     random: mulberry32(jitterSeed),
     fociPreferred: [{ type: "livekit", livekit_service_url: "https://lk.example" }],
     ...(eyes === "view" ? { roomState: eventsStateSource(server.roomStateView("@alice:localhost")) } : {}),
+    ...(format === "sticky" ? { membershipFormat: "sticky" as const } : {}),
   });
-  const key = manager.stateKey;
+  // Our membership's key: the state key, or in the sticky format the current call's sticky key (the
+  // member id is fresh per join, so earlier calls' keys are ours too: `ourKeys`).
+  const stateKeyOfOurs = manager.stateKey;
+  let lastMemberId: string | undefined;
+  const key = (): string => {
+    if (format === "state") return stateKeyOfOurs;
+    lastMemberId = manager.memberId ?? lastMemberId;
+    return lastMemberId === undefined ? "sticky:" : stickyMapKey(lastMemberId);
+  };
+  const isOurKey = (k: string) => (format === "state" ? k === stateKeyOfOurs : k.startsWith("sticky:"));
+  const ourKeys = (): string[] =>
+    format === "state"
+      ? [stateKeyOfOurs]
+      : [...new Set([...server.state.keys(), ...[...server.delayed.values()].map((d) => d.stateKey)])].filter(
+          isOurKey,
+        );
+  const pendingOurs = (): string[] => ourKeys().flatMap((k) => server.pendingFor(k));
+  const holdsAt = (k: string): boolean => {
+    const c = server.contentAt(k);
+    return isMembership(c) && !isForeign(c);
+  };
   const timing = manager.effectiveTiming;
   const RTT = LATENCY_MS;
   const ONE_REQUEST = RTT + timing.requestTimeoutMs;
@@ -549,17 +588,17 @@ export async function runSchedule(
   }
 
   internals.writeState = (stateKey, content, by) => {
-    if (stateKey === key) {
+    if (isOurKey(stateKey)) {
       const foreign = inForeign;
       note(
         `   server: write ${by}${inFire ? " (timer fire)" : ""}${foreign ? " (foreign)" : ""} ${
           isMembership(content) ? (isForeign(content) ? "foreign content" : "membership") : "{}"
-        }; pending=${server.pendingFor(key).join(",") || "none"}`,
+        }${format === "sticky" ? ` at ${stateKey.slice(0, 15)}` : ""}; pending=${server.pendingFor(stateKey).join(",") || "none"}`,
       );
       if (inFire) {
         // Exempt: the app did not want to be joined, or a leave() it asked for is still being carried out,
         // or the key held no membership of ours (a fire over nothing: nobody saw us leave).
-        const before = server.state.get(key);
+        const before = server.contentAt(stateKey);
         const exempt =
           intent !== "joined" ||
           disposed ||
@@ -577,7 +616,7 @@ export async function runSchedule(
       } else if (by === "client" && !foreign && isMembership(content)) {
         // R: a membership write of ours that (re)creates our membership (after a fired leave, a leave,
         // or before anything) must be protected by a pending delayed leave of ours.
-        const before = server.state.get(key);
+        const before = server.contentAt(stateKey);
         const lastCreated = Math.max(-Infinity, ...createdAt.values());
         const removedBehindOurBack =
           lastExternalRemovalAt >= lastCreated && !goneDeliveredAt.some((x) => x >= lastExternalRemovalAt);
@@ -591,7 +630,7 @@ export async function runSchedule(
         // Degraded mode (the manager says it has no delayed events) writes without one, by design.
         if (
           !isMembership(before) &&
-          server.pendingFor(key).length === 0 &&
+          server.pendingFor(stateKey).length === 0 &&
           !removedBehindOurBack &&
           !coveredWhenSent &&
           !degradedNow
@@ -644,20 +683,19 @@ export async function runSchedule(
       for (const f of fires) if (!f.satisfied && t() <= f.at + timing.heartbeatIntervalMs) f.satisfied = true;
   });
 
-  const serverHoldsOurMembership = () => {
-    const c = server.state.get(key);
-    return isMembership(c) && !isForeign(c);
-  };
+  const serverHoldsOurMembership = () => holdsAt(key());
+  /** Any membership of ours (in the sticky format: at any of our member ids). */
+  const serverHoldsAnyOfOurs = () => ourKeys().some(holdsAt);
 
   const checkLeft = (when: string) => {
     if (!leftWindow?.open) return;
-    if (serverHoldsOurMembership() && t() > lateGhostUntil)
+    if (serverHoldsAnyOfOurs() && t() > lateGhostUntil)
       violate("1", `${when}: server holds our membership after leave() resolved left at ${leftWindow.at}`);
     // A delayed {} that a request sent before the leave created only now (processed after its timeout,
     // its id never learnt): nothing of ours can stop it; it fires {} over our {} (harmless while left).
     const lateLanded = (id: string) =>
       (createdAt.get(id) ?? -Infinity) > leftWindow!.at && !trackedIds.has(id);
-    const pending = server.pendingFor(key).filter((id) => !guardIds.has(id) && !lateLanded(id));
+    const pending = pendingOurs().filter((id) => !guardIds.has(id) && !lateLanded(id));
     if (pending.length > 0)
       violate(
         "1b",
@@ -691,7 +729,7 @@ export async function runSchedule(
     // 2 (degraded mode says so: `joined` with delayedLeave false is honest without a delayed leave)
     const degraded = manager.state.kind === "joined" && !manager.state.delayedLeave;
     const connected = manager.status === "connected" && !degraded;
-    const pending = server.pendingFor(key).length > 0;
+    const pending = server.pendingFor(key()).length > 0;
     if (connected && !pending) {
       // External: the last delayed leave of ours was removed by the server or someone else, not by us.
       gap ??= { start: now, external: lastExternalRemovalAt >= Math.max(-Infinity, ...createdAt.values()) };
@@ -811,16 +849,18 @@ export async function runSchedule(
             note(`   leave() from command ${issuedAt} resolved ${JSON.stringify(r)}`);
             if (r.status !== "left" || disposed) return;
             // The leave's guard against a late write: a delayed {} created after the leave was called.
-            for (const id of server.pendingFor(key))
-              if ((createdAt.get(id) ?? -Infinity) >= calledAt && isEmpty(server.delayed.get(id)?.content))
+            for (const id of pendingOurs()) {
+              const content = server.delayed.get(id)?.content;
+              if ((createdAt.get(id) ?? -Infinity) >= calledAt && content && isLeftContent(content))
                 guardIds.add(id);
+            }
             // "unless we join again": a join() issued after this leave() closes the window at once.
             const window = { at: t(), open: lastJoinSeq < leaveSeq };
             if (window.open) leftWindow = window;
             // The at-resolution check applies even if a join() followed (the leave completes first).
-            if (serverHoldsOurMembership())
+            if (serverHoldsAnyOfOurs())
               violate("1", `leave() resolved ${JSON.stringify(r)} but the server holds our membership`);
-            const pending = server.pendingFor(key).filter((id) => !guardIds.has(id));
+            const pending = pendingOurs().filter((id) => !guardIds.has(id));
             if (pending.length > 0)
               violate(
                 "1b",
@@ -856,16 +896,23 @@ export async function runSchedule(
           lastBlindAt = Infinity;
         break;
       case "losePending":
-        for (const id of server.pendingFor(key)) {
+        for (const id of pendingOurs()) {
           server.lose(id);
           lastExternalRemovalAt = t();
         }
         break;
       case "foreignWrite":
+        // Nobody else can write our sticky key: the sticky format's "someone else" is a moderator's
+        // redaction of our membership event, which cancels nothing (as another tab's `{}` at a state key).
+        if (format === "sticky") {
+          server.redactCurrentSticky(key());
+          sameDeviceWrote = true;
+          break;
+        }
         inForeign = true;
         try {
-          if (server.pendingFor(key).length > 0) lastExternalRemovalAt = t();
-          server.foreignWrite(key, { [FOREIGN_MARK]: true, application: "m.call", device_id: "OTHER" });
+          if (server.pendingFor(key()).length > 0) lastExternalRemovalAt = t();
+          server.foreignWrite(key(), { [FOREIGN_MARK]: true, application: "m.call", device_id: "OTHER" });
         } finally {
           inForeign = false;
         }
@@ -873,7 +920,9 @@ export async function runSchedule(
         unresolvedFireAt = undefined;
         break;
       case "sameDeviceWrite":
-        server.sameDeviceWrite(key, {});
+        // (Sticky format: another tab has a member id of its own; a redaction empties ours.)
+        if (format === "sticky") server.redactCurrentSticky(key());
+        else server.sameDeviceWrite(key(), {});
         sameDeviceWrote = true;
         break;
     }
@@ -902,42 +951,41 @@ export async function runSchedule(
     sameDeviceWrote &&
     manager.state.kind === "joined" &&
     manager.state.membershipWatched === false &&
-    !isMembership(server.state.get(key));
+    !isMembership(server.contentAt(key()));
   if (intent === "joined" && refused) note("   (ends failed on a refusal: exempt from 5)");
   else if (intent === "joined" && blindOk)
     note("   (another tab's {} nothing could see, said so: exempt from 5)");
   else if (intent === "joined") {
-    const c = server.state.get(key);
+    const c = server.contentAt(key());
     if (
       manager.status !== "connected" ||
       !isMembership(c) ||
       isForeign(c) ||
-      (server.pendingFor(key).length === 0 && !degraded)
+      (server.pendingFor(key()).length === 0 && !degraded)
     )
       violate(
         "5",
         `after healing, the app wants to be joined but status=${manager.status} (${manager.state.kind}), ` +
-          `server content=${JSON.stringify(c)}, pending=${server.pendingFor(key).length}` +
+          `server content=${JSON.stringify(c)}, pending=${server.pendingFor(key()).length}` +
           (fires.some((f) => kindOf(f.id) === "orphan")
             ? `; orphan fires: ${fires.filter((f) => kindOf(f.id) === "orphan").map((f) => `${f.id}@${f.at}`)}`
             : ""),
       );
-    else if (server.pendingFor(key).length > 1)
-      violate("5", `after healing, ${server.pendingFor(key).length} delayed leaves of ours are pending`);
+    else if (pendingOurs().length > 1)
+      violate("5", `after healing, ${pendingOurs().length} delayed leaves of ours are pending`);
   } else {
-    if (server.pendingFor(key).length > 0)
+    if (pendingOurs().length > 0)
       violate(
         "O",
-        `after leave() and healing, delayed leave(s) ${server
-          .pendingFor(key)
+        `after leave() and healing, delayed leave(s) ${pendingOurs()
           .map((id) => `${id} (${kindOf(id)})`)
           .join(",")} of ours still pending`,
       );
-    if (serverHoldsOurMembership() || server.pendingFor(key).length > 0 || manager.status !== "disconnected")
+    if (serverHoldsAnyOfOurs() || pendingOurs().length > 0 || manager.status !== "disconnected")
       violate(
         "5",
         `after healing, the app wants to be out but status=${manager.status} (${manager.state.kind}), ` +
-          `server content=${JSON.stringify(server.state.get(key))}, pending=${server.pendingFor(key).length}`,
+          `server content=${JSON.stringify(server.contentAt(key()))}, pending=${pendingOurs().length}`,
       );
   }
 

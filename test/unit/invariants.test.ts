@@ -21,6 +21,7 @@ import {
   scheduleArb,
   type Cmd,
   type Eyes,
+  type Format,
   type InvariantId,
   type Violation,
 } from "../helpers/invariants.js";
@@ -60,26 +61,31 @@ const KNOWN_BROKEN = new Set<InvariantId>([]);
 
 /** Every property plays the same schedules (same seed): play each once (only the violations are kept). */
 const cache = new Map<string, Violation[]>();
-async function violationsOf(s: { cmds: Cmd[]; jitterSeed: number; eyes?: Eyes }): Promise<Violation[]> {
+async function violationsOf(s: {
+  cmds: Cmd[];
+  jitterSeed: number;
+  eyes?: Eyes;
+  format?: Format;
+}): Promise<Violation[]> {
   const key = JSON.stringify(s);
   let v = cache.get(key);
   if (!v) {
-    v = (await runSchedule(s.cmds, s.jitterSeed, { eyes: s.eyes })).violations;
+    v = (await runSchedule(s.cmds, s.jitterSeed, { eyes: s.eyes, format: s.format })).violations;
     cache.set(key, v);
   }
   return v;
 }
 
 async function explain(
-  s: { cmds: Cmd[]; jitterSeed: number; eyes?: Eyes },
+  s: { cmds: Cmd[]; jitterSeed: number; eyes?: Eyes; format?: Format },
   invs: InvariantId[],
 ): Promise<string> {
-  const r = await runSchedule(s.cmds, s.jitterSeed, { eyes: s.eyes });
+  const r = await runSchedule(s.cmds, s.jitterSeed, { eyes: s.eyes, format: s.format });
   const text = formatFailure(s.cmds, r, invs).split("\n");
   // Keep the trace readable: up to a little after the first violation.
   const first = text.findIndex((l) => l.includes("!! VIOLATION"));
   const end = first < 0 ? 150 : Math.min(first + 20, 250);
-  return `jitterSeed ${s.jitterSeed}, eyes ${s.eyes ?? "read"}\n${text.slice(0, end).join("\n")}`;
+  return `jitterSeed ${s.jitterSeed}, eyes ${s.eyes ?? "read"}, format ${s.format ?? "state"}\n${text.slice(0, end).join("\n")}`;
 }
 
 function property(invs: InvariantId[]) {
@@ -177,12 +183,13 @@ const CLEAN: [string, Cmd[]][] = [
 ];
 
 describe("the checker on plain fault scenarios (no violation expected)", () => {
-  for (const [name, cmds] of CLEAN)
-    it(`${name}: ${cmds.map(describeCmd).join("; ")}`, async () => {
-      const r = await runSchedule(cmds, 0);
-      if (r.violations.length) throw new Error(formatFailure(cmds, r));
-      expect(r.violations).toEqual([]);
-    });
+  for (const format of ["state", "sticky"] as const)
+    for (const [name, cmds] of CLEAN)
+      it(`${format} format: ${name}: ${cmds.map(describeCmd).join("; ")}`, async () => {
+        const r = await runSchedule(cmds, 0, { format });
+        if (r.violations.length) throw new Error(formatFailure(cmds, r));
+        expect(r.violations).toEqual([]);
+      });
 });
 
 /**

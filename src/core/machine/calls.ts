@@ -10,8 +10,14 @@ import { dropScheduleWait } from "./schedule.js";
 import type { CallState } from "./types.js";
 
 export function newCall(c: Ctx): CallState {
+  const id = nextId(c.s);
+  // The sticky format's member id: the driver's fresh one for this join (a plain fallback for tests
+  // that drive the machine directly), taken once.
+  const memberId = c.s.nextMemberId ?? `member-${id}`;
+  c.s.nextMemberId = undefined;
   return {
-    id: nextId(c.s),
+    id,
+    memberId,
     ended: false,
     heartbeatStopped: false,
     lane: { k: "stopped" },

@@ -78,7 +78,11 @@ export function toError(cls: ErrorClass, cause: unknown, op: Operation): Members
         ? "max-delay-lowered"
         : cls.kind === "unsupported"
           ? "delayed-events-unsupported"
-          : cls.kind;
+          : cls.kind === "sticky-unsupported"
+            ? "sticky-events-unsupported"
+            : cls.kind === "unencryptable"
+              ? "encryption-unavailable"
+              : cls.kind;
   const message = cause instanceof Error ? cause.message : String(cause);
   return new MembershipError(`${op}: ${message}`, code, op, cls, { cause });
 }

@@ -22,11 +22,13 @@ import { startLeaveJob } from "./leave.js";
 import { askOnce } from "./tasks.js";
 import { writeMembership } from "./writes.js";
 import { canReadKey, onUnreadable, scheduleCheck } from "./watch.js";
+import { predecessorsCanHurt, readRequest } from "./format.js";
 import type { CallState, MachineEvent, Outcome, Task } from "./types.js";
 
-export function join(c: Ctx): void {
+export function join(c: Ctx, memberId?: string): void {
   if (c.s.wantJoined) return;
   c.s.wantJoined = true;
+  if (memberId !== undefined) c.s.nextMemberId = memberId;
   // A call that failed or was left may still hold a delayed leave: clean it up before joining again.
   // The leave job starts the new call when it is done (wantJoined), which may be at once: a second
   // startCall here would orphan the first call's delayed leave (found by the randomized invariants).
@@ -37,8 +39,11 @@ export function join(c: Ctx): void {
 export function startCall(c: Ctx): void {
   // A guard against a late write of the last call (lateWrites.ts) would fire into this one: it is
   // cancelled first, like a failed leave's delayed leave.
-  if (c.s.guardDelayId && !c.s.staleDelayId) c.s.staleDelayId = c.s.guardDelayId;
-  c.s.guardDelayId = undefined;
+  if (c.s.guardDelayId && !c.s.staleDelayId) {
+    c.s.staleDelayId = c.s.guardDelayId;
+    c.s.staleMemberId = c.s.guardMemberId;
+  }
+  c.s.guardDelayId = c.s.guardMemberId = undefined;
   const call = newCall(c);
   c.s.call = call;
   setState(c, { kind: "joining", step: "delayed-leave" });
@@ -50,7 +55,7 @@ export function startCall(c: Ctx): void {
     });
   // The first call of this manager looks for a dead predecessor's leftovers once its own delayed leave
   // is armed (orphans.ts sweepPredecessors): it knows its own id then, and that delayed events work.
-  if (!c.s.joinedBefore) call.sweepPredecessors = true;
+  if (!c.s.joinedBefore && predecessorsCanHurt(c)) call.sweepPredecessors = true;
   c.s.joinedBefore = true;
   startDelayedLane(c, call);
 }
@@ -93,8 +98,10 @@ export function leave(c: Ctx): boolean {
     // A leave that failed left its delayed leave pending: this leave fires it.
     const call = newCall(c);
     call.delayId = c.s.staleDelayId;
+    // (Sticky format: the key of the call that left it, for a fallback leave.)
+    if (c.s.staleMemberId !== undefined) call.memberId = c.s.staleMemberId;
     call.membershipAttempted = true;
-    c.s.staleDelayId = undefined;
+    c.s.staleDelayId = c.s.staleMemberId = undefined;
     c.s.call = call;
   }
   if (!c.s.call) return false;
@@ -133,12 +140,13 @@ export function membershipMissing(c: Ctx): void {
   const call = c.s.call;
   if (!call || call.ended || call.checkingMissing) return;
   const sent = call.lastSent;
-  if (!sent || !canReadKey(c)) return onMissingConfirmed(c, call, sent);
+  const read = readRequest(c, call);
+  if (!sent || !canReadKey(c) || !read) return onMissingConfirmed(c, call, sent);
   // The view may lag more than the grace period behind our own write (a slow sync): ask the server
   // before rewriting, or a lag alone would flicker probablyLeft and give us a new created_ts.
   call.checkingMissing = true;
   call.checkAt = undefined;
-  askOnce(c, { kind: "read-holds", content: sent, why: "view" }, { kind: "read" }, "send-state", {
+  askOnce(c, { kind: "read-holds", content: sent, why: "view" }, read, "send-state", {
     callId: call.id,
   });
 }

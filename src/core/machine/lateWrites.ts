@@ -11,6 +11,7 @@ import type { LeaveResult } from "../../manager/state.js";
 import { sameContent } from "../../membership/content.js";
 import { log, type Ctx } from "./context.js";
 import { startTask } from "./tasks.js";
+import { scheduleRequest } from "./format.js";
 import type { Outcome, Task } from "./types.js";
 
 /**
@@ -51,7 +52,8 @@ export function startGuard(c: Ctx, until: number, result: LeaveResult): void {
   log(c, "debug", `a membership write may still land: a delayed {} stays pending for ${delayMs} ms`);
   startTask(c, {
     purpose: { kind: "late-write-guard", result },
-    request: { kind: "schedule", delayMs },
+    // The delayed leave of the call that left (its sticky key, in the sticky format).
+    request: scheduleRequest(c, c.s.leaveCall, delayMs),
     op: "schedule-leave",
     scope: "manager",
     retry: "retryable",
@@ -64,8 +66,10 @@ export function startGuard(c: Ctx, until: number, result: LeaveResult): void {
 /** The guard's schedule ended: remember its id (join() cancels it), and let the leave resolve. */
 export function onGuardDone(c: Ctx, task: Task, outcome: Outcome): LeaveResult | undefined {
   if (task.purpose.kind !== "late-write-guard") return undefined;
-  if (outcome.ok && typeof outcome.value === "string") c.s.guardDelayId = outcome.value;
-  else if (!outcome.ok)
+  if (outcome.ok && typeof outcome.value === "string") {
+    c.s.guardDelayId = outcome.value;
+    c.s.guardMemberId = c.s.leaveCall?.memberId;
+  } else if (!outcome.ok)
     log(c, "warn", "could not keep a guard against a late membership write", outcome.error);
   return task.purpose.result;
 }

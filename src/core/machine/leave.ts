@@ -2,7 +2,6 @@
  * The leave job: stop the call, let requests in flight settle (so our leave lands after them), learn any
  * delay id still on its way, then fire the delayed leave (one request) or, if it is gone, write `{}`.
  */
-import { LEFT_CONTENT } from "../../membership/content.js";
 import type { LeaveResult } from "../../manager/state.js";
 import {
   emitError,
@@ -20,6 +19,7 @@ import { abortIdleTasks, startTask } from "./tasks.js";
 import type { CallState, Outcome, Task } from "./types.js";
 import { startCall } from "./join.js";
 import { lateWritesUntil, onGuardDone, startGuard } from "./lateWrites.js";
+import { leaveContent, stickyDurationMs, writeRequest } from "./format.js";
 
 export function startLeaveJob(c: Ctx, call: CallState, quiet = false): void {
   const wasFailed = c.s.out.state.kind === "failed";
@@ -110,10 +110,12 @@ function decide(c: Ctx, call: CallState): void {
 
 function writeEmpty(c: Ctx): void {
   c.s.leave!.step = "empty";
+  const call = c.s.leaveCall;
   startTask(c, {
     intent: !c.s.leave?.quiet,
     purpose: { kind: "leave-empty" },
-    request: { kind: "write", content: { ...LEFT_CONTENT } },
+    // `{}` at our key, or a sticky event with only our slot and sticky key (format.ts).
+    request: writeRequest(c, call, leaveContent(c, call), stickyDurationMs(c)),
     op: "send-state",
     scope: "manager",
     retry: "retryable",
@@ -148,7 +150,10 @@ export function onLeaveTaskDone(c: Ctx, task: Task, outcome: Outcome): void {
         setState(c, { kind: "failed", error });
         // The delayed leave stays: its firing is now the only way our membership goes. But a later
         // join() must cancel it first, or it fires into the new membership.
-        if (job.delayId) c.s.staleDelayId = job.delayId;
+        if (job.delayId) {
+          c.s.staleDelayId = job.delayId;
+          c.s.staleMemberId = c.s.leaveCall?.memberId;
+        }
         return finish(c, { status: "failed", error });
       }
       if (!job.delayId) return finish(c, { status: "left", via: "state-written" });

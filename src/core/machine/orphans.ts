@@ -17,6 +17,7 @@ import { observeLink } from "./resources.js";
 import { askOnce, startTask } from "./tasks.js";
 import { resumeWrites, writeMembership } from "./writes.js";
 import { adoptLateSchedule, resumeAfterOpen } from "./schedule.js";
+import { ownsListed, predecessorsCanHurt } from "./format.js";
 import type { PendingDelayedEvent } from "../../backends/types.js";
 import type { OpenSchedule, Outcome, Task } from "./types.js";
 
@@ -202,10 +203,10 @@ export function onSweepWake(c: Ctx): void {
 function cancelListedOrphans(c: Ctx): void {
   const sweep = c.s.sweep!;
   sweep.wakeAt = undefined;
+  const owner = c.s.leaveCall ?? c.s.call;
   const foreign = (sweep.orphans ?? []).filter(
     (e) =>
-      e.roomId === c.env.roomId &&
-      e.stateKey === c.env.stateKey &&
+      ownsListed(c, e, owner) &&
       e.delayId !== sweep.keep &&
       e.delayId !== c.s.call?.delayId &&
       !c.s.learnedIds?.includes(e.delayId),
@@ -247,7 +248,7 @@ function endSweep(c: Ctx): void {
  * (and keeps it). Elsewhere, and for one that fires first, our eyes (watch.ts) put the membership back.
  */
 export function sweepPredecessors(c: Ctx): void {
-  if (!c.env.canList) return;
+  if (!c.env.canList || !predecessorsCanHurt(c)) return;
   c.s.predecessorSeen = undefined;
   c.s.predecessorSweepsLeft = PREDECESSOR_SWEEPS - 1;
   c.s.predecessorDeferrals = 0;

@@ -4,7 +4,6 @@
  * replacement, at most once per heartbeat interval.
  */
 import { MembershipError, type ErrorClass } from "../../errors.js";
-import { sameContent } from "../../membership/content.js";
 import type { DelayedEventStatus, StateEventSnapshot } from "../../backends/types.js";
 import { goneCause, recoveryPauseMs } from "../decisions.js";
 import { lostDelayedLeaveCause } from "../lostDelayedLeave.js";
@@ -23,6 +22,7 @@ import { askOnce, startTask } from "./tasks.js";
 import { wantWrite, writeMembership } from "./writes.js";
 import type { CallState, Outcome, Task } from "./types.js";
 import { startSchedule } from "./schedule.js";
+import { readRequest, removedByOthers } from "./format.js";
 
 export function recover(c: Ctx, call: CallState, cls: ErrorClass): void {
   // Where the server can say what became of it (MSC4140 as merged: the 409's lookup, or `GET` one),
@@ -86,13 +86,14 @@ function judge(
     setState(c, { kind: "reconnecting", reason: "delayed-leave-fired", probablyLeft: true });
     return recoverAfterVerdict(c, call, replaced, true);
   }
-  if (!c.env.canRead || !call.lastSent) return lostNotReplaced(c, call, replaced);
+  const read = readRequest(c, call);
+  if (!c.env.canRead || !call.lastSent || !read) return lostNotReplaced(c, call, replaced);
   // Another user may have written our key (Synapse then cancels our delayed leave): read it.
   call.lane = { k: "read-replaced", replaced };
   // Without a budget token: it only reads, and while it waits we would go on saying `connected` with no
   // delayed leave behind us (found by the randomized invariants: a budget spent by failed schedules
   // held the read back for 650 ms).
-  askOnce(c, { kind: "read-replaced" }, { kind: "read" }, "restart", { callId: call.id, budgeted: false });
+  askOnce(c, { kind: "read-replaced" }, read, "restart", { callId: call.id, budgeted: false });
 }
 
 export function onReadReplacedDone(c: Ctx, call: CallState | undefined, outcome: Outcome): void {
@@ -104,7 +105,7 @@ export function onReadReplacedDone(c: Ctx, call: CallState | undefined, outcome:
   }
   const current = outcome.ok ? ((outcome.value as StateEventSnapshot | undefined)?.content ?? {}) : undefined;
   const byOthers =
-    current !== undefined && call.lastSent !== undefined && !sameContent(current, call.lastSent);
+    current !== undefined && call.lastSent !== undefined && removedByOthers(c, current, call.lastSent);
   if (!byOthers) return lostNotReplaced(c, call, replaced);
   call.lastSent = undefined;
   setOwnMembership(c, undefined);

@@ -27,6 +27,7 @@ import { startTask, waitBeforeRetry } from "./tasks.js";
 import { resumeWrites, wantWrite, writeMembership } from "./writes.js";
 import type { CallState, OpenSchedule, Outcome } from "./types.js";
 import { enterBeat } from "./heartbeat.js";
+import { isSticky, scheduleRequest } from "./format.js";
 import { joinedState } from "./watch.js";
 
 const MAX_DELAY_LOWERINGS = 8;
@@ -108,7 +109,7 @@ function sendSchedule(c: Ctx, call: CallState): void {
   c.out.push({
     type: "send",
     reqId,
-    request: overMembership ? { kind: "schedule", delayMs, overMembership } : { kind: "schedule", delayMs },
+    request: scheduleRequest(c, call, delayMs, overMembership),
     timeoutMs: delayedTimeoutMs(c.s),
     keepLate: true,
   });
@@ -181,6 +182,11 @@ function onScheduleResult(c: Ctx, call: CallState, result: Outcome): void {
     return afterArmed(c, call, lane.after);
   }
   const { cls } = result;
+  // No sticky events here, and nothing of this call written yet: the state format, where the app chose it.
+  if (cls.kind === "sticky-unsupported" && isSticky(c) && c.env.stickyFallback && !call.membershipAttempted) {
+    fallBackToState(c, cls.reason);
+    return scheduleAttempt(c, call);
+  }
   const action = onScheduleFailure(cls, call.unrecognisedSchedules, call.ignoredSchedules);
   if (isUnrecognised(cls)) call.unrecognisedSchedules++;
   if (cls.kind === "delay-ignored") {
@@ -343,6 +349,26 @@ function delayIgnored(c: Ctx, call: CallState, error: unknown): void {
     setState(c, { kind: "reconnecting", reason: "delayed-leave-fired", probablyLeft: true });
   }
   wantWrite(call, "fresh");
+}
+
+/**
+ * The sticky format cannot be spoken here (no MSC4354, or the widget host refused it) and the app
+ * allowed a fallback: from now on the manager writes the state format, and says so (`errors$`,
+ * `support$.membershipFormat`).
+ */
+function fallBackToState(c: Ctx, reason: string): void {
+  log(c, "warn", `sticky memberships unavailable (${reason}): using the state format`);
+  c.s.format = "state";
+  updateSupport(c, { membershipFormat: "state" });
+  emitError(
+    c,
+    new MembershipError(
+      `sticky memberships unavailable, falling back to the state format: ${reason}`,
+      "sticky-events-unsupported",
+      "schedule-leave",
+      { kind: "sticky-unsupported", reason },
+    ),
+  );
 }
 
 export function markArmed(c: Ctx, call: CallState, sentAt: number): void {

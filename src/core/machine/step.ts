@@ -48,7 +48,7 @@ import {
   orphanWakeAt,
 } from "./orphans.js";
 import { abortAllTasks, answerTask, taskByReq, wakeTask } from "./tasks.js";
-import { writeMembership, onWriteDone } from "./writes.js";
+import { writeMembership, onWriteDone, refreshMembership } from "./writes.js";
 import { onPageHide, onPageShow } from "./pageExit.js";
 import type { CallState, Command, MachineEnv, MachineEvent, MachineState, Outcome, Task } from "./types.js";
 
@@ -90,7 +90,7 @@ export function step(
     return c.out;
   switch (event.type) {
     case "join":
-      join(c);
+      join(c, event.memberId);
       break;
     case "leave":
       if (!leave(c)) c.out.push({ type: "leave-done", result: { status: "left", via: "nothing-to-leave" } });
@@ -228,7 +228,7 @@ function wakeCall(c: Ctx, call: CallState): void {
     onPredictedLeave(c, call);
   if (call.refreshAt !== undefined && call.refreshAt <= c.now) {
     call.refreshAt = undefined;
-    if (!call.ended) writeMembership(c, call, "refresh");
+    if (!call.ended) refreshMembership(c, call);
   }
   if (call.refreshAfterFireAt !== undefined && call.refreshAfterFireAt <= c.now) {
     call.refreshAfterFireAt = undefined;

@@ -25,17 +25,40 @@ export interface MachineEnv {
   readonly canProbe: boolean;
   /** The backend can read our own room membership (`m.room.member`). */
   readonly canReadRoomMembership?: boolean;
+  /** Which membership format to write (format.ts); default "state". */
+  readonly format?: MembershipFormat;
+  /** Sticky format: how long each membership and delayed leave stays sticky (at most 1 h). */
+  readonly stickyDurationMs?: number;
+  /** Sticky format: where the server or host has no sticky events, join in the state format instead (said so). */
+  readonly stickyFallback?: boolean;
+}
+
+/** How memberships go on the wire: MSC3401 state events, or MSC4143 sticky events (format.ts). */
+export type MembershipFormat = "state" | "sticky";
+
+/** Where a sticky request goes: the sticky key (our member id) and how long it stays sticky. */
+export interface StickyTarget {
+  key: string;
+  durationMs: number;
 }
 
 /** One request the driver runs through the backend. */
 export type Request =
   /** `overMembership`: we hold a membership it could overwrite if the server ignored the delay. */
-  | { kind: "schedule"; delayMs: number; overMembership?: boolean }
+  /** `sticky`: a delayed sticky event with that content (the sticky format); else `{}` at our state key. */
+  | {
+      kind: "schedule";
+      delayMs: number;
+      overMembership?: boolean;
+      sticky?: StickyTarget & { content: Record<string, unknown> };
+    }
   | { kind: "delayed"; delayId: string; action: DelayedEventAction }
-  | { kind: "write"; content: Record<string, unknown> }
+  /** `sticky`: a sticky event (the sticky format); else the state event at our key. */
+  | { kind: "write"; content: Record<string, unknown>; sticky?: StickyTarget }
   | { kind: "list" }
   | { kind: "lookup"; delayId: string }
-  | { kind: "read" }
+  /** Our membership as the server holds it: the state at our key, or (`eventId`) our sticky event by id. */
+  | { kind: "read"; eventId?: string }
   /** Our own `m.room.member`: its `membership` ("join", "leave", "ban", ...), or undefined. */
   | { kind: "read-room-membership" }
   | { kind: "probe" };
@@ -66,7 +89,14 @@ export type Purpose =
   | { kind: "probe" }
   | { kind: "cancel-stale" }
   | { kind: "restart" }
-  | { kind: "write"; write: WriteKind; content: MembershipContent; version: number }
+  /** `lifetimeMs`: how long the write counts for others (`expires`, or the stickiness it was sent with). */
+  | {
+      kind: "write";
+      write: WriteKind;
+      content: MembershipContent;
+      version: number;
+      lifetimeMs?: number;
+    }
   | { kind: "lookup" }
   | { kind: "read-replaced" }
   /** Does the server still hold our membership? (the room view said it is missing, or a periodic check) */
@@ -225,6 +255,12 @@ export interface CallState {
   checkingMissing?: boolean;
   /** The page went away and we fired our delayed leave: parked, sending nothing, until it is shown (pageExit.ts). */
   hidden?: boolean;
+  /** Sticky format: this call's member id, its memberships' sticky key (fresh per join). */
+  memberId?: string;
+  /** Sticky format: the event id of our last membership write (read back by id). */
+  lastEventId?: string;
+  /** Sticky format: a refresh waits for a restart sent at or after this time (format.ts). */
+  restartBeforeWrite?: number;
 }
 
 /** The leave job, step by step (core/machine/leave.ts). */
@@ -304,6 +340,13 @@ export interface MachineState {
   lateWrites?: { sentAt: number; content: Record<string, unknown> }[];
   /** A leave's guard against those (a delayed `{}`): cancelled before the next join. */
   guardDelayId?: string;
+  /** Sticky format: the member ids (sticky keys) of the stale delayed leave and of the guard. */
+  staleMemberId?: string;
+  guardMemberId?: string;
+  /** The format in force when it differs from the app's (the sticky format fell back to state). */
+  format?: MembershipFormat;
+  /** The member id the next call takes (the driver's fresh one, or the app's). */
+  nextMemberId?: string;
   /** The second sweep for a dead predecessor's delayed leaves (orphans.ts sweepPredecessors). */
   predecessorSweepAt?: number;
   /** This manager started a call before (a predecessor's leftovers are swept at the first one only). */
@@ -352,7 +395,8 @@ export interface MachineState {
 
 /** What the machine is fed. */
 export type MachineEvent =
-  | { type: "join" }
+  /** `memberId`: the sticky format's member id for the call this join starts (fresh per join). */
+  | { type: "join"; memberId?: string }
   | { type: "leave" }
   | {
       type: "update";

@@ -30,6 +30,7 @@ import {
 import { endCall } from "./calls.js";
 import { askOnce, startTask } from "./tasks.js";
 import { resumeWrites } from "./writes.js";
+import { readRequest } from "./format.js";
 import type { CallState, Outcome, Task } from "./types.js";
 
 /** Can we read our key back at all (the backend has a read, and did not say it lost it)? */
@@ -58,7 +59,7 @@ function restateJoined(c: Ctx): void {
 /** The next periodic read, if the call holds a membership nobody else watches for us. */
 export function scheduleCheck(c: Ctx, call: CallState): void {
   call.checkAt =
-    !call.ended && call.lastSent && !c.s.viewLive && canReadKey(c)
+    !call.ended && call.lastSent && !c.s.viewLive && canReadKey(c) && readRequest(c, call)
       ? c.now + c.s.timing.membershipCheckIntervalMs
       : undefined;
 }
@@ -78,14 +79,15 @@ export const ROOM_MEMBERSHIP_EVERY = 4;
 export function onCheckWake(c: Ctx, call: CallState): void {
   call.checkAt = undefined;
   const sent = call.lastSent;
-  if (call.ended || !sent || c.s.viewLive || !canReadKey(c) || call.checkingMissing) return;
+  const read = readRequest(c, call);
+  if (call.ended || !sent || c.s.viewLive || !canReadKey(c) || call.checkingMissing || !read) return;
   call.checks = (call.checks ?? 0) + 1;
   if (c.env.canReadRoomMembership && call.checks % ROOM_MEMBERSHIP_EVERY === 0)
     askOnce(c, { kind: "read-room-membership" }, { kind: "read-room-membership" }, "send-state", {
       callId: call.id,
     });
   call.checkingMissing = true;
-  askOnce(c, { kind: "read-holds", content: sent, why: "interval" }, { kind: "read" }, "send-state", {
+  askOnce(c, { kind: "read-holds", content: sent, why: "interval" }, read, "send-state", {
     callId: call.id,
   });
 }
@@ -112,13 +114,14 @@ export function onUnreadable(c: Ctx): void {
 
 /** A fresh membership landed: ask the server for its timestamp (once per call, when we can read). */
 export function askStamp(c: Ctx, call: CallState, content: CallState["lastSent"], sentAt: number): void {
-  if (!content || !canReadKey(c)) return;
+  const read = readRequest(c, call);
+  if (!content || !canReadKey(c) || !read) return;
   call.stamping = true;
   // Not on the heartbeat's clock: a state read's timeout, retried while a slow or busy server answers,
   // within two of them (the writes that wait for it are held no longer than that).
   startTask(c, {
     purpose: { kind: "stamp", content, sentAt, answeredAt: c.now },
-    request: { kind: "read" },
+    request: read,
     op: "send-state",
     scope: "call",
     callId: call.id,

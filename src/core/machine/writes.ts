@@ -2,9 +2,17 @@
  * The membership lane: one write in flight at a time, later wishes coalesced into the next write, none
  * without a live delayed leave behind it; refreshes at half the expiry window.
  */
-import { makeMembershipContent, type MembershipContent } from "../../membership/content.js";
-import { refreshIntervalMs } from "../config.js";
+import type { MembershipContent } from "../../membership/content.js";
 import { isRetryable } from "../policy.js";
+import {
+  lifetimeMs,
+  membershipContent,
+  refreshAfterMs,
+  refreshAfterRestart,
+  wantsStamp,
+  writeRequest,
+  writesRenew,
+} from "./format.js";
 import { serverNow, setOwnMembership, setProbablyLeft, setState, toError, type Ctx } from "./context.js";
 import { failCall, writeIsProtected } from "./calls.js";
 import { wakeHeartbeat } from "./heartbeat.js";
@@ -26,6 +34,21 @@ export function writeMembership(c: Ctx, call: CallState, kind: WriteKind): void 
   if (call.writer === undefined) runWriter(c, call);
 }
 
+/**
+ * Time to send our membership again before it stops counting. In the sticky format it goes only after
+ * a restart of the delayed leave sent from now on has succeeded (as matrix-js-sdk's sticky manager
+ * does): a membership re-sent after the server fired our leave would stand with nothing to remove it.
+ */
+export function refreshMembership(c: Ctx, call: CallState): void {
+  if (refreshAfterRestart(c) && call.delayed === "armed" && !call.heartbeatStopped) {
+    call.restartBeforeWrite = c.now;
+    wantWrite(call, "refresh");
+    wakeHeartbeat(c, call);
+    return;
+  }
+  writeMembership(c, call, "refresh");
+}
+
 /** A write held back (no live delayed leave, an orphan window) may go now. */
 export function resumeWrites(c: Ctx, call: CallState | undefined): void {
   if (call && !call.ended && call.wantedWrite && call.writer === undefined) runWriter(c, call);
@@ -38,6 +61,12 @@ function runWriter(c: Ctx, call: CallState): void {
   // A refresh or update right after a fresh join waits for its server timestamp (one read), or it would
   // go out without created_ts and move us behind members who joined later (the stamp resumes it).
   if (call.stamping && call.wantedWrite !== "fresh" && call.lastSent) return;
+  // A refresh that waits for a restart (refreshMembership): the heartbeat's success resumes it.
+  if (call.restartBeforeWrite !== undefined && call.wantedWrite === "refresh") {
+    const restarted = call.delayed !== "armed" || (call.armedAt ?? -Infinity) >= call.restartBeforeWrite;
+    if (!restarted) return;
+  }
+  call.restartBeforeWrite = undefined;
   const kind = call.wantedWrite;
   call.wantedWrite = undefined;
   const version = c.s.fieldsVersion;
@@ -50,10 +79,11 @@ function runWriter(c: Ctx, call: CallState): void {
   const intent = !call.membershipAttempted || !!call.updateAsked;
   call.updateAsked = undefined;
   call.membershipAttempted = true;
+  const lifetime = lifetimeMs(c, expiryWindowMs(c, call));
   const task = startTask(c, {
     intent,
-    purpose: { kind: "write", write: kind, content, version },
-    request: { kind: "write", content },
+    purpose: { kind: "write", write: kind, content, version, lifetimeMs: lifetime },
+    request: writeRequest(c, call, content, lifetime),
     op: "send-state",
     scope: "call",
     callId: call.id,
@@ -70,7 +100,7 @@ function runWriter(c: Ctx, call: CallState): void {
 /** A membership write ended. */
 export function onWriteDone(c: Ctx, call: CallState | undefined, task: Task, outcome: Outcome): void {
   if (task.purpose.kind !== "write") return;
-  const { write: kind, content, version } = task.purpose;
+  const { write: kind, content, version, lifetimeMs: lifetime } = task.purpose;
   if (call && call.writer === task.id) call.writer = undefined;
   if (!call || c.s.disposed) return;
   if (!outcome.ok && outcome.deferred) {
@@ -91,20 +121,23 @@ export function onWriteDone(c: Ctx, call: CallState | undefined, task: Task, out
     return;
   }
   // Re-asserting the very content the server may still hold changes nothing there (servers drop an
-  // identical state event): its expiry and refresh stay as they were.
-  const same = kind === "reassert" && call.lastSent === content;
+  // identical state event): its expiry and refresh stay as they were. (A sticky event is always new.)
+  const same = !writesRenew(c) && kind === "reassert" && call.lastSent === content;
   call.lastSent = content;
   call.lastWrittenAt = c.now;
+  // The sticky format reads its membership back by event id.
+  if (typeof outcome.value === "string") call.lastEventId = outcome.value;
   call.confirmedVersion = Math.max(call.confirmedVersion, version);
   setOwnMembership(c, content);
   c.out.push({ type: "updates-confirmed", version: call.confirmedVersion });
   if (!same || call.expiresAt === undefined) {
-    scheduleRefresh(c, call);
-    watchExpiry(c, call, content, outcome.sentAt);
+    const window = writesRenew(c) ? (lifetime ?? expiryWindowMs(c, call)) : expiryWindowMs(c, call);
+    call.refreshAt = c.now + refreshAfterMs(c, window);
+    watchExpiry(c, call, content, outcome.sentAt, window);
   }
   // Until our membership's server timestamp is known, ask for it: it becomes created_ts of later writes
   // and tells the server's clock from this device's.
-  if (call.createdTs === undefined && content.created_ts === undefined)
+  if (call.createdTs === undefined && content.created_ts === undefined && wantsStamp(c))
     askStamp(c, call, content, outcome.sentAt);
   scheduleCheck(c, call);
   if (call.delayed === "armed") {
@@ -135,18 +168,14 @@ function makeContent(c: Ctx, call: CallState, fresh: boolean): MembershipContent
   const window = expiryWindowMs(c, call);
   if (fresh) call.createdTs = undefined;
   const now = serverNow(c);
+  if (writesRenew(c)) return membershipContent(c, call, undefined, 0, window);
   if (call.createdTs !== undefined && now !== undefined)
-    return makeMembershipContent(c.s.fields, call.createdTs, now, window);
+    return membershipContent(c, call, call.createdTs, now, window);
   // Never read back: each write's own server timestamp counts. An identical refresh would be dropped by
   // the server as a duplicate (and extend nothing): alternate `expires` by a millisecond.
   const plain = call.plainWrites ?? 0;
   call.plainWrites = plain + 1;
-  return makeMembershipContent(c.s.fields, undefined, 0, window + (plain % 2));
-}
-
-/** Refresh `expires` when half its window has passed, so it tracks real time. */
-function scheduleRefresh(c: Ctx, call: CallState): void {
-  call.refreshAt = c.now + refreshIntervalMs(expiryWindowMs(c, call));
+  return membershipContent(c, call, undefined, 0, window + (plain % 2));
 }
 
 /**
@@ -155,8 +184,16 @@ function scheduleRefresh(c: Ctx, call: CallState): void {
  * after the content was made (with created_ts: `expires` was computed from the server's now then), or
  * after the send at the earliest (without: the server stamps the event once it arrives).
  */
-function watchExpiry(c: Ctx, call: CallState, content: MembershipContent, sentAt: number): void {
-  const expires = Number(content.expires);
+function watchExpiry(
+  c: Ctx,
+  call: CallState,
+  content: MembershipContent,
+  sentAt: number,
+  lifetime: number,
+): void {
+  // A sticky event stops counting when its stickiness ends: at the earliest `lifetime` after our send
+  // (the server starts it when the event arrives).
+  const expires = writesRenew(c) ? lifetime : Number(content.expires);
   if (!Number.isFinite(expires)) return;
   const created = Number(content.created_ts);
   const offset = c.s.serverOffsetMs;
