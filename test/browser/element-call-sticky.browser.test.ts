@@ -314,7 +314,10 @@ browserDescribe("browser: Element Call (matrix_2_0)")(
       );
       const left = ofMember(memberId).at(-1)!;
       expect(left.msc4354_sticky).toEqual({ duration_ms: HOUR });
-      expect(left.origin_server_ts - removedAt).toBeLessThanOrEqual(300);
+      // At the removal, not at the delay: sooner than one of Element Call's heartbeat intervals (usually
+      // 20-50 ms; 381 ms was seen under npm test at load 16, so no tighter bound: speed is the bench's), and
+      // long before the server would have sent it.
+      expect(left.origin_server_ts - removedAt).toBeLessThan(DELAY / 4);
       expect(left.origin_server_ts).toBeLessThan(due - DELAY / 2);
       const dropped = await until(() => !jsSdkSees().includes(device()), 5000, "js-sdk to drop it");
       expect(dropped).toBeLessThan(DELAY / 2);
