@@ -321,6 +321,21 @@ const KNOWN: { name: string; invs: InvariantId[]; cmds: Cmd[]; fixed?: boolean }
       { k: "advance", ms: 20_000 },
     ],
   },
+  {
+    name:
+      "R3 (found by scripts/invariants-long.sh, seed 1430611392, with invariant R refined): an update queued " +
+      "behind another writer's {} goes out after the heartbeat's restart was answered 404 (the delayed leave " +
+      "lost by the server), while its lookup still runs: the membership landed with nothing pending",
+    invs: ["R"],
+    fixed: false,
+    cmds: [
+      { k: "join" },
+      { k: "advance", ms: 30 },
+      { k: "sameDeviceWrite" },
+      { k: "update" },
+      { k: "losePending" },
+    ],
+  },
 ];
 
 describe("counterexamples: regression tests once fixed, it.failing while still open", () => {
