@@ -15,6 +15,8 @@
  * observer block of docs/benchmark.md.
  * "Ghost on tab close / widget removal" run in Debian's Chromium (bench/ghost.ts); BENCH_ONLY=ghost runs
  * those rows alone and writes bench/results/ghost.json.
+ * BENCH_ONLY=sticky runs the sticky membership format alone (bench/sticky.ts): ours in sticky mode beside
+ * js-sdk 43's sticky manager; writes bench/results/sticky.json (not part of the full run yet).
  */
 import { execSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -48,6 +50,7 @@ import { heartbeatRows, writeHeartbeatDoc } from "./heartbeat.js";
 import { runObserverChild, type ObserverSizeResult } from "./observer.js";
 import { observerRows, observerTable, writeObserverOutputs } from "./observer-report.js";
 import { runGhostRows } from "./ghost.js";
+import { runStickyBench } from "./sticky.js";
 
 quietMatrixSdkLogs();
 
@@ -66,6 +69,8 @@ const PLAN = QUICK
 const SHORT_STORM_MS = 8_000;
 const LONG_STORM_MS = 30_000;
 const AFTER_STORM_MS = 15_000;
+/** The sticky rows' shortened stickiness (ours) and refresh period (js-sdk), for the refresh on real HTTP. */
+const STICKY_REFRESH_MS = 20_000;
 
 const started = Date.now();
 
@@ -201,6 +206,29 @@ if (process.env.BENCH_ONLY === "ghost") {
   );
   await prettify("bench/results/ghost.json");
   say(`wrote bench/results/ghost.json (${elapsed()})`);
+  process.exit(0);
+}
+
+if (process.env.BENCH_ONLY === "sticky") {
+  const run = await runStickyBench({
+    rttMs: RTT_MS,
+    joinLeaveReps: PLAN.joinLeaveReps,
+    ghostReps: PLAN.ghostReps,
+    refreshMs: STICKY_REFRESH_MS,
+    refreshWindowMs: QUICK ? 25_000 : 70_000,
+    say,
+  });
+  console.log(
+    `\nsticky format (MSC4143 rtc.member, MSC4354), test homeserver, +${RTT_MS} ms RTT per device link ` +
+      `(measured ${run.rttMs.toFixed(1)} ms), delay ${EC_DELAY_MS} ms, medians${QUICK ? " (QUICK)" : ""}\n`,
+  );
+  console.log(textTable(run.rows));
+  writeFileEnsuringDir(
+    "bench/results/sticky.json",
+    JSON.stringify({ date: new Date().toISOString(), quick: QUICK, ...run }, null, 2) + "\n",
+  );
+  await prettify("bench/results/sticky.json");
+  say(`wrote bench/results/sticky.json (${elapsed()})`);
   process.exit(0);
 }
 

@@ -4,8 +4,9 @@
  * Call's own actions answered, and Element Call's embedded build in an iframe on another port of the
  * same host name (same-site: Chromium gives a cross-site iframe no localStorage, and Element Call
  * does not start without it). The session (`hs`, `user`, `device`, `token`, `room`, `ec`: Element
- * Call's origin, `sfu`: the LiveKit token service) comes from the host server at `/session/<id>.json`
- * for `?session=<id>`, so no access token is in a URL or a printed line.
+ * Call's origin, `sfu`: the LiveKit token service, `sync`: "1" for a client that syncs before the widget
+ * loads, as Element Web's does) comes from the host server at `/session/<id>.json` for `?session=<id>`,
+ * so no access token is in a URL or a printed line.
  */
 import { createClient } from "matrix-js-sdk";
 import { Widget } from "matrix-widget-api";
@@ -58,6 +59,13 @@ const userId = param("user");
 const deviceId = param("device");
 const roomId = param("room");
 const client = createClient({ baseUrl: homeserver, userId, deviceId, accessToken: param("token") });
+if (session.sync === "1") {
+  // Like Element Web: the client has synced the room before the widget loads; the host then feeds the
+  // widget room-state changes and sticky events (a sticky-mode call's members) as they arrive.
+  await client.startClient({ initialSyncLimit: 20 });
+  while (client.getRoom(roomId)?.getMyMembership() !== "join") await new Promise((r) => setTimeout(r, 50));
+  note("host client synced");
+}
 // The host's policy: exactly what a call widget needs for this user's device in this room.
 const policy = toCapabilityValidator(callWidgetCapabilities({ roomId, userId, deviceId }));
 const capabilities = { requested: [] as string[], approved: [] as string[] };

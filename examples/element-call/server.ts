@@ -19,13 +19,24 @@ export const ELEMENT_CALL_DIST = fileURLToPath(
 );
 
 /**
+ * Element Call's MatrixRTC mode (its config.json `matrix_rtc_mode`): `compatibility` writes the membership
+ * as an `org.matrix.msc3401.call.member` state event; `matrix_2_0` as a sticky `org.matrix.msc4143.rtc.member`
+ * event (MSC4354; the homeserver must advertise `org.matrix.msc4354`) and asks only the token service's
+ * `/get_token`.
+ */
+export type ElementCallRtcMode = "compatibility" | "matrix_2_0";
+
+/**
  * Element Call's `config.json`: its delayed leave (default 18 s, restarted every 4 s) made short so a
  * test or a person sees the server act within seconds; the membership as a state event (compatibility
- * mode); no analytics, no rageshake.
+ * mode) unless told otherwise; no analytics, no rageshake.
  */
-export function elementCallConfig(delayMs: number): Record<string, unknown> {
+export function elementCallConfig(
+  delayMs: number,
+  rtcMode: ElementCallRtcMode = "compatibility",
+): Record<string, unknown> {
   return {
-    matrix_rtc_mode: "compatibility",
+    matrix_rtc_mode: rtcMode,
     matrix_rtc_session: {
       wait_for_key_rotation_ms: 1000,
       network_error_retry_ms: 500,
@@ -67,6 +78,11 @@ export interface ElementCallServers {
     accessToken: string;
     roomId: string;
     sfu: string;
+    /**
+     * The host's client syncs before the widget loads (as Element Web's does), so the host feeds the
+     * widget state changes and sticky events. Default false: a bare client.
+     */
+    sync?: boolean;
   }): string;
   close(): Promise<void>;
 }
@@ -97,10 +113,16 @@ async function buildHostPage(): Promise<Map<string, { type: string; body: string
   ]);
 }
 
-/** Start both servers. `delayMs` is Element Call's delayed leave (its config.json). */
-export async function startElementCallServers(options: { delayMs: number }): Promise<ElementCallServers> {
+/**
+ * Start both servers. `delayMs` is Element Call's delayed leave, `rtcMode` its MatrixRTC mode (its
+ * config.json; default `compatibility`).
+ */
+export async function startElementCallServers(options: {
+  delayMs: number;
+  rtcMode?: ElementCallRtcMode;
+}): Promise<ElementCallServers> {
   const hostFiles = await buildHostPage();
-  const config = JSON.stringify(elementCallConfig(options.delayMs));
+  const config = JSON.stringify(elementCallConfig(options.delayMs, options.rtcMode));
 
   // Sessions by id: the host page fetches its own, so no access token is in a URL (or a printed line).
   const sessions = new Map<string, string>();
@@ -162,6 +184,7 @@ export async function startElementCallServers(options: { delayMs: number }): Pro
           room: p.roomId,
           ec: elementCallOrigin,
           sfu: p.sfu,
+          ...(p.sync ? { sync: "1" } : {}),
         }),
       );
       return `${hostOrigin}/host.html?session=${id}`;

@@ -22,8 +22,11 @@ import { OpenIdTokens } from "./openIdTokens.js";
 import { OwnDelayedEvents } from "./ownDelayedEvents.js";
 import { readCurrentState, readTimeline, type SyncedViewClient } from "./roomView.js";
 import { driverClients } from "./stateFeed.js";
+import { checkStickyDuration, isStickyLeave, stickyUnsupported, type StickySendClient } from "./sticky.js";
+import { readStickyEvents } from "./stickyView.js";
 
 export type { CapabilityAllowList, CapabilityValidator } from "./capabilities.js";
+export type { StickySendClient } from "./sticky.js";
 
 /** Request options the driver passes (part of matrix-js-sdk's `IRequestOpts`). */
 export interface RequestAbortOptions {
@@ -54,7 +57,7 @@ const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
  * a `MatrixClient` fits it. Typed here so that our declarations do not pull in matrix-js-sdk's (whose
  * crypto types reference a file it does not ship), and this entry never loads matrix-js-sdk itself.
  */
-export interface DriverClient extends ToDeviceClient, SyncedViewClient {
+export interface DriverClient extends ToDeviceClient, SyncedViewClient, StickySendClient {
   /** A token a widget can show a third party (`POST /user/{userId}/openid/request_token`). */
   getOpenIdToken(): Promise<OpenIdToken>;
   /** Sends a state event now. */
@@ -170,7 +173,7 @@ function isGone(error: unknown): boolean {
   return isRecord(error) && (error.httpStatus === 404 || error.httpStatus === 409);
 }
 
-/** The MatrixRTC membership state types: a delayed `{}` at one of them is a delayed leave. */
+/** The MatrixRTC membership types: a delayed `{}` state event at one of them is a delayed leave. */
 const MEMBERSHIP_TYPES = new Set(["org.matrix.msc3401.call.member", "org.matrix.msc4143.rtc.member"]);
 
 /** Whether a delayed event is a MatrixRTC delayed leave: `{}` at a membership state key. */
@@ -215,8 +218,9 @@ export function matrixApiErrorOf(error: unknown): IMatrixApiError | undefined {
 
 /**
  * A matrix-widget-api `WidgetDriver` that carries a widget's MSC4157 requests to the homeserver with a
- * matrix-js-sdk `MatrixClient`: state and room events with and without `delay`, and the three
- * delayed-event actions. Use it with `ClientWidgetApi` (see `createClientWidgetApi`).
+ * matrix-js-sdk `MatrixClient`: state and room events with and without `delay`, sticky room events
+ * (MSC4407) with and without `delay`, and the three delayed-event actions. Use it with `ClientWidgetApi`
+ * (see `createClientWidgetApi`).
  *
  * Events are sent as they are (no end-to-end encryption unless the client encrypts `sendEvent`).
  *
@@ -346,6 +350,58 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
     return { roomId: room, delayId };
   }
 
+  /**
+   * MSC4407: a sticky room event (MSC4354), sent through the client's `_unstable_sendStickyEvent`, which
+   * refuses when the server's `/versions` lacks `org.matrix.msc4354` (the widget then hears "unsupported"),
+   * so a server without sticky events never turns it into a plain event. Counted with the widget's sends.
+   */
+  override async sendStickyEvent(
+    stickyDurationMs: number,
+    eventType: string,
+    content: unknown,
+    roomId: string | null = null,
+  ): Promise<ISendEventDetails> {
+    const duration = checkStickyDuration(stickyDurationMs);
+    if (typeof this.client._unstable_sendStickyEvent !== "function") throw stickyUnsupported();
+    this.spend("sendEvents");
+    const room = roomId ?? this.roomId;
+    const res = await this.client._unstable_sendStickyEvent(room, duration, null, eventType, content ?? {});
+    return { roomId: room, eventId: res.event_id };
+  }
+
+  /**
+   * MSC4407 + MSC4157: a delayed sticky room event, through the client's `_unstable_sendStickyDelayedEvent`
+   * (it needs `org.matrix.msc4140` and `org.matrix.msc4354` in `/versions`). Tracked like the widget's other
+   * delayed events: only this widget may restart, send or cancel it, and a delayed leave
+   * (`org.matrix.msc4143.rtc.member` that ends a membership) is sent when the widget goes away.
+   */
+  override async sendDelayedStickyEvent(
+    delay: number,
+    stickyDurationMs: number,
+    eventType: string,
+    content: unknown,
+    roomId: string | null = null,
+  ): Promise<ISendDelayedEventDetails> {
+    delay = this.checkDelay(delay);
+    const duration = checkStickyDuration(stickyDurationMs);
+    if (typeof this.client._unstable_sendStickyDelayedEvent !== "function") throw stickyUnsupported();
+    this.spend("scheduleDelayedEvents");
+    const room = roomId ?? this.roomId;
+    const body = content ?? {};
+    const res = await this.client._unstable_sendStickyDelayedEvent(
+      room,
+      duration,
+      { delay },
+      null,
+      eventType,
+      body,
+    );
+    // js-sdk passes the body through: an id outside the grammar is a bad answer, never put in a URL.
+    const delayId = readDelayId(res);
+    this.own.add({ delayId, delayMs: delay, leave: isStickyLeave(eventType, body) }, monotonicNow());
+    return { roomId: room, delayId };
+  }
+
   override cancelScheduledDelayedEvent(delayId: string): Promise<void> {
     return this.manage(delayId, "cancel");
   }
@@ -391,7 +447,7 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
   /**
    * The widget went away (its iframe was removed, its `ClientWidgetApi` stopped) without leaving: sends
    * the delayed leaves it scheduled that may still be pending (delayed `{}` at a MatrixRTC membership
-   * state key), all at once, so others see it leave within a round trip instead of a whole delay. Other
+   * state key, or a delayed sticky `org.matrix.msc4143.rtc.member` that ends a membership), all at once, so others see it leave within a round trip instead of a whole delay. Other
    * delayed events it scheduled are left to fire at their time. Never throws; settles within `timeoutMs` (default 5 s),
    * aborting what is still on the way. `createClientWidgetApi` calls it when its api is stopped; a host
    * that builds its own `ClientWidgetApi` calls it after `api.stop()`.
@@ -531,11 +587,14 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
   }
 
   /**
-   * MSC4407: the room's sticky events. This host keeps none (memberships are state events here), so
-   * the answer is an empty list rather than an error the widget would log at every start.
+   * MSC4407: the room's unexpired sticky events (MSC4354), which matrix-widget-api pushes to a widget
+   * granted `receive.sticky_event` when it starts (sticky events are a call's members: a widget that
+   * starts mid-call must learn them). From the client's synced room (js-sdk's sticky map, one event per
+   * sender, type and sticky key) or, for a client that does not sync, from the server's /sync (every
+   * unexpired one). Each keeps its sticky field; `unsigned`'s remaining time is as of now.
    */
-  override async readStickyEvents(_roomId: string): Promise<IRoomEvent[]> {
-    return [];
+  override async readStickyEvents(roomId: string): Promise<IRoomEvent[]> {
+    return (await readStickyEvents(this.client, roomId)) as unknown as IRoomEvent[];
   }
 
   /** To-device messages (a call widget's media keys) go out through the client, encrypted if asked. */
@@ -556,7 +615,9 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
    * Matrix errors reach the widget as `{ matrix_api_error: { http_status, http_headers, url, response } }`
    * (as Element Web's driver does). js-sdk's refusal to try a delayed request because the server does not
    * advertise `org.matrix.msc4140` becomes a 404 `M_UNRECOGNIZED`, so the widget sees "unsupported"
-   * instead of a detail-less error it would retry forever.
+   * instead of a detail-less error it would retry forever. Its refusal of a sticky event (no
+   * `org.matrix.msc4354`) stays detail-less on purpose: that is how matrix-js-sdk's widget client (43)
+   * tells "the host cannot send sticky events" from a server's answer.
    */
   override processError(error: unknown): IWidgetApiErrorResponseDataDetails | undefined {
     const mae = matrixApiErrorOf(error);

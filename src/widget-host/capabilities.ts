@@ -67,9 +67,11 @@ const CALL_STATE_READ = ["m.room.create", "m.room.name", "m.room.member", "m.roo
  * The capabilities a MatrixRTC call widget such as Element Call needs to join a call as one device, for
  * `validateCapabilities`: the room's timeline; this device's membership state (both state-key
  * spellings) with MSC4157 delayed events; reading the room and call state; the call's room and
- * to-device events (media keys); MSC4515 RTC transports; MSC4407 sticky-event reading; always-on-screen.
- * Not included (a host adds them if it wants): other users' or devices' memberships, sending sticky
- * events, TURN servers, file upload/download, room messages.
+ * to-device events (media keys); the sticky membership (`org.matrix.msc4143.rtc.member`, sent and
+ * received as MSC4407 sticky events, delayed leave included: Element Call's `matrix_2_0` mode,
+ * matrix-js-sdk's `unstableSendStickyEvents`); MSC4515 RTC transports; always-on-screen. Not included (a
+ * host adds them if it wants): other users' or devices' membership state, TURN servers, file
+ * upload/download, room messages.
  */
 export function callWidgetCapabilities(options: CallWidgetCapabilityOptions): Capability[] {
   const { roomId, userId, deviceId } = options;
@@ -93,6 +95,7 @@ export function callWidgetCapabilities(options: CallWidgetCapabilityOptions): Ca
     MatrixCapabilities.MSC4157SendDelayedEvent,
     MatrixCapabilities.MSC4157UpdateDelayedEvent,
     MatrixCapabilities.MSC4515RtcTransports,
+    MatrixCapabilities.MSC4407SendStickyEvent,
     MatrixCapabilities.MSC4407ReceiveStickyEvent,
     MatrixCapabilities.AlwaysOnScreen,
   ];

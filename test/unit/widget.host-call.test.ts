@@ -1,6 +1,7 @@
 /**
  * The host side a call widget such as Element Call needs, on a fake client: MSC4515 transports, the
- * OpenID policy, sticky-event reads, to-device forwarding, the call-widget capability set.
+ * OpenID policy, to-device forwarding, the call-widget capability set (sticky events:
+ * widget.driver-sticky.test.ts).
  */
 import { describe, expect, it } from "@jest/globals";
 import {
@@ -132,11 +133,7 @@ describe("DelayedEventWidgetDriver: OpenID", () => {
   });
 });
 
-describe("DelayedEventWidgetDriver: sticky events and to-device", () => {
-  it("reads no sticky events (MSC4407) instead of failing", async () => {
-    await expect(driverWith(fakeClient()).readStickyEvents(ROOM)).resolves.toEqual([]);
-  });
-
+describe("DelayedEventWidgetDriver: to-device", () => {
   it("forwards unencrypted to-device messages as they are", async () => {
     const client = fakeClient();
     await driverWith(client).sendToDevice("io.element.call.encryption_keys", false, {
@@ -181,23 +178,22 @@ describe("callWidgetCapabilities", () => {
     ]);
   });
 
-  it("includes delayed events, transports, sticky reads, media keys; not TURN, files or sticky sends", () => {
+  it("includes delayed events, transports, the sticky membership, media keys; not TURN or files", () => {
     expect(caps).toEqual(
       expect.arrayContaining([
         "org.matrix.msc4157.send.delayed_event",
         "org.matrix.msc4157.update_delayed_event",
         "org.matrix.msc4515.rtc_transports",
+        "org.matrix.msc4407.send.sticky_event",
         "org.matrix.msc4407.receive.sticky_event",
+        "org.matrix.msc2762.send.event:org.matrix.msc4143.rtc.member",
+        "org.matrix.msc2762.receive.event:org.matrix.msc4143.rtc.member",
         "org.matrix.msc3819.send.to_device:io.element.call.encryption_keys",
         "org.matrix.msc2762.receive.state_event:org.matrix.msc3401.call.member",
         "m.always_on_screen",
       ]),
     );
-    for (const absent of [
-      "town.robin.msc3846.turn_servers",
-      "org.matrix.msc4039.download_file",
-      "org.matrix.msc4407.send.sticky_event",
-    ])
+    for (const absent of ["town.robin.msc3846.turn_servers", "org.matrix.msc4039.download_file"])
       expect(caps).not.toContain(absent);
   });
 });

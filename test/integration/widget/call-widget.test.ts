@@ -55,7 +55,6 @@ describe("a call widget through our host", () => {
     ...callSet(),
     `org.matrix.msc2762.send.state_event:org.matrix.msc3401.call.member#${alice.userId}`,
     "org.matrix.msc4039.download_file",
-    "org.matrix.msc4407.send.sticky_event",
   ];
 
   async function connect(
