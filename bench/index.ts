@@ -7,7 +7,9 @@
  * BENCH_QUICK=1 runs fewer and shorter repetitions (for trying changes; not for quoting).
  * The join/leave and ghost/recovery figures are also measured on a real Synapse (bench/synapse.ts), in the
  * "(Synapse)" columns. BENCH_ONLY=synapse runs that column alone: it prints its table and writes
- * bench/results/synapse.json, leaving latest.* and docs/benchmark.md alone.
+ * bench/results/synapse.json, leaving latest.* and docs/benchmark.md alone. BENCH_ONLY=heartbeat runs the
+ * heartbeat-cost rows alone over a 3-minute window (bench/heartbeat.ts): it writes
+ * bench/results/heartbeat.json and the heartbeat block of docs/benchmark.md.
  * "Ghost on tab close / widget removal" run in Debian's Chromium (bench/ghost.ts); BENCH_ONLY=ghost runs
  * those rows alone and writes bench/results/ghost.json.
  */
@@ -17,8 +19,9 @@ import { cpus } from "node:os";
 import { availableParallelism } from "node:os";
 import { quietMatrixSdkLogs } from "../src/testing/index.js";
 import { runHomeserverLoad, type HomeserverLoadResult } from "./homeserver-load.js";
-import { EC_DELAY_MS, measureRtt, median, startBench, type Impl } from "./lib.js";
+import { EC_DELAY_MS, measureRtt, median, startBench } from "./lib.js";
 import {
+  markdownTable,
   prettify,
   textReport,
   textTable,
@@ -38,6 +41,7 @@ import {
 } from "./scenarios.js";
 import { runScaleChild, type ScaleResult, type ScaleVariant } from "./scale.js";
 import { runSynapseColumn, synapseOnlyRows, type SynapseRun } from "./synapse.js";
+import { heartbeatRows, writeHeartbeatDoc } from "./heartbeat.js";
 import { runGhostRows } from "./ghost.js";
 
 quietMatrixSdkLogs();
@@ -57,10 +61,19 @@ const PLAN = QUICK
 const SHORT_STORM_MS = 8_000;
 const LONG_STORM_MS = 30_000;
 const AFTER_STORM_MS = 15_000;
-/** js-sdk's local restart timeout (its default; EC does not set it) and ours (min(2000, delay/5)). */
-const LOCAL_TIMEOUT_MS = 2000;
 
 const started = Date.now();
+
+/** The commit measured, with "+dirty" when src/ has uncommitted changes. */
+function gitCommitOf(): string {
+  try {
+    const head = execSync("git rev-parse --short HEAD", { encoding: "utf8" }).trim();
+    const dirty = execSync("git status --porcelain -- src", { encoding: "utf8" }).trim() !== "";
+    return dirty ? `${head}+dirty` : head;
+  } catch {
+    return "unknown";
+  }
+}
 const say = (s: string) => process.stderr.write(`${s}\n`);
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0)} s`;
 
@@ -93,6 +106,38 @@ if (process.env.BENCH_ONLY === "synapse") {
   );
   await prettify("bench/results/synapse.json");
   say(`wrote bench/results/synapse.json (${elapsed()})`);
+  process.exit(0);
+}
+
+if (process.env.BENCH_ONLY === "heartbeat") {
+  // Issue 22 part 2: the heartbeat-cost rows alone, over a longer window (bench/heartbeat.ts).
+  const windowMs = QUICK ? 30_000 : 180_000;
+  say(`heartbeat cost alone: +${RTT_MS} ms RTT, delay ${EC_DELAY_MS} ms, ${windowMs / 1000} s window…`);
+  const hbBench = await startBench({ rttMs: RTT_MS });
+  try {
+    const rttMs = await measureRtt(hbBench);
+    const hb = await heartbeat(hbBench, windowMs);
+    const hbRows = heartbeatRows(hb);
+    const heading =
+      `Measured ${new Date().toISOString().slice(0, 10)} with \`BENCH_ONLY=heartbeat npm run bench\` at commit ` +
+      `${gitCommitOf()}${QUICK ? " (QUICK, not for quoting)" : ""}: +${RTT_MS} ms RTT per device link (measured ` +
+      `${rttMs.toFixed(1)} ms), delay ${EC_DELAY_MS} ms, a ${Math.round(hb.windowMs / 1000)} s window after 15 s of warm-up.`;
+    console.log(`\n${heading}\n\n${textTable(hbRows)}`);
+    for (const r of hbRows) if (r.note) console.log(`  ${r.label.trim()}: ${r.note}`);
+    writeFileEnsuringDir(
+      "bench/results/heartbeat.json",
+      JSON.stringify(
+        { date: new Date().toISOString(), quick: QUICK, rttMs, rows: hbRows, raw: hb },
+        null,
+        2,
+      ) + "\n",
+    );
+    await prettify("bench/results/heartbeat.json");
+    if (await writeHeartbeatDoc(`${heading}\n\n${markdownTable(hbRows)}`))
+      say("wrote bench/results/heartbeat.json and the heartbeat block of docs/benchmark.md");
+  } finally {
+    await hbBench.close();
+  }
   process.exit(0);
 }
 
@@ -203,67 +248,7 @@ try {
     ),
   ]);
   raw.heartbeat = hb;
-  const meanInterval = (impl: Impl) =>
-    hb.intervals[impl].reduce((a, b) => a + b, 0) / hb.intervals[impl].length;
-  // Per device-hour: the measured heartbeat cadence, plus the hourly membership refresh (ours: one PUT;
-  // js-sdk's UpdateExpiry: a restart, then the PUT).
-  const refreshPerHour: Record<Impl, number> = { ours: 1, "js-sdk": 2 };
-  const perHour = (impl: Impl) => 3600_000 / meanInterval(impl) + refreshPerHour[impl];
-  const margin = (impl: Impl) => EC_DELAY_MS - meanInterval(impl) - LOCAL_TIMEOUT_MS;
-  const eq = hb.equalMargin.intervals;
-  const eqInterval = eq.reduce((a, b) => a + b, 0) / eq.length;
-  const saferBy = margin("ours") - margin("js-sdk");
-  rows.push(
-    {
-      id: "heartbeat.perHour",
-      label: "heartbeat requests / device-hour",
-      unit: "requests",
-      ours: perHour("ours"),
-      theirs: perHour("js-sdk"),
-      lowerIsBetter: true,
-      // Our default counts the interval from the send, js-sdk's from the answer: not the same margin.
-      incomparable:
-        Math.abs(saferBy) > 5
-          ? `ours at a ${Math.round(saferBy)} ms ${saferBy > 0 ? "safer" : "thinner"} margin`
-          : undefined,
-      reps: Math.min(hb.intervals.ours.length, hb.intervals["js-sdk"].length),
-      note:
-        `3 600 000 / mean restart interval over ${Math.round(hb.windowMs / 1000)} s, plus the hourly refresh ` +
-        `(ours 1 PUT, js-sdk restart + PUT); counted in the window: ours ${hb.requests.ours}, js-sdk ${hb.requests["js-sdk"]}`,
-    },
-    {
-      id: "heartbeat.perHourEqualMargin",
-      label: "… at js-sdk's margin (ours: interval 5 s + 1 RTT)",
-      unit: "requests",
-      ours: 3600_000 / eqInterval + refreshPerHour.ours,
-      theirs: perHour("js-sdk"),
-      lowerIsBetter: true,
-      reps: Math.min(eq.length, hb.intervals["js-sdk"].length),
-      note:
-        `a second device of ours with heartbeatIntervalMs ${hb.equalMargin.intervalMs} (js-sdk waits 5 s after ` +
-        `each answer); server-side mean interval ${eqInterval.toFixed(0)} ms, margin ` +
-        `${(EC_DELAY_MS - eqInterval - LOCAL_TIMEOUT_MS).toFixed(0)} ms`,
-    },
-    {
-      id: "heartbeat.interval",
-      label: "heartbeat interval (server-side mean)",
-      unit: "ms",
-      ours: meanInterval("ours"),
-      theirs: meanInterval("js-sdk"),
-      lowerIsBetter: false,
-      reps: Math.min(hb.intervals.ours.length, hb.intervals["js-sdk"].length),
-    },
-    {
-      id: "heartbeat.margin",
-      label: "margin: delay − interval − local timeout",
-      unit: "ms",
-      ours: margin("ours"),
-      theirs: margin("js-sdk"),
-      lowerIsBetter: false,
-      reps: 1,
-      note: "time left for one retry after a lost heartbeat before the server fires the leave",
-    },
-  );
+  rows.push(...heartbeatRows(hb));
   for (const stormMs of [SHORT_STORM_MS, LONG_STORM_MS]) {
     const r = st[stormMs];
     raw[`storm${stormMs}`] = r;
@@ -527,15 +512,7 @@ const cpuModel = (() => {
 const jsSdkVersion = (
   JSON.parse(readFileSync("node_modules/matrix-js-sdk/package.json", "utf8")) as { version: string }
 ).version;
-const gitCommit = (() => {
-  try {
-    const head = execSync("git rev-parse --short HEAD", { encoding: "utf8" }).trim();
-    const dirty = execSync("git status --porcelain -- src", { encoding: "utf8" }).trim() !== "";
-    return dirty ? `${head}+dirty` : head;
-  } catch {
-    return "unknown";
-  }
-})();
+const gitCommit = gitCommitOf();
 const meta: Meta = {
   command: "npm run bench",
   date: new Date().toISOString(),

@@ -17,7 +17,7 @@ import {
 import { ClientBackend } from "../src/backends/client.js";
 import { CALL_MEMBER_EVENT_TYPE } from "../src/membership/content.js";
 import { MembershipManager } from "../src/manager/MembershipManager.js";
-import type { TimingOptions } from "../src/core/config.js";
+import type { EffectiveTiming, TimingOptions } from "../src/core/config.js";
 import {
   bareClient,
   startFaultyLink,
@@ -203,6 +203,8 @@ export interface Device {
   leave(): Promise<unknown>;
   /** Still trying to be in the call (not failed / stopped). */
   isActive(): boolean;
+  /** Ours only: the timing in force (the adaptive heartbeat's interval, restart timeout and margin). */
+  timing?(): EffectiveTiming;
   lastError?: unknown;
   close(): Promise<void>;
 }
@@ -216,20 +218,28 @@ function legacyStateKey(userId: string, deviceId: string): string {
   return `_${userId}_${deviceId}_m.call`;
 }
 
-/** Options for our manager beyond the shared setup (only the heartbeat's equal-margin variant uses them). */
-export type OursTuning = Pick<TimingOptions, "heartbeatIntervalMs">;
+/** Options for our manager beyond the shared setup (only the heartbeat's variants use them). */
+export type OursTuning = Pick<TimingOptions, "heartbeatIntervalMs" | "heartbeatMarginMs"> & {
+  /**
+   * Give our manager a syncing client (as an app that shows the room has) instead of a bare one: its
+   * eyes are then the synced room, and it reads nothing from the server to watch its membership.
+   */
+  synced?: boolean;
+};
 
+/** `linkRttMs`: the device's link adds this much instead of the bench's RTT (the heartbeat's slow-link pair). */
 export async function newDevice(
   bench: Bench<BenchServer>,
   impl: Impl,
   roomId: string,
   name: string,
   tuning: OursTuning = {},
+  linkRttMs = bench.rttMs,
 ): Promise<Device> {
   const user = await bench.hs.createUser(name);
   await bench.hs.joinRoom(user.accessToken, roomId);
   const link = await startFaultyLink({ target: bench.hs.baseUrl });
-  link.setLatency(bench.rttMs, 0);
+  link.setLatency(linkRttMs, 0);
   return impl === "ours" ? oursDevice(link, user, roomId, tuning) : sdkDevice(link, user, roomId);
 }
 
@@ -239,7 +249,8 @@ async function oursDevice(
   roomId: string,
   tuning: OursTuning,
 ): Promise<Device> {
-  const client = bareClient(link.url, user);
+  const { synced, ...timing } = tuning;
+  const client = synced ? await syncedClient(link.url, user) : bareClient(link.url, user);
   // An app's client has fetched /versions and /capabilities long before it joins a call (js-sdk's
   // started client has, at startClient): warm both caches so join() does not pay for them.
   await client.doesServerSupportUnstableFeature("org.matrix.msc4140");
@@ -253,7 +264,7 @@ async function oursDevice(
     // The same content as EC's Compatibility mode.
     focusActive: { type: "livekit", focus_selection: "multi_sfu" },
     fociPreferred: [ecTransport(roomId)],
-    ...tuning,
+    ...timing,
   });
   const device: Device = {
     impl: "ours",
@@ -280,6 +291,7 @@ async function oursDevice(
     isConnected: () => manager.status === "connected",
     leave: () => manager.leave({ timeoutMs: 30_000 }),
     isActive: () => manager.state.kind !== "failed" && manager.state.kind !== "left",
+    timing: () => manager.effectiveTiming,
     async close() {
       manager.dispose();
       stopClient(client);

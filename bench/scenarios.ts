@@ -36,6 +36,8 @@ interface MembershipRequest {
 function routeOf(method: string, path: string): string | undefined {
   if (!path.includes("/rooms/") && !path.includes("/delayed_events")) return undefined;
   if (method === "PUT" && /\/rooms\/[^/]+\/state\//.test(path)) return "state.put";
+  if (method === "GET" && /\/rooms\/[^/]+\/state\//.test(path)) return "state.get";
+  if (method === "GET" && /\/delayed_events(\?|$)/.test(path)) return "delayed.list";
   const action = /\/delayed_events\/[^/]+\/(restart|send|cancel)$/.exec(path)?.[1];
   if (method === "POST" && action) return `delayed.${action}`;
   if (method === "POST" && /\/delayed_events\/[^/]+$/.test(path)) return "delayed.legacy";
@@ -52,8 +54,9 @@ function membershipRequests(
   d: Device,
   from: number,
   to = Infinity,
+  routes: ReadonlySet<string> = MEMBERSHIP_ROUTES,
 ): MembershipRequest[] {
-  const inRange = (r: MembershipRequest) => MEMBERSHIP_ROUTES.has(r.route) && r.ts >= from && r.ts < to;
+  const inRange = (r: MembershipRequest) => routes.has(r.route) && r.ts >= from && r.ts < to;
   if (bench.hs.requests) return bench.hs.requests.filter((r) => r.userId === d.userId && inRange(r));
   return d.link.log
     .map((e) => ({
@@ -84,9 +87,10 @@ async function joinedDevice(
   impl: Impl,
   tag: string,
   tuning?: OursTuning,
+  linkRttMs?: number,
 ): Promise<Device> {
   const roomId = await newRoom(bench, `${tag}-${impl}`);
-  const d = await newDevice(bench, impl, roomId, `${tag}-${impl}`, tuning);
+  const d = await newDevice(bench, impl, roomId, `${tag}-${impl}`, tuning, linkRttMs);
   await sleep(200);
   const seen = bench.observer.when(
     roomId,
@@ -160,55 +164,137 @@ export async function joinLeave(bench: Bench<BenchServer>, reps: number): Promis
 }
 
 // -------------------------------------------------------------------------------------------------
-// Heartbeat cost: both joined at once (separate rooms), membership requests over a window.
+// Heartbeat cost: all joined at once (separate rooms and links), membership requests over a window.
+// Ours (the adaptive heartbeat) and js-sdk's on the bench's link, ours again with the interval fixed at
+// delay/2 (the default before issue 22), and both again on a slower link.
 // -------------------------------------------------------------------------------------------------
+
+/** Ours' heartbeat timing in force, sampled every second of the window (effectiveTiming). */
+export interface OursTimingSamples {
+  intervalMs: number[];
+  restartTimeoutMs: number[];
+  marginMs: number[];
+  /** The configured request timeout: what a retry after silence waits at most (before the predicted leave). */
+  requestTimeoutMs: number;
+}
+
+/**
+ * Reads a device makes to watch its own membership (our state key, a listing or lookup of our delayed
+ * events): where the client does not sync, our manager's eyes (issue 25). js-sdk reads the synced room.
+ */
+const WATCH_ROUTES: ReadonlySet<string> = new Set(["state.get", "delayed.list", "delayed.get"]);
 
 export interface HeartbeatSamples {
   windowMs: number;
-  /** Membership requests in the window, per implementation. */
+  /** Membership requests in the window, per implementation (the bench's link). */
   requests: Record<Impl, number>;
-  /** Server-side intervals between consecutive restarts (ms). */
+  /** Reads in the window to watch the membership (WATCH_ROUTES), per implementation (the bench's link). */
+  reads: Record<Impl, number>;
+  /** Ours on a syncing client (its eyes are the synced room): membership requests and reads. */
+  synced: { requests: number; reads: number };
+  /** Server-side intervals between consecutive restarts (ms), on the bench's link. */
   intervals: Samples;
-  /**
-   * Ours again, with the interval counted like js-sdk's (5 s after the previous restart's answer, i.e.
-   * 5 s + 1 RTT after its send), so that both run at the same margin: the like-for-like cost.
-   */
-  equalMargin: { intervalMs: number; intervals: number[] };
+  oursTiming: OursTimingSamples;
+  /** Ours with `heartbeatIntervalMs: delay / 2` (fixed: the default before issue 22). */
+  fixed: { intervalMs: number; intervals: number[] };
+  /** Ours with a thinner `heartbeatMarginMs` (what fewer requests cost in margin). */
+  thin: { marginMs: number; intervals: number[]; oursTiming: OursTimingSamples };
+  /** Both on a link adding `rttMs` per round trip instead of the bench's. */
+  slow: { rttMs: number; intervals: Samples; oursTiming: OursTimingSamples };
 }
 
-export async function heartbeat(bench: Bench, windowMs: number): Promise<HeartbeatSamples> {
-  const equalMarginInterval = Math.round(EC_DELAY_MS / 2 + bench.rttMs);
-  const devices = await Promise.all([
-    ...IMPLS.map((impl) => joinedDevice(bench, impl, "hb")),
-    joinedDevice(bench, "ours", "hb-equal-margin", { heartbeatIntervalMs: equalMarginInterval }),
+function restartIntervals(bench: Bench, d: Device, from: number, to: number): number[] {
+  const restarts = membershipRequests(bench, d, from, to)
+    .filter((r) => r.route === "delayed.restart")
+    .map((r) => r.ts);
+  return restarts.slice(1).map((ts, i) => ts - restarts[i]);
+}
+
+function emptyTiming(d: Device): OursTimingSamples {
+  return {
+    intervalMs: [],
+    restartTimeoutMs: [],
+    marginMs: [],
+    requestTimeoutMs: d.timing?.().requestTimeoutMs ?? NaN,
+  };
+}
+
+function sampleTiming(d: Device, into: OursTimingSamples): void {
+  const t = d.timing?.();
+  if (!t) return;
+  into.intervalMs.push(t.heartbeatIntervalMs);
+  into.restartTimeoutMs.push(t.restartTimeoutMs);
+  into.marginMs.push(t.heartbeatMarginMs);
+}
+
+export async function heartbeat(
+  bench: Bench,
+  windowMs: number,
+  slowRttMs = 500,
+  thinMarginMs = 2500,
+): Promise<HeartbeatSamples> {
+  const fixedInterval = EC_DELAY_MS / 2;
+  const [ours, sdk, fixed, thin, slowOurs, slowSdk, syncedOurs] = await Promise.all([
+    joinedDevice(bench, "ours", "hb"),
+    joinedDevice(bench, "js-sdk", "hb"),
+    joinedDevice(bench, "ours", "hb-fixed", { heartbeatIntervalMs: fixedInterval }),
+    joinedDevice(bench, "ours", "hb-thin", { heartbeatMarginMs: thinMarginMs }),
+    joinedDevice(bench, "ours", "hb-slow", undefined, slowRttMs),
+    joinedDevice(bench, "js-sdk", "hb-slow", undefined, slowRttMs),
+    joinedDevice(bench, "ours", "hb-synced", { synced: true }),
   ]);
-  const equalMargin = devices.pop()!;
+  const all = [ours, sdk, fixed, thin, slowOurs, slowSdk, syncedOurs];
   try {
-    await sleep(1000);
+    // Let the first answers be measured (the adaptive heartbeat starts at delay/2 until they are).
+    await sleep(15_000);
+    const oursTiming = emptyTiming(ours);
+    const thinTiming = emptyTiming(thin);
+    const slowTiming = emptyTiming(slowOurs);
     const from = Date.now();
-    await sleep(windowMs);
-    const to = Date.now();
-    const requests = { ours: 0, "js-sdk": 0 } as Record<Impl, number>;
-    const intervals = emptySamples();
-    for (const d of devices) {
-      const reqs = membershipRequests(bench, d, from, to);
-      requests[d.impl] = reqs.length;
-      const restarts = reqs.filter((r) => r.route === "delayed.restart").map((r) => r.ts);
-      for (let i = 1; i < restarts.length; i++) intervals[d.impl].push(restarts[i] - restarts[i - 1]);
-      if (!d.isActive()) log(`heartbeat: ${d.impl} is no longer active`);
+    while (Date.now() - from < windowMs) {
+      await sleep(1000);
+      sampleTiming(ours, oursTiming);
+      sampleTiming(thin, thinTiming);
+      sampleTiming(slowOurs, slowTiming);
     }
-    const restarts = membershipRequests(bench, equalMargin, from, to)
-      .filter((r) => r.route === "delayed.restart")
-      .map((r) => r.ts);
-    const equalIntervals = restarts.slice(1).map((ts, i) => ts - restarts[i]);
+    const to = Date.now();
+    for (const d of all) if (!d.isActive()) log(`heartbeat: ${d.impl} (${d.roomId}) is no longer active`);
     return {
       windowMs: to - from,
-      requests,
-      intervals,
-      equalMargin: { intervalMs: equalMarginInterval, intervals: equalIntervals },
+      requests: {
+        ours: membershipRequests(bench, ours, from, to).length,
+        "js-sdk": membershipRequests(bench, sdk, from, to).length,
+      },
+      reads: {
+        ours: membershipRequests(bench, ours, from, to, WATCH_ROUTES).length,
+        "js-sdk": membershipRequests(bench, sdk, from, to, WATCH_ROUTES).length,
+      },
+      synced: {
+        requests: membershipRequests(bench, syncedOurs, from, to).length,
+        reads: membershipRequests(bench, syncedOurs, from, to, WATCH_ROUTES).length,
+      },
+      intervals: {
+        ours: restartIntervals(bench, ours, from, to),
+        "js-sdk": restartIntervals(bench, sdk, from, to),
+      },
+      oursTiming,
+      fixed: { intervalMs: fixedInterval, intervals: restartIntervals(bench, fixed, from, to) },
+      thin: {
+        marginMs: thinMarginMs,
+        intervals: restartIntervals(bench, thin, from, to),
+        oursTiming: thinTiming,
+      },
+      slow: {
+        rttMs: slowRttMs,
+        intervals: {
+          ours: restartIntervals(bench, slowOurs, from, to),
+          "js-sdk": restartIntervals(bench, slowSdk, from, to),
+        },
+        oursTiming: slowTiming,
+      },
     };
   } finally {
-    await Promise.all([...devices, equalMargin].map((d) => d.close()));
+    await Promise.all(all.map((d) => d.close()));
   }
 }
 

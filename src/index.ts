@@ -47,7 +47,7 @@ export { redactText, redactingLogger } from "./log/redact.js";
 export type { RedactOptions } from "./log/redact.js";
 export { quietMatrixSdkLogs } from "./log/quietMatrixSdk.js";
 export type { MatrixSdkLogLevel } from "./log/quietMatrixSdk.js";
-export type { Timing, TimingOptions } from "./core/config.js";
+export type { EffectiveTiming, Timing, TimingOptions } from "./core/config.js";
 export {
   CALL_MEMBER_EVENT_TYPE,
   DEFAULT_SLOT,

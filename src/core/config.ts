@@ -7,9 +7,28 @@ export { MAX_TIMER_MS } from "./limits.js";
 export interface TimingOptions {
   /** Delay of the delayed leave: how long after our last heartbeat the server removes us. Default 10 000 (Element Call's). */
   delayedLeaveDelayMs?: number;
-  /** Time between heartbeat (restart) attempts, counted from when the previous one was sent. Default: delay / 2. */
+  /**
+   * Time between heartbeat (restart) attempts, counted from when the previous one was sent. Default:
+   * adaptive (core/heartbeatTiming.ts): delay / 2 until the link is measured, then longer on a fast
+   * link and shorter on a slow one, always keeping the margin delay / 2 − requestTimeoutMs (a lost
+   * restart's time to be retried before the leave fires). Set it to fix the interval (and the restart
+   * timeout to the link's conservative one): nothing adapts it then.
+   */
   heartbeatIntervalMs?: number;
-  /** Local timeout of one delayed-event request (restart, send, cancel). Default: min(2 000, delay / 5). */
+  /**
+   * The adaptive heartbeat's margin: the time a lost restart leaves for its retries before the server
+   * fires the leave (delay − interval − restart timeout; core/heartbeatTiming.ts). The interval is
+   * delay − restart timeout − max(this, restart timeout). Default: delay / 2 − requestTimeoutMs (3 s at
+   * a 10 s delay, which is matrix-js-sdk's margin with Element Call's settings plus one round trip). A
+   * thinner margin costs fewer requests and rides out shorter outages. Not with `heartbeatIntervalMs`.
+   */
+  heartbeatMarginMs?: number;
+  /**
+   * Local timeout of one delayed-event request (restart, send, cancel). Default: min(2 000, delay / 5).
+   * The manager may lengthen it for a slow link; the adaptive heartbeat's restarts use a shorter one on a
+   * fast link (the measured round trip and its deviation, at least 250 ms), unless this is set: then
+   * it is their floor too.
+   */
   requestTimeoutMs?: number;
   /** Local timeout of one state send (membership, explicit leave). Default 10 000. */
   stateRequestTimeoutMs?: number;
@@ -38,10 +57,23 @@ export interface TimingOptions {
 export interface Timing {
   /** Delay of the delayed leave in use: the configured one, or the server's lower maximum. */
   delayMs: number;
-  /** Time between heartbeat (restart) attempts; scaled down with a lowered delay. */
+  /**
+   * Time between heartbeat (restart) attempts; scaled down with a lowered delay. With an adaptive
+   * heartbeat this is the interval before the link is measured (and what the request budget and the
+   * recovery pacing derive from); `effectiveTiming` reports the one in force.
+   */
   heartbeatIntervalMs: number;
   /** Configured local timeout of one delayed-event request (the manager may adapt it to the link). */
   requestTimeoutMs: number;
+  /** The app did not fix `heartbeatIntervalMs`: interval and restart timeout follow the link (core/heartbeatTiming.ts). */
+  adaptiveHeartbeat: boolean;
+  /**
+   * The margin the adaptive heartbeat keeps (at least; `effectiveTiming` reports the one in force). With a
+   * fixed interval: delay − interval − requestTimeoutMs, for information.
+   */
+  heartbeatMarginMs: number;
+  /** The shortest local timeout an adaptive heartbeat's restart may have: the app's `requestTimeoutMs`, else min(250, it). */
+  minRestartTimeoutMs: number;
   /** Local timeout of one state send (membership, explicit leave). */
   stateRequestTimeoutMs: number;
   /** Membership validity window after each refresh, with delayed events. */
@@ -56,6 +88,20 @@ export interface Timing {
   giveUpAfterMs: number;
   /** Period of the reads of our own key when no room view watches it. */
   membershipCheckIntervalMs: number;
+}
+
+/**
+ * What `MembershipManager.effectiveTiming` reports: the resolved timing, with the heartbeat's values in
+ * force now (`heartbeatIntervalMs` is the adaptive interval when the heartbeat adapts to the link).
+ */
+export interface EffectiveTiming extends Timing {
+  /** The local timeout of the next heartbeat restart (doubled after each restart that got no answer). */
+  restartTimeoutMs: number;
+  /**
+   * The heartbeat margin in force: delay − interval − restart timeout, the time a lost restart leaves
+   * for its retries before the server fires the leave (core/heartbeatTiming.ts).
+   */
+  heartbeatMarginMs: number;
 }
 
 /** The smallest delay we will lower to when the server says ours is too long (and the smallest we accept). */
@@ -74,6 +120,18 @@ export const MIN_EXPIRY_MS = 2000;
  * manager sends at most about ten requests a second whatever its options.
  */
 export const MIN_TIMING_STEP_MS = 100;
+
+/**
+ * The shortest local timeout the adaptive heartbeat gives a restart (unless the app set
+ * `requestTimeoutMs`): a fast link's measured round trip and deviation would allow less, but a server's
+ * pause (a garbage collection, a database commit) should not cost a spurious retry each time.
+ * Measured (bench/restart-rtt.ts, bench/results/restart-rtt.json): restarts to Synapse 1.163.2 on
+ * 127.0.0.1 on a 2-core machine at load average 15-18 took p50 13.5 / p99 41.7 / max 53.5 ms at
+ * heartbeat pace (149) and p50 16.2 / p99 76.7 / p99.9 279 / max 296 ms with Synapse busy (1 752; 2 over
+ * 250 ms). 250 ms covers all of the former and 99.9 % of the latter; each 50 ms less would lengthen the
+ * interval by 50 ms (about 0.7 % fewer requests) for more spurious retries on a busy server.
+ */
+export const MIN_RESTART_TIMEOUT_MS = 250;
 
 function check(name: string, value: number | undefined, { allowInfinity = false } = {}): void {
   if (value === undefined) return;
@@ -106,6 +164,7 @@ export function resolveTiming(opts: TimingOptions, delayOverrideMs?: number): Ti
   for (const key of [
     "delayedLeaveDelayMs",
     "heartbeatIntervalMs",
+    "heartbeatMarginMs",
     "requestTimeoutMs",
     "stateRequestTimeoutMs",
     "membershipExpiryMs",
@@ -126,8 +185,13 @@ export function resolveTiming(opts: TimingOptions, delayOverrideMs?: number): Ti
     throw new MembershipConfigError(
       `delayedLeaveDelayMs must be a whole number of milliseconds (servers parse it as an integer), got ${opts.delayedLeaveDelayMs}`,
     );
+  if (opts.heartbeatIntervalMs !== undefined && opts.heartbeatMarginMs !== undefined)
+    throw new MembershipConfigError(
+      "set heartbeatIntervalMs (a fixed interval) or heartbeatMarginMs (an adaptive one), not both",
+    );
   for (const key of [
     "heartbeatIntervalMs",
+    "heartbeatMarginMs",
     "requestTimeoutMs",
     "stateRequestTimeoutMs",
     "membershipCheckIntervalMs",
@@ -158,6 +222,18 @@ export function resolveTiming(opts: TimingOptions, delayOverrideMs?: number): Ti
       `heartbeatIntervalMs + requestTimeoutMs (${heartbeatIntervalMs} + ${requestTimeoutMs}) must be shorter than ` +
         `delayedLeaveDelayMs (${delayMs}), or one lost heartbeat lets the server fire the leave`,
     );
+  // The adaptive interval stays above its floor (a quarter of the delay) at the configured timeout.
+  const marginLimit = Math.floor(delayMs * 0.75) - requestTimeoutMs;
+  const heartbeatMarginMs = fit(
+    opts.heartbeatMarginMs,
+    delayMs - heartbeatIntervalMs - requestTimeoutMs,
+    marginLimit + 1,
+  );
+  if (opts.heartbeatIntervalMs === undefined && heartbeatMarginMs > marginLimit)
+    throw new MembershipConfigError(
+      `heartbeatMarginMs (${heartbeatMarginMs}) must be at most 3/4 of delayedLeaveDelayMs less requestTimeoutMs ` +
+        `(${marginLimit}), or the adaptive heartbeat has no room left for its interval`,
+    );
   const retryBaseMs = opts.retryBaseMs ?? 250;
   const retryMaxMs = opts.retryMaxMs ?? 30_000;
   if (retryBaseMs > retryMaxMs)
@@ -166,11 +242,18 @@ export function resolveTiming(opts: TimingOptions, delayOverrideMs?: number): Ti
     );
   atLeast("retryMaxMs", opts.retryMaxMs, MIN_TIMING_STEP_MS, "smaller steps make a request loop");
   const membershipExpiryMs = opts.membershipExpiryMs ?? 4 * 3600_000;
+  // An explicit requestTimeoutMs that still fits is the app's word: restarts never time out sooner.
+  const explicitTimeout = opts.requestTimeoutMs !== undefined && opts.requestTimeoutMs === requestTimeoutMs;
   const degradedMembershipExpiryMs = opts.degradedMembershipExpiryMs ?? 120_000;
   return {
     delayMs,
     heartbeatIntervalMs,
     requestTimeoutMs,
+    adaptiveHeartbeat: opts.heartbeatIntervalMs === undefined,
+    heartbeatMarginMs,
+    minRestartTimeoutMs: explicitTimeout
+      ? requestTimeoutMs
+      : Math.min(requestTimeoutMs, MIN_RESTART_TIMEOUT_MS),
     stateRequestTimeoutMs: opts.stateRequestTimeoutMs ?? 10_000,
     membershipExpiryMs,
     degradedMembershipExpiryMs,

@@ -9,7 +9,8 @@ import {
   type SchedulerLike,
 } from "rxjs";
 import type { MembershipBackend } from "../backends/types.js";
-import { resolveTiming, type Timing, type TimingOptions } from "../core/config.js";
+import { resolveTiming, type EffectiveTiming, type TimingOptions } from "../core/config.js";
+import { heartbeatTimingOf } from "../core/machine/resources.js";
 import { heldMembership, initialState, nextWakeAt, predictedLeaveAt, step } from "../core/machine/step.js";
 import type { Command, MachineEnv, MachineEvent, MachineState, Request } from "../core/machine/types.js";
 import { leaveTimeoutMs, validateManagerOptions } from "../core/validate.js";
@@ -344,9 +345,18 @@ export class MembershipManager {
   get probablyLeft(): boolean {
     return this.probablyLeftSubject.value;
   }
-  /** The timing in force (the delay may have been lowered to the server's maximum). */
-  get effectiveTiming(): Readonly<Timing> {
-    return this.machine.timing;
+  /**
+   * The timing in force (the delay may have been lowered to the server's maximum; an adaptive heartbeat's
+   * interval and restart timeout follow the link: what they are now).
+   */
+  get effectiveTiming(): Readonly<EffectiveTiming> {
+    const hb = heartbeatTimingOf(this.machine, this.clock.now());
+    return {
+      ...this.machine.timing,
+      heartbeatIntervalMs: hb.intervalMs,
+      restartTimeoutMs: hb.timeoutMs,
+      heartbeatMarginMs: hb.marginMs,
+    };
   }
   /** Earliest time (wall clock ms, as `wallClock` reads it) the server could fire our leave if no further heartbeat gets through. */
   get predictedLeaveAt(): number | undefined {

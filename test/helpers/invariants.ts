@@ -92,7 +92,12 @@ export type Cmd =
   | { k: "losePending" }
   | { k: "foreignWrite" }
   /** Another tab of this device writes `{}` at our key: nothing of ours is cancelled (Synapse >= 1.127). */
-  | { k: "sameDeviceWrite" };
+  | { k: "sameDeviceWrite" }
+  /**
+   * The link's round trip changes (issue 22: the adaptive heartbeat measures it): `ms`, plus up to
+   * `jitterMs` drawn for each half of each round trip. Healing sets it back to 20 ms.
+   */
+  | { k: "latency"; ms: number; jitterMs: number };
 
 export type InvariantId = "1" | "1b" | "2" | "3" | "R" | "4" | "5" | "H" | "O" | "E";
 
@@ -219,6 +224,16 @@ export function cmdArb(opts: ScheduleOptions = {}): fc.Arbitrary<Cmd> {
     { k: "losePending", arbitrary: fc.constant<Cmd>({ k: "losePending" }), weight: 1 },
     { k: "foreignWrite", arbitrary: fc.constant<Cmd>({ k: "foreignWrite" }), weight: 1 },
     { k: "sameDeviceWrite", arbitrary: fc.constant<Cmd>({ k: "sameDeviceWrite" }), weight: 1 },
+    {
+      k: "latency",
+      arbitrary: fc
+        .record({
+          ms: fc.constantFrom(0, 20, 150, 400, 900, 1600),
+          jitterMs: fc.constantFrom(0, 0, 100, 600),
+        })
+        .map<Cmd>(({ ms, jitterMs }) => ({ k: "latency", ms, jitterMs })),
+      weight: 2,
+    },
   ];
   return fc.oneof(...all.filter((a) => !ex.has(a.k)).map(({ arbitrary, weight }) => ({ arbitrary, weight })));
 }
@@ -266,6 +281,8 @@ export function describeCmd(c: Cmd): string {
       return c.timeoutMs === undefined ? "leave()" : `leave({timeoutMs:${c.timeoutMs}})`;
     case "advance":
       return `advance(${c.ms})`;
+    case "latency":
+      return `latency(${c.ms}${c.jitterMs ? ` + up to ${c.jitterMs}` : ""})`;
     case "fault":
       return `inject(${c.op}, ${JSON.stringify(c.fault)}, ${c.times})`;
     default:
@@ -389,7 +406,13 @@ export async function runSchedule(
   const format = opts.format ?? "state";
   const time = new VirtualTime();
   const server = new FakeServer(time.scheduler);
-  server.latencyMs = LATENCY_MS;
+  // The link's round trip (a `latency` command changes it): fixed, or drawn for each half of each trip.
+  const linkRandom = mulberry32(jitterSeed ^ 0x5bd1e995);
+  let latency = { ms: LATENCY_MS, jitterMs: 0 };
+  Object.defineProperty(server, "latencyMs", {
+    get: () => latency.ms + (latency.jitterMs ? linkRandom() * latency.jitterMs : 0),
+    set: (ms: number) => (latency = { ms, jitterMs: 0 }),
+  });
   const trace: { at: number; seq: number; text: string }[] = [];
   const push = (at: number, text: string) => trace.push({ at, seq: trace.length, text });
   const violations: Violation[] = [];
@@ -519,8 +542,9 @@ export async function runSchedule(
     return isMembership(c) && !isForeign(c);
   };
   const timing = manager.effectiveTiming;
-  const RTT = LATENCY_MS;
-  const ONE_REQUEST = RTT + timing.requestTimeoutMs;
+  // One request: its round trip (the slowest the link has had) and its local timeout.
+  let slowestRtt = LATENCY_MS;
+  const oneRequest = () => slowestRtt + timing.requestTimeoutMs;
 
   // --- App intent ---------------------------------------------------------------------------
   let intent = "left" as "joined" | "left";
@@ -630,7 +654,7 @@ export async function runSchedule(
         // flight. Not R; the next heartbeat's 404 (or the eyes) must repair it, which invariants 3 and 5
         // judge. A write sent with its cover about to fire is still R (counterexamples D, D2).
         const sent = takeSentWrite(content);
-        const coveredWhenSent = sent !== undefined && sent.coveredUntil >= sent.sentAt + ONE_REQUEST;
+        const coveredWhenSent = sent !== undefined && sent.coveredUntil >= sent.sentAt + oneRequest();
         // Degraded mode (the manager says it has no delayed events) writes without one, by design.
         if (
           !isMembership(before) &&
@@ -707,8 +731,24 @@ export async function runSchedule(
       );
   };
 
-  /** When the app called join(), leave() or update() (the H bound counts what they may send). */
-  const appIntentsAt: number[] = [];
+  /**
+   * When the app called join(), leave() or update(), and when what it asked for was done (the H bound
+   * counts what they may send). An intent's requests go out on the app's bucket whenever the intent gets
+   * to them, not only in the second it was made: a join's first membership write waits for its schedule,
+   * which may take retries (seed 1107936452: the join's write 983 ms after join(), in a second with 10
+   * requests of the manager's own). So an intent counts for every second until it is done: a join until
+   * we are connected (or it failed, or a leave() came after it), a leave() or update() until it settles.
+   * A join() or leave() while one of the same kind is still not done asks for nothing new (the manager
+   * takes it as the same intent) and is done at once.
+   */
+  const appIntents: { at: number; kind: "join" | "leave" | "update"; seq: number; doneAt?: number }[] = [];
+  const addIntent = (kind: "join" | "leave" | "update") => {
+    const intent: (typeof appIntents)[number] = { at: t(), kind, seq };
+    if (kind !== "update" && appIntents.some((i) => i.kind === kind && i.doneAt === undefined))
+      intent.doneAt = intent.at;
+    appIntents.push(intent);
+    return intent;
+  };
   // Invariant 2 bookkeeping.
   let gap: { start: number; external: boolean } | undefined;
   // Invariant E bookkeeping: since when "connected" while the server holds no membership of ours, and
@@ -726,7 +766,16 @@ export async function runSchedule(
     const recent = server.log.filter((e) => e.at > now - 1000).length;
     // What the app asked for in that second goes out on its own bucket (issue 20 item 13): each join,
     // leave or update may send up to APP_REQUESTS_PER_INTENT first attempts besides the manager's own.
-    const intents = appIntentsAt.filter((at) => at > now - 1000).length;
+    for (const i of appIntents)
+      if (
+        i.kind === "join" &&
+        i.doneAt === undefined &&
+        (manager.status === "connected" ||
+          manager.state.kind === "failed" ||
+          appIntents.some((l) => l.kind === "leave" && l.seq > i.seq))
+      )
+        i.doneAt = now;
+    const intents = appIntents.filter((i) => i.doneAt === undefined || i.doneAt > now - 1000).length;
     const limit =
       hotLoopLimit(manager.effectiveTiming.heartbeatIntervalMs) + APP_REQUESTS_PER_INTENT * intents;
     if (recent > limit) violate("H", `${recent} requests in the second before ${now} (limit ${limit})`);
@@ -737,11 +786,11 @@ export async function runSchedule(
     if (connected && !pending) {
       // External: the last delayed leave of ours was removed by the server or someone else, not by us.
       gap ??= { start: now, external: lastExternalRemovalAt >= Math.max(-Infinity, ...createdAt.values()) };
-      let deadline = gap.start + ONE_REQUEST;
+      let deadline = gap.start + oneRequest();
       if (gap.external) {
         const removedAt = lastExternalRemovalAt;
         const learned = goneDeliveredAt.find((x) => x >= removedAt);
-        deadline = Math.min(removedAt + timing.delayMs, learned ?? Infinity) + ONE_REQUEST;
+        deadline = Math.min(removedAt + timing.delayMs, learned ?? Infinity) + oneRequest();
       }
       if (now > deadline)
         violate(
@@ -755,7 +804,7 @@ export async function runSchedule(
     if (manager.status === "connected" && watched && !serverHoldsOurMembership()) {
       eyesGap ??= { start: now, blinded: false };
       if (server.down || lastBlindAt >= eyesGap.start - timing.heartbeatIntervalMs) eyesGap.blinded = true;
-      const bound = timing.membershipCheckIntervalMs + timing.delayMs + 2 * ONE_REQUEST;
+      const bound = timing.membershipCheckIntervalMs + timing.delayMs + 2 * oneRequest();
       if (!eyesGap.blinded && now - eyesGap.start > bound)
         violate(
           "E",
@@ -813,9 +862,9 @@ export async function runSchedule(
 
   // --- Play the schedule -----------------------------------------------------------------------
   const doJoin = () => {
-    appIntentsAt.push(t());
     intent = "joined";
     lastJoinSeq = ++seq;
+    addIntent("join");
     if (leftWindow) leftWindow.open = false;
     manager.join();
   };
@@ -838,16 +887,18 @@ export async function runSchedule(
         break;
       case "rejoin":
       case "leave": {
-        appIntentsAt.push(t());
         intent = "left";
         lastLeaveAt = t();
         const calledAt = t();
         const issuedAt = cmdIndex;
         const leaveSeq = ++seq;
+        const leaveIntent = addIntent("leave");
         const p = track(
           `leave() of command ${cmdIndex}`,
           manager.leave(cmd.k === "leave" && cmd.timeoutMs !== undefined ? { timeoutMs: cmd.timeoutMs } : {}),
         );
+        const leaveDone = () => void (leaveIntent.doneAt ??= t());
+        p.then(leaveDone, leaveDone);
         leaveResults.push(
           p.then((r) => {
             note(`   leave() from command ${issuedAt} resolved ${JSON.stringify(r)}`);
@@ -875,13 +926,15 @@ export async function runSchedule(
         if (cmd.k === "rejoin") doJoin();
         break;
       }
-      case "update":
-        appIntentsAt.push(t());
+      case "update": {
+        const updateIntent = addIntent("update");
+        const updateDone = () => void (updateIntent.doneAt ??= t());
         track(
           `update() of command ${cmdIndex}`,
           manager.update({ callIntent: cmdIndex % 2 ? "audio" : "video" }),
-        ).catch(() => undefined);
+        ).then(updateDone, updateDone);
         break;
+      }
       case "advance":
         await advance(cmd.ms);
         break;
@@ -929,6 +982,10 @@ export async function runSchedule(
         else server.sameDeviceWrite(key(), {});
         sameDeviceWrote = true;
         break;
+      case "latency":
+        latency = { ms: cmd.ms, jitterMs: cmd.jitterMs };
+        slowestRtt = Math.max(slowestRtt, cmd.ms + cmd.jitterMs);
+        break;
     }
     await settle();
     check();
@@ -939,6 +996,7 @@ export async function runSchedule(
   note("# heal (network up, faults cleared)");
   server.down = false;
   server.clearFaults();
+  latency = { ms: LATENCY_MS, jitterMs: 0 };
   lastBlindAt = t();
   await advance(opts.healMs ?? HEAL_MS);
   traceLog();

@@ -17,7 +17,14 @@
  *     one of ERRORS by rotation (MACHINE_MODEL_ROTATION shifts which fault comes where);
  *   - let time run to the next thing the driver would wake for: the machine's nextWakeAt (a `tick`),
  *     or a request's local timeout (that request never reached the server);
- *   - the app calls leave() (once) or update() (once).
+ *   - the app calls leave() (once) or update() (once);
+ *   - in the worlds whose link can slow down (issue 22): the link slows down (once). From then on
+ *     answers come LATENCY_STEP ms after the send (two values, by request, so the round trip also
+ *     varies), half way there the server processes the request; whatever falls due meanwhile (our local
+ *     timeouts, ticks, fires) happens first, and a request we timed out still reaches the server (its
+ *     answer is then dropped, or late for a schedule). Another world's link is that slow from the
+ *     start. The adaptive heartbeat measures the link: longer restart timeouts, shorter intervals, and
+ *     retries of restarts the slower answers made time out.
  * EVERY sequence up to the depth is explored depth-first; the world is copied with structuredClone at
  * each branch (the machine's state is plain data; errors live in the world as indices into ERRORS and
  * are made fresh when fed, since a copied MatrixError loses its prototype). Then the network heals
@@ -36,7 +43,9 @@
  *   4. every command is well-formed: sends have a timeout in (0, 2^31) ms, every nextWakeAt is finite and
  *      less than 2^31 ms ahead;
  *   5. purity: at sample points, stepping two copies of the state with the same event gives deep-equal
- *      commands and states.
+ *      commands and states;
+ *   6. an honest prediction (issue 22): whenever the model fires the delayed leave the machine tracks
+ *      (armed), the machine's predicted leave (the last successful restart's send + delay) is not later.
  * Two outcomes are counted, not failed, as the machine cannot do better: a leave whose `{}` was refused
  * after its delayed leave was (wrongly) reported gone, and a delayed leave reported gone twice by faults
  * while pending (the room view's `membership-missing`, not modelled here, repairs that).
@@ -57,7 +66,13 @@ import { describe, expect, it } from "@jest/globals";
 import { HTTPError, MatrixError } from "matrix-js-sdk";
 import { resolveTiming } from "../../src/core/config.js";
 import { MAX_TIMER_MS } from "../../src/core/limits.js";
-import { heldMembership, initialState, nextWakeAt, step } from "../../src/core/machine/step.js";
+import {
+  heldMembership,
+  initialState,
+  nextWakeAt,
+  predictedLeaveAt,
+  step,
+} from "../../src/core/machine/step.js";
 import type {
   Command,
   MachineEnv,
@@ -107,6 +122,8 @@ const STICKY_DURATION_MS = 8000;
 const QUIET_AFTER_STICKY_MS = STICKY_DURATION_MS + 2 * DELAY_MS;
 /** Every PURITY_EVERY-th step is also checked for purity. */
 const PURITY_EVERY = 53;
+/** Round trips once the link slows down (by request id parity): one within the restart timeout the fast link gave, one past it. */
+const LATENCY_STEP: [number, number] = [120, 360];
 const random = () => 0.5;
 
 /** Hostile answers, by index (the world holds indices: copies of errors lose their prototypes). */
@@ -364,6 +381,10 @@ interface World {
   updateChosen: boolean;
   /** Another writer (another tab of this device) put `{}` at our key, cancelling nothing. */
   foreignChosen: boolean;
+  /** The link slowed down: answers come this long after the send (by request id parity); [0, 0]: at once. */
+  latency: [number, number];
+  /** The link may slow down (a choice, once). */
+  canSlow: boolean;
   /** A moderator kicked us from the room. */
   kicked: boolean;
   /** A dead page of this device left a delayed leave at our key. */
@@ -407,7 +428,16 @@ let blind = 0;
 /** Failures in degraded mode whose membership (refused `{}` too) expires within the degraded window. */
 let expiringFailures = 0;
 
-function newWorld(env: MachineEnv, rotation = ROTATION, view = false, predecessor = false): World {
+/** How a world's link behaves: answers at once, at once until it slows down (a choice), slow from the start. */
+type LinkKind = "fast" | "steps" | "slow";
+
+function newWorld(
+  env: MachineEnv,
+  rotation = ROTATION,
+  view = false,
+  link: LinkKind = "fast",
+  predecessor = false,
+): World {
   const s = initialState(
     TIMING,
     {
@@ -431,6 +461,8 @@ function newWorld(env: MachineEnv, rotation = ROTATION, view = false, predecesso
     leaveChosen: false,
     updateChosen: false,
     foreignChosen: false,
+    latency: link === "slow" ? [...LATENCY_STEP] : [0, 0],
+    canSlow: link === "steps",
     kicked: false,
     deadPage: predecessor,
     keys: [],
@@ -681,6 +713,7 @@ function processEvent(w: World, e: NonNullable<ReturnType<typeof nextEvent>>): v
     return viewTick(w);
   }
   if (e.kind === "fire") {
+    checkPrediction(w);
     fireDue(w.model, w.now);
     return viewTick(w);
   }
@@ -698,6 +731,45 @@ function processEvent(w: World, e: NonNullable<ReturnType<typeof nextEvent>>): v
     error: new LocalTimeoutError(f.timeoutMs),
     timedOut: true,
   });
+}
+
+/**
+ * Invariant 6: the delayed leave the machine tracks fires now; the machine must not predict it later
+ * (its prediction rests on the send of its last successful restart, which the server received after).
+ */
+function checkPrediction(w: World): void {
+  const call = w.s.call;
+  if (!call || call.delayed !== "armed" || call.delayId === undefined) return;
+  const mine = w.model.pending.find((p) => p.id === call.delayId);
+  if (!mine || mine.firesAt > w.now) return;
+  const predicted = predictedLeaveAt(w.s);
+  if (predicted !== undefined && predicted > w.now)
+    w.bad.push(`dishonest prediction: ${call.delayId} fired at ${w.now}, predicted ${predicted}`);
+}
+
+/** Run time on until `at` (exclusive): every fire, local timeout and tick due before it, in order. */
+function runUntil(w: World, at: number): void {
+  for (let i = 0; i < 1000; i++) {
+    const e = nextEvent(w);
+    if (!e || e.at >= at) break;
+    processEvent(w, e);
+  }
+  w.now = Math.max(w.now, at);
+}
+
+/**
+ * A request answered over the slowed link: the server processes it half way, its answer comes at
+ * `sentAt + latency`, after whatever falls due meanwhile. If our local timeout came first, the request
+ * still reached the server; a schedule's answer then comes late, any other's is dropped.
+ */
+function answerSlowly(w: World, f: Flight): void {
+  const latency = w.latency[f.reqId % 2];
+  runUntil(w, f.sentAt + latency / 2);
+  f.served ??= serve(w.model, f.request, w.now);
+  viewTick(w);
+  runUntil(w, f.sentAt + latency);
+  // Still waited for (in time, or a schedule's late answer): deliver. Otherwise the driver forgot it.
+  if (w.flights.includes(f)) deliver(w, f, f.served);
 }
 
 /** Run time on until the machine sees something (a tick or a timeout). */
@@ -721,7 +793,8 @@ type Choice =
   | { k: "update" }
   | { k: "foreign" }
   | { k: "kick" }
-  | { k: "rejoin" };
+  | { k: "rejoin" }
+  | { k: "slower" };
 
 function choices(w: World): Choice[] {
   const out: Choice[] = [];
@@ -739,6 +812,7 @@ function choices(w: World): Choice[] {
   if (!w.leaveChosen) out.push({ k: "leave" });
   if (!w.updateChosen) out.push({ k: "update" });
   if (!w.foreignChosen) out.push({ k: "foreign" });
+  if (w.canSlow && w.latency[1] === 0) out.push({ k: "slower" });
   // A kick is explored only where something can see it (a room view, or reads): elsewhere nothing does.
   if (!w.kicked && !w.leaveChosen && (w.view || w.env.canRead)) out.push({ k: "kick" });
   // Sticky format: the app joins again after its leave() (at once, or later): a new call, a new key.
@@ -753,7 +827,8 @@ function describeChoice(w: World, c: Choice): string {
     c.k === "update" ||
     c.k === "foreign" ||
     c.k === "kick" ||
-    c.k === "rejoin"
+    c.k === "rejoin" ||
+    c.k === "slower"
   )
     return `${w.now}: ${c.k}`;
   const f = w.flights.find((x) => x.reqId === c.reqId)!;
@@ -775,6 +850,7 @@ function applyChoice(w: World, c: Choice): void {
   switch (c.k) {
     case "ok": {
       const f = w.flights.find((x) => x.reqId === c.reqId)!;
+      if (w.latency[1] > 0 && !f.served) return answerSlowly(w, f);
       f.served ??= serve(w.model, f.request, w.now);
       return deliver(w, f, f.served);
     }
@@ -838,6 +914,9 @@ function applyChoice(w: World, c: Choice): void {
       // Another tab of this very device hangs up: `{}` at our key; our delayed leave stays pending.
       w.model.content = {};
       w.model.contentTs = w.now + SERVER_CLOCK_MS;
+      return;
+    case "slower":
+      w.latency = [...LATENCY_STEP];
       return;
   }
 }
@@ -1023,6 +1102,7 @@ function explore(
   env: MachineEnv,
   depth: number,
   view = false,
+  link: LinkKind = "fast",
   predecessor = false,
 ): { explored: number; failing: number; failures: string[] } {
   let explored = 0;
@@ -1049,7 +1129,7 @@ function explore(
       walk(child);
     });
   };
-  walk(newWorld(env, ROTATION, view, predecessor));
+  walk(newWorld(env, ROTATION, view, link, predecessor));
   const failures = [...byKind.values()].map((trace) => trace.join(" | "));
   return { explored, failing, failures };
 }
@@ -1098,6 +1178,7 @@ const CASES: {
   predecessor?: boolean;
   depth: number;
   format?: "sticky";
+  link?: LinkKind;
 }[] = [
   { canList: true, canRead: false, view: false, depth: DEPTH },
   { canList: false, canRead: false, view: false, depth: DEPTH },
@@ -1108,6 +1189,9 @@ const CASES: {
   // 11): swept at the first join where we can list, seen by our eyes where we can read.
   { canList: true, canRead: false, view: false, predecessor: true, depth: DEPTH - 2 },
   { canList: false, canRead: true, view: false, predecessor: true, depth: DEPTH - 2 },
+  // The adaptive heartbeat (issue 22): a link that slows down mid-way, and one slow from the start.
+  { canList: true, canRead: false, view: false, depth: DEPTH - 1, link: "steps" },
+  { canList: false, canRead: false, view: false, depth: DEPTH - 1, link: "slow" },
   // The sticky format (issue 21): the same machine writing sticky events keyed by the call's member id.
   // One less deep (the state format's paths are the same modules): listing (orphan sweeps of our key),
   // none, reads of our event by id (a redaction seen, a kick), a dead page's delayed leave at its own key.
@@ -1118,8 +1202,8 @@ const CASES: {
 ];
 
 describe("the membership state machine against a model homeserver, every choice sequence", () => {
-  for (const { canList, canRead, view, predecessor, depth, format } of CASES)
-    it(`${format ? `${format} format, ` : ""}canList ${canList}, canRead ${canRead}, view ${view}${predecessor ? ", a dead page's delayed leave" : ""}, to depth ${depth}: no hot loop, no orphan, converges, pure`, () => {
+  for (const { canList, canRead, view, predecessor, depth, format, link = "fast" } of CASES)
+    it(`${format ? `${format} format, ` : ""}canList ${canList}, canRead ${canRead}, view ${view}${predecessor ? ", a dead page's delayed leave" : ""}, link ${link}, to depth ${depth}: no hot loop, no orphan, converges, pure, honest`, () => {
       const started = Date.now();
       stepsRun = purityChecks = peakSeen = lies = refusedLeaves = blind = expiringFailures = 0;
       // Errors are made by the thousand (every fault, timeout and report); their stacks (source-mapped
@@ -1128,13 +1212,13 @@ describe("the membership state machine against a model homeserver, every choice 
       Error.stackTraceLimit = 0;
       let result: ReturnType<typeof explore>;
       try {
-        result = explore(envWith(canList, canRead, false, format), depth, view, predecessor);
+        result = explore(envWith(canList, canRead, false, format), depth, view, link, predecessor);
       } finally {
         Error.stackTraceLimit = stackTraceLimit;
       }
       const { explored, failing, failures } = result;
       console.log(
-        `[machine model] ${format ?? "state"} canList ${canList} canRead ${canRead} view ${view} depth ${depth}: ${explored} sequences ` +
+        `[machine model] ${format ?? "state"} canList ${canList} canRead ${canRead} view ${view}${predecessor ? " predecessor" : ""} link ${link} depth ${depth}: ${explored} sequences ` +
           `(${failing} failing), ${stepsRun} steps, ${purityChecks} purity checks, ` +
           `at most ${peakSeen} requests in a second, ${lies} told "gone" twice while pending, ` +
           `${refusedLeaves} failed leaves holding the membership, ` +

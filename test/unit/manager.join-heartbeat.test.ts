@@ -63,7 +63,8 @@ describe("join", () => {
 
 describe("heartbeat", () => {
   it("keeps the delayed leave from firing for many delays", async () => {
-    const h = harness({ delayedLeaveDelayMs: 2000 });
+    // A fixed interval (the adaptive one is in heartbeat.adaptive.test.ts).
+    const h = harness({ delayedLeaveDelayMs: 2000, heartbeatIntervalMs: 1000 });
     h.manager.join();
     await h.time.advance(20_000);
     expect(h.server.history.filter((e) => e.by === "delayed")).toHaveLength(0);
@@ -128,7 +129,9 @@ describe("heartbeat", () => {
 
   it("a run of local timeouts does not grow the backoff: the first answered error after it retries soon", async () => {
     const { matrixError } = await import("../helpers/fakeServer.js");
-    const h = harness({ delayedLeaveDelayMs: 20_000 });
+    // A fixed interval, so every restart has the 2 s timeout (an adaptive heartbeat's restarts have a
+    // shorter one on this fast link, and its longer interval puts this 15 s cut over its predicted leave).
+    const h = harness({ delayedLeaveDelayMs: 20_000, heartbeatIntervalMs: 10_000 });
     h.manager.join();
     await h.time.advance(10_100);
     h.server.down = true; // restarts hang: each ends in the 2 s local timeout and is retried at once
@@ -263,7 +266,13 @@ describe("faults", () => {
     h.manager.join();
     await h.time.advance(500);
     expect(h.manager.effectiveTiming.delayMs).toBe(4000);
-    expect(h.manager.effectiveTiming.heartbeatIntervalMs).toBe(2000);
+    // The adaptive heartbeat follows the lowered delay: its margin is the new delay/2 − delay/5 (1 200
+    // ms), and on this fast link (restart timeout 250 ms) the interval is 4000 − 250 − 1200.
+    expect(h.manager.effectiveTiming).toMatchObject({
+      heartbeatIntervalMs: 2550,
+      restartTimeoutMs: 250,
+      heartbeatMarginMs: 1200,
+    });
     expect(h.server.pendingFor(h.key)).toHaveLength(1);
     expect(isJoinedOnServer(h)).toBe(true);
     let support: unknown;

@@ -96,7 +96,8 @@ describe("sticky format: join", () => {
   });
 
   it("heartbeats restart the delayed leave; it never fires", async () => {
-    const h = sticky();
+    // A fixed interval, as main's join-heartbeat tests (the adaptive one's cadence is its own tests').
+    const h = sticky({ heartbeatIntervalMs: 1000 });
     h.manager.join();
     await h.time.advance(20_000);
     expect(h.server.history.filter((e) => e.by === "delayed")).toHaveLength(0);

@@ -1,5 +1,6 @@
 /**
- * The heartbeat: restart the delayed leave every interval, counted from the send of the last success;
+ * The heartbeat: restart the delayed leave every interval (fixed, or adaptive to the link: see
+ * core/heartbeatTiming.ts), counted from the send of the last success;
  * on a refusal back off and probe the same delayed leave again; on a real "gone", recover (recovery.ts).
  */
 import { laneWaitLimits, onRestartFailure, retryWaitMs } from "../policy.js";
@@ -13,17 +14,19 @@ import {
 } from "./context.js";
 import { checkExpiry } from "./calls.js";
 import { startTask } from "./tasks.js";
-import { writeMembership } from "./writes.js";
+import { resumeWrites, writeMembership } from "./writes.js";
 import type { CallState, Outcome, Task } from "./types.js";
 import { enterDegraded, markArmed } from "./schedule.js";
 import { recover } from "./recovery.js";
+import { heartbeatTimingOf } from "./resources.js";
 
 export function enterBeat(c: Ctx, call: CallState, refusals: number): void {
   if (call.heartbeatStopped || call.delayed !== "armed") {
     call.lane = { k: "stopped" };
     return;
   }
-  const dueAt = call.armedAt! + c.s.timing.heartbeatIntervalMs;
+  // Fixed, or adaptive to the link's round trip (core/heartbeatTiming.ts): from the last success's send.
+  const dueAt = call.armedAt! + heartbeatTimingOf(c.s).intervalMs;
   call.lane = { k: "beat", refusals, wakeAt: dueAt };
   if (dueAt <= c.now) beat(c, call);
 }
@@ -63,7 +66,10 @@ export function onRestartDone(c: Ctx, call: CallState | undefined, task: Task, o
   }
   if (outcome.ok) {
     markArmed(c, call, outcome.sentAt);
-    return enterBeat(c, call, 0);
+    enterBeat(c, call, 0);
+    // Writes held while the restart was on its way go now (writeIsProtected; markArmed ran while the
+    // lane still said "restart").
+    return resumeWrites(c, call);
   }
   if (outcome.aborted) {
     call.lane = { k: "stopped" };
@@ -100,6 +106,8 @@ export function onRestartDone(c: Ctx, call: CallState | undefined, task: Task, o
       random: c.random,
     });
     call.lane = { k: "refused", refusals: refusals + 1, wakeAt: c.now + waitMs };
+    // Writes held while the restart was on its way may go (writeIsProtected).
+    resumeWrites(c, call);
     return;
   }
   // gone (404 M_NOT_FOUND, 409): the server no longer holds our delayed leave, or says it is done.

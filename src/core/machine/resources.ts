@@ -1,6 +1,7 @@
 /**
  * The two per-manager resources every request draws on: the request budget (core/budget.ts: no hot loop,
- * whatever the server answers) and the link's adaptive timeout (core/linkTiming.ts).
+ * whatever the server answers) and the link's adaptive timeout (core/linkTiming.ts), with the heartbeat
+ * timing that follows from it (core/heartbeatTiming.ts).
  */
 import { MembershipError } from "../../errors.js";
 import {
@@ -11,8 +12,18 @@ import {
   takeToken,
   type BudgetLimits,
 } from "../budget.js";
-import { initialLink, linkBounds, onAnswered, onLocalTimeout, type LinkBounds } from "../linkTiming.js";
-import { log, emitError, setState, type Ctx } from "./context.js";
+import { heartbeatTiming, type HeartbeatTiming } from "../heartbeatTiming.js";
+import {
+  initialLink,
+  linkBounds,
+  onAnswered,
+  onLocalTimeout,
+  onRestartAnswered,
+  onSilentRestart,
+  type LinkBounds,
+} from "../linkTiming.js";
+import { callById, delayedTimeoutMs, log, emitError, setState, type Ctx } from "./context.js";
+import type { MachineState, Task } from "./types.js";
 
 /**
  * Which bucket a request draws on: `own` for what the manager does by itself (heartbeats, retries,
@@ -47,19 +58,54 @@ export function refund(c: Ctx, kind: BudgetKind): void {
   else c.s.intentBudget = next;
 }
 
-export function currentLinkBounds(c: Ctx): LinkBounds {
+export function currentLinkBounds(c: Pick<Ctx, "s">): LinkBounds {
   const t = c.s.timing;
   return linkBounds(t.requestTimeoutMs, t.delayMs, t.heartbeatIntervalMs);
 }
 
-/** Feed one request's round trip (or local timeout) to the link timing; reports a link too slow. */
-export function observeLink(c: Ctx, sentAt: number, timedOut = false): void {
+/**
+ * The heartbeat's interval, restart timeout and margin in force at `now` (core/heartbeatTiming.ts): the
+ * timeout of a retry depends on how far the current call's predicted leave is.
+ */
+export function heartbeatTimingOf(
+  s: MachineState,
+  now?: number,
+  deadline: number | undefined = s.call?.leaveDeadline,
+): HeartbeatTiming {
+  const msLeft = now === undefined || deadline === undefined ? Infinity : deadline - now;
+  return heartbeatTiming(s.timing, s.link, currentLinkBounds({ s }), msLeft);
+}
+
+/**
+ * The local timeout of a task's next attempt: its own fixed one, else a heartbeat restart's (adaptive
+ * with the heartbeat), else the link's timeout for delayed-event requests.
+ */
+export function taskTimeoutMs(c: Ctx, task: Pick<Task, "timeoutMs" | "purpose" | "callId">): number {
+  if (task.timeoutMs !== undefined) return task.timeoutMs;
+  if (task.purpose.kind !== "restart") return delayedTimeoutMs(c.s);
+  return heartbeatTimingOf(c.s, c.now, callById(c, task.callId)?.leaveDeadline).timeoutMs;
+}
+
+/**
+ * Feed one request's round trip (or local timeout) to the link timing; reports a link too slow.
+ * `restart`: it was a heartbeat's restart (with an adaptive heartbeat, its silence backs off the next).
+ */
+export function observeLink(c: Ctx, sentAt: number, timedOut = false, restart = false): void {
   const bounds = currentLinkBounds(c);
   const link = c.s.link ?? initialLink(bounds);
   const before = link.tooSlow;
-  const next = timedOut ? onLocalTimeout(link, bounds) : onAnswered(link, bounds, c.now - sentAt);
-  // A fast link needs no state (the configured timeout): keep none, managers are many.
-  const idle = !next.tooSlow && next.timeoutMs === bounds.baseMs && (next.srttMs ?? 0) * 2 <= bounds.baseMs;
+  const adaptive = c.s.timing.adaptiveHeartbeat;
+  const next = !timedOut
+    ? restart
+      ? onRestartAnswered(onAnswered(link, bounds, c.now - sentAt), c.now - sentAt)
+      : onAnswered(link, bounds, c.now - sentAt)
+    : adaptive && restart
+      ? onSilentRestart(link, bounds)
+      : onLocalTimeout(link, bounds);
+  // A fast link needs no state (the configured timeout): keep none, managers are many. The adaptive
+  // heartbeat keeps its measurements.
+  const idle =
+    !adaptive && !next.tooSlow && next.timeoutMs === bounds.baseMs && (next.srttMs ?? 0) * 2 <= bounds.baseMs;
   c.s.link = idle ? undefined : next;
   if (!next.tooSlow || before) return;
   const delayMs = c.s.timing.delayMs;

@@ -6,9 +6,9 @@
  */
 import { classifyError, MembershipError, type ErrorClass, type Operation } from "../../errors.js";
 import { isRetryable, isUnrecognised, laneWaitLimits, onLeaveSendFailure, retryWaitMs } from "../policy.js";
-import { callById, delayedTimeoutMs, emitError, log, nextId, toError, type Ctx } from "./context.js";
+import { callById, emitError, log, nextId, toError, type Ctx } from "./context.js";
 import { checkExpiry, failCall, writeIsProtected } from "./calls.js";
-import { observeLink, refund, spend } from "./resources.js";
+import { observeLink, refund, spend, taskTimeoutMs } from "./resources.js";
 import { noteUnansweredWrite } from "./lateWrites.js";
 import type { CallState, Outcome, Purpose, Request, RetryRule, Task, TaskScope } from "./types.js";
 
@@ -145,7 +145,7 @@ function send(c: Ctx, task: Task): void {
   task.wakeAt = undefined;
   task.reqId = nextId(c.s);
   task.sentAt = c.now;
-  const timeoutMs = task.timeoutMs ?? delayedTimeoutMs(c.s);
+  const timeoutMs = taskTimeoutMs(c, task);
   c.out.push({ type: "send", reqId: task.reqId, request: task.request, timeoutMs, keepLate: false });
 }
 
@@ -190,7 +190,7 @@ export function answerTask(
   task.reqId = undefined;
   if (c.s.disposed && task.scope !== "detached") return finishTask(c, task, ABORTED(error));
   if (ok) {
-    if (task.measures) observeLink(c, sentAt);
+    if (task.measures) observeLink(c, sentAt, false, task.purpose.kind === "restart");
     const call = task.lane ? callById(c, task.callId) : undefined;
     if (call && task.lane === "state") call.failingStateSince = undefined;
     else if (call) call.failingDelayedSince = undefined;
@@ -203,7 +203,7 @@ export function answerTask(
   // Only our own timeouts and real answers (an HTTP status) measure the link: a connection reset after
   // a long cut is not a round trip.
   if (task.measures && (timedOut || (cls.kind !== "network" && cls.kind !== "unknown")))
-    observeLink(c, sentAt, timedOut);
+    observeLink(c, sentAt, timedOut, task.purpose.kind === "restart");
   if (!retries(task.retry, cls)) return finishTask(c, task, { ok: false, cls, error, timedOut });
   // A local timeout already waited a whole timeout: it does not grow the backoff.
   const step = timedOut ? task.attempt : task.attempt++;

@@ -274,9 +274,12 @@ export interface LeaveJob {
     | "send"
     | "empty"
     | "cancel-after-empty"
+    | "orphans"
     | "guard";
-  /** Give up waiting for late cancels at this time. */
+  /** Give up waiting for late cancels at this time (or, in `orphans`, the orphan window's end). */
   wakeAt?: number;
+  /** In `orphans`: the result said once the window is past. */
+  result?: LeaveResult;
   delayId?: string;
   /**
    * Cleaning up after a failure (a membership write landed after the call failed, with no delayed
@@ -308,6 +311,8 @@ export interface OpenSchedule {
   late: boolean;
   /** Abort it then (a delay after the send, or one request timeout after dispose). */
   abortAt?: number;
+  /** The blind re-asserts (`reassertAt`) its unknown outcome asked for: moot once its answer comes. */
+  reasserts?: number[];
 }
 
 /**

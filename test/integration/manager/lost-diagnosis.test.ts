@@ -23,7 +23,10 @@ afterEach(async () => {
 
 async function joinedAlice() {
   call = await startTestCall({ delayMs: DELAY, homeserver: { ...SYNAPSE_PRESETS.merged, ...NO_LIMITS } });
-  const alice = await call.device("alice", { logger: quiet });
+  // The fixed delay/2 cadence these cases were written for: the heartbeat's restart (whose 404 asks the
+  // server) and the periodic read of our key (every delay/2) come together. The adaptive heartbeat's
+  // longer interval lets the read see another user's `{}` first (a write-back without a lookup).
+  const alice = await call.device("alice", { logger: quiet, heartbeatIntervalMs: DELAY / 2 });
   const states: MembershipState[] = [];
   alice.manager.state$.subscribe((s) => states.push(s));
   let delayId: string | undefined;

@@ -79,6 +79,9 @@ describe.each(["state", "sticky"] as const)("%s format", (format) => {
             userId: user.userId,
             deviceId: user.deviceId,
             delayedLeaveDelayMs: DELAY,
+            // A fixed delay/2 cadence, so the first heartbeat comes 3 s after the join, inside the storm
+            // below (the adaptive heartbeat's first one comes ~4 s after it on this fast link).
+            heartbeatIntervalMs: DELAY / 2,
             logger: quiet,
             ...(sticky ? { membershipFormat: "sticky" as const } : {}),
           });
