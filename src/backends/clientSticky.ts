@@ -44,7 +44,25 @@ export interface StickyClientLike extends Partial<MergedClientLike> {
   /** The client's crypto (undefined: none set up). */
   getCrypto?(): unknown;
   /** The client's room, when it syncs it. */
-  getRoom?(roomId: string): { hasEncryptionStateEvent?(): boolean } | null | undefined;
+  getRoom?(roomId: string): StickyRoomLike | null | undefined;
+  /** Drops a local echo that was not sent (js-sdk's `cancelPendingEvent`). */
+  cancelPendingEvent?(event: never): void;
+}
+
+/** The part of js-sdk's `Room` the encrypted path uses. */
+export interface StickyRoomLike {
+  /** The room has an `m.room.encryption` state event. */
+  hasEncryptionStateEvent?(): boolean;
+  /** Local echoes not yet sent (js-sdk throws unless the client's pending event ordering is "detached"). */
+  getPendingEvents?(): readonly PendingEchoLike[];
+}
+
+/** A local echo in js-sdk's pending list. */
+export interface PendingEchoLike {
+  /** "not_sent" once its send failed. */
+  status: string | null;
+  /** Its (clear) event type. */
+  getType(): string;
 }
 
 /** Sticky events through one client; remembers an encrypted room (encryption is never switched off). */
@@ -99,6 +117,37 @@ export class ClientStickyEvents {
     return encrypted;
   }
 
+  /**
+   * js-sdk keeps a failed send as a "not sent" local echo, and with detached pending-event ordering (what
+   * Element Web uses) every later send to the room is refused while one is there ("Event blocked by other
+   * events not yet sent"). Ours are retried by the manager anyway: drop our own failed membership echoes
+   * before the next attempt. (Someone else's unsent message still blocks us: that is js-sdk's rule.)
+   */
+  private dropUnsentEchoes(req: StickyEventRequest): void {
+    const client = this.client;
+    const room = client.getRoom?.(req.roomId);
+    if (
+      !room ||
+      typeof room.getPendingEvents !== "function" ||
+      typeof client.cancelPendingEvent !== "function"
+    )
+      return;
+    let pending: readonly PendingEchoLike[];
+    try {
+      pending = room.getPendingEvents();
+    } catch {
+      return; // chronological ordering: js-sdk keeps no pending list that could block us
+    }
+    for (const echo of [...pending])
+      if (echo.status === "not_sent" && echo.getType() === req.eventType) {
+        try {
+          client.cancelPendingEvent(echo as never);
+        } catch {
+          // its status changed meanwhile: nothing to drop
+        }
+      }
+  }
+
   /** `PUT …/send/{type}/{txnId}` with the sticky (and delay) parameters; the answer's body. */
   private put(
     req: StickyEventRequest,
@@ -135,6 +184,7 @@ export class ClientStickyEvents {
           "the room is encrypted and the client cannot send sticky events encrypted (matrix-js-sdk ≥ 43 needed)",
         );
       opts?.notAfter?.throwIfAborted();
+      this.dropUnsentEchoes(req);
       // js-sdk's pipeline takes no abort signal: our timeout stops waiting, the request runs its course.
       const res = await raceAbort(
         client._unstable_sendStickyEvent(

@@ -223,6 +223,30 @@ describe("ClientBackend sticky events: an encrypted room", () => {
     expect(w.http).toEqual([]);
   });
 
+  it("our own failed membership echo is dropped before the next attempt (js-sdk would block every send behind it)", async () => {
+    const w = world({ roomEncrypted: true, knowsRoom: true, crypto: true });
+    const ours = { status: "not_sent", getType: () => RTC_MEMBER_EVENT_TYPE };
+    const sending = { status: "sending", getType: () => RTC_MEMBER_EVENT_TYPE };
+    const theirs = { status: "not_sent", getType: () => "m.room.message" };
+    const cancelled: unknown[] = [];
+    const client = w.client as unknown as Record<string, unknown>;
+    client.getRoom = () => ({
+      hasEncryptionStateEvent: () => true,
+      getPendingEvents: () => [ours, sending, theirs],
+    });
+    client.cancelPendingEvent = (e: unknown) => cancelled.push(e);
+    await expect(new ClientBackend(w.client).sendStickyEvent(membership("m1"))).resolves.toBe("$enc1");
+    expect(cancelled).toEqual([ours]);
+    // Chronological ordering (js-sdk throws from getPendingEvents): nothing to drop, still sent.
+    client.getRoom = () => ({
+      hasEncryptionStateEvent: () => true,
+      getPendingEvents: () => {
+        throw new Error("Cannot call getPendingEvents with pendingEventOrdering == chronological");
+      },
+    });
+    await expect(new ClientBackend(w.client).sendStickyEvent(membership("m1"))).resolves.toMatch(/^\$enc/);
+  });
+
   it("without crypto: EncryptionUnavailableError, nothing sent", async () => {
     const w = world({ roomEncrypted: true, knowsRoom: true, crypto: false });
     const b = new ClientBackend(w.client);
