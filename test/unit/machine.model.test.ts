@@ -186,6 +186,8 @@ function serve(m: Model, request: Request, now: number): ServerAnswer {
   const refusedAsNonMember = request.kind === "schedule" || request.kind === "write";
   if (m.member !== "join" && refusedAsNonMember) return { ok: false, error: FORBIDDEN };
   switch (request.kind) {
+    case "delegate":
+      return { ok: false, error: NOT_FOUND };
     case "schedule": {
       const id = `syd_${m.nextId++}`;
       m.pending.push({ id, delayMs: request.delayMs, firesAt: now + request.delayMs });

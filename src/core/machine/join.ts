@@ -1,6 +1,7 @@
 /**
  * App intents: join, leave, update; and what the room's synced view reports (our membership missing).
  */
+import { startDelegation } from "./delegation.js";
 import { MembershipError } from "../../errors.js";
 import type { SupportHint } from "../../backends/types.js";
 import type { StateEventSnapshot } from "../../backends/types.js";
@@ -39,6 +40,7 @@ export function startCall(c: Ctx): void {
   // cancelled first, like a failed leave's delayed leave.
   if (c.s.guardDelayId && !c.s.staleDelayId) c.s.staleDelayId = c.s.guardDelayId;
   c.s.guardDelayId = undefined;
+  startDelegation(c);
   const call = newCall(c);
   c.s.call = call;
   setState(c, { kind: "joining", step: "delayed-leave" });

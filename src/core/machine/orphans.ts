@@ -208,6 +208,7 @@ function cancelListedOrphans(c: Ctx): void {
       e.stateKey === c.env.stateKey &&
       e.delayId !== sweep.keep &&
       e.delayId !== c.s.call?.delayId &&
+      e.delayId !== c.s.call?.delegation?.newId &&
       !c.s.learnedIds?.includes(e.delayId),
   );
   const orphans = sweep.predecessors ? deadPredecessors(c, foreign) : foreign;
