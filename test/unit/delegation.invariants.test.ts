@@ -7,8 +7,8 @@
  * what the server holds:
  *
  * - G, no gap: while the app wants to be joined and the server holds our membership, a delayed leave of
- *   ours is pending there, unless the leave was just sent by the service (the SFU lost us) or a fault
- *   made the server lose or fire it (then the manager has one heartbeat to notice).
+ *   ours is pending there, unless a fault made the server lose a request (then the manager has one
+ *   heartbeat and a recovery to notice).
  * - H, honest holder: `support.delayedLeaveHolder` is "delegated" only while the delayed leave the manager
  *   holds (`delayId$`) is pending with the delegated delay (or was sent by the service a moment ago).
  * - C, clean: a delegated delay after leave() resolved "left", or after dispose() (the SFU then loses the
@@ -158,9 +158,8 @@ async function play(cmds: Cmd[]): Promise<Violation[]> {
         server.setDelegationMode(cmd.mode);
         break;
       case "sfuDisconnect":
-        // The service sends our leave: nothing is pending until the manager notices (a restart's 404, or
-        // its own read of the key), a delegated heartbeat at most, then one schedule.
-        if (server.delegation!.jobs.size > 0) excusedUntil = time.now() + LONG_INTERVAL + 4 * DELAY;
+        // The service sends our leave (`{}` at our key): the membership comes back only after a new
+        // delayed leave, so no excuse is needed (before that fix, a read of our key rewrote it at once).
         server.sfuDisconnect();
         break;
       case "fault":

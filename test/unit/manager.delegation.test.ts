@@ -94,6 +94,24 @@ describe("delegated delayed leave (MSC4195)", () => {
     expect(h.manager.effectiveTiming.delayMs).toBe(10_000);
   });
 
+  it("the SFU loses us while the app lives on (autoRejoin): back in the call on the normal timing, delegated again later", async () => {
+    const h = delegated();
+    h.manager.join();
+    await h.time.advance(2000);
+    h.server.sfuDisconnect();
+    expect(h.server.state.get(h.key)).toEqual({});
+    // Our next delegated restart (≤ 5 min) finds it gone: we rejoin with a normal delayed leave first.
+    await h.time.until(() => isJoinedOnServer(h), 6 * 60_000, 100);
+    expect(h.manager.support.delayedLeaveHolder).toBe("self");
+    expect(pendingDelays(h)).toEqual([10_000]);
+    // One delegated heartbeat later, delegated again (the service took the new one).
+    await advanceWithoutGap(h, 6 * 60_000, 1000);
+    expect(h.manager.support).toMatchObject({ delayedLeaveHolder: "delegated", delegation: "confirmed" });
+    expect(pendingDelays(h)).toEqual([HOUR]);
+    expect(h.manager.state).toMatchObject({ kind: "joined", delayedLeave: true });
+    h.manager.dispose();
+  });
+
   it("refused (400): the long one is cancelled, the normal one never left: no gap, no second try this call", async () => {
     const h = delegated("refuse");
     h.manager.join();
@@ -118,6 +136,21 @@ describe("delegated delayed leave (MSC4195)", () => {
     h.manager.join();
     await advanceWithoutGap(h, 30_000);
     expect(h.server.count("delegate")).toBe(1);
+    expect(pendingDelays(h)).toEqual([10_000]);
+    h.manager.dispose();
+  });
+
+  it("a server whose maximum delay is under the delegated one: one long schedule refused, then no more tries", async () => {
+    const h = harness({ sfuUrl: SFU }, (s) => {
+      s.startDelegation("confirm");
+      s.maxDelayMs = 120_000;
+    });
+    h.manager.join();
+    await advanceWithoutGap(h, 10 * 60_000, 1000);
+    const longSchedules = h.server.log.filter((e) => e.op === "schedule" && e.outcome === "error");
+    expect(longSchedules).toHaveLength(1);
+    expect(h.server.count("delegate")).toBe(0);
+    expect(h.manager.support).toMatchObject({ delayedLeaveHolder: "self", delegation: "unsupported" });
     expect(pendingDelays(h)).toEqual([10_000]);
     h.manager.dispose();
   });

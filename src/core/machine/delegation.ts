@@ -20,7 +20,7 @@
  * restart answered "gone" (the service sent our leave, or it is lost) falls back at once (recovery.ts
  * schedules the replacement with the normal timing). No I/O here: the driver sends `delegate` requests.
  */
-import { httpFacts } from "../../errors.js";
+import { classifyError, httpFacts } from "../../errors.js";
 import type { Timing } from "../config.js";
 import {
   delayedTimeoutMs,
@@ -32,6 +32,8 @@ import {
   type Ctx,
 } from "./context.js";
 import { retimeLink } from "./resources.js";
+import { beat } from "./heartbeat.js";
+import { wantWrite } from "./writes.js";
 import { askOnce, startTask } from "./tasks.js";
 import type { CallState, DelegationLane, DelegationTiming, OpenSchedule, Outcome, Task } from "./types.js";
 
@@ -104,7 +106,7 @@ function startSwitch(c: Ctx, call: CallState, lane: DelegationLane, target: "sel
 }
 
 /**
- * A switch's schedule answered (or our local timeout passed). Not adopted by the heartbeat lane ever: an
+ * A switch's schedule answered (or our local timeout passed): `value` is its delay id, or the error. Not adopted by the heartbeat lane ever: an
  * id arriving late is cancelled as an orphan (orphans.ts), and one we never learn gets our membership
  * re-asserted after it could have fired, as for the heartbeat lane's own schedules.
  */
@@ -128,7 +130,14 @@ export function onSwitchScheduleAnswer(
   const lane = call?.delegation;
   const current = !!call && !!lane && lane.step === "schedule" && lane.target === open.switchTo;
   if (!ok) {
-    if (current) switchFailed(c, call!, lane!, "the new delayed leave could not be scheduled");
+    if (!current) return;
+    // A server that cannot hold a delayed leave that long (its maximum delay is shorter) never will.
+    const kind = classifyError(value, "schedule-leave", c.now).kind;
+    if (lane!.target === "delegated" && (kind === "max-delay" || kind === "unsupported")) {
+      c.s.delegationUnsupported = true;
+      updateSupport(c, { delegation: "unsupported" });
+    } else if (lane!.target === "delegated") noteRefusal(c, lane!, "unanswered");
+    switchFailed(c, call!, lane!, "the new delayed leave could not be scheduled");
     return;
   }
   const delayId = value as string;
@@ -321,6 +330,20 @@ export function resetDelegation(c: Ctx, call: CallState): void {
   lane.fallBack = undefined;
   lane.beats = 0;
   restoreTiming(c);
+}
+
+/**
+ * Our membership is gone from the room while the service holds our leave: most likely it sent it (the
+ * SFU lost us), so the delayed leave is gone too, and writing the membership back now would leave it
+ * with nothing pending until our next delegated restart (minutes). Restart now instead and write only
+ * once a delayed leave is known to be alive: the restart's success (someone else wrote `{}`), or the
+ * recovery's new one after its "gone". True when it took over the rejoin.
+ */
+export function rejoinAfterDelegatedRemoval(c: Ctx, call: CallState): boolean {
+  if (call.delegation?.holder !== "delegated" || call.delayed !== "armed") return false;
+  wantWrite(call, "fresh");
+  if (call.lane.k === "beat") beat(c, call);
+  return true;
 }
 
 /** A new call starts with the normal timing (the last one may have ended delegated). */

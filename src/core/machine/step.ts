@@ -142,7 +142,7 @@ function onAnswer(c: Ctx, event: Extract<MachineEvent, { type: "answer" }>): voi
       c,
       open,
       event.ok,
-      event.ok ? event.value : undefined,
+      event.ok ? event.value : event.error,
       !event.ok && !!event.timedOut,
     );
   if (open) {
