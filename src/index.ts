@@ -27,6 +27,7 @@ export type {
   SupportHint,
   PendingDelayedEvent,
   DelayedEventStatus,
+  DelegateDelayedLeaveRequest,
 } from "./backends/types.js";
 export {
   classifyError,
@@ -72,6 +73,7 @@ export {
   receiveStateCapability,
   MSC4157_SEND_DELAYED_EVENT,
   MSC4157_UPDATE_DELAYED_EVENT,
+  MSC4533_DELEGATE_DELAYED_LEAVE,
 } from "./backends/widget.js";
 export type {
   WidgetApiLike,

@@ -105,9 +105,10 @@ export interface MembershipManagerOptions extends TimingOptions {
    * Delegated delayed leave (MSC4195): hand the delayed leave over to the SFU's token service, which
    * restarts it while the SFU has us and sends it the moment the SFU loses us; meanwhile the manager
    * uses a 1 h delay restarted every 5 min. "auto" (the default) delegates when the app names the SFU
-   * (`sfuUrl`) and the backend can ask (ClientBackend; not widget mode), falls back to the normal
-   * timing when the service refuses, stops answering or the delegated leave is gone, and tries again
-   * later after no answer. "off": never. `support.delayedLeaveHolder` says who holds the leave.
+   * (`sfuUrl`) and the backend can ask (ClientBackend; WidgetBackend through its host, MSC4533), falls
+   * back to the normal timing when the service refuses, stops answering or the delegated leave is
+   * gone, and tries again later after no answer. "off": never. `support.delayedLeaveHolder` says who
+   * holds the leave.
    */
   delegation?: "auto" | "off";
   /**
