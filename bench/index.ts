@@ -411,6 +411,17 @@ try {
 }
 say(`  done (${elapsed()})`);
 
+// --- delegated delayed leave (MSC4195): its own homeserver, service and devices -----------------------
+say(`delegated delayed leave (MSC4195), ${QUICK ? 1 : 3} devices of each kind…`);
+try {
+  const delegatedRun = await runDelegatedRows({ rttMs: RTT_MS, reps: QUICK ? 1 : 3, say });
+  rows.push(...delegatedRun.rows);
+  raw.delegated = delegatedRun;
+} catch (e) {
+  say(`  delegated rows failed: ${String(e)}`);
+}
+say(`  done (${elapsed()})`);
+
 // --- scale ------------------------------------------------------------------------------------------
 const scale: Partial<Record<ScaleVariant, ScaleResult>> = {};
 // Real timers run twice each, alternating, and the CPU figure is the median of all their parts: on this
