@@ -441,6 +441,11 @@ export async function runSchedule(
           throw e;
         },
       );
+  /**
+   * Membership writes of ours not processed yet, each with when (server time) the last of our pending
+   * delayed leaves would fire as it left: R's in-flight case (see there).
+   */
+  const writesSent: { content: string; sentAt: number; coveredUntil: number }[] = [];
   /** Delay ids whose answer reached the manager after dispose() (O: they must be cancelled). */
   const lateIds = new Set<string>();
   const firedIds = new Set<string>();
@@ -453,7 +458,18 @@ export async function runSchedule(
         }
         return id;
       }),
-    sendStateEvent: wrap("state", server.sendStateEvent.bind(server)),
+    sendStateEvent: (req, o) => {
+      // When the server would fire the last of our pending delayed leaves at this key, as the write leaves.
+      const fires = [...server.delayed.values()]
+        .filter((d) => d.stateKey === req.stateKey)
+        .map((d) => d.sendTs);
+      writesSent.push({
+        content: JSON.stringify(req.content),
+        sentAt: t(),
+        coveredUntil: Math.max(-Infinity, ...fires),
+      });
+      return wrap("state", server.sendStateEvent.bind(server))(req, o);
+    },
     // Only a restart's 404 tells the manager its tracked delayed leave is gone (a cancel's is an orphan's).
     updateDelayedEvent: (id, action, opts) =>
       action === "restart"
@@ -543,6 +559,19 @@ export async function runSchedule(
       inFire = false;
     }
   };
+  /** The unprocessed write of ours with this content that had the least time left when sent (strict). */
+  function takeSentWrite(content: Record<string, unknown>): (typeof writesSent)[number] | undefined {
+    const json = JSON.stringify(content);
+    let best = -1;
+    for (let i = 0; i < writesSent.length; i++) {
+      const w = writesSent[i];
+      if (w.content !== json) continue;
+      if (best < 0 || w.coveredUntil - w.sentAt < writesSent[best].coveredUntil - writesSent[best].sentAt)
+        best = i;
+    }
+    return best < 0 ? undefined : writesSent.splice(best, 1)[0];
+  }
+
   internals.writeState = (stateKey, content, by) => {
     if (stateKey === key) {
       const foreign = inForeign;
@@ -576,11 +605,19 @@ export async function runSchedule(
         const lastCreated = Math.max(-Infinity, ...createdAt.values());
         const removedBehindOurBack =
           lastExternalRemovalAt >= lastCreated && !goneDeliveredAt.some((x) => x >= lastExternalRemovalAt);
+        // A write sent while a delayed leave of ours was pending, with at least a request's time before it
+        // was due, whose cover went while it was on the wire (the server lost it, or it fired because the
+        // heartbeats failed while this write took longer than the delay): no client can recall a request in
+        // flight. Not R; the next heartbeat's 404 (or the eyes) must repair it, which invariants 3 and 5
+        // judge. A write sent with its cover about to fire is still R (counterexamples D, D2).
+        const sent = takeSentWrite(content);
+        const coveredWhenSent = sent !== undefined && sent.coveredUntil >= sent.sentAt + oneRequest();
         // Degraded mode (the manager says it has no delayed events) writes without one, by design.
         if (
           !isMembership(before) &&
           server.pendingFor(key).length === 0 &&
           !removedBehindOurBack &&
+          !coveredWhenSent &&
           !degradedNow
         )
           violate(
@@ -652,8 +689,24 @@ export async function runSchedule(
       );
   };
 
-  /** When the app called join(), leave() or update() (the H bound counts what they may send). */
-  const appIntentsAt: number[] = [];
+  /**
+   * When the app called join(), leave() or update(), and when what it asked for was done (the H bound
+   * counts what they may send). An intent's requests go out on the app's bucket whenever the intent gets
+   * to them, not only in the second it was made: a join's first membership write waits for its schedule,
+   * which may take retries (seed 1107936452: the join's write 983 ms after join(), in a second with 10
+   * requests of the manager's own). So an intent counts for every second until it is done: a join until
+   * we are connected (or it failed, or a leave() came after it), a leave() or update() until it settles.
+   * A join() or leave() while one of the same kind is still not done asks for nothing new (the manager
+   * takes it as the same intent) and is done at once.
+   */
+  const appIntents: { at: number; kind: "join" | "leave" | "update"; seq: number; doneAt?: number }[] = [];
+  const addIntent = (kind: "join" | "leave" | "update") => {
+    const intent: (typeof appIntents)[number] = { at: t(), kind, seq };
+    if (kind !== "update" && appIntents.some((i) => i.kind === kind && i.doneAt === undefined))
+      intent.doneAt = intent.at;
+    appIntents.push(intent);
+    return intent;
+  };
   // Invariant 2 bookkeeping.
   let gap: { start: number; external: boolean } | undefined;
   // Invariant E bookkeeping: since when "connected" while the server holds no membership of ours, and
@@ -671,7 +724,16 @@ export async function runSchedule(
     const recent = server.log.filter((e) => e.at > now - 1000).length;
     // What the app asked for in that second goes out on its own bucket (issue 20 item 13): each join,
     // leave or update may send up to APP_REQUESTS_PER_INTENT first attempts besides the manager's own.
-    const intents = appIntentsAt.filter((at) => at > now - 1000).length;
+    for (const i of appIntents)
+      if (
+        i.kind === "join" &&
+        i.doneAt === undefined &&
+        (manager.status === "connected" ||
+          manager.state.kind === "failed" ||
+          appIntents.some((l) => l.kind === "leave" && l.seq > i.seq))
+      )
+        i.doneAt = now;
+    const intents = appIntents.filter((i) => i.doneAt === undefined || i.doneAt > now - 1000).length;
     const limit =
       hotLoopLimit(manager.effectiveTiming.heartbeatIntervalMs) + APP_REQUESTS_PER_INTENT * intents;
     if (recent > limit) violate("H", `${recent} requests in the second before ${now} (limit ${limit})`);
@@ -758,9 +820,9 @@ export async function runSchedule(
 
   // --- Play the schedule -----------------------------------------------------------------------
   const doJoin = () => {
-    appIntentsAt.push(t());
     intent = "joined";
     lastJoinSeq = ++seq;
+    addIntent("join");
     if (leftWindow) leftWindow.open = false;
     manager.join();
   };
@@ -783,16 +845,18 @@ export async function runSchedule(
         break;
       case "rejoin":
       case "leave": {
-        appIntentsAt.push(t());
         intent = "left";
         lastLeaveAt = t();
         const calledAt = t();
         const issuedAt = cmdIndex;
         const leaveSeq = ++seq;
+        const leaveIntent = addIntent("leave");
         const p = track(
           `leave() of command ${cmdIndex}`,
           manager.leave(cmd.k === "leave" && cmd.timeoutMs !== undefined ? { timeoutMs: cmd.timeoutMs } : {}),
         );
+        const leaveDone = () => void (leaveIntent.doneAt ??= t());
+        p.then(leaveDone, leaveDone);
         leaveResults.push(
           p.then((r) => {
             note(`   leave() from command ${issuedAt} resolved ${JSON.stringify(r)}`);
@@ -818,13 +882,15 @@ export async function runSchedule(
         if (cmd.k === "rejoin") doJoin();
         break;
       }
-      case "update":
-        appIntentsAt.push(t());
+      case "update": {
+        const updateIntent = addIntent("update");
+        const updateDone = () => void (updateIntent.doneAt ??= t());
         track(
           `update() of command ${cmdIndex}`,
           manager.update({ callIntent: cmdIndex % 2 ? "audio" : "video" }),
-        ).catch(() => undefined);
+        ).then(updateDone, updateDone);
         break;
+      }
       case "advance":
         await advance(cmd.ms);
         break;

@@ -54,10 +54,9 @@ console.log(
  * run with INVARIANT_STRICT=1 (the long-run script sets it). Once the manager is fixed, take the
  * invariant out of this list.
  */
-// Still open (skipped in CI, run with INVARIANT_STRICT=1):
-//  R: a membership PUT sent while our delayed leave was pending can land just after the server fired
-//     it (a physical limit: no client can recall a request in flight); the next heartbeat's 404 rejoins.
-const KNOWN_BROKEN = new Set<InvariantId>(["R"]);
+// None open. R was, until a write whose cover went while it was on the wire (a physical limit: no client
+// can recall a request in flight) became a case of its own in the checker (test/helpers/invariants.ts).
+const KNOWN_BROKEN = new Set<InvariantId>([]);
 
 /** Every property plays the same schedules (same seed): play each once (only the violations are kept). */
 const cache = new Map<string, Violation[]>();
@@ -190,7 +189,15 @@ describe("the checker on plain fault scenarios (no violation expected)", () => {
  * Minimal counterexamples found by the properties above (shrunk by fast-check, then cleaned up by hand).
  * Each is `it.failing` until the manager is fixed; see the report in issue 5 for the diagnosis.
  */
-const KNOWN: { name: string; invs: InvariantId[]; cmds: Cmd[]; fixed?: boolean }[] = [
+const KNOWN: {
+  name: string;
+  invs: InvariantId[];
+  cmds: Cmd[];
+  fixed?: boolean;
+  /** The link's jitter draws (latency steps with jitter); 0 unless given. */
+  jitterSeed?: number;
+  eyes?: Eyes;
+}[] = [
   {
     fixed: true,
     name:
@@ -348,6 +355,105 @@ const KNOWN: { name: string; invs: InvariantId[]; cmds: Cmd[]; fixed?: boolean }
       { k: "advance", ms: 50 },
     ],
   },
+  {
+    name:
+      "L4 (issue 22's latency steps): a membership write sent while a restart was on its way, after the server " +
+      "lost our delayed leave: the restart's 404 arrived 6 ms after the write landed with nothing pending " +
+      "(calls.ts writeIsProtected now holds writes while a restart, or the lookup after its 404, is in flight)",
+    invs: ["R"],
+    fixed: true,
+    jitterSeed: 1357719863,
+    cmds: [
+      { k: "latency", ms: 400, jitterMs: 0 },
+      { k: "rejoin" },
+      { k: "advance", ms: 250 },
+      { k: "latency", ms: 0, jitterMs: 600 },
+      { k: "losePending" },
+      { k: "advance", ms: 200 },
+    ],
+  },
+  {
+    name:
+      "L5 (issue 22's latency steps): the join's schedule timed out on a 400 ms link and its late answer was " +
+      "adopted, but the blind re-assert its timeout had asked for still went out, while a restart was about to " +
+      "say our (lost) delayed leave was gone, and landed with nothing pending (fixed twice over: a late " +
+      "answer drops the re-asserts of its schedule, orphans.ts; writes wait for a restart in flight, as in L4)",
+    invs: ["R"],
+    fixed: true,
+    cmds: [
+      { k: "latency", ms: 400, jitterMs: 0 },
+      { k: "join" },
+      { k: "advance", ms: 2500 },
+      { k: "losePending" },
+      { k: "sameDeviceWrite" },
+      { k: "advance", ms: 420 },
+      { k: "join" },
+    ],
+  },
+  {
+    name:
+      "L6: a schedule answered with an unusable body (malformed 200) and listings refused: leave() said " +
+      "left (nothing-to-leave) while the delayed leave that schedule created was still pending (leave.ts now " +
+      "waits out the orphan window in an 'orphans' step before saying left)",
+    invs: ["1b"],
+    fixed: true,
+    cmds: [
+      { k: "fault", op: "schedule", fault: { kind: "odd", answer: "malformed-200" }, times: 1 },
+      { k: "fault", op: "list", fault: { kind: "odd", answer: "400" }, times: 2 },
+      { k: "join" },
+      { k: "advance", ms: 40 },
+      { k: "leave" },
+    ],
+  },
+  {
+    name:
+      "L7 (issue 22's latency steps): on a 1.6 s round trip a rejoin's schedule reached the server after the " +
+      "sweep that followed its local timeout had listed, and its answer was lost: the delayed leave it created " +
+      "fired {} over our membership 360 ms after we said joined, and probablyLeft never said so (orphans.ts " +
+      "now lists once more when the unanswered schedule is aborted, and cancels it)",
+    invs: ["3"],
+    fixed: true,
+    cmds: [
+      { k: "latency", ms: 1600, jitterMs: 0 },
+      { k: "fault", op: "schedule", fault: { kind: "lose-response" }, times: 1 },
+      { k: "rejoin" },
+    ],
+  },
+  {
+    name:
+      "R3 (found by scripts/invariants-long.sh, seed 1430611392, with invariant R refined): an update queued " +
+      "behind another writer's {} goes out after the heartbeat's restart was answered 404 (the delayed leave " +
+      "lost by the server), while its lookup still runs: the membership landed with nothing pending (fixed on the adaptive branch by " +
+      "L4's rule: writes wait while a restart, or the lookup after its 404, is on its way)",
+    invs: ["R"],
+    fixed: true,
+    cmds: [
+      { k: "join" },
+      { k: "advance", ms: 30 },
+      { k: "sameDeviceWrite" },
+      { k: "update" },
+      { k: "losePending" },
+    ],
+  },
+  {
+    name:
+      "H1 (scripts/invariants-long.sh 5000, seed 1107936452): a join whose schedules keep failing with 500s " +
+      "(a listing after each, on the manager's own bucket) sends its first membership write 983 ms after " +
+      "join(), on the app's bucket: 13 requests in that second (10 of the manager's own, within its 8 + 3 a " +
+      "second), which the checker took for a hot loop because it counted join()'s allowance only in the " +
+      "second join() was called. Fixed in the checker: an intent counts until it is done",
+    invs: ["H"],
+    fixed: true,
+    jitterSeed: 639317024,
+    cmds: [
+      { k: "join" },
+      { k: "rejoin" },
+      { k: "fault", op: "schedule", fault: { kind: "5xx", status: 500 }, times: 4 },
+      { k: "advance", ms: 674 },
+      { k: "advance", ms: 31 },
+      { k: "down" },
+    ],
+  },
 ];
 
 describe("counterexamples: regression tests once fixed, it.failing while still open", () => {
@@ -355,7 +461,7 @@ describe("counterexamples: regression tests once fixed, it.failing while still o
     (k.fixed ? it : it.failing)(
       `${k.name} [${k.invs.join(", ")}]: ${k.cmds.map(describeCmd).join("; ")}`,
       async () => {
-        const r = await runSchedule(k.cmds, 0);
+        const r = await runSchedule(k.cmds, k.jitterSeed ?? 0, { eyes: k.eyes });
         const bad = r.violations.filter((v) => k.invs.includes(v.inv));
         if (bad.length) throw new Error(formatFailure(k.cmds, r, k.invs));
       },

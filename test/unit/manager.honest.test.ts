@@ -290,3 +290,34 @@ describe("item 12: smaller ones", () => {
     h.manager.dispose();
   });
 });
+
+describe("issue 22 (a slow link): a write answered while the replacement delayed leave is on its way", () => {
+  it("is not `joined` (nor a degraded `delayedLeave: false`) until the replacement is armed", async () => {
+    // The first membership write is slow (900 ms on a 200 ms round trip); our delayed leave is lost
+    // meanwhile, the restart says gone and a replacement is scheduled. The write's answer comes 100 ms
+    // before the replacement's. Before writes.ts onWriteDone knew this case, the state said
+    // `joined, delayedLeave: false` (degraded mode, which the server never asked for) for those 100 ms.
+    const h = harness({ delayedLeaveDelayMs: 2000 });
+    h.server.latencyMs = 200;
+    const joinedWhile: { delayedLeave: boolean; pending: number }[] = [];
+    h.manager.state$.subscribe((s) => {
+      if (s.kind === "joined")
+        joinedWhile.push({ delayedLeave: s.delayedLeave, pending: h.server.pendingFor(h.key).length });
+    });
+    h.server.inject("state", { kind: "slow", ms: 900 }, 1);
+    h.manager.join();
+    await h.time.advance(200);
+    const [first] = h.server.pendingFor(h.key);
+    h.server.lose(first);
+    await h.time.advance(5000);
+    // The situation this test is about happened: the restart found it gone, a replacement was scheduled
+    // before the slow write's answer came.
+    expect(h.server.count("restart", "error")).toBeGreaterThanOrEqual(1);
+    expect(h.server.count("schedule")).toBe(2);
+    expect(joinedWhile.length).toBeGreaterThan(0);
+    expect(joinedWhile.filter((j) => !j.delayedLeave || j.pending !== 1)).toEqual([]);
+    expect(isJoinedOnServer(h)).toBe(true);
+    expect(h.server.pendingFor(h.key)).toHaveLength(1);
+    h.manager.dispose();
+  });
+});

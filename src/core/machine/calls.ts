@@ -83,8 +83,16 @@ export function rejectUpdates(c: Ctx, error: MembershipError): void {
   c.out.push({ type: "updates-rejected", error });
 }
 
+const RESTART_IN_FLIGHT = new Set<CallState["lane"]["k"]>(["restart", "lookup", "read-replaced"]);
+
 /** A membership write is safe only while a delayed leave is known to be pending long enough. */
 export function writeIsProtected(c: Ctx, call: CallState): boolean {
+  // A restart (or the lookup or read that follows its "gone") is on its way: its answer may say the
+  // delayed leave is gone, and a write sent now would land with nothing to remove it (found by the
+  // randomized invariants with the adaptive heartbeat's latency steps: a write sent 6 ms before a
+  // restart's 404 arrived landed 4 ms after it: counterexample L4 in test/unit/invariants.test.ts). The
+  // write waits for that answer (resumeWrites).
+  if (call.delayed === "armed" && RESTART_IN_FLIGHT.has(call.lane.k)) return false;
   return mayWriteMembership({
     now: c.now,
     delayed: call.delayed,

@@ -122,9 +122,13 @@ export function onSwitchScheduleAnswer(
     open.late = true;
     open.abortAt = open.sentAt + Math.min(open.delayMs, 4 * delayedTimeoutMs(c.s));
   }
-  if (!ok) {
-    // It may have reached the server: re-assert the membership once what it made could have fired.
-    (c.s.reassertAt ??= []).push((open.abortAt ?? c.now) + open.delayMs + delayedTimeoutMs(c.s));
+  const cls = ok ? undefined : classifyError(value, "schedule-leave", c.now);
+  if (cls && (timedOut || cls.kind === "network" || cls.kind === "server" || cls.kind === "unknown")) {
+    // It may have reached the server: re-assert the membership once what it made could have fired (moot
+    // if its answer comes after all: orphans.ts drops it then and cancels the id).
+    const at = (open.abortAt ?? c.now) + open.delayMs + delayedTimeoutMs(c.s);
+    (c.s.reassertAt ??= []).push(at);
+    if (timedOut) open.reasserts = [at];
   }
   const call = c.s.call?.id === open.callId ? c.s.call : undefined;
   const lane = call?.delegation;
@@ -132,7 +136,7 @@ export function onSwitchScheduleAnswer(
   if (!ok) {
     if (!current) return;
     // A server that cannot hold a delayed leave that long (its maximum delay is shorter) never will.
-    const kind = classifyError(value, "schedule-leave", c.now).kind;
+    const kind = cls!.kind;
     if (lane!.target === "delegated" && (kind === "max-delay" || kind === "unsupported")) {
       c.s.delegationUnsupported = true;
       updateSupport(c, { delegation: "unsupported" });

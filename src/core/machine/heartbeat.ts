@@ -14,7 +14,7 @@ import {
 } from "./context.js";
 import { checkExpiry } from "./calls.js";
 import { startTask } from "./tasks.js";
-import { writeMembership } from "./writes.js";
+import { resumeWrites, writeMembership } from "./writes.js";
 import type { CallState, Outcome, Task } from "./types.js";
 import { enterDegraded, markArmed } from "./schedule.js";
 import { recover } from "./recovery.js";
@@ -71,7 +71,10 @@ export function onRestartDone(c: Ctx, call: CallState | undefined, task: Task, o
   if (outcome.ok) {
     markArmed(c, call, outcome.sentAt);
     onDelegatedRestart(call);
-    return enterBeat(c, call, 0);
+    enterBeat(c, call, 0);
+    // Writes held while the restart was on its way go now (writeIsProtected; markArmed ran while the
+    // lane still said "restart").
+    return resumeWrites(c, call);
   }
   if (outcome.aborted) {
     call.lane = { k: "stopped" };
@@ -108,6 +111,8 @@ export function onRestartDone(c: Ctx, call: CallState | undefined, task: Task, o
       random: c.random,
     });
     call.lane = { k: "refused", refusals: refusals + 1, wakeAt: c.now + waitMs };
+    // Writes held while the restart was on its way may go (writeIsProtected).
+    resumeWrites(c, call);
     return;
   }
   // gone (404 M_NOT_FOUND, 409): the server no longer holds our delayed leave, or says it is done.

@@ -19,7 +19,7 @@ import {
 } from "./context.js";
 import { failCall, newCall } from "./calls.js";
 import { startDelayedLane } from "./schedule.js";
-import { startLeaveJob } from "./leave.js";
+import { endOrphanWait, startLeaveJob } from "./leave.js";
 import { askOnce } from "./tasks.js";
 import { writeMembership } from "./writes.js";
 import { canReadKey, onUnreadable, scheduleCheck } from "./watch.js";
@@ -28,6 +28,7 @@ import type { CallState, MachineEvent, Outcome, Task } from "./types.js";
 export function join(c: Ctx): void {
   if (c.s.wantJoined) return;
   c.s.wantJoined = true;
+  if (endOrphanWait(c)) return;
   // A call that failed or was left may still hold a delayed leave: clean it up before joining again.
   // The leave job starts the new call when it is done (wantJoined), which may be at once: a second
   // startCall here would orphan the first call's delayed leave (found by the randomized invariants).

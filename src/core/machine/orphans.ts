@@ -47,10 +47,25 @@ export function onScheduleSettled(c: Ctx, open: OpenSchedule, ok: boolean, value
   // with nothing pending (counterexample L2 in test/unit/invariants.test.ts).
   const swept = c.s.sweptIds?.includes(id) ?? false;
   const adopted = open.late && !c.s.disposed && !swept && adoptLateSchedule(c, open, id);
+  // Its outcome is known now: adopted (our heartbeat keeps it), or cancelled below with a deadline (an
+  // orphan we fail to cancel in time says so itself), so the blind re-asserts its timeout asked for
+  // would only write a membership nothing may protect any more (found by the randomized invariants with
+  // the adaptive heartbeat's latency steps: a re-assert sent while a restart was about to say "gone"
+  // landed with nothing pending: counterexample L5). One a sweep cancels has no deadline of its own: they stay.
+  if (adopted || (open.late && !swept)) dropReasserts(c, open.reasserts);
   forget(c, open);
   if (!open.late || adopted || swept) return;
   if (c.s.disposed) return cancelAfterDispose(c, id);
   cancelOrphan(c, id, open.sentAt + open.delayMs, true, open.delayMs);
+}
+
+function dropReasserts(c: Ctx, ats: number[] | undefined): void {
+  if (!ats || !c.s.reassertAt) return;
+  for (const at of ats) {
+    const i = c.s.reassertAt.indexOf(at);
+    if (i >= 0) c.s.reassertAt.splice(i, 1);
+  }
+  if (c.s.reassertAt.length === 0) c.s.reassertAt = undefined;
 }
 
 /**
@@ -327,6 +342,15 @@ export function onOrphanWake(c: Ctx): void {
   for (const open of c.s.open.filter((o) => o.abortAt !== undefined && o.abortAt <= c.now)) {
     open.abortAt = undefined;
     c.out.push({ type: "abort", reqId: open.reqId });
+    // Its answer never came, so the sweep after its timeout may have listed before the request reached
+    // the server: a delayed leave it created since would fire a delay later. List once more now that it
+    // can no longer arrive (found by the randomized invariants with the adaptive heartbeat's latency
+    // steps: a schedule processed after the sweep, its answer lost, fired `{}` over our membership:
+    // counterexample L7 in test/unit/invariants.test.ts).
+    if (open.late && !c.s.disposed && c.env.canList) {
+      c.s.orphanWindowUntil = Math.max(c.s.orphanWindowUntil, c.now + open.delayMs + delayedTimeoutMs(c.s));
+      sweepOrphans(c, c.s.call?.delayId);
+    }
   }
 }
 

@@ -20,7 +20,7 @@ import {
 } from "./context.js";
 import { endCall } from "./calls.js";
 import { askOnce, startTask } from "./tasks.js";
-import { wantWrite, writeMembership } from "./writes.js";
+import { resumeWrites, wantWrite, writeMembership } from "./writes.js";
 import type { CallState, Outcome, Task } from "./types.js";
 import { startSchedule } from "./schedule.js";
 import { onHeldLeaveGone } from "./delegation.js";
@@ -69,6 +69,8 @@ function judge(
     );
     const pause = Math.max(c.s.timing.retryBaseMs, c.s.timing.heartbeatIntervalMs / 4);
     call.lane = { k: "pending-pause", wakeAt: c.now + pause };
+    // Writes held while the restart and its lookup were on their way may go (writeIsProtected).
+    resumeWrites(c, call);
     return;
   }
   const fired = cause === "fired";

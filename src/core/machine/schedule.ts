@@ -145,13 +145,16 @@ export function onScheduleAnswer(
       const window = open.sentAt + open.delayMs + delayedTimeoutMs(c.s);
       c.s.orphanWindowUntil = Math.max(c.s.orphanWindowUntil, window);
       sweepOrphans(c, c.s.call?.delayId);
-      const reasserts = (c.s.reassertAt ??= []);
-      reasserts.push(c.now + open.delayMs + delayedTimeoutMs(c.s));
+      const reasserts = [c.now + open.delayMs + delayedTimeoutMs(c.s)];
       // After our timeout the request may still reach the server, up to its abort (`abortAt`): a delayed
       // leave it creates then fires up to a delay later, after the re-assert above. Re-assert once more
       // after that (found by the model test, test/unit/machine.model.test.ts: a schedule processed late
       // with its answer lost wiped our membership for good while we reported joined).
       if (timedOut) reasserts.push(open.abortAt! + open.delayMs + delayedTimeoutMs(c.s));
+      (c.s.reassertAt ??= []).push(...reasserts);
+      // A late answer names the delayed leave, which is then adopted or cancelled (orphans.ts): these
+      // blind writes are moot then.
+      if (timedOut) open.reasserts = reasserts;
     }
     result = { ok: false, cls, error, timedOut };
   }

@@ -288,9 +288,12 @@ export interface LeaveJob {
     | "send"
     | "empty"
     | "cancel-after-empty"
+    | "orphans"
     | "guard";
-  /** Give up waiting for late cancels at this time. */
+  /** Give up waiting for late cancels at this time (or, in `orphans`, the orphan window's end). */
   wakeAt?: number;
+  /** In `orphans`: the result said once the window is past. */
+  result?: LeaveResult;
   delayId?: string;
   /**
    * Cleaning up after a failure (a membership write landed after the call failed, with no delayed
@@ -324,6 +327,8 @@ export interface OpenSchedule {
   abortAt?: number;
   /** A switch of holder's schedule (delegation.ts): never adopted by the heartbeat lane. */
   switchTo?: "self" | "delegated";
+  /** The blind re-asserts (`reassertAt`) its unknown outcome asked for: moot once its answer comes. */
+  reasserts?: number[];
 }
 
 /**

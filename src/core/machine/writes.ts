@@ -112,6 +112,15 @@ export function onWriteDone(c: Ctx, call: CallState | undefined, task: Task, out
     if (!c.s.out.probablyLeft) setState(c, joinedState(c, true));
     // Servers before Synapse 1.127 cancel our delayed leave when we write state: check at once.
     wakeHeartbeat(c, call);
+  } else if (call.delayed === "pending" && !call.rearming) {
+    // The delayed leave behind this write was found gone while the write was on its way (writes go
+    // only while one is armed), and its replacement is not armed yet: others list us again, but
+    // nothing would remove the membership, so we are not `joined` until markArmed says so (found by
+    // the randomized invariants with the adaptive heartbeat's latency steps: "joined" for 120 ms with
+    // nothing pending; test/unit/manager.honest.test.ts, "issue 22 (a slow link)").
+    setProbablyLeft(c, false);
+    const st = c.s.out.state;
+    if (st.kind === "reconnecting" && st.probablyLeft) setState(c, { ...st, probablyLeft: false });
   } else {
     setProbablyLeft(c, false);
     setState(c, joinedState(c, false));

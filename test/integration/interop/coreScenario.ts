@@ -18,6 +18,7 @@ import {
   type TestHomeserverOptions,
 } from "../../../src/testing/index.js";
 import { NO_LIMITS, observeWithUs, roomOf, sleep } from "./helpers.js";
+import { expectLeftThroughDelayedLeave } from "../../helpers/leave.js";
 
 export const DELAY = 1000;
 export const quiet = log.getLogger("presets-quiet");
@@ -121,10 +122,11 @@ export async function coreScenario(
     }
 
     // leave
-    expect(await alice.manager.leave({ timeoutMs: 3000 })).toEqual({
-      status: "left",
-      via: "delayed-event-sent",
-    });
+    expectLeftThroughDelayedLeave(
+      await alice.manager.leave({ timeoutMs: 3000 }),
+      call.homeserver.requests,
+      alice.userId,
+    );
     await bob.waitUntilGone(alice, { withinMs: 3000 });
     expect(alice.membershipOnServer()).toEqual({});
     expect(alice.pendingDelayedLeaves()).toEqual([]);

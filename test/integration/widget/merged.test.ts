@@ -6,6 +6,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "@jest/globals";
 import { SYNAPSE_PRESETS, type TestHomeserverOptions } from "../../../src/testing/index.js";
 import { waitFor } from "../../helpers/matrix.js";
+import { expectLeftThroughDelayedLeave } from "../../helpers/leave.js";
 import { quietWidgetLogs } from "../../helpers/widgetBus.js";
 import { NO_LIMITS, sleep, startWidgetWorld, type WidgetWorld } from "./harness.js";
 
@@ -54,7 +55,11 @@ describe.each<[string, TestHomeserverOptions, { routes: string[]; unstable: bool
     await sleep(DELAY * 2);
     expect(c.joinedOnServer()).toBe(true);
     expect(c.pending()).toHaveLength(1);
-    expect(await c.manager.leave({ timeoutMs: 5000 })).toEqual({ status: "left", via: "delayed-event-sent" });
+    expectLeftThroughDelayedLeave(
+      await c.manager.leave({ timeoutMs: 5000 }),
+      world.hs.requests,
+      world.alice.userId,
+    );
     expect(c.membership()).toEqual({});
     expect(c.pending()).toEqual([]);
     expect(c.backend.failures).toEqual([]);
