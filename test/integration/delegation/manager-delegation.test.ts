@@ -207,6 +207,25 @@ describe("MembershipManager with delegation: 'auto' (test homeserver, MSC4512 pr
     expect(gaps.gaps).toBe(0);
   }, 30_000);
 
+  it("a homeserver without the endpoint (no MSC4512 proxy): unstable then stable path, both 404, not asked again", async () => {
+    hs.configure({ msc4512Enabled: false });
+    const gaps = watchGaps();
+    const m = newManager();
+    m.join();
+    await waitFor(() => m.support.delegation === "unsupported", 5000);
+    await sleep(3 * DELAY);
+    expect(m.support.delayedLeaveHolder).toBe("self");
+    expect(pendingDelays()).toEqual([DELAY]);
+    expect(inCall()).toBe(true);
+    const asked = hs.requests.filter((r) => r.path.endsWith("/rtc/livekit/delegate_delayed_leave"));
+    expect(asked.map((r) => `${r.path} ${r.status}`)).toEqual([
+      `${HOMESERVER_DELEGATE} 404`,
+      "/_matrix/client/v1/rtc/livekit/delegate_delayed_leave 404",
+    ]);
+    gaps.stop();
+    expect(gaps.gaps).toBe(0);
+  }, 30_000);
+
   it("a service that stops answering: the next check times out and the manager falls back without a gap", async () => {
     sfu.connected({ userId: alice.userId });
     const gaps = watchGaps();
