@@ -13,7 +13,9 @@
  *   holds (`delayId$`) is pending with the delegated delay (or was sent by the service a moment ago).
  * - C, clean: a delegated delay after leave() resolved "left", or after dispose() (the SFU then loses the
  *   device too), nothing of ours is pending (unless a fault hid a request's outcome).
- * - B, bounded: at most 12 requests (delegations included) in any one second.
+ * - B, bounded: at most 12 requests (delegations included) in any one second, plus five for each join()
+ *   or leave() in it (two as test/helpers/invariants.ts counts, and a join's switch to "delegated" right
+ *   after its write: a long schedule, the delegation, the cancel of the normal leave).
  *
  * DELEGATION_INVARIANT_RUNS (default 150) schedules from DELEGATION_INVARIANT_SEED (default fixed).
  */
@@ -39,7 +41,7 @@ type Cmd =
   | { k: "advance"; ms: number }
   | { k: "mode"; mode: FakeDelegation["mode"] }
   | { k: "sfuDisconnect" }
-  | { k: "fault"; op: "delegate" | "restart" | "cancel" | "schedule"; kind: "5xx" | "hang" };
+  | { k: "fault"; op: "delegate" | "restart" | "cancel" | "schedule"; kind: "5xx" | "hang" | "403" };
 
 const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
   { arbitrary: fc.constant<Cmd>({ k: "join" }), weight: 2 },
@@ -61,7 +63,7 @@ const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
           "cancel",
           "schedule",
         ),
-        kind: fc.constantFrom<"5xx" | "hang">("5xx", "hang"),
+        kind: fc.constantFrom<"5xx" | "hang" | "403">("5xx", "hang", "403"),
       })
       .map<Cmd>(({ op, kind }) => ({ k: "fault", op, kind })),
     weight: 2,
@@ -104,6 +106,8 @@ async function play(cmds: Cmd[]): Promise<Violation[]> {
   let excusedUntil = -Infinity;
   let leftAt: number | undefined;
   let faulted = false;
+  /** When the app called join() or leave(). */
+  const intents: number[] = [];
   const pendingOurs = () => server.pendingFor(key);
   const holdsMembership = () => Object.keys(server.state.get(key) ?? {}).length > 0;
 
@@ -127,8 +131,19 @@ async function play(cmds: Cmd[]): Promise<Violation[]> {
       !faulted
     )
       v("C", `left, yet ${pendingOurs().length} delayed event(s) of ours pending`);
+    // As test/helpers/invariants.ts: 12 a second, plus the first attempts of what the app asked for, and
+    // for a join the switch to "delegated" right after it (long schedule, delegate, cancel: 3 more).
     const recent = server.log.filter((e) => e.at > now - 1000).length;
-    if (recent > 12) v("B", `${recent} requests in the last second`);
+    const asked = intents.filter((at) => at > now - 1000).length;
+    if (recent > 12 + 5 * asked)
+      v(
+        "B",
+        `${recent} requests in the last second (${asked} app intents): ` +
+          server.log
+            .filter((e) => e.at > now - 1000)
+            .map((e) => `${e.at} ${e.op}${e.delayId ? ` ${e.delayId}` : ""} ${e.outcome}`)
+            .join(", "),
+      );
   };
   const advance = async (ms: number) => {
     for (let t = 0; t < ms; t += 50) {
@@ -140,12 +155,14 @@ async function play(cmds: Cmd[]): Promise<Violation[]> {
   for (const cmd of cmds) {
     switch (cmd.k) {
       case "join":
+        intents.push(time.now());
         wantJoined = true;
         leftAt = undefined;
         manager.join();
         break;
       case "leave":
         if (!wantJoined) break;
+        intents.push(time.now());
         wantJoined = false;
         void manager.leave().then((r) => {
           if (r.status === "left") leftAt = time.now();
@@ -174,7 +191,12 @@ async function play(cmds: Cmd[]): Promise<Violation[]> {
             cmd.op,
             cmd.kind === "hang"
               ? { kind: "hang" }
-              : { kind: "error", error: () => matrixError(502, "M_UNKNOWN") },
+              : {
+                  kind: "error",
+                  // 403: an answer the manager does not take for "gone" (the heartbeat backs off, refused).
+                  error: () =>
+                    cmd.kind === "403" ? matrixError(403, "M_FORBIDDEN") : matrixError(502, "M_UNKNOWN"),
+                },
           );
         break;
     }

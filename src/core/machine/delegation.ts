@@ -48,6 +48,16 @@ export function delegatedTiming(normal: Timing, d: DelegationTiming): Timing {
   };
 }
 
+/**
+ * The heartbeat lane holds no request of the delayed leave it tracks: it waits for its next beat, or
+ * backs off before probing it again. A swap then changes nothing in flight (and a new one waiting for a
+ * long backoff would fire: the new one is the one to restart from now on).
+ */
+function laneIdle(call: CallState): boolean {
+  const k = call.lane.k;
+  return k === "beat" || k === "refused" || k === "pending-pause";
+}
+
 function laneOf(call: CallState): DelegationLane {
   return (call.delegation ??= { holder: "self", step: "idle", failures: 0, beats: 0 });
 }
@@ -80,6 +90,13 @@ export function onBeatIdle(c: Ctx, call: CallState): void {
   if (!delegationOn(c) || lane.refused || !call.lastSent) return;
   if (lane.retryAt !== undefined && c.now < lane.retryAt) return;
   startSwitch(c, call, lane, "delegated");
+}
+
+/** The heartbeat lane went idle without a beat (a refused restart backs off): a ready switch swaps now. */
+export function swapIfReady(c: Ctx, call: CallState): void {
+  const lane = call.delegation;
+  if (lane?.step === "ready" && laneIdle(call) && !call.ended && call.delayed === "armed")
+    swap(c, call, lane);
 }
 
 /** A delegated restart went through (heartbeat.ts): counts towards the next check. */
@@ -154,7 +171,7 @@ export function onSwitchScheduleAnswer(
     return delegate(c, call!, delayId, "switch");
   }
   lane!.step = "ready";
-  if (call!.lane.k === "beat") swap(c, call!, lane!);
+  if (laneIdle(call!)) swap(c, call!, lane!);
 }
 
 function delegate(c: Ctx, call: CallState, delayId: string, why: "switch" | "check"): void {
@@ -206,7 +223,7 @@ export function onDelegateDone(c: Ctx, call: CallState | undefined, task: Task, 
   }
   log(c, "info", "the delayed leave is delegated (MSC4195)");
   lane.step = "ready";
-  if (call.lane.k === "beat") swap(c, call, lane);
+  if (laneIdle(call)) swap(c, call, lane);
 }
 
 function noteRefusal(c: Ctx, lane: DelegationLane, verdict: "refused" | "unsupported" | "unanswered"): void {

@@ -19,7 +19,7 @@ import type { CallState, Outcome, Task } from "./types.js";
 import { enterDegraded, markArmed } from "./schedule.js";
 import { recover } from "./recovery.js";
 import { heartbeatTimingOf } from "./resources.js";
-import { onBeatIdle, onDelegatedRestart } from "./delegation.js";
+import { onBeatIdle, onDelegatedRestart, swapIfReady } from "./delegation.js";
 
 export function enterBeat(c: Ctx, call: CallState, refusals: number): void {
   if (call.heartbeatStopped || call.delayed !== "armed") {
@@ -111,6 +111,8 @@ export function onRestartDone(c: Ctx, call: CallState | undefined, task: Task, o
       random: c.random,
     });
     call.lane = { k: "refused", refusals: refusals + 1, wakeAt: c.now + waitMs };
+    // A change of holder that was waiting for this restart goes now (delegation.ts).
+    swapIfReady(c, call);
     // Writes held while the restart was on its way may go (writeIsProtected).
     resumeWrites(c, call);
     return;
