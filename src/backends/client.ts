@@ -90,15 +90,15 @@ export interface ClientBackendOptions {
   delayedEventsApi?: DelayedEventsApiChoice;
 }
 
+/** MSC4195's homeserver endpoint, unstable first (Synapse's MSC4512 proxy serves both). */
+const DELEGATE_PATH = "/rtc/livekit/delegate_delayed_leave";
+const DELEGATE_PREFIXES = ["/_matrix/client/unstable/io.element.msc4195", "/_matrix/client/v1"];
+
 /**
  * Standalone mode: talks to the homeserver through a matrix-js-sdk MatrixClient. Every answer we read
  * is checked (core/validate.ts): a wrong shape throws a MalformedResponseError instead of flowing on.
  * MSC4140 as merged is spoken where the server offers it (mergedDelayedEvents.ts).
  */
-/** MSC4195's homeserver endpoint, unstable first (Synapse's MSC4512 proxy serves both). */
-const DELEGATE_PATH = "/rtc/livekit/delegate_delayed_leave";
-const DELEGATE_PREFIXES = ["/_matrix/client/unstable/io.element.msc4195", "/_matrix/client/v1"];
-
 export class ClientBackend implements MembershipBackend {
   private readonly delayed: DelayedEventsHttp;
   /** The delegation path the homeserver answered on (not 404 M_UNRECOGNIZED). */
