@@ -51,6 +51,8 @@ import { runObserverChild, type ObserverSizeResult } from "./observer.js";
 import { observerRows, observerTable, writeObserverOutputs } from "./observer-report.js";
 import { runGhostRows } from "./ghost.js";
 import { runStickyBench } from "./sticky.js";
+import { runDelegatedRows } from "./delegated.js";
+import { writeDelegatedDoc } from "./delegatedDoc.js";
 
 quietMatrixSdkLogs();
 
@@ -188,6 +190,31 @@ if (process.env.BENCH_ONLY === "heartbeat") {
   } finally {
     await hbBench.close();
   }
+  process.exit(0);
+}
+
+if (process.env.BENCH_ONLY === "delegated") {
+  // Issue 22 part 3: the delegated column alone (bench/delegated.ts).
+  const reps = QUICK ? 1 : 3;
+  say(`delegated delayed leave (MSC4195): +${RTT_MS} ms RTT, ${reps} devices of each kind…`);
+  const run = await runDelegatedRows({ rttMs: RTT_MS, reps, say });
+  const heading =
+    `Measured ${new Date().toISOString().slice(0, 10)} with \`BENCH_ONLY=delegated npm run bench\` at commit ` +
+    `${gitCommitOf()}${QUICK ? " (QUICK, not for quoting)" : ""}: test homeserver with the test token service ` +
+    `behind its MSC4512 proxy, +${RTT_MS} ms RTT per device link (measured ${run.rttMs.toFixed(1)} ms), ` +
+    `delegated timing scaled ÷${run.scale} (1 h → ${3600 / run.scale} s, 5 min → ${300 / run.scale} s), ` +
+    `js-sdk and ours-self at delay ${EC_DELAY_MS} ms over the same ${Math.round(run.windowMs / 1000)} s window, ` +
+    `medians of ${reps}.`;
+  console.log(`\n${heading}\n\n${textTable(run.rows)}`);
+  for (const r of run.rows) if (r.note) console.log(`  ${r.label.trim()}: ${r.note}`);
+  writeFileEnsuringDir(
+    "bench/results/delegated.json",
+    JSON.stringify({ date: new Date().toISOString(), quick: QUICK, ...run }, null, 2) + "\n",
+  );
+  await prettify("bench/results/delegated.json");
+  const notes = run.rows.map((r) => `- ${r.label.trim()}: ${r.note ?? ""}`).join("\n");
+  if (await writeDelegatedDoc(`${heading}\n\n${markdownTable(run.rows)}\n\n${notes}`))
+    say("wrote bench/results/delegated.json and the delegated block of docs/benchmark.md");
   process.exit(0);
 }
 
@@ -454,6 +481,17 @@ try {
   }
 } catch (e) {
   say(`  ghost rows failed: ${String(e)}`);
+}
+say(`  done (${elapsed()})`);
+
+// --- delegated delayed leave (MSC4195): its own homeserver, service and devices -----------------------
+say(`delegated delayed leave (MSC4195), ${QUICK ? 1 : 3} devices of each kind…`);
+try {
+  const delegatedRun = await runDelegatedRows({ rttMs: RTT_MS, reps: QUICK ? 1 : 3, say });
+  rows.push(...delegatedRun.rows);
+  raw.delegated = delegatedRun;
+} catch (e) {
+  say(`  delegated rows failed: ${String(e)}`);
 }
 say(`  done (${elapsed()})`);
 

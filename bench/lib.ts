@@ -16,7 +16,8 @@ import {
 } from "matrix-js-sdk/lib/matrixrtc/index.js";
 import { ClientBackend } from "../src/backends/client.js";
 import { CALL_MEMBER_EVENT_TYPE } from "../src/membership/content.js";
-import { MembershipManager } from "../src/manager/MembershipManager.js";
+import { MembershipManager, type MembershipManagerOptions } from "../src/manager/MembershipManager.js";
+import type { Support } from "../src/manager/state.js";
 import type { EffectiveTiming, TimingOptions } from "../src/core/config.js";
 import {
   bareClient,
@@ -205,6 +206,8 @@ export interface Device {
   isActive(): boolean;
   /** Ours only: the timing in force (the adaptive heartbeat's interval, restart timeout and margin). */
   timing?(): EffectiveTiming;
+  /** Ours only: what the manager knows of support (who holds the delayed leave: delegation). */
+  support?(): Support;
   lastError?: unknown;
   close(): Promise<void>;
 }
@@ -219,13 +222,17 @@ function legacyStateKey(userId: string, deviceId: string): string {
 }
 
 /** Options for our manager beyond the shared setup (only the heartbeat's variants use them). */
-export type OursTuning = Pick<TimingOptions, "heartbeatIntervalMs" | "heartbeatMarginMs"> & {
-  /**
-   * Give our manager a syncing client (as an app that shows the room has) instead of a bare one: its
-   * eyes are then the synced room, and it reads nothing from the server to watch its membership.
-   */
-  synced?: boolean;
-};
+export type OursTuning = Pick<TimingOptions, "heartbeatIntervalMs" | "heartbeatMarginMs"> &
+  Pick<
+    MembershipManagerOptions,
+    "delegation" | "sfuUrl" | "delegatedDelayMs" | "delegatedHeartbeatIntervalMs"
+  > & {
+    /**
+     * Give our manager a syncing client (as an app that shows the room has) instead of a bare one: its
+     * eyes are then the synced room, and it reads nothing from the server to watch its membership.
+     */
+    synced?: boolean;
+  };
 
 /** `linkRttMs`: the device's link adds this much instead of the bench's RTT (the heartbeat's slow-link pair). */
 export async function newDevice(
@@ -292,6 +299,7 @@ async function oursDevice(
     leave: () => manager.leave({ timeoutMs: 30_000 }),
     isActive: () => manager.state.kind !== "failed" && manager.state.kind !== "left",
     timing: () => manager.effectiveTiming,
+    support: () => manager.support,
     async close() {
       manager.dispose();
       stopClient(client);

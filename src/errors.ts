@@ -11,7 +11,7 @@ import { redactText } from "./log/redact.js";
 import type { DelayedEventStatus } from "./backends/types.js";
 
 /** Which request failed; a 403 means different things for a delayed schedule and a state send. */
-export type Operation = "schedule-leave" | "restart" | "send-leave" | "cancel" | "send-state";
+export type Operation = "schedule-leave" | "restart" | "send-leave" | "cancel" | "send-state" | "delegate";
 
 /**
  * What a failure means for the manager, whatever the transport: whether to retry, wait, schedule a

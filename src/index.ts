@@ -27,6 +27,7 @@ export type {
   SupportHint,
   PendingDelayedEvent,
   DelayedEventStatus,
+  DelegateDelayedLeaveRequest,
 } from "./backends/types.js";
 export {
   classifyError,
@@ -75,6 +76,7 @@ export {
   MSC4407_SEND_STICKY_EVENT,
   MSC4407_RECEIVE_STICKY_EVENT,
   sendEventCapability,
+  MSC4533_DELEGATE_DELAYED_LEAVE,
 } from "./backends/widget.js";
 export type {
   WidgetApiLike,

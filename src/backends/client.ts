@@ -16,6 +16,7 @@ import {
 } from "./mergedDelayedEvents.js";
 import { roomStateSource, type RoomStateClient, type SourceLike } from "../membership/observer.js";
 import type {
+  DelegateDelayedLeaveRequest,
   DelayedEventAction,
   DelayedEventStatus,
   MembershipBackend,
@@ -92,6 +93,10 @@ export interface ClientBackendOptions {
   delayedEventsApi?: DelayedEventsApiChoice;
 }
 
+/** MSC4195's homeserver endpoint, unstable first (Synapse's MSC4512 proxy serves both). */
+const DELEGATE_PATH = "/rtc/livekit/delegate_delayed_leave";
+const DELEGATE_PREFIXES = ["/_matrix/client/unstable/io.element.msc4195", "/_matrix/client/v1"];
+
 /**
  * Standalone mode: talks to the homeserver through a matrix-js-sdk MatrixClient. Every answer we read
  * is checked (core/validate.ts): a wrong shape throws a MalformedResponseError instead of flowing on.
@@ -100,6 +105,8 @@ export interface ClientBackendOptions {
 export class ClientBackend implements MembershipBackend {
   private readonly delayed: DelayedEventsHttp;
   private readonly sticky: ClientStickyEvents;
+  /** The delegation path the homeserver answered on (not 404 M_UNRECOGNIZED). */
+  private delegatePrefix?: string;
 
   constructor(
     private readonly client: ClientLike,
@@ -249,6 +256,47 @@ export class ClientBackend implements MembershipBackend {
       throw e;
     }
     return readStateSnapshot(body);
+  }
+
+  /**
+   * MSC4195 through the homeserver (`POST …/rtc/livekit/delegate_delayed_leave`, which Synapse ≥1.163
+   * proxies to the token service with `msc4512_enabled`): the unstable path first, then the stable one
+   * if the homeserver has no route for it (404 M_UNRECOGNIZED). The body names the member both ways:
+   * `member_id` (MSC4195 as accepted, ruma-client-api 0.25) and `member: {id, claimed_device_id}`
+   * (matrix-js-sdk 43's `_unstable_delegateDelayedLeave`). Needs js-sdk's HTTP API.
+   */
+  async delegateDelayedLeave(req: DelegateDelayedLeaveRequest, opts?: RequestOptions): Promise<void> {
+    const http = (this.client as Partial<MergedClientLike>).http;
+    if (typeof http?.authedRequest !== "function") {
+      throw Object.assign(new Error("delegation needs matrix-js-sdk's HTTP API"), { httpStatus: 404 });
+    }
+    opts?.notAfter?.throwIfAborted();
+    const body = {
+      url: req.url,
+      room_id: req.roomId,
+      slot_id: req.slotId,
+      member_id: req.memberId,
+      member: { id: req.memberId, claimed_device_id: req.deviceId },
+      delay_id: req.delayId,
+    };
+    const send = (prefix: string) =>
+      http.authedRequest("POST", DELEGATE_PATH, undefined, body, { prefix, abortSignal: opts?.signal });
+    if (this.delegatePrefix) {
+      await send(this.delegatePrefix);
+      return;
+    }
+    for (const prefix of DELEGATE_PREFIXES) {
+      try {
+        await send(prefix);
+        this.delegatePrefix = prefix;
+        return;
+      } catch (e) {
+        const unrouted =
+          (e as { httpStatus?: number }).httpStatus === 404 &&
+          (e as { errcode?: string }).errcode === "M_UNRECOGNIZED";
+        if (!unrouted || prefix === DELEGATE_PREFIXES[DELEGATE_PREFIXES.length - 1]) throw e;
+      }
+    }
   }
 
   /** Our own `m.room.member` membership, read from the server (a kicked user reads its leave event). */

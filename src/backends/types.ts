@@ -248,4 +248,23 @@ export interface MembershipBackend {
   readEvent?(roomId: string, eventId: string, opts?: RequestOptions): Promise<StateEventSnapshot | undefined>;
   /** Optional probe of server support; called once per join, failures are ignored. */
   probeSupport?(opts?: RequestOptions): Promise<SupportHint>;
+  /**
+   * Hands a delayed leave over to the SFU's token service (MSC4195, the homeserver's
+   * `…/rtc/livekit/delegate_delayed_leave`); resolves when the service took it, rejects with its answer
+   * (404: no delegation there; 400: refused). Without it the manager never delegates.
+   */
+  delegateDelayedLeave?(req: DelegateDelayedLeaveRequest, opts?: RequestOptions): Promise<void>;
+}
+
+/** What a delegation names (MSC4195): the delayed leave, the membership it ends, and the SFU we are on. */
+export interface DelegateDelayedLeaveRequest {
+  /** The LiveKit SFU's URL (the `url` its token service answered), which the service checks as its own. */
+  url: string;
+  roomId: string;
+  /** The slot id as MSC4143 writes it, `m.call#ROOM`. */
+  slotId: string;
+  /** Our membership's member id (`membershipID`). */
+  memberId: string;
+  deviceId: string;
+  delayId: string;
 }

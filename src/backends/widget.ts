@@ -8,6 +8,7 @@ import {
 } from "../membership/content.js";
 import { widgetStateSource, type SourceLike, type WidgetStateApi } from "../membership/observer.js";
 import type {
+  DelegateDelayedLeaveRequest,
   DelayedEventAction,
   MembershipBackend,
   RequestOptions,
@@ -22,6 +23,8 @@ import { RTC_MEMBER_EVENT_TYPE } from "../membership/rtcMember.js";
 export const MSC4157_SEND_DELAYED_EVENT = "org.matrix.msc4157.send.delayed_event";
 /** The MSC4157 capability to restart, send and cancel delayed events. */
 export const MSC4157_UPDATE_DELAYED_EVENT = "org.matrix.msc4157.update_delayed_event";
+/** MSC4533: ask the host to delegate a delayed leave (MSC4195) on the widget's behalf. */
+export const MSC4533_DELEGATE_DELAYED_LEAVE = "org.matrix.msc4533.rtc_livekit_delegate_delayed_leave";
 
 /** MSC4407: the widget may send sticky events (the sticky membership format). */
 export const MSC4407_SEND_STICKY_EVENT = "org.matrix.msc4407.send.sticky_event";
@@ -77,6 +80,8 @@ export interface WidgetCapabilityOptions extends WidgetMembershipKey {
    * receiving them). Default `"state"`.
    */
   membershipFormat?: "state" | "sticky";
+  /** Also ask to delegate the delayed leave through the host (MSC4533; the manager's `delegation`). */
+  delegation?: boolean;
 }
 
 /**
@@ -113,6 +118,7 @@ export function widgetCapabilities(options: WidgetCapabilityOptions): string[] {
     MSC4157_UPDATE_DELAYED_EVENT,
   ];
   if (options.roomId !== undefined) caps.push(`org.matrix.msc2762.timeline:${options.roomId}`);
+  if (options.delegation) caps.push(MSC4533_DELEGATE_DELAYED_LEAVE);
   if (options.readState !== false)
     caps.push(receiveStateCapability(CALL_MEMBER_EVENT_TYPE), receiveStateCapability(ROOM_MEMBER_EVENT_TYPE));
   return caps;
@@ -161,6 +167,8 @@ export interface WidgetApiLike {
   cancelScheduledDelayedEvent(delayId: string): Promise<unknown>;
   /** Whether the host approved a capability (after negotiation). */
   hasCapability(capability: string): boolean;
+  /** MSC4533 (matrix-widget-api ≥ 1.19): the host calls MSC4195's delegation endpoint with `data` as its body. */
+  delegateRtcLivekitDelayedLeave?(data: Record<string, unknown>): Promise<unknown>;
   /** Reads state events the host lets the widget see (a `WidgetApi` has it): our key, read back. */
   readStateEvents?(
     eventType: string,
@@ -237,6 +245,29 @@ export class WidgetBackend implements MembershipBackend {
         ));
     if (options.transportTimeoutMs !== undefined && widgetApi.transport)
       widgetApi.transport.timeoutSeconds = options.transportTimeoutMs / 1000;
+  }
+
+  /**
+   * MSC4533: the host delegates the delayed leave (MSC4195's homeserver endpoint) with this body, the
+   * same as ClientBackend's. Without the capability (or a widget API that predates it) a 404, which the
+   * manager reads as "no delegation here" and does not ask again.
+   */
+  async delegateDelayedLeave(req: DelegateDelayedLeaveRequest, opts?: RequestOptions): Promise<void> {
+    opts?.signal?.throwIfAborted();
+    opts?.notAfter?.throwIfAborted();
+    const api = this.widgetApi;
+    if (!api.delegateRtcLivekitDelayedLeave || !api.hasCapability(MSC4533_DELEGATE_DELAYED_LEAVE))
+      throw Object.assign(new Error(`the widget host did not grant ${MSC4533_DELEGATE_DELAYED_LEAVE}`), {
+        httpStatus: 404,
+      });
+    await api.delegateRtcLivekitDelayedLeave({
+      url: req.url,
+      room_id: req.roomId,
+      slot_id: req.slotId,
+      member_id: req.memberId,
+      member: { id: req.memberId, claimed_device_id: req.deviceId },
+      delay_id: req.delayId,
+    });
   }
 
   async sendDelayedStateEvent(

@@ -14,6 +14,7 @@ import { heartbeatTimingOf } from "../core/machine/resources.js";
 import { heldMembership, initialState, nextWakeAt, predictedLeaveAt, step } from "../core/machine/step.js";
 import type { Command, MachineEnv, MachineEvent, MachineState, Request } from "../core/machine/types.js";
 import { leaveTimeoutMs, validateManagerOptions } from "../core/validate.js";
+import { delegationTiming } from "../core/delegationTiming.js";
 import { classifyError, LocalTimeoutError, MembershipConfigError, MembershipError } from "../errors.js";
 import { redactingLogger } from "../log/redact.js";
 import {
@@ -129,6 +130,27 @@ export interface MembershipManagerOptions extends TimingOptions {
    * leave#1"). Redacted: no access token, and delay ids appear as "leave#N". Default: none.
    */
   trace?: RequestTraceSink;
+  /**
+   * Delegated delayed leave (MSC4195): hand the delayed leave over to the SFU's token service, which
+   * restarts it while the SFU has us and sends it the moment the SFU loses us; meanwhile the manager
+   * uses a 1 h delay restarted every 5 min. "auto" (the default) delegates when the app names the SFU
+   * (`sfuUrl`) and the backend can ask (ClientBackend; WidgetBackend through its host, MSC4533), falls
+   * back to the normal timing when the service refuses, stops answering or the delegated leave is
+   * gone, and tries again later after no answer. "off": never. `support.delayedLeaveHolder` says who
+   * holds the leave.
+   */
+  delegation?: "auto" | "off";
+  /**
+   * The LiveKit SFU's URL as its token service answered it (`url` of `/get_token`): the service checks
+   * that a delegation names its own SFU. Without it, "auto" delegation is off.
+   */
+  sfuUrl?: string;
+  /**
+   * The delegated leave's delay and our own restarts of it. Default 3 600 000 (MSC4195's minimum) and
+   * 300 000 (Element Call's). Shorter values are for tests against a service that accepts them.
+   */
+  delegatedDelayMs?: number;
+  delegatedHeartbeatIntervalMs?: number;
 }
 
 /** What an app may change without leaving. */
@@ -216,6 +238,10 @@ export class MembershipManager {
   get support$(): Observable<Support> {
     return (this.lazySupport$ ??= this.supportSubject.asObservable());
   }
+  /** The current support (delegation included: `delayedLeaveHolder`, `delegation`). */
+  get support(): Support {
+    return this.supportSubject.value;
+  }
   /** Every error as it happens (does not replay). */
   get errors$(): Observable<MembershipError> {
     return (this.lazyErrors$ ??= this.errorSubject.asObservable());
@@ -225,6 +251,8 @@ export class MembershipManager {
   private closeRoomView?: () => void;
   private unwatchPage?: () => void;
   private readonly wallClock: () => number;
+  private readonly sfuUrl?: string;
+  private readonly slot: Slot;
   /** Aborted at dispose(): requests started before it may no longer be sent (RequestOptions.notAfter). */
   private readonly gate = new AbortController();
   private readonly trace?: RequestTrace;
@@ -254,6 +282,7 @@ export class MembershipManager {
     this.userId = options.userId;
     this.deviceId = options.deviceId;
     const slot = options.slot ?? DEFAULT_SLOT;
+    this.slot = slot;
     this.stateKey = membershipStateKey(options.userId, options.deviceId, slot, options.roomVersion);
     const scheduler = options.scheduler ?? asyncScheduler;
     this.clock = new Clock(scheduler);
@@ -261,10 +290,13 @@ export class MembershipManager {
     this.log = redactingLogger(options.logger ?? log.getLogger("matrixrtc-membership"));
     if (options.trace) this.trace = new RequestTrace(options.trace, () => this.clock.now());
     this.random = options.random ?? Math.random;
+    const delegation = delegationTiming(options, !!this.backend.delegateDelayedLeave);
+    this.sfuUrl = options.sfuUrl;
     const support: Support = {
       delayedEvents: undefined,
       delayMs: timing.delayMs,
       ...(sticky ? { membershipFormat: "sticky" as const } : {}),
+      ...(delegation ? { delayedLeaveHolder: "self" as const, delegation: "unknown" as const } : {}),
     };
     this.memberIdOption = options.memberId;
     this.supportSubject = new BehaviorSubject<Support>(support);
@@ -285,6 +317,7 @@ export class MembershipManager {
             stickyFallback: options.stickyFallback === "state",
           }
         : {}),
+      ...(delegation ? { delegation } : {}),
     };
     this.machine = initialState(
       timing,
@@ -695,6 +728,19 @@ export class MembershipManager {
         return b.readRoomMembership!(this.roomId, this.userId, opts);
       case "probe":
         return b.probeSupport!(opts);
+      case "delegate":
+        return b.delegateDelayedLeave!(
+          {
+            url: this.sfuUrl!,
+            roomId: this.roomId,
+            slotId: `${this.slot.application}#${this.slot.id}`,
+            // The sticky format's member id is the call's own (MSC4143); the state format has none.
+            memberId: this.memberId ?? `${this.userId}:${this.deviceId}`,
+            deviceId: this.deviceId,
+            delayId: request.delayId,
+          },
+          opts,
+        );
     }
   }
 }

@@ -94,6 +94,8 @@ export class RequestTrace {
         return "read our room membership";
       case "probe":
         return "probe the server's support";
+      case "delegate":
+        return `delegate ${this.nameOf(request.delayId)} (MSC4195)`;
     }
   }
 

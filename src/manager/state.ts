@@ -168,4 +168,18 @@ export interface Support {
   reason?: string;
   /** The membership format in use ("sticky" falls back to "state" only where the app allowed it). */
   membershipFormat?: "state" | "sticky";
+  /**
+   * With delegation on (MSC4195, the `delegation` option): who holds the delayed leave. "self": this
+   * device's restarts keep it alive (the normal delay); "delegated": the SFU's token service restarts
+   * it while the SFU has us and sends it when the SFU loses us, and we restart it every 5 min with the
+   * long delay. Absent with delegation off.
+   */
+  delayedLeaveHolder?: "self" | "delegated";
+  /**
+   * With delegation on: what the last delegation request came to. "unknown": none answered yet;
+   * "confirmed": the service took it; "refused": a 400 (this call does not delegate again);
+   * "unsupported": a 404 (this manager does not delegate again); "unanswered": no answer, an error or a
+   * 5xx (tried again later, with a growing wait).
+   */
+  delegation?: "unknown" | "confirmed" | "refused" | "unsupported" | "unanswered";
 }

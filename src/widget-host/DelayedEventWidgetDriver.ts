@@ -4,6 +4,8 @@ import {
   type IMatrixApiError,
   type IOpenIDUpdate,
   type IRoomEvent,
+  type IRtcLivekitDelegateDelayedLeaveFromWidgetRequestData,
+  type IRtcLivekitDelegateDelayedLeaveFromWidgetResponseData,
   type IRtcTransport,
   type IRtcTransportsResult,
   type ISendDelayedEventDetails,
@@ -17,6 +19,15 @@ import { sendToDeviceWith, type ToDeviceClient } from "./toDevice.js";
 import { scheduleIfMerged, updateIfMerged } from "./mergedDelayedEvents.js";
 import { readDelayId } from "../core/validate.js";
 import { HostRefusalError } from "./errors.js";
+
+/** js-sdk's `client.http.authedRequest` (a real MatrixClient has it). */
+type AuthedRequest = (
+  method: string,
+  path: string,
+  query: undefined,
+  body: unknown,
+  opts: { prefix: string },
+) => Promise<unknown>;
 import { WidgetBuckets, type LimitedRequest, type WidgetLimits } from "./limits.js";
 import { OpenIdTokens } from "./openIdTokens.js";
 import { OwnDelayedEvents } from "./ownDelayedEvents.js";
@@ -579,6 +590,22 @@ export class DelayedEventWidgetDriver extends WidgetDriver {
     const option = this.rtcTransports;
     if (option === undefined) throw new Error("This host offers no RTC transports");
     return { rtc_transports: typeof option === "function" ? await option() : option };
+  }
+
+  /**
+   * MSC4533: MSC4195's delegation for the widget, `data` as the body (ClientWidgetApi has checked the
+   * capability). Through the client's HTTP API, unstable path; a client without one answers 404.
+   */
+  override async delegateRtcLivekitDelayedLeave(
+    data: IRtcLivekitDelegateDelayedLeaveFromWidgetRequestData,
+  ): Promise<IRtcLivekitDelegateDelayedLeaveFromWidgetResponseData> {
+    const http = (this.client as { http?: { authedRequest?: AuthedRequest } }).http;
+    if (typeof http?.authedRequest !== "function")
+      throw new HostRefusalError(404, { errcode: "M_UNRECOGNIZED", error: "No delegation from this host" });
+    await http.authedRequest("POST", "/rtc/livekit/delegate_delayed_leave", undefined, data, {
+      prefix: "/_matrix/client/unstable/io.element.msc4195",
+    });
+    return {};
   }
 
   /** `get_openid`, answered by the `openId` policy with a token from the client. */

@@ -4,6 +4,7 @@ import { CALL_MEMBER_EVENT_TYPE } from "../../src/membership/content.js";
 import { RTC_MEMBER_EVENT_TYPE } from "../../src/membership/rtcMember.js";
 import { StickyEventsUnsupportedError } from "../../src/errors.js";
 import type {
+  DelegateDelayedLeaveRequest,
   DelayedEventAction,
   MembershipBackend,
   RequestOptions,
@@ -21,7 +22,22 @@ import type {
 export const stickyMapKey = (stickyKey: string) => `sticky:${stickyKey}`;
 
 /** "probe": reads of our key; "list": our delayed events. */
-type Op = "schedule" | "state" | DelayedEventAction | "probe" | "list";
+type Op = "schedule" | "state" | DelayedEventAction | "probe" | "list" | "delegate";
+
+/**
+ * A token service's delegation (MSC4195) as the fake server plays it: `confirm` takes delegations of a
+ * delay of at least `minDelayMs` and restarts them (at 80 % of the delay) while `connected`, sending
+ * the leave when the test calls `sfuDisconnect()`; `refuse` answers 400; `unsupported` 404; `dead`
+ * never answers and restarts nothing.
+ */
+export interface FakeDelegation {
+  mode: "confirm" | "refuse" | "unsupported" | "dead";
+  minDelayMs: number;
+  /** delay id → the service's restart timer. */
+  jobs: Map<string, () => void>;
+  /** Every delegation request: the delay id and what it was answered. */
+  asks: { at: number; delayId: string; answer: "ok" | "400" | "404" | "none" }[];
+}
 
 /** How the fake server treats one request: answer normally, fail, hang, or process and lose the answer. */
 export type Fault =
@@ -109,6 +125,8 @@ export class FakeServer implements MembershipBackend {
   readonly stickyExpiresAt = new Map<string, number>();
   /** The event id of each key's current sticky event. */
   private readonly currentSticky = new Map<string, string>();
+  /** Set to play a token service behind the server (`delegateDelayedLeave`); unset: 404. */
+  delegation?: FakeDelegation;
   private faults: { op: Op; times: number; fault: Fault }[] = [];
   private readonly viewers: (() => void)[] = [];
   private nextId = 1;
@@ -479,6 +497,82 @@ export class FakeServer implements MembershipBackend {
         return { content, originServerTs: at };
       },
       { stateKey: req.stateKey },
+      opts,
+    );
+  }
+
+  /** Start a delegation service behind the server. */
+  startDelegation(mode: FakeDelegation["mode"] = "confirm", minDelayMs = 3_600_000): FakeDelegation {
+    this.delegation = { mode, minDelayMs, jobs: new Map(), asks: [] };
+    return this.delegation;
+  }
+
+  /** The SFU lost the participant: the service sends every delegated leave it holds. */
+  sfuDisconnect(): void {
+    const service = this.delegation;
+    if (!service) return;
+    for (const [delayId, stop] of service.jobs) {
+      stop();
+      const d = this.delayed.get(delayId);
+      if (!d) continue;
+      d.cancelTimer();
+      this.delayed.delete(delayId);
+      this.writeState(d.stateKey, d.content, "delayed");
+    }
+    service.jobs.clear();
+  }
+
+  /** The service stops (or starts again) answering; a dead service's jobs restart nothing. */
+  setDelegationMode(mode: FakeDelegation["mode"]): void {
+    const service = this.delegation!;
+    service.mode = mode;
+    if (mode === "dead") {
+      for (const stop of service.jobs.values()) stop();
+      service.jobs.clear();
+    }
+  }
+
+  delegateDelayedLeave(req: DelegateDelayedLeaveRequest, opts?: RequestOptions): Promise<void> {
+    const service = this.delegation;
+    const ask = {
+      at: this.now(),
+      delayId: req.delayId,
+      answer: "none" as FakeDelegation["asks"][number]["answer"],
+    };
+    service?.asks.push(ask);
+    if (service?.mode === "dead") {
+      this.log.push({ at: this.now(), op: "delegate", delayId: req.delayId, outcome: "hang" });
+      return new Promise<void>((_, reject) =>
+        opts?.signal?.addEventListener("abort", () => reject(opts.signal!.reason)),
+      );
+    }
+    return this.request(
+      "delegate",
+      () => {
+        if (!service || service.mode === "unsupported") {
+          ask.answer = "404";
+          throw matrixError(404, "M_NOT_FOUND", { error: "Not found" });
+        }
+        const d = this.delayed.get(req.delayId);
+        if (service.mode === "refuse" || !d || d.delayMs < service.minDelayMs) {
+          ask.answer = "400";
+          throw matrixError(400, "M_INVALID_PARAM", { error: "refused" });
+        }
+        ask.answer = "ok";
+        service.jobs.get(req.delayId)?.();
+        const restartEvery = Math.round(d.delayMs * 0.8);
+        const tick = (): (() => void) =>
+          this.after(restartEvery, () => {
+            const live = this.delayed.get(req.delayId);
+            if (!live) return service.jobs.delete(req.delayId);
+            live.cancelTimer();
+            this.delayed.delete(req.delayId);
+            this.arm(req.delayId, live);
+            service.jobs.set(req.delayId, tick());
+          });
+        service.jobs.set(req.delayId, tick());
+      },
+      { delayId: req.delayId },
       opts,
     );
   }

@@ -7,7 +7,10 @@
  * at Synapse's federation userinfo. Asserted on what Synapse holds and what bob's /sync delivers.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "@jest/globals";
+import log from "loglevel";
 import type { MatrixClient } from "matrix-js-sdk";
+import { ClientBackend, MembershipManager, type MembershipManagerOptions } from "../../src/index.js";
+import { bareClient } from "../helpers/matrix.js";
 import {
   startSynapse,
   startTestSfuAuth,
@@ -33,6 +36,9 @@ import {
   sleep,
   stateKeyOf,
 } from "../integration/delegation/helpers.js";
+
+const quietLog = log.getLogger("quiet");
+quietLog.setLevel("silent");
 
 const DELAY = 3000;
 const HEADROOM = 1500;
@@ -223,4 +229,98 @@ describe("lk-jwt-service's own endpoint against real Synapse, with no token", ()
     expect(isPending(hs, delayId)).toBe(false);
     expect(hs.stateContent(roomId, CALL_MEMBER, stateKeyOf(alice))).toEqual({});
   });
+});
+
+/**
+ * The manager's `delegation: "auto"` against real Synapse's MSC4512 proxy and the same service.
+ * Shortened time: the delegated delay 6 s, our restarts of it every 500 ms (MSC4195's 1 h and Element
+ * Call's 5 min, scaled 600×), the normal delay 2 s. Each test has its own user.
+ */
+describe("MembershipManager delegating through real Synapse 1.163.2's MSC4512 proxy", () => {
+  const LONG = 6000;
+  const NORMAL = 2000;
+  const managers: MembershipManager[] = [];
+  afterEach(() => {
+    for (const m of managers.splice(0)) m.dispose();
+    sfu.refuse(false);
+  });
+
+  async function managerFor(localpart: string, more: Partial<MembershipManagerOptions> = {}) {
+    const user = await hs.createUser(localpart);
+    await hs.joinRoom(user.accessToken, roomId);
+    const client = bareClient(hs.baseUrl, user);
+    clients.push(client);
+    const m = new MembershipManager({
+      backend: new ClientBackend(client),
+      roomId,
+      userId: user.userId,
+      deviceId: user.deviceId,
+      delayedLeaveDelayMs: NORMAL,
+      sfuUrl: sfu.livekitUrl,
+      delegatedDelayMs: LONG,
+      delegatedHeartbeatIntervalMs: LONG / 12,
+      logger: quietLog,
+      ...more,
+    });
+    managers.push(m);
+    const key = stateKeyOf(user);
+    const delays = () =>
+      hs
+        .pendingDelayedEvents()
+        .filter((d) => d.userId === user.userId)
+        .map((d) => d.delayMs);
+    const inCall = () => Object.keys(hs.stateContent(roomId, CALL_MEMBER, key) ?? {}).length > 0;
+    return { m, user, delays, inCall };
+  }
+
+  it("detected and confirmed: Synapse holds the 6 s leave alone; on the SFU's disconnect the leave is sent at once", async () => {
+    const { m, user, delays, inCall } = await managerFor("carol", { autoRejoin: false });
+    sfu.connected({ userId: user.userId });
+    m.join();
+    await waitFor(() => m.support.delayedLeaveHolder === "delegated", 10_000, "delegated");
+    expect(m.support.delegation).toBe("confirmed");
+    await waitFor(() => delays().length === 1, 3000, "the normal leave cancelled");
+    expect(delays()).toEqual([LONG]);
+    const held = sfu.delegations().filter((d) => d.userId === user.userId);
+    expect(held).toMatchObject([{ via: "homeserver", state: "connected", delayMs: LONG }]);
+    // Past the normal delay several times over: still in the call, one pending leave (ours, delegated).
+    await sleep(3 * NORMAL);
+    expect(inCall()).toBe(true);
+    expect(delays()).toEqual([LONG]);
+    expect(m.state).toMatchObject({ kind: "joined", delayedLeave: true });
+
+    const at = Date.now();
+    sfu.disconnected({ userId: user.userId });
+    await waitFor(() => !inCall(), 2000, "the leave on the server");
+    const leave = hs
+      .timeline(roomId)
+      .filter((e) => e.type === CALL_MEMBER && e.state_key === stateKeyOf(user))
+      .at(-1);
+    expect(leave?.content).toEqual({});
+    // Synapse wrote it within one round trip of the disconnect (bounded loosely on a busy machine).
+    expect(leave!.origin_server_ts - at).toBeLessThan(500);
+    expect(delays()).toEqual([]);
+  }, 60_000);
+
+  it("refused (400): falls back at once to the normal leave, the long one cancelled, no gap", async () => {
+    sfu.refuse();
+    const { m, user, delays, inCall } = await managerFor("dave");
+    sfu.connected({ userId: user.userId });
+    let gaps = 0;
+    const timer = setInterval(() => {
+      if (inCall() && delays().length === 0) gaps++;
+    }, 20);
+    try {
+      m.join();
+      await waitFor(() => m.support.delegation === "refused", 10_000, "refused");
+      await waitFor(() => delays().length === 1, 3000, "the long leave cancelled");
+      await sleep(2 * NORMAL);
+      expect(m.support.delayedLeaveHolder).toBe("self");
+      expect(delays()).toEqual([NORMAL]);
+      expect(inCall()).toBe(true);
+    } finally {
+      clearInterval(timer);
+    }
+    expect(gaps).toBe(0);
+  }, 60_000);
 });

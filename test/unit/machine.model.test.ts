@@ -260,6 +260,8 @@ function serve(m: Model, request: Request, now: number): ServerAnswer {
   const refusedAsNonMember = request.kind === "schedule" || request.kind === "write";
   if (m.member !== "join" && refusedAsNonMember) return { ok: false, error: FORBIDDEN };
   switch (request.kind) {
+    case "delegate":
+      return { ok: false, error: NOT_FOUND };
     case "schedule": {
       const id = `syd_${m.nextId++}`;
       if (m.format === "sticky" && !request.sticky) throw new Error("a state schedule in the sticky format");

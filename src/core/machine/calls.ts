@@ -7,6 +7,7 @@ import { mayWriteMembership } from "../decisions.js";
 import { delayedTimeoutMs, emitError, log, nextId, setProbablyLeft, setState, type Ctx } from "./context.js";
 import { abortIdleTasks } from "./tasks.js";
 import { dropScheduleWait } from "./schedule.js";
+import { endDelegation } from "./delegation.js";
 import type { CallState } from "./types.js";
 
 export function newCall(c: Ctx): CallState {
@@ -43,6 +44,7 @@ export function endCall(c: Ctx, call: CallState, keepHeartbeat = false): void {
   call.refreshAt = undefined;
   call.refreshAfterFireAt = undefined;
   call.wantedWrite = undefined;
+  endDelegation(c, call);
   if (call.lane.k === "schedule" && call.lane.reqId === undefined) dropScheduleWait(c, call);
   stopIdleLane(call);
   abortIdleTasks(c);

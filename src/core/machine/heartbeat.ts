@@ -19,6 +19,7 @@ import type { CallState, Outcome, Task } from "./types.js";
 import { enterDegraded, markArmed } from "./schedule.js";
 import { recover } from "./recovery.js";
 import { heartbeatTimingOf } from "./resources.js";
+import { onBeatIdle, onDelegatedRestart, swapIfReady } from "./delegation.js";
 
 export function enterBeat(c: Ctx, call: CallState, refusals: number): void {
   if (call.heartbeatStopped || call.delayed !== "armed") {
@@ -28,7 +29,10 @@ export function enterBeat(c: Ctx, call: CallState, refusals: number): void {
   // Fixed, or adaptive to the link's round trip (core/heartbeatTiming.ts): from the last success's send.
   const dueAt = call.armedAt! + heartbeatTimingOf(c.s).intervalMs;
   call.lane = { k: "beat", refusals, wakeAt: dueAt };
-  if (dueAt <= c.now) beat(c, call);
+  // The idle moment a change of holder waits for (delegation.ts); it may swap in another delayed leave.
+  onBeatIdle(c, call);
+  const lane = call.lane;
+  if (lane.k === "beat" && lane.wakeAt !== undefined && lane.wakeAt <= c.now) beat(c, call);
 }
 
 /** Restart now (after a membership write: servers before Synapse 1.127 cancel on our own writes). */
@@ -66,6 +70,7 @@ export function onRestartDone(c: Ctx, call: CallState | undefined, task: Task, o
   }
   if (outcome.ok) {
     markArmed(c, call, outcome.sentAt);
+    onDelegatedRestart(call);
     enterBeat(c, call, 0);
     // Writes held while the restart was on its way go now (writeIsProtected; markArmed ran while the
     // lane still said "restart").
@@ -106,6 +111,8 @@ export function onRestartDone(c: Ctx, call: CallState | undefined, task: Task, o
       random: c.random,
     });
     call.lane = { k: "refused", refusals: refusals + 1, wakeAt: c.now + waitMs };
+    // A change of holder that was waiting for this restart goes now (delegation.ts).
+    swapIfReady(c, call);
     // Writes held while the restart was on its way may go (writeIsProtected).
     resumeWrites(c, call);
     return;

@@ -1,6 +1,7 @@
 /**
  * App intents: join, leave, update; and what the room's synced view reports (our membership missing).
  */
+import { rejoinAfterDelegatedRemoval, startDelegation } from "./delegation.js";
 import { MembershipError } from "../../errors.js";
 import type { SupportHint } from "../../backends/types.js";
 import type { StateEventSnapshot } from "../../backends/types.js";
@@ -47,6 +48,7 @@ export function startCall(c: Ctx): void {
     c.s.staleMemberId = c.s.guardMemberId;
   }
   c.s.guardDelayId = c.s.guardMemberId = undefined;
+  startDelegation(c);
   const call = newCall(c);
   c.s.call = call;
   setState(c, { kind: "joining", step: "delayed-leave" });
@@ -203,5 +205,8 @@ function onMissingConfirmed(c: Ctx, call: CallState, sent: unknown): void {
   // Others see us gone until the write lands; "certainly joined" again after the restart that follows.
   setProbablyLeft(c, true);
   setState(c, { kind: "reconnecting", reason: "membership-removed", probablyLeft: true });
+  // Delegated, the likeliest writer of that `{}` is the service, sending our leave: no write before a
+  // restart says whether the delayed leave is still there (delegation.ts).
+  if (rejoinAfterDelegatedRemoval(c, call)) return;
   writeMembership(c, call, "fresh");
 }

@@ -2,6 +2,7 @@
  * The leave job: stop the call, let requests in flight settle (so our leave lands after them), learn any
  * delay id still on its way, then fire the delayed leave (one request) or, if it is gone, write `{}`.
  */
+import { resetDelegation } from "./delegation.js";
 import type { LeaveResult } from "../../manager/state.js";
 import {
   emitError,
@@ -231,6 +232,8 @@ function finish(c: Ctx, result: LeaveResult): void {
     if (!c.s.wantJoined && !c.s.leave?.quiet) setState(c, { kind: "left", reason: c.s.leaveReason });
   }
   const call = c.s.leaveCall;
+  // The leave is done: nothing holds a delegated leave any more (the normal timing, for the next call).
+  if (call) resetDelegation(c, call);
   c.s.leave = undefined;
   c.s.leaveCall = undefined;
   if (call && c.s.call === call) c.s.call = undefined;

@@ -224,6 +224,7 @@ function cancelListedOrphans(c: Ctx): void {
       ownsListed(c, e, owner) &&
       e.delayId !== sweep.keep &&
       e.delayId !== c.s.call?.delayId &&
+      e.delayId !== c.s.call?.delegation?.newId &&
       !c.s.learnedIds?.includes(e.delayId),
   );
   const orphans = sweep.predecessors ? deadPredecessors(c, foreign) : foreign;

@@ -21,6 +21,7 @@
  * A leave already under way fires its delayed leave too (its own request may die with the page), and
  * goes on as it was.
  */
+import { resetDelegation } from "./delegation.js";
 import { LATE_WRITE_HORIZON_MS } from "../limits.js";
 import { endCall } from "./calls.js";
 import { log, setDelayId, setOwnMembership, setProbablyLeft, setState, type Ctx } from "./context.js";
@@ -73,6 +74,7 @@ function park(c: Ctx, call: CallState): void {
   call.wantedWrite = undefined;
   call.expiresAt = undefined;
   call.expired = false;
+  resetDelegation(c, call);
   setDelayId(c, undefined);
   setOwnMembership(c, undefined);
   setProbablyLeft(c, true);

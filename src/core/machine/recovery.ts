@@ -23,6 +23,7 @@ import { resumeWrites, wantWrite, writeMembership } from "./writes.js";
 import type { CallState, Outcome, Task } from "./types.js";
 import { startSchedule } from "./schedule.js";
 import { readRequest, removedByOthers } from "./format.js";
+import { onHeldLeaveGone } from "./delegation.js";
 
 export function recover(c: Ctx, call: CallState, cls: ErrorClass): void {
   // Where the server can say what became of it (MSC4140 as merged: the 409's lookup, or `GET` one),
@@ -31,6 +32,8 @@ export function recover(c: Ctx, call: CallState, cls: ErrorClass): void {
   // delayed leave. Past the due time the verdict is "fired" anyway, so only a "gone" before it costs
   // a lookup: a recovery after an outage must not wait a round trip for it.
   const byTime = goneCause(c.now, call.armedAt!, c.s.timing.delayMs);
+  // A delegated leave gone (the service sent it, or it is lost): the normal timing from now on.
+  onHeldLeaveGone(c, call);
   if (cls.kind === "gone" && cls.finalised) return judge(c, call, cls.finalised, byTime);
   if (byTime !== "lost" || !c.env.canLookUp || !call.delayId) return judge(c, call, undefined, byTime);
   call.lane = { k: "lookup", byTime };

@@ -32,7 +32,8 @@ import type { MachineState, Task } from "./types.js";
 export type BudgetKind = "own" | "intent";
 
 function limitsOf(c: Ctx, kind: BudgetKind): BudgetLimits {
-  return kind === "own" ? budgetLimits(c.s.timing.heartbeatIntervalMs) : INTENT_LIMITS;
+  // A delegated leave's slow heartbeat (delegation.ts) does not shrink the budget of everything else.
+  return kind === "own" ? budgetLimits((c.s.normalTiming ?? c.s.timing).heartbeatIntervalMs) : INTENT_LIMITS;
 }
 
 /** Take a token: 0 to send now, else how long to wait for it (the token is reserved meanwhile). */

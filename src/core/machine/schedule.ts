@@ -244,7 +244,8 @@ function onScheduleResult(c: Ctx, call: CallState, result: Outcome): void {
 /** An earlier schedule of `call` answered late (past our timeout) whose delayed leave would still live. */
 function stillOpen(c: Ctx, call: CallState): OpenSchedule | undefined {
   return c.s.open.find(
-    (o) => o.callId === call.id && o.late && c.now + delayedTimeoutMs(c.s) < o.sentAt + o.delayMs,
+    (o) =>
+      o.callId === call.id && o.late && !o.switchTo && c.now + delayedTimeoutMs(c.s) < o.sentAt + o.delayMs,
   );
 }
 
@@ -255,7 +256,7 @@ function stillOpen(c: Ctx, call: CallState): OpenSchedule | undefined {
  */
 export function adoptLateSchedule(c: Ctx, open: OpenSchedule, delayId: string): boolean {
   const call = c.s.call;
-  if (!call || call.id !== open.callId || call.ended) return false;
+  if (!call || call.id !== open.callId || call.ended || open.switchTo) return false;
   const lane = call.lane;
   if (lane.k !== "schedule" || lane.reqId !== undefined) return false;
   if (!(c.now + delayedTimeoutMs(c.s) < open.sentAt + open.delayMs)) return false;

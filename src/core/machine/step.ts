@@ -50,6 +50,7 @@ import {
 import { abortAllTasks, answerTask, taskByReq, wakeTask } from "./tasks.js";
 import { writeMembership, onWriteDone, refreshMembership } from "./writes.js";
 import { onPageHide, onPageShow } from "./pageExit.js";
+import { onDelegateDone, onSwitchScheduleAnswer } from "./delegation.js";
 import type { CallState, Command, MachineEnv, MachineEvent, MachineState, Outcome, Task } from "./types.js";
 
 /** A fresh machine: idle, nothing sent. */
@@ -136,6 +137,14 @@ function onAnswer(c: Ctx, event: Extract<MachineEvent, { type: "answer" }>): voi
   const open = c.s.open.find((o) => o.reqId === event.reqId);
   // A schedule that was still in time when dispose() made it late answers as a late one.
   if (open?.late) return onScheduleSettled(c, open, event.ok, event.ok ? event.value : undefined);
+  if (open?.switchTo)
+    return onSwitchScheduleAnswer(
+      c,
+      open,
+      event.ok,
+      event.ok ? event.value : event.error,
+      !event.ok && !!event.timedOut,
+    );
   if (open) {
     if (event.ok) return onScheduleAnswer(c, open, true, event.value, undefined, false);
     return onScheduleAnswer(c, open, false, undefined, event.error, !!event.timedOut);
@@ -183,6 +192,8 @@ function dispatch(c: Ctx, task: Task, outcome: Outcome): void {
       return onReplacedCancelDone(c, task, outcome);
     case "list":
       return onListDone(c, outcome);
+    case "delegate":
+      return onDelegateDone(c, call, task, outcome);
     case "cancel-orphan":
       return onCancelOrphanDone(c, task, outcome);
     case "cancel-after-dispose":

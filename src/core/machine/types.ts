@@ -31,6 +31,8 @@ export interface MachineEnv {
   readonly stickyDurationMs?: number;
   /** Sticky format: where the server or host has no sticky events, join in the state format instead (said so). */
   readonly stickyFallback?: boolean;
+  /** Delegate the delayed leave (MSC4195) with these timings; undefined: never (delegation.ts). */
+  readonly delegation?: DelegationTiming;
 }
 
 /** How memberships go on the wire: MSC3401 state events, or MSC4143 sticky events (format.ts). */
@@ -40,6 +42,19 @@ export type MembershipFormat = "state" | "sticky";
 export interface StickyTarget {
   key: string;
   durationMs: number;
+}
+
+/** How a delegated delayed leave is kept (core/machine/delegation.ts). */
+export interface DelegationTiming {
+  /** The delegated leave's delay: MSC4195 asks for at least 1 h. */
+  readonly delayMs: number;
+  /** Our own restarts of it while delegated (a safety net should the service die unseen). */
+  readonly heartbeatIntervalMs: number;
+  /** Every this many delegated restarts, delegate again: the check that the service still answers. */
+  readonly checkEvery: number;
+  /** First wait before trying again after the service did not answer; doubles, at most `maxRetryMs`. */
+  readonly retryMs: number;
+  readonly maxRetryMs: number;
 }
 
 /** One request the driver runs through the backend. */
@@ -61,7 +76,9 @@ export type Request =
   | { kind: "read"; eventId?: string }
   /** Our own `m.room.member`: its `membership` ("join", "leave", "ban", ...), or undefined. */
   | { kind: "read-room-membership" }
-  | { kind: "probe" };
+  | { kind: "probe" }
+  /** MSC4195: hand this delayed leave over to the SFU's service (the driver adds room, slot, member, url). */
+  | { kind: "delegate"; delayId: string };
 
 /** How a task's request ended. */
 export type Outcome =
@@ -114,6 +131,8 @@ export type Purpose =
   | { kind: "leave-send" }
   | { kind: "leave-empty" }
   | { kind: "leave-cancel-after-empty" }
+  /** Delegating a delayed leave (`check`: again, to learn that the service still answers). */
+  | { kind: "delegate"; delayId: string; why: "switch" | "check" }
   /** After a leave: a delayed `{}` that outlasts a membership write still on its way (late-writes.ts). */
   | { kind: "late-write-guard"; result: LeaveResult };
 
@@ -253,6 +272,8 @@ export interface CallState {
   lowerings: number;
   /** A membership check asked for by the room-state view is running. */
   checkingMissing?: boolean;
+  /** Who holds the delayed leave, and a switch of holder under way (core/machine/delegation.ts). */
+  delegation?: DelegationLane;
   /** The page went away and we fired our delayed leave: parked, sending nothing, until it is shown (pageExit.ts). */
   hidden?: boolean;
   /** Sticky format: this call's member id, its memberships' sticky key (fresh per join). */
@@ -261,6 +282,35 @@ export interface CallState {
   lastEventId?: string;
   /** Sticky format: a refresh waits for a restart sent at or after this time (format.ts). */
   restartBeforeWrite?: number;
+}
+
+/**
+ * The delegation lane of a call (core/machine/delegation.ts). `holder`: whose restarts keep the
+ * delayed leave the heartbeat lane tracks alive: ours alone ("self", the normal timing), or the SFU's
+ * service as well ("delegated", the long delay). A switch schedules the other kind of delayed leave
+ * first (`schedule`), has it delegated when switching to "delegated" (`delegate`), and swaps it into
+ * the heartbeat lane only then (`ready`, at the lane's next idle moment), cancelling the old one: one
+ * of them is pending at every moment.
+ */
+export interface DelegationLane {
+  holder: "self" | "delegated";
+  step: "idle" | "schedule" | "delegate" | "ready" | "check";
+  /** The holder a switch under way leads to. */
+  target?: "self" | "delegated";
+  /** The switch's new delayed leave, once scheduled. */
+  newId?: string;
+  newSentAt?: number;
+  newDelayMs?: number;
+  /** Not before this time: the next attempt to delegate (after the service did not answer). */
+  retryAt?: number;
+  /** The service did not answer this many times in a row. */
+  failures: number;
+  /** Refused (400) for this call: no more attempts. */
+  refused?: boolean;
+  /** Delegated restarts since the last delegation check. */
+  beats: number;
+  /** A check came to nothing: falling back to "self" (tried again at each beat until it is done). */
+  fallBack?: boolean;
 }
 
 /** The leave job, step by step (core/machine/leave.ts). */
@@ -311,6 +361,8 @@ export interface OpenSchedule {
   late: boolean;
   /** Abort it then (a delay after the send, or one request timeout after dispose). */
   abortAt?: number;
+  /** A switch of holder's schedule (delegation.ts): never adopted by the heartbeat lane. */
+  switchTo?: "self" | "delegated";
   /** The blind re-asserts (`reassertAt`) its unknown outcome asked for: moot once its answer comes. */
   reasserts?: number[];
 }
@@ -396,6 +448,10 @@ export interface MachineState {
   readable: boolean;
   /** The device's clock was found too far from the server's (said once). */
   skewReported?: boolean;
+  /** The normal timing, kept while `timing` is a delegated leave's (core/machine/delegation.ts). */
+  normalTiming?: Timing;
+  /** The service answered 404 (no delegation there): none for the manager's life. */
+  delegationUnsupported?: boolean;
 }
 
 /** What the machine is fed. */

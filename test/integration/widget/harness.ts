@@ -12,6 +12,7 @@ import {
   WidgetBackend,
   widgetCapabilities,
   type DelayedEventAction,
+  type DelegateDelayedLeaveRequest,
   type MembershipBackend,
   type MembershipError,
   type MembershipManagerOptions,
@@ -72,6 +73,9 @@ export class RecordingBackend implements MembershipBackend {
   }
   probeSupport(): Promise<SupportHint> {
     return this.inner.probeSupport();
+  }
+  delegateDelayedLeave(req: DelegateDelayedLeaveRequest, opts?: RequestOptions): Promise<void> {
+    return this.inner.delegateDelayedLeave(req, opts);
   }
   readState(req: Omit<StateEventRequest, "content">, opts?: RequestOptions) {
     return this.inner.readState(req, opts);
