@@ -1,4 +1,5 @@
 import { asyncScheduler, type SchedulerLike, type Subscription } from "rxjs";
+import { MAX_TIMER_MS } from "../core/limits.js";
 
 /**
  * Every timer the manager sets (its one wake timer, each request's local timeout, a leave's timeout)
@@ -49,17 +50,15 @@ export class Clock {
     const from = this.virtual ? 0 : monotonicNow();
     const armedAt = this.virtual ? 0 : this.now();
     const armedDate = Date.now();
-    const sub = this.scheduler.schedule(
-      () => {
-        this.pending.delete(sub);
-        // A timer that fires long before `performance.now()` says it may runs on mocked time: follow
-        // the clock the timers follow from now on (the time kept so far is kept).
-        if (!this.virtual && this.source === monotonicNow && ms >= 100 && monotonicNow() - from < ms / 2)
-          this.followWallClock(armedAt + Math.max(ms, Date.now() - armedDate));
-        fn();
-      },
-      Math.max(0, ms),
-    );
+    const run = () => {
+      this.pending.delete(sub);
+      // A timer that fires long before `performance.now()` says it may runs on mocked time: follow
+      // the clock the timers follow from now on (the time kept so far is kept).
+      if (!this.virtual && this.source === monotonicNow && ms >= 100 && monotonicNow() - from < ms / 2)
+        this.followWallClock(armedAt + Math.max(ms, Date.now() - armedDate));
+      fn();
+    };
+    const sub = this.virtual ? this.scheduler.schedule(run, Math.max(0, ms)) : realTimer(run, ms);
     this.pending.add(sub);
     return () => {
       sub.unsubscribe();
@@ -93,6 +92,17 @@ export class Clock {
  */
 export function readsWallClock(scheduler: SchedulerLike): boolean {
   return scheduler.now === asyncScheduler.now;
+}
+
+/**
+ * A one-shot real-time timer as a Subscription, for the schedulers that read the wall clock. RxJS's
+ * AsyncScheduler arms each action with `setInterval` and clears the interval once the action ran; under
+ * node:test's mock timers such an interval kept firing, so a wake of ours came back tens of thousands
+ * of times a (virtual) second. A plain `setTimeout` fires once.
+ */
+function realTimer(fn: () => void, ms: number): Subscription {
+  const handle = setTimeout(fn, Math.min(Math.max(0, ms), MAX_TIMER_MS));
+  return { closed: false, unsubscribe: () => clearTimeout(handle) } as unknown as Subscription;
 }
 
 /** Milliseconds on a clock that never steps (its zero is arbitrary: only differences mean anything). */
