@@ -258,9 +258,9 @@ function endSweep(c: Ctx): void {
 /**
  * A page that died without dispose() (a reload, a crash) may have left a delayed leave at our key, or
  * still have one on its way: it would fire `{}` over the membership we write. Where the backend can list
- * our delayed events, a new manager's first call lists our key at once and every half delay after, up
- * to PREDECESSOR_SWEEPS times, and cancels what a dead page left: a delayed event at our key that is not
- * ours and was not restarted between two listings. Another live tab of this device restarts its own
+ * our delayed events, a new manager's first call lists our key at once and again after a live tab's
+ * longest heartbeat (relistAfterMs), up to PREDECESSOR_SWEEPS times, and cancels what a dead page left:
+ * a delayed event at our key that is not ours and was not restarted between two listings. Another live tab of this device restarts its own
  * (and keeps it). Elsewhere, and for one that fires first, our eyes (watch.ts) put the membership back.
  */
 export function sweepPredecessors(c: Ctx): void {
@@ -273,17 +273,32 @@ export function sweepPredecessors(c: Ctx): void {
 
 const PREDECESSOR_SWEEPS = 3;
 
+/**
+ * How far apart the listings that judge a predecessor are: wider than the longest heartbeat a live tab
+ * with our timing keeps (the fixed interval, or the adaptive one at its thinnest timeout) plus one
+ * restart's flight, so a live tab has restarted in between. At half a delay, the adaptive heartbeat's
+ * 6.75 s interval (10 s delay) let a second tab of the same device cancel the first tab's live delayed
+ * leave, and the first tab wrote its membership back over the second's (test/synapse/two-tabs).
+ */
+function relistAfterMs(c: Ctx): number {
+  const t = c.s.timing;
+  const longest = t.adaptiveHeartbeat
+    ? Math.max(t.heartbeatIntervalMs, t.delayMs - t.minRestartTimeoutMs - t.heartbeatMarginMs)
+    : t.heartbeatIntervalMs;
+  return Math.round(Math.min(t.delayMs, Math.max(t.delayMs / 2, longest + t.requestTimeoutMs)));
+}
+
 /** Of the foreign delayed events at our key: those a previous listing saw, not restarted since. */
 function deadPredecessors(c: Ctx, foreign: PendingDelayedEvent[]): PendingDelayedEvent[] {
   const seen = c.s.predecessorSeen;
   c.s.predecessorSeen = foreign.map((e) =>
     e.delayedSinceTs === undefined ? { delayId: e.delayId } : { delayId: e.delayId, since: e.delayedSinceTs },
   );
-  // Another listing half a delay from now, after the first (one may still be on its way) and while
+  // Another listing relistAfterMs from now, after the first (one may still be on its way) and while
   // something foreign is there, as long as rounds are left.
   if ((!seen || foreign.length > 0) && (c.s.predecessorSweepsLeft ?? 0) > 0) {
     c.s.predecessorSweepsLeft = (c.s.predecessorSweepsLeft ?? 0) - 1;
-    c.s.predecessorSweepAt = c.now + Math.round(c.s.timing.delayMs / 2);
+    c.s.predecessorSweepAt = c.now + relistAfterMs(c);
   }
   if (!seen) return [];
   // A schedule of ours still unanswered may have created one of these (its answer on a slow link): judge
@@ -295,7 +310,7 @@ function deadPredecessors(c: Ctx, foreign: PendingDelayedEvent[]): PendingDelaye
       (c.s.predecessorDeferrals ?? 0) < PREDECESSOR_SWEEPS
     ) {
       c.s.predecessorDeferrals = (c.s.predecessorDeferrals ?? 0) + 1;
-      c.s.predecessorSweepAt = c.now + Math.round(c.s.timing.delayMs / 2);
+      c.s.predecessorSweepAt = c.now + relistAfterMs(c);
     }
     return [];
   }
