@@ -59,7 +59,7 @@ describe("adaptive heartbeat over a link that slows down (real HTTP)", () => {
     expect(delayId).toBeDefined();
 
     /** Run one phase at `latencyMs`, sampling the server's delayed-event record every 50 ms. */
-    const phase = async (latencyMs: number, ms: number) => {
+    const phase = async (latencyMs: number, ms: number, judgeFrom = 1 / 3) => {
       link.setLatency(latencyMs);
       const from = Date.now();
       while (Date.now() - from < ms) {
@@ -70,11 +70,15 @@ describe("adaptive heartbeat over a link that slows down (real HTTP)", () => {
         expect(m.status).toBe("connected");
         await sleep(50);
       }
-      // Restarts the server got after the phase's first third (the link measured by then), and the gaps
+      // Restarts the server got after the phase's first third (the link measured by then; the last half
+      // when the link comes back fast: the restart timeout's deviation decays one restart at a time, and
+      // on a loaded machine a third of the phase was not always enough), and the gaps
       // between them that are heartbeat intervals: a retry after a local timeout (a loaded machine can
       // stall an answer past a 250 ms timeout) comes within a restart timeout, well under 1 200 ms.
       const arrivals = server.requests
-        .filter((r) => r.userId === alice.userId && r.route === "delayed.restart" && r.ts >= from + ms / 3)
+        .filter(
+          (r) => r.userId === alice.userId && r.route === "delayed.restart" && r.ts >= from + ms * judgeFrom,
+        )
         .map((r) => r.ts);
       const gaps = arrivals.slice(1).map((t, i) => t - arrivals[i]);
       return { gaps: gaps.filter((g) => g > 1200), timing: m.effectiveTiming };
@@ -83,7 +87,7 @@ describe("adaptive heartbeat over a link that slows down (real HTTP)", () => {
     const fast = await phase(20, 8000);
     const slower = await phase(250, 9000);
     const slow = await phase(500, 9000);
-    const fastAgain = await phase(20, 9000);
+    const fastAgain = await phase(20, 15_000, 1 / 2);
 
     // The fast link: restart timeout 250 ms (a little more if the machine stalled answers), interval
     // 4000 − timeout − 1200 (the margin kept): longer than the fixed delay/2 (2 000 ms), about 0.78 × its
