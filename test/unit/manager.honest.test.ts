@@ -132,7 +132,9 @@ describe.each(FORMATS)("$name", (format) => {
       const from = h.time.now();
       h.server.inject("restart", { kind: "error", error: () => matrixError(404, "M_NOT_FOUND") }, 10_000);
       const most = await advanceSampling(h, 10_000);
-      expect(peakPerSecond(h, from)).toBeLessThanOrEqual(8);
+      // 8 recovery requests at most in a second, plus the predecessor sweep's second listing, which now
+      // falls in this window (orphans.ts relistAfterMs: 1.6 s after the join here, was 1 s).
+      expect(peakPerSecond(h, from)).toBeLessThanOrEqual(9);
       // every replaced delayed leave is cancelled or fired, never abandoned in numbers
       expect(most).toBeLessThanOrEqual(2);
       h.manager.dispose();
