@@ -320,7 +320,7 @@ export async function writeOutputs(results: BenchResults): Promise<void> {
     "",
     load ? `${load[0].toUpperCase()}${load.slice(1)}.` : "",
     "",
-    "![benchmark chart](../bench/results/latest.svg)",
+    "![benchmark chart](https://raw.githubusercontent.com/matrixrtc-membership/matrixrtc-membership/main/bench/results/latest.svg)",
   ].join("\n");
   updateBenchmarkDoc(
     "docs/benchmark.md",
