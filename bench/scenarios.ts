@@ -25,7 +25,7 @@ const emptySamples = (): Samples => ({ ours: [], "js-sdk": [] });
 
 const log = (msg: string) => process.stderr.write(`  ${msg}\n`);
 
-interface MembershipRequest {
+export interface MembershipRequest {
   route: string;
   /** When the server got it. */
   ts: number;
@@ -325,6 +325,49 @@ export interface GhostSamples {
 
 export const CUT_AFTER_BEAT_MS = 100;
 
+/** One cut of a joined device's link and its restore, timed on the server's log and the observer. */
+export interface CutAndRestore {
+  /** Server time of the heartbeat the cut follows (by CUT_AFTER_BEAT_MS). */
+  beatTs: number;
+  cutAt: number;
+  /** When the observer stopped seeing the device. */
+  goneAt: number;
+  restoredAt: number;
+  /** When the observer saw it again (NaN if not within 60 s). */
+  backAt: number;
+  /** The device's requests from the restore until it was back. */
+  reqs: MembershipRequest[];
+}
+
+/**
+ * Wait for a fresh heartbeat to reach the server, cut the link at the same phase for every device,
+ * wait until the observer drops it, restore the link `restoreAfterGoneMs` later and wait until it is
+ * seen again. `requests(from, to)` are the device's requests the server got in [from, to).
+ */
+export async function cutAndRestore(
+  bench: Bench<BenchServer>,
+  impl: Impl,
+  d: { roomId: string; link: { cut(): void; restore(): void } },
+  restoreAfterGoneMs: number,
+  sees: () => boolean,
+  requests: (from: number, to?: number) => MembershipRequest[],
+): Promise<CutAndRestore> {
+  const since = Date.now();
+  const beat = () => requests(since).find((r) => r.route === "delayed.restart" && r.status === 200);
+  await until(() => !!beat(), EC_DELAY_MS, `${impl} heartbeat`, 2);
+  const beatTs = beat()!.ts;
+  await sleep(Math.max(0, beatTs + CUT_AFTER_BEAT_MS - Date.now()));
+  d.link.cut();
+  const cutAt = Date.now();
+  const goneAt = await bench.observer.when(d.roomId, () => !sees(), EC_DELAY_MS * 3, `${impl} gone`);
+  await sleep(Math.max(0, goneAt + restoreAfterGoneMs - Date.now()));
+  const seen = bench.observer.when(d.roomId, sees, 60_000, `${impl} back`);
+  d.link.restore();
+  const restoredAt = Date.now();
+  const backAt = await seen.catch(() => NaN);
+  return { beatTs, cutAt, goneAt, restoredAt, backAt, reqs: requests(restoredAt, backAt + 1) };
+}
+
 async function ghostOnce(
   bench: Bench<BenchServer>,
   impl: Impl,
@@ -335,29 +378,16 @@ async function ghostOnce(
   const d = await joinedDevice(bench, impl, tag);
   try {
     const sees = () => bench.observer.sees(d.roomId, d.userId, d.deviceId);
-    // Wait for a fresh heartbeat to reach the server, then cut at the same phase for both.
-    const since = Date.now();
-    const beat = () =>
-      membershipRequests(bench, d, since).find((r) => r.route === "delayed.restart" && r.status === 200);
-    await until(() => !!beat(), EC_DELAY_MS, `${impl} heartbeat`, 2);
-    const beatTs = beat()!.ts;
-    await sleep(Math.max(0, beatTs + CUT_AFTER_BEAT_MS - Date.now()));
-    d.link.cut();
-    const cutAt = Date.now();
-    const goneAt = await bench.observer.when(d.roomId, () => !sees(), EC_DELAY_MS * 3, `${impl} gone`);
-    out.ghost[impl].push(goneAt - cutAt);
-    out.ghostFromBeat[impl].push(goneAt - beatTs);
-    await sleep(Math.max(0, goneAt + restoreAfterGoneMs - Date.now()));
-    const seen = bench.observer.when(d.roomId, sees, 60_000, `${impl} back`);
-    d.link.restore();
-    const restoredAt = Date.now();
-    const backAt = await seen.catch(() => NaN);
-    const reqs = membershipRequests(bench, d, restoredAt, backAt + 1);
-    out.recovery[impl].push(backAt - restoredAt);
-    out.recoveryRequests[impl].push(reqs.length);
-    const first = reqs[0]?.ts ?? NaN;
-    out.recoveryFirstRequest[impl].push(first - restoredAt);
-    out.recoveryAfterFirstRequest[impl].push(backAt - first);
+    const run = await cutAndRestore(bench, impl, d, restoreAfterGoneMs, sees, (from, to) =>
+      membershipRequests(bench, d, from, to),
+    );
+    out.ghost[impl].push(run.goneAt - run.cutAt);
+    out.ghostFromBeat[impl].push(run.goneAt - run.beatTs);
+    out.recovery[impl].push(run.backAt - run.restoredAt);
+    out.recoveryRequests[impl].push(run.reqs.length);
+    const first = run.reqs[0]?.ts ?? NaN;
+    out.recoveryFirstRequest[impl].push(first - run.restoredAt);
+    out.recoveryAfterFirstRequest[impl].push(run.backAt - first);
   } finally {
     await d.close();
   }

@@ -56,6 +56,7 @@ import {
   type Impl,
 } from "./lib.js";
 import type { Row } from "./report.js";
+import { CUT_AFTER_BEAT_MS, cutAndRestore } from "./scenarios.js";
 import { stickyDeviceHour, type HourCount } from "./sticky-hour.js";
 
 export const RTC_MEMBER = "org.matrix.msc4143.rtc.member";
@@ -77,7 +78,6 @@ export const STICKY_ROUTES = new Set([
   "state.put",
   "state.put.delayed",
 ]);
-export const CUT_AFTER_BEAT_MS = 100;
 
 type Samples = Record<Impl, number[]>;
 const emptySamples = (): Samples => ({ ours: [], "js-sdk": [] });
@@ -337,27 +337,15 @@ async function ghostOnce(
 ): Promise<void> {
   const d = await joinedDevice(bench, impl, tag);
   try {
-    const visible = sees(bench, d);
-    const since = Date.now();
-    const beat = () =>
-      requestsOf(bench, d, since).find((r) => r.route === "delayed.restart" && r.status === 200);
-    await until(() => !!beat(), EC_DELAY_MS, `${impl} heartbeat`, 2);
-    const beatTs = beat()!.ts;
-    await sleep(Math.max(0, beatTs + CUT_AFTER_BEAT_MS - Date.now()));
-    d.link.cut();
-    const cutAt = Date.now();
-    const goneAt = await bench.observer.when(d.roomId, () => !visible(), EC_DELAY_MS * 3, `${impl} gone`);
-    out.ghost[impl].push(goneAt - cutAt);
-    out.ghostFromBeat[impl].push(goneAt - beatTs);
-    await sleep(Math.max(0, goneAt + restoreAfterGoneMs - Date.now()));
-    const seen = bench.observer.when(d.roomId, visible, 60_000, `${impl} back`);
-    d.link.restore();
-    const restoredAt = Date.now();
-    const backAt = await seen.catch(() => NaN);
-    const reqs = requestsOf(bench, d, restoredAt, backAt + 1);
-    out.recovery[impl].push(backAt - restoredAt);
-    out.recoveryRequests[impl].push(reqs.length);
-    out.recoveryFirstRequest[impl].push((reqs[0]?.ts ?? NaN) - restoredAt);
+    const run = await cutAndRestore(bench, impl, d, restoreAfterGoneMs, sees(bench, d), (from, to) =>
+      requestsOf(bench, d, from, to),
+    );
+    const restoredAt = run.restoredAt;
+    out.ghost[impl].push(run.goneAt - run.cutAt);
+    out.ghostFromBeat[impl].push(run.goneAt - run.beatTs);
+    out.recovery[impl].push(run.backAt - restoredAt);
+    out.recoveryRequests[impl].push(run.reqs.length);
+    out.recoveryFirstRequest[impl].push((run.reqs[0]?.ts ?? NaN) - restoredAt);
     out.recoveryRejoined[impl].push(
       stickyEventsOf(bench, d, restoredAt).some((e) => e.content.application !== undefined) ? 1 : 0,
     );
