@@ -101,6 +101,12 @@ describe("lk-jwt-service's /delegate_delayed_leave, standalone, managing delayed
     await waitFor(() => !isPending(w.hs!, delayId), DELAY / 2, "the leave to be sent");
     expect(Date.now() - leftAt).toBeLessThan(DELAY / 2);
     expect(w.hs.stateContent(w.roomId, CALL_MEMBER, stateKeyOf(w.alice))).toEqual({});
+    // The server processes the send before its answer reaches the service, which records the outcome then.
+    await waitFor(
+      () => w.sfu.delegations({ includeEnded: true })[0]?.outcome !== undefined,
+      1000,
+      "the service to see the send's answer",
+    );
     expect(w.sfu.delegations({ includeEnded: true })[0]).toMatchObject({
       via: "delegate_delayed_leave",
       outcome: "sent",
