@@ -355,14 +355,18 @@ export class ClientBackend implements MembershipBackend {
     // Synapse ≥1.157 advertises its limits; older servers do not, which is fine.
     try {
       const http = (this.client as Partial<MergedClientLike>).http;
-      const caps = speaksHttp(this.client)
-        ? await http!
-            .authedRequest<unknown>("GET", "/capabilities", undefined, undefined, {
-              prefix: "/_matrix/client/v3",
-              abortSignal: signal,
-            })
-            .then((body) => (body as { capabilities?: unknown }).capabilities ?? {})
-        : await raceAbort(this.client.getCapabilities(), signal);
+      // js-sdk's cached answer when it holds one (a started client fetched it); else our bounded request.
+      const cached = (this.client as CapabilitiesCache).getCachedCapabilities?.();
+      const caps = isRecord(cached)
+        ? cached
+        : speaksHttp(this.client)
+          ? await http!
+              .authedRequest<unknown>("GET", "/capabilities", undefined, undefined, {
+                prefix: "/_matrix/client/v3",
+                abortSignal: signal,
+              })
+              .then((body) => (body as { capabilities?: unknown }).capabilities ?? {})
+          : await raceAbort(this.client.getCapabilities(), signal);
       // MSC4140 as merged names the capability `m.delayed_events`; same fields as the unstable one.
       const stable = (caps as Record<string, unknown>)["m.delayed_events"];
       const { maxDelayMs, disabled } = readMaxDelayMs(
@@ -378,6 +382,14 @@ export class ClientBackend implements MembershipBackend {
 }
 
 /** js-sdk's unauthenticated request (`client.http.request`): the part the leave on page exit uses. */
+/** js-sdk's capabilities cache (public `getCachedCapabilities()` in js-sdk 43). */
+interface CapabilitiesCache {
+  getCachedCapabilities?(): unknown;
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
 interface PlainHttp {
   request(
     method: string,

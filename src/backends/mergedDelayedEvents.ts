@@ -7,7 +7,7 @@
  */
 import { delayIdForPath, isDelayId, readDelayId } from "../core/validate.js";
 import { DelayedEventsUnsupportedError, DelayIgnoredError, httpFacts } from "../errors.js";
-import { DIALECT_MAX_AGE_MS, DialectDetector, MERGED_FEATURE_FLAG } from "./dialect.js";
+import { DialectDetector, MERGED_FEATURE_FLAG, monotonicNow } from "./dialect.js";
 import type {
   DelayedEventAction,
   DelayedEventStatus,
@@ -151,6 +151,10 @@ export class DelayedEventsHttp {
   private readonly dialect: DialectDetector;
   /** The server advertises the merged shape, but its endpoints answered `M_UNRECOGNIZED` (404/405). */
   private mergedBroken = false;
+  /** The unstable management endpoint answered `M_UNRECOGNIZED` with the action in the path. */
+  private actionInBody = false;
+  /** When the last restart / send / cancel went out (monotonic). */
+  private lastUpdateAt = -Infinity;
   /** Schedules whose answer never arrived (network, abort, local timeout), by transaction path. */
   private readonly lost = new Map<string, LostSchedule>();
 
@@ -184,6 +188,19 @@ export class DelayedEventsHttp {
     return d.merged && !(this.mergedBroken && d.unstable);
   }
 
+  /**
+   * `useMerged` for a request where the wrong shape is harmless: the last answer even when stale (a
+   * fresh one is asked beside it), waiting only when nothing is known yet.
+   */
+  private async useMergedNow(signal?: AbortSignal, gate?: AbortSignal): Promise<boolean> {
+    if (this.choice !== "auto") return this.choice === "merged";
+    if (!speaksHttp(this.client)) return false;
+    const last = this.dialect.lastKnown;
+    if (!last) return this.useMerged(both(signal, gate));
+    this.dialect.refreshBeside(signal, gate);
+    return last.merged && !(this.mergedBroken && last.unstable);
+  }
+
   /** What `/versions` says now (bounded, abortable; asked again when stale). */
   public serverDialect(signal?: AbortSignal) {
     return this.dialect.get(signal);
@@ -213,12 +230,13 @@ export class DelayedEventsHttp {
     try {
       return merged
         ? await this.schedule(req, signal, gate)
-        : await this.scheduleUnstable(req, signal, gate, verify ? 0 : DIALECT_MAX_AGE_MS);
+        : await this.scheduleUnstable(req, signal, gate, verify ? this.lastUpdateAt : -Infinity);
     } catch (e) {
       // The endpoint is gone (the server changed dialect under us, nothing was written): ask again and,
       // where the other shape is now the one, switch at once.
       if (!(await this.switched(e, merged, signal))) throw e;
-      return merged ? this.scheduleUnstable(req, signal, gate) : this.schedule(req, signal, gate);
+      // `switched` has just asked /versions.
+      return merged ? this.scheduleUnstable(req, signal, gate, -Infinity) : this.schedule(req, signal, gate);
     }
   }
 
@@ -242,7 +260,11 @@ export class DelayedEventsHttp {
     gate?: AbortSignal,
     keepAlive?: boolean,
   ): Promise<void> {
-    const merged = await this.useMerged(both(signal, gate));
+    // Where the answers suggest the server changed, ask /versions beside this request rather than
+    // before it: a wrong shape here costs an M_UNRECOGNIZED and a switch (nothing is written), and a
+    // schedule this request's answer leads to (a restart that 404s after a cut) finds the fresh answer.
+    this.lastUpdateAt = monotonicNow();
+    const merged = await this.useMergedNow(signal, gate);
     try {
       return merged
         ? await this.update(delayId, action, signal, gate, keepAlive)
@@ -258,18 +280,22 @@ export class DelayedEventsHttp {
   /**
    * The unstable shape: `PUT …/state/{type}/{key}?org.matrix.msc4140.delay=…`. A server that ignores the
    * parameter writes the content (`{}`, over our membership) at once, so the shape is used only where
-   * `/versions` advertises it, asked again when its answer is older than DIALECT_MAX_AGE_MS; and an
-   * answer that proves the delay was ignored (an event id, no delay id) is never retried as it was.
+   * `/versions` advertises it: asked again when the server's answers suggest it changed, and, where we
+   * hold a membership it could overwrite, unless the answer was asked after `askedSince` (the last
+   * management request: a restart whose 404 leads here was answered by the server as it is now, and
+   * so must the dialect be; after a cut that answer was asked beside the restart, costing no round
+   * trip). An answer that proves the delay was ignored (an event id, no delay id) is never retried as
+   * it was.
    */
   public async scheduleUnstable(
     req: Omit<StateEventRequest, "stateKey"> & { stateKey?: string; delayMs: number },
     signal?: AbortSignal,
     gate?: AbortSignal,
-    maxAgeMs = DIALECT_MAX_AGE_MS,
+    askedSince = Infinity,
   ): Promise<string> {
     const client = this.speaking();
     if (this.choice === "auto") {
-      const d = await this.dialect.get(both(signal, gate), maxAgeMs);
+      const d = await this.dialect.get(both(signal, gate), Infinity, askedSince);
       if (!d.unstable) {
         if (d.merged) return this.schedule(req, signal, gate);
         throw new DelayedEventsUnsupportedError("the server advertises neither MSC4140 shape in /versions");
@@ -317,24 +343,26 @@ export class DelayedEventsHttp {
     signal?.throwIfAborted();
     gate?.throwIfAborted();
     const opts = { prefix: UNSTABLE, abortSignal: signal, ...(keepAlive ? { keepAlive: true } : {}) };
+    const inPath = () =>
+      client.http.authedRequest(
+        Method.Post,
+        `/delayed_events/${enc(delayId)}/${action}`,
+        undefined,
+        {},
+        opts,
+      );
+    const inBody = () =>
+      client.http.authedRequest(Method.Post, `/delayed_events/${enc(delayId)}`, undefined, { action }, opts);
     try {
+      // Servers before Synapse 1.143 know only the action in the body: once one said so, that form
+      // first (one request per heartbeat, not two), until it too is unknown (the server changed).
+      const [first, second] = this.actionInBody ? [inBody, inPath] : [inPath, inBody];
       try {
-        await client.http.authedRequest(
-          Method.Post,
-          `/delayed_events/${enc(delayId)}/${action}`,
-          undefined,
-          {},
-          opts,
-        );
+        await first();
       } catch (e) {
         if (httpFacts(e).errcode !== "M_UNRECOGNIZED") throw e;
-        await client.http.authedRequest(
-          Method.Post,
-          `/delayed_events/${enc(delayId)}`,
-          undefined,
-          { action },
-          opts,
-        );
+        await second();
+        this.actionInBody = !this.actionInBody;
       }
     } catch (e) {
       this.noteFailure(e, false);
