@@ -472,7 +472,7 @@ describe("widget mode: pushed sticky memberships", () => {
                 if (copy && ttl > 0)
                   w.pushEvent({ ...copy.event, unsigned: { msc4354_sticky_duration_ttl_ms: ttl } });
                 advance(s, 0);
-              } else {
+              } else if (o.kind === "sticky-join" || o.kind === "sticky-leave") {
                 const key = `k${o.key}`;
                 const e = stickyMember(users[o.user], `${users[o.user].slice(1, 2)}${o.key}`, {
                   ts: ts(),
