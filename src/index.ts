@@ -129,6 +129,7 @@ export type {
   SourceLike,
 } from "./membership/observer.js";
 export { EXPIRY_BATCH_MS } from "./membership/observer.js";
+export { STICKY_BATCH_MS } from "./membership/widgetSource.js";
 export type { RoomStateChanges, RoomStateSourceOptions } from "./membership/observer.js";
 export { evaluateCallMembers } from "./membership/store.js";
 export type { CallMembersEvaluation } from "./membership/store.js";

@@ -6,21 +6,34 @@
  * reads the homeserver's `/versions` itself, from its iframe, and joins without any delayed leave unless
  * it names `org.matrix.msc4140` and `org.matrix.msc4354` (and answers its origin's CORS); it asks only the
  * token service's `POST /get_token`. Assertions are on the homeserver (timeline, pending delayed events,
- * request log), the token service's log, and what a second user's js-sdk MatrixRTCSession lists.
+ * request log), the token service's log, what a second user's js-sdk MatrixRTCSession lists, and what our
+ * own observer lists: `callMembers$` on that user's synced client (client mode) and on a widget of that
+ * user's served by our `DelayedEventWidgetDriver` over matrix-widget-api in this process (widget mode,
+ * reading the sticky membership from the host's `send_event` pushes).
  *
  * Without Chromium the suite is skipped with a message; with REQUIRE_BROWSER_TESTS=1 (CI) it fails.
  */
 import { afterAll, beforeAll, expect, it } from "@jest/globals";
 import type { MatrixClient } from "matrix-js-sdk";
 import type { Browser, Frame, Page } from "playwright-core";
+import type { Subscription } from "rxjs";
 import {
+  callMembers$,
+  widgetObserverCapabilities,
+  WidgetStateSource,
+  type CallMember,
+} from "../../src/index.js";
+import {
+  connectWidget,
+  quietWidgetLogs,
   startTestHomeserver,
   startTestSfuAuth,
   type TestHomeserver,
   type TestSfuAuth,
   type TimelineEventRecord,
+  type WidgetPair,
 } from "../../src/testing/index.js";
-import { callWidgetCapabilities } from "../../src/widget-host/index.js";
+import { callWidgetCapabilities, DelayedEventWidgetDriver } from "../../src/widget-host/index.js";
 import { startElementCallServers, type ElementCallServers } from "../../examples/element-call/server.js";
 import { rtcMembers, stopClient, syncedClient, waitFor, type UserCreds } from "../helpers/matrix.js";
 import { browserDescribe, CHROMIUM } from "./chromium.js";
@@ -43,6 +56,13 @@ browserDescribe("browser: Element Call (matrix_2_0)")(
     let alice: UserCreds;
     let bob: MatrixClient;
     const consoleLines: string[] = [];
+    /** Our observer's latest lists: on bob's client, and in bob's widget. */
+    let ourClientList: CallMember[] = [];
+    let ourWidgetList: CallMember[] = [];
+    let bobWidget: WidgetPair | undefined;
+    let bobSource: WidgetStateSource | undefined;
+    const subscriptions: Subscription[] = [];
+    let restoreConsole: (() => void) | undefined;
 
     beforeAll(async () => {
       hs = await startTestHomeserver({
@@ -74,6 +94,18 @@ browserDescribe("browser: Element Call (matrix_2_0)")(
           ],
         }),
       ]);
+      // Our observer, client mode: callMembers$ on bob's synced client.
+      subscriptions.push(callMembers$(bob, { roomId }).subscribe((m) => (ourClientList = m)));
+      // Our observer, widget mode: a widget of bob's on our host driver (bob's client), in this process.
+      restoreConsole = quietWidgetLogs();
+      const capabilities = widgetObserverCapabilities(roomId);
+      bobWidget = await connectWidget({
+        driver: new DelayedEventWidgetDriver(bob, { roomId, validateCapabilities: capabilities }),
+        capabilities,
+        creatorUserId: bobCreds.userId,
+        beforeStart: (widgetApi) => (bobSource = new WidgetStateSource(widgetApi, roomId)),
+      });
+      subscriptions.push(callMembers$(bobSource!).subscribe((m) => (ourWidgetList = m)));
       page = await browser.newPage();
       page.on("console", (m) => {
         if (m.type() === "error" || m.type() === "warning") consoleLines.push(`${m.type()}: ${m.text()}`);
@@ -82,6 +114,10 @@ browserDescribe("browser: Element Call (matrix_2_0)")(
     }, 30_000);
 
     afterAll(async () => {
+      for (const sub of subscriptions) sub.unsubscribe();
+      bobSource?.close();
+      bobWidget?.close();
+      restoreConsole?.();
       if (bob) stopClient(bob);
       await browser?.close();
       await servers?.close();
@@ -122,6 +158,34 @@ browserDescribe("browser: Element Call (matrix_2_0)")(
             .memberships.find((x) => x.userId === alice.userId && x.deviceId === alice.deviceId)
         : undefined;
       return m && { memberId: m.memberId, eventId: m.eventId, slotId: m.slotId };
+    };
+    /**
+     * What our observer lists for Element Call's device, in client mode and in widget mode: each entry's
+     * member id, sticky key and event (one entry per device, so a list of one when it is in the call).
+     */
+    const ourEntries = (list: CallMember[]) =>
+      list
+        .filter((m) => m.userId === alice.userId && m.deviceId === alice.deviceId)
+        .map((m) => ({ memberId: m.memberId, stickyKey: m.stickyKey, eventId: m.eventId }));
+    const oursSee = () => ({ client: ourEntries(ourClientList), widget: ourEntries(ourWidgetList) });
+    /** Both of our observers list exactly `entry` for Element Call's device ([] for none). */
+    const oursList = (entry: { memberId: string; eventId: string } | undefined) => {
+      const want = entry
+        ? [{ memberId: entry.memberId, stickyKey: entry.memberId, eventId: entry.eventId }]
+        : [];
+      const seen = oursSee();
+      return (
+        JSON.stringify(seen.client) === JSON.stringify(want) &&
+        JSON.stringify(seen.widget) === JSON.stringify(want)
+      );
+    };
+    /** Waits until `oursList(entry)`; the error says what both observers listed then. */
+    const untilOurs = async (entry: { memberId: string; eventId: string } | undefined, what: string) => {
+      try {
+        return await until(() => oursList(entry), 5000, what);
+      } catch (e) {
+        throw new Error(`${(e as Error).message}\nour observer listed: ${JSON.stringify(oursSee())}`);
+      }
     };
 
     /** Wait on the server; show the browser's errors and warnings when it does not happen. */
@@ -246,6 +310,13 @@ browserDescribe("browser: Element Call (matrix_2_0)")(
       );
       expect(jsSdkSees().filter((d) => d === device())).toHaveLength(1);
       expect(jsSdkMembership()).toEqual({ memberId, eventId: joined.event_id, slotId: SLOT });
+
+      // Our observer lists it too, once, from the same sticky event: on bob's client and in bob's widget.
+      await untilOurs({ memberId, eventId: joined.event_id }, "our observer to list Element Call");
+      const ours = ourWidgetList.find((m) => m.memberId === memberId)!;
+      expect(ours.fociPreferred).toEqual([{ type: "livekit", livekit_service_url: sfu.url }]);
+      // Sticky for an hour from when it was sent (the server's TTL, counted on this machine's clock).
+      expect(Math.abs(ours.expiresAt - (joined.origin_server_ts + HOUR))).toBeLessThan(5_000);
     }, 40_000);
 
     it("restarts its sticky delayed leave while in the call", async () => {
@@ -260,12 +331,15 @@ browserDescribe("browser: Element Call (matrix_2_0)")(
         2,
       );
       expect(pending()).toHaveLength(1);
-      // Still in the call for another user's js-sdk, with the same membership.
+      // Still in the call for another user's js-sdk, with the same membership; and for our observer.
       expect(jsSdkMembership()).toEqual({
         memberId: currentMemberId(),
         eventId: ofMember(currentMemberId()!)[0].event_id,
         slotId: SLOT,
       });
+      expect(
+        oursList({ memberId: currentMemberId()!, eventId: ofMember(currentMemberId()!)[0].event_id }),
+      ).toBe(true);
     }, 15_000);
 
     it("leaves on the host's im.vector.hangup: its delayed leave, sent at once", async () => {
@@ -281,6 +355,7 @@ browserDescribe("browser: Element Call (matrix_2_0)")(
       expect(left.msc4354_sticky).toEqual({ duration_ms: HOUR });
       expect(aliceRequests(since).map((r) => r.route)).toContain("delayed.send");
       await until(() => !jsSdkSees().includes(device()), 5000, "js-sdk to drop it");
+      await untilOurs(undefined, "our observer to drop it");
     }, 15_000);
 
     it("a removed iframe: the host sends Element Call's pending sticky delayed leave at once", async () => {
@@ -293,8 +368,12 @@ browserDescribe("browser: Element Call (matrix_2_0)")(
         "a heartbeat",
       );
       await until(() => jsSdkSees().includes(device()), 5000, "js-sdk's MatrixRTCSession to list it again");
-      // The new instance's membership (a fresh member id), not the one that left.
+      // The new instance's membership (a fresh member id), not the one that left; ours lists it too.
       expect(jsSdkMembership()?.memberId).toBe(memberId);
+      await untilOurs(
+        { memberId, eventId: ofMember(memberId)[0].event_id },
+        "our observer to list the new instance",
+      );
       const due = pending()[0].sendTs;
 
       // Element Call says nothing; the host stops its api and removes the iframe (the driver's widgetClosed).
@@ -321,6 +400,7 @@ browserDescribe("browser: Element Call (matrix_2_0)")(
       expect(left.origin_server_ts).toBeLessThan(due - DELAY / 2);
       const dropped = await until(() => !jsSdkSees().includes(device()), 5000, "js-sdk to drop it");
       expect(dropped).toBeLessThan(DELAY / 2);
+      await untilOurs(undefined, "our observer to drop it");
       expect(consoleLines.filter((l) => l.startsWith("pageerror"))).toEqual([]);
     }, 40_000);
 
