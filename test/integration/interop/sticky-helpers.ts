@@ -4,10 +4,10 @@
  * formats, and what a plain `/sync` (no js-sdk, no code of ours) delivers to another user, reduced to the
  * devices whose sticky membership is current.
  *
- * Why a raw `/sync`: our observer (`callMembers$`) does not read sticky memberships yet (issue 21 item 2,
- * built on another branch), so "we list js-sdk's sticky device" is asserted on what the server delivers
- * to our side, read by the rule js-sdk 43 and MSC4354 share: one entry per (sender, sticky key), the
- * newest wins, a member is current while its stickiness lasts and its content is a join (has `member`).
+ * Why a raw `/sync`: it is independent of our code, so "our side gets js-sdk's sticky device" does not
+ * rest on our own observer (which lists it too: observer-sticky.test.ts, widget-observer-sticky.test.ts).
+ * It is read by the rule js-sdk 43 and MSC4354 share: one entry per (sender, sticky key), the newest
+ * wins, a member is current while its stickiness lasts and its content is a join (has `member`).
  */
 import { randomUUID } from "node:crypto";
 import type { MatrixClient } from "matrix-js-sdk";
