@@ -167,6 +167,13 @@ interface InFlight {
   readonly keepLate: boolean;
   timedOut: boolean;
   cancelTimer: () => void;
+  /** When its local timeout fires (clock time): it feeds the machine by then, answered or not. */
+  deadline: number;
+  /**
+   * Aborted when the request may no longer be *started* (RequestOptions.notAfter): at dispose(), and
+   * for a schedule at its local timeout. Absent for what the machine sends after dispose().
+   */
+  readonly start?: AbortController;
 }
 
 /**
@@ -254,7 +261,6 @@ export class MembershipManager {
   private readonly sfuUrl?: string;
   private readonly slot: Slot;
   /** Aborted at dispose(): requests started before it may no longer be sent (RequestOptions.notAfter). */
-  private readonly gate = new AbortController();
   private readonly trace?: RequestTrace;
   private isDisposed = false;
   /** Requests in flight, by the machine's request id. */
@@ -466,7 +472,8 @@ export class MembershipManager {
     this.isDisposed = true;
     this.unwatchPage?.();
     this.unwatchPage = undefined;
-    this.gate.abort(new DOMException("the manager was disposed", "AbortError"));
+    const disposed = new DOMException("the manager was disposed", "AbortError");
+    for (const entry of this.requests?.values() ?? []) entry.start?.abort(disposed);
     this.roomStateWatch?.unsubscribe();
     this.roomStateWatch = undefined;
     this.closeRoomView?.();
@@ -474,7 +481,10 @@ export class MembershipManager {
     // answer with an id, which is cancelled; it is aborted one request timeout later) comes back below.
     this.clock.dispose();
     this.wakeAt = this.cancelWake = undefined;
-    for (const entry of this.requests?.values() ?? []) entry.cancelTimer = () => {};
+    for (const entry of this.requests?.values() ?? []) {
+      entry.cancelTimer = () => {};
+      entry.deadline = Infinity; // its timer went with the clock's
+    }
     this.rescheduleWake();
     this.stateSubject.complete();
     this.probablyLeftSubject.complete();
@@ -504,9 +514,20 @@ export class MembershipManager {
     this.rescheduleWake();
   }
 
-  /** Keep the one wake timer on the machine's next deadline. */
+  /**
+   * Keep the one wake timer on the machine's next deadline. Not armed while a request in flight will
+   * feed the machine before it (its answer or its local timeout; every feed comes back here): the
+   * deadline a heartbeat watches while its restart is out (the delayed leave's due time) would
+   * otherwise be armed and cancelled on every heartbeat.
+   */
   private rescheduleWake(): void {
-    const at = nextWakeAt(this.machine);
+    let at = nextWakeAt(this.machine);
+    if (at !== undefined && this.requests)
+      for (const entry of this.requests.values())
+        if (!entry.timedOut && entry.deadline <= at) {
+          at = undefined;
+          break;
+        }
     if (at === this.wakeAt) return;
     this.cancelWake?.();
     this.wakeAt = at;
@@ -626,17 +647,28 @@ export class MembershipManager {
   /** Run one request through the backend with its local timeout; feed its answer back. */
   private send(reqId: number, request: Request, timeoutMs: number, keepLate: boolean): void {
     const controller = new AbortController();
-    // A request whose answer still counts after its local timeout (a schedule) is not aborted then, but
-    // it may no longer be *started* then: a backend still asking /versions gives up (RequestOptions.notAfter).
-    const start = keepLate ? new AbortController() : undefined;
-    const entry: InFlight = { controller, keepLate, timedOut: false, cancelTimer: () => {} };
+    // Started before dispose(): nothing of it may go out after dispose() (a backend may still be asking
+    // the server's /versions when it comes). A request whose answer still counts after its local timeout
+    // (a schedule) is not aborted then, but it may no longer be *started* then either. What the machine
+    // sends after dispose() (the cancel of a delay id that arrived late) is not held back. (One
+    // controller per request rather than a manager-wide one combined with AbortSignal.any: a long-lived
+    // signal keeps its listener and dependant tables, some 800 bytes per manager.)
+    const start = this.isDisposed ? undefined : new AbortController();
+    const entry: InFlight = {
+      controller,
+      keepLate,
+      timedOut: false,
+      cancelTimer: () => {},
+      deadline: this.clock.now() + timeoutMs,
+      ...(start ? { start } : {}),
+    };
     (this.requests ??= new Map()).set(reqId, entry);
     this.trace?.sent(reqId, request, timeoutMs);
     entry.cancelTimer = this.clock.after(timeoutMs, () => {
       entry.timedOut = true;
       this.trace?.timedOut(reqId, timeoutMs, keepLate);
       const error = new LocalTimeoutError(timeoutMs);
-      start?.abort(error);
+      if (keepLate) start?.abort(error);
       // A schedule is not idempotent: we keep listening for its answer (its id is cancelled then).
       if (!keepLate) {
         this.forget(reqId);
@@ -672,14 +704,9 @@ export class MembershipManager {
     if (this.requests?.size === 0) this.requests = undefined;
   }
 
-  private call(request: Request, signal: AbortSignal, startBy?: AbortSignal): Promise<unknown> {
+  private call(request: Request, signal: AbortSignal, notAfter?: AbortSignal): Promise<unknown> {
     const key = { roomId: this.roomId, eventType: CALL_MEMBER_EVENT_TYPE, stateKey: this.stateKey };
     const b = this.backend;
-    // Started before dispose(): nothing of it may go out after dispose() (a backend may still be asking
-    // the server's /versions when it comes). What the machine sends after dispose() (the cancel of a
-    // delay id that arrived late) is not held back.
-    const gates = [...(this.isDisposed ? [] : [this.gate.signal]), ...(startBy ? [startBy] : [])];
-    const notAfter = gates.length === 0 ? undefined : gates.length === 1 ? gates[0] : AbortSignal.any(gates);
     const opts = notAfter ? { signal, notAfter } : { signal };
     switch (request.kind) {
       case "schedule":
