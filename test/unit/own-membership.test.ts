@@ -351,6 +351,28 @@ describe.each(["state", "sticky"] as const)("a manager's first lists (%s format,
     h.manager.dispose();
   });
 
+  it("an app reacting to `connected` or `left` in a status$ subscriber reads a list that already agrees", async () => {
+    const h = make();
+    const view = laggingView(h.server);
+    const options = { manager: h.manager, scheduler: h.time.scheduler };
+    const seen: [string, boolean][] = [];
+    const sub = h.manager.status$.subscribe((status) => {
+      if (status === "connected" || status === "disconnected")
+        seen.push([status, me(currentCallMembers(view.source, options)!)]);
+    });
+    await joined(h);
+    const left = h.manager.leave();
+    await h.time.until(() => h.manager.state.kind === "left");
+    await left;
+    sub.unsubscribe();
+    expect(seen).toEqual([
+      ["disconnected", false],
+      ["connected", true],
+      ["disconnected", false],
+    ]);
+    h.manager.dispose();
+  });
+
   it("a disposed manager vouches for nothing: the view as it is", async () => {
     const h = make();
     const view = laggingView(h.server);
