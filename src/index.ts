@@ -143,6 +143,13 @@ export {
   watchCallMembers,
 } from "./membership/members.js";
 export type { CallMembersWatch, WaitForCallMembersOptions } from "./membership/members.js";
+// Our own device in those lists, from the manager's confirmed membership (`manager` option).
+export type {
+  OwnMembershipRecord,
+  OwnMembershipReport,
+  OwnMembershipReporter,
+  OwnWrite,
+} from "./membership/own.js";
 // Sticky memberships (MatrixRTC 2.0, MSC4143 + MSC4354), as the observer reads them.
 export {
   MAX_STICKY_DURATION_MS,

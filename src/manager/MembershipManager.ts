@@ -30,6 +30,8 @@ import {
 import type { SourceLike } from "../membership/observer.js";
 import { RTC_MEMBER_EVENT_TYPE } from "../membership/rtcMember.js";
 import { freshMemberId, validateFormatOptions } from "./format.js";
+import { OwnReportBook } from "./ownReport.js";
+import type { OwnMembershipReport } from "../membership/own.js";
 import { Clock, readsWallClock } from "./clock.js";
 import { pageFor, watchPage, type PageLifecycle } from "./pageLifecycle.js";
 import { RequestTrace, type RequestTraceSink } from "./requestTrace.js";
@@ -210,6 +212,8 @@ export class MembershipManager {
   private readonly ownMembershipSubject = new BehaviorSubject<MembershipContent | undefined>(undefined);
   private readonly supportSubject: BehaviorSubject<Support>;
   private readonly errorSubject = new Subject<MembershipError>();
+  /** What the server confirmed of our own membership, for lists asked for with `manager` (ownReport.ts). */
+  private readonly own: OwnReportBook;
 
   // The public observables are built on first use: most apps read two or three of them, and a
   // process with thousands of managers should not pay for the rest.
@@ -253,6 +257,20 @@ export class MembershipManager {
   get errors$(): Observable<MembershipError> {
     return (this.lazyErrors$ ??= this.errorSubject.asObservable());
   }
+  /**
+   * Our own membership as the server's answers confirmed it (not as any view of the room shows it): `held`
+   * while `connected`, and the memberships the server no longer holds (`gone`). Pass the manager as
+   * `manager` to `callMembers$`, `currentCallMembers`, `watchCallMembers` or `waitForCallMembers` and the
+   * list merges it in: our device is in the first list read after `connected`, and not in the first read
+   * after a confirmed `leave()`, whether or not the client's sync has caught up.
+   */
+  get ownMembershipReport(): OwnMembershipReport {
+    return this.own.value;
+  }
+  /** Every `ownMembershipReport`, the current one first; published before the state it goes with. */
+  get ownMembershipReport$(): Observable<OwnMembershipReport> {
+    return this.own.report$;
+  }
 
   private roomStateWatch?: RoomStateWatch;
   private closeRoomView?: () => void;
@@ -290,6 +308,12 @@ export class MembershipManager {
     const slot = options.slot ?? DEFAULT_SLOT;
     this.slot = slot;
     this.stateKey = membershipStateKey(options.userId, options.deviceId, slot, options.roomVersion);
+    this.own = new OwnReportBook({
+      roomId: options.roomId,
+      userId: options.userId,
+      deviceId: options.deviceId,
+      slot,
+    });
     const scheduler = options.scheduler ?? asyncScheduler;
     this.clock = new Clock(scheduler);
     this.wallClock = options.wallClock ?? (readsWallClock(scheduler) ? Date.now : () => scheduler.now());
@@ -492,6 +516,7 @@ export class MembershipManager {
     this.ownMembershipSubject.complete();
     this.supportSubject.complete();
     this.errorSubject.complete();
+    this.own.close();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -511,7 +536,34 @@ export class MembershipManager {
       this.stepping = false;
       this.queue = undefined;
     }
+    // What a step learnt without a state change (our first event's server timestamp) is reported too.
+    this.publishOwn(this.stateSubject.value);
     this.rescheduleWake();
+  }
+
+  /** Report our own membership for `state` (ownReport.ts): held only while joined. */
+  private publishOwn(state: MembershipState): void {
+    const createdTs = this.sticky ? undefined : this.machine.call?.createdTs;
+    this.own.publish(state.kind === "joined", createdTs);
+  }
+
+  /** A membership write the server accepted (content), or the server no longer holding ours (undefined). */
+  private noteOwn(content: MembershipContent | undefined): void {
+    if (!content) return this.own.removed();
+    const call = this.machine.call;
+    const sticky = this.sticky;
+    const key = sticky ? this.memberId : this.stateKey;
+    if (key === undefined) return;
+    this.own.confirmed({
+      format: sticky ? "sticky" : "state",
+      key,
+      content: content as unknown as Record<string, unknown>,
+      eventId: call?.lastEventId,
+      at: this.wallClock(),
+      // The machine's deadlines are on elapsed time; the report is on the wall clock, like the lists.
+      expiresAt:
+        call?.expiresAt === undefined ? undefined : call.expiresAt - this.clock.now() + this.wallClock(),
+    });
   }
 
   /**
@@ -557,12 +609,15 @@ export class MembershipManager {
       }
       case "state":
         this.log.debug(`state ${this.stateSubject.value.kind} -> ${command.state.kind}`);
+        // Before the state: whoever reacts to `connected` (or `left`) reads lists that already agree.
+        this.publishOwn(command.state);
         return this.stateSubject.next(command.state);
       case "probably-left":
         return this.probablyLeftSubject.next(command.value);
       case "delay-id":
         return this.delayIdSubject.next(command.value);
       case "own-membership":
+        this.noteOwn(command.value);
         this.ownMembershipSubject.next(command.value);
         // The view judges what it shows against our latest write (after this step's commands ran).
         this.roomStateWatch?.recheck();

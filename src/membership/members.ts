@@ -98,8 +98,9 @@ export const WAIT_FOR_CALL_MEMBERS_TIMEOUT_MS = 30_000;
  * the signal's reason when `signal` aborts, with `CallMembersSourceEndedError` if the source ends.
  *
  * ```ts
- * // After `connected`, a synced client may not have our membership yet (its next sync brings it):
- * const members = await waitForCallMembers(client, includesDevice(userId, deviceId), { roomId });
+ * const bob = await waitForCallMembers(client, includesDevice(bobId, bobDevice), { roomId });
+ * // With `manager`, our own device is in every list from `connected` on (before the client's next sync):
+ * const first = await waitForCallMembers(client, undefined, { manager });
  * ```
  */
 export function waitForCallMembers(

@@ -27,6 +27,8 @@ import { ownMembership, type CallMember, type RejectedMembership } from "./parse
 import { roomStateSource, type RoomStateClient } from "./clientSource.js";
 import type { RoomStateSource } from "./snapshot.js";
 import { CallMemberStore } from "./store.js";
+import type { OwnMembershipReporter } from "./own.js";
+import { ownDefaults, sharedOwnOverlay } from "./ownOverlay.js";
 
 export {
   JS_SDK_EVENTS,
@@ -60,6 +62,14 @@ export interface CallMembersOptions {
    * sources that cannot know room membership and whose senders are known to be joined.
    */
   requireJoinedSender?: boolean;
+  /**
+   * Our own `MembershipManager`: the list then shows our device as the server answered it, before the
+   * source's next sync does (`own.ts`). While the manager says `connected`, the list includes our
+   * device; once the server confirmed our leave (or told the manager our membership is gone), the list
+   * leaves out what we wrote, even if the source has not synced that yet. Other members are the
+   * source's. The room and slot default to the manager's (naming others throws a TypeError).
+   */
+  manager?: OwnMembershipReporter;
 }
 
 /** One evaluation of the room's call state. */
@@ -238,7 +248,12 @@ export function callMembersState$(
   source: SourceLike,
   options: CallMembersOptions = {},
 ): Observable<CallMembersSnapshot> {
-  return sharedTracker(source, options);
+  const manager = options.manager;
+  if (!manager) return sharedTracker(source, options);
+  // Our own membership merged over the same shared evaluation as without `manager` (ownOverlay.ts).
+  const { roomId, slot } = ownDefaults(manager, options.roomId, options.slot, !isObservable(source));
+  const base = sharedTracker(source, { ...options, roomId, slot, manager: undefined });
+  return sharedOwnOverlay(base, manager, slot, options.scheduler ?? asyncScheduler);
 }
 
 /**

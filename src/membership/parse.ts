@@ -103,6 +103,13 @@ export interface CallMember {
   eventId?: string;
   /** The event's `origin_server_ts`. */
   originServerTs: number;
+  /**
+   * Set only on our own device's entry in a list asked for with `manager`, while the room view has not
+   * shown our membership yet: the server confirmed it to the manager (`connected`). `eventId` is the
+   * one the server answered (when it gave one); `originServerTs` and `createdTs` are this device's clock
+   * at that answer, unless `created_ts` says otherwise (see `own.ts`).
+   */
+  fromManager?: true;
 }
 
 /** Why a membership-looking event is not counted. */

@@ -1,13 +1,14 @@
 /**
  * Server-side fault injection (issue 5): make chosen routes answer an error, hang, drop the connection,
- * or process the request and then lose the response. Matched in the order they were added.
+ * process the request and then lose the response, or answer late. Matched in the order they were added.
  */
 import type { RouteId } from "./routes.js";
 
 /**
  * What a matching request gets: an injected answer; `hang` (no answer until the fault is removed or the
  * server closes, then the connection is destroyed); `drop` (connection destroyed before processing); or
- * `process-then-drop` (processed as usual, then the connection destroyed without an answer).
+ * `process-then-drop` (processed as usual, then the connection destroyed without an answer); or
+ * `{ delayMs }` (processed as usual, answered that much later).
  */
 export type FaultResponse =
   | {
@@ -23,6 +24,15 @@ export type FaultResponse =
        * is wrong. Default false: answer without processing.
        */
       process?: boolean;
+    }
+  | {
+      /**
+       * Process the request as usual, then hold its answer this long (ms) before sending it: a slow
+       * server or proxy on chosen routes (a `/sync` long-poll's answer comes this much after the change it
+       * carries). Removing the fault (or `clear()`) sends the held answers at once; closing the server
+       * destroys their connections.
+       */
+      delayMs: number;
     }
   | "hang"
   | "drop"
@@ -113,7 +123,10 @@ export class FaultRegistry implements ServerFaults {
     return fault;
   }
 
-  /** Registers a hung request; `destroy` runs when the fault is removed/cleared or the server closes. */
+  /**
+   * Registers a hung (or held) request; `destroy` runs when the fault is removed/cleared or the server
+   * closes.
+   */
   public hang(faultId: string, destroy: () => void): () => void {
     let set = this.hanging.get(faultId);
     if (!set) this.hanging.set(faultId, (set = new Set()));

@@ -31,7 +31,7 @@ export interface RequestLogEntry {
   /** The requester's user id when the request carried a valid access token (or an `as_token`: the asserted user). */
   userId?: string;
   /** Set when an injected fault decided the outcome. */
-  fault?: "respond" | "hang" | "drop" | "process-then-drop";
+  fault?: "respond" | "hang" | "drop" | "process-then-drop" | "delay";
 }
 
 /**
@@ -155,6 +155,29 @@ export class HttpFrontend {
     if (this.requests.length > limit + 1000) this.requests.splice(0, this.requests.length - limit);
   }
 
+  /**
+   * Wait `delayMs` before an answer (a `delayMs` fault): true when the connection was destroyed meanwhile
+   * (the server closed), false when the answer may go (the time passed, or the fault was removed).
+   */
+  private holdAnswer(faultId: string, delayMs: number, req: IncomingMessage): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      let done = false;
+      const finish = (closed: boolean) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        unregister();
+        req.socket.off("close", onClose);
+        resolve(closed);
+      };
+      const onClose = () => finish(true);
+      const timer = setTimeout(() => finish(false), Math.min(Math.max(0, delayMs), 2 ** 31 - 1));
+      // Released by remove()/clear(): answer now. The server's close() destroys the socket first.
+      const unregister = this.core.faults.hang(faultId, () => finish(req.socket.destroyed));
+      req.socket.once("close", onClose);
+    });
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     res.on("error", () => undefined);
     const method = req.method ?? "GET";
@@ -194,13 +217,18 @@ export class HttpFrontend {
       entry.status = status;
       writeJson(res, status, payload, headers);
     };
-    if (fault && typeof fault.respond === "object" && !fault.respond.process) {
+    // An injected answer (`status`), or a late one (`delayMs`, after processing).
+    const injected =
+      fault && typeof fault.respond === "object" && "status" in fault.respond ? fault.respond : undefined;
+    const delayMs =
+      fault && typeof fault.respond === "object" && "delayMs" in fault.respond
+        ? fault.respond.delayMs
+        : undefined;
+    if (injected && !injected.process) {
       entry.fault = "respond";
       const payload =
-        fault.respond.body !== undefined
-          ? fault.respond.body
-          : { errcode: "M_UNKNOWN", error: "Injected fault" };
-      send(fault.respond.status, payload, fault.respond.headers);
+        injected.body !== undefined ? injected.body : { errcode: "M_UNKNOWN", error: "Injected fault" };
+      send(injected.status, payload, injected.headers);
       return;
     }
     if (body.kind === "too-large") {
@@ -250,15 +278,17 @@ export class HttpFrontend {
       req.socket.destroy();
       return;
     }
-    if (fault && typeof fault.respond === "object") {
+    if (injected) {
       // process: true: the work is done, the answer is the injected one.
       entry.fault = "respond";
-      send(
-        fault.respond.status,
-        fault.respond.body !== undefined ? fault.respond.body : payload,
-        fault.respond.headers,
-      );
+      send(injected.status, injected.body !== undefined ? injected.body : payload, injected.headers);
       return;
+    }
+    if (fault && delayMs !== undefined) {
+      // The work is done; the answer waits (bounded by the fault: removing it sends the answer now).
+      entry.fault = "delay";
+      const closed = await this.holdAnswer(fault.id, delayMs, req);
+      if (closed) return;
     }
     send(status, payload, headers);
   }

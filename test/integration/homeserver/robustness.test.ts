@@ -260,6 +260,45 @@ describe("fault injection", () => {
     await expect(mgmt(s.hs, id, "restart")).rejects.toThrow();
     expect(s.hs.pendingDelayedEvents()[0].sendTs).toBe(5_015_000);
   });
+
+  it("delayMs: the server does the work at once and answers that much later; removing the fault answers now", async () => {
+    const s = await setup();
+    const id = s.hs.faults.add({ route: "state.put", userId: s.alice.userId, respond: { delayMs: 400 } });
+    const started = Date.now();
+    let answered: number | undefined;
+    const put = raw(s.hs, "PUT", statePath(s.roomId, CALL_MEMBER, "k"), {
+      body: { n: 1 },
+      token: s.alice.accessToken,
+    }).then((res) => {
+      answered = Date.now();
+      return res;
+    });
+    // Processed before the answer: the state is there while the answer waits.
+    await waitFor(() => s.hs.roomState(s.roomId).some((e) => e.state_key === "k"));
+    expect(answered).toBeUndefined();
+    expect((await put).status).toBe(200);
+    expect(answered! - started).toBeGreaterThanOrEqual(400);
+    expect(s.hs.requests.filter((r) => r.fault === "delay")).toHaveLength(1);
+    // Another user's requests are not held.
+    expect(
+      (
+        await raw(s.hs, "PUT", statePath(s.roomId, CALL_MEMBER, "b"), {
+          body: { n: 1 },
+          token: s.bob.accessToken,
+        })
+      ).status,
+    ).toBe(200);
+    // Held answers go out as soon as the fault is removed.
+    s.hs.faults.add({ route: "state.put", userId: s.alice.userId, respond: { delayMs: 60_000 } });
+    s.hs.faults.remove(id);
+    const held = raw(s.hs, "PUT", statePath(s.roomId, CALL_MEMBER, "k"), {
+      body: { n: 2 },
+      token: s.alice.accessToken,
+    });
+    await waitFor(() => s.hs.roomState(s.roomId).some((e) => (e.content as { n?: number }).n === 2));
+    s.hs.faults.clear();
+    expect((await held).status).toBe(200);
+  });
 });
 
 describe("simulated restart", () => {

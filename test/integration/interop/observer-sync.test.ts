@@ -8,7 +8,8 @@
  * - a membership left behind when its sender left the room is not listed when they rejoin (js-sdk lists
  *   it), for the same three readers;
  * - after our manager says `connected` on a syncing client, `waitForCallMembers(..., includesDevice)`
- *   settles the race with the client's next sync, and a fresh `callMembers$` then lists our device.
+ *   settles the race with the client's next sync, and a fresh `callMembers$` then lists our device
+ *   (without `manager`; with it, the first list already does: own-first-list.test.ts).
  */
 import { afterEach, describe, expect, it } from "@jest/globals";
 import "../../helpers/matrix.js"; // quiet matrix-js-sdk
