@@ -66,8 +66,20 @@ export interface PendingEchoLike {
 }
 
 /** Sticky events through one client; remembers an encrypted room (encryption is never switched off). */
+/**
+ * How long the server's "not encrypted" answer is taken for a client that does not sync the room. The
+ * delayed leave asks it beside its own request, so the join's membership write that follows finds the
+ * answer instead of waiting a round trip for it; a room switched to encryption meanwhile gets at most
+ * this long of memberships in the clear (and the next write, at the latest the hourly refresh, asks again).
+ */
+export const NOT_ENCRYPTED_FRESH_MS = 30_000;
+
 export class ClientStickyEvents {
   private readonly encryptedRooms = new Set<string>();
+  /** Rooms the server said were not encrypted, with when it was asked (performance.now()). */
+  private readonly notEncryptedAt = new Map<string, number>();
+  /** One server read at a time per room. */
+  private readonly asking = new Map<string, Promise<boolean>>();
 
   constructor(private readonly client: StickyClientLike) {}
 
@@ -97,24 +109,51 @@ export class ClientStickyEvents {
     if (room && typeof room.hasEncryptionStateEvent === "function" && room.hasEncryptionStateEvent())
       encrypted = true;
     else {
-      // A client that does not sync (or has not seen the event yet): the server's word.
-      const enc = encodeURIComponent;
-      try {
-        await this.http().authedRequest(
-          "GET",
-          `/rooms/${enc(roomId)}/state/${enc(ENCRYPTION_EVENT_TYPE)}/`,
-          undefined,
-          undefined,
-          { prefix: "/_matrix/client/v3", abortSignal: signal },
-        );
-        encrypted = true;
-      } catch (e) {
-        if ((e as { errcode?: string }).errcode !== "M_NOT_FOUND") throw e;
-        encrypted = false;
-      }
+      // A client that does not sync (or has not seen the event yet): the server's word, recent enough.
+      const askedAt = this.notEncryptedAt.get(roomId);
+      if (askedAt !== undefined && performance.now() - askedAt <= NOT_ENCRYPTED_FRESH_MS) return false;
+      encrypted = await raceAbort(this.askServer(roomId, signal), signal);
     }
     if (encrypted) this.encryptedRooms.add(roomId);
     return encrypted;
+  }
+
+  /** Ask the server's `m.room.encryption` beside another request (not awaited; a failure is the next ask's). */
+  prefetchEncryption(roomId: string, signal?: AbortSignal): void {
+    if (this.encryptedRooms.has(roomId)) return;
+    const room = this.client.getRoom?.(roomId);
+    if (room && typeof room.hasEncryptionStateEvent === "function" && room.hasEncryptionStateEvent()) return;
+    this.askServer(roomId, signal).catch(() => undefined);
+  }
+
+  /**
+   * The server's `m.room.encryption` (shared while in flight): bounded by the signal of the request that
+   * started it (the others race it with their own).
+   */
+  private askServer(roomId: string, signal?: AbortSignal): Promise<boolean> {
+    const inFlight = this.asking.get(roomId);
+    if (inFlight) return inFlight;
+    const askedAt = performance.now();
+    const enc = encodeURIComponent;
+    const ask = this.http()
+      .authedRequest(
+        "GET",
+        `/rooms/${enc(roomId)}/state/${enc(ENCRYPTION_EVENT_TYPE)}/`,
+        undefined,
+        undefined,
+        { prefix: "/_matrix/client/v3", abortSignal: signal },
+      )
+      .then(
+        () => true,
+        (e: unknown) => {
+          if ((e as { errcode?: string }).errcode !== "M_NOT_FOUND") throw e;
+          this.notEncryptedAt.set(roomId, askedAt);
+          return false;
+        },
+      )
+      .finally(() => this.asking.delete(roomId));
+    this.asking.set(roomId, ask);
+    return ask;
   }
 
   /**
@@ -207,6 +246,8 @@ export class ClientStickyEvents {
     opts?.notAfter?.throwIfAborted();
     await this.requireSticky(signal);
     opts?.notAfter?.throwIfAborted();
+    // The membership write that follows a join's delayed leave needs it: asked now, beside this request.
+    this.prefetchEncryption(req.roomId, signal);
     const res = await this.put(req, { [DELAY_QUERY]: String(req.delayMs) }, signal);
     // An event id and no delay id: the server (or a proxy dropping the query) sent our leave at once.
     const r = res as { delay_id?: unknown; event_id?: unknown } | null;

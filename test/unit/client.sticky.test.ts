@@ -335,3 +335,36 @@ describe("the manager over ClientBackend in the sticky format: typed errors, not
     expect(clear).toEqual([]);
   });
 });
+
+describe("a client that does not sync the room: the encryption read goes beside the delayed leave", () => {
+  it("the join's membership write finds the answer (one GET, sent before the delayed leave's answer)", async () => {
+    const w = world({ roomEncrypted: false, knowsRoom: false });
+    const b = new ClientBackend(w.client);
+    await b.sendDelayedStickyEvent!({
+      ...membership("m1"),
+      content: { slot_id: "m.call#ROOM" },
+      delayMs: 2000,
+    });
+    const reads = () => w.http.filter((c) => c.path.includes("/state/m.room.encryption/"));
+    expect(reads()).toHaveLength(1);
+    // Asked before the delayed leave's PUT went out (beside it, not after it).
+    const order = w.http.map(
+      (c) => `${c.method} ${c.path.includes("encryption") ? "encryption" : c.path.split("/")[3]}`,
+    );
+    expect(order.indexOf("GET encryption")).toBeLessThan(order.findIndex((o) => o.startsWith("PUT")));
+    await expect(b.sendStickyEvent(membership("m1"))).resolves.toMatch(/^\$ev/);
+    expect(reads()).toHaveLength(1);
+  });
+
+  it("an encrypted room is still found: the membership is refused without crypto, nothing sent in the clear", async () => {
+    const w = world({ roomEncrypted: true, knowsRoom: false });
+    const b = new ClientBackend(w.client);
+    await b.sendDelayedStickyEvent!({
+      ...membership("m1"),
+      content: { slot_id: "m.call#ROOM" },
+      delayMs: 2000,
+    });
+    await expect(b.sendStickyEvent(membership("m1"))).rejects.toThrow(/encrypted/);
+    expect(sends(w).filter((c) => c.query?.["org.matrix.msc4140.delay"] === undefined)).toEqual([]);
+  });
+});
