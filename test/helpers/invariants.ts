@@ -33,7 +33,15 @@ import { LATE_WRITE_HORIZON_MS } from "../../src/core/limits.js";
 import type { MembershipBackend } from "../../src/backends/types.js";
 import { HTTPError, MatrixError } from "matrix-js-sdk";
 import { isLeftContent } from "../../src/membership/content.js";
-import { FakeServer, matrixError, stickyMapKey, type Fault } from "./fakeServer.js";
+import {
+  FakeServer,
+  matrixError,
+  stickyMapKey,
+  type FakeDelegation,
+  type Fault,
+  type LogEntry,
+  type RemovalCause,
+} from "./fakeServer.js";
 import { settle, VirtualTime } from "./virtualTime.js";
 
 const quiet = log.getLogger("invariants-quiet");
@@ -97,9 +105,55 @@ export type Cmd =
    * The link's round trip changes (issue 22: the adaptive heartbeat measures it): `ms`, plus up to
    * `jitterMs` drawn for each half of each round trip. Healing sets it back to 20 ms.
    */
-  | { k: "latency"; ms: number; jitterMs: number };
+  | { k: "latency"; ms: number; jitterMs: number }
+  /**
+   * The second tab of this device (a two-tab world only): its app joins, leaves or updates, or its page
+   * crashes (nothing it sends arrives any more; its delayed leave is left to fire). A join after a crash
+   * is a reload: a new manager instance, whose first call sweeps for a dead predecessor's leftovers.
+   */
+  | { k: "tab2"; act: "join" | "leave" | "update" | "crash" }
+  /** The SFU loses one tab (a world with the delegation service): the service sends that tab's delegated leave. */
+  | { k: "sfuDisconnect"; tab: 1 | 2 }
+  /** The delegation service confirms, refuses (400), has no delegation (404) or stops answering and restarting. */
+  | { k: "service"; mode: FakeDelegation["mode"] };
 
-export type InvariantId = "1" | "1b" | "2" | "3" | "R" | "4" | "5" | "H" | "O" | "E";
+export type InvariantId = "1" | "1b" | "2" | "3" | "R" | "4" | "5" | "H" | "O" | "E" | "P" | "S";
+
+/** The server's rules for a user's own state writes (docs/compatibility.md, "Two tabs of the same device"). */
+export type Rules = "1.127" | "pre-1.127";
+
+/** The world a schedule plays in, besides its commands. */
+export interface WorldOptions {
+  /** How long the network is healed at the end (default HEAL_MS). */
+  healMs?: number;
+  /** How the (first) tab sees its key. */
+  eyes?: Eyes;
+  format?: Format;
+  /**
+   * Synapse ≥ 1.127 (default), or before: a user's own change of state at a key (a write, or a delayed
+   * event sent there) cancels its pending delayed state there too.
+   */
+  rules?: Rules;
+  /**
+   * 2: a second live tab of the same device (the same user and device id: in the state format the same
+   * state key, so both tabs' delayed leaves sit at one key) plays the `tab2` commands.
+   */
+  tabs?: 1 | 2;
+  /** How the second tab sees the key (default: as the first). */
+  tab2Eyes?: Eyes;
+  /**
+   * A delegation service (MSC4195) behind the server, confirming at first: the tabs name an SFU and
+   * delegate their delayed leave (DELEGATED_DELAY_MS, restarted by us every DELEGATED_INTERVAL_MS); the
+   * `service` and `sfuDisconnect` commands play it.
+   */
+  delegation?: boolean;
+}
+
+/** A schedule: its commands, the link's jitter draws, and its world. */
+export interface Schedule extends Omit<WorldOptions, "healMs"> {
+  cmds: Cmd[];
+  jitterSeed: number;
+}
 
 /**
  * The "no hot loop" bound: requests the server may see from one manager in any one second. A join is
@@ -234,6 +288,26 @@ export function cmdArb(opts: ScheduleOptions = {}): fc.Arbitrary<Cmd> {
         .map<Cmd>(({ ms, jitterMs }) => ({ k: "latency", ms, jitterMs })),
       weight: 2,
     },
+    // The second tab and the delegation service: dropped from worlds without them (scheduleArb).
+    {
+      k: "tab2",
+      arbitrary: fc
+        .constantFrom<Extract<Cmd, { k: "tab2" }>["act"]>("join", "join", "join", "leave", "leave", "crash", "update")
+        .map<Cmd>((act) => ({ k: "tab2", act })),
+      weight: 5,
+    },
+    {
+      k: "sfuDisconnect",
+      arbitrary: fc.constantFrom<1 | 2>(1, 2).map<Cmd>((tab) => ({ k: "sfuDisconnect", tab })),
+      weight: 1,
+    },
+    {
+      k: "service",
+      arbitrary: fc
+        .constantFrom<FakeDelegation["mode"]>("confirm", "confirm", "refuse", "unsupported", "dead")
+        .map<Cmd>((mode) => ({ k: "service", mode })),
+      weight: 2,
+    },
   ];
   return fc.oneof(...all.filter((a) => !ex.has(a.k)).map(({ arbitrary, weight }) => ({ arbitrary, weight })));
 }
@@ -255,18 +329,39 @@ export function scheduleArb(opts: ScheduleOptions = {}) {
     .tuple(fc.array(fault, { minLength: 1, maxLength: 4 }), fc.array(near, { minLength: 1, maxLength: 14 }))
     .map(([before, after]) => [...before, { k: "join" } as Cmd, ...after]);
   const free = fc.array(any, { minLength: 1, maxLength: opts.maxLength ?? 40 });
-  return fc.record({
-    cmds:
-      ex.has("fault") || ex.has("join")
-        ? free
-        : fc.oneof({ arbitrary: free, weight: 2 }, { arbitrary: focused, weight: 1 }),
-    jitterSeed: fc.integer({ min: 0, max: 0x7fffffff }),
-    // How the manager can see its own key (issue 25): reads of it (a bare client), a synced room view,
-    // or nothing at all (a widget host that refused reading).
-    eyes: fc.constantFrom<Eyes>("read", "read", "view", "blind"),
-    // The membership format (issue 21): the same invariants over state events and sticky events.
-    format: fc.constantFrom<Format>("state", "sticky"),
-  });
+  const eyesArb = fc.constantFrom<Eyes>("read", "read", "view", "blind");
+  return fc
+    .record({
+      cmds:
+        ex.has("fault") || ex.has("join")
+          ? free
+          : fc.oneof({ arbitrary: free, weight: 2 }, { arbitrary: focused, weight: 1 }),
+      jitterSeed: fc.integer({ min: 0, max: 0x7fffffff }),
+      // How the manager can see its own key (issue 25): reads of it (a bare client), a synced room view,
+      // or nothing at all (a widget host that refused reading).
+      eyes: eyesArb,
+      // The membership format (issue 21): the same invariants over state events and sticky events.
+      format: fc.constantFrom<Format>("state", "sticky"),
+      // Synapse's two rule sets for a user's own writes (docs/compatibility.md).
+      rules: fc.constantFrom<Rules>("1.127", "1.127", "1.127", "pre-1.127"),
+      // A second live tab of the same device, seeing its key its own way.
+      tabs: fc.constantFrom<1 | 2>(1, 1, 1, 2, 2),
+      tab2Eyes: eyesArb,
+      // The delegation service (MSC4195) as an actor of the world.
+      delegation: fc.constantFrom(false, false, false, true),
+    })
+    .map(
+      (s): Schedule => ({
+        ...s,
+        // The second tab's and the service's commands only where they are (shrinking keeps working: it
+        // shrinks the record, then maps it again).
+        cmds: s.cmds.filter(
+          (c) =>
+            (c.k !== "tab2" || s.tabs === 2) &&
+            ((c.k !== "service" && c.k !== "sfuDisconnect") || s.delegation),
+        ),
+      }),
+    );
 }
 
 /** The membership format a schedule runs in (the manager's `membershipFormat`). */
@@ -285,6 +380,12 @@ export function describeCmd(c: Cmd): string {
       return `latency(${c.ms}${c.jitterMs ? ` + up to ${c.jitterMs}` : ""})`;
     case "fault":
       return `inject(${c.op}, ${JSON.stringify(c.fault)}, ${c.times})`;
+    case "tab2":
+      return `tab2.${c.act === "crash" ? "crash" : `${c.act}()`}`;
+    case "sfuDisconnect":
+      return `sfuDisconnect(tab ${c.tab})`;
+    case "service":
+      return `service(${c.mode})`;
     default:
       return c.k;
   }
@@ -397,15 +498,75 @@ function faultOf(spec: FaultSpec, server: FakeServer): Fault {
   }
 }
 
-export async function runSchedule(
-  cmds: Cmd[],
-  jitterSeed: number,
-  opts: { healMs?: number; eyes?: Eyes; format?: Format } = {},
-): Promise<RunResult> {
+/** One tab of the device: a manager, the backend it sends through, and what the checker keeps on it. */
+interface Tab {
+  /** 1 or 2: the tab; a tab 2 that crashed comes back as a new instance (a reload) at its next join. */
+  readonly slot: 1 | 2;
+  /** Tags its requests and the delayed events they create ("t1", "t2.1", "t2.2", ...). */
+  readonly origin: string;
+  /** Prefix of its violations and trace lines ("" in a one-tab world). */
+  readonly label: string;
+  readonly manager: MembershipManager;
+  /** Its requests, in order (the server's log entries it sent). */
+  readonly entries: LogEntry[];
+  readonly intent: () => "joined" | "left";
+  /** Crashed (the page died: nothing it sends or is answered arrives any more) or disposed. */
+  readonly disposed: () => boolean;
+  readonly crashed: () => boolean;
+  /** The delay id its manager holds now (delayId$). */
+  readonly currentId: () => string | undefined;
+  /** Its membership's key now, and whether a key is one of its own. */
+  readonly key: () => string;
+  readonly usesKey: (k: string) => boolean;
+  join(): void;
+  /** `index`: the schedule's command index (trace; update() alternates its call intent by it). */
+  leave(cmd: Extract<Cmd, { k: "leave" | "rejoin" }>, index: number): void;
+  update(index: number): void;
+  crash(): void;
+  check(): void;
+  /** A delayed event of its own stopped being pending, not by firing. */
+  onRemoved(id: string, delayMs: number, cause: RemovalCause, by: LogEntry | undefined): void;
+  /** A write at a key (before it lands): `writer` the tab whose request it is, `sent` the delayed event sent. */
+  onWrite(
+    stateKey: string,
+    content: Record<string, unknown>,
+    writer: Tab | undefined,
+    sent: { id: string; owner: Tab | undefined; byService: boolean; delayMs: number } | undefined,
+  ): void;
+  /** Forget an unresolved fire (someone else owns the content at our key now). */
+  foreignOwnsKey(): void;
+  /** After healing: where it converged. */
+  healChecks(othersJoined: boolean): void;
+  /** No tab stuck silent (S), over the last part of healing. */
+  silenceCheck(from: number, to: number): void;
+  /** Dispose (a live tab at the end of the schedule), then the checks after it. */
+  dispose(): void;
+  afterDispose(sinceEntry: number): void;
+  /** The settling of its leave() promises (after dispose). */
+  settled(): Promise<void>;
+}
+
+/** The delegated leave's delay and our restarts of it in the world with a delegation service (scaled from 1 h and 5 min). */
+const DELEGATED_DELAY_MS = 10_000;
+const DELEGATED_INTERVAL_MS = 4000;
+/**
+ * A join with a delegation service may switch its holder right after its membership write: a long
+ * schedule, the delegation, the cancel of the normal leave (as test/unit/delegation.invariants.test.ts).
+ */
+const DELEGATION_SWITCH_REQUESTS = 3;
+/** S: how long before the end of healing the tabs that want to be joined are watched for silence. */
+const SILENCE_WINDOW_MS = 20_000;
+
+export async function runSchedule(cmds: Cmd[], jitterSeed: number, opts: WorldOptions = {}): Promise<RunResult> {
   const eyes = opts.eyes ?? "read";
   const format = opts.format ?? "state";
+  const rules = opts.rules ?? "1.127";
+  const twoTabs = opts.tabs === 2;
+  const delegation = opts.delegation === true;
   const time = new VirtualTime();
   const server = new FakeServer(time.scheduler);
+  server.ownWritesCancel = rules === "pre-1.127";
+  if (delegation) server.startDelegation("confirm", DELEGATED_DELAY_MS);
   // The link's round trip (a `latency` command changes it): fixed, or drawn for each half of each trip.
   const linkRandom = mulberry32(jitterSeed ^ 0x5bd1e995);
   let latency = { ms: LATENCY_MS, jitterMs: 0 };
@@ -423,142 +584,13 @@ export async function runSchedule(
     violations.push({ inv, at: t(), msg });
     note(`!! VIOLATION ${inv}: ${msg}`);
   };
-
-  // Responses as the manager sees them: when a 404 ("gone") reached it.
-  const goneDeliveredAt: number[] = [];
-  const wrap =
-    <A extends unknown[], R>(name: string, f: (...a: A) => Promise<R>) =>
-    (...a: A): Promise<R> =>
-      f(...a).then(
-        (v) => v,
-        (e: unknown) => {
-          const status = (e as { httpStatus?: number } | undefined)?.httpStatus;
-          const errcode = (e as { errcode?: string } | undefined)?.errcode;
-          // A request the manager had already given up on (its local timeout aborted it) delivers
-          // nothing: over HTTP an aborted fetch never sees its answer; the fake server answers anyway.
-          const signal = a.map((x) => (x as { signal?: AbortSignal } | undefined)?.signal).find(Boolean);
-          const seen = !signal?.aborted;
-          // Only a real "gone" tells the manager anything (issue 11): a 404 without M_NOT_FOUND does not.
-          if (seen && ((status === 404 && errcode === "M_NOT_FOUND") || status === 409))
-            goneDeliveredAt.push(t());
-          note(`   <- ${name} rejected: ${status ?? (e as Error)?.name ?? String(e)}`);
-          throw e;
-        },
-      );
-  /**
-   * Membership writes of ours not processed yet, each with when (server time) the last of our pending
-   * delayed leaves would fire as it left: R's in-flight case (see there).
-   */
-  const writesSent: { content: string; sentAt: number; coveredUntil: number; spare: number }[] = [];
-  /** Records a membership write as it leaves, with when our last pending delayed leave at `key` fires. */
-  const noteCover = (key: string, content: Record<string, unknown>): void => {
-    const fires = [...server.delayed.values()].filter((d) => d.stateKey === key).map((d) => d.sendTs);
-    const coveredUntil = Math.max(-Infinity, ...fires);
-    // The cover left beyond one request's time on the link as it is now: a link that slows down while the
-    // write is on its way takes the cover in flight (found with the latency steps, seed 1993636896).
-    writesSent.push({
-      content: JSON.stringify(content),
-      sentAt: t(),
-      coveredUntil,
-      spare: coveredUntil - t() - oneRequest(),
-    });
-  };
-  /** Delay ids whose answer reached the manager after dispose() (O: they must be cancelled). */
-  const lateIds = new Set<string>();
-  const firedIds = new Set<string>();
-  const backend: MembershipBackend = {
-    sendDelayedStateEvent: (req, o) =>
-      wrap("schedule", server.sendDelayedStateEvent.bind(server))(req, o).then((id) => {
-        if (disposed) {
-          lateIds.add(id);
-          note(`   <- schedule answered ${id} after dispose()`);
-        }
-        return id;
-      }),
-    sendStateEvent: (req, o) => {
-      noteCover(req.stateKey, req.content);
-      return wrap("state", server.sendStateEvent.bind(server))(req, o);
-    },
-    sendDelayedStickyEvent: (req, o) =>
-      wrap("schedule", server.sendDelayedStickyEvent.bind(server))(req, o).then((id) => {
-        if (disposed) {
-          lateIds.add(id);
-          note(`   <- schedule answered ${id} after dispose()`);
-        }
-        return id;
-      }),
-    // (The sticky format's write lands at the member id's key: its cover is the delayed leave there.)
-    sendStickyEvent: (req, o) => {
-      noteCover(stickyMapKey(req.stickyKey), req.content);
-      return wrap("state", server.sendStickyEvent.bind(server))(req, o);
-    },
-    // Only a restart's 404 tells the manager its tracked delayed leave is gone (a cancel's is an orphan's).
-    updateDelayedEvent: (id, action, opts) =>
-      action === "restart"
-        ? wrap("delayed-action", server.updateDelayedEvent.bind(server))(id, action, opts)
-        : server.updateDelayedEvent(id, action, opts).catch((e: unknown) => {
-            note(`   <- ${action} rejected: ${(e as { httpStatus?: number })?.httpStatus ?? String(e)}`);
-            throw e;
-          }),
-    ...(eyes === "blind"
-      ? {}
-      : {
-          readStateEvent: wrap("read", server.readStateEvent.bind(server)),
-          readState: wrap("read", server.readState.bind(server)),
-          readEvent: wrap("read", server.readEvent.bind(server)),
-        }),
-    listDelayedEvents: wrap("list", server.listDelayedEvents.bind(server)),
-    probeSupport: server.probeSupport.bind(server),
-  };
-
-  const manager = new MembershipManager({
-    backend,
-    roomId: "!room:localhost",
-    userId: "@alice:localhost",
-    deviceId: "DEV",
-    delayedLeaveDelayMs: DELAY_MS,
-    scheduler: time.scheduler,
-    logger: quiet,
-    random: mulberry32(jitterSeed),
-    fociPreferred: [{ type: "livekit", livekit_service_url: "https://lk.example" }],
-    ...(eyes === "view" ? { roomState: eventsStateSource(server.roomStateView("@alice:localhost")) } : {}),
-    ...(format === "sticky" ? { membershipFormat: "sticky" as const } : {}),
-  });
-  // Our membership's key: the state key, or in the sticky format the current call's sticky key (the
-  // member id is fresh per join, so earlier calls' keys are ours too: `ourKeys`).
-  const stateKeyOfOurs = manager.stateKey;
-  let lastMemberId: string | undefined;
-  const key = (): string => {
-    if (format === "state") return stateKeyOfOurs;
-    lastMemberId = manager.memberId ?? lastMemberId;
-    return lastMemberId === undefined ? "sticky:" : stickyMapKey(lastMemberId);
-  };
-  const isOurKey = (k: string) => (format === "state" ? k === stateKeyOfOurs : k.startsWith("sticky:"));
-  const ourKeys = (): string[] =>
-    format === "state"
-      ? [stateKeyOfOurs]
-      : [...new Set([...server.state.keys(), ...[...server.delayed.values()].map((d) => d.stateKey)])].filter(
-          isOurKey,
-        );
-  const pendingOurs = (): string[] => ourKeys().flatMap((k) => server.pendingFor(k));
-  const holdsAt = (k: string): boolean => {
-    const c = server.contentAt(k);
-    return isMembership(c) && !isForeign(c);
-  };
-  const timing = manager.effectiveTiming;
-  // One request: its round trip (the slowest the link has had) and its local timeout.
+  // One request: its round trip (the slowest the link has had) and its local timeout (the tabs' options
+  // are the same).
   let slowestRtt = LATENCY_MS;
-  const oneRequest = () => slowestRtt + timing.requestTimeoutMs;
+  /** Since when reads of our key may have failed (a fault on them, 429s, a cut): the eyes' excuse. */
+  let lastBlindAt = -Infinity;
 
-  // --- App intent ---------------------------------------------------------------------------
-  let intent = "left" as "joined" | "left";
-  let disposed = false;
-  let seq = 0; // orders join() and leave() calls
-  let lastJoinSeq = -1;
-  let lastLeaveAt = -Infinity; // virtual time of the last leave() call
-  let cmdIndex = -1;
-
-  // --- Server observation --------------------------------------------------------------------
+  // --- Server observation (shared by the tabs) -----------------------------------------------
   const internals = server as unknown as ServerInternals;
   for (const m of ["fire", "arm", "writeState"] as const)
     if (typeof internals[m] !== "function") throw new Error(`FakeServer has no ${m}(); update invariants.ts`);
@@ -568,33 +600,34 @@ export async function runSchedule(
   let inFire = false;
   let firing = "";
   let inForeign = false;
-  /** The manager says the server has no delayed events (degraded mode). */
-  let degradedNow = false;
+  /** A delayed leave the delegation service is sending (the SFU lost its tab), and the one firing: their delays. */
+  let serviceSending: { id: string; delayMs: number } | undefined;
+  let firingDelayMs = DELAY_MS;
   const createdAt = new Map<string, number>();
-  /** Every delay id the manager ever learned (delayId$); others at our key are orphans it never knew. */
-  const trackedIds = new Set<string>();
-  const kindOf = (id: string) => (trackedIds.has(id) ? "tracked" : "orphan");
-  /** Open checks for invariant 3: a timer fire at our key while the app wanted to be joined. */
-  const fires: { at: number; id: string; satisfied: boolean; exempt: boolean }[] = [];
-  /** The last timer fire of our key not yet followed by a membership write of ours (for R). */
-  let unresolvedFireAt: number | undefined;
-  let lastExternalRemovalAt = -Infinity;
-  /** Invariant 1 window: from leave() resolving "left" until the next join(). */
-  let leftWindow: { at: number; open: boolean } | undefined;
-  /** A late write of ours (sent before the leave, processed after) may stand until then (the guard). */
-  let lateGhostUntil = -Infinity;
-  /** Delayed {} scheduled by a leave (after its call) against such late writes: not an orphan. */
-  const guardIds = new Set<string>();
+  /** Which tab's request created each delay id (the FakeServer's `origin`). */
+  const originOf = new Map<string, string>();
+  /** When the server last (re)started each delay id's delay: its creation or its last restart. */
+  const lastArmedAt = new Map<string, number>();
+  const firedIds = new Set<string>();
+  /** Every tab instance, in order of creation (a crashed tab 2 stays here). */
+  const tabs: Tab[] = [];
+  const tabOf = (origin: string | undefined) =>
+    origin === undefined ? undefined : tabs.find((x) => x.origin === origin);
+  const liveTab2 = () => tabs.findLast((x) => x.slot === 2 && !x.crashed());
 
   internals.arm = (id, d) => {
     if (!createdAt.has(id)) {
       createdAt.set(id, t());
-      note(`   server: delayed ${id} created`);
+      const origin = (d as { origin?: string }).origin ?? server.processing?.origin;
+      if (origin !== undefined) originOf.set(id, origin);
+      note(`   server: delayed ${id} created${twoTabs && origin ? ` by ${origin}` : ""}`);
     }
+    lastArmedAt.set(id, t());
     origArm(id, d);
   };
   internals.fire = (id) => {
     if (server.delayed.has(id)) firedIds.add(id);
+    firingDelayMs = server.delayed.get(id)?.delayMs ?? DELAY_MS;
     firing = id;
     inFire = true;
     try {
@@ -603,308 +636,438 @@ export async function runSchedule(
       inFire = false;
     }
   };
-  /** The unprocessed write of ours with this content that had the least time left when sent (strict). */
-  function takeSentWrite(content: Record<string, unknown>): (typeof writesSent)[number] | undefined {
-    const json = JSON.stringify(content);
-    let best = -1;
-    for (let i = 0; i < writesSent.length; i++) {
-      const w = writesSent[i];
-      if (w.content !== json) continue;
-      if (best < 0 || w.spare < writesSent[best].spare) best = i;
-    }
-    return best < 0 ? undefined : writesSent.splice(best, 1)[0];
-  }
-
-  internals.writeState = (stateKey, content, by) => {
-    if (isOurKey(stateKey)) {
-      const foreign = inForeign;
-      note(
-        `   server: write ${by}${inFire ? " (timer fire)" : ""}${foreign ? " (foreign)" : ""} ${
-          isMembership(content) ? (isForeign(content) ? "foreign content" : "membership") : "{}"
-        }${format === "sticky" ? ` at ${stateKey.slice(0, 15)}` : ""}; pending=${server.pendingFor(stateKey).join(",") || "none"}`,
+  server.onRemoved = (id, d, cause, by) => {
+    if (cause === "service-send") serviceSending = { id, delayMs: d.delayMs };
+    const owner = tabOf(originOf.get(id));
+    owner?.onRemoved(id, d.delayMs, cause, by);
+    // P: a tab cancels the delayed leave another live tab keeps: it restarted it less than one of its
+    // heartbeat intervals ago (a predecessor sweep's listings too close together took it for a dead
+    // page's: da4837b, found only on real Synapse).
+    const canceller = tabOf(by?.origin);
+    if (cause !== "cancel" || !owner || !canceller || canceller === owner) return;
+    if (owner.disposed() || owner.intent() !== "joined" || owner.currentId() !== id) return;
+    const age = t() - (lastArmedAt.get(id) ?? -Infinity);
+    const interval = owner.manager.effectiveTiming.heartbeatIntervalMs;
+    if (age < interval)
+      violate(
+        "P",
+        `${canceller.label || "a tab: "}cancelled ${id}, the delayed leave ${owner.label || "another tab "}keeps ` +
+          `(restarted ${Math.round(age)} ms ago; it restarts every ${interval} ms)`,
       );
-      if (inFire) {
-        // Exempt: the app did not want to be joined, or a leave() it asked for is still being carried out,
-        // or the key held no membership of ours (a fire over nothing: nobody saw us leave).
-        const before = server.contentAt(stateKey);
-        const exempt =
-          intent !== "joined" ||
-          disposed ||
-          // The manager ended the call and said so (a typed failure): a fire is what it announced.
-          manager.state.kind === "failed" ||
-          manager.state.kind === "leaving" ||
-          // Sticky format: a fire at an earlier call's key (a leave's guard against a late write of that
-          // call) cannot take the current call's membership, which has a fresh key.
-          (format === "sticky" && stateKey !== key()) ||
-          !(before && isMembership(before) && !isForeign(before));
-        fires.push({
-          at: t(),
-          id: firing,
-          satisfied: manager.disposed ? false : manager.probablyLeft,
-          exempt,
-        });
-        unresolvedFireAt = t();
-      } else if (by === "client" && !foreign && isMembership(content)) {
-        // R: a membership write of ours that (re)creates our membership (after a fired leave, a leave,
-        // or before anything) must be protected by a pending delayed leave of ours.
-        const before = server.contentAt(stateKey);
-        const lastCreated = Math.max(-Infinity, ...createdAt.values());
-        const removedBehindOurBack =
-          lastExternalRemovalAt >= lastCreated && !goneDeliveredAt.some((x) => x >= lastExternalRemovalAt);
-        // A write sent while a delayed leave of ours was pending, with at least a request's time before it
-        // was due, whose cover went while it was on the wire (the server lost it, or it fired because the
-        // heartbeats failed while this write took longer than the delay): no client can recall a request in
-        // flight. Not R; the next heartbeat's 404 (or the eyes) must repair it, which invariants 3 and 5
-        // judge. A write sent with its cover about to fire is still R (counterexamples D, D2).
-        const sent = takeSentWrite(content);
-        const coveredWhenSent = sent !== undefined && sent.spare >= 0;
-        // Degraded mode (the manager says it has no delayed events) writes without one, by design.
-        if (
-          !isMembership(before) &&
-          server.pendingFor(stateKey).length === 0 &&
-          !removedBehindOurBack &&
-          !coveredWhenSent &&
-          !degradedNow
-        )
-          violate(
-            "R",
-            (unresolvedFireAt !== undefined
-              ? `membership written at ${t()} after the server fired our leave at ${unresolvedFireAt}, ` +
-                `with no delayed leave of ours pending (none scheduled since: ${
-                  [...createdAt.values()].some((at) => at >= unresolvedFireAt!) ? "no" : "yes"
-                })`
-              : `membership (re)created at ${t()} with no delayed leave of ours pending`) +
-              ` [manager: ${manager.state.kind}, probablyLeft ${manager.probablyLeft}]`,
-          );
-        unresolvedFireAt = undefined;
-        if (leftWindow?.open) {
-          // A write of ours sent before the leave resolved, processed only now (held in the network):
-          // allowed while the leave's guard (a delayed {}) may not have taken it down yet.
-          const sent = server.log.findLast(
-            (e) =>
-              e.op === "state" &&
-              e.at <= leftWindow!.at &&
-              JSON.stringify(e.content) === JSON.stringify(content),
-          );
-          if (sent && t() - sent.at > timing.stateRequestTimeoutMs) lateGhostUntil = sent.at + LATE_GHOST_MS;
-          else
-            violate(
-              "1",
-              `membership written by us at ${t()} after leave() resolved left at ${leftWindow.at}`,
-            );
-        }
-      }
-    }
+  };
+  internals.writeState = (stateKey, content, by) => {
+    const writer = by === "client" && !inForeign ? tabOf(server.processing?.origin) : undefined;
+    const sending = inFire ? { id: firing, delayMs: firingDelayMs } : by === "delayed" ? serviceSending : undefined;
+    const sent = sending && { ...sending, owner: tabOf(originOf.get(sending.id)), byService: !inFire };
+    serviceSending = undefined;
+    if (tabs.some((x) => x.usesKey(stateKey)))
+      note(
+        `   server: write ${by}${writer && twoTabs ? ` by ${writer.origin}` : ""}${inFire ? " (timer fire)" : ""}` +
+          `${sent?.byService ? " (sent by the delegation service)" : ""}${inForeign ? " (foreign)" : ""} ${
+            isMembership(content) ? (isForeign(content) ? "foreign content" : "membership") : "{}"
+          }${format === "sticky" ? ` at ${stateKey.slice(0, 15)}` : ""}; pending=${server.pendingFor(stateKey).join(",") || "none"}`,
+      );
+    for (const tab of tabs) tab.onWrite(stateKey, content, writer, sent);
     origWrite(stateKey, content, by);
   };
 
-  // --- Manager observation -------------------------------------------------------------------
-  manager.support$.subscribe((sup) => (degradedNow = sup.delayedEvents === false));
-  manager.delayId$.subscribe((id) => {
-    if (id) trackedIds.add(id);
-  });
-  let prevStatus = manager.status;
-  manager.status$.subscribe((s) => {
-    if (s !== prevStatus) note(`   status ${prevStatus} -> ${s} (${manager.state.kind})`);
-    prevStatus = s;
-  });
-  manager.probablyLeft$.subscribe((p) => {
-    note(`   probablyLeft = ${p}`);
-    if (p)
-      for (const f of fires) if (!f.satisfied && t() <= f.at + timing.heartbeatIntervalMs) f.satisfied = true;
-  });
-
-  const serverHoldsOurMembership = () => holdsAt(key());
-  /** Any membership of ours (in the sticky format: at any of our member ids). */
-  const serverHoldsAnyOfOurs = () => ourKeys().some(holdsAt);
-
-  const checkLeft = (when: string) => {
-    if (!leftWindow?.open) return;
-    if (serverHoldsAnyOfOurs() && t() > lateGhostUntil)
-      violate("1", `${when}: server holds our membership after leave() resolved left at ${leftWindow.at}`);
-    // A delayed {} that a request sent before the leave created only now (processed after its timeout,
-    // its id never learnt): nothing of ours can stop it; it fires {} over our {} (harmless while left).
-    const lateLanded = (id: string) =>
-      (createdAt.get(id) ?? -Infinity) > leftWindow!.at && !trackedIds.has(id);
-    const pending = pendingOurs().filter((id) => !guardIds.has(id) && !lateLanded(id));
-    if (pending.length > 0)
-      violate(
-        "1b",
-        `${when}: delayed event(s) ${pending.map((id) => `${id} (${kindOf(id)})`).join(",")} of ours pending after leave() resolved left at ${leftWindow.at}`,
-      );
-  };
-
-  /**
-   * When the app called join(), leave() or update(), and when what it asked for was done (the H bound
-   * counts what they may send). An intent's requests go out on the app's bucket whenever the intent gets
-   * to them, not only in the second it was made: a join's first membership write waits for its schedule,
-   * which may take retries (seed 1107936452: the join's write 983 ms after join(), in a second with 10
-   * requests of the manager's own). So an intent counts for every second until it is done: a join until
-   * we are connected (or it failed, or a leave() came after it), a leave() or update() until it settles.
-   * A join() or leave() while one of the same kind is still not done asks for nothing new (the manager
-   * takes it as the same intent) and is done at once.
-   */
-  const appIntents: { at: number; kind: "join" | "leave" | "update"; seq: number; doneAt?: number }[] = [];
-  const addIntent = (kind: "join" | "leave" | "update") => {
-    const intent: (typeof appIntents)[number] = { at: t(), kind, seq };
-    if (kind !== "update" && appIntents.some((i) => i.kind === kind && i.doneAt === undefined))
-      intent.doneAt = intent.at;
-    appIntents.push(intent);
-    return intent;
-  };
-  // Invariant 2 bookkeeping.
-  let gap: { start: number; external: boolean } | undefined;
-  // Invariant E bookkeeping: since when "connected" while the server holds no membership of ours, and
-  // whether reads of our key could fail meanwhile (a fault on them, or the network down).
-  let eyesGap: { start: number; blinded: boolean } | undefined;
-  let sameDeviceWrote = false;
-  let lastBlindAt = -Infinity;
-
-  const check = () => {
-    if (disposed) return;
-    const now = t();
-    checkLeft("check");
-    // 2
-    // H: whatever the server answers, a bounded number of requests per second.
-    const recent = server.log.filter((e) => e.at > now - 1000).length;
-    // What the app asked for in that second goes out on its own bucket (issue 20 item 13): each join,
-    // leave or update may send up to APP_REQUESTS_PER_INTENT first attempts besides the manager's own.
-    for (const i of appIntents)
-      if (
-        i.kind === "join" &&
-        i.doneAt === undefined &&
-        (manager.status === "connected" ||
-          manager.state.kind === "failed" ||
-          appIntents.some((l) => l.kind === "leave" && l.seq > i.seq))
-      )
-        i.doneAt = now;
-    const intents = appIntents.filter((i) => i.doneAt === undefined || i.doneAt > now - 1000).length;
-    const limit =
-      hotLoopLimit(manager.effectiveTiming.heartbeatIntervalMs) + APP_REQUESTS_PER_INTENT * intents;
-    if (recent > limit) violate("H", `${recent} requests in the second before ${now} (limit ${limit})`);
-    // 2 (degraded mode says so: `joined` with delayedLeave false is honest without a delayed leave)
-    const degraded = manager.state.kind === "joined" && !manager.state.delayedLeave;
-    const connected = manager.status === "connected" && !degraded;
-    const pending = server.pendingFor(key()).length > 0;
-    if (connected && !pending) {
-      // External: the last delayed leave of ours was removed by the server or someone else, not by us.
-      gap ??= { start: now, external: lastExternalRemovalAt >= Math.max(-Infinity, ...createdAt.values()) };
-      let deadline = gap.start + oneRequest();
-      if (gap.external) {
-        const removedAt = lastExternalRemovalAt;
-        const learned = goneDeliveredAt.find((x) => x >= removedAt);
-        deadline = Math.min(removedAt + timing.delayMs, learned ?? Infinity) + oneRequest();
+  const openTab = (slot: 1 | 2, tabEyes: Eyes): Tab => {
+    const instance = tabs.filter((x) => x.slot === slot).length + 1;
+    const origin = slot === 1 ? "t1" : `t2.${instance}`;
+    const label = twoTabs ? `tab ${slot === 1 ? "1" : `2 (instance ${instance})`}: ` : "";
+    // Each tab writes its own focus: the content at the shared key says whose it is.
+    const url = slot === 1 ? "https://lk.example" : `https://tab-two-${instance}.example`;
+    const tnote = (s: string) => note(label ? s.replace(/^(\s*)/, `$1[${origin}] `) : s);
+    let dead = false;
+    let crashed = false;
+    const entries: LogEntry[] = [];
+    let hStart = 0;
+    /**
+     * Sends through the server, tagging the request with this tab. A crashed tab's requests never
+     * arrive, and answers to it are never seen (its page is gone): they wait until aborted.
+     */
+    const send = <R>(f: () => Promise<R>, signal: AbortSignal | undefined): Promise<R> => {
+      const hang = () =>
+        new Promise<R>((_, reject) => signal?.addEventListener("abort", () => reject(signal.reason)));
+      if (dead) return hang();
+      const before = server.log.length;
+      const p = f();
+      for (const e of server.log.slice(before)) {
+        e.origin = origin;
+        entries.push(e);
       }
-      if (now > deadline)
-        violate(
-          "2",
-          `status "connected" with no delayed leave of ours pending since ${gap.start} ` +
-            `(${gap.external ? "after an external removal" : "no external cause"}), now ${now}`,
+      if (slot === 1) return p; // tab 1 never crashes
+      return new Promise<R>((resolve, reject) => {
+        p.then(
+          (v) => void (dead ? undefined : resolve(v)),
+          (e: unknown) => void (dead ? undefined : reject(e)),
         );
-    } else gap = undefined;
-    // E
-    const watched = !(manager.state.kind === "joined" && manager.state.membershipWatched === false);
-    if (manager.status === "connected" && watched && !serverHoldsOurMembership()) {
-      eyesGap ??= { start: now, blinded: false };
-      if (server.down || lastBlindAt >= eyesGap.start - timing.heartbeatIntervalMs) eyesGap.blinded = true;
-      const bound = timing.membershipCheckIntervalMs + timing.delayMs + 2 * oneRequest();
-      if (!eyesGap.blinded && now - eyesGap.start > bound)
-        violate(
-          "E",
-          `status "connected" while the server has held no membership of ours since ${eyesGap.start} (now ${now})`,
+        signal?.addEventListener("abort", () => void (dead ? reject(signal.reason) : undefined));
+      });
+    };
+
+    // Responses as the manager sees them: when a 404 ("gone") reached it.
+    const goneDeliveredAt: number[] = [];
+    const via =
+      <A extends unknown[], R>(name: string | undefined, f: (...a: A) => Promise<R>) =>
+      (...a: A): Promise<R> => {
+        const signal = a.map((x) => (x as { signal?: AbortSignal } | undefined)?.signal).find(Boolean);
+        const p = send(() => f(...a), signal);
+        if (name === undefined) return p;
+        return p.then(
+          (v) => v,
+          (e: unknown) => {
+            const status = (e as { httpStatus?: number } | undefined)?.httpStatus;
+            const errcode = (e as { errcode?: string } | undefined)?.errcode;
+            // A request the manager had already given up on (its local timeout aborted it) delivers
+            // nothing: over HTTP an aborted fetch never sees its answer; the fake server answers anyway.
+            const seen = !signal?.aborted;
+            // Only a real "gone" tells the manager anything (issue 11): a 404 without M_NOT_FOUND does not.
+            if (seen && ((status === 404 && errcode === "M_NOT_FOUND") || status === 409))
+              goneDeliveredAt.push(t());
+            tnote(`   <- ${name} rejected: ${status ?? (e as Error)?.name ?? String(e)}`);
+            throw e;
+          },
         );
-    } else eyesGap = undefined;
-    // 3
-    for (const f of fires) {
-      if (f.exempt || f.satisfied) continue;
-      if (lastLeaveAt >= f.at) {
-        f.exempt = true; // the app asked to leave within the window: probablyLeft is moot
-        continue;
+      };
+    /**
+     * Membership writes of ours not processed yet, each with when (server time) the last of our pending
+     * delayed leaves would fire as it left: R's in-flight case (see there).
+     */
+    const writesSent: { content: string; sentAt: number; coveredUntil: number; spare: number }[] = [];
+    /** Records a membership write as it leaves, with when our last pending delayed leave at `key` fires. */
+    const noteCover = (key: string, content: Record<string, unknown>): void => {
+      const fires = [...server.delayed.values()]
+        .filter((d) => d.stateKey === key && d.origin === origin)
+        .map((d) => d.sendTs);
+      const coveredUntil = Math.max(-Infinity, ...fires);
+      // The cover left beyond one request's time on the link as it is now: a link that slows down while the
+      // write is on its way takes the cover in flight (found with the latency steps, seed 1993636896).
+      writesSent.push({
+        content: JSON.stringify(content),
+        sentAt: t(),
+        coveredUntil,
+        spare: coveredUntil - t() - oneRequest(),
+      });
+    };
+    /** Delay ids whose answer reached the manager after dispose() (O: they must be cancelled). */
+    const lateIds = new Set<string>();
+    let disposed = false;
+    const noteLate = (id: string) => {
+      if (disposed && !crashed) {
+        lateIds.add(id);
+        tnote(`   <- schedule answered ${id} after dispose()`);
       }
-      if (now > f.at + timing.heartbeatIntervalMs) {
-        violate(
-          "3",
-          `the server fired our leave (${f.id}, ${kindOf(f.id)}) at ${f.at} while we wanted to be joined; probablyLeft never turned ` +
-            `true within one heartbeat (${timing.heartbeatIntervalMs} ms)`,
-        );
-        f.exempt = true;
+      return id;
+    };
+    /** The keys this tab's requests went to (state: the device's; sticky: each call's member id). */
+    const keysUsed = new Set<string>();
+    const backend: MembershipBackend = {
+      sendDelayedStateEvent: (req, o) =>
+        via("schedule", server.sendDelayedStateEvent.bind(server))(req, o).then(noteLate),
+      sendStateEvent: (req, o) => {
+        if (!dead) noteCover(req.stateKey, req.content);
+        return via("state", server.sendStateEvent.bind(server))(req, o);
+      },
+      sendDelayedStickyEvent: (req, o) => {
+        keysUsed.add(stickyMapKey(req.stickyKey));
+        return via("schedule", server.sendDelayedStickyEvent.bind(server))(req, o).then(noteLate);
+      },
+      // (The sticky format's write lands at the member id's key: its cover is the delayed leave there.)
+      sendStickyEvent: (req, o) => {
+        keysUsed.add(stickyMapKey(req.stickyKey));
+        if (!dead) noteCover(stickyMapKey(req.stickyKey), req.content);
+        return via("state", server.sendStickyEvent.bind(server))(req, o);
+      },
+      // Only a restart's 404 tells the manager its tracked delayed leave is gone (a cancel's is an orphan's).
+      updateDelayedEvent: (id, action, o) =>
+        action === "restart"
+          ? via("delayed-action", server.updateDelayedEvent.bind(server))(id, action, o)
+          : via(undefined, server.updateDelayedEvent.bind(server))(id, action, o).catch((e: unknown) => {
+              tnote(`   <- ${action} rejected: ${(e as { httpStatus?: number })?.httpStatus ?? String(e)}`);
+              throw e;
+            }),
+      ...(tabEyes === "blind"
+        ? {}
+        : {
+            readStateEvent: via("read", server.readStateEvent.bind(server)),
+            readState: via("read", server.readState.bind(server)),
+            readEvent: via("read", server.readEvent.bind(server)),
+          }),
+      listDelayedEvents: via("list", server.listDelayedEvents.bind(server)),
+      probeSupport: server.probeSupport.bind(server),
+      // (Not a "gone": the service's 404 says it has no delegation.)
+      ...(delegation ? { delegateDelayedLeave: via(undefined, server.delegateDelayedLeave.bind(server)) } : {}),
+    };
+
+    const manager = new MembershipManager({
+      backend,
+      roomId: "!room:localhost",
+      userId: "@alice:localhost",
+      deviceId: "DEV",
+      delayedLeaveDelayMs: DELAY_MS,
+      scheduler: time.scheduler,
+      logger: quiet,
+      random: mulberry32(slot === 1 ? jitterSeed : jitterSeed ^ Math.imul(0x9e3779b9, instance)),
+      fociPreferred: [{ type: "livekit", livekit_service_url: url }],
+      ...(tabEyes === "view" ? { roomState: eventsStateSource(server.roomStateView("@alice:localhost")) } : {}),
+      ...(format === "sticky" ? { membershipFormat: "sticky" as const } : {}),
+      ...(delegation
+        ? {
+            sfuUrl: "wss://sfu.example",
+            delegatedDelayMs: DELEGATED_DELAY_MS,
+            delegatedHeartbeatIntervalMs: DELEGATED_INTERVAL_MS,
+          }
+        : {}),
+    });
+    // Our membership's key: the state key (the device's, shared by its tabs), or in the sticky format the
+    // current call's sticky key (the member id is fresh per join, so earlier calls' keys are ours too).
+    const stateKeyOfOurs = manager.stateKey;
+    if (format === "state") keysUsed.add(stateKeyOfOurs);
+    let lastMemberId: string | undefined;
+    const key = (): string => {
+      if (format === "state") return stateKeyOfOurs;
+      lastMemberId = manager.memberId ?? lastMemberId;
+      return lastMemberId === undefined ? "sticky:" : stickyMapKey(lastMemberId);
+    };
+    const isOurKey = (k: string) => keysUsed.has(k);
+    const ourKeys = (): string[] => [...keysUsed];
+    /** Our own delayed events at `k` (another tab's at the shared key are not ours). */
+    const ownPendingAt = (k: string) => server.pendingFor(k).filter((id) => originOf.get(id) === origin);
+    const pendingOurs = (): string[] => ourKeys().flatMap(ownPendingAt);
+    const lastOwnCreated = () =>
+      Math.max(-Infinity, ...[...createdAt].filter(([id]) => originOf.get(id) === origin).map(([, at]) => at));
+    /** The device's membership at `k` (whichever tab wrote it; another user's content is not). */
+    const holdsAt = (k: string): boolean => {
+      const c = server.contentAt(k);
+      return isMembership(c) && !isForeign(c);
+    };
+    /** This tab's own membership (its focus) at `k`. */
+    const holdsOwnAt = (k: string): boolean => holdsAt(k) && JSON.stringify(server.contentAt(k)).includes(url);
+    const timing = manager.effectiveTiming;
+    const oneRequest = () => slowestRtt + timing.requestTimeoutMs;
+
+    // --- App intent -------------------------------------------------------------------------
+    let intent = "left" as "joined" | "left";
+    let seq = 0; // orders join() and leave() calls
+    let lastJoinSeq = -1;
+    let lastLeaveAt = -Infinity; // virtual time of the last leave() call
+
+    /** The manager says the server has no delayed events (degraded mode). */
+    let degradedNow = false;
+    /** Every delay id the manager ever learned (delayId$); others at our key are orphans it never knew. */
+    const trackedIds = new Set<string>();
+    let currentId: string | undefined;
+    const kindOf = (id: string) => (trackedIds.has(id) ? "tracked" : "orphan");
+    /** Open checks for invariant 3: a fire of our delayed leave at our key while the app wanted to be joined. */
+    const fires: { at: number; id: string; satisfied: boolean; exempt: boolean; withinMs: number }[] = [];
+    /** The last timer fire of our key not yet followed by a membership write of ours (for R). */
+    let unresolvedFireAt: number | undefined;
+    /** When a delayed leave of ours was last removed by someone else (and its delay: a delegated one is longer). */
+    let lastExternalRemoval = { at: -Infinity, delayMs: DELAY_MS };
+    /** Invariant 1 window: from leave() resolving "left" until the next join(). */
+    let leftWindow: { at: number; open: boolean } | undefined;
+    /** A late write of ours (sent before the leave, processed after) may stand until then (the guard). */
+    let lateGhostUntil = -Infinity;
+    /** Delayed {} scheduled by a leave (after its call) against such late writes: not an orphan. */
+    const guardIds = new Set<string>();
+    /** Someone else wrote `{}` at our key (another tab's leave, a fired leave not ours, a redaction). */
+    let othersWroteLeft = false;
+
+    /** The unprocessed write of ours with this content that had the least time left when sent (strict). */
+    function takeSentWrite(content: Record<string, unknown>): (typeof writesSent)[number] | undefined {
+      const json = JSON.stringify(content);
+      let best = -1;
+      for (let i = 0; i < writesSent.length; i++) {
+        const w = writesSent[i];
+        if (w.content !== json) continue;
+        if (best < 0 || w.spare < writesSent[best].spare) best = i;
       }
+      return best < 0 ? undefined : writesSent.splice(best, 1)[0];
     }
-  };
 
-  /** Advance virtual time, checking after every due timer. */
-  const advance = async (ms: number) => {
-    const s = time.scheduler;
-    const target = s.frame + ms;
-    await settle();
-    check();
-    for (;;) {
-      const next = s.actions.find((a) => !a.closed);
-      if (!next || next.delay > target) break;
-      s.maxFrames = next.delay;
-      s.flush();
-      await settle();
-      check();
-    }
-    s.frame = Math.max(s.frame, target);
-    await settle();
-    check();
-  };
+    // --- Manager observation -----------------------------------------------------------------
+    manager.support$.subscribe((sup) => (degradedNow = sup.delayedEvents === false));
+    manager.delayId$.subscribe((id) => {
+      currentId = id;
+      if (id) trackedIds.add(id);
+    });
+    let prevStatus = manager.status;
+    manager.status$.subscribe((s) => {
+      if (s !== prevStatus) tnote(`   status ${prevStatus} -> ${s} (${manager.state.kind})`);
+      prevStatus = s;
+    });
+    manager.probablyLeft$.subscribe((p) => {
+      tnote(`   probablyLeft = ${p}`);
+      if (p) for (const f of fires) if (!f.satisfied && t() <= f.at + f.withinMs) f.satisfied = true;
+    });
 
-  const prevLogLen = { n: 0 };
-  const traceLog = () => {
-    for (const e of server.log.slice(prevLogLen.n))
-      push(
-        e.at,
-        `   -> ${e.op}${e.delayId ? ` ${e.delayId}` : ""}${
-          e.op === "state" ? (isMembership(e.content) ? " membership" : " {}") : ""
-        } [${e.outcome}]`,
-      );
-    prevLogLen.n = server.log.length;
-  };
+    const serverHoldsOurMembership = () => holdsAt(key());
+    /** Any membership of this tab's (in the sticky format: at any of its member ids). */
+    const serverHoldsAnyOfOurs = () => ourKeys().some(holdsOwnAt);
 
-  // --- Play the schedule -----------------------------------------------------------------------
-  const doJoin = () => {
-    intent = "joined";
-    lastJoinSeq = ++seq;
-    addIntent("join");
-    if (leftWindow) leftWindow.open = false;
-    manager.join();
-  };
-  const leaveResults: Promise<unknown>[] = [];
-  /** leave() and update() promises not settled yet (dispose() promises they all settle). */
-  const unsettled = new Set<string>();
-  const track = <T>(what: string, p: Promise<T>): Promise<T> => {
-    unsettled.add(what);
-    const done = () => unsettled.delete(what);
-    p.then(done, done);
-    return p;
-  };
-  for (const cmd of cmds) {
-    cmdIndex++;
-    traceLog();
-    note(`# ${describeCmd(cmd)}`);
-    switch (cmd.k) {
-      case "join":
-        doJoin();
-        break;
-      case "rejoin":
-      case "leave": {
+    const checkLeft = (when: string) => {
+      if (!leftWindow?.open) return;
+      if (serverHoldsAnyOfOurs() && t() > lateGhostUntil)
+        violate("1", `${label}${when}: server holds our membership after leave() resolved left at ${leftWindow.at}`);
+      // A delayed {} that a request sent before the leave created only now (processed after its timeout,
+      // its id never learnt): nothing of ours can stop it; it fires {} over our {} (harmless while left).
+      const lateLanded = (id: string) =>
+        (createdAt.get(id) ?? -Infinity) > leftWindow!.at && !trackedIds.has(id);
+      const pending = pendingOurs().filter((id) => !guardIds.has(id) && !lateLanded(id));
+      if (pending.length > 0)
+        violate(
+          "1b",
+          `${label}${when}: delayed event(s) ${pending.map((id) => `${id} (${kindOf(id)})`).join(",")} of ours pending after leave() resolved left at ${leftWindow.at}`,
+        );
+    };
+
+    /**
+     * When the app called join(), leave() or update(), and when what it asked for was done (the H bound
+     * counts what they may send). An intent's requests go out on the app's bucket whenever the intent gets
+     * to them, not only in the second it was made: a join's first membership write waits for its schedule,
+     * which may take retries (seed 1107936452: the join's write 983 ms after join(), in a second with 10
+     * requests of the manager's own). So an intent counts for every second until it is done: a join until
+     * we are connected (or it failed, or a leave() came after it), a leave() or update() until it settles.
+     * A join() or leave() while one of the same kind is still not done asks for nothing new (the manager
+     * takes it as the same intent) and is done at once.
+     */
+    const appIntents: { at: number; kind: "join" | "leave" | "update"; seq: number; doneAt?: number }[] = [];
+    const addIntent = (kind: "join" | "leave" | "update") => {
+      const i: (typeof appIntents)[number] = { at: t(), kind, seq };
+      if (kind !== "update" && appIntents.some((x) => x.kind === kind && x.doneAt === undefined))
+        i.doneAt = i.at;
+      appIntents.push(i);
+      return i;
+    };
+    // Invariant 2 bookkeeping.
+    let gap: { start: number; external: boolean } | undefined;
+    // Invariant E bookkeeping: since when "connected" while the server holds no membership of ours, and
+    // whether reads of our key could fail meanwhile (a fault on them, or the network down).
+    let eyesGap: { start: number; blinded: boolean } | undefined;
+
+    const check = () => {
+      if (disposed) return;
+      const now = t();
+      checkLeft("check");
+      // H: whatever the server answers, a bounded number of requests per second (per tab: each has its
+      // own budget; the second tab's answers are not a licence to flood).
+      while (hStart < entries.length && entries[hStart].at <= now - 1000) hStart++;
+      const recent = entries.length - hStart;
+      // What the app asked for in that second goes out on its own bucket (issue 20 item 13): each join,
+      // leave or update may send up to APP_REQUESTS_PER_INTENT first attempts besides the manager's own.
+      for (const i of appIntents)
+        if (
+          i.kind === "join" &&
+          i.doneAt === undefined &&
+          (manager.status === "connected" ||
+            manager.state.kind === "failed" ||
+            appIntents.some((l) => l.kind === "leave" && l.seq > i.seq))
+        )
+          i.doneAt = now;
+      const open = appIntents.filter((i) => i.doneAt === undefined || i.doneAt > now - 1000);
+      const limit =
+        hotLoopLimit(manager.effectiveTiming.heartbeatIntervalMs) +
+        APP_REQUESTS_PER_INTENT * open.length +
+        (delegation ? DELEGATION_SWITCH_REQUESTS * open.filter((i) => i.kind === "join").length : 0);
+      if (recent > limit) violate("H", `${label}${recent} requests in the second before ${now} (limit ${limit})`);
+      // 2 (degraded mode says so: `joined` with delayedLeave false is honest without a delayed leave)
+      const degraded = manager.state.kind === "joined" && !manager.state.delayedLeave;
+      const connected = manager.status === "connected" && !degraded;
+      const pending = ownPendingAt(key()).length > 0;
+      if (connected && !pending) {
+        // External: the last delayed leave of ours was removed by the server or someone else (another
+        // tab's sweep, a write that cancels it before Synapse 1.127), not by us.
+        gap ??= { start: now, external: lastExternalRemoval.at >= lastOwnCreated() };
+        let deadline = gap.start + oneRequest();
+        if (gap.external) {
+          const removedAt = lastExternalRemoval.at;
+          const learned = goneDeliveredAt.find((x) => x >= removedAt);
+          // Until it would have fired anyway (restated with the delegation service: by the removed one's
+          // own delay; a delegated leave's is longer, and so are our restarts of it) or we learned of it.
+          deadline = Math.min(removedAt + lastExternalRemoval.delayMs, learned ?? Infinity) + oneRequest();
+        }
+        if (now > deadline)
+          violate(
+            "2",
+            `${label}status "connected" with no delayed leave of ours pending since ${gap.start} ` +
+              `(${gap.external ? "after an external removal" : "no external cause"}), now ${now}`,
+          );
+      } else gap = undefined;
+      // E (per tab: the device's membership, whichever tab wrote it, is what others list)
+      const watched = !(manager.state.kind === "joined" && manager.state.membershipWatched === false);
+      if (manager.status === "connected" && watched && !serverHoldsOurMembership()) {
+        eyesGap ??= { start: now, blinded: false };
+        if (server.down || lastBlindAt >= eyesGap.start - timing.heartbeatIntervalMs) eyesGap.blinded = true;
+        const bound = timing.membershipCheckIntervalMs + timing.delayMs + 2 * oneRequest();
+        if (!eyesGap.blinded && now - eyesGap.start > bound)
+          violate(
+            "E",
+            `${label}status "connected" while the server has held no membership of ours since ${eyesGap.start} (now ${now})`,
+          );
+      } else eyesGap = undefined;
+      // 3
+      for (const f of fires) {
+        if (f.exempt || f.satisfied) continue;
+        if (lastLeaveAt >= f.at) {
+          f.exempt = true; // the app asked to leave within the window: probablyLeft is moot
+          continue;
+        }
+        if (now > f.at + f.withinMs) {
+          violate(
+            "3",
+            `${label}the server fired our leave (${f.id}, ${kindOf(f.id)}) at ${f.at} while we wanted to be joined; probablyLeft never turned ` +
+              `true within one heartbeat (${f.withinMs} ms)`,
+          );
+          f.exempt = true;
+        }
+      }
+    };
+
+    const track = <T>(what: string, p: Promise<T>): Promise<T> => {
+      unsettled.add(what);
+      const done = () => unsettled.delete(what);
+      p.then(done, done);
+      return p;
+    };
+    const leaveResults: Promise<unknown>[] = [];
+    /** leave() and update() promises not settled yet (dispose() promises they all settle). */
+    const unsettled = new Set<string>();
+
+    const tab: Tab = {
+      slot,
+      origin,
+      label,
+      manager,
+      entries,
+      intent: () => intent,
+      disposed: () => disposed,
+      crashed: () => crashed,
+      currentId: () => currentId,
+      key,
+      usesKey: isOurKey,
+      join() {
+        intent = "joined";
+        lastJoinSeq = ++seq;
+        addIntent("join");
+        if (leftWindow) leftWindow.open = false;
+        manager.join();
+      },
+      leave(cmd, index) {
         intent = "left";
         lastLeaveAt = t();
         const calledAt = t();
-        const issuedAt = cmdIndex;
         const leaveSeq = ++seq;
         const leaveIntent = addIntent("leave");
         const p = track(
-          `leave() of command ${cmdIndex}`,
+          `${label}leave() of command ${index}`,
           manager.leave(cmd.k === "leave" && cmd.timeoutMs !== undefined ? { timeoutMs: cmd.timeoutMs } : {}),
         );
         const leaveDone = () => void (leaveIntent.doneAt ??= t());
         p.then(leaveDone, leaveDone);
         leaveResults.push(
           p.then((r) => {
-            note(`   leave() from command ${issuedAt} resolved ${JSON.stringify(r)}`);
+            tnote(`   leave() from command ${index} resolved ${JSON.stringify(r)}`);
             if (r.status !== "left" || disposed) return;
             // The leave's guard against a late write: a delayed {} created after the leave was called.
             for (const id of pendingOurs()) {
@@ -917,27 +1080,307 @@ export async function runSchedule(
             if (window.open) leftWindow = window;
             // The at-resolution check applies even if a join() followed (the leave completes first).
             if (serverHoldsAnyOfOurs())
-              violate("1", `leave() resolved ${JSON.stringify(r)} but the server holds our membership`);
+              violate("1", `${label}leave() resolved ${JSON.stringify(r)} but the server holds our membership`);
             const pending = pendingOurs().filter((id) => !guardIds.has(id));
             if (pending.length > 0)
               violate(
                 "1b",
-                `leave() resolved ${JSON.stringify(r)} with delayed event(s) ${pending.map((id) => `${id} (${kindOf(id)})`).join(",")} still pending`,
+                `${label}leave() resolved ${JSON.stringify(r)} with delayed event(s) ${pending.map((id) => `${id} (${kindOf(id)})`).join(",")} still pending`,
               );
           }),
         );
-        if (cmd.k === "rejoin") doJoin();
-        break;
-      }
-      case "update": {
+        if (cmd.k === "rejoin") tab.join();
+      },
+      update(index) {
         const updateIntent = addIntent("update");
         const updateDone = () => void (updateIntent.doneAt ??= t());
-        track(
-          `update() of command ${cmdIndex}`,
-          manager.update({ callIntent: cmdIndex % 2 ? "audio" : "video" }),
-        ).then(updateDone, updateDone);
+        track(`${label}update() of command ${index}`, manager.update({ callIntent: index % 2 ? "audio" : "video" })).then(
+          updateDone,
+          updateDone,
+        );
+      },
+      crash() {
+        tnote("   the page crashes: nothing it sends arrives any more");
+        dead = true;
+        crashed = true;
+        // Its SFU connection goes with it: the service sends what it held for this tab.
+        if (delegation) server.sfuDisconnect((_, o) => o === origin);
+        manager.dispose();
+        disposed = true;
+      },
+      check,
+      onRemoved(_id, delayMs, cause, by) {
+        // Removed by us: our cancel, our send. Anything else is external: the server lost it, a write
+        // cancelled it (another user's; before 1.127 any of the device's, ours included), another tab
+        // cancelled it, the delegation service sent it.
+        if ((cause === "cancel" || cause === "send") && by?.origin === origin) return;
+        lastExternalRemoval = { at: t(), delayMs };
+      },
+      onWrite(stateKey, content, writer, sent) {
+        if (!isOurKey(stateKey)) return;
+        if (writer === undefined && sent?.owner !== tab && !isMembership(content)) othersWroteLeft = true;
+        if (sent && sent.owner === tab) {
+          // Our delayed leave sent at our key: by its timer, or by the delegation service (the SFU lost us).
+          // Exempt: the app did not want to be joined, or a leave() it asked for is still being carried out,
+          // or the key held no membership of ours (a fire over nothing: nobody saw us leave).
+          const before = server.contentAt(stateKey);
+          const exempt =
+            intent !== "joined" ||
+            disposed ||
+            // The manager ended the call and said so (a typed failure): a fire is what it announced.
+            manager.state.kind === "failed" ||
+            manager.state.kind === "leaving" ||
+            // Sticky format: a fire at an earlier call's key (a leave's guard against a late write of that
+            // call) cannot take the current call's membership, which has a fresh key.
+            (format === "sticky" && stateKey !== key()) ||
+            !(before && isMembership(before) && !isForeign(before));
+          // Within one heartbeat (restated with the delegation service: a delegated leave is restarted by us
+          // every DELEGATED_INTERVAL_MS, and the service may send it at any moment in between).
+          const withinMs = sent.delayMs === DELEGATED_DELAY_MS ? DELEGATED_INTERVAL_MS : timing.heartbeatIntervalMs;
+          fires.push({
+            at: t(),
+            id: sent.id,
+            satisfied: manager.disposed ? false : manager.probablyLeft,
+            exempt,
+            withinMs,
+          });
+          unresolvedFireAt = t();
+          if (sent.byService) tnote(`   the delegation service sends our leave ${sent.id}`);
+        } else if (writer === tab && isMembership(content)) {
+          // R: a membership write of ours that (re)creates the device's membership (after a fired leave, a
+          // leave, or before anything) must be protected by a pending delayed leave of ours: another tab's
+          // may be cancelled or sent whenever that tab leaves, crashes or judges ours dead.
+          const before = server.contentAt(stateKey);
+          const removedBehindOurBack =
+            lastExternalRemoval.at >= lastOwnCreated() &&
+            !goneDeliveredAt.some((x) => x >= lastExternalRemoval.at);
+          // A write sent while a delayed leave of ours was pending, with at least a request's time before it
+          // was due, whose cover went while it was on the wire (the server lost it, or it fired because the
+          // heartbeats failed while this write took longer than the delay): no client can recall a request in
+          // flight. Not R; the next heartbeat's 404 (or the eyes) must repair it, which invariants 3 and 5
+          // judge. A write sent with its cover about to fire is still R (counterexamples D, D2).
+          const sentWrite = takeSentWrite(content);
+          const coveredWhenSent = sentWrite !== undefined && sentWrite.spare >= 0;
+          // Degraded mode (the manager says it has no delayed events) writes without one, by design.
+          if (
+            !isMembership(before) &&
+            ownPendingAt(stateKey).length === 0 &&
+            !removedBehindOurBack &&
+            !coveredWhenSent &&
+            !degradedNow
+          )
+            violate(
+              "R",
+              label +
+                (unresolvedFireAt !== undefined
+                  ? `membership written at ${t()} after the server fired our leave at ${unresolvedFireAt}, ` +
+                    `with no delayed leave of ours pending (none scheduled since: ${
+                      lastOwnCreated() >= unresolvedFireAt ? "no" : "yes"
+                    })`
+                  : `membership (re)created at ${t()} with no delayed leave of ours pending`) +
+                ` [manager: ${manager.state.kind}, probablyLeft ${manager.probablyLeft}]`,
+            );
+          unresolvedFireAt = undefined;
+          if (leftWindow?.open) {
+            // A write of ours sent before the leave resolved, processed only now (held in the network):
+            // allowed while the leave's guard (a delayed {}) may not have taken it down yet.
+            const sentEntry = entries.findLast(
+              (e) =>
+                e.op === "state" &&
+                e.at <= leftWindow!.at &&
+                JSON.stringify(e.content) === JSON.stringify(content),
+            );
+            if (sentEntry && t() - sentEntry.at > timing.stateRequestTimeoutMs)
+              lateGhostUntil = sentEntry.at + LATE_GHOST_MS;
+            else
+              violate(
+                "1",
+                `${label}membership written by us at ${t()} after leave() resolved left at ${leftWindow.at}`,
+              );
+          }
+        }
+      },
+      foreignOwnsKey() {
+        unresolvedFireAt = undefined;
+      },
+      healChecks(othersJoined) {
+        if (disposed) return;
+        // A typed failure on a refusal (403, 400: retrying the same request cannot help) is an honest end
+        // the app must act on (issue 11: "degraded mode or a typed failed, never silence").
+        const refused =
+          manager.state.kind === "failed" && ["forbidden", "rejected"].includes(manager.state.error.code);
+        // Degraded mode (the server refused our delay or said it has no delayed events) is honest when it
+        // says so: `joined` with delayedLeave false, the membership held, support$ says why.
+        const degraded = manager.state.kind === "joined" && !manager.state.delayedLeave;
+        // Nothing watches our key (no read, no view): another writer's `{}` is invisible, and joined says so.
+        const blindOk =
+          tabEyes === "blind" &&
+          othersWroteLeft &&
+          manager.state.kind === "joined" &&
+          manager.state.membershipWatched === false &&
+          !isMembership(server.contentAt(key()));
+        // Restated for two tabs before Synapse 1.127 (docs/compatibility.md, "Two tabs of the same device"):
+        // each one's write cancels the other's delayed leave, so while both want to be joined they re-join in
+        // turn on every heartbeat and never settle; the key always holds the device's membership.
+        const st = manager.state;
+        const turnTaking =
+          othersJoined &&
+          rules === "pre-1.127" &&
+          format === "state" &&
+          st.kind === "reconnecting" &&
+          (st.reason === "membership-removed" || st.reason === "delayed-leave-lost");
+        if (intent === "joined" && refused) tnote("   (ends failed on a refusal: exempt from 5)");
+        else if (intent === "joined" && blindOk)
+          tnote("   (another writer's {} nothing could see, said so: exempt from 5)");
+        else if (intent === "joined") {
+          const c = server.contentAt(key());
+          if (
+            (manager.status !== "connected" && !turnTaking) ||
+            !isMembership(c) ||
+            isForeign(c) ||
+            (ownPendingAt(key()).length === 0 && !degraded && !turnTaking)
+          )
+            violate(
+              "5",
+              `${label}after healing, the app wants to be joined but status=${manager.status} (${manager.state.kind}), ` +
+                `server content=${JSON.stringify(c)}, pending=${ownPendingAt(key()).length}` +
+                (fires.some((f) => kindOf(f.id) === "orphan")
+                  ? `; orphan fires: ${fires.filter((f) => kindOf(f.id) === "orphan").map((f) => `${f.id}@${f.at}`)}`
+                  : ""),
+            );
+          else if (pendingOurs().length > 1)
+            violate("5", `${label}after healing, ${pendingOurs().length} delayed leaves of ours are pending`);
+        } else {
+          if (pendingOurs().length > 0)
+            violate(
+              "O",
+              `${label}after leave() and healing, delayed leave(s) ${pendingOurs()
+                .map((id) => `${id} (${kindOf(id)})`)
+                .join(",")} of ours still pending`,
+            );
+          if (serverHoldsAnyOfOurs() || pendingOurs().length > 0 || manager.status !== "disconnected")
+            violate(
+              "5",
+              `${label}after healing, the app wants to be out but status=${manager.status} (${manager.state.kind}), ` +
+                `server content=${JSON.stringify(server.contentAt(key()))}, pending=${pendingOurs().length}`,
+            );
+        }
+      },
+      silenceCheck(from, to) {
+        if (disposed || intent !== "joined") return;
+        const st = manager.state;
+        // Honest ends that send nothing for long: a refusal said so (failed), degraded mode's refreshes.
+        if (st.kind === "failed" || (st.kind === "joined" && !st.delayedLeave) || degradedNow) return;
+        // Never a whole delay (the one in force) without a request: a tab that wants to be joined keeps
+        // its delayed leave alive, or is finding out what became of it.
+        const within = manager.effectiveTiming.delayMs;
+        const sends = [from, ...entries.filter((e) => e.at >= from && e.at <= to).map((e) => e.at)];
+        const silentFrom = sends.find((at, i) => (sends[i + 1] ?? to) - at > within);
+        if (silentFrom !== undefined)
+          violate(
+            "S",
+            `${label}wants to be joined (${manager.status}, ${st.kind}) but sent nothing for more than ${within} ms after ${silentFrom}`,
+          );
+      },
+      dispose() {
+        tnote("   dispose()");
+        if (delegation) server.sfuDisconnect((_, o) => o === origin);
+        manager.dispose();
+        disposed = true;
+      },
+      afterDispose(sinceEntry) {
+        if (manager.pendingTimers !== 0)
+          violate("4", `${label}${manager.pendingTimers} timers pending 30 s after dispose()`);
+        if (unsettled.size > 0) violate("4", `${label}never settled after dispose(): ${[...unsettled].join(", ")}`);
+        if (crashed) return; // it sent nothing since it crashed; late ids it could not cancel
+        for (const id of lateIds)
+          if (firedIds.has(id)) violate("O", `${label}${id}, answered after dispose(), was never cancelled and fired`);
+        const afterDispose = entries.slice(sinceEntry).filter((e) => e.op !== "cancel");
+        if (afterDispose.length > 0)
+          violate(
+            "4",
+            `${label}${afterDispose.length} request(s) other than cancels of late delay ids sent after dispose(): ${afterDispose
+              .map((e) => e.op)
+              .join(", ")}`,
+          );
+      },
+      async settled() {
+        if (unsettled.size === 0) await Promise.all(leaveResults);
+      },
+    };
+    tabs.push(tab);
+    return tab;
+  };
+
+  const tab1 = openTab(1, eyes);
+  const checkAll = () => {
+    for (const tab of tabs) tab.check();
+  };
+
+  /** Advance virtual time, checking after every due timer. */
+  const advance = async (ms: number) => {
+    const s = time.scheduler;
+    const target = s.frame + ms;
+    await settle();
+    checkAll();
+    for (;;) {
+      const next = s.actions.find((a) => !a.closed);
+      if (!next || next.delay > target) break;
+      s.maxFrames = next.delay;
+      s.flush();
+      await settle();
+      checkAll();
+    }
+    s.frame = Math.max(s.frame, target);
+    await settle();
+    checkAll();
+  };
+
+  const prevLogLen = { n: 0 };
+  const traceLog = () => {
+    for (const e of server.log.slice(prevLogLen.n))
+      push(
+        e.at,
+        `   -> ${twoTabs && e.origin ? `[${e.origin}] ` : ""}${e.op}${e.delayId ? ` ${e.delayId}` : ""}${
+          e.op === "state" ? (isMembership(e.content) ? " membership" : " {}") : ""
+        } [${e.outcome}]`,
+      );
+    prevLogLen.n = server.log.length;
+  };
+
+  // --- Play the schedule -----------------------------------------------------------------------
+  let cmdIndex = -1;
+  for (const cmd of cmds) {
+    cmdIndex++;
+    traceLog();
+    note(`# ${describeCmd(cmd)}`);
+    switch (cmd.k) {
+      case "join":
+        tab1.join();
+        break;
+      case "rejoin":
+      case "leave":
+        tab1.leave(cmd, cmdIndex);
+        break;
+      case "update":
+        tab1.update(cmdIndex);
+        break;
+      case "tab2": {
+        if (!twoTabs) break;
+        let tab2 = liveTab2();
+        if (cmd.act === "join") (tab2 ??= openTab(2, opts.tab2Eyes ?? eyes)).join();
+        else if (!tab2) break;
+        else if (cmd.act === "leave") tab2.leave({ k: "leave" }, cmdIndex);
+        else if (cmd.act === "update") tab2.update(cmdIndex);
+        else tab2.crash();
         break;
       }
+      case "sfuDisconnect":
+        if (delegation) server.sfuDisconnect((_, o) => tabOf(o)?.slot === cmd.tab);
+        break;
+      case "service":
+        if (delegation) server.setDelegationMode(cmd.mode);
+        break;
       case "advance":
         await advance(cmd.ms);
         break;
@@ -956,34 +1399,33 @@ export async function runSchedule(
           lastBlindAt = Infinity;
         break;
       case "losePending":
-        for (const id of pendingOurs()) {
-          server.lose(id);
-          lastExternalRemovalAt = t();
-        }
+        // The server loses its delayed events (every tab's).
+        for (const id of [...server.delayed.keys()]) server.lose(id);
         break;
       case "foreignWrite":
         // Nobody else can write our sticky key: the sticky format's "someone else" is a moderator's
         // redaction of our membership event, which cancels nothing (as another tab's `{}` at a state key).
         if (format === "sticky") {
-          server.redactCurrentSticky(key());
-          sameDeviceWrote = true;
+          server.redactCurrentSticky(tab1.key());
           break;
         }
         inForeign = true;
         try {
-          if (server.pendingFor(key()).length > 0) lastExternalRemovalAt = t();
-          server.foreignWrite(key(), { [FOREIGN_MARK]: true, application: "m.call", device_id: "OTHER" });
+          server.foreignWrite(tab1.manager.stateKey, {
+            [FOREIGN_MARK]: true,
+            application: "m.call",
+            device_id: "OTHER",
+          });
         } finally {
           inForeign = false;
         }
         // Someone else now owns the content at our key; that is not a resurrection of ours.
-        unresolvedFireAt = undefined;
+        for (const tab of tabs) tab.foreignOwnsKey();
         break;
       case "sameDeviceWrite":
         // (Sticky format: another tab has a member id of its own; a redaction empties ours.)
-        if (format === "sticky") server.redactCurrentSticky(key());
-        else server.sameDeviceWrite(key(), {});
-        sameDeviceWrote = true;
+        if (format === "sticky") server.redactCurrentSticky(tab1.key());
+        else server.sameDeviceWrite(tab1.key(), {});
         break;
       case "latency":
         latency = { ms: cmd.ms, jitterMs: cmd.jitterMs };
@@ -991,94 +1433,45 @@ export async function runSchedule(
         break;
     }
     await settle();
-    check();
+    checkAll();
   }
 
-  // --- Heal: network back, no more faults; the manager must converge to the app's intent. -----
+  // --- Heal: network up, no more faults; the tabs must converge to what their apps asked. -----
   traceLog();
   note("# heal (network up, faults cleared)");
   server.down = false;
   server.clearFaults();
   latency = { ms: LATENCY_MS, jitterMs: 0 };
   lastBlindAt = t();
-  await advance(opts.healMs ?? HEAL_MS);
+  const healMs = opts.healMs ?? HEAL_MS;
+  const healFrom = t();
+  await advance(healMs);
   traceLog();
-  // A typed failure on a refusal (403, 400: retrying the same request cannot help) is an honest end
-  // the app must act on (issue 11: "degraded mode or a typed failed, never silence").
-  const refused =
-    manager.state.kind === "failed" && ["forbidden", "rejected"].includes(manager.state.error.code);
-  // Degraded mode (the server refused our delay or said it has no delayed events) is honest when it
-  // says so: `joined` with delayedLeave false, the membership held, support$ says why.
-  const degraded = manager.state.kind === "joined" && !manager.state.delayedLeave;
-  // Nothing watches our key (no read, no view): another tab's `{}` is invisible, and joined says so.
-  const blindOk =
-    eyes === "blind" &&
-    sameDeviceWrote &&
-    manager.state.kind === "joined" &&
-    manager.state.membershipWatched === false &&
-    !isMembership(server.contentAt(key()));
-  if (intent === "joined" && refused) note("   (ends failed on a refusal: exempt from 5)");
-  else if (intent === "joined" && blindOk)
-    note("   (another tab's {} nothing could see, said so: exempt from 5)");
-  else if (intent === "joined") {
-    const c = server.contentAt(key());
-    if (
-      manager.status !== "connected" ||
-      !isMembership(c) ||
-      isForeign(c) ||
-      (server.pendingFor(key()).length === 0 && !degraded)
-    )
-      violate(
-        "5",
-        `after healing, the app wants to be joined but status=${manager.status} (${manager.state.kind}), ` +
-          `server content=${JSON.stringify(c)}, pending=${server.pendingFor(key()).length}` +
-          (fires.some((f) => kindOf(f.id) === "orphan")
-            ? `; orphan fires: ${fires.filter((f) => kindOf(f.id) === "orphan").map((f) => `${f.id}@${f.at}`)}`
-            : ""),
-      );
-    else if (pendingOurs().length > 1)
-      violate("5", `after healing, ${pendingOurs().length} delayed leaves of ours are pending`);
-  } else {
-    if (pendingOurs().length > 0)
-      violate(
-        "O",
-        `after leave() and healing, delayed leave(s) ${pendingOurs()
-          .map((id) => `${id} (${kindOf(id)})`)
-          .join(",")} of ours still pending`,
-      );
-    if (serverHoldsAnyOfOurs() || pendingOurs().length > 0 || manager.status !== "disconnected")
-      violate(
-        "5",
-        `after healing, the app wants to be out but status=${manager.status} (${manager.state.kind}), ` +
-          `server content=${JSON.stringify(server.contentAt(key()))}, pending=${pendingOurs().length}`,
-      );
+  const live = tabs.filter((x) => !x.disposed());
+  for (const tab of live)
+    tab.healChecks(live.some((o) => o !== tab && o.intent() === "joined" && o.manager.state.kind !== "failed"));
+  for (const tab of live) tab.silenceCheck(Math.max(healFrom, t() - SILENCE_WINDOW_MS), t());
+  // The device as a whole: once no live tab wants to be joined, no membership of any of its tabs (a
+  // crashed one's included: its delayed leave removes it) stays on the server.
+  if (format === "state" && !live.some((x) => x.intent() === "joined")) {
+    const c = server.contentAt(tab1.manager.stateKey);
+    if (isMembership(c) && !isForeign(c))
+      violate("5", `after healing, no tab wants to be joined but the server holds ${JSON.stringify(c)}`);
   }
 
   // --- Dispose: no timers, nothing sent afterwards. -------------------------------------------
   note("# dispose");
-  manager.dispose();
-  disposed = true;
-  const logLen = server.log.length;
+  const since = new Map(tabs.map((x) => [x, x.entries.length]));
+  for (const tab of live) tab.dispose();
   // Issue 11 item 4/5: a schedule still open at dispose() may answer with an id, which is cancelled;
   // it is aborted one request timeout later, so the process can exit. Nothing else is left.
-  await advance(manager.effectiveTiming.requestTimeoutMs + 1);
-  if (manager.pendingTimers !== 0)
-    violate("4", `${manager.pendingTimers} timers pending one request timeout after dispose()`);
+  await advance(tab1.manager.effectiveTiming.requestTimeoutMs + 1);
+  for (const tab of live)
+    if (tab.manager.pendingTimers !== 0)
+      violate("4", `${tab.label}${tab.manager.pendingTimers} timers pending one request timeout after dispose()`);
   await advance(30_000);
-  if (unsettled.size > 0) violate("4", `never settled after dispose(): ${[...unsettled].join(", ")}`);
-  else await Promise.all(leaveResults);
-  if (manager.pendingTimers !== 0)
-    violate("4", `${manager.pendingTimers} timers pending 30 s after dispose()`);
-  for (const id of lateIds)
-    if (firedIds.has(id)) violate("O", `${id}, answered after dispose(), was never cancelled and fired`);
-  const afterDispose = server.log.slice(logLen).filter((e) => e.op !== "cancel");
-  if (afterDispose.length > 0)
-    violate(
-      "4",
-      `${afterDispose.length} request(s) other than cancels of late delay ids sent after dispose(): ${afterDispose
-        .map((e) => e.op)
-        .join(", ")}`,
-    );
+  for (const tab of tabs) await tab.settled();
+  for (const tab of tabs) tab.afterDispose(since.get(tab)!);
   traceLog();
   return {
     violations,

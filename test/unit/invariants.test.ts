@@ -21,9 +21,10 @@ import {
   scheduleArb,
   type Cmd,
   type Eyes,
-  type Format,
   type InvariantId,
+  type Schedule,
   type Violation,
+  type WorldOptions,
 } from "../helpers/invariants.js";
 
 const RUNS = Number(process.env.INVARIANT_RUNS ?? 1000);
@@ -61,31 +62,25 @@ const KNOWN_BROKEN = new Set<InvariantId>([]);
 
 /** Every property plays the same schedules (same seed): play each once (only the violations are kept). */
 const cache = new Map<string, Violation[]>();
-async function violationsOf(s: {
-  cmds: Cmd[];
-  jitterSeed: number;
-  eyes?: Eyes;
-  format?: Format;
-}): Promise<Violation[]> {
+async function violationsOf(s: Schedule): Promise<Violation[]> {
   const key = JSON.stringify(s);
   let v = cache.get(key);
   if (!v) {
-    v = (await runSchedule(s.cmds, s.jitterSeed, { eyes: s.eyes, format: s.format })).violations;
+    const { cmds, jitterSeed, ...world } = s;
+    v = (await runSchedule(cmds, jitterSeed, world)).violations;
     cache.set(key, v);
   }
   return v;
 }
 
-async function explain(
-  s: { cmds: Cmd[]; jitterSeed: number; eyes?: Eyes; format?: Format },
-  invs: InvariantId[],
-): Promise<string> {
-  const r = await runSchedule(s.cmds, s.jitterSeed, { eyes: s.eyes, format: s.format });
-  const text = formatFailure(s.cmds, r, invs).split("\n");
+async function explain(s: Schedule, invs: InvariantId[]): Promise<string> {
+  const { cmds, jitterSeed, ...world } = s;
+  const r = await runSchedule(cmds, jitterSeed, world);
+  const text = formatFailure(cmds, r, invs).split("\n");
   // Keep the trace readable: up to a little after the first violation.
   const first = text.findIndex((l) => l.includes("!! VIOLATION"));
   const end = first < 0 ? 150 : Math.min(first + 20, 250);
-  return `jitterSeed ${s.jitterSeed}, eyes ${s.eyes ?? "read"}, format ${s.format ?? "state"}\n${text.slice(0, end).join("\n")}`;
+  return `jitterSeed ${jitterSeed}, world ${JSON.stringify(world)}\n${text.slice(0, end).join("\n")}`;
 }
 
 function property(invs: InvariantId[]) {
@@ -115,6 +110,11 @@ const PROPERTIES: [InvariantId, string][] = [
     "O",
     "O: no orphan: a delay id answered after dispose() is cancelled; after leave() and healing nothing of ours is pending",
   ],
+  [
+    "P",
+    "P: no tab cancels the delayed leave another live tab of the device keeps (restarted within one of its heartbeats)",
+  ],
+  ["S", "S: no tab stuck silent: after healing, a tab that wants to be joined sends something every delay"],
 ];
 
 describe(`invariants under random faults (${RUNS} schedules, seed ${SEED})`, () => {
@@ -204,6 +204,8 @@ const KNOWN: {
   /** The link's jitter draws (latency steps with jitter); 0 unless given. */
   jitterSeed?: number;
   eyes?: Eyes;
+  /** The rest of its world (a second tab, the rules, the delegation service); a plain one-tab world if unset. */
+  world?: Omit<WorldOptions, "eyes">;
 }[] = [
   {
     fixed: true,
@@ -491,7 +493,7 @@ describe("counterexamples: regression tests once fixed, it.failing while still o
     (k.fixed ? it : it.failing)(
       `${k.name} [${k.invs.join(", ")}]: ${k.cmds.map(describeCmd).join("; ")}`,
       async () => {
-        const r = await runSchedule(k.cmds, k.jitterSeed ?? 0, { eyes: k.eyes });
+        const r = await runSchedule(k.cmds, k.jitterSeed ?? 0, { eyes: k.eyes, ...k.world });
         const bad = r.violations.filter((v) => k.invs.includes(v.inv));
         if (bad.length) throw new Error(formatFailure(k.cmds, r, k.invs));
       },

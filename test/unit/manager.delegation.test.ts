@@ -192,4 +192,28 @@ describe("delegated delayed leave (MSC4195)", () => {
     await d.time.advance(5000);
     expect(pendingDelays(d)).not.toContain(HOUR);
   });
+
+  it("a service that never answers, with a delegated delay no longer than a state request's timeout: the switch's new leave is cancelled before it can fire", async () => {
+    // Found by the randomized invariants with the delegation service in the world (test/helpers/invariants.ts,
+    // `join; service(dead)`, 2 s delay, 10 s delegated): nothing restarts a switch's new delayed leave until
+    // the service took it, and the manager waited for the answer as long as that leave's delay (a state
+    // request's timeout, 10 s), so it fired `{}` over our membership 10 ms before the cancel went out (and
+    // probablyLeft never said so); the next try's did the same.
+    const h = delegated("dead", {
+      delayedLeaveDelayMs: 2000,
+      delegatedDelayMs: 10_000,
+      delegatedHeartbeatIntervalMs: 4000,
+    });
+    h.manager.join();
+    await advanceWithoutGap(h, 60_000);
+    // The membership was written once and never taken down; no delayed leave of ours ever fired.
+    expect(h.server.history.filter((e) => e.stateKey === h.key).map((e) => e.by)).toEqual(["client"]);
+    expect(h.probablyLeft).not.toContain(true);
+    // Each try's long leave was cancelled while it was still pending (nothing left but the normal one).
+    expect(h.server.count("delegate")).toBeGreaterThanOrEqual(2);
+    expect(h.server.count("cancel", "ok")).toBe(h.server.count("delegate"));
+    expect(pendingDelays(h)).toEqual([2000]);
+    expect(h.manager.state).toMatchObject({ kind: "joined", delayedLeave: true });
+    h.manager.dispose();
+  });
 });

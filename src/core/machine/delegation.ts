@@ -21,7 +21,7 @@
  * schedules the replacement with the normal timing). No I/O here: the driver sends `delegate` requests.
  */
 import { classifyError, httpFacts } from "../../errors.js";
-import type { Timing } from "../config.js";
+import { MIN_TIMING_STEP_MS, type Timing } from "../config.js";
 import {
   delayedTimeoutMs,
   log,
@@ -180,9 +180,26 @@ function delegate(c: Ctx, call: CallState, delayId: string, why: "switch" | "che
   askOnce(c, { kind: "delegate", delayId, why }, { kind: "delegate", delayId }, "delegate", {
     scope: "call",
     callId: call.id,
-    // The service looks the delay id up at the homeserver before it answers: two round trips and more.
-    timeoutMs: c.s.timing.stateRequestTimeoutMs,
+    timeoutMs: delegateTimeoutMs(c, call, why),
   });
+}
+
+/**
+ * How long to wait for the service's answer. It looks the delay id up at the homeserver before it
+ * answers: two round trips and more, a state request's timeout. But nothing restarts a switch's new
+ * delayed leave until the service has taken it, so the wait ends while its cancel can still land before
+ * it fires (its delay from its send, less two delayed-event requests' time): waiting a whole state
+ * request's timeout with a delegated delay no longer than that let it fire `{}` over our membership just
+ * before we gave up (found by the randomized invariants with the delegation service in the world: a
+ * 10 s delegated delay, a service that never answered). A check delegates the leave we restart
+ * ourselves: nothing fires while we wait.
+ */
+function delegateTimeoutMs(c: Ctx, call: CallState, why: "switch" | "check"): number {
+  const wait = c.s.timing.stateRequestTimeoutMs;
+  const lane = call.delegation;
+  if (why !== "switch" || lane?.newSentAt === undefined || lane.newDelayMs === undefined) return wait;
+  const left = lane.newSentAt + lane.newDelayMs - c.now - 2 * delayedTimeoutMs(c.s);
+  return Math.round(Math.max(MIN_TIMING_STEP_MS, Math.min(wait, left)));
 }
 
 /** How a delegation request ended, from the service's answer. */
