@@ -36,6 +36,7 @@ import { beat } from "./heartbeat.js";
 import { wantWrite } from "./writes.js";
 import { askOnce, startTask } from "./tasks.js";
 import { scheduleRequest } from "./format.js";
+import { noteUnknownOutcome } from "./orphans.js";
 import type { CallState, DelegationLane, DelegationTiming, OpenSchedule, Outcome, Task } from "./types.js";
 
 /** The timing of a delegated leave: the long delay and slow heartbeat, the rest as normal. */
@@ -147,6 +148,7 @@ export function onSwitchScheduleAnswer(
     // if its answer comes after all: orphans.ts drops it then and cancels the id).
     const at = (open.abortAt ?? c.now) + open.delayMs + delayedTimeoutMs(c.s);
     (c.s.reassertAt ??= []).push(at);
+    noteUnknownOutcome(c, open, at);
     if (timedOut) open.reasserts = [at];
   }
   const call = c.s.call?.id === open.callId ? c.s.call : undefined;

@@ -4,6 +4,7 @@
  * sweep finds and cancels it; elsewhere our membership is re-asserted once it could have fired).
  */
 import { lateIdDeadlines } from "../decisions.js";
+import { MAX_TIMER_MS } from "../limits.js";
 import {
   delayedTimeoutMs,
   log,
@@ -34,6 +35,8 @@ function forget(c: Ctx, open: OpenSchedule): void {
 export function onScheduleSettled(c: Ctx, open: OpenSchedule, ok: boolean, value: unknown): void {
   if (!ok) return forget(c, open);
   const id = value as string;
+  // Its outcome is known now: whatever a sweep lists that we do not know is not its.
+  resolveUnknownOutcome(c, open.reqId);
   // Only while a sweep may run (an orphan window): outside one, no listing can race this answer.
   if (c.now < c.s.orphanWindowUntil || c.s.sweep) {
     const learned = (c.s.learnedIds ??= []);
@@ -58,6 +61,26 @@ export function onScheduleSettled(c: Ctx, open: OpenSchedule, ok: boolean, value
   if (!open.late || adopted || swept) return;
   if (c.s.disposed) return cancelAfterDispose(c, id);
   cancelOrphan(c, id, open.sentAt + open.delayMs, true, open.delayMs);
+}
+
+/**
+ * A schedule of ours whose outcome we do not know, until `until` (when what it may have made surely
+ * fired): while one is open, an unknown delayed event at our key may be its orphan.
+ */
+export function noteUnknownOutcome(c: Ctx, open: OpenSchedule, until: number): void {
+  const list = (c.s.unknownSchedules ??= []).filter((u) => u.until > c.now && u.reqId !== open.reqId);
+  list.push({ reqId: open.reqId, until });
+  c.s.unknownSchedules = list;
+}
+
+function resolveUnknownOutcome(c: Ctx, reqId: number): void {
+  const list = c.s.unknownSchedules?.filter((u) => u.until > c.now && u.reqId !== reqId);
+  c.s.unknownSchedules = list?.length ? list : undefined;
+}
+
+/** Could a schedule of ours have made a delayed leave at our key that we never learned of? */
+function unknownOutcomeOpen(c: Ctx): boolean {
+  return c.s.unknownSchedules?.some((u) => u.until > c.now) ?? false;
 }
 
 function dropReasserts(c: Ctx, ats: number[] | undefined): void {
@@ -136,18 +159,21 @@ export function onCancelOrphanDone(c: Ctx, task: Task, outcome: Outcome): void {
   else if (!outcome.deferred && !outcome.aborted) {
     // "gone": it has fired already (or someone removed it): our membership may be wiped.
     dropDeadline(c, delayId);
-    orphanProbablyFired(c);
+    probablyFiredUncancelled(c);
   }
   // deferred (no longer worth cancelling): the deadline decides.
   const sweep = c.s.sweep;
   if (sweep && sweep.step === "cancel" && !task.purpose.late && --sweep.cancelling === 0) finishSweep(c);
 }
 
-/** An orphan we could not cancel in time fired: others see us gone; rejoin like after a fired leave. */
-function orphanProbablyFired(c: Ctx): void {
+/**
+ * A delayed leave of ours we could not cancel in time fired (an orphan, or one we replaced): others see
+ * us gone; rejoin like after a fired leave.
+ */
+export function probablyFiredUncancelled(c: Ctx, what = "an orphaned delayed leave"): void {
   const call = c.s.call;
   if (!call || call.ended || !call.lastSent) return;
-  log(c, "warn", "an orphaned delayed leave was due before we could cancel it: probably left");
+  log(c, "warn", `${what} was due before we could cancel it: probably left`);
   call.lastSent = undefined;
   setOwnMembership(c, undefined);
   setProbablyLeft(c, true);
@@ -227,7 +253,13 @@ function cancelListedOrphans(c: Ctx): void {
       e.delayId !== c.s.call?.delegation?.newId &&
       !c.s.learnedIds?.includes(e.delayId),
   );
-  const orphans = sweep.predecessors ? deadPredecessors(c, foreign) : foreign;
+  // A delayed event at our key we do not know is our orphan only while a schedule of ours of unknown
+  // outcome could have made it. Otherwise (its answer came late and named its id) it is another live tab's
+  // of this device, which shares our state key: cancelling it took the other tab's protection away, and
+  // both tabs wrote their membership with nothing pending (found by the randomized invariants with a
+  // second tab: two tabs joining at once on a slow link cancelled each other's delayed leaves). A dead
+  // page's is judged by the predecessor sweep, by its restarts.
+  const orphans = sweep.predecessors ? deadPredecessors(c, foreign) : unknownOutcomeOpen(c) ? foreign : [];
   sweep.orphans = undefined;
   sweep.step = "cancel";
   sweep.cancelling = orphans.length;
@@ -279,13 +311,23 @@ const PREDECESSOR_SWEEPS = 3;
  * restart's flight, so a live tab has restarted in between. At half a delay, the adaptive heartbeat's
  * 6.75 s interval (10 s delay) let a second tab of the same device cancel the first tab's live delayed
  * leave, and the first tab wrote its membership back over the second's (test/synapse/two-tabs).
+ *
+ * Where the app delegates its delayed leave (MSC4195), a live tab may hold a delegated one, which it
+ * restarts only every delegated heartbeat (5 min by default; the service's restarts are its own): the
+ * listings are spaced wider than that too. A normal leave of a dead page then fires before the second
+ * listing (our eyes put the membership back, as where nothing can list), and a delegated one is sent by
+ * the service once the SFU lost that page. Spaced by the normal timing alone, a tab joining the call
+ * took a second tab's delegated leave for a dead page's and cancelled it (found by the randomized
+ * invariants with the delegation service and a second tab in the world).
  */
 function relistAfterMs(c: Ctx): number {
-  const t = c.s.timing;
+  const t = c.s.normalTiming ?? c.s.timing;
   const longest = t.adaptiveHeartbeat
     ? Math.max(t.heartbeatIntervalMs, t.delayMs - t.minRestartTimeoutMs - t.heartbeatMarginMs)
     : t.heartbeatIntervalMs;
-  return Math.round(Math.min(t.delayMs, Math.max(t.delayMs / 2, longest + t.requestTimeoutMs)));
+  const normal = Math.min(t.delayMs, Math.max(t.delayMs / 2, longest + t.requestTimeoutMs));
+  const delegated = c.env.delegation ? c.env.delegation.heartbeatIntervalMs + t.requestTimeoutMs : 0;
+  return Math.round(Math.min(MAX_TIMER_MS, Math.max(normal, delegated)));
 }
 
 /** Of the foreign delayed events at our key: those a previous listing saw, not restarted since. */
@@ -341,7 +383,7 @@ export function onOrphanWake(c: Ctx): void {
   if (deadlines)
     for (const d of deadlines.filter((d) => d.at <= c.now)) {
       dropDeadline(c, d.delayId);
-      orphanProbablyFired(c);
+      probablyFiredUncancelled(c);
     }
   const reasserts = c.s.reassertAt;
   if (reasserts) {
@@ -370,10 +412,18 @@ export function onOrphanWake(c: Ctx): void {
   }
 }
 
-/** Late delayed leaves still being cancelled (or answered): leave() waits for them, within bounds. */
+/**
+ * Delayed leaves of ours still being cancelled (or answered): late ones, and those a change of holder
+ * made or replaced (delegation.ts: a switch the leave abandoned cancels its new one, or will once its
+ * schedule answers). leave() waits for them, within bounds: it said `left` while the new delayed leave
+ * of a delegation under way was still pending, its cancel waiting out a 429 (found by the randomized
+ * invariants with the delegation service in the world).
+ */
 export function lateCancelsRunning(c: Ctx): boolean {
   return (
-    c.s.open.some((o) => o.late) ||
-    c.s.tasks.some((t) => t.purpose.kind === "cancel-orphan" && t.purpose.late)
+    c.s.open.some((o) => o.late || o.switchTo !== undefined) ||
+    c.s.tasks.some(
+      (t) => (t.purpose.kind === "cancel-orphan" && t.purpose.late) || t.purpose.kind === "cancel-replaced",
+    )
   );
 }

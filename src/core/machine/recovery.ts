@@ -19,11 +19,12 @@ import {
 } from "./context.js";
 import { endCall } from "./calls.js";
 import { askOnce, startTask } from "./tasks.js";
-import { resumeWrites, wantWrite, writeMembership } from "./writes.js";
+import { resumeWrites, wantWrite } from "./writes.js";
 import type { CallState, Outcome, Task } from "./types.js";
 import { startSchedule } from "./schedule.js";
 import { readRequest, removedByOthers } from "./format.js";
 import { onHeldLeaveGone } from "./delegation.js";
+import { probablyFiredUncancelled } from "./orphans.js";
 
 export function recover(c: Ctx, call: CallState, cls: ErrorClass): void {
   // Where the server can say what became of it (MSC4140 as merged: the 409's lookup, or `GET` one),
@@ -192,13 +193,15 @@ export function afterRecoverPause(
  * The cancel of a replaced delayed leave ended. Confirmed, or "gone" before it could fire: it never
  * fires. Otherwise (not confirmed within its window, or "gone" once it could have fired) it may have
  * fired `{}` over the membership written since: write it again (found by the model test,
- * test/unit/machine.model.test.ts: a 429 held the cancel back past the replaced one's due time).
+ * test/unit/machine.model.test.ts: a 429 held the cancel back past the replaced one's due time), and say
+ * so meanwhile, as for an orphan: others saw us leave (found by the randomized invariants with the
+ * delegation service: the normal leave a delegation replaced fired over our membership while its cancel
+ * waited out a 429, and the membership went back with probablyLeft never raised).
  */
 export function onReplacedCancelDone(c: Ctx, task: Task, outcome: Outcome): void {
   if (outcome.ok || task.purpose.kind !== "cancel-replaced") return;
   log(c, "debug", "the replaced delayed leave could not be cancelled (probably gone)", outcome.error);
   if (outcome.aborted && !outcome.deferred) return;
   if (!outcome.deferred && c.now < task.purpose.firesFrom) return;
-  const call = c.s.call;
-  if (call && !call.ended && call.lastSent) writeMembership(c, call, "reassert");
+  probablyFiredUncancelled(c, "a delayed leave we replaced");
 }

@@ -419,6 +419,13 @@ export interface MachineState {
   predecessorDeferrals?: number;
   knownMaxDelayMs?: number;
   orphanWindowUntil: number;
+  /**
+   * Schedules of ours whose outcome we do not know (no answer in time, or an error that may have come
+   * after the server acted): each may have made a delayed leave at our key whose id we never learned, up
+   * to `until` (by then it surely fired). An orphan sweep takes an unknown delayed event at our key for
+   * ours only while one of these is open: otherwise it is another tab's of this device (orphans.ts).
+   */
+  unknownSchedules?: { reqId: number; until: number }[];
   sweep?: Sweep;
   sweepAgain: boolean;
   learnedIds?: string[];
