@@ -30,7 +30,7 @@ import log from "loglevel";
 import { MembershipManager } from "../../src/manager/MembershipManager.js";
 import { eventsStateSource } from "../../src/membership/observer.js";
 import { LATE_WRITE_HORIZON_MS } from "../../src/core/limits.js";
-import type { MembershipBackend } from "../../src/backends/types.js";
+import type { MembershipBackend, RequestOptions } from "../../src/backends/types.js";
 import { HTTPError, MatrixError } from "matrix-js-sdk";
 import { isLeftContent } from "../../src/membership/content.js";
 import {
@@ -515,6 +515,8 @@ interface Tab {
   readonly crashed: () => boolean;
   /** The delay id its manager holds now (delayId$). */
   readonly currentId: () => string | undefined;
+  /** A schedule of its own whose outcome it could not know, and what it made may not have fired yet. */
+  readonly scheduleInDoubt: () => boolean;
   /** Its membership's key now, and whether a key is one of its own. */
   readonly key: () => string;
   readonly usesKey: (k: string) => boolean;
@@ -646,6 +648,12 @@ export async function runSchedule(cmds: Cmd[], jitterSeed: number, opts: WorldOp
     const canceller = tabOf(by?.origin);
     if (cause !== "cancel" || !owner || !canceller || canceller === owner) return;
     if (owner.disposed() || owner.intent() !== "joined" || owner.currentId() !== id) return;
+    // Restated for the shared key: a tab with a schedule of its own in doubt (its answer lost or late, or
+    // an error the server may have come after) may have made a delayed leave at the key that it never
+    // learned, and will fire `{}` over the device's membership; the listing cannot tell it from another
+    // tab's (no owner, no content in it), so its sweep cancels both, and the other tab's next heartbeat
+    // finds out (2 and R count that as an external removal).
+    if (canceller.scheduleInDoubt()) return;
     const age = t() - (lastArmedAt.get(id) ?? -Infinity);
     const interval = owner.manager.effectiveTiming.heartbeatIntervalMs;
     if (age < interval)
@@ -750,6 +758,24 @@ export async function runSchedule(cmds: Cmd[], jitterSeed: number, opts: WorldOp
         spare: coveredUntil - t() - oneRequest(),
       });
     };
+    /**
+     * Schedules of this tab: when sent, and whether the manager got its answer (an id) in time. One it did
+     * not (no answer yet, an error, or an answer after its local timeout) is in doubt: it may have made a
+     * delayed leave whose id the tab never learned (P's exception).
+     */
+    const schedules: { sentAt: number; delayMs: number; known: boolean }[] = [];
+    const inDoubt = (
+      p: Promise<string>,
+      req: { delayMs: number },
+      o: RequestOptions | undefined,
+    ): Promise<string> => {
+      const entry = { sentAt: t(), delayMs: req.delayMs, known: false };
+      schedules.push(entry);
+      return p.then((id) => {
+        entry.known = !o?.signal?.aborted;
+        return id;
+      });
+    };
     /** Delay ids whose answer reached the manager after dispose() (O: they must be cancelled). */
     const lateIds = new Set<string>();
     let disposed = false;
@@ -764,14 +790,14 @@ export async function runSchedule(cmds: Cmd[], jitterSeed: number, opts: WorldOp
     const keysUsed = new Set<string>();
     const backend: MembershipBackend = {
       sendDelayedStateEvent: (req, o) =>
-        via("schedule", server.sendDelayedStateEvent.bind(server))(req, o).then(noteLate),
+        inDoubt(via("schedule", server.sendDelayedStateEvent.bind(server))(req, o), req, o).then(noteLate),
       sendStateEvent: (req, o) => {
         if (!dead) noteCover(req.stateKey, req.content);
         return via("state", server.sendStateEvent.bind(server))(req, o);
       },
       sendDelayedStickyEvent: (req, o) => {
         keysUsed.add(stickyMapKey(req.stickyKey));
-        return via("schedule", server.sendDelayedStickyEvent.bind(server))(req, o).then(noteLate);
+        return inDoubt(via("schedule", server.sendDelayedStickyEvent.bind(server))(req, o), req, o).then(noteLate);
       },
       // (The sticky format's write lands at the member id's key: its cover is the delayed leave there.)
       sendStickyEvent: (req, o) => {
@@ -1057,6 +1083,9 @@ export async function runSchedule(cmds: Cmd[], jitterSeed: number, opts: WorldOp
       disposed: () => disposed,
       crashed: () => crashed,
       currentId: () => currentId,
+      // Until what it made surely fired: its abort (a delay after its send), a delay, and a request.
+      scheduleInDoubt: () =>
+        schedules.some((x) => !x.known && t() <= x.sentAt + 2 * x.delayMs + 2 * oneRequest()),
       key,
       usesKey: isOurKey,
       join() {

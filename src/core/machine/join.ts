@@ -48,6 +48,8 @@ export function startCall(c: Ctx): void {
     c.s.staleMemberId = c.s.guardMemberId;
   }
   c.s.guardDelayId = c.s.guardMemberId = undefined;
+  // This call's writes replace whatever of the last one lands late (and its eyes re-assert over it).
+  c.s.guardCheck = undefined;
   startDelegation(c);
   const call = newCall(c);
   c.s.call = call;

@@ -134,7 +134,11 @@ export type Purpose =
   /** Delegating a delayed leave (`check`: again, to learn that the service still answers). */
   | { kind: "delegate"; delayId: string; why: "switch" | "check" }
   /** After a leave: a delayed `{}` that outlasts a membership write still on its way (late-writes.ts). */
-  | { kind: "late-write-guard"; result: LeaveResult };
+  | { kind: "late-write-guard"; result: LeaveResult }
+  /** After the guard's horizon: does our key still hold a write of ours that landed late (lateWrites.ts)? */
+  | { kind: "guard-check"; contents: Record<string, unknown>[] }
+  /** ... it does: `{}` over it. */
+  | { kind: "guard-cleanup" };
 
 /** A request with its retries: waits for the budget, sends, backs off, until it ends. */
 export interface Task {
@@ -400,6 +404,12 @@ export interface MachineState {
   /** Sticky format: the member ids (sticky keys) of the stale delayed leave and of the guard. */
   staleMemberId?: string;
   guardMemberId?: string;
+  /**
+   * State format: once the guard's horizon is past, read our key, and take down a late write of ours
+   * still standing (`contents`: what those writes carried). Servers before Synapse 1.127 let our own late
+   * write cancel the guard (lateWrites.ts).
+   */
+  guardCheck?: { at: number; contents: Record<string, unknown>[] };
   /** The format in force when it differs from the app's (the sticky format fell back to state). */
   format?: MembershipFormat;
   /** The member id the next call takes (the driver's fresh one, or the app's). */
