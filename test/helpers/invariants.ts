@@ -1156,7 +1156,11 @@ export async function runSchedule(cmds: Cmd[], jitterSeed: number, opts: WorldOp
         // cancelled it (another user's; before 1.127 any of the device's, ours included), another tab
         // cancelled it, the delegation service sent it.
         if ((cause === "cancel" || cause === "send") && by?.origin === origin) return;
-        lastExternalRemoval = { at: t(), delayMs };
+        // (Several at once, as a write cancelling every one at the key: the longest delay, a delegated
+        // leave's, is the one whose heartbeat finds out.)
+        const at = t();
+        const prev = lastExternalRemoval;
+        lastExternalRemoval = { at, delayMs: prev.at === at ? Math.max(prev.delayMs, delayMs) : delayMs };
       },
       onWrite(stateKey, content, writer, sent) {
         if (!isOurKey(stateKey)) return;

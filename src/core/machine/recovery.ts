@@ -24,6 +24,7 @@ import type { CallState, Outcome, Task } from "./types.js";
 import { startSchedule } from "./schedule.js";
 import { readRequest, removedByOthers } from "./format.js";
 import { onHeldLeaveGone } from "./delegation.js";
+import { isLeftContent } from "../../membership/content.js";
 import { probablyFiredUncancelled } from "./orphans.js";
 
 export function recover(c: Ctx, call: CallState, cls: ErrorClass): void {
@@ -32,11 +33,18 @@ export function recover(c: Ctx, call: CallState, cls: ErrorClass): void {
   // stays up until a restart succeeds, and on Synapse < 1.127 our own fresh write cancels the new
   // delayed leave. Past the due time the verdict is "fired" anyway, so only a "gone" before it costs
   // a lookup: a recovery after an outage must not wait a round trip for it.
-  const byTime = goneCause(c.now, call.armedAt!, c.s.timing.delayMs);
+  // A delegated leave (MSC4195) is removed early only by the service, which sends it when the SFU lost us
+  // (our restarts of it are minutes apart, so by time it is rarely due): "gone" means it most likely fired.
+  // Judged "lost", a client that cannot read its key put the membership back saying nothing, although
+  // others had seen us leave (found by the randomized invariants with the delegation service: the SFU
+  // lost a tab, and probablyLeft never turned true). A lookup, where there is one, still decides.
+  const delegated = call.delegation?.holder === "delegated";
+  const byTime = delegated ? "fired" : goneCause(c.now, call.armedAt!, c.s.timing.delayMs);
   // A delegated leave gone (the service sent it, or it is lost): the normal timing from now on.
   onHeldLeaveGone(c, call);
   if (cls.kind === "gone" && cls.finalised) return judge(c, call, cls.finalised, byTime);
-  if (byTime !== "lost" || !c.env.canLookUp || !call.delayId) return judge(c, call, undefined, byTime);
+  if ((byTime !== "lost" && !delegated) || !c.env.canLookUp || !call.delayId)
+    return judge(c, call, undefined, byTime);
   call.lane = { k: "lookup", byTime };
   askOnce(c, { kind: "lookup" }, { kind: "lookup", delayId: call.delayId }, "restart", { callId: call.id });
 }
@@ -124,7 +132,11 @@ export function onReadReplacedDone(c: Ctx, call: CallState | undefined, outcome:
     ),
   );
   if (!c.env.autoRejoin) return stayOut(c, call, "membership-removed");
-  setState(c, { kind: "reconnecting", reason: "membership-removed", probablyLeft: false });
+  // Our key holds no membership at all (`{}` written by someone else, or by the service for us): others
+  // no longer list us until we write again.
+  const gone = isLeftContent(current);
+  if (gone) setProbablyLeft(c, true);
+  setState(c, { kind: "reconnecting", reason: "membership-removed", probablyLeft: gone });
   recoverAfterVerdict(c, call, replaced, false);
 }
 

@@ -207,6 +207,7 @@ function dispatch(c: Ctx, task: Task, outcome: Outcome): void {
     case "late-write-guard":
       return onLeaveTaskDone(c, task, outcome);
     case "guard-check":
+    case "guard-send":
     case "guard-cleanup":
       return onGuardCheckDone(c, task, outcome);
   }

@@ -137,6 +137,8 @@ export type Purpose =
   | { kind: "late-write-guard"; result: LeaveResult }
   /** After the guard's horizon: does our key still hold a write of ours that landed late (lateWrites.ts)? */
   | { kind: "guard-check"; contents: Record<string, unknown>[] }
+  /** ... where we cannot read it: is the guard still there (we send it)? */
+  | { kind: "guard-send"; delayId: string }
   /** ... it does: `{}` over it. */
   | { kind: "guard-cleanup" };
 
@@ -405,9 +407,9 @@ export interface MachineState {
   staleMemberId?: string;
   guardMemberId?: string;
   /**
-   * State format: once the guard's horizon is past, read our key, and take down a late write of ours
-   * still standing (`contents`: what those writes carried). Servers before Synapse 1.127 let our own late
-   * write cancel the guard (lateWrites.ts).
+   * State format: once the guard's horizon is past, check that no late write of ours stands (`contents`:
+   * what those writes carried). Servers before Synapse 1.127 let our own late write cancel the guard
+   * (lateWrites.ts).
    */
   guardCheck?: { at: number; contents: Record<string, unknown>[] };
   /** The format in force when it differs from the app's (the sticky format fell back to state). */
