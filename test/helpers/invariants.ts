@@ -292,7 +292,15 @@ export function cmdArb(opts: ScheduleOptions = {}): fc.Arbitrary<Cmd> {
     {
       k: "tab2",
       arbitrary: fc
-        .constantFrom<Extract<Cmd, { k: "tab2" }>["act"]>("join", "join", "join", "leave", "leave", "crash", "update")
+        .constantFrom<Extract<Cmd, { k: "tab2" }>["act"]>(
+          "join",
+          "join",
+          "join",
+          "leave",
+          "leave",
+          "crash",
+          "update",
+        )
         .map<Cmd>((act) => ({ k: "tab2", act })),
       weight: 5,
     },
@@ -350,18 +358,16 @@ export function scheduleArb(opts: ScheduleOptions = {}) {
       // The delegation service (MSC4195) as an actor of the world.
       delegation: fc.constantFrom(false, false, false, true),
     })
-    .map(
-      (s): Schedule => ({
-        ...s,
-        // The second tab's and the service's commands only where they are (shrinking keeps working: it
-        // shrinks the record, then maps it again).
-        cmds: s.cmds.filter(
-          (c) =>
-            (c.k !== "tab2" || s.tabs === 2) &&
-            ((c.k !== "service" && c.k !== "sfuDisconnect") || s.delegation),
-        ),
-      }),
-    );
+    .map((s): Schedule => ({
+      ...s,
+      // The second tab's and the service's commands only where they are (shrinking keeps working: it
+      // shrinks the record, then maps it again).
+      cmds: s.cmds.filter(
+        (c) =>
+          (c.k !== "tab2" || s.tabs === 2) &&
+          ((c.k !== "service" && c.k !== "sfuDisconnect") || s.delegation),
+      ),
+    }));
 }
 
 /** The membership format a schedule runs in (the manager's `membershipFormat`). */
@@ -559,7 +565,11 @@ const DELEGATION_SWITCH_REQUESTS = 3;
 /** S: how long before the end of healing the tabs that want to be joined are watched for silence. */
 const SILENCE_WINDOW_MS = 20_000;
 
-export async function runSchedule(cmds: Cmd[], jitterSeed: number, opts: WorldOptions = {}): Promise<RunResult> {
+export async function runSchedule(
+  cmds: Cmd[],
+  jitterSeed: number,
+  opts: WorldOptions = {},
+): Promise<RunResult> {
   const eyes = opts.eyes ?? "read";
   const format = opts.format ?? "state";
   const rules = opts.rules ?? "1.127";
@@ -665,7 +675,11 @@ export async function runSchedule(cmds: Cmd[], jitterSeed: number, opts: WorldOp
   };
   internals.writeState = (stateKey, content, by) => {
     const writer = by === "client" && !inForeign ? tabOf(server.processing?.origin) : undefined;
-    const sending = inFire ? { id: firing, delayMs: firingDelayMs } : by === "delayed" ? serviceSending : undefined;
+    const sending = inFire
+      ? { id: firing, delayMs: firingDelayMs }
+      : by === "delayed"
+        ? serviceSending
+        : undefined;
     const sent = sending && { ...sending, owner: tabOf(originOf.get(sending.id)), byService: !inFire };
     serviceSending = undefined;
     if (tabs.some((x) => x.usesKey(stateKey)))
@@ -797,7 +811,9 @@ export async function runSchedule(cmds: Cmd[], jitterSeed: number, opts: WorldOp
       },
       sendDelayedStickyEvent: (req, o) => {
         keysUsed.add(stickyMapKey(req.stickyKey));
-        return inDoubt(via("schedule", server.sendDelayedStickyEvent.bind(server))(req, o), req, o).then(noteLate);
+        return inDoubt(via("schedule", server.sendDelayedStickyEvent.bind(server))(req, o), req, o).then(
+          noteLate,
+        );
       },
       // (The sticky format's write lands at the member id's key: its cover is the delayed leave there.)
       sendStickyEvent: (req, o) => {
@@ -823,7 +839,9 @@ export async function runSchedule(cmds: Cmd[], jitterSeed: number, opts: WorldOp
       listDelayedEvents: via("list", server.listDelayedEvents.bind(server)),
       probeSupport: server.probeSupport.bind(server),
       // (Not a "gone": the service's 404 says it has no delegation.)
-      ...(delegation ? { delegateDelayedLeave: via(undefined, server.delegateDelayedLeave.bind(server)) } : {}),
+      ...(delegation
+        ? { delegateDelayedLeave: via(undefined, server.delegateDelayedLeave.bind(server)) }
+        : {}),
     };
 
     const manager = new MembershipManager({
@@ -836,7 +854,9 @@ export async function runSchedule(cmds: Cmd[], jitterSeed: number, opts: WorldOp
       logger: quiet,
       random: mulberry32(slot === 1 ? jitterSeed : jitterSeed ^ Math.imul(0x9e3779b9, instance)),
       fociPreferred: [{ type: "livekit", livekit_service_url: url }],
-      ...(tabEyes === "view" ? { roomState: eventsStateSource(server.roomStateView("@alice:localhost")) } : {}),
+      ...(tabEyes === "view"
+        ? { roomState: eventsStateSource(server.roomStateView("@alice:localhost")) }
+        : {}),
       ...(format === "sticky" ? { membershipFormat: "sticky" as const } : {}),
       ...(delegation
         ? {
@@ -862,14 +882,18 @@ export async function runSchedule(cmds: Cmd[], jitterSeed: number, opts: WorldOp
     const ownPendingAt = (k: string) => server.pendingFor(k).filter((id) => originOf.get(id) === origin);
     const pendingOurs = (): string[] => ourKeys().flatMap(ownPendingAt);
     const lastOwnCreated = () =>
-      Math.max(-Infinity, ...[...createdAt].filter(([id]) => originOf.get(id) === origin).map(([, at]) => at));
+      Math.max(
+        -Infinity,
+        ...[...createdAt].filter(([id]) => originOf.get(id) === origin).map(([, at]) => at),
+      );
     /** The device's membership at `k` (whichever tab wrote it; another user's content is not). */
     const holdsAt = (k: string): boolean => {
       const c = server.contentAt(k);
       return isMembership(c) && !isForeign(c);
     };
     /** This tab's own membership (its focus) at `k`. */
-    const holdsOwnAt = (k: string): boolean => holdsAt(k) && JSON.stringify(server.contentAt(k)).includes(url);
+    const holdsOwnAt = (k: string): boolean =>
+      holdsAt(k) && JSON.stringify(server.contentAt(k)).includes(url);
     const timing = manager.effectiveTiming;
     const oneRequest = () => slowestRtt + timing.requestTimeoutMs;
 
@@ -907,7 +931,9 @@ export async function runSchedule(cmds: Cmd[], jitterSeed: number, opts: WorldOp
      */
     const switching = () => {
       const delays = pendingOurs().map((id) => server.delayed.get(id)?.delayMs);
-      return delegation && delays.length === 2 && delays.includes(DELEGATED_DELAY_MS) && delays.includes(DELAY_MS);
+      return (
+        delegation && delays.length === 2 && delays.includes(DELEGATED_DELAY_MS) && delays.includes(DELAY_MS)
+      );
     };
 
     /** The unprocessed write of ours with this content that had the least time left when sent (strict). */
@@ -945,7 +971,10 @@ export async function runSchedule(cmds: Cmd[], jitterSeed: number, opts: WorldOp
     const checkLeft = (when: string) => {
       if (!leftWindow?.open) return;
       if (serverHoldsAnyOfOurs() && t() > lateGhostUntil)
-        violate("1", `${label}${when}: server holds our membership after leave() resolved left at ${leftWindow.at}`);
+        violate(
+          "1",
+          `${label}${when}: server holds our membership after leave() resolved left at ${leftWindow.at}`,
+        );
       // A delayed {} that a request sent before the leave created only now (processed after its timeout,
       // its id never learnt): nothing of ours can stop it; it fires {} over our {} (harmless while left).
       const lateLanded = (id: string) =>
@@ -1009,7 +1038,8 @@ export async function runSchedule(cmds: Cmd[], jitterSeed: number, opts: WorldOp
         hotLoopLimit(manager.effectiveTiming.heartbeatIntervalMs) +
         APP_REQUESTS_PER_INTENT * open.length +
         (delegation ? DELEGATION_SWITCH_REQUESTS * open.filter((i) => i.kind === "join").length : 0);
-      if (recent > limit) violate("H", `${label}${recent} requests in the second before ${now} (limit ${limit})`);
+      if (recent > limit)
+        violate("H", `${label}${recent} requests in the second before ${now} (limit ${limit})`);
       // 2 (degraded mode says so: `joined` with delayedLeave false is honest without a delayed leave)
       const degraded = manager.state.kind === "joined" && !manager.state.delayedLeave;
       const connected = manager.status === "connected" && !degraded;
@@ -1122,7 +1152,10 @@ export async function runSchedule(cmds: Cmd[], jitterSeed: number, opts: WorldOp
             if (window.open) leftWindow = window;
             // The at-resolution check applies even if a join() followed (the leave completes first).
             if (serverHoldsAnyOfOurs())
-              violate("1", `${label}leave() resolved ${JSON.stringify(r)} but the server holds our membership`);
+              violate(
+                "1",
+                `${label}leave() resolved ${JSON.stringify(r)} but the server holds our membership`,
+              );
             const pending = pendingOurs().filter((id) => !guardIds.has(id));
             if (pending.length > 0)
               violate(
@@ -1136,10 +1169,10 @@ export async function runSchedule(cmds: Cmd[], jitterSeed: number, opts: WorldOp
       update(index) {
         const updateIntent = addIntent("update");
         const updateDone = () => void (updateIntent.doneAt ??= t());
-        track(`${label}update() of command ${index}`, manager.update({ callIntent: index % 2 ? "audio" : "video" })).then(
-          updateDone,
-          updateDone,
-        );
+        track(
+          `${label}update() of command ${index}`,
+          manager.update({ callIntent: index % 2 ? "audio" : "video" }),
+        ).then(updateDone, updateDone);
       },
       crash() {
         tnote("   the page crashes: nothing it sends arrives any more");
@@ -1182,7 +1215,8 @@ export async function runSchedule(cmds: Cmd[], jitterSeed: number, opts: WorldOp
             !(before && isMembership(before) && !isForeign(before));
           // Within one heartbeat (restated with the delegation service: a delegated leave is restarted by us
           // every DELEGATED_INTERVAL_MS, and the service may send it at any moment in between).
-          const withinMs = sent.delayMs === DELEGATED_DELAY_MS ? DELEGATED_INTERVAL_MS : timing.heartbeatIntervalMs;
+          const withinMs =
+            sent.delayMs === DELEGATED_DELAY_MS ? DELEGATED_INTERVAL_MS : timing.heartbeatIntervalMs;
           fires.push({
             at: t(),
             id: sent.id,
@@ -1339,10 +1373,12 @@ export async function runSchedule(cmds: Cmd[], jitterSeed: number, opts: WorldOp
       afterDispose(sinceEntry) {
         if (manager.pendingTimers !== 0)
           violate("4", `${label}${manager.pendingTimers} timers pending 30 s after dispose()`);
-        if (unsettled.size > 0) violate("4", `${label}never settled after dispose(): ${[...unsettled].join(", ")}`);
+        if (unsettled.size > 0)
+          violate("4", `${label}never settled after dispose(): ${[...unsettled].join(", ")}`);
         if (crashed) return; // it sent nothing since it crashed; late ids it could not cancel
         for (const id of lateIds)
-          if (firedIds.has(id)) violate("O", `${label}${id}, answered after dispose(), was never cancelled and fired`);
+          if (firedIds.has(id))
+            violate("O", `${label}${id}, answered after dispose(), was never cancelled and fired`);
         const afterDispose = entries.slice(sinceEntry).filter((e) => e.op !== "cancel");
         if (afterDispose.length > 0)
           violate(
@@ -1497,7 +1533,9 @@ export async function runSchedule(cmds: Cmd[], jitterSeed: number, opts: WorldOp
   traceLog();
   const live = tabs.filter((x) => !x.disposed());
   for (const tab of live)
-    tab.healChecks(live.some((o) => o !== tab && o.intent() === "joined" && o.manager.state.kind !== "failed"));
+    tab.healChecks(
+      live.some((o) => o !== tab && o.intent() === "joined" && o.manager.state.kind !== "failed"),
+    );
   for (const tab of live) tab.silenceCheck(Math.max(healFrom, t() - SILENCE_WINDOW_MS), t());
   // The device as a whole: once no live tab wants to be joined, no membership of any of its tabs (a
   // crashed one's included: its delayed leave removes it) stays on the server.
@@ -1516,7 +1554,10 @@ export async function runSchedule(cmds: Cmd[], jitterSeed: number, opts: WorldOp
   await advance(tab1.manager.effectiveTiming.requestTimeoutMs + 1);
   for (const tab of live)
     if (tab.manager.pendingTimers !== 0)
-      violate("4", `${tab.label}${tab.manager.pendingTimers} timers pending one request timeout after dispose()`);
+      violate(
+        "4",
+        `${tab.label}${tab.manager.pendingTimers} timers pending one request timeout after dispose()`,
+      );
   await advance(30_000);
   for (const tab of tabs) await tab.settled();
   for (const tab of tabs) tab.afterDispose(since.get(tab)!);

@@ -486,6 +486,151 @@ const KNOWN: {
       { k: "advance", ms: 33 },
     ],
   },
+  // --- The world with a second live tab of the device, both Synapse rule sets, the delegation service ---
+  {
+    name:
+      "T1 (da4837b, found before only on real Synapse): tab 2's first call sweeps for a dead predecessor's " +
+      "leftovers with its listings half a delay apart, less than tab 1's adaptive heartbeat (1150 ms at a 2 s " +
+      "delay): tab 1's live delayed leave, not restarted between them, was cancelled as a dead page's " +
+      "(fails with relistAfterMs reverted to delay / 2)",
+    invs: ["P"],
+    fixed: true,
+    world: { tabs: 2 },
+    cmds: [
+      { k: "fault", op: "list", fault: { kind: "hang" }, times: 1 },
+      { k: "join" },
+      { k: "tab2", act: "join" },
+      { k: "latency", ms: 0, jitterMs: 0 },
+      { k: "advance", ms: 50 },
+      { k: "up" },
+    ],
+  },
+  {
+    name:
+      "T2: two tabs join at once on a 1.6 s link; each one's schedule outlives its timeout, and its orphan " +
+      "sweep, listing after the late answer had named its own delayed leave, cancelled the other tab's as an " +
+      "orphan: both wrote their membership with nothing pending (orphans.ts: an unknown id is ours only " +
+      "while a schedule of unknown outcome is open)",
+    invs: ["P"],
+    fixed: true,
+    world: { tabs: 2 },
+    cmds: [
+      { k: "latency", ms: 1600, jitterMs: 0 },
+      { k: "rejoin" },
+      { k: "tab2", act: "join" },
+      { k: "advance", ms: 600 },
+    ],
+  },
+  {
+    name:
+      "T3 (the delegation service): tab 1 joins while tab 2's delayed leave is delegated (10 s, restarted " +
+      "by tab 2 every 4 s): tab 1's predecessor listings, spaced by the normal heartbeat, took it for a dead " +
+      "page's and cancelled it (orphans.ts: the listings are spaced past the delegated heartbeat too)",
+    invs: ["P"],
+    fixed: true,
+    world: { tabs: 2, delegation: true },
+    cmds: [{ k: "tab2", act: "join" }, { k: "advance", ms: 600 }, { k: "join" }],
+  },
+  {
+    name:
+      "D1 (the delegation service): a service that never answers; the manager waited a state request's " +
+      "timeout (10 s) for its answer, as long as the switch's new delayed leave's delay (10 s), which nothing " +
+      "restarts meanwhile: it fired `{}` over our membership 10 ms before the cancel, probablyLeft never said " +
+      "so, and each retry left a second delayed leave (delegation.ts: the wait ends while the cancel can land)",
+    invs: ["3", "5"],
+    fixed: true,
+    world: { delegation: true },
+    cmds: [{ k: "join" }, { k: "service", mode: "dead" }, { k: "losePending" }],
+  },
+  {
+    name:
+      "D2 (the delegation service, sticky format): the normal delayed leave a delegation replaced fired over " +
+      "our membership while its cancel waited out a 429; the membership went back with probablyLeft never " +
+      "raised (recovery.ts: a replaced leave that could not be cancelled in time is a probable leave)",
+    invs: ["3"],
+    fixed: true,
+    world: { delegation: true, format: "sticky" },
+    cmds: [
+      { k: "fault", op: "cancel", fault: { kind: "429", retryAfter: { bodyMs: 1e12 } }, times: 1 },
+      { k: "join" },
+      { k: "advance", ms: 100 },
+    ],
+  },
+  {
+    name:
+      "D3 (the delegation service): leave() during a delegation said left while the switch's new delayed " +
+      "leave was still pending, its cancel waiting out a 429 (orphans.ts lateCancelsRunning: the leave waits " +
+      "for a switch's cancels, within bounds)",
+    invs: ["1b"],
+    fixed: true,
+    world: { delegation: true },
+    cmds: [
+      { k: "fault", op: "cancel", fault: { kind: "429", retryAfter: "garbage-header" }, times: 1 },
+      { k: "fault", op: "schedule", fault: { kind: "slow", ms: 50 }, times: 1 },
+      { k: "join" },
+      { k: "advance", ms: 130 },
+      { k: "leave" },
+    ],
+  },
+  {
+    name:
+      "D4 (the delegation service, no eyes, Synapse < 1.127): the SFU lost us and the service sent our " +
+      "leave; the next delegated restart's 404 was judged 'lost' by time (a 10 s delay, 4 s into it) and the " +
+      "membership went back with probablyLeft never raised (recovery.ts: a delegated leave gone has fired)",
+    invs: ["3"],
+    fixed: true,
+    eyes: "blind",
+    world: { delegation: true, rules: "pre-1.127" },
+    cmds: [{ k: "join" }, { k: "advance", ms: 110 }, { k: "sfuDisconnect", tab: 1 }, { k: "advance", ms: 0 }],
+  },
+  {
+    name:
+      "D5 (the delegation service, Synapse < 1.127): a switch of holder's schedule took no token of the " +
+      "request budget: re-arming after refused schedules, 13 requests in a second (delegation.ts: it waits " +
+      "for a token like every request)",
+    invs: ["H"],
+    fixed: true,
+    world: { delegation: true, rules: "pre-1.127" },
+    cmds: [
+      { k: "fault", op: "schedule", fault: { kind: "odd", answer: "404-no-errcode" }, times: 3 },
+      { k: "join" },
+      { k: "advance", ms: 600 },
+      { k: "advance", ms: 0 },
+    ],
+  },
+  {
+    name:
+      "G1 (Synapse < 1.127): a membership write held 10.5 s landed after leave() said left; on these servers " +
+      "our own write cancels our pending delayed state at the key, so it cancelled the very guard that was " +
+      "to take it down, and stood for its whole expiry (lateWrites.ts: after the horizon, read our key and " +
+      "take a late write of ours down)",
+    invs: ["1", "5"],
+    fixed: true,
+    world: { rules: "pre-1.127" },
+    cmds: [
+      { k: "fault", op: "state", fault: { kind: "slow", ms: 10_500 }, times: 1 },
+      { k: "fault", op: "schedule", fault: { kind: "slow-answer", ms: 300 }, times: 1 },
+      { k: "join" },
+      { k: "advance", ms: 600 },
+      { k: "leave" },
+      { k: "up" },
+    ],
+  },
+  {
+    name: "G2: G1 where nothing can read our key (the guard is sent at the horizon; gone, `{}` is written)",
+    invs: ["1", "5"],
+    fixed: true,
+    eyes: "blind",
+    world: { rules: "pre-1.127" },
+    cmds: [
+      { k: "fault", op: "state", fault: { kind: "slow", ms: 10_500 }, times: 1 },
+      { k: "fault", op: "schedule", fault: { kind: "slow-answer", ms: 300 }, times: 1 },
+      { k: "join" },
+      { k: "advance", ms: 320 },
+      { k: "leave" },
+      { k: "down" },
+    ],
+  },
 ];
 
 describe("counterexamples: regression tests once fixed, it.failing while still open", () => {
