@@ -18,8 +18,10 @@ import { observeLink } from "./resources.js";
 import { askOnce, startTask } from "./tasks.js";
 import { resumeWrites, writeMembership } from "./writes.js";
 import { adoptLateSchedule, resumeAfterOpen } from "./schedule.js";
-import { ownsListed, predecessorsCanHurt } from "./format.js";
-import type { PendingDelayedEvent } from "../../backends/types.js";
+import { isSticky, ownsListed, predecessorsCanHurt, readRequest } from "./format.js";
+import { canReadKey } from "./watch.js";
+import { isLeftContent } from "../../membership/content.js";
+import type { PendingDelayedEvent, StateEventSnapshot } from "../../backends/types.js";
 import type { OpenSchedule, Outcome, Task } from "./types.js";
 
 const LEARNED_IDS_KEPT = 64;
@@ -260,6 +262,51 @@ function cancelListedOrphans(c: Ctx): void {
   // second tab: two tabs joining at once on a slow link cancelled each other's delayed leaves). A dead
   // page's is judged by the predecessor sweep, by its restarts.
   const orphans = sweep.predecessors ? deadPredecessors(c, foreign) : unknownOutcomeOpen(c) ? foreign : [];
+  // Even then it may be another tab's, and the only thing that removes that tab's membership should the
+  // tab die: we hold no membership of ours that our orphan could wipe, so if our key holds one, it is
+  // that tab's, and what we cannot name stays (our orphan, if it is one, fires `{}` over that tab's
+  // membership, which a live tab puts back; our writes and our leave wait for it: the orphan window stays
+  // open). Found by the randomized invariants with a second tab: a tab that never wrote took the delayed
+  // leave of a second tab that had just crashed for its own orphan, and the crashed tab's membership
+  // stood with nothing to remove it.
+  if (!sweep.predecessors && orphans.length > 0 && mayBeAnotherTabs(c)) {
+    sweep.step = "read";
+    sweep.orphans = orphans;
+    askOnce(c, { kind: "sweep-read" }, readRequest(c, c.s.call)!, "cancel", { budgeted: false });
+    return;
+  }
+  cancelOrphans(c, orphans);
+}
+
+/** In the state format, with our key readable, while the call holds no membership of ours on the server. */
+function mayBeAnotherTabs(c: Ctx): boolean {
+  const owner = c.s.leaveCall ?? c.s.call;
+  return !isSticky(c) && canReadKey(c) && !owner?.lastSent && readRequest(c, c.s.call) !== undefined;
+}
+
+/** What our key holds, read before cancelling delayed events there we cannot name. */
+export function onSweepReadDone(c: Ctx, outcome: Outcome): void {
+  const sweep = c.s.sweep;
+  if (!sweep || sweep.step !== "read") return;
+  const candidates = sweep.orphans ?? [];
+  const held = outcome.ok ? (outcome.value as StateEventSnapshot | undefined)?.content : undefined;
+  if (held && !isLeftContent(held)) {
+    log(
+      c,
+      "debug",
+      "another tab's membership is at our key: what we cannot name there may be its delayed leave",
+    );
+    sweep.orphans = undefined;
+    sweep.step = "cancel";
+    sweep.cancelling = 0;
+    // The orphan window stays open until what may be ours has fired.
+    return endSweep(c);
+  }
+  cancelOrphans(c, candidates);
+}
+
+function cancelOrphans(c: Ctx, orphans: PendingDelayedEvent[]): void {
+  const sweep = c.s.sweep!;
   sweep.orphans = undefined;
   sweep.step = "cancel";
   sweep.cancelling = orphans.length;
