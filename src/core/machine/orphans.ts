@@ -243,11 +243,11 @@ export function onSweepWake(c: Ctx): void {
   if (sweep?.step === "wait-open") cancelListedOrphans(c);
 }
 
-function cancelListedOrphans(c: Ctx): void {
+/** Of listed delayed events, those at our key we cannot name (not ours as far as we know). */
+function unnamed(c: Ctx, listed: PendingDelayedEvent[]): PendingDelayedEvent[] {
   const sweep = c.s.sweep!;
-  sweep.wakeAt = undefined;
   const owner = c.s.leaveCall ?? c.s.call;
-  const foreign = (sweep.orphans ?? []).filter(
+  return listed.filter(
     (e) =>
       ownsListed(c, e, owner) &&
       e.delayId !== sweep.keep &&
@@ -255,6 +255,12 @@ function cancelListedOrphans(c: Ctx): void {
       e.delayId !== c.s.call?.delegation?.newId &&
       !c.s.learnedIds?.includes(e.delayId),
   );
+}
+
+function cancelListedOrphans(c: Ctx): void {
+  const sweep = c.s.sweep!;
+  sweep.wakeAt = undefined;
+  const foreign = unnamed(c, sweep.orphans ?? []);
   // A delayed event at our key we do not know is our orphan only while a schedule of ours of unknown
   // outcome could have made it. Otherwise (its answer came late and named its id) it is another live tab's
   // of this device, which shares our state key: cancelling it took the other tab's protection away, and
@@ -302,7 +308,9 @@ export function onSweepReadDone(c: Ctx, outcome: Outcome): void {
     // The orphan window stays open until what may be ours has fired.
     return endSweep(c);
   }
-  cancelOrphans(c, candidates);
+  // A late answer may have named one while the read was on its way (it is ours then: adopted, or
+  // cancelled by its own rule), or settled the last schedule of unknown outcome.
+  cancelOrphans(c, unknownOutcomeOpen(c) ? unnamed(c, candidates) : []);
 }
 
 function cancelOrphans(c: Ctx, orphans: PendingDelayedEvent[]): void {
