@@ -2,7 +2,7 @@
  * Randomized invariant checking for the MembershipManager (issue 5, "Invariants under random faults").
  *
  * A schedule is a list of commands (join, leave, update, time passing, network cuts, injected faults,
- * server-side loss, foreign writes). `runSchedule` plays it against a FakeServer on virtual time and
+ * server-side loss, foreign writes; a second tab's, and the delegation service's). `runSchedule` plays it against a FakeServer on virtual time and
  * checks the invariants after every virtual-time event, against the server's own records:
  *
  *   1   once leave() resolves `left`, no membership of ours on the server, and it stays so until we join again
@@ -21,6 +21,36 @@
  *   E   eyes (issue 25): while "connected" (and not saying `membershipWatched: false`), the server holds
  *       our membership, but for the time it takes to see another writer's `{}` and put it back (one check
  *       interval, a read and a write; longer only while reads of our key fail or the network is down)
+ *   P   no tab cancels the delayed leave another live tab of the device keeps (restarted less than one of
+ *       that tab's heartbeat intervals ago), unless it has a schedule of its own in doubt (see there)
+ *   S   no tab stuck silent: after healing, a live tab that wants to be joined sends a request at least
+ *       once per delay (the one in force)
+ *
+ * The world (WorldOptions) besides the first tab's manager, each part drawn at random per schedule:
+ *
+ * - a second live tab of the same device (`tabs: 2`): another manager with the same user and device id,
+ *   so in the state format the same state key, its own delayed leaves and its own eyes; its app joins,
+ *   leaves and updates, and its page crashes (nothing it sends or is answered arrives any more, its
+ *   delayed leave is left to fire; a join after that is a reload: a new instance, whose first call sweeps
+ *   for a dead predecessor's leftovers). Requests and delayed events carry the tab instance that sent or
+ *   made them (the FakeServer's `origin`), and each tab writes its own focus, so the content at the key
+ *   says whose it is;
+ * - Synapse's rules before 1.127 (`rules: "pre-1.127"`): a user's own change of state at a key (a write,
+ *   or a delayed event sent there) cancels its pending delayed state there, every tab's;
+ * - a delegation service (MSC4195, `delegation: true`) behind the server: the tabs name an SFU and delegate
+ *   their delayed leave; the service confirms, refuses, has no delegation or stops answering, and sends a
+ *   tab's delegated leave when the SFU loses that tab (or its page crashes).
+ *
+ * Every invariant holds per tab (its own requests, intents, delayed leaves and state), with "our
+ * membership" read as the device's membership at the key (whichever tab wrote it) where the claim is
+ * about what others list (2's "connected", 3, E, 5 joined), and as the tab's own content where it is about
+ * what the tab put there (1, 5 left). Restated for the grown world, each where it is checked, saying why: a
+ * delayed leave of ours removed by another tab, or by a write under the pre-1.127 rules, counts as an
+ * external removal (2, R); 2's window lasts until the removed leave's own delay (a delegated one is
+ * longer); 3's heartbeat is the delegated one for a delegated leave, and the service sending it counts as
+ * a fire; 5 lets two joined tabs before 1.127 take turns (documented), and a switch of holder keep two
+ * delayed leaves; H allows a join's switch to the delegated leave. The device as a whole: once no live tab
+ * wants to be joined, no membership of any of its tabs (a crashed one's included) stays on the server (5).
  *
  * (Unhandled rejections are failed by jest itself: jest-circus listens on the host process, which the
  * sandboxed `process` cannot reach. See invariants.test.ts.)
@@ -915,6 +945,8 @@ export async function runSchedule(
     let unresolvedFireAt: number | undefined;
     /** When a delayed leave of ours was last removed by someone else (and its delay: a delegated one is longer). */
     let lastExternalRemoval = { at: -Infinity, delayMs: DELAY_MS };
+    /** Each delayed leave of ours someone else removed: when, and its delay. */
+    const removedExternally = new Map<string, { at: number; delayMs: number }>();
     /** Invariant 1 window: from leave() resolving "left" until the next join(). */
     let leftWindow: { at: number; open: boolean } | undefined;
     /** A late write of ours (sent before the leave, processed after) may stand until then (the guard). */
@@ -1046,15 +1078,18 @@ export async function runSchedule(
       const pending = ownPendingAt(key()).length > 0;
       if (connected && !pending) {
         // External: the last delayed leave of ours was removed by the server or someone else (another
-        // tab's sweep, a write that cancels it before Synapse 1.127), not by us.
-        gap ??= { start: now, external: lastExternalRemoval.at >= lastOwnCreated() };
+        // tab's sweep, a write that cancels it before Synapse 1.127), not by us. Restated with the
+        // delegation service: or the one the manager holds was (a switch of holder's new delayed leave,
+        // made after it and cancelled by us, is not the one whose heartbeat can tell).
+        const held = currentId === undefined ? undefined : removedExternally.get(currentId);
+        gap ??= { start: now, external: lastExternalRemoval.at >= lastOwnCreated() || held !== undefined };
         let deadline = gap.start + oneRequest();
         if (gap.external) {
-          const removedAt = lastExternalRemoval.at;
-          const learned = goneDeliveredAt.find((x) => x >= removedAt);
+          const removal = held ?? lastExternalRemoval;
+          const learned = goneDeliveredAt.find((x) => x >= removal.at);
           // Until it would have fired anyway (restated with the delegation service: by the removed one's
           // own delay; a delegated leave's is longer, and so are our restarts of it) or we learned of it.
-          deadline = Math.min(removedAt + lastExternalRemoval.delayMs, learned ?? Infinity) + oneRequest();
+          deadline = Math.min(removal.at + removal.delayMs, learned ?? Infinity) + oneRequest();
         }
         if (now > deadline)
           violate(
@@ -1184,7 +1219,7 @@ export async function runSchedule(
         disposed = true;
       },
       check,
-      onRemoved(_id, delayMs, cause, by) {
+      onRemoved(id, delayMs, cause, by) {
         // Removed by us: our cancel, our send. Anything else is external: the server lost it, a write
         // cancelled it (another user's; before 1.127 any of the device's, ours included), another tab
         // cancelled it, the delegation service sent it.
@@ -1194,6 +1229,7 @@ export async function runSchedule(
         const at = t();
         const prev = lastExternalRemoval;
         lastExternalRemoval = { at, delayMs: prev.at === at ? Math.max(prev.delayMs, delayMs) : delayMs };
+        removedExternally.set(id, { at, delayMs });
       },
       onWrite(stateKey, content, writer, sent) {
         if (!isOurKey(stateKey)) return;
@@ -1212,7 +1248,13 @@ export async function runSchedule(
             // Sticky format: a fire at an earlier call's key (a leave's guard against a late write of that
             // call) cannot take the current call's membership, which has a fresh key.
             (format === "sticky" && stateKey !== key()) ||
-            !(before && isMembership(before) && !isForeign(before));
+            !(before && isMembership(before) && !isForeign(before)) ||
+            // Restated for the shared key: the membership it took down was another tab's, and this tab
+            // had not said it was in the call: it owes no retraction (it is joining, and its own write
+            // follows); the tab whose membership it was sees the `{}` with its eyes (E). (A joining tab
+            // that holds no membership leaves a delayed leave at the key it cannot name alone when the key
+            // holds another tab's: its own orphan, if it is one, fires over that.)
+            (manager.status !== "connected" && !JSON.stringify(before).includes(url));
           // Within one heartbeat (restated with the delegation service: a delegated leave is restarted by us
           // every DELEGATED_INTERVAL_MS, and the service may send it at any moment in between).
           const withinMs =

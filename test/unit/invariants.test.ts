@@ -1,7 +1,10 @@
 /**
  * Issue 5, "Invariants under random faults": fast-check generates schedules of joins, leaves, updates and
  * faults; `runSchedule` plays each against the FakeServer on virtual time and checks the invariants after
- * every virtual-time event, against the server's own records (see test/helpers/invariants.ts).
+ * every virtual-time event, against the server's own records (see test/helpers/invariants.ts). The world a
+ * schedule plays in may also hold a second live tab of the same device (same state key), Synapse's rules
+ * before 1.127, and a delegation service (MSC4195); test/unit/delegation.invariants.test.ts still explores
+ * the delegation alone with its production-like long delays.
  *
  * CI: INVARIANT_RUNS (default 1,000, about 3 s) schedules from INVARIANT_SEED (default a fresh seed each
  * run, printed). Long run: scripts/invariants-long.sh (10,000 schedules, fresh seed, strict).
