@@ -575,6 +575,8 @@ interface Tab {
   foreignOwnsKey(): void;
   /** After healing: where it converged. */
   healChecks(othersJoined: boolean): void;
+  /** It ended `failed` on a refusal (403, 400): an honest end the app must act on. */
+  refused(): boolean;
   /** No tab stuck silent (S), over the last part of healing. */
   silenceCheck(from: number, to: number): void;
   /** Dispose (a live tab at the end of the schedule), then the checks after it. */
@@ -1322,6 +1324,8 @@ export async function runSchedule(
           }
         }
       },
+      refused: () =>
+        manager.state.kind === "failed" && ["forbidden", "rejected"].includes(manager.state.error.code),
       foreignOwnsKey() {
         unresolvedFireAt = undefined;
       },
@@ -1382,7 +1386,12 @@ export async function runSchedule(
                 .map((id) => `${id} (${kindOf(id)})`)
                 .join(",")} of ours still pending`,
             );
-          if (serverHoldsAnyOfOurs() || pendingOurs().length > 0 || manager.status !== "disconnected")
+          // Restated: a leave() that ended `failed` on a refusal of our `{}` (403, 400) is the same honest
+          // end as a refused join: the app was told, and no retry of the same request can help. Before Synapse
+          // 1.127 the delayed leave our `{}` falls back on is often gone already (our own membership write
+          // cancelled it), so that refusal leaves the membership standing.
+          if (refused) tnote("   (its leave ended failed on a refusal: exempt from 5)");
+          else if (serverHoldsAnyOfOurs() || pendingOurs().length > 0 || manager.status !== "disconnected")
             violate(
               "5",
               `${label}after healing, the app wants to be out but status=${manager.status} (${manager.state.kind}), ` +
@@ -1581,7 +1590,7 @@ export async function runSchedule(
   for (const tab of live) tab.silenceCheck(Math.max(healFrom, t() - SILENCE_WINDOW_MS), t());
   // The device as a whole: once no live tab wants to be joined, no membership of any of its tabs (a
   // crashed one's included: its delayed leave removes it) stays on the server.
-  if (format === "state" && !live.some((x) => x.intent() === "joined")) {
+  if (format === "state" && !live.some((x) => x.intent() === "joined" || x.refused())) {
     const c = server.contentAt(tab1.manager.stateKey);
     if (isMembership(c) && !isForeign(c))
       violate("5", `after healing, no tab wants to be joined but the server holds ${JSON.stringify(c)}`);
