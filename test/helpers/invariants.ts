@@ -1250,13 +1250,7 @@ export async function runSchedule(
             // Sticky format: a fire at an earlier call's key (a leave's guard against a late write of that
             // call) cannot take the current call's membership, which has a fresh key.
             (format === "sticky" && stateKey !== key()) ||
-            !(before && isMembership(before) && !isForeign(before)) ||
-            // Restated for the shared key: the membership it took down was another tab's, and this tab
-            // had not said it was in the call: it owes no retraction (it is joining, and its own write
-            // follows); the tab whose membership it was sees the `{}` with its eyes (E). (A joining tab
-            // that holds no membership leaves a delayed leave at the key it cannot name alone when the key
-            // holds another tab's: its own orphan, if it is one, fires over that.)
-            (manager.status !== "connected" && !JSON.stringify(before).includes(url));
+            !(before && isMembership(before) && !isForeign(before));
           // Within one heartbeat (restated with the delegation service: a delegated leave is restarted by us
           // every DELEGATED_INTERVAL_MS, and the service may send it at any moment in between).
           const withinMs =

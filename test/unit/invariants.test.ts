@@ -733,7 +733,7 @@ const KNOWN: {
       "T4 (scripts/invariants-long.sh 10000, seed 1046981400): tab 2 crashed just after its membership write; " +
       "tab 1, leaving with a schedule of unknown outcome and nothing written, took tab 2's delayed leave for " +
       "its own orphan and cancelled it: the crashed tab's membership stood with nothing to remove it (orphans.ts: " +
-      "a sweep that holds no membership reads the key first, and leaves another tab's delayed leave alone)",
+      "leaving with nothing written, a sweep reads the key first, and leaves another tab's delayed leave alone)",
     invs: ["5"],
     fixed: true,
     world: { tabs: 2 },
@@ -772,6 +772,25 @@ const KNOWN: {
     invs: ["R"],
     fixed: true,
     cmds: [{ k: "fault", op: "schedule", fault: { kind: "slow-answer", ms: 800 }, times: 1 }, { k: "join" }],
+  },
+  {
+    name:
+      "T6 (scripts/invariants-long.sh 10000, seed 1707498015): T4 where the leaving tab cannot read its key " +
+      "(a widget host that refused reads): it cancelled the crashed tab's delayed leave (orphans.ts: without " +
+      "reads, what it cannot name stays, and the leave waits out the orphan window)",
+    invs: ["5"],
+    fixed: true,
+    eyes: "blind",
+    world: { tabs: 2 },
+    cmds: [
+      { k: "fault", op: "schedule", fault: { kind: "slow", ms: 800 }, times: 1 },
+      { k: "fault", op: "state", fault: { kind: "lose-response" }, times: 1 },
+      { k: "join" },
+      { k: "tab2", act: "join" },
+      { k: "leave" },
+      { k: "advance", ms: 400 },
+      { k: "tab2", act: "crash" },
+    ],
   },
 ];
 

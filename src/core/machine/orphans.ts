@@ -268,14 +268,17 @@ function cancelListedOrphans(c: Ctx): void {
   // second tab: two tabs joining at once on a slow link cancelled each other's delayed leaves). A dead
   // page's is judged by the predecessor sweep, by its restarts.
   const orphans = sweep.predecessors ? deadPredecessors(c, foreign) : unknownOutcomeOpen(c) ? foreign : [];
-  // Even then it may be another tab's, and the only thing that removes that tab's membership should the
-  // tab die: we hold no membership of ours that our orphan could wipe, so if our key holds one, it is
-  // that tab's, and what we cannot name stays (our orphan, if it is one, fires `{}` over that tab's
-  // membership, which a live tab puts back; our writes and our leave wait for it: the orphan window stays
-  // open). Found by the randomized invariants with a second tab: a tab that never wrote took the delayed
-  // leave of a second tab that had just crashed for its own orphan, and the crashed tab's membership
-  // stood with nothing to remove it.
-  if (!sweep.predecessors && orphans.length > 0 && mayBeAnotherTabs(c)) {
+  // Even then it may be another tab's: the only thing that removes that tab's membership should the tab
+  // die. Joining, or leaving a membership of ours, we cover our key ourselves (our own membership and
+  // delayed leave, or our leave's `{}`). Leaving with nothing written, we do not: if our key holds a
+  // membership, it is that tab's, and what we cannot name stays (our orphan, if it is one, fires `{}`
+  // over a membership that is not ours, which a live tab puts back and a dead one should not keep); the
+  // leave waits for it (the orphan window stays open). Where we cannot read our key, what we cannot name
+  // stays. Found by the randomized invariants with a second tab: a leaving tab that never wrote took the
+  // delayed leave of a second tab that had just crashed for its own orphan, and the crashed tab's
+  // membership stood with nothing to remove it.
+  if (!sweep.predecessors && orphans.length > 0 && leavingWithNothingWritten(c)) {
+    if (!canReadKey(c) || !readRequest(c, c.s.call)) return keepUnnamed(c);
     sweep.step = "read";
     sweep.orphans = orphans;
     askOnce(c, { kind: "sweep-read" }, readRequest(c, c.s.call)!, "cancel", { budgeted: false });
@@ -284,10 +287,20 @@ function cancelListedOrphans(c: Ctx): void {
   cancelOrphans(c, orphans);
 }
 
-/** In the state format, with our key readable, while the call holds no membership of ours on the server. */
-function mayBeAnotherTabs(c: Ctx): boolean {
+/** State format: the app does not want to be in the call, and the call wrote no membership of ours. */
+function leavingWithNothingWritten(c: Ctx): boolean {
   const owner = c.s.leaveCall ?? c.s.call;
-  return !isSticky(c) && canReadKey(c) && !owner?.lastSent && readRequest(c, c.s.call) !== undefined;
+  return !isSticky(c) && !c.s.wantJoined && !owner?.lastSent && !owner?.membershipAttempted;
+}
+
+/** Cancel nothing; the orphan window stays open until what may be ours has fired. */
+function keepUnnamed(c: Ctx): void {
+  const sweep = c.s.sweep!;
+  log(c, "debug", "what we cannot name at our key may be another tab's delayed leave: it stays");
+  sweep.orphans = undefined;
+  sweep.step = "cancel";
+  sweep.cancelling = 0;
+  endSweep(c);
 }
 
 /** What our key holds, read before cancelling delayed events there we cannot name. */
@@ -296,18 +309,7 @@ export function onSweepReadDone(c: Ctx, outcome: Outcome): void {
   if (!sweep || sweep.step !== "read") return;
   const candidates = sweep.orphans ?? [];
   const held = outcome.ok ? (outcome.value as StateEventSnapshot | undefined)?.content : undefined;
-  if (held && !isLeftContent(held)) {
-    log(
-      c,
-      "debug",
-      "another tab's membership is at our key: what we cannot name there may be its delayed leave",
-    );
-    sweep.orphans = undefined;
-    sweep.step = "cancel";
-    sweep.cancelling = 0;
-    // The orphan window stays open until what may be ours has fired.
-    return endSweep(c);
-  }
+  if (held && !isLeftContent(held)) return keepUnnamed(c);
   // A late answer may have named one while the read was on its way (it is ours then: adopted, or
   // cancelled by its own rule), or settled the last schedule of unknown outcome.
   cancelOrphans(c, unknownOutcomeOpen(c) ? unnamed(c, candidates) : []);
