@@ -308,8 +308,9 @@ export function onSweepReadDone(c: Ctx, outcome: Outcome): void {
   const sweep = c.s.sweep;
   if (!sweep || sweep.step !== "read") return;
   const candidates = sweep.orphans ?? [];
+  // (Unread, it may hold one.)
   const held = outcome.ok ? (outcome.value as StateEventSnapshot | undefined)?.content : undefined;
-  if (held && !isLeftContent(held)) return keepUnnamed(c);
+  if (!outcome.ok || (held && !isLeftContent(held))) return keepUnnamed(c);
   // A late answer may have named one while the read was on its way (it is ours then: adopted, or
   // cancelled by its own rule), or settled the last schedule of unknown outcome.
   cancelOrphans(c, unknownOutcomeOpen(c) ? unnamed(c, candidates) : []);
