@@ -1235,7 +1235,7 @@ export async function runSchedule(
       },
       onWrite(stateKey, content, writer, sent) {
         if (!isOurKey(stateKey)) return;
-        if (writer === undefined && sent?.owner !== tab && !isMembership(content)) othersWroteLeft = true;
+        if (writer !== tab && sent?.owner !== tab && !isMembership(content)) othersWroteLeft = true;
         if (sent && sent.owner === tab) {
           // Our delayed leave sent at our key: by its timer, or by the delegation service (the SFU lost us).
           // Exempt: the app did not want to be joined, or a leave() it asked for is still being carried out,
