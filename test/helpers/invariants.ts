@@ -577,6 +577,10 @@ interface Tab {
   healChecks(othersJoined: boolean): void;
   /** It ended `failed` on a refusal (403, 400): an honest end the app must act on. */
   refused(): boolean;
+  /** Is this content its own (its focus)? */
+  wrote(content: Record<string, unknown> | undefined): boolean;
+  /** The server lost a delayed leave of its own (`losePending`), or another user's write cancelled it. */
+  serverLostOne(): boolean;
   /** No tab stuck silent (S), over the last part of healing. */
   silenceCheck(from: number, to: number): void;
   /** Dispose (a live tab at the end of the schedule), then the checks after it. */
@@ -817,8 +821,11 @@ export async function runSchedule(
     ): Promise<string> => {
       const entry = { sentAt: t(), delayMs: req.delayMs, known: false };
       schedules.push(entry);
+      // Known: answered within its local timeout (the manager keeps listening after it, but takes a
+      // later answer for a late one: its outcome was unknown meanwhile).
+      const timeoutMs = manager.effectiveTiming.requestTimeoutMs;
       return p.then((id) => {
-        entry.known = !o?.signal?.aborted;
+        entry.known = !o?.signal?.aborted && t() < entry.sentAt + timeoutMs;
         return id;
       });
     };
@@ -947,6 +954,7 @@ export async function runSchedule(
     let unresolvedFireAt: number | undefined;
     /** When a delayed leave of ours was last removed by someone else (and its delay: a delegated one is longer). */
     let lastExternalRemoval = { at: -Infinity, delayMs: DELAY_MS };
+    let lostByServer = false;
     /** Each delayed leave of ours someone else removed: when, and its delay. */
     const removedExternally = new Map<string, { at: number; delayMs: number }>();
     /** Invariant 1 window: from leave() resolving "left" until the next join(). */
@@ -992,6 +1000,13 @@ export async function runSchedule(
     manager.status$.subscribe((s) => {
       if (s !== prevStatus) tnote(`   status ${prevStatus} -> ${s} (${manager.state.kind})`);
       prevStatus = s;
+    });
+    /** When the state last became `failed`. */
+    let failedAt = -Infinity;
+    let prevKind = manager.state.kind;
+    manager.state$.subscribe((st) => {
+      if (st.kind === "failed" && prevKind !== "failed") failedAt = t();
+      prevKind = st.kind;
     });
     manager.probablyLeft$.subscribe((p) => {
       tnote(`   probablyLeft = ${p}`);
@@ -1063,7 +1078,8 @@ export async function runSchedule(
           i.kind === "join" &&
           i.doneAt === undefined &&
           (manager.status === "connected" ||
-            manager.state.kind === "failed" ||
+            // (A join() while the last call's failure still stands starts a new call: a later failure.)
+            (manager.state.kind === "failed" && failedAt >= i.at) ||
             appIntents.some((l) => l.kind === "leave" && l.seq > i.seq))
         )
           i.doneAt = now;
@@ -1226,6 +1242,7 @@ export async function runSchedule(
         // cancelled it (another user's; before 1.127 any of the device's, ours included), another tab
         // cancelled it, the delegation service sent it.
         if ((cause === "cancel" || cause === "send") && by?.origin === origin) return;
+        if (cause === "lost" || (cause === "write-cancelled" && by === undefined)) lostByServer = true;
         // (Several at once, as a write cancelling every one at the key: the longest delay, a delegated
         // leave's, is the one whose heartbeat finds out.)
         const at = t();
@@ -1318,6 +1335,8 @@ export async function runSchedule(
           }
         }
       },
+      wrote: (content) => !!content && JSON.stringify(content).includes(url),
+      serverLostOne: () => lostByServer,
       refused: () =>
         manager.state.kind === "failed" && ["forbidden", "rejected"].includes(manager.state.error.code),
       foreignOwnsKey() {
@@ -1586,7 +1605,15 @@ export async function runSchedule(
   // crashed one's included: its delayed leave removes it) stays on the server.
   if (format === "state" && !live.some((x) => x.intent() === "joined" || x.refused())) {
     const c = server.contentAt(tab1.manager.stateKey);
-    if (isMembership(c) && !isForeign(c))
+    const writer = tabs.find((x) => x.wrote(c));
+    // Restated: a crashed tab whose delayed leave the server lost (or another user's write cancelled)
+    // left a membership nothing of ours can take down: its page is gone, and no live tab of ours removed
+    // its protection (a live tab that cancels it is what this check is for: T4).
+    if (writer?.crashed() && writer.serverLostOne())
+      note(
+        `   (${writer.label}crashed after the server lost its delayed leave: its membership stays, exempt)`,
+      );
+    else if (isMembership(c) && !isForeign(c))
       violate("5", `after healing, no tab wants to be joined but the server holds ${JSON.stringify(c)}`);
   }
 
