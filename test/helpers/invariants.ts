@@ -551,8 +551,8 @@ interface Tab {
   readonly crashed: () => boolean;
   /** The delay id its manager holds now (delayId$). */
   readonly currentId: () => string | undefined;
-  /** A schedule of its own whose outcome it could not know, and what it made may not have fired yet. */
-  readonly scheduleInDoubt: () => boolean;
+  /** At `at`, a schedule of its own whose outcome it did not know, and what it made may not have fired. */
+  readonly scheduleInDoubt: (at: number) => boolean;
   /** Its membership's key now, and whether a key is one of its own. */
   readonly key: () => string;
   readonly usesKey: (k: string) => boolean;
@@ -581,6 +581,8 @@ interface Tab {
   wrote(content: Record<string, unknown> | undefined): boolean;
   /** The server lost a delayed leave of its own (`losePending`), or another user's write cancelled it. */
   serverLostOne(): boolean;
+  /** A membership write of its own, on its way when its page crashed, landed after its delayed leave fired. */
+  landedAfterItsLeaveFired(): boolean;
   /** No tab stuck silent (S), over the last part of healing. */
   silenceCheck(from: number, to: number): void;
   /** Dispose (a live tab at the end of the schedule), then the checks after it. */
@@ -699,7 +701,7 @@ export async function runSchedule(
     // learned, and will fire `{}` over the device's membership; the listing cannot tell it from another
     // tab's (no owner, no content in it), so its sweep cancels both, and the other tab's next heartbeat
     // finds out (2 and R count that as an external removal).
-    if (canceller.scheduleInDoubt()) return;
+    if (canceller.scheduleInDoubt(by!.at)) return;
     const age = t() - (lastArmedAt.get(id) ?? -Infinity);
     const interval = owner.manager.effectiveTiming.heartbeatIntervalMs;
     if (age < interval)
@@ -813,19 +815,18 @@ export async function runSchedule(
      * not (no answer yet, an error, or an answer after its local timeout) is in doubt: it may have made a
      * delayed leave whose id the tab never learned (P's exception).
      */
-    const schedules: { sentAt: number; delayMs: number; known: boolean }[] = [];
+    const schedules: { sentAt: number; delayMs: number; answeredAt?: number }[] = [];
     const inDoubt = (
       p: Promise<string>,
       req: { delayMs: number },
       o: RequestOptions | undefined,
     ): Promise<string> => {
-      const entry = { sentAt: t(), delayMs: req.delayMs, known: false };
+      const entry: (typeof schedules)[number] = { sentAt: t(), delayMs: req.delayMs };
       schedules.push(entry);
-      // Known: answered within its local timeout (the manager keeps listening after it, but takes a
-      // later answer for a late one: its outcome was unknown meanwhile).
-      const timeoutMs = manager.effectiveTiming.requestTimeoutMs;
+      // Known once an id reached the manager (late answers too: it keeps listening); an error leaves it
+      // in doubt (the server may have acted before it).
       return p.then((id) => {
-        entry.known = !o?.signal?.aborted && t() < entry.sentAt + timeoutMs;
+        if (!o?.signal?.aborted) entry.answeredAt = t();
         return id;
       });
     };
@@ -955,6 +956,9 @@ export async function runSchedule(
     /** When a delayed leave of ours was last removed by someone else (and its delay: a delegated one is longer). */
     let lastExternalRemoval = { at: -Infinity, delayMs: DELAY_MS };
     let lostByServer = false;
+    /** How its last delayed leave ended: fired (or sent by the service), or removed otherwise. */
+    let lastLeaveFired = false;
+    let landedAfterFire = false;
     /** Each delayed leave of ours someone else removed: when, and its delay. */
     const removedExternally = new Map<string, { at: number; delayMs: number }>();
     /** Invariant 1 window: from leave() resolving "left" until the next join(). */
@@ -1166,9 +1170,15 @@ export async function runSchedule(
       disposed: () => disposed,
       crashed: () => crashed,
       currentId: () => currentId,
-      // Until what it made surely fired: its abort (a delay after its send), a delay, and a request.
-      scheduleInDoubt: () =>
-        schedules.some((x) => !x.known && t() <= x.sentAt + 2 * x.delayMs + 2 * oneRequest()),
+      // Until answered, or until what it made surely fired: its abort (a delay after its send), a delay,
+      // and a request.
+      scheduleInDoubt: (at) =>
+        schedules.some(
+          (x) =>
+            x.sentAt <= at &&
+            (x.answeredAt === undefined || x.answeredAt >= at) &&
+            at <= x.sentAt + 2 * x.delayMs + 2 * oneRequest(),
+        ),
       key,
       usesKey: isOurKey,
       join() {
@@ -1241,6 +1251,7 @@ export async function runSchedule(
         // Removed by us: our cancel, our send. Anything else is external: the server lost it, a write
         // cancelled it (another user's; before 1.127 any of the device's, ours included), another tab
         // cancelled it, the delegation service sent it.
+        lastLeaveFired = false;
         if ((cause === "cancel" || cause === "send") && by?.origin === origin) return;
         if (cause === "lost" || (cause === "write-cancelled" && by === undefined)) lostByServer = true;
         // (Several at once, as a write cancelling every one at the key: the longest delay, a delegated
@@ -1280,8 +1291,10 @@ export async function runSchedule(
             withinMs,
           });
           unresolvedFireAt = t();
+          lastLeaveFired = true;
           if (sent.byService) tnote(`   the delegation service sends our leave ${sent.id}`);
         } else if (writer === tab && isMembership(content)) {
+          if (crashed && lastLeaveFired && ownPendingAt(stateKey).length === 0) landedAfterFire = true;
           // R: a membership write of ours that (re)creates the device's membership (after a fired leave, a
           // leave, or before anything) must be protected by a pending delayed leave of ours: another tab's
           // may be cancelled or sent whenever that tab leaves, crashes or judges ours dead.
@@ -1337,6 +1350,7 @@ export async function runSchedule(
       },
       wrote: (content) => !!content && JSON.stringify(content).includes(url),
       serverLostOne: () => lostByServer,
+      landedAfterItsLeaveFired: () => landedAfterFire,
       refused: () =>
         manager.state.kind === "failed" && ["forbidden", "rejected"].includes(manager.state.error.code),
       foreignOwnsKey() {
@@ -1609,10 +1623,11 @@ export async function runSchedule(
     // Restated: a crashed tab whose delayed leave the server lost (or another user's write cancelled)
     // left a membership nothing of ours can take down: its page is gone, and no live tab of ours removed
     // its protection (a live tab that cancels it is what this check is for: T4).
-    if (writer?.crashed() && writer.serverLostOne())
-      note(
-        `   (${writer.label}crashed after the server lost its delayed leave: its membership stays, exempt)`,
-      );
+    // So did a crashed tab's write that was on its way when its page died and landed after its own delayed
+    // leave had fired: no client can recall a request in flight (R's in-flight case, with nobody left to
+    // repair it).
+    if (writer?.crashed() && (writer.serverLostOne() || writer.landedAfterItsLeaveFired()))
+      note(`   (${writer.label}crashed and its membership outlived its delayed leave: exempt)`);
     else if (isMembership(c) && !isForeign(c))
       violate("5", `after healing, no tab wants to be joined but the server holds ${JSON.stringify(c)}`);
   }

@@ -733,7 +733,7 @@ const KNOWN: {
       "T4 (scripts/invariants-long.sh 10000, seed 1046981400): tab 2 crashed just after its membership write; " +
       "tab 1, leaving with a schedule of unknown outcome and nothing written, took tab 2's delayed leave for " +
       "its own orphan and cancelled it: the crashed tab's membership stood with nothing to remove it (orphans.ts: " +
-      "leaving with nothing written, a sweep reads the key first, and leaves another tab's delayed leave alone)",
+      "leaving with nothing written, a sweep spares what it cannot name; the leave waits out the orphan window)",
     invs: ["5"],
     fixed: true,
     world: { tabs: 2 },
@@ -765,19 +765,19 @@ const KNOWN: {
   },
   {
     name:
-      "T5 (scripts/invariants-long.sh 10000, seed 1614567636, against T4's first fix): while the sweep read our " +
-      "key, the join's late schedule answer named its delayed leave and it was adopted; the sweep then cancelled " +
-      "it from the list it had made before, and the membership went out with nothing pending (orphans.ts: after " +
-      "the read, only what is still unnamed is cancelled)",
+      "T5 (scripts/invariants-long.sh 10000, seed 1614567636, against a first fix of T4 that read the key before " +
+      "cancelling): while that read was on its way, the join's late schedule answer named its delayed leave and " +
+      "it was adopted; the sweep then cancelled it from the list it had made before, and the membership went " +
+      "out with nothing pending",
     invs: ["R"],
     fixed: true,
     cmds: [{ k: "fault", op: "schedule", fault: { kind: "slow-answer", ms: 800 }, times: 1 }, { k: "join" }],
   },
   {
     name:
-      "T6 (scripts/invariants-long.sh 10000, seed 1707498015): T4 where the leaving tab cannot read its key " +
-      "(a widget host that refused reads): it cancelled the crashed tab's delayed leave (orphans.ts: without " +
-      "reads, what it cannot name stays, and the leave waits out the orphan window)",
+      "T6 (scripts/invariants-long.sh 10000, seeds 1707498015 and 2127613225): T4 where the leaving tab cannot " +
+      "read its key, or where it read it empty while the crashed tab's write was still on its way: it " +
+      "cancelled the crashed tab's delayed leave (a read of the key, tried first, was no answer)",
     invs: ["5"],
     fixed: true,
     eyes: "blind",
@@ -790,6 +790,42 @@ const KNOWN: {
       { k: "leave" },
       { k: "advance", ms: 400 },
       { k: "tab2", act: "crash" },
+    ],
+  },
+  {
+    name:
+      "T7 (scripts/invariants-long.sh 10000, seed 2127613225): T6's second case: the crashed tab's membership " +
+      "write was held 10.5 s, so the leaving tab read its key empty and cancelled the crashed tab's delayed leave",
+    invs: ["5"],
+    fixed: true,
+    world: { tabs: 2 },
+    cmds: [
+      { k: "fault", op: "state", fault: { kind: "slow", ms: 10_500 }, times: 1 },
+      { k: "fault", op: "schedule", fault: { kind: "5xx", status: 500 }, times: 1 },
+      { k: "join" },
+      { k: "tab2", act: "join" },
+      { k: "leave" },
+      { k: "advance", ms: 50 },
+      { k: "tab2", act: "crash" },
+    ],
+  },
+  {
+    name:
+      "S1 (scripts/invariants-long.sh 10000, seed 2127613225; sticky format): a leave whose `{}` was refused " +
+      "(403) kept its delayed leave pending, and the rejoin cancelled it, although in the sticky format it is " +
+      "at the failed call's own key: that call's membership stood for its whole stickiness (schedule.ts: sent, " +
+      "not cancelled)",
+    invs: ["1"],
+    fixed: true,
+    world: { format: "sticky" },
+    cmds: [
+      { k: "fault", op: "send", fault: { kind: "odd", answer: "404-no-errcode" }, times: 1 },
+      { k: "join" },
+      { k: "advance", ms: 20 },
+      { k: "rejoin" },
+      { k: "fault", op: "state", fault: { kind: "odd", answer: "403" }, times: 1 },
+      { k: "advance", ms: 600 },
+      { k: "rejoin" },
     ],
   },
 ];

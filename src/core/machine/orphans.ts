@@ -18,10 +18,8 @@ import { observeLink } from "./resources.js";
 import { askOnce, startTask } from "./tasks.js";
 import { resumeWrites, writeMembership } from "./writes.js";
 import { adoptLateSchedule, resumeAfterOpen } from "./schedule.js";
-import { isSticky, ownsListed, predecessorsCanHurt, readRequest } from "./format.js";
-import { canReadKey } from "./watch.js";
-import { isLeftContent } from "../../membership/content.js";
-import type { PendingDelayedEvent, StateEventSnapshot } from "../../backends/types.js";
+import { isSticky, ownsListed, predecessorsCanHurt } from "./format.js";
+import type { PendingDelayedEvent } from "../../backends/types.js";
 import type { OpenSchedule, Outcome, Task } from "./types.js";
 
 const LEARNED_IDS_KEPT = 64;
@@ -270,19 +268,19 @@ function cancelListedOrphans(c: Ctx): void {
   const orphans = sweep.predecessors ? deadPredecessors(c, foreign) : unknownOutcomeOpen(c) ? foreign : [];
   // Even then it may be another tab's: the only thing that removes that tab's membership should the tab
   // die. Joining, or leaving a membership of ours, we cover our key ourselves (our own membership and
-  // delayed leave, or our leave's `{}`). Leaving with nothing written, we do not: if our key holds a
-  // membership, it is that tab's, and what we cannot name stays (our orphan, if it is one, fires `{}`
-  // over a membership that is not ours, which a live tab puts back and a dead one should not keep); the
-  // leave waits for it (the orphan window stays open). Where we cannot read our key, what we cannot name
-  // stays. Found by the randomized invariants with a second tab: a leaving tab that never wrote took the
-  // delayed leave of a second tab that had just crashed for its own orphan, and the crashed tab's
-  // membership stood with nothing to remove it.
+  // delayed leave, or our leave's `{}`). Leaving with nothing written, we do not, and what we cannot name
+  // stays: our orphan, if it is one, fires `{}` over a membership that is not ours (a live tab puts it
+  // back, a dead one should not keep it), and the leave waits for that (the orphan window stays open).
+  // Reading the key first is no answer: another tab's write may still be on its way. Found by the
+  // randomized invariants with a second tab: a leaving tab that never wrote took the delayed leave of a
+  // second tab that crashed around its join for its own orphan, and the crashed tab's membership stood
+  // with nothing to remove it.
   if (!sweep.predecessors && orphans.length > 0 && leavingWithNothingWritten(c)) {
-    if (!canReadKey(c) || !readRequest(c, c.s.call)) return keepUnnamed(c);
-    sweep.step = "read";
-    sweep.orphans = orphans;
-    askOnce(c, { kind: "sweep-read" }, readRequest(c, c.s.call)!, "cancel", { budgeted: false });
-    return;
+    log(c, "debug", "what we cannot name at our key may be another tab's delayed leave: it stays");
+    sweep.orphans = undefined;
+    sweep.step = "cancel";
+    sweep.cancelling = 0;
+    return endSweep(c);
   }
   cancelOrphans(c, orphans);
 }
@@ -291,29 +289,6 @@ function cancelListedOrphans(c: Ctx): void {
 function leavingWithNothingWritten(c: Ctx): boolean {
   const owner = c.s.leaveCall ?? c.s.call;
   return !isSticky(c) && !c.s.wantJoined && !owner?.lastSent && !owner?.membershipAttempted;
-}
-
-/** Cancel nothing; the orphan window stays open until what may be ours has fired. */
-function keepUnnamed(c: Ctx): void {
-  const sweep = c.s.sweep!;
-  log(c, "debug", "what we cannot name at our key may be another tab's delayed leave: it stays");
-  sweep.orphans = undefined;
-  sweep.step = "cancel";
-  sweep.cancelling = 0;
-  endSweep(c);
-}
-
-/** What our key holds, read before cancelling delayed events there we cannot name. */
-export function onSweepReadDone(c: Ctx, outcome: Outcome): void {
-  const sweep = c.s.sweep;
-  if (!sweep || sweep.step !== "read") return;
-  const candidates = sweep.orphans ?? [];
-  // (Unread, it may hold one.)
-  const held = outcome.ok ? (outcome.value as StateEventSnapshot | undefined)?.content : undefined;
-  if (!outcome.ok || (held && !isLeftContent(held))) return keepUnnamed(c);
-  // A late answer may have named one while the read was on its way (it is ours then: adopted, or
-  // cancelled by its own rule), or settled the last schedule of unknown outcome.
-  cancelOrphans(c, unknownOutcomeOpen(c) ? unnamed(c, candidates) : []);
 }
 
 function cancelOrphans(c: Ctx, orphans: PendingDelayedEvent[]): void {

@@ -41,7 +41,11 @@ export function startDelayedLane(c: Ctx, call: CallState): void {
   call.lane = { k: "cancel-stale" };
   startTask(c, {
     purpose: { kind: "cancel-stale" },
-    request: { kind: "delayed", delayId: stale, action: "cancel" },
+    // In the sticky format it is at the failed call's own key, which this call's fresh one never is: it
+    // cannot fire into the new membership, and it is what removes the old one, so it is sent, not
+    // cancelled (cancelled, the failed call's membership stood for its whole stickiness: found by the
+    // randomized invariants, a leave whose `{}` was refused, then a rejoin).
+    request: { kind: "delayed", delayId: stale, action: isSticky(c) ? "send" : "cancel" },
     op: "cancel",
     scope: "call",
     callId: call.id,

@@ -45,7 +45,6 @@ import {
   onListDone,
   onOrphanWake,
   onScheduleSettled,
-  onSweepReadDone,
   onSweepWake,
   orphanWakeAt,
 } from "./orphans.js";
@@ -194,8 +193,6 @@ function dispatch(c: Ctx, task: Task, outcome: Outcome): void {
       return onReplacedCancelDone(c, task, outcome);
     case "list":
       return onListDone(c, outcome);
-    case "sweep-read":
-      return onSweepReadDone(c, outcome);
     case "delegate":
       return onDelegateDone(c, call, task, outcome);
     case "cancel-orphan":

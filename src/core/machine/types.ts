@@ -125,8 +125,6 @@ export type Purpose =
   /** `firesFrom`: the earliest time the replaced delayed leave could fire (its last restart + delay). */
   | { kind: "cancel-replaced"; firesFrom: number }
   | { kind: "list"; windowUntil: number }
-  /** Does our key hold a membership (another tab's) before a sweep cancels what it cannot name? */
-  | { kind: "sweep-read" }
   | { kind: "cancel-orphan"; delayId: string; late: boolean }
   | { kind: "cancel-after-dispose" }
   | { kind: "leave-cancel" }
@@ -348,8 +346,7 @@ export interface LeaveJob {
 
 /** An orphan sweep (core/machine/orphans.ts). */
 export interface Sweep {
-  /** "read": what our key holds decides whether unknown delayed events there may be cancelled (orphans.ts). */
-  step: "list" | "wait-open" | "read" | "cancel";
+  step: "list" | "wait-open" | "cancel";
   /** Only for a dead predecessor's leftovers (orphans.ts sweepPredecessors): a leave need not wait. */
   predecessors?: boolean;
   keep?: string;
