@@ -828,6 +828,17 @@ const KNOWN: {
       { k: "rejoin" },
     ],
   },
+  {
+    name:
+      "D7 (scripts/invariants-long.sh 10000, seed 1692063868; the delegation service): another user's write at " +
+      "our key cancelled our normal delayed leave just as a delegated one took over, whose restarts kept " +
+      "succeeding; our eyes read that user's content and took it for another tab's of this device, and we said " +
+      "connected while not listed (join.ts: content naming another device is not ours)",
+    invs: ["5"],
+    fixed: true,
+    world: { delegation: true },
+    cmds: [{ k: "join" }, { k: "advance", ms: 50 }, { k: "foreignWrite" }],
+  },
 ];
 
 describe("counterexamples: regression tests once fixed, it.failing while still open", () => {
