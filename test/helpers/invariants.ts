@@ -579,7 +579,7 @@ interface Tab {
   refused(): boolean;
   /** Is this content its own (its focus)? */
   wrote(content: Record<string, unknown> | undefined): boolean;
-  /** The server lost a delayed leave of its own (`losePending`), or another user's write cancelled it. */
+  /** The server removed a delayed leave of its own by its own rules: lost it, or a write cancelled it. */
   serverLostOne(): boolean;
   /** A membership write of its own, on its way when its page crashed, landed after its delayed leave fired. */
   landedAfterItsLeaveFired(): boolean;
@@ -768,6 +768,8 @@ export async function runSchedule(
 
     // Responses as the manager sees them: when a 404 ("gone") reached it.
     const goneDeliveredAt: number[] = [];
+    /** ... and for which delay id (a restart's 404 names the one it restarted). */
+    const goneDeliveredFor: { at: number; id: unknown }[] = [];
     const via =
       <A extends unknown[], R>(name: string | undefined, f: (...a: A) => Promise<R>) =>
       (...a: A): Promise<R> => {
@@ -783,8 +785,10 @@ export async function runSchedule(
             // nothing: over HTTP an aborted fetch never sees its answer; the fake server answers anyway.
             const seen = !signal?.aborted;
             // Only a real "gone" tells the manager anything (issue 11): a 404 without M_NOT_FOUND does not.
-            if (seen && ((status === 404 && errcode === "M_NOT_FOUND") || status === 409))
+            if (seen && ((status === 404 && errcode === "M_NOT_FOUND") || status === 409)) {
               goneDeliveredAt.push(t());
+              goneDeliveredFor.push({ at: t(), id: a[0] });
+            }
             tnote(`   <- ${name} rejected: ${status ?? (e as Error)?.name ?? String(e)}`);
             throw e;
           },
@@ -1108,7 +1112,12 @@ export async function runSchedule(
         let deadline = gap.start + oneRequest();
         if (gap.external) {
           const removal = held ?? lastExternalRemoval;
-          const learned = goneDeliveredAt.find((x) => x >= removal.at);
+          // (Learned: a "gone" for that delayed leave; on a link without latency, one for an earlier one
+          // can arrive in the same millisecond as its removal.)
+          const learned =
+            held === undefined
+              ? goneDeliveredAt.find((x) => x >= removal.at)
+              : goneDeliveredFor.find((x) => x.at >= removal.at && x.id === currentId)?.at;
           // Until it would have fired anyway (restated with the delegation service: by the removed one's
           // own delay; a delegated leave's is longer, and so are our restarts of it) or we learned of it.
           deadline = Math.min(removal.at + removal.delayMs, learned ?? Infinity) + oneRequest();
@@ -1253,7 +1262,9 @@ export async function runSchedule(
         // cancelled it, the delegation service sent it.
         lastLeaveFired = false;
         if ((cause === "cancel" || cause === "send") && by?.origin === origin) return;
-        if (cause === "lost" || (cause === "write-cancelled" && by === undefined)) lostByServer = true;
+        // (By the server's own rules: it lost it, or a write at the key cancelled it: another user's, or
+        // before Synapse 1.127 any of the device's, its own included.)
+        if (cause === "lost" || cause === "write-cancelled") lostByServer = true;
         // (Several at once, as a write cancelling every one at the key: the longest delay, a delegated
         // leave's, is the one whose heartbeat finds out.)
         const at = t();
@@ -1620,9 +1631,10 @@ export async function runSchedule(
   if (format === "state" && !live.some((x) => x.intent() === "joined" || x.refused())) {
     const c = server.contentAt(tab1.manager.stateKey);
     const writer = tabs.find((x) => x.wrote(c));
-    // Restated: a crashed tab whose delayed leave the server lost (or another user's write cancelled)
-    // left a membership nothing of ours can take down: its page is gone, and no live tab of ours removed
-    // its protection (a live tab that cancels it is what this check is for: T4).
+    // Restated: a crashed tab whose delayed leave the server removed by its own rules (lost it, or a write
+    // cancelled it: another user's, or before Synapse 1.127 one of the device's, the tab's own included,
+    // which a live tab repairs at its next heartbeat) left a membership nothing of ours can take down: its
+    // page is gone, and no live tab of ours cancelled its protection (which is what this check is for: T4).
     // So did a crashed tab's write that was on its way when its page died and landed after its own delayed
     // leave had fired: no client can recall a request in flight (R's in-flight case, with nobody left to
     // repair it).

@@ -839,6 +839,22 @@ const KNOWN: {
     world: { delegation: true },
     cmds: [{ k: "join" }, { k: "advance", ms: 50 }, { k: "foreignWrite" }],
   },
+  {
+    name:
+      "D8 (scripts/invariants-long.sh 10000, seed 754770463; the delegation service, sticky format): a switch " +
+      "of holder's schedule answered with an unusable body had made a delegated delayed leave we never learned; " +
+      "it fired over our membership 10 s later, and the re-assert put it back saying nothing (delegation.ts: a " +
+      "probable fire, said, then a rejoin)",
+    invs: ["3"],
+    fixed: true,
+    world: { delegation: true, format: "sticky" },
+    cmds: [
+      { k: "fault", op: "schedule", fault: { kind: "slow-answer", ms: 300 }, times: 1 },
+      { k: "join" },
+      { k: "fault", op: "schedule", fault: { kind: "odd", answer: "malformed-200" }, times: 1 },
+      { k: "advance", ms: 360 },
+    ],
+  },
 ];
 
 describe("counterexamples: regression tests once fixed, it.failing while still open", () => {

@@ -151,10 +151,13 @@ export function onSwitchScheduleAnswer(
   }
   const cls = ok ? undefined : classifyError(value, "schedule-leave", c.now);
   if (cls && (timedOut || cls.kind === "network" || cls.kind === "server" || cls.kind === "unknown")) {
-    // It may have reached the server: re-assert the membership once what it made could have fired (moot
-    // if its answer comes after all: orphans.ts drops it then and cancels the id).
+    // It may have reached the server, and no sweep looks for what it made (an orphan window would hold
+    // our writes for the whole long delay): once that could have fired, it probably wiped our membership;
+    // say so and write it again (moot if its answer comes after all: orphans.ts drops it then and cancels
+    // the id). A plain re-assert put the membership back saying nothing (found by the randomized
+    // invariants with the delegation service, in the sticky format, whose eyes cannot see a new `{}`).
     const at = (open.abortAt ?? c.now) + open.delayMs + delayedTimeoutMs(c.s);
-    (c.s.reassertAt ??= []).push(at);
+    (c.s.probableFiresAt ??= []).push(at);
     noteUnknownOutcome(c, open, at);
     if (timedOut) open.reasserts = [at];
   }

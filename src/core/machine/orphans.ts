@@ -84,12 +84,17 @@ function unknownOutcomeOpen(c: Ctx): boolean {
 }
 
 function dropReasserts(c: Ctx, ats: number[] | undefined): void {
-  if (!ats || !c.s.reassertAt) return;
-  for (const at of ats) {
-    const i = c.s.reassertAt.indexOf(at);
-    if (i >= 0) c.s.reassertAt.splice(i, 1);
-  }
-  if (c.s.reassertAt.length === 0) c.s.reassertAt = undefined;
+  if (!ats) return;
+  const drop = (list: number[] | undefined) => {
+    if (!list) return undefined;
+    for (const at of ats) {
+      const i = list.indexOf(at);
+      if (i >= 0) list.splice(i, 1);
+    }
+    return list.length > 0 ? list : undefined;
+  };
+  c.s.reassertAt = drop(c.s.reassertAt);
+  c.s.probableFiresAt = drop(c.s.probableFiresAt);
 }
 
 /**
@@ -400,6 +405,7 @@ export function orphanWakeAt(c: Ctx): number | undefined {
   let at: number | undefined;
   for (const d of c.s.orphanDeadlines ?? []) if (at === undefined || d.at < at) at = d.at;
   for (const r of c.s.reassertAt ?? []) if (at === undefined || r < at) at = r;
+  for (const r of c.s.probableFiresAt ?? []) if (at === undefined || r < at) at = r;
   const p = c.s.predecessorSweepAt;
   if (p !== undefined && (at === undefined || p < at)) at = p;
   for (const o of c.s.open)
@@ -418,6 +424,12 @@ export function onOrphanWake(c: Ctx): void {
       dropDeadline(c, d.delayId);
       probablyFiredUncancelled(c);
     }
+  const fires = c.s.probableFiresAt;
+  if (fires?.some((r) => r <= c.now)) {
+    c.s.probableFiresAt = fires.filter((r) => r > c.now);
+    if (c.s.probableFiresAt.length === 0) c.s.probableFiresAt = undefined;
+    probablyFiredUncancelled(c, "a delayed leave whose schedule we never heard back from");
+  }
   const reasserts = c.s.reassertAt;
   if (reasserts) {
     const due = reasserts.filter((r) => r <= c.now);

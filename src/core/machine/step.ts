@@ -275,6 +275,7 @@ export function nextWakeAt(s: MachineState): number | undefined {
   consider(s.sweep?.wakeAt);
   for (const d of s.orphanDeadlines ?? []) consider(d.at);
   for (const r of s.reassertAt ?? []) consider(r);
+  for (const r of s.probableFiresAt ?? []) consider(r);
   consider(s.predecessorSweepAt);
   consider(s.guardCheck?.at);
   consider(s.leave?.wakeAt);
@@ -294,6 +295,7 @@ function dispose(c: Ctx): void {
   }
   s.orphanDeadlines = undefined;
   s.reassertAt = undefined;
+  s.probableFiresAt = undefined;
   s.guardCheck = undefined;
   s.predecessorSweepAt = undefined;
   s.sweep = undefined;

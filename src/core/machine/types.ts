@@ -455,6 +455,8 @@ export interface MachineState {
   /** Late ids being cancelled (their tasks): leave waits for them, within bounds. */
   /** Schedules whose outcome we never learned: re-assert the membership once they could have fired. */
   reassertAt?: number[];
+  /** ... where nothing looks for what they made (a switch of holder's): say it probably fired, and rejoin. */
+  probableFiresAt?: number[];
   /** Late delayed leaves being cancelled: if no cancel is confirmed by `at`, it probably fired. */
   orphanDeadlines?: { delayId: string; at: number }[];
   out: Outputs;
