@@ -1310,15 +1310,19 @@ export async function runSchedule(
           // leave, or before anything) must be protected by a pending delayed leave of ours: another tab's
           // may be cancelled or sent whenever that tab leaves, crashes or judges ours dead.
           const before = server.contentAt(stateKey);
-          const removedBehindOurBack =
-            lastExternalRemoval.at >= lastOwnCreated() &&
-            !goneDeliveredAt.some((x) => x >= lastExternalRemoval.at);
           // A write sent while a delayed leave of ours was pending, with at least a request's time before it
           // was due, whose cover went while it was on the wire (the server lost it, or it fired because the
           // heartbeats failed while this write took longer than the delay): no client can recall a request in
           // flight. Not R; the next heartbeat's 404 (or the eyes) must repair it, which invariants 3 and 5
           // judge. A write sent with its cover about to fire is still R (counterexamples D, D2).
           const sentWrite = takeSentWrite(content);
+          // Removed behind our back: and not known to us when the write was sent (a "gone" that reached us
+          // while it was on its way could not recall it; found with the rules before Synapse 1.127, where
+          // another writer's `{}` cancels our delayed leave).
+          const sentAt = sentWrite?.sentAt ?? t();
+          const removedBehindOurBack =
+            lastExternalRemoval.at >= lastOwnCreated() &&
+            !goneDeliveredAt.some((x) => x >= lastExternalRemoval.at && x <= sentAt);
           const coveredWhenSent = sentWrite !== undefined && sentWrite.spare >= 0;
           // Degraded mode (the manager says it has no delayed events) writes without one, by design.
           if (

@@ -855,6 +855,22 @@ const KNOWN: {
       { k: "advance", ms: 360 },
     ],
   },
+  {
+    name:
+      "S2 (scripts/invariants-long.sh 10000, seed 576566898; one tab, sticky format, on main too): the join's " +
+      "schedule outlived its timeout on a 900 ms link that healed meanwhile; the sweep's listing came back " +
+      "before the schedule reached the server, and its late answer, an unusable body, closed the orphan window: " +
+      "the delayed leave it had made fired over our membership (orphans.ts: a late error lists once more)",
+    invs: ["3"],
+    fixed: true,
+    world: { format: "sticky" },
+    cmds: [
+      { k: "fault", op: "schedule", fault: { kind: "odd", answer: "malformed-200" }, times: 1 },
+      { k: "latency", ms: 900, jitterMs: 0 },
+      { k: "join" },
+      { k: "advance", ms: 50 },
+    ],
+  },
 ];
 
 describe("counterexamples: regression tests once fixed, it.failing while still open", () => {

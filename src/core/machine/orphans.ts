@@ -33,7 +33,18 @@ function forget(c: Ctx, open: OpenSchedule): void {
 
 /** A schedule answered (in time, or after our timeout: `open.late`); `value` is its delay id. */
 export function onScheduleSettled(c: Ctx, open: OpenSchedule, ok: boolean, value: unknown): void {
-  if (!ok) return forget(c, open);
+  if (!ok) {
+    // A late error (a mangled success, a proxy's 5xx) may come after the server created the delayed
+    // leave, later than the listing of the sweep its timeout started: list once more (as at its abort).
+    // Found by the randomized invariants (sticky format, a 900 ms link that healed while the schedule was
+    // on its way): the listing came back before the schedule reached the server, the late malformed
+    // answer closed the orphan window, and the delayed leave it had made fired over our membership.
+    if (open.late && !c.s.disposed && c.env.canList) {
+      c.s.orphanWindowUntil = Math.max(c.s.orphanWindowUntil, c.now + open.delayMs + delayedTimeoutMs(c.s));
+      sweepOrphans(c, c.s.call?.delayId);
+    }
+    return forget(c, open);
+  }
   const id = value as string;
   // Its outcome is known now: whatever a sweep lists that we do not know is not its.
   resolveUnknownOutcome(c, open.reqId);
