@@ -46,11 +46,15 @@
  * about what others list (2's "connected", 3, E, 5 joined), and as the tab's own content where it is about
  * what the tab put there (1, 5 left). Restated for the grown world, each where it is checked, saying why: a
  * delayed leave of ours removed by another tab, or by a write under the pre-1.127 rules, counts as an
- * external removal (2, R); 2's window lasts until the removed leave's own delay (a delegated one is
- * longer); 3's heartbeat is the delegated one for a delegated leave, and the service sending it counts as
- * a fire; 5 lets two joined tabs before 1.127 take turns (documented), and a switch of holder keep two
- * delayed leaves; H allows a join's switch to the delegated leave. The device as a whole: once no live tab
- * wants to be joined, no membership of any of its tabs (a crashed one's included) stays on the server (5).
+ * external removal (2, R), and R judges what we knew when the write was sent; 2's window lasts until the
+ * removed leave's own delay (a delegated one is longer); 3's heartbeat is the delegated one for a
+ * delegated leave, and the service sending it counts as a fire; 5 lets two joined tabs before 1.127 take
+ * turns (documented), a switch of holder keep two delayed leaves, and a leave() refused by the server end
+ * `failed` as a refused join does; H allows a join's switch to the delegated leave; P spares a tab with a
+ * schedule of its own in doubt (the listing cannot tell its orphan from another tab's delayed leave). The
+ * device as a whole: once no live tab wants to be joined, no membership of any of its tabs (a crashed
+ * one's included) stays on the server (5), unless the server removed that crashed tab's delayed leave by
+ * its own rules, or its write was still on its way when its page died and landed after its leave fired.
  *
  * (Unhandled rejections are failed by jest itself: jest-circus listens on the host process, which the
  * sandboxed `process` cannot reach. See invariants.test.ts.)
