@@ -871,6 +871,24 @@ const KNOWN: {
       { k: "advance", ms: 50 },
     ],
   },
+  {
+    name:
+      "L8 (npm test, seed 495490799; Synapse < 1.127, on main too): our own write cancelled the join's delayed " +
+      "leave, its replacements were refused down to the smallest delay and the call went on without one " +
+      "(degraded, said so); then one listing timed out and 'the link is too slow for a 500 ms delay' made it " +
+      "`reconnecting` for good, with no delayed leave whose heartbeat could ever say `joined` again " +
+      "(resources.ts: degraded, a slow link changes nothing)",
+    invs: ["5"],
+    fixed: true,
+    world: { rules: "pre-1.127" },
+    cmds: [
+      { k: "fault", op: "schedule", fault: { kind: "slow", ms: 50 }, times: 1 },
+      { k: "fault", op: "schedule", fault: { kind: "odd", answer: "403" }, times: 3 },
+      { k: "fault", op: "list", fault: { kind: "slow", ms: 10_500 }, times: 1 },
+      { k: "join" },
+      { k: "advance", ms: 400 },
+    ],
+  },
 ];
 
 describe("counterexamples: regression tests once fixed, it.failing while still open", () => {
