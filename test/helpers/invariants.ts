@@ -985,9 +985,8 @@ export async function runSchedule(
      */
     const switching = () => {
       const delays = pendingOurs().map((id) => server.delayed.get(id)?.delayMs);
-      return (
-        delegation && delays.length === 2 && delays.includes(DELEGATED_DELAY_MS) && delays.includes(DELAY_MS)
-      );
+      // (The normal one's delay may have been lowered by the server.)
+      return delegation && delays.length === 2 && delays.filter((d) => d === DELEGATED_DELAY_MS).length === 1;
     };
 
     /** The unprocessed write of ours with this content that had the least time left when sent (strict). */
@@ -1293,7 +1292,12 @@ export async function runSchedule(
             // Sticky format: a fire at an earlier call's key (a leave's guard against a late write of that
             // call) cannot take the current call's membership, which has a fresh key.
             (format === "sticky" && stateKey !== key()) ||
-            !(before && isMembership(before) && !isForeign(before));
+            !(before && isMembership(before) && !isForeign(before)) ||
+            // Restated for the shared key: the membership it took down was another tab's, and this tab had
+            // not said it was in the call: it owes no retraction (it is joining; its own write follows), and
+            // the tab whose membership it was sees the `{}` with its eyes (E) or its heartbeat (found: a
+            // joining tab's orphan, its listings refused, fired over a second tab's membership).
+            (manager.status !== "connected" && !JSON.stringify(before).includes(url));
           // Within one heartbeat (restated with the delegation service: a delegated leave is restarted by us
           // every DELEGATED_INTERVAL_MS, and the service may send it at any moment in between).
           const withinMs =
