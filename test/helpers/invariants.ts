@@ -1068,6 +1068,8 @@ export async function runSchedule(
       appIntents.push(i);
       return i;
     };
+    /** The normal delay in force (the server may have lowered it), for H's bound. */
+    let normalDelayMs = DELAY_MS;
     // Invariant 2 bookkeeping.
     let gap: { start: number; external: boolean } | undefined;
     // Invariant E bookkeeping: since when "connected" while the server holds no membership of ours, and
@@ -1095,8 +1097,12 @@ export async function runSchedule(
         )
           i.doneAt = now;
       const open = appIntents.filter((i) => i.doneAt === undefined || i.doneAt > now - 1000);
+      // (The budget's rate follows the resolved interval of the normal delay in force, half of it, not the
+      // adaptive one, which may be longer, nor a delegated leave's: with a lowered delay it allows more.)
+      const eff = manager.effectiveTiming;
+      if (eff.delayMs !== DELEGATED_DELAY_MS) normalDelayMs = eff.delayMs;
       const limit =
-        hotLoopLimit(manager.effectiveTiming.heartbeatIntervalMs) +
+        hotLoopLimit(Math.min(eff.heartbeatIntervalMs, Math.round(normalDelayMs / 2))) +
         APP_REQUESTS_PER_INTENT * open.length +
         (delegation ? DELEGATION_SWITCH_REQUESTS * open.filter((i) => i.kind === "join").length : 0);
       if (recent > limit)
