@@ -1305,9 +1305,12 @@ export async function runSchedule(
             // joining tab's orphan, its listings refused, fired over a second tab's membership).
             (manager.status !== "connected" && !JSON.stringify(before).includes(url));
           // Within one heartbeat (restated with the delegation service: a delegated leave is restarted by us
-          // every DELEGATED_INTERVAL_MS, and the service may send it at any moment in between).
+          // every DELEGATED_INTERVAL_MS, and the service may send it at any moment in between: the next
+          // restart's answer, one delegated heartbeat and a request away, tells; no time predicts it).
           const withinMs =
-            sent.delayMs === DELEGATED_DELAY_MS ? DELEGATED_INTERVAL_MS : timing.heartbeatIntervalMs;
+            sent.delayMs === DELEGATED_DELAY_MS
+              ? DELEGATED_INTERVAL_MS + oneRequest()
+              : timing.heartbeatIntervalMs;
           fires.push({
             at: t(),
             id: sent.id,

@@ -906,6 +906,22 @@ const KNOWN: {
       { k: "rejoin" },
     ],
   },
+  {
+    name:
+      "D9 (scripts/invariants-long.sh 20000, seed 1677213111; the delegation service): a switch of holder's " +
+      "schedule answered with an unusable body had made a delegated delayed leave; the leave's sweep never ran " +
+      "(no orphan window: a switch opens none), and leave() said left with it pending for 10 s (orphans.ts: a " +
+      "schedule of unknown outcome, a switch's too, is enough for a sweep)",
+    invs: ["1b"],
+    fixed: true,
+    world: { delegation: true },
+    cmds: [
+      { k: "rejoin" },
+      { k: "fault", op: "schedule", fault: { kind: "odd", answer: "malformed-200" }, times: 1 },
+      { k: "advance", ms: 600 },
+      { k: "leave" },
+    ],
+  },
 ];
 
 describe("counterexamples: regression tests once fixed, it.failing while still open", () => {

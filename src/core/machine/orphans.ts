@@ -202,7 +202,11 @@ export function probablyFiredUncancelled(c: Ctx, what = "an orphaned delayed lea
  * it is an orphan from a schedule whose answer we never got. Only runs while such an orphan may exist.
  */
 export function sweepOrphans(c: Ctx, keep: string | undefined, predecessors = false): void {
-  if (!c.env.canList || (!predecessors && c.now >= c.s.orphanWindowUntil)) return;
+  // (A switch of holder's schedule of unknown outcome opens no orphan window, which would hold our writes
+  // for its whole long delay, but what it made is an orphan all the same: a leave's sweep looks for it.
+  // Found by the randomized invariants with the delegation service: a leave said left with one pending.)
+  const orphanMayBe = c.now < c.s.orphanWindowUntil || unknownOutcomeOpen(c);
+  if (!c.env.canList || (!predecessors && !orphanMayBe)) return;
   // One sweep at a time; a request for another while one runs makes it run once more (a predecessor
   // sweep while one runs already looks at what this one would).
   if (c.s.sweep) {
@@ -216,7 +220,8 @@ export function sweepOrphans(c: Ctx, keep: string | undefined, predecessors = fa
   c.s.sweep = predecessors
     ? { step: "list", keep, windowUntil, cancelling: 0, predecessors }
     : { step: "list", keep, windowUntil, cancelling: 0 };
-  // Retried quickly, but only while an orphan could still fire.
+  // Retried quickly, but only while an orphan could still fire (a switch's too).
+  const unknownUntil = Math.max(0, ...(c.s.unknownSchedules ?? []).map((u) => u.until));
   startTask(c, {
     purpose: { kind: "list", windowUntil },
     request: { kind: "list" },
@@ -224,7 +229,7 @@ export function sweepOrphans(c: Ctx, keep: string | undefined, predecessors = fa
     scope: "manager",
     retry: "retryable",
     capMs: rejoinRetryCapMs(c.s),
-    until: windowUntil,
+    until: Math.max(windowUntil, unknownUntil),
   });
 }
 
