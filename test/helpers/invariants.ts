@@ -555,8 +555,10 @@ interface Tab {
   readonly crashed: () => boolean;
   /** The delay id its manager holds now (delayId$). */
   readonly currentId: () => string | undefined;
-  /** At `at`, a schedule of its own whose outcome it did not know, and what it made may not have fired. */
-  readonly scheduleInDoubt: (at: number) => boolean;
+  /** At some time in [from, to], a schedule of its own whose outcome it did not know, and what it made may not have fired. */
+  readonly scheduleInDoubt: (from: number, to: number) => boolean;
+  /** When its last listing of delayed events answered, at or before `at`. */
+  readonly lastListAnsweredBy: (at: number) => number | undefined;
   /** Its membership's key now, and whether a key is one of its own. */
   readonly key: () => string;
   readonly usesKey: (k: string) => boolean;
@@ -705,7 +707,10 @@ export async function runSchedule(
     // learned, and will fire `{}` over the device's membership; the listing cannot tell it from another
     // tab's (no owner, no content in it), so its sweep cancels both, and the other tab's next heartbeat
     // finds out (2 and R count that as an external removal).
-    if (canceller.scheduleInDoubt(by!.at)) return;
+    // (Judged when the listing its sweep acts on came back, which may be a while before the cancel goes
+    // out: the request budget can hold it back.)
+    const judgedAt = canceller.lastListAnsweredBy(by!.at) ?? by!.at;
+    if (canceller.scheduleInDoubt(judgedAt, judgedAt)) return;
     const age = t() - (lastArmedAt.get(id) ?? -Infinity);
     const interval = owner.manager.effectiveTiming.heartbeatIntervalMs;
     if (age < interval)
@@ -819,17 +824,24 @@ export async function runSchedule(
       });
     };
     /**
-     * Schedules of this tab: when sent, and whether the manager got its answer (an id) in time. One it did
-     * not (no answer yet, an error, or an answer after its local timeout) is in doubt: it may have made a
-     * delayed leave whose id the tab never learned (P's exception).
+     * Schedules of this tab: when sent, its local timeout, and when an id reached the manager. One with no
+     * id by its timeout (none yet, an error, or a late answer) is in doubt from then until the id comes
+     * (late answers too: the manager keeps listening), or until what it made surely fired: it may have made
+     * a delayed leave whose id the tab did not know (P's exception).
      */
-    const schedules: { sentAt: number; delayMs: number; answeredAt?: number }[] = [];
+    const schedules: { sentAt: number; delayMs: number; timeoutMs: number; answeredAt?: number }[] = [];
+    /** When its listings answered. */
+    const listAnswers: number[] = [];
     const inDoubt = (
       p: Promise<string>,
       req: { delayMs: number },
       o: RequestOptions | undefined,
     ): Promise<string> => {
-      const entry: (typeof schedules)[number] = { sentAt: t(), delayMs: req.delayMs };
+      const entry: (typeof schedules)[number] = {
+        sentAt: t(),
+        delayMs: req.delayMs,
+        timeoutMs: manager.effectiveTiming.requestTimeoutMs,
+      };
       schedules.push(entry);
       // Known once an id reached the manager (late answers too: it keeps listening); an error leaves it
       // in doubt (the server may have acted before it).
@@ -884,7 +896,14 @@ export async function runSchedule(
             readState: via("read", server.readState.bind(server)),
             readEvent: via("read", server.readEvent.bind(server)),
           }),
-      listDelayedEvents: via("list", server.listDelayedEvents.bind(server)),
+      listDelayedEvents: (o) =>
+        via(
+          "list",
+          server.listDelayedEvents.bind(server),
+        )(o).then((list) => {
+          listAnswers.push(t());
+          return list;
+        }),
       probeSupport: server.probeSupport.bind(server),
       // (Not a "gone": the service's 404 says it has no delegation.)
       ...(delegation
@@ -1190,13 +1209,14 @@ export async function runSchedule(
       currentId: () => currentId,
       // Until answered, or until what it made surely fired: its abort (a delay after its send), a delay,
       // and a request.
-      scheduleInDoubt: (at) =>
-        schedules.some(
-          (x) =>
-            x.sentAt <= at &&
-            (x.answeredAt === undefined || x.answeredAt >= at) &&
-            at <= x.sentAt + 2 * x.delayMs + 2 * oneRequest(),
-        ),
+      // In doubt over [its timeout, its id's arrival, or the end of what it made]: does that meet [from, to]?
+      scheduleInDoubt: (from, to) =>
+        schedules.some((x) => {
+          const start = x.sentAt + x.timeoutMs;
+          const end = Math.min(x.answeredAt ?? Infinity, x.sentAt + 2 * x.delayMs + 2 * oneRequest());
+          return start <= end && start <= to && end >= from;
+        }),
+      lastListAnsweredBy: (at) => listAnswers.findLast((x) => x <= at),
       key,
       usesKey: isOurKey,
       join() {
