@@ -829,7 +829,13 @@ export async function runSchedule(
      * (late answers too: the manager keeps listening), or until what it made surely fired: it may have made
      * a delayed leave whose id the tab did not know (P's exception).
      */
-    const schedules: { sentAt: number; delayMs: number; timeoutMs: number; answeredAt?: number }[] = [];
+    const schedules: {
+      sentAt: number;
+      delayMs: number;
+      timeoutMs: number;
+      answeredAt?: number;
+      erroredAt?: number;
+    }[] = [];
     /** When its listings answered. */
     const listAnswers: number[] = [];
     const inDoubt = (
@@ -845,10 +851,16 @@ export async function runSchedule(
       schedules.push(entry);
       // Known once an id reached the manager (late answers too: it keeps listening); an error leaves it
       // in doubt (the server may have acted before it).
-      return p.then((id) => {
-        if (!o?.signal?.aborted) entry.answeredAt = t();
-        return id;
-      });
+      return p.then(
+        (id) => {
+          if (!o?.signal?.aborted) entry.answeredAt = t();
+          return id;
+        },
+        (e: unknown) => {
+          entry.erroredAt ??= t();
+          throw e;
+        },
+      );
     };
     /** Delay ids whose answer reached the manager after dispose() (O: they must be cancelled). */
     const lateIds = new Set<string>();
@@ -1212,7 +1224,7 @@ export async function runSchedule(
       // In doubt over [its timeout, its id's arrival, or the end of what it made]: does that meet [from, to]?
       scheduleInDoubt: (from, to) =>
         schedules.some((x) => {
-          const start = x.sentAt + x.timeoutMs;
+          const start = Math.min(x.sentAt + x.timeoutMs, x.erroredAt ?? Infinity);
           const end = Math.min(x.answeredAt ?? Infinity, x.sentAt + 2 * x.delayMs + 2 * oneRequest());
           return start <= end && start <= to && end >= from;
         }),
