@@ -50,7 +50,7 @@ export type Fault =
   /** The server processes the request, but the answer we get is an error (a mangled 200, a proxy). */
   | { kind: "process-then-error"; error: () => unknown };
 
-interface Delayed {
+export interface Delayed {
   /** The map key it writes (a state key, or `stickyMapKey` of a sticky delayed event). */
   stateKey: string;
   content: Record<string, unknown>;
@@ -59,7 +59,20 @@ interface Delayed {
   cancelTimer: () => void;
   /** A delayed sticky event: its sticky key and stickiness. */
   sticky?: { key: string; durationMs: number };
+  /** The `origin` of the request that created it (which client: the randomized world's tabs). */
+  origin?: string;
 }
+
+/** Why a pending delayed event stopped being pending (other than firing on time, `fire`). */
+export type RemovalCause =
+  /** A cancel or send request (`by` is its log entry). */
+  | "cancel"
+  | "send"
+  /** The server forgot it (`lose`), or a state write at its key cancelled it (another user's; before 1.127 also its owner's). */
+  | "lost"
+  | "write-cancelled"
+  /** The delegation service sent it (the SFU lost the participant). */
+  | "service-send";
 
 /** One sticky event the server holds, by event id. */
 interface StickyEvent {
@@ -77,6 +90,8 @@ export interface LogEntry {
   outcome: "ok" | "error" | "hang" | "lost";
   /** Sent with a request that outlives the page (RequestOptions.keepAlive). */
   keepAlive?: true;
+  /** Which client sent it, when a test tags it (the randomized world's tabs share one server). */
+  origin?: string;
 }
 
 export function matrixError(
@@ -115,8 +130,15 @@ export class FakeServer implements MembershipBackend {
   maxDelayMs?: number;
   dialect: "1.157" | "legacy" = "1.157";
   delayedEventsEnabled = true;
-  /** Servers before Synapse 1.127: the owner's own state write cancels their pending delayed state. */
+  /**
+   * Servers before Synapse 1.127: the owner's own state changes (its writes, and its delayed events when
+   * they are sent) cancel their pending delayed state at that key.
+   */
   ownWritesCancel = false;
+  /** The request being processed now (its log entry), while the server model runs it. */
+  processing?: LogEntry;
+  /** Told of every pending delayed event that stops being pending other than by firing (`fire`). */
+  onRemoved?: (delayId: string, d: Readonly<Delayed>, cause: RemovalCause, by?: LogEntry) => void;
   supportHint?: SupportHint;
   /** MSC4354: off, a sticky request is refused as our backends refuse it (nothing is sent). */
   stickyEventsEnabled = true;
@@ -156,14 +178,22 @@ export class FakeServer implements MembershipBackend {
 
   /** Forget a delayed event silently (as a server losing it would). */
   lose(delayId: string): void {
-    this.delayed.get(delayId)?.cancelTimer();
+    this.remove(delayId, "lost");
+  }
+
+  private remove(delayId: string, cause: RemovalCause): Delayed | undefined {
+    const d = this.delayed.get(delayId);
+    if (!d) return undefined;
+    d.cancelTimer();
     this.delayed.delete(delayId);
+    this.onRemoved?.(delayId, d, cause, this.processing);
+    return d;
   }
 
   /** Someone else writes our key: Synapse cancels our pending delayed state there. */
   foreignWrite(stateKey: string, content: Record<string, unknown>): void {
     this.writeState(stateKey, content, "client");
-    for (const id of this.pendingFor(stateKey)) this.lose(id);
+    for (const id of this.pendingFor(stateKey)) this.remove(id, "write-cancelled");
   }
 
   /**
@@ -200,7 +230,10 @@ export class FakeServer implements MembershipBackend {
     return events;
   }
 
-  /** Another tab of our own device writes our key: on Synapse >= 1.127 nothing of ours is cancelled. */
+  /**
+   * Another tab of our own device writes our key: on Synapse >= 1.127 nothing of ours is cancelled
+   * (before, `ownWritesCancel`, it is: writeState).
+   */
   sameDeviceWrite(stateKey: string, content: Record<string, unknown>): void {
     this.writeState(stateKey, content, "client");
   }
@@ -211,8 +244,18 @@ export class FakeServer implements MembershipBackend {
   }
 
   private writeState(stateKey: string, content: Record<string, unknown>, by: "client" | "delayed"): void {
+    const before = this.state.get(stateKey);
     this.state.set(stateKey, content);
     this.history.push({ at: this.now(), stateKey, content, by });
+    // Before Synapse 1.127 a change of state at a key (a write, or a delayed event sent there) cancels
+    // its sender's own pending delayed state there too; an identical one changes nothing. (Sticky events
+    // are not state: nothing is cancelled.)
+    if (
+      this.ownWritesCancel &&
+      !stateKey.startsWith(stickyMapKey("")) &&
+      JSON.stringify(before) !== JSON.stringify(content)
+    )
+      for (const id of this.pendingFor(stateKey)) this.remove(id, "write-cancelled");
     for (const notify of this.viewers) notify();
   }
 
@@ -265,10 +308,12 @@ export class FakeServer implements MembershipBackend {
     return true;
   }
 
+  /** Start (or restart) a delayed event's delay; a new one takes the origin of the request creating it. */
   private arm(id: string, d: Omit<Delayed, "cancelTimer" | "sendTs">): void {
     const sendTs = this.now() + d.delayMs;
     const cancelTimer = this.after(d.delayMs, () => this.fire(id));
-    this.delayed.set(id, { ...d, sendTs, cancelTimer });
+    const origin = d.origin ?? this.processing?.origin;
+    this.delayed.set(id, { ...d, sendTs, cancelTimer, ...(origin === undefined ? {} : { origin }) });
   }
 
   /** Run one request through latency, faults and the server model. */
@@ -303,12 +348,15 @@ export class FakeServer implements MembershipBackend {
           return;
         }
         let value: T;
+        this.processing = entry;
         try {
           value = process();
         } catch (error) {
           entry.outcome = "error";
           this.after(this.latencyMs / 2, () => reject(error));
           return;
+        } finally {
+          this.processing = undefined;
         }
         if (fault?.kind === "lose-response") {
           entry.outcome = "lost";
@@ -434,7 +482,6 @@ export class FakeServer implements MembershipBackend {
         const current = this.state.get(req.stateKey);
         if (current && JSON.stringify(current) === JSON.stringify(req.content)) return; // deduplicated
         this.writeState(req.stateKey, req.content, "client");
-        if (this.ownWritesCancel) for (const id of this.pendingFor(req.stateKey)) this.lose(id);
       },
       { stateKey: req.stateKey, content: req.content },
       opts,
@@ -447,10 +494,13 @@ export class FakeServer implements MembershipBackend {
       () => {
         const d = this.delayed.get(delayId);
         if (!d) throw matrixError(404, "M_NOT_FOUND", { error: "Delayed event not found" });
-        d.cancelTimer();
-        this.delayed.delete(delayId);
-        if (action === "restart") this.arm(delayId, d);
-        else if (action === "send") this.deliver(d, "delayed");
+        if (action === "restart") {
+          d.cancelTimer();
+          this.arm(delayId, d);
+        } else {
+          this.remove(delayId, action);
+          if (action === "send") this.deliver(d, "delayed");
+        }
       },
       { delayId, ...(opts?.keepAlive ? { keepAlive: true as const } : {}) },
       opts,
@@ -507,19 +557,20 @@ export class FakeServer implements MembershipBackend {
     return this.delegation;
   }
 
-  /** The SFU lost the participant: the service sends every delegated leave it holds. */
-  sfuDisconnect(): void {
+  /**
+   * The SFU lost the participant: the service sends every delegated leave it holds (or those `only`
+   * picks: one participant's, when several share the SFU).
+   */
+  sfuDisconnect(only?: (delayId: string, origin: string | undefined) => boolean): void {
     const service = this.delegation;
     if (!service) return;
-    for (const [delayId, stop] of service.jobs) {
+    for (const [delayId, stop] of [...service.jobs]) {
+      if (only && !only(delayId, this.delayed.get(delayId)?.origin)) continue;
       stop();
-      const d = this.delayed.get(delayId);
-      if (!d) continue;
-      d.cancelTimer();
-      this.delayed.delete(delayId);
-      this.writeState(d.stateKey, d.content, "delayed");
+      service.jobs.delete(delayId);
+      const d = this.remove(delayId, "service-send");
+      if (d) this.writeState(d.stateKey, d.content, "delayed");
     }
-    service.jobs.clear();
   }
 
   /** The service stops (or starts again) answering; a dead service's jobs restart nothing. */
@@ -566,7 +617,6 @@ export class FakeServer implements MembershipBackend {
             const live = this.delayed.get(req.delayId);
             if (!live) return service.jobs.delete(req.delayId);
             live.cancelTimer();
-            this.delayed.delete(req.delayId);
             this.arm(req.delayId, live);
             service.jobs.set(req.delayId, tick());
           });

@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from "@jest/globals";
 import { harness, isJoinedOnServer, type Harness } from "../helpers/managerHarness.js";
+import { matrixError } from "../helpers/fakeServer.js";
 
 const HOUR = 3_600_000;
 const SFU = "wss://sfu.example";
@@ -191,5 +192,85 @@ describe("delegated delayed leave (MSC4195)", () => {
     d.manager.dispose();
     await d.time.advance(5000);
     expect(pendingDelays(d)).not.toContain(HOUR);
+  });
+
+  it("a service that never answers, with a delegated delay no longer than a state request's timeout: the switch's new leave is cancelled before it can fire", async () => {
+    // Found by the randomized invariants with the delegation service in the world (test/helpers/invariants.ts,
+    // `join; service(dead)`, 2 s delay, 10 s delegated): nothing restarts a switch's new delayed leave until
+    // the service took it, and the manager waited for the answer as long as that leave's delay (a state
+    // request's timeout, 10 s), so it fired `{}` over our membership 10 ms before the cancel went out (and
+    // probablyLeft never said so); the next try's did the same.
+    const h = delegated("dead", {
+      delayedLeaveDelayMs: 2000,
+      delegatedDelayMs: 10_000,
+      delegatedHeartbeatIntervalMs: 4000,
+    });
+    h.manager.join();
+    await advanceWithoutGap(h, 60_000);
+    // The membership was written once and never taken down; no delayed leave of ours ever fired.
+    expect(h.server.history.filter((e) => e.stateKey === h.key).map((e) => e.by)).toEqual(["client"]);
+    expect(h.probablyLeft).not.toContain(true);
+    // Each try's long leave was cancelled while it was still pending (nothing left but the normal one).
+    expect(h.server.count("delegate")).toBeGreaterThanOrEqual(2);
+    expect(h.server.count("cancel", "ok")).toBe(h.server.count("delegate"));
+    expect(pendingDelays(h)).toEqual([2000]);
+    expect(h.manager.state).toMatchObject({ kind: "joined", delayedLeave: true });
+    h.manager.dispose();
+  });
+
+  it("without reads, the SFU loses us: the delegated leave's 404 says it fired (probablyLeft), not that it was lost", async () => {
+    // Found by the randomized invariants with the delegation service (test/unit/invariants.test.ts, D4): judged
+    // "lost" by time (a long delay, early in it), the membership went back with probablyLeft never raised,
+    // although others had seen us leave for up to a delegated heartbeat.
+    const h = harness(
+      (server) => ({
+        sfuUrl: SFU,
+        backend: {
+          sendDelayedStateEvent: server.sendDelayedStateEvent.bind(server),
+          sendStateEvent: server.sendStateEvent.bind(server),
+          updateDelayedEvent: server.updateDelayedEvent.bind(server),
+          listDelayedEvents: server.listDelayedEvents.bind(server),
+          delegateDelayedLeave: server.delegateDelayedLeave.bind(server),
+        },
+      }),
+      (s) => s.startDelegation("confirm"),
+    );
+    h.manager.join();
+    await h.time.advance(2000);
+    expect(h.manager.support.delayedLeaveHolder).toBe("delegated");
+    const sentAt = h.time.now();
+    const before = h.probablyLeft.length;
+    h.server.sfuDisconnect();
+    expect(h.server.state.get(h.key)).toEqual({});
+    await h.time.until(() => h.probablyLeft.slice(before).includes(true), 6 * 60_000, 1000);
+    // Said by our next delegated restart (≤ 5 min), which found it gone, before the membership went back.
+    const saidAt = h.time.now();
+    expect(saidAt - sentAt).toBeLessThanOrEqual(5 * 60_000 + 1000);
+    expect(
+      h.server.history.filter((e) => e.at > sentAt && e.at < saidAt - 1000 && e.by === "client"),
+    ).toEqual([]);
+    await h.time.until(() => isJoinedOnServer(h) && h.manager.status === "connected", 60_000);
+    expect(pendingDelays(h)).toEqual([10_000]);
+    h.manager.dispose();
+  });
+
+  it("leave() during a delegation: it says left only once the switch's new delayed leave is cancelled", async () => {
+    // Found by the randomized invariants with the delegation service (D3): the cancel of the switch's new
+    // (long) delayed leave waited out a 429, and leave() said left with it still pending.
+    const h = delegated("dead");
+    h.manager.join();
+    await h.time.advance(1000);
+    expect(pendingDelays(h).sort()).toEqual([10_000, HOUR].sort());
+    h.server.inject("cancel", {
+      kind: "error",
+      error: () => matrixError(429, "M_LIMIT_EXCEEDED", { retry_after_ms: 1500 }),
+    });
+    let result: unknown;
+    void h.manager.leave().then((r) => (result = r));
+    await h.time.until(() => result !== undefined, 20_000, 10);
+    expect(result).toEqual({ status: "left", via: "delayed-event-sent" });
+    expect(h.server.pendingFor(h.key)).toEqual([]);
+    expect(h.server.state.get(h.key)).toEqual({});
+    h.manager.dispose();
   });
 });

@@ -67,6 +67,55 @@ describe("a membership write that lands after leave() resolved (issue 20 item 10
     h.manager.dispose();
   });
 
+  it.each([
+    ["reading our key", false],
+    ["without reads (the guard is sent at the horizon)", true],
+  ])(
+    "on a server before Synapse 1.127, whose rules let the late write cancel the guard: taken down after the horizon, %s",
+    async (_, blind) => {
+      // Found by the randomized invariants with that rule set (test/unit/invariants.test.ts, G1 and G2): our
+      // own state write cancels our pending delayed state at the key, so the late write cancelled the very
+      // guard that was to take it down, and stood for its whole `expires` (4 h).
+      const h = harness(
+        (server) => ({
+          delayedLeaveDelayMs: 2000,
+          ...(blind
+            ? {
+                backend: {
+                  sendDelayedStateEvent: server.sendDelayedStateEvent.bind(server),
+                  sendStateEvent: server.sendStateEvent.bind(server),
+                  updateDelayedEvent: server.updateDelayedEvent.bind(server),
+                  listDelayedEvents: server.listDelayedEvents.bind(server),
+                },
+              }
+            : {}),
+        }),
+        (server) => (server.ownWritesCancel = true),
+      );
+      h.manager.join();
+      await h.time.until(() => h.manager.status === "connected", 5000);
+      h.server.inject("state", { kind: "slow", ms: 12_000 });
+      h.manager.update({ callIntent: "audio" }).catch(() => undefined);
+      await h.time.advance(10_500);
+      expect(await leaveNow(h)).toMatchObject({ status: "left" });
+      const [guard] = h.server.pendingFor(h.key);
+      expect(guard).toBeDefined();
+      await h.time.until(() => isJoinedOnServer(h), 5000, 5);
+      // The late write cancelled the guard (these servers' rule).
+      expect(h.server.delayed.has(guard)).toBe(false);
+      await h.time.advance(LATE_WRITE_HORIZON_MS);
+      expect(isJoinedOnServer(h)).toBe(false);
+      expect(h.server.state.get(h.key)).toEqual({});
+      expect(h.server.pendingFor(h.key)).toEqual([]);
+      expect(h.manager.state).toEqual({ kind: "left", reason: "user" });
+      // Nothing more afterwards.
+      const sent = h.server.log.length;
+      await h.time.advance(60_000);
+      expect(h.server.log.length).toBe(sent);
+      h.manager.dispose();
+    },
+  );
+
   it("without a write in doubt, a leave keeps nothing pending (no guard)", async () => {
     const h = harness({ delayedLeaveDelayMs: 2000 });
     h.manager.join();

@@ -5,7 +5,9 @@
  * live tab's longest heartbeat; elsewhere the manager's eyes put the membership back. Virtual time, FakeServer.
  */
 import { describe, expect, it } from "@jest/globals";
+import log from "loglevel";
 import type { MembershipBackend } from "../../src/backends/types.js";
+import { MembershipManager } from "../../src/manager/MembershipManager.js";
 import { harness, isJoinedOnServer } from "../helpers/managerHarness.js";
 
 const DELAY = 2000;
@@ -76,5 +78,49 @@ describe("a dead predecessor's delayed leave (issue 20 item 11)", () => {
     await h.time.advance(500);
     expect(h.manager.status).toBe("connected");
     h.manager.dispose();
+  });
+
+  it("a second live tab whose delayed leave is delegated (restarted only every delegated heartbeat) is not taken for a dead page's", async () => {
+    // Found by the randomized invariants with a second tab and the delegation service (test/unit/invariants.test.ts,
+    // T3): listings spaced by the normal heartbeat judged the delegated leave dead and cancelled it.
+    const delegation = {
+      sfuUrl: "wss://sfu.example",
+      delegatedDelayMs: 10_000,
+      delegatedHeartbeatIntervalMs: 4000,
+    };
+    const tab2 = harness({ delayedLeaveDelayMs: DELAY, ...delegation }, (s) =>
+      s.startDelegation("confirm", 10_000),
+    );
+    const quiet = log.getLogger("test-quiet-tab1");
+    quiet.setLevel("silent");
+    const tab1 = new MembershipManager({
+      backend: tab2.server,
+      roomId: "!room:localhost",
+      userId: "@alice:localhost",
+      deviceId: "DEV",
+      delayedLeaveDelayMs: DELAY,
+      ...delegation,
+      scheduler: tab2.time.scheduler,
+      logger: quiet,
+      random: () => 0.5,
+      fociPreferred: [{ type: "livekit", livekit_service_url: "https://tab-one.example" }],
+    });
+    expect(tab1.stateKey).toBe(tab2.key);
+    let held: string | undefined;
+    tab2.manager.delayId$.subscribe((id) => (held = id));
+    tab2.manager.join();
+    await tab2.time.until(() => tab2.manager.support.delayedLeaveHolder === "delegated", 10_000);
+    const delegated = held!;
+    tab1.join();
+    await tab2.time.advance(30_000);
+    // Nobody cancelled tab 2's delegated leave; it still holds it, and never had to recover.
+    expect(tab2.server.log.filter((e) => e.op === "cancel" && e.delayId === delegated)).toEqual([]);
+    expect(tab2.server.delayed.has(delegated)).toBe(true);
+    expect(held).toBe(delegated);
+    expect(tab2.states.some((st) => st.kind === "reconnecting")).toBe(false);
+    expect(tab1.status).toBe("connected");
+    expect(isJoinedOnServer(tab2)).toBe(true);
+    tab1.dispose();
+    tab2.manager.dispose();
   });
 });

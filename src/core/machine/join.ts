@@ -48,6 +48,8 @@ export function startCall(c: Ctx): void {
     c.s.staleMemberId = c.s.guardMemberId;
   }
   c.s.guardDelayId = c.s.guardMemberId = undefined;
+  // This call's writes replace whatever of the last one lands late (and its eyes re-assert over it).
+  c.s.guardCheck = undefined;
   startDelegation(c);
   const call = newCall(c);
   c.s.call = call;
@@ -159,7 +161,11 @@ export function membershipMissing(c: Ctx): void {
 /**
  * What the server holds at our key, asked because the view said our membership is missing, or as the
  * periodic check. Only a missing membership (none, or left content) counts: a different one at our
- * key is another tab of this very device, which others list as us (two tabs must not fight).
+ * key is another tab of this very device, which others list as us (two tabs must not fight). One that
+ * names another device is not ours at all (someone else wrote our key): missing too (found by the
+ * randomized invariants with the delegation service: another user's write at our key cancelled our
+ * normal delayed leave just as a delegated one took over, whose restarts kept succeeding, so only the
+ * eyes could tell, and they took that content for another tab's).
  */
 export function onReadHoldsDone(c: Ctx, call: CallState | undefined, task: Task, outcome: Outcome): void {
   if (task.purpose.kind !== "read-holds" || !call) return;
@@ -178,12 +184,17 @@ export function onReadHoldsDone(c: Ctx, call: CallState | undefined, task: Task,
     writeMembership(c, call, "reassert");
     return scheduleCheck(c, call);
   }
-  if (read && !isLeftContent(read.content)) {
+  if (read && !isLeftContent(read.content) && !namesAnotherDevice(c, read.content)) {
     if (why === "view")
       log(c, "debug", "the room view lags behind our write; the server holds our membership");
     return scheduleCheck(c, call);
   }
   onMissingConfirmed(c, call, sent);
+}
+
+/** State format: a membership content whose `device_id` is not ours (in the sticky format keys are per call). */
+function namesAnotherDevice(c: Ctx, content: Record<string, unknown>): boolean {
+  return !isSticky(c) && typeof content.device_id === "string" && content.device_id !== c.s.fields.deviceId;
 }
 
 function onMissingConfirmed(c: Ctx, call: CallState, sent: unknown): void {

@@ -4,6 +4,7 @@
  * sweep finds and cancels it; elsewhere our membership is re-asserted once it could have fired).
  */
 import { lateIdDeadlines } from "../decisions.js";
+import { MAX_TIMER_MS } from "../limits.js";
 import {
   delayedTimeoutMs,
   log,
@@ -17,7 +18,7 @@ import { observeLink } from "./resources.js";
 import { askOnce, startTask } from "./tasks.js";
 import { resumeWrites, writeMembership } from "./writes.js";
 import { adoptLateSchedule, resumeAfterOpen } from "./schedule.js";
-import { ownsListed, predecessorsCanHurt } from "./format.js";
+import { isSticky, ownsListed, predecessorsCanHurt } from "./format.js";
 import type { PendingDelayedEvent } from "../../backends/types.js";
 import type { OpenSchedule, Outcome, Task } from "./types.js";
 
@@ -32,8 +33,21 @@ function forget(c: Ctx, open: OpenSchedule): void {
 
 /** A schedule answered (in time, or after our timeout: `open.late`); `value` is its delay id. */
 export function onScheduleSettled(c: Ctx, open: OpenSchedule, ok: boolean, value: unknown): void {
-  if (!ok) return forget(c, open);
+  if (!ok) {
+    // A late error (a mangled success, a proxy's 5xx) may come after the server created the delayed
+    // leave, later than the listing of the sweep its timeout started: list once more (as at its abort).
+    // Found by the randomized invariants (sticky format, a 900 ms link that healed while the schedule was
+    // on its way): the listing came back before the schedule reached the server, the late malformed
+    // answer closed the orphan window, and the delayed leave it had made fired over our membership.
+    if (open.late && !c.s.disposed && c.env.canList) {
+      c.s.orphanWindowUntil = Math.max(c.s.orphanWindowUntil, c.now + open.delayMs + delayedTimeoutMs(c.s));
+      sweepOrphans(c, c.s.call?.delayId);
+    }
+    return forget(c, open);
+  }
   const id = value as string;
+  // Its outcome is known now: whatever a sweep lists that we do not know is not its.
+  resolveUnknownOutcome(c, open.reqId);
   // Only while a sweep may run (an orphan window): outside one, no listing can race this answer.
   if (c.now < c.s.orphanWindowUntil || c.s.sweep) {
     const learned = (c.s.learnedIds ??= []);
@@ -60,13 +74,38 @@ export function onScheduleSettled(c: Ctx, open: OpenSchedule, ok: boolean, value
   cancelOrphan(c, id, open.sentAt + open.delayMs, true, open.delayMs);
 }
 
+/**
+ * A schedule of ours whose outcome we do not know, until `until` (when what it may have made surely
+ * fired): while one is open, an unknown delayed event at our key may be its orphan.
+ */
+export function noteUnknownOutcome(c: Ctx, open: OpenSchedule, until: number): void {
+  const list = (c.s.unknownSchedules ??= []).filter((u) => u.until > c.now && u.reqId !== open.reqId);
+  list.push({ reqId: open.reqId, until });
+  c.s.unknownSchedules = list;
+}
+
+function resolveUnknownOutcome(c: Ctx, reqId: number): void {
+  const list = c.s.unknownSchedules?.filter((u) => u.until > c.now && u.reqId !== reqId);
+  c.s.unknownSchedules = list?.length ? list : undefined;
+}
+
+/** Could a schedule of ours have made a delayed leave at our key that we never learned of? */
+function unknownOutcomeOpen(c: Ctx): boolean {
+  return c.s.unknownSchedules?.some((u) => u.until > c.now) ?? false;
+}
+
 function dropReasserts(c: Ctx, ats: number[] | undefined): void {
-  if (!ats || !c.s.reassertAt) return;
-  for (const at of ats) {
-    const i = c.s.reassertAt.indexOf(at);
-    if (i >= 0) c.s.reassertAt.splice(i, 1);
-  }
-  if (c.s.reassertAt.length === 0) c.s.reassertAt = undefined;
+  if (!ats) return;
+  const drop = (list: number[] | undefined) => {
+    if (!list) return undefined;
+    for (const at of ats) {
+      const i = list.indexOf(at);
+      if (i >= 0) list.splice(i, 1);
+    }
+    return list.length > 0 ? list : undefined;
+  };
+  c.s.reassertAt = drop(c.s.reassertAt);
+  c.s.probableFiresAt = drop(c.s.probableFiresAt);
 }
 
 /**
@@ -136,18 +175,21 @@ export function onCancelOrphanDone(c: Ctx, task: Task, outcome: Outcome): void {
   else if (!outcome.deferred && !outcome.aborted) {
     // "gone": it has fired already (or someone removed it): our membership may be wiped.
     dropDeadline(c, delayId);
-    orphanProbablyFired(c);
+    probablyFiredUncancelled(c);
   }
   // deferred (no longer worth cancelling): the deadline decides.
   const sweep = c.s.sweep;
   if (sweep && sweep.step === "cancel" && !task.purpose.late && --sweep.cancelling === 0) finishSweep(c);
 }
 
-/** An orphan we could not cancel in time fired: others see us gone; rejoin like after a fired leave. */
-function orphanProbablyFired(c: Ctx): void {
+/**
+ * A delayed leave of ours we could not cancel in time fired (an orphan, or one we replaced): others see
+ * us gone; rejoin like after a fired leave.
+ */
+export function probablyFiredUncancelled(c: Ctx, what = "an orphaned delayed leave"): void {
   const call = c.s.call;
   if (!call || call.ended || !call.lastSent) return;
-  log(c, "warn", "an orphaned delayed leave was due before we could cancel it: probably left");
+  log(c, "warn", `${what} was due before we could cancel it: probably left`);
   call.lastSent = undefined;
   setOwnMembership(c, undefined);
   setProbablyLeft(c, true);
@@ -160,7 +202,11 @@ function orphanProbablyFired(c: Ctx): void {
  * it is an orphan from a schedule whose answer we never got. Only runs while such an orphan may exist.
  */
 export function sweepOrphans(c: Ctx, keep: string | undefined, predecessors = false): void {
-  if (!c.env.canList || (!predecessors && c.now >= c.s.orphanWindowUntil)) return;
+  // (A switch of holder's schedule of unknown outcome opens no orphan window, which would hold our writes
+  // for its whole long delay, but what it made is an orphan all the same: a leave's sweep looks for it.
+  // Found by the randomized invariants with the delegation service: a leave said left with one pending.)
+  const orphanMayBe = c.now < c.s.orphanWindowUntil || unknownOutcomeOpen(c);
+  if (!c.env.canList || (!predecessors && !orphanMayBe)) return;
   // One sweep at a time; a request for another while one runs makes it run once more (a predecessor
   // sweep while one runs already looks at what this one would).
   if (c.s.sweep) {
@@ -174,7 +220,8 @@ export function sweepOrphans(c: Ctx, keep: string | undefined, predecessors = fa
   c.s.sweep = predecessors
     ? { step: "list", keep, windowUntil, cancelling: 0, predecessors }
     : { step: "list", keep, windowUntil, cancelling: 0 };
-  // Retried quickly, but only while an orphan could still fire.
+  // Retried quickly, but only while an orphan could still fire (a switch's too).
+  const unknownUntil = Math.max(0, ...(c.s.unknownSchedules ?? []).map((u) => u.until));
   startTask(c, {
     purpose: { kind: "list", windowUntil },
     request: { kind: "list" },
@@ -182,7 +229,7 @@ export function sweepOrphans(c: Ctx, keep: string | undefined, predecessors = fa
     scope: "manager",
     retry: "retryable",
     capMs: rejoinRetryCapMs(c.s),
-    until: windowUntil,
+    until: Math.max(windowUntil, unknownUntil),
   });
 }
 
@@ -215,11 +262,11 @@ export function onSweepWake(c: Ctx): void {
   if (sweep?.step === "wait-open") cancelListedOrphans(c);
 }
 
-function cancelListedOrphans(c: Ctx): void {
+/** Of listed delayed events, those at our key we cannot name (not ours as far as we know). */
+function unnamed(c: Ctx, listed: PendingDelayedEvent[]): PendingDelayedEvent[] {
   const sweep = c.s.sweep!;
-  sweep.wakeAt = undefined;
   const owner = c.s.leaveCall ?? c.s.call;
-  const foreign = (sweep.orphans ?? []).filter(
+  return listed.filter(
     (e) =>
       ownsListed(c, e, owner) &&
       e.delayId !== sweep.keep &&
@@ -227,7 +274,46 @@ function cancelListedOrphans(c: Ctx): void {
       e.delayId !== c.s.call?.delegation?.newId &&
       !c.s.learnedIds?.includes(e.delayId),
   );
-  const orphans = sweep.predecessors ? deadPredecessors(c, foreign) : foreign;
+}
+
+function cancelListedOrphans(c: Ctx): void {
+  const sweep = c.s.sweep!;
+  sweep.wakeAt = undefined;
+  const foreign = unnamed(c, sweep.orphans ?? []);
+  // A delayed event at our key we do not know is our orphan only while a schedule of ours of unknown
+  // outcome could have made it. Otherwise (its answer came late and named its id) it is another live tab's
+  // of this device, which shares our state key: cancelling it took the other tab's protection away, and
+  // both tabs wrote their membership with nothing pending (found by the randomized invariants with a
+  // second tab: two tabs joining at once on a slow link cancelled each other's delayed leaves). A dead
+  // page's is judged by the predecessor sweep, by its restarts.
+  const orphans = sweep.predecessors ? deadPredecessors(c, foreign) : unknownOutcomeOpen(c) ? foreign : [];
+  // Even then it may be another tab's: the only thing that removes that tab's membership should the tab
+  // die. Joining, or leaving a membership of ours, we cover our key ourselves (our own membership and
+  // delayed leave, or our leave's `{}`). Leaving with nothing written, we do not, and what we cannot name
+  // stays: our orphan, if it is one, fires `{}` over a membership that is not ours (a live tab puts it
+  // back, a dead one should not keep it), and the leave waits for that (the orphan window stays open).
+  // Reading the key first is no answer: another tab's write may still be on its way. Found by the
+  // randomized invariants with a second tab: a leaving tab that never wrote took the delayed leave of a
+  // second tab that crashed around its join for its own orphan, and the crashed tab's membership stood
+  // with nothing to remove it.
+  if (!sweep.predecessors && orphans.length > 0 && leavingWithNothingWritten(c)) {
+    log(c, "debug", "what we cannot name at our key may be another tab's delayed leave: it stays");
+    sweep.orphans = undefined;
+    sweep.step = "cancel";
+    sweep.cancelling = 0;
+    return endSweep(c);
+  }
+  cancelOrphans(c, orphans);
+}
+
+/** State format: the app does not want to be in the call, and the call wrote no membership of ours. */
+function leavingWithNothingWritten(c: Ctx): boolean {
+  const owner = c.s.leaveCall ?? c.s.call;
+  return !isSticky(c) && !c.s.wantJoined && !owner?.lastSent && !owner?.membershipAttempted;
+}
+
+function cancelOrphans(c: Ctx, orphans: PendingDelayedEvent[]): void {
+  const sweep = c.s.sweep!;
   sweep.orphans = undefined;
   sweep.step = "cancel";
   sweep.cancelling = orphans.length;
@@ -279,13 +365,23 @@ const PREDECESSOR_SWEEPS = 3;
  * restart's flight, so a live tab has restarted in between. At half a delay, the adaptive heartbeat's
  * 6.75 s interval (10 s delay) let a second tab of the same device cancel the first tab's live delayed
  * leave, and the first tab wrote its membership back over the second's (test/synapse/two-tabs).
+ *
+ * Where the app delegates its delayed leave (MSC4195), a live tab may hold a delegated one, which it
+ * restarts only every delegated heartbeat (5 min by default; the service's restarts are its own): the
+ * listings are spaced wider than that too. A normal leave of a dead page then fires before the second
+ * listing (our eyes put the membership back, as where nothing can list), and a delegated one is sent by
+ * the service once the SFU lost that page. Spaced by the normal timing alone, a tab joining the call
+ * took a second tab's delegated leave for a dead page's and cancelled it (found by the randomized
+ * invariants with the delegation service and a second tab in the world).
  */
 function relistAfterMs(c: Ctx): number {
-  const t = c.s.timing;
+  const t = c.s.normalTiming ?? c.s.timing;
   const longest = t.adaptiveHeartbeat
     ? Math.max(t.heartbeatIntervalMs, t.delayMs - t.minRestartTimeoutMs - t.heartbeatMarginMs)
     : t.heartbeatIntervalMs;
-  return Math.round(Math.min(t.delayMs, Math.max(t.delayMs / 2, longest + t.requestTimeoutMs)));
+  const normal = Math.min(t.delayMs, Math.max(t.delayMs / 2, longest + t.requestTimeoutMs));
+  const delegated = c.env.delegation ? c.env.delegation.heartbeatIntervalMs + t.requestTimeoutMs : 0;
+  return Math.round(Math.min(MAX_TIMER_MS, Math.max(normal, delegated)));
 }
 
 /** Of the foreign delayed events at our key: those a previous listing saw, not restarted since. */
@@ -325,6 +421,7 @@ export function orphanWakeAt(c: Ctx): number | undefined {
   let at: number | undefined;
   for (const d of c.s.orphanDeadlines ?? []) if (at === undefined || d.at < at) at = d.at;
   for (const r of c.s.reassertAt ?? []) if (at === undefined || r < at) at = r;
+  for (const r of c.s.probableFiresAt ?? []) if (at === undefined || r < at) at = r;
   const p = c.s.predecessorSweepAt;
   if (p !== undefined && (at === undefined || p < at)) at = p;
   for (const o of c.s.open)
@@ -341,8 +438,14 @@ export function onOrphanWake(c: Ctx): void {
   if (deadlines)
     for (const d of deadlines.filter((d) => d.at <= c.now)) {
       dropDeadline(c, d.delayId);
-      orphanProbablyFired(c);
+      probablyFiredUncancelled(c);
     }
+  const fires = c.s.probableFiresAt;
+  if (fires?.some((r) => r <= c.now)) {
+    c.s.probableFiresAt = fires.filter((r) => r > c.now);
+    if (c.s.probableFiresAt.length === 0) c.s.probableFiresAt = undefined;
+    probablyFiredUncancelled(c, "a delayed leave whose schedule we never heard back from");
+  }
   const reasserts = c.s.reassertAt;
   if (reasserts) {
     const due = reasserts.filter((r) => r <= c.now);
@@ -370,10 +473,18 @@ export function onOrphanWake(c: Ctx): void {
   }
 }
 
-/** Late delayed leaves still being cancelled (or answered): leave() waits for them, within bounds. */
+/**
+ * Delayed leaves of ours still being cancelled (or answered): late ones, and those a change of holder
+ * made or replaced (delegation.ts: a switch the leave abandoned cancels its new one, or will once its
+ * schedule answers). leave() waits for them, within bounds: it said `left` while the new delayed leave
+ * of a delegation under way was still pending, its cancel waiting out a 429 (found by the randomized
+ * invariants with the delegation service in the world).
+ */
 export function lateCancelsRunning(c: Ctx): boolean {
   return (
-    c.s.open.some((o) => o.late) ||
-    c.s.tasks.some((t) => t.purpose.kind === "cancel-orphan" && t.purpose.late)
+    c.s.open.some((o) => o.late || o.switchTo !== undefined) ||
+    c.s.tasks.some(
+      (t) => (t.purpose.kind === "cancel-orphan" && t.purpose.late) || t.purpose.kind === "cancel-replaced",
+    )
   );
 }

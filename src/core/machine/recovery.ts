@@ -19,11 +19,13 @@ import {
 } from "./context.js";
 import { endCall } from "./calls.js";
 import { askOnce, startTask } from "./tasks.js";
-import { resumeWrites, wantWrite, writeMembership } from "./writes.js";
+import { resumeWrites, wantWrite } from "./writes.js";
 import type { CallState, Outcome, Task } from "./types.js";
 import { startSchedule } from "./schedule.js";
 import { readRequest, removedByOthers } from "./format.js";
 import { onHeldLeaveGone } from "./delegation.js";
+import { isLeftContent } from "../../membership/content.js";
+import { probablyFiredUncancelled } from "./orphans.js";
 
 export function recover(c: Ctx, call: CallState, cls: ErrorClass): void {
   // Where the server can say what became of it (MSC4140 as merged: the 409's lookup, or `GET` one),
@@ -31,11 +33,18 @@ export function recover(c: Ctx, call: CallState, cls: ErrorClass): void {
   // stays up until a restart succeeds, and on Synapse < 1.127 our own fresh write cancels the new
   // delayed leave. Past the due time the verdict is "fired" anyway, so only a "gone" before it costs
   // a lookup: a recovery after an outage must not wait a round trip for it.
-  const byTime = goneCause(c.now, call.armedAt!, c.s.timing.delayMs);
+  // A delegated leave (MSC4195) is removed early only by the service, which sends it when the SFU lost us
+  // (our restarts of it are minutes apart, so by time it is rarely due): "gone" means it most likely fired.
+  // Judged "lost", a client that cannot read its key put the membership back saying nothing, although
+  // others had seen us leave (found by the randomized invariants with the delegation service: the SFU
+  // lost a tab, and probablyLeft never turned true). A lookup, where there is one, still decides.
+  const delegated = call.delegation?.holder === "delegated";
+  const byTime = delegated ? "fired" : goneCause(c.now, call.armedAt!, c.s.timing.delayMs);
   // A delegated leave gone (the service sent it, or it is lost): the normal timing from now on.
   onHeldLeaveGone(c, call);
   if (cls.kind === "gone" && cls.finalised) return judge(c, call, cls.finalised, byTime);
-  if (byTime !== "lost" || !c.env.canLookUp || !call.delayId) return judge(c, call, undefined, byTime);
+  if ((byTime !== "lost" && !delegated) || !c.env.canLookUp || !call.delayId)
+    return judge(c, call, undefined, byTime);
   call.lane = { k: "lookup", byTime };
   askOnce(c, { kind: "lookup" }, { kind: "lookup", delayId: call.delayId }, "restart", { callId: call.id });
 }
@@ -123,7 +132,11 @@ export function onReadReplacedDone(c: Ctx, call: CallState | undefined, outcome:
     ),
   );
   if (!c.env.autoRejoin) return stayOut(c, call, "membership-removed");
-  setState(c, { kind: "reconnecting", reason: "membership-removed", probablyLeft: false });
+  // Our key holds no membership at all (`{}` written by someone else, or by the service for us): others
+  // no longer list us until we write again.
+  const gone = isLeftContent(current);
+  if (gone) setProbablyLeft(c, true);
+  setState(c, { kind: "reconnecting", reason: "membership-removed", probablyLeft: gone });
   recoverAfterVerdict(c, call, replaced, false);
 }
 
@@ -192,13 +205,15 @@ export function afterRecoverPause(
  * The cancel of a replaced delayed leave ended. Confirmed, or "gone" before it could fire: it never
  * fires. Otherwise (not confirmed within its window, or "gone" once it could have fired) it may have
  * fired `{}` over the membership written since: write it again (found by the model test,
- * test/unit/machine.model.test.ts: a 429 held the cancel back past the replaced one's due time).
+ * test/unit/machine.model.test.ts: a 429 held the cancel back past the replaced one's due time), and say
+ * so meanwhile, as for an orphan: others saw us leave (found by the randomized invariants with the
+ * delegation service: the normal leave a delegation replaced fired over our membership while its cancel
+ * waited out a 429, and the membership went back with probablyLeft never raised).
  */
 export function onReplacedCancelDone(c: Ctx, task: Task, outcome: Outcome): void {
   if (outcome.ok || task.purpose.kind !== "cancel-replaced") return;
   log(c, "debug", "the replaced delayed leave could not be cancelled (probably gone)", outcome.error);
   if (outcome.aborted && !outcome.deferred) return;
   if (!outcome.deferred && c.now < task.purpose.firesFrom) return;
-  const call = c.s.call;
-  if (call && !call.ended && call.lastSent) writeMembership(c, call, "reassert");
+  probablyFiredUncancelled(c, "a delayed leave we replaced");
 }

@@ -21,7 +21,7 @@ import {
   type Ctx,
 } from "./context.js";
 import { failCall } from "./calls.js";
-import { onScheduleSettled, sweepOrphans, sweepPredecessors } from "./orphans.js";
+import { noteUnknownOutcome, onScheduleSettled, sweepOrphans, sweepPredecessors } from "./orphans.js";
 import { observeLink, refund, retimeLink, spend } from "./resources.js";
 import { startTask, waitBeforeRetry } from "./tasks.js";
 import { resumeWrites, wantWrite, writeMembership } from "./writes.js";
@@ -41,7 +41,11 @@ export function startDelayedLane(c: Ctx, call: CallState): void {
   call.lane = { k: "cancel-stale" };
   startTask(c, {
     purpose: { kind: "cancel-stale" },
-    request: { kind: "delayed", delayId: stale, action: "cancel" },
+    // In the sticky format it is at the failed call's own key, which this call's fresh one never is: it
+    // cannot fire into the new membership, and it is what removes the old one, so it is sent, not
+    // cancelled (cancelled, the failed call's membership stood for its whole stickiness: found by the
+    // randomized invariants, a leave whose `{}` was refused, then a rejoin).
+    request: { kind: "delayed", delayId: stale, action: isSticky(c) ? "send" : "cancel" },
     op: "cancel",
     scope: "call",
     callId: call.id,
@@ -145,6 +149,8 @@ export function onScheduleAnswer(
     if (cls.kind === "network" || cls.kind === "server" || cls.kind === "unknown") {
       const window = open.sentAt + open.delayMs + delayedTimeoutMs(c.s);
       c.s.orphanWindowUntil = Math.max(c.s.orphanWindowUntil, window);
+      // (After a timeout it may reach the server until its abort, and fire a delay after that.)
+      noteUnknownOutcome(c, open, timedOut ? open.abortAt! + open.delayMs + delayedTimeoutMs(c.s) : window);
       sweepOrphans(c, c.s.call?.delayId);
       const reasserts = [c.now + open.delayMs + delayedTimeoutMs(c.s)];
       // After our timeout the request may still reach the server, up to its abort (`abortAt`): a delayed

@@ -39,6 +39,7 @@ import {
   onView,
 } from "./watch.js";
 import { abortLeave, leaveWakeAt, onLeaveTaskDone, progressLeave } from "./leave.js";
+import { guardCheckWakeAt, onGuardCheckDone, onGuardCheckWake } from "./lateWrites.js";
 import {
   onCancelOrphanDone,
   onListDone,
@@ -205,6 +206,10 @@ function dispatch(c: Ctx, task: Task, outcome: Outcome): void {
     case "leave-cancel-after-empty":
     case "late-write-guard":
       return onLeaveTaskDone(c, task, outcome);
+    case "guard-check":
+    case "guard-send":
+    case "guard-cleanup":
+      return onGuardCheckDone(c, task, outcome);
   }
 }
 
@@ -228,6 +233,8 @@ function onTick(c: Ctx): void {
     if (orphanAt !== undefined && orphanAt <= c.now) onOrphanWake(c);
     const leaveAt = leaveWakeAt(c);
     if (leaveAt !== undefined && leaveAt <= c.now) c.s.leave!.wakeAt = undefined;
+    const guardCheckAt = guardCheckWakeAt(c);
+    if (guardCheckAt !== undefined && guardCheckAt <= c.now) onGuardCheckWake(c);
     settle(c);
   }
 }
@@ -268,7 +275,9 @@ export function nextWakeAt(s: MachineState): number | undefined {
   consider(s.sweep?.wakeAt);
   for (const d of s.orphanDeadlines ?? []) consider(d.at);
   for (const r of s.reassertAt ?? []) consider(r);
+  for (const r of s.probableFiresAt ?? []) consider(r);
   consider(s.predecessorSweepAt);
+  consider(s.guardCheck?.at);
   consider(s.leave?.wakeAt);
   return at;
 }
@@ -286,6 +295,8 @@ function dispose(c: Ctx): void {
   }
   s.orphanDeadlines = undefined;
   s.reassertAt = undefined;
+  s.probableFiresAt = undefined;
+  s.guardCheck = undefined;
   s.predecessorSweepAt = undefined;
   s.sweep = undefined;
   s.sweepAgain = false;

@@ -212,7 +212,12 @@ export function answerTask(
   if (waitMs === undefined || scopeEnded(c, task)) return finishTask(c, task, { ...ABORTED(error), cls });
   if (waitMs <= 0) return attempt(c, task);
   task.phase = "backoff";
-  task.wakeAt = c.now + waitMs;
+  // A task whose retries are moot after `until` ends then, not at a retry a server's hint put later:
+  // its owner acts on the outcome (found by the randomized invariants with the delegation service: the
+  // cancel of the leave a delegation replaced got a 429 with an hour's Retry-After, and the manager
+  // learned that the replaced leave had fired over our membership only at that retry's wake, later than
+  // one heartbeat after the fire).
+  task.wakeAt = Math.min(c.now + waitMs, task.until ?? Infinity);
 }
 
 /**

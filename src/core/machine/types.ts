@@ -134,7 +134,13 @@ export type Purpose =
   /** Delegating a delayed leave (`check`: again, to learn that the service still answers). */
   | { kind: "delegate"; delayId: string; why: "switch" | "check" }
   /** After a leave: a delayed `{}` that outlasts a membership write still on its way (late-writes.ts). */
-  | { kind: "late-write-guard"; result: LeaveResult };
+  | { kind: "late-write-guard"; result: LeaveResult }
+  /** After the guard's horizon: does our key still hold a write of ours that landed late (lateWrites.ts)? */
+  | { kind: "guard-check"; contents: Record<string, unknown>[] }
+  /** ... where we cannot read it: is the guard still there (we send it)? */
+  | { kind: "guard-send"; delayId: string }
+  /** ... it does: `{}` over it. */
+  | { kind: "guard-cleanup" };
 
 /** A request with its retries: waits for the budget, sends, backs off, until it ends. */
 export interface Task {
@@ -400,6 +406,12 @@ export interface MachineState {
   /** Sticky format: the member ids (sticky keys) of the stale delayed leave and of the guard. */
   staleMemberId?: string;
   guardMemberId?: string;
+  /**
+   * State format: once the guard's horizon is past, check that no late write of ours stands (`contents`:
+   * what those writes carried). Servers before Synapse 1.127 let our own late write cancel the guard
+   * (lateWrites.ts).
+   */
+  guardCheck?: { at: number; contents: Record<string, unknown>[] };
   /** The format in force when it differs from the app's (the sticky format fell back to state). */
   format?: MembershipFormat;
   /** The member id the next call takes (the driver's fresh one, or the app's). */
@@ -419,6 +431,13 @@ export interface MachineState {
   predecessorDeferrals?: number;
   knownMaxDelayMs?: number;
   orphanWindowUntil: number;
+  /**
+   * Schedules of ours whose outcome we do not know (no answer in time, or an error that may have come
+   * after the server acted): each may have made a delayed leave at our key whose id we never learned, up
+   * to `until` (by then it surely fired). An orphan sweep takes an unknown delayed event at our key for
+   * ours only while one of these is open: otherwise it is another tab's of this device (orphans.ts).
+   */
+  unknownSchedules?: { reqId: number; until: number }[];
   sweep?: Sweep;
   sweepAgain: boolean;
   learnedIds?: string[];
@@ -436,6 +455,8 @@ export interface MachineState {
   /** Late ids being cancelled (their tasks): leave waits for them, within bounds. */
   /** Schedules whose outcome we never learned: re-assert the membership once they could have fired. */
   reassertAt?: number[];
+  /** ... where nothing looks for what they made (a switch of holder's): say it probably fired, and rejoin. */
+  probableFiresAt?: number[];
   /** Late delayed leaves being cancelled: if no cancel is confirmed by `at`, it probably fired. */
   orphanDeadlines?: { delayId: string; at: number }[];
   out: Outputs;
