@@ -387,10 +387,15 @@ browserDescribe("browser: Element Call (matrix_2_0)")(
       expect(pending()).toEqual([]);
       const after = aliceRequests(removedAt).map((r) => r.route);
       expect(after.filter((r) => r === "delayed.send")).toHaveLength(1);
-      // Nothing else but a heartbeat already on its way: no membership sent after the removal.
-      expect(after.filter((r) => r !== "delayed.restart" && r !== "delayed.send" && r !== "sync")).toEqual(
-        [],
-      );
+      // Nothing else but a heartbeat already on its way: no membership sent after the removal. (A room
+      // message Element Call sent just before it, e.g. its encryption keys, may still reach the server.)
+      const notMembership = (r: { route: string; path: string }) =>
+        r.route === "send" && !r.path.includes("org.matrix.msc4143.rtc.member");
+      expect(
+        aliceRequests(removedAt)
+          .filter((r) => !["delayed.restart", "delayed.send", "sync"].includes(r.route) && !notMembership(r))
+          .map((r) => `${r.route} ${r.path}`),
+      ).toEqual([]);
       const left = ofMember(memberId).at(-1)!;
       expect(left.msc4354_sticky).toEqual({ duration_ms: HOUR });
       // At the removal, not at the delay: sooner than one of Element Call's heartbeat intervals (usually
