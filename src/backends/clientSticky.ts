@@ -104,10 +104,8 @@ export class ClientStickyEvents {
   /** Is the room encrypted: the client's room when it knows it, else the server's state (cached when so). */
   async isEncrypted(roomId: string, signal?: AbortSignal): Promise<boolean> {
     if (this.encryptedRooms.has(roomId)) return true;
-    const room = this.client.getRoom?.(roomId);
     let encrypted: boolean;
-    if (room && typeof room.hasEncryptionStateEvent === "function" && room.hasEncryptionStateEvent())
-      encrypted = true;
+    if (this.roomSaysEncrypted(roomId)) encrypted = true;
     else {
       // A client that does not sync (or has not seen the event yet): the server's word, recent enough.
       const askedAt = this.notEncryptedAt.get(roomId);
@@ -120,10 +118,14 @@ export class ClientStickyEvents {
 
   /** Ask the server's `m.room.encryption` beside another request (not awaited; a failure is the next ask's). */
   prefetchEncryption(roomId: string, signal?: AbortSignal): void {
-    if (this.encryptedRooms.has(roomId)) return;
-    const room = this.client.getRoom?.(roomId);
-    if (room && typeof room.hasEncryptionStateEvent === "function" && room.hasEncryptionStateEvent()) return;
+    if (this.encryptedRooms.has(roomId) || this.roomSaysEncrypted(roomId)) return;
     this.askServer(roomId, signal).catch(() => undefined);
+  }
+
+  /** The client's synced room has seen `m.room.encryption`. */
+  private roomSaysEncrypted(roomId: string): boolean {
+    const room = this.client.getRoom?.(roomId);
+    return !!room && typeof room.hasEncryptionStateEvent === "function" && room.hasEncryptionStateEvent();
   }
 
   /**

@@ -184,8 +184,7 @@ export class DelayedEventsHttp {
     if (this.choice !== "auto") return this.choice === "merged";
     // A client double without js-sdk's HTTP API can only speak through the unstable methods.
     if (!speaksHttp(this.client)) return false;
-    const d = await this.dialect.get(signal);
-    return d.merged && !(this.mergedBroken && d.unstable);
+    return this.speaksMerged(await this.dialect.get(signal));
   }
 
   /**
@@ -198,7 +197,12 @@ export class DelayedEventsHttp {
     const last = this.dialect.lastKnown;
     if (!last) return this.useMerged(both(signal, gate));
     this.dialect.refreshBeside(signal, gate);
-    return last.merged && !(this.mergedBroken && last.unstable);
+    return this.speaksMerged(last);
+  }
+
+  /** The merged shape for this answer, unless its endpoints proved missing where the unstable one is advertised. */
+  private speaksMerged(d: { merged: boolean; unstable: boolean }): boolean {
+    return d.merged && !(this.mergedBroken && d.unstable);
   }
 
   /** What `/versions` says now (bounded, abortable; asked again when stale). */
