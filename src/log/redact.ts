@@ -62,6 +62,7 @@ export function redactValue(value: unknown, options: RedactOptions = {}): unknow
 const LEVEL = { trace: 0, debug: 1, log: 1, info: 2, warn: 3, error: 4 } as const;
 
 const WRAPPED = Symbol("matrixrtc-membership.redacting");
+const WRAPPERS = new WeakMap<Logger, Logger>();
 
 /**
  * A logger that redacts every argument before `inner` sees it: access tokens at every level, delay ids
@@ -70,6 +71,10 @@ const WRAPPED = Symbol("matrixrtc-membership.redacting");
  */
 export function redactingLogger(inner: Logger): Logger {
   if ((inner as unknown as Record<symbol, unknown>)[WRAPPED]) return inner;
+  // One wrapper per logger, shared by every manager that logs to it: a process with thousands of
+  // managers on the default logger pays for six closures once, not per manager (about 0.7 KB each).
+  const known = WRAPPERS.get(inner);
+  if (known) return known;
   const wrapped = Object.create(inner) as Logger & Record<symbol, unknown>;
   const wrap =
     (method: "trace" | "debug" | "log" | "info" | "warn" | "error", delayIds: boolean) =>
@@ -85,5 +90,6 @@ export function redactingLogger(inner: Logger): Logger {
   wrapped.warn = wrap("warn", true);
   wrapped.error = wrap("error", true);
   wrapped[WRAPPED] = true;
+  WRAPPERS.set(inner, wrapped);
   return wrapped;
 }

@@ -1,7 +1,6 @@
 import log, { type Logger } from "loglevel";
 import {
   asyncScheduler,
-  BehaviorSubject,
   distinctUntilChanged,
   map,
   Subject,
@@ -17,6 +16,7 @@ import { leaveTimeoutMs, validateManagerOptions } from "../core/validate.js";
 import { delegationTiming } from "../core/delegationTiming.js";
 import { classifyError, LocalTimeoutError, MembershipConfigError, MembershipError } from "../errors.js";
 import { redactingLogger } from "../log/redact.js";
+import { LazyBehavior } from "./lazyBehavior.js";
 import {
   CALL_MEMBER_EVENT_TYPE,
   DEFAULT_SLOT,
@@ -206,12 +206,14 @@ export class MembershipManager {
   /** Sticky format: the app's own member id, when it gave one. */
   private readonly memberIdOption?: string;
 
-  private readonly stateSubject = new BehaviorSubject<MembershipState>({ kind: "idle" });
-  private readonly probablyLeftSubject = new BehaviorSubject<boolean>(false);
-  private readonly delayIdSubject = new BehaviorSubject<string | undefined>(undefined);
-  private readonly ownMembershipSubject = new BehaviorSubject<MembershipContent | undefined>(undefined);
-  private readonly supportSubject: BehaviorSubject<Support>;
-  private readonly errorSubject = new Subject<MembershipError>();
+  // Subjects are made on first use (lazyBehavior.ts): most apps read two or three of them.
+  private readonly stateSubject = new LazyBehavior<MembershipState>({ kind: "idle" });
+  private readonly probablyLeftSubject = new LazyBehavior<boolean>(false);
+  private readonly delayIdSubject = new LazyBehavior<string | undefined>(undefined);
+  private readonly ownMembershipSubject = new LazyBehavior<MembershipContent | undefined>(undefined);
+  private readonly supportSubject: LazyBehavior<Support>;
+  /** Made when `errors$` is first read: errors before that have no subscriber anyway. */
+  private errorSubject?: Subject<MembershipError>;
   /** What the server confirmed of our own membership, for lists asked for with `manager` (ownReport.ts). */
   private readonly own: OwnReportBook;
 
@@ -231,15 +233,17 @@ export class MembershipManager {
   }
   /** The coarse status (connecting, connected, ...); replays the current value. */
   get status$(): Observable<Status> {
-    return (this.lazyStatus$ ??= this.stateSubject.pipe(map(statusOf), distinctUntilChanged()));
+    return (this.lazyStatus$ ??= this.stateSubject
+      .asObservable()
+      .pipe(map(statusOf), distinctUntilChanged()));
   }
   /** True when the server has probably fired our leave (no restart got through in time). */
   get probablyLeft$(): Observable<boolean> {
-    return (this.lazyProbablyLeft$ ??= this.probablyLeftSubject.pipe(distinctUntilChanged()));
+    return (this.lazyProbablyLeft$ ??= this.probablyLeftSubject.asObservable().pipe(distinctUntilChanged()));
   }
   /** The delay id of our pending delayed leave (debug only: it can be used without a token). */
   get delayId$(): Observable<string | undefined> {
-    return (this.lazyDelayId$ ??= this.delayIdSubject.pipe(distinctUntilChanged()));
+    return (this.lazyDelayId$ ??= this.delayIdSubject.asObservable().pipe(distinctUntilChanged()));
   }
   /** The membership content the server holds for us, as far as we know. */
   get ownMembership$(): Observable<MembershipContent | undefined> {
@@ -255,7 +259,12 @@ export class MembershipManager {
   }
   /** Every error as it happens (does not replay). */
   get errors$(): Observable<MembershipError> {
-    return (this.lazyErrors$ ??= this.errorSubject.asObservable());
+    if (!this.lazyErrors$) {
+      this.errorSubject = new Subject<MembershipError>();
+      if (this.isDisposed) this.errorSubject.complete();
+      this.lazyErrors$ = this.errorSubject.asObservable();
+    }
+    return this.lazyErrors$;
   }
   /**
    * Our own membership as the server's answers confirmed it (not as any view of the room shows it): `held`
@@ -329,7 +338,7 @@ export class MembershipManager {
       ...(delegation ? { delayedLeaveHolder: "self" as const, delegation: "unknown" as const } : {}),
     };
     this.memberIdOption = options.memberId;
-    this.supportSubject = new BehaviorSubject<Support>(support);
+    this.supportSubject = new LazyBehavior<Support>(support);
     this.env = {
       roomId: options.roomId,
       stateKey: this.stateKey,
@@ -515,7 +524,7 @@ export class MembershipManager {
     this.delayIdSubject.complete();
     this.ownMembershipSubject.complete();
     this.supportSubject.complete();
-    this.errorSubject.complete();
+    this.errorSubject?.complete();
     this.own.close();
   }
 
@@ -625,7 +634,7 @@ export class MembershipManager {
       case "support":
         return this.supportSubject.next(command.value);
       case "error":
-        return this.errorSubject.next(command.error);
+        return this.errorSubject?.next(command.error);
       case "log":
         if (command.detail === undefined) this.log[command.level](command.message);
         else this.log[command.level](command.message, command.detail);

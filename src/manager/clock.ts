@@ -42,7 +42,10 @@ export class Clock {
     const s = this.source();
     this.elapsed += Math.max(0, s - this.lastSource);
     this.lastSource = s;
-    return this.elapsed;
+    // Whole milliseconds: every deadline and timestamp the machine keeps is then a small integer, which
+    // V8 stores in place; a fraction would be a heap-allocated number per field and per assignment
+    // (thousands of managers heartbeating pay for that in memory and garbage).
+    return Math.floor(this.elapsed);
   }
 
   /** Run `fn` after `ms`; the returned function cancels it. */

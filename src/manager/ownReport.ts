@@ -8,9 +8,10 @@
  * Small on purpose (a process may run thousands of managers): a few writes per membership, a few gone
  * memberships, one subject made on first use.
  */
-import { BehaviorSubject, type Observable } from "rxjs";
+import type { Observable } from "rxjs";
 import type { Slot } from "../membership/content.js";
 import type { OwnMembershipRecord, OwnMembershipReport, OwnWrite } from "../membership/own.js";
+import { LazyBehavior } from "./lazyBehavior.js";
 
 /** Writes kept per membership: a view lags by a sync or two, not by hours of refreshes. */
 const WRITES_KEPT = 3;
@@ -34,26 +35,21 @@ export interface ConfirmedWrite {
 export class OwnReportBook {
   private current?: OwnMembershipRecord;
   private gone: readonly OwnMembershipRecord[] = [];
-  private report: OwnMembershipReport;
-  private subject?: BehaviorSubject<OwnMembershipReport>;
+  private readonly reports: LazyBehavior<OwnMembershipReport>;
   private closed = false;
 
   constructor(base: { roomId: string; userId: string; deviceId: string; slot: Slot }) {
-    this.report = { ...base, gone: this.gone };
+    this.reports = new LazyBehavior<OwnMembershipReport>({ ...base, gone: this.gone });
   }
 
   /** The current report. */
   get value(): OwnMembershipReport {
-    return this.report;
+    return this.reports.value;
   }
 
   /** Every report, the current one first; completes at `close()`. */
   get report$(): Observable<OwnMembershipReport> {
-    if (!this.subject) {
-      this.subject = new BehaviorSubject(this.report);
-      if (this.closed) this.subject.complete();
-    }
-    return this.subject.asObservable();
+    return this.reports.asObservable();
   }
 
   /** The server accepted a membership write. */
@@ -74,7 +70,8 @@ export class OwnReportBook {
     this.current = {
       format: write.format,
       key: write.key,
-      writes: [...(previous?.writes.slice(1 - WRITES_KEPT) ?? []), entry],
+      // concat and a literal allocate exactly (a spread into a new array reserves room for 17).
+      writes: previous ? previous.writes.slice(1 - WRITES_KEPT).concat(entry) : [entry],
       confirmedAt: write.at,
       ...(write.expiresAt !== undefined ? { expiresAt: write.expiresAt } : {}),
     };
@@ -99,10 +96,10 @@ export class OwnReportBook {
       held = firstEventTs === undefined ? record : { ...record, firstEventTs };
       this.current = held;
     }
-    if (held === this.report.held && this.gone === this.report.gone) return;
-    const { held: _held, ...rest } = this.report;
-    this.report = held ? { ...rest, held, gone: this.gone } : { ...rest, gone: this.gone };
-    this.subject?.next(this.report);
+    const report = this.reports.value;
+    if (held === report.held && this.gone === report.gone) return;
+    const { held: _held, ...rest } = report;
+    this.reports.next(held ? { ...rest, held, gone: this.gone } : { ...rest, gone: this.gone });
   }
 
   /** The manager is disposed: it vouches for nothing any more. */
@@ -111,10 +108,9 @@ export class OwnReportBook {
     this.closed = true;
     this.current = undefined;
     this.gone = [];
-    const { held: _held, ...rest } = this.report;
-    this.report = { ...rest, gone: this.gone };
-    this.subject?.next(this.report);
-    this.subject?.complete();
+    const { held: _held, ...rest } = this.reports.value;
+    this.reports.next({ ...rest, gone: this.gone });
+    this.reports.complete();
   }
 
   /** A membership the server no longer holds: its writes are stale wherever a view still shows them. */
