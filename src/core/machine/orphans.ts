@@ -205,7 +205,7 @@ export function sweepOrphans(c: Ctx, keep: string | undefined, predecessors = fa
   // (A switch of holder's schedule of unknown outcome opens no orphan window, which would hold our writes
   // for its whole long delay, but what it made is an orphan all the same: a leave's sweep looks for it.
   // Found by the randomized invariants with the delegation service: a leave said left with one pending.)
-  const orphanMayBe = c.now < c.s.orphanWindowUntil || unknownOutcomeOpen(c);
+  const orphanMayBe = c.now < c.s.orphanWindowUntil || (c.s.leave !== undefined && unknownOutcomeOpen(c));
   if (!c.env.canList || (!predecessors && !orphanMayBe)) return;
   // One sweep at a time; a request for another while one runs makes it run once more (a predecessor
   // sweep while one runs already looks at what this one would).
