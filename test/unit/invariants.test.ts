@@ -924,12 +924,14 @@ const KNOWN: {
   },
   {
     name:
-      "OPEN (scripts/invariants-long.sh 20000, seed 964036560; Synapse < 1.127, no eyes, on main too): our own " +
+      "G3 (scripts/invariants-long.sh 20000, seed 964036560; Synapse < 1.127, no eyes, on main too): our own " +
       "membership write cancelled the join's delayed leave; the recovery's schedule reached the server just " +
       "before the network went down, its answer never came and no listing got through; the delayed leave it " +
-      "made fired over our membership while we said reconnecting with probablyLeft false, and nothing said so " +
-      "(a schedule of unknown outcome that no sweep could look for is re-asserted later, silently)",
+      "made fired over our membership while we said reconnecting with probablyLeft false, and the membership " +
+      "went back saying nothing (doubt.ts: from a delay after such a schedule's send, probably left, and no " +
+      "write until a listing found what it made or it surely fired)",
     invs: ["3"],
+    fixed: true,
     world: { rules: "pre-1.127" },
     eyes: "blind",
     cmds: [{ k: "join" }, { k: "advance", ms: 70 }, { k: "down" }, { k: "advance", ms: 2500 }],
