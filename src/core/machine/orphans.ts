@@ -21,7 +21,7 @@ import { resumeWrites, writeMembership } from "./writes.js";
 import { adoptLateSchedule, resumeAfterOpen } from "./schedule.js";
 import { isSticky, ownsListed, predecessorsCanHurt } from "./format.js";
 import type { PendingDelayedEvent } from "../../backends/types.js";
-import type { OpenSchedule, Outcome, ScheduleDoubt, Task } from "./types.js";
+import type { OpenSchedule, Outcome, ScheduleDoubt, Task, UnknownSchedule } from "./types.js";
 import { onListedAll } from "./doubt.js";
 
 const LEARNED_IDS_KEPT = 64;
@@ -85,7 +85,7 @@ export function onScheduleSettled(c: Ctx, open: OpenSchedule, ok: boolean, value
  * heartbeat lane's, whose possible fire over our membership doubt.ts watches.
  */
 export function noteUnknownOutcome(c: Ctx, open: OpenSchedule, until: number, doubt?: ScheduleDoubt): void {
-  const list = (c.s.unknownSchedules ??= []).filter((u) => u.until > c.now && u.reqId !== open.reqId);
+  const list = (c.s.unknownSchedules ??= []).filter((u) => stillKept(c, u) && u.reqId !== open.reqId);
   list.push(doubt ? { reqId: open.reqId, until, doubt } : { reqId: open.reqId, until });
   c.s.unknownSchedules = list;
 }
@@ -93,9 +93,14 @@ export function noteUnknownOutcome(c: Ctx, open: OpenSchedule, until: number, do
 /** Its answer came: forgotten. True if it had a doubt (writes it held may go). */
 function resolveUnknownOutcome(c: Ctx, reqId: number): boolean {
   const doubted = c.s.unknownSchedules?.some((u) => u.reqId === reqId && u.doubt) ?? false;
-  const list = c.s.unknownSchedules?.filter((u) => u.until > c.now && u.reqId !== reqId);
+  const list = c.s.unknownSchedules?.filter((u) => stillKept(c, u) && u.reqId !== reqId);
   c.s.unknownSchedules = list?.length ? list : undefined;
   return doubted;
+}
+
+/** Open, or a doubt past its end that doubt.ts has not let go of yet (the writes it held go then). */
+function stillKept(c: Ctx, u: UnknownSchedule): boolean {
+  return u.until > c.now || u.doubt !== undefined;
 }
 
 /** Could a schedule of ours have made a delayed leave at our key that we never learned of? */

@@ -151,7 +151,7 @@ export function onScheduleAnswer(
       c.s.orphanWindowUntil = Math.max(c.s.orphanWindowUntil, window);
       // (After a timeout it may reach the server until its abort, and fire a delay after that.)
       // What it made fires a delay after it reached the server: from a delay after its send on, our
-      // membership may be gone unless something found it first (orphans.ts, ScheduleDoubt).
+      // membership may be gone unless something found it first (doubt.ts).
       noteUnknownOutcome(c, open, timedOut ? open.abortAt! + open.delayMs + delayedTimeoutMs(c.s) : window, {
         callId: open.callId,
         delayMs: open.delayMs,

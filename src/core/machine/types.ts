@@ -387,7 +387,7 @@ export interface UnknownSchedule {
 }
 
 /**
- * What a heartbeat lane's schedule of unknown outcome may do to our membership (orphans.ts): from
+ * What a heartbeat lane's schedule of unknown outcome may do to our membership (doubt.ts): from
  * `firesFrom` until its `until`, a delayed leave it made that nothing found may fire `{}` over it,
  * unseen. Then we say we probably left, and write nothing that it could take down unseen.
  */
