@@ -59,8 +59,10 @@ console.log(
  * run with INVARIANT_STRICT=1 (the long-run script sets it). Once the manager is fixed, take the
  * invariant out of this list.
  */
-// None open. R was, until a write whose cover went while it was on the wire (a physical limit: no client
+// None listed. R was, until a write whose cover went while it was on the wire (a physical limit: no client
 // can recall a request in flight) became a case of its own in the checker (test/helpers/invariants.ts).
+// D10 below is open, but rare (once in ~8,600 schedules; CI's fixed seed does not meet it): 3, 5 and E
+// still run in CI.
 const KNOWN_BROKEN = new Set<InvariantId>([]);
 
 /** Every property plays the same schedules (same seed): play each once (only the violations are kept). */
@@ -920,6 +922,41 @@ const KNOWN: {
       { k: "fault", op: "schedule", fault: { kind: "odd", answer: "malformed-200" }, times: 1 },
       { k: "advance", ms: 600 },
       { k: "leave" },
+    ],
+  },
+  {
+    name:
+      "G3 (scripts/invariants-long.sh 20000, seed 964036560; Synapse < 1.127, no eyes, on main too): our own " +
+      "membership write cancelled the join's delayed leave; the recovery's schedule reached the server just " +
+      "before the network went down, its answer never came and no listing got through; the delayed leave it " +
+      "made fired over our membership while we said reconnecting with probablyLeft false, and the membership " +
+      "went back saying nothing (doubt.ts: from a delay after such a schedule's send, probably left, and no " +
+      "write until a listing found what it made or it surely fired)",
+    invs: ["3"],
+    fixed: true,
+    world: { rules: "pre-1.127" },
+    eyes: "blind",
+    cmds: [{ k: "join" }, { k: "advance", ms: 70 }, { k: "down" }, { k: "advance", ms: 2500 }],
+  },
+  {
+    name:
+      "D10 (scripts/invariants-long.sh 10000, seed 659253343; the delegation service, sticky format, on main too): " +
+      "a restart timed out locally and reached the server 441 ms after (held in the network), moving the normal " +
+      "delayed leave's fire 441 ms past the machine's armedAt + delay; the delegation replaced that leave, whose " +
+      "cancel waited out a 429 until its give-up (2840 ms): the probable fire was said then and the membership " +
+      "written back at once, 41 ms before the replaced leave really fired over it (2881 ms); joined with " +
+      "probablyLeft false, and the sticky format's eyes (our event read by id) cannot see the new `{}` " +
+      "(recovery.ts onReplacedCancelDone bounds the replaced leave by the last restart that answered, not by a " +
+      "restart of unknown outcome that may still arrive)",
+    invs: ["3", "5", "E"],
+    world: { delegation: true, format: "sticky" },
+    cmds: [
+      { k: "fault", op: "restart", fault: { kind: "slow", ms: 831 }, times: 1 },
+      { k: "join" },
+      { k: "advance", ms: 482 },
+      { k: "fault", op: "cancel", fault: { kind: "429", retryAfter: { bodyMs: 1e12 } }, times: 1 },
+      { k: "advance", ms: 18 },
+      { k: "down" },
     ],
   },
 ];

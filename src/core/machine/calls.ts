@@ -8,6 +8,7 @@ import { delayedTimeoutMs, emitError, log, nextId, setProbablyLeft, setState, ty
 import { abortIdleTasks } from "./tasks.js";
 import { dropScheduleWait } from "./schedule.js";
 import { endDelegation } from "./delegation.js";
+import { doubtHoldsWrites } from "./doubt.js";
 import type { CallState } from "./types.js";
 
 export function newCall(c: Ctx): CallState {
@@ -99,6 +100,8 @@ export function writeIsProtected(c: Ctx, call: CallState): boolean {
   // restart's 404 arrived landed 4 ms after it: counterexample L4 in test/unit/invariants.test.ts). The
   // write waits for that answer (resumeWrites).
   if (call.delayed === "armed" && RESTART_IN_FLIGHT.has(call.lane.k)) return false;
+  // A delayed leave a schedule of ours of unknown outcome made may fire over it unseen (doubt.ts).
+  if (doubtHoldsWrites(c, call)) return false;
   return mayWriteMembership({
     now: c.now,
     delayed: call.delayed,

@@ -1,7 +1,8 @@
 /**
  * Orphans: delayed leaves of ours nobody tracks. A schedule answered after our timeout (its id is
  * cancelled), and one whose outcome we never learned (where the backend can list our delayed events, a
- * sweep finds and cancels it; elsewhere our membership is re-asserted once it could have fired).
+ * sweep finds and cancels it; elsewhere our membership is re-asserted once it could have fired; until
+ * something found it, doubt.ts says we probably left from the moment it could fire).
  */
 import { lateIdDeadlines } from "../decisions.js";
 import { MAX_TIMER_MS } from "../limits.js";
@@ -20,7 +21,8 @@ import { resumeWrites, writeMembership } from "./writes.js";
 import { adoptLateSchedule, resumeAfterOpen } from "./schedule.js";
 import { isSticky, ownsListed, predecessorsCanHurt } from "./format.js";
 import type { PendingDelayedEvent } from "../../backends/types.js";
-import type { OpenSchedule, Outcome, Task } from "./types.js";
+import type { OpenSchedule, Outcome, ScheduleDoubt, Task, UnknownSchedule } from "./types.js";
+import { onListedAll } from "./doubt.js";
 
 const LEARNED_IDS_KEPT = 64;
 
@@ -47,7 +49,7 @@ export function onScheduleSettled(c: Ctx, open: OpenSchedule, ok: boolean, value
   }
   const id = value as string;
   // Its outcome is known now: whatever a sweep lists that we do not know is not its.
-  resolveUnknownOutcome(c, open.reqId);
+  const doubted = resolveUnknownOutcome(c, open.reqId);
   // Only while a sweep may run (an orphan window): outside one, no listing can race this answer.
   if (c.now < c.s.orphanWindowUntil || c.s.sweep) {
     const learned = (c.s.learnedIds ??= []);
@@ -69,6 +71,9 @@ export function onScheduleSettled(c: Ctx, open: OpenSchedule, ok: boolean, value
   // landed with nothing pending: counterexample L5). One a sweep cancels has no deadline of its own: they stay.
   if (adopted || (open.late && !swept)) dropReasserts(c, open.reasserts);
   forget(c, open);
+  // Writes its doubt held go (doubt.ts): what it made is adopted, cancelled with a deadline of its own,
+  // or swept.
+  if (doubted) resumeWrites(c, c.s.call);
   if (!open.late || adopted || swept) return;
   if (c.s.disposed) return cancelAfterDispose(c, id);
   cancelOrphan(c, id, open.sentAt + open.delayMs, true, open.delayMs);
@@ -76,17 +81,26 @@ export function onScheduleSettled(c: Ctx, open: OpenSchedule, ok: boolean, value
 
 /**
  * A schedule of ours whose outcome we do not know, until `until` (when what it may have made surely
- * fired): while one is open, an unknown delayed event at our key may be its orphan.
+ * fired): while one is open, an unknown delayed event at our key may be its orphan. `doubt`: the
+ * heartbeat lane's, whose possible fire over our membership doubt.ts watches.
  */
-export function noteUnknownOutcome(c: Ctx, open: OpenSchedule, until: number): void {
-  const list = (c.s.unknownSchedules ??= []).filter((u) => u.until > c.now && u.reqId !== open.reqId);
-  list.push({ reqId: open.reqId, until });
+export function noteUnknownOutcome(c: Ctx, open: OpenSchedule, until: number, doubt?: ScheduleDoubt): void {
+  const list = (c.s.unknownSchedules ??= []).filter((u) => stillKept(c, u) && u.reqId !== open.reqId);
+  list.push(doubt ? { reqId: open.reqId, until, doubt } : { reqId: open.reqId, until });
   c.s.unknownSchedules = list;
 }
 
-function resolveUnknownOutcome(c: Ctx, reqId: number): void {
-  const list = c.s.unknownSchedules?.filter((u) => u.until > c.now && u.reqId !== reqId);
+/** Its answer came: forgotten. True if it had a doubt (writes it held may go). */
+function resolveUnknownOutcome(c: Ctx, reqId: number): boolean {
+  const doubted = c.s.unknownSchedules?.some((u) => u.reqId === reqId && u.doubt) ?? false;
+  const list = c.s.unknownSchedules?.filter((u) => stillKept(c, u) && u.reqId !== reqId);
   c.s.unknownSchedules = list?.length ? list : undefined;
+  return doubted;
+}
+
+/** Open, or a doubt past its end that doubt.ts has not let go of yet (the writes it held go then). */
+function stillKept(c: Ctx, u: UnknownSchedule): boolean {
+  return u.until > c.now || u.doubt !== undefined;
 }
 
 /** Could a schedule of ours have made a delayed leave at our key that we never learned of? */
@@ -171,14 +185,14 @@ function dropDeadline(c: Ctx, delayId: string): boolean {
 export function onCancelOrphanDone(c: Ctx, task: Task, outcome: Outcome): void {
   if (task.purpose.kind !== "cancel-orphan") return;
   const { delayId } = task.purpose;
+  const sweep = c.s.sweep;
   if (outcome.ok) dropDeadline(c, delayId);
   else if (!outcome.deferred && !outcome.aborted) {
     // "gone": it has fired already (or someone removed it): our membership may be wiped.
     dropDeadline(c, delayId);
     probablyFiredUncancelled(c);
-  }
+  } else if (sweep?.step === "cancel" && !task.purpose.late) sweep.unconfirmed = true;
   // deferred (no longer worth cancelling): the deadline decides.
-  const sweep = c.s.sweep;
   if (sweep && sweep.step === "cancel" && !task.purpose.late && --sweep.cancelling === 0) finishSweep(c);
 }
 
@@ -186,10 +200,14 @@ export function onCancelOrphanDone(c: Ctx, task: Task, outcome: Outcome): void {
  * A delayed leave of ours we could not cancel in time fired (an orphan, or one we replaced): others see
  * us gone; rejoin like after a fired leave.
  */
-export function probablyFiredUncancelled(c: Ctx, what = "an orphaned delayed leave"): void {
+export function probablyFiredUncancelled(
+  c: Ctx,
+  what = "an orphaned delayed leave",
+  why = "was due before we could cancel it",
+): void {
   const call = c.s.call;
   if (!call || call.ended || !call.lastSent) return;
-  log(c, "warn", `${what} was due before we could cancel it: probably left`);
+  log(c, "warn", `${what} ${why}: probably left`);
   call.lastSent = undefined;
   setOwnMembership(c, undefined);
   setProbablyLeft(c, true);
@@ -205,7 +223,7 @@ export function sweepOrphans(c: Ctx, keep: string | undefined, predecessors = fa
   // (A switch of holder's schedule of unknown outcome opens no orphan window, which would hold our writes
   // for its whole long delay, but what it made is an orphan all the same: a leave's sweep looks for it.
   // Found by the randomized invariants with the delegation service: a leave said left with one pending.)
-  const orphanMayBe = c.now < c.s.orphanWindowUntil || unknownOutcomeOpen(c);
+  const orphanMayBe = c.now < c.s.orphanWindowUntil || (c.s.leave !== undefined && unknownOutcomeOpen(c));
   if (!c.env.canList || (!predecessors && !orphanMayBe)) return;
   // One sweep at a time; a request for another while one runs makes it run once more (a predecessor
   // sweep while one runs already looks at what this one would).
@@ -241,6 +259,7 @@ export function onListDone(c: Ctx, outcome: Outcome): void {
     return endSweep(c);
   }
   sweep.orphans = outcome.value as PendingDelayedEvent[];
+  sweep.listedAt = outcome.sentAt;
   // A schedule still open may have created a listed id whose answer has not reached us yet: give open
   // schedules one request timeout to answer before judging what is an orphan.
   if (c.s.open.length > 0) {
@@ -329,6 +348,11 @@ function cancelOrphans(c: Ctx, orphans: PendingDelayedEvent[]): void {
 function finishSweep(c: Ctx): void {
   const sweep = c.s.sweep!;
   if (c.s.orphanWindowUntil === sweep.windowUntil) c.s.orphanWindowUntil = 0;
+  // Everything of ours at our key it did not know, pending when it listed, is cancelled: schedules of
+  // unknown outcome that reached the server before then made nothing that can still fire (doubt.ts). (A
+  // predecessor sweep cancels only a dead page's.)
+  if (!sweep.predecessors && sweep.listedAt !== undefined && !sweep.unconfirmed)
+    onListedAll(c, sweep.listedAt);
   endSweep(c);
   resumeWrites(c, c.s.call);
 }

@@ -150,7 +150,14 @@ export function onScheduleAnswer(
       const window = open.sentAt + open.delayMs + delayedTimeoutMs(c.s);
       c.s.orphanWindowUntil = Math.max(c.s.orphanWindowUntil, window);
       // (After a timeout it may reach the server until its abort, and fire a delay after that.)
-      noteUnknownOutcome(c, open, timedOut ? open.abortAt! + open.delayMs + delayedTimeoutMs(c.s) : window);
+      // What it made fires a delay after it reached the server: from a delay after its send on, our
+      // membership may be gone unless something found it first (doubt.ts).
+      noteUnknownOutcome(c, open, timedOut ? open.abortAt! + open.delayMs + delayedTimeoutMs(c.s) : window, {
+        callId: open.callId,
+        delayMs: open.delayMs,
+        arrivesBy: timedOut ? open.abortAt! : c.now,
+        firesFrom: open.sentAt + open.delayMs,
+      });
       sweepOrphans(c, c.s.call?.delayId);
       const reasserts = [c.now + open.delayMs + delayedTimeoutMs(c.s)];
       // After our timeout the request may still reach the server, up to its abort (`abortAt`): a delayed

@@ -11,7 +11,8 @@
  *   restarts it every interval, recovery.ts acts when the server says it is gone;
  * - writes.ts: membership writes, one at a time, never without a live delayed leave, refreshes;
  * - leave.ts: the leave job (settle, fire the delayed leave or write {});
- * - orphans.ts: late delay ids, sweeps for orphaned delayed leaves, re-asserts;
+ * - orphans.ts: late delay ids, sweeps for orphaned delayed leaves, re-asserts; doubt.ts: what a
+ *   schedule of unknown outcome may have fired over our membership while nothing could look;
  * - pageExit.ts: the page goes away (fire the delayed leave at once, park) and comes back (rejoin);
  * - tasks.ts: one request with its retries (budget, backoff, give-up);
  * - calls.ts: a call's start and end, the write guard, predicted leave, expiry;
@@ -52,6 +53,7 @@ import { abortAllTasks, answerTask, taskByReq, wakeTask } from "./tasks.js";
 import { writeMembership, onWriteDone, refreshMembership } from "./writes.js";
 import { onPageHide, onPageShow } from "./pageExit.js";
 import { onDelegateDone, onSwitchScheduleAnswer } from "./delegation.js";
+import { doubtWakeAt, onDoubtWake } from "./doubt.js";
 import type { CallState, Command, MachineEnv, MachineEvent, MachineState, Outcome, Task } from "./types.js";
 
 /** A fresh machine: idle, nothing sent. */
@@ -231,6 +233,8 @@ function onTick(c: Ctx): void {
     if (c.s.sweep?.wakeAt !== undefined && c.s.sweep.wakeAt <= c.now) onSweepWake(c);
     const orphanAt = orphanWakeAt(c);
     if (orphanAt !== undefined && orphanAt <= c.now) onOrphanWake(c);
+    const doubtAt = doubtWakeAt(c.s);
+    if (doubtAt !== undefined && doubtAt <= c.now) onDoubtWake(c);
     const leaveAt = leaveWakeAt(c);
     if (leaveAt !== undefined && leaveAt <= c.now) c.s.leave!.wakeAt = undefined;
     const guardCheckAt = guardCheckWakeAt(c);
@@ -276,6 +280,7 @@ export function nextWakeAt(s: MachineState): number | undefined {
   for (const d of s.orphanDeadlines ?? []) consider(d.at);
   for (const r of s.reassertAt ?? []) consider(r);
   for (const r of s.probableFiresAt ?? []) consider(r);
+  consider(doubtWakeAt(s));
   consider(s.predecessorSweepAt);
   consider(s.guardCheck?.at);
   consider(s.leave?.wakeAt);

@@ -355,6 +355,10 @@ export interface Sweep {
   orphans?: PendingDelayedEvent[];
   /** Cancels still running. */
   cancelling: number;
+  /** When the listing it acts on was sent (what was pending at our key then, it lists). */
+  listedAt?: number;
+  /** A cancel of what it listed was not confirmed (given up, or aborted): that one may still fire. */
+  unconfirmed?: boolean;
 }
 
 /** A schedule request whose answer we stopped waiting for (our local timeout) but still listen to. */
@@ -371,6 +375,34 @@ export interface OpenSchedule {
   switchTo?: "self" | "delegated";
   /** The blind re-asserts (`reassertAt`) its unknown outcome asked for: moot once its answer comes. */
   reasserts?: number[];
+}
+
+/** A schedule of ours whose outcome we do not know (MachineState.unknownSchedules). */
+export interface UnknownSchedule {
+  reqId: number;
+  /** By then what it may have made surely fired. */
+  until: number;
+  /** The heartbeat lane's (a switch's says its probable fire at `until`, delegation.ts): see ScheduleDoubt. */
+  doubt?: ScheduleDoubt;
+}
+
+/**
+ * What a heartbeat lane's schedule of unknown outcome may do to our membership (doubt.ts): from
+ * `firesFrom` until its `until`, a delayed leave it made that nothing found may fire `{}` over it,
+ * unseen. Then we say we probably left, and write nothing that it could take down unseen.
+ */
+export interface ScheduleDoubt {
+  callId: number;
+  delayMs: number;
+  /** The last moment it could have reached the server (its abort, or the error that answered it). */
+  arrivesBy: number;
+  /**
+   * The earliest a delayed leave it made can fire unfound: a delay after its send, or after the send of
+   * the last listing whose orphans were all cancelled (one it made before that was listed, and cancelled).
+   */
+  firesFrom: number;
+  /** `firesFrom` passed: said (or there was no membership to say it of). */
+  reached?: boolean;
 }
 
 /**
@@ -437,7 +469,7 @@ export interface MachineState {
    * to `until` (by then it surely fired). An orphan sweep takes an unknown delayed event at our key for
    * ours only while one of these is open: otherwise it is another tab's of this device (orphans.ts).
    */
-  unknownSchedules?: { reqId: number; until: number }[];
+  unknownSchedules?: UnknownSchedule[];
   sweep?: Sweep;
   sweepAgain: boolean;
   learnedIds?: string[];

@@ -17,6 +17,8 @@ import { serverNow, setOwnMembership, setProbablyLeft, setState, toError, type C
 import { failCall, writeIsProtected } from "./calls.js";
 import { wakeHeartbeat } from "./heartbeat.js";
 import { startLeaveJob } from "./leave.js";
+import { doubtHoldsWrites } from "./doubt.js";
+import { probablyFiredUncancelled } from "./orphans.js";
 import { startTask } from "./tasks.js";
 import type { CallState, Outcome, Task, WriteKind } from "./types.js";
 import { askStamp, joinedState, scheduleCheck } from "./watch.js";
@@ -140,6 +142,14 @@ export function onWriteDone(c: Ctx, call: CallState | undefined, task: Task, out
   if (call.createdTs === undefined && content.created_ts === undefined && wantsStamp(c))
     askStamp(c, call, content, outcome.sentAt);
   scheduleCheck(c, call);
+  // On its way when a schedule of ours of unknown outcome could start firing over it (doubt.ts): it may
+  // be taken down any moment, unseen. Not `joined`: probably left, and a fresh write once that is over.
+  if (doubtHoldsWrites(c, call))
+    return probablyFiredUncancelled(
+      c,
+      "our membership landed while a delayed leave a schedule of ours may have made",
+      "could fire over it unseen",
+    );
   if (call.delayed === "armed") {
     // After a rejoin, "certainly joined" waits for the restart that follows (markArmed).
     if (!c.s.out.probablyLeft) setState(c, joinedState(c, true));
