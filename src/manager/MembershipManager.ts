@@ -164,6 +164,8 @@ const DEFAULT_FOCUS: Transport = { type: "livekit", focus_selection: "oldest_mem
 
 /** A request the driver is running: its abort, its local timeout, whether a late answer still counts. */
 interface InFlight {
+  /** The machine's request id. */
+  readonly reqId: number;
   readonly controller: AbortController;
   /** A schedule: its answer counts even after our timeout or an abort (its id must be cancelled). */
   readonly keepLate: boolean;
@@ -291,7 +293,7 @@ export class MembershipManager {
   private readonly trace?: RequestTrace;
   private isDisposed = false;
   /** Requests in flight, by the machine's request id. */
-  private requests?: Map<number, InFlight>;
+  private requests?: InFlight[];
   /** Events fed while a step's commands run (a subscriber calling leave()): they run next, in order. */
   private queue?: MachineEvent[];
   private stepping = false;
@@ -506,7 +508,7 @@ export class MembershipManager {
     this.unwatchPage?.();
     this.unwatchPage = undefined;
     const disposed = new DOMException("the manager was disposed", "AbortError");
-    for (const entry of this.requests?.values() ?? []) entry.start?.abort(disposed);
+    for (const entry of [...(this.requests ?? [])]) entry.start?.abort(disposed);
     this.roomStateWatch?.unsubscribe();
     this.roomStateWatch = undefined;
     this.closeRoomView?.();
@@ -514,7 +516,7 @@ export class MembershipManager {
     // answer with an id, which is cancelled; it is aborted one request timeout later) comes back below.
     this.clock.dispose();
     this.wakeAt = this.cancelWake = undefined;
-    for (const entry of this.requests?.values() ?? []) {
+    for (const entry of this.requests ?? []) {
       entry.cancelTimer = () => {};
       entry.deadline = Infinity; // its timer went with the clock's
     }
@@ -584,7 +586,7 @@ export class MembershipManager {
   private rescheduleWake(): void {
     let at = nextWakeAt(this.machine);
     if (at !== undefined && this.requests)
-      for (const entry of this.requests.values())
+      for (const entry of this.requests)
         if (!entry.timedOut && entry.deadline <= at) {
           at = undefined;
           break;
@@ -606,7 +608,7 @@ export class MembershipManager {
       case "send":
         return this.send(command.reqId, command.request, command.timeoutMs, command.keepLate);
       case "abort": {
-        const entry = this.requests?.get(command.reqId);
+        const entry = this.inFlight(command.reqId);
         if (!entry) return;
         if (!entry.keepLate) {
           this.forget(command.reqId);
@@ -719,6 +721,7 @@ export class MembershipManager {
     // signal keeps its listener and dependant tables, some 800 bytes per manager.)
     const start = this.isDisposed ? undefined : new AbortController();
     const entry: InFlight = {
+      reqId,
       controller,
       keepLate,
       timedOut: false,
@@ -726,7 +729,9 @@ export class MembershipManager {
       deadline: this.clock.now() + timeoutMs,
       ...(start ? { start } : {}),
     };
-    (this.requests ??= new Map()).set(reqId, entry);
+    // Usually one request in flight, rarely a few: an array costs less per request than a Map.
+    if (this.requests) this.requests.push(entry);
+    else this.requests = [entry];
     this.trace?.sent(reqId, request, timeoutMs);
     entry.cancelTimer = this.clock.after(timeoutMs, () => {
       entry.timedOut = true;
@@ -753,7 +758,7 @@ export class MembershipManager {
   }
 
   private settle(reqId: number, entry: InFlight, ok: boolean, valueOrError: unknown): void {
-    if (this.requests?.get(reqId) !== entry) return;
+    if (this.inFlight(reqId) !== entry) return;
     this.forget(reqId);
     entry.cancelTimer();
     this.trace?.answered(reqId, ok, valueOrError, entry.timedOut);
@@ -763,9 +768,16 @@ export class MembershipManager {
     );
   }
 
+  private inFlight(reqId: number): InFlight | undefined {
+    return this.requests?.find((entry) => entry.reqId === reqId);
+  }
+
   private forget(reqId: number): void {
-    this.requests?.delete(reqId);
-    if (this.requests?.size === 0) this.requests = undefined;
+    const list = this.requests;
+    if (!list) return;
+    const i = list.findIndex((entry) => entry.reqId === reqId);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.requests = undefined;
   }
 
   private call(request: Request, signal: AbortSignal, notAfter?: AbortSignal): Promise<unknown> {

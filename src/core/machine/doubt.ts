@@ -68,7 +68,8 @@ export function onListedAll(c: Ctx, listedAt: number): void {
 /** When a doubt begins (its probable fire is said) or ends (held writes go). */
 export function doubtWakeAt(s: MachineState): number | undefined {
   let at: number | undefined;
-  for (const u of s.unknownSchedules ?? []) {
+  if (!s.unknownSchedules) return at;
+  for (const u of s.unknownSchedules) {
     if (!u.doubt) continue;
     const t = u.doubt.reached ? u.until : Math.min(u.doubt.firesFrom, u.until);
     if (at === undefined || t < at) at = t;

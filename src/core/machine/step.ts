@@ -272,31 +272,40 @@ function expiryWakeAt(call: CallState): number | undefined {
   return call.expired || call.ended ? undefined : call.expiresAt;
 }
 
-/** When the machine wants its next `tick` (undefined: it waits only for answers or the app). */
+/** The earlier of two times (undefined: no time). */
+function earlier(at: number | undefined, t: number | undefined): number | undefined {
+  return t !== undefined && (at === undefined || t < at) ? t : at;
+}
+
+/** When one call wants its next `tick`. */
+function callWakeAt(call: CallState): number | undefined {
+  let at = laneWakeAt(call);
+  if (call.watchLeave) at = earlier(at, call.leaveDeadline);
+  at = earlier(at, call.refreshAt);
+  at = earlier(at, call.refreshAfterFireAt);
+  at = earlier(at, checkWakeAt(call));
+  return earlier(at, expiryWakeAt(call));
+}
+
+/**
+ * When the machine wants its next `tick` (undefined: it waits only for answers or the app). Asked after
+ * every step of every manager (thousands in one process heartbeat): it allocates nothing.
+ */
 export function nextWakeAt(s: MachineState): number | undefined {
   let at: number | undefined;
-  const consider = (t: number | undefined) => {
-    if (t !== undefined && (at === undefined || t < at)) at = t;
-  };
-  for (const task of s.tasks) consider(task.wakeAt);
-  for (const o of s.open) consider(o.abortAt);
+  for (const task of s.tasks) at = earlier(at, task.wakeAt);
+  for (const o of s.open) at = earlier(at, o.abortAt);
   if (s.disposed) return at;
-  for (const call of calls(s)) {
-    consider(laneWakeAt(call));
-    if (call.watchLeave) consider(call.leaveDeadline);
-    consider(call.refreshAt);
-    consider(call.refreshAfterFireAt);
-    consider(checkWakeAt(call));
-    consider(expiryWakeAt(call));
-  }
-  consider(s.sweep?.wakeAt);
-  for (const d of s.orphanDeadlines ?? []) consider(d.at);
-  for (const r of s.reassertAt ?? []) consider(r);
-  for (const r of s.probableFiresAt ?? []) consider(r);
-  consider(doubtWakeAt(s));
-  consider(s.predecessorSweepAt);
-  consider(s.guardCheck?.at);
-  consider(s.leave?.wakeAt);
+  if (s.call) at = earlier(at, callWakeAt(s.call));
+  if (s.leaveCall && s.leaveCall !== s.call) at = earlier(at, callWakeAt(s.leaveCall));
+  at = earlier(at, s.sweep?.wakeAt);
+  if (s.orphanDeadlines) for (const d of s.orphanDeadlines) at = earlier(at, d.at);
+  if (s.reassertAt) for (const r of s.reassertAt) at = earlier(at, r);
+  if (s.probableFiresAt) for (const r of s.probableFiresAt) at = earlier(at, r);
+  at = earlier(at, doubtWakeAt(s));
+  at = earlier(at, s.predecessorSweepAt);
+  at = earlier(at, s.guardCheck?.at);
+  at = earlier(at, s.leave?.wakeAt);
   return at;
 }
 
