@@ -97,7 +97,9 @@ export function attributeProfile(
     if (at >= window.toUs) break;
     inWindow++;
     const node = byId.get(samples[i]);
-    const duration = Math.min(capUs, Math.max(0, deltas[i + 1] ?? capUs / 2));
+    // It lasts until the next sample (the last one, until the profile's end).
+    const next = i + 1 < samples.length ? (deltas[i + 1] ?? 0) : profile.endTime - at;
+    const duration = Math.min(capUs, Math.max(0, next));
     if (node?.callFrame.functionName === GC) {
       if (previousCharged) {
         us += duration;
