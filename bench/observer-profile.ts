@@ -1,8 +1,8 @@
 /**
  * An observer's own CPU, measured the same way for ours and for js-sdk's: V8's sampling profiler
- * (`node:inspector`) runs around one step, and the samples whose stack runs through the observer's code
- * are charged to it (inclusive time under its entry points: what it calls of the client's code counts,
- * the client's own sync processing around it does not).
+ * (`node:inspector`) runs through the observer's measured rounds, and the samples of each round whose
+ * stack runs through the observer's code are charged to it (inclusive time under its entry points: what
+ * it calls of the client's code counts, the client's own sync processing around it does not).
  *
  * Why a profiler: js-sdk's recalculation (`ensureRecalculateSessionMembers` → the async
  * `sessionMembershipsForSlot`) runs in promise continuations after the sync that caused it, so it cannot
@@ -156,9 +156,9 @@ export class StepProfiler {
    * real-time priority (SCHED_FIFO, Linux, permitted), else "normal". Why: V8's sampler is a thread that
    * wakes every interval to interrupt the main thread; on a loaded machine, or when the two share a core,
    * the scheduler lets the busy main thread run on for milliseconds before the sampler gets the core, so
-   * busy stretches get few samples (measured here under load: 14 of 34 expected samples, and a known
-   * 0.21 ms of work read as 0 to 0.45 ms per round). With SCHED_FIFO it preempts at once: 31 of 34, and
-   * 0.14 to 0.40 ms. The thread sleeps between samples; it costs a fraction of one core while profiling.
+   * busy stretches get few samples (measured here under load, every 100 µs: a known 0.51 ms of work per
+   * round read as a median of 0.35–0.42 ms, 0 in a fifth of the rounds). With SCHED_FIFO it preempts at
+   * once: a median of 0.59 ms, every round 0.35–1.09 ms. The thread sleeps between samples; it costs a fraction of one core while profiling.
    */
   async start(): Promise<{ sampler: "realtime" | "normal"; slowdown: number }> {
     if (!this.enabled) {
