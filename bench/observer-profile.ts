@@ -170,6 +170,9 @@ export class StepProfiler {
     const before = fixedWorkMs();
     await this.session.post("Profiler.start");
     const sampler = raiseSamplerPriority();
+    // V8 first records every existing function for the session (on the sampler's thread, which now
+    // preempts ours): let that pass before anything is measured.
+    await new Promise((resolve) => setTimeout(resolve, 500));
     return { sampler, slowdown: fixedWorkMs() / before };
   }
 
