@@ -14,6 +14,7 @@ import {
   JS_SDK_OBSERVER,
   OUR_OBSERVER,
   attributeProfile,
+  typicalIntervalUs,
   type SampledProfile,
 } from "../../bench/observer-profile.js";
 import { goalsTable, observerRows } from "../../bench/observer-report.js";
@@ -101,6 +102,18 @@ describe("attributeProfile", () => {
   });
 });
 
+describe("typicalIntervalUs", () => {
+  it("is the median time between samples, so that a descheduled gap is not counted as running", () => {
+    // Samples 120, 110, 130, 5000, 125 and 115 µs apart (the last until the profile's end).
+    const samples = [120, 110, 130, 5_000, 125, 115].map((nextUs) => ({ stack: [CLIENT, OURS], nextUs }));
+    const profile = profileOf(samples);
+    const typical = typicalIntervalUs(profile);
+    expect(typical).toBe(125);
+    // The 5 ms gap (the thread waited for a core) counts as one typical interval, not 5 ms.
+    expect(attributeProfile(profile, OUR_OBSERVER, typical).us).toBe(120 + 110 + 125 + 125 + 125 + 115);
+  });
+});
+
 const round = (ours: number, sdk: number): ProfiledRound => ({
   ours,
   oursGc: 0,
@@ -133,7 +146,9 @@ function variant(
     catchUp: { cpuMs: 1, emissions: 1, wallMs: 1 },
     chatCpuUs: [10],
     chatEvaluations: 0,
-    ...(side === "none" ? {} : { profiled: { intervalUs: 100, sampler: "realtime", slowdown: 1.3, rounds } }),
+    ...(side === "none"
+      ? {}
+      : { profiled: { intervalUs: 100, typicalUs: 120, sampler: "realtime", slowdown: 1.3, rounds } }),
     failures: [],
   };
 }
