@@ -203,9 +203,9 @@ describe("observer report", () => {
     const line = (goal: string) => table.split("\n").find((l) => l.startsWith(`| ${goal}`))!;
     expect(line("CPU per membership change")).toMatch(/\| 300 vs 6000 µs \| 300 vs 6000 µs \| met \|$/);
     expect(line("catch-up of all N")).toContain("**not met** at 1,000 (1.25×); **not met** at 5,000 (1.25×)");
-    // Catch-up per member 5 µs at 1,000 and 1 µs at 5,000: not growing, linear.
+    // Catch-up per member 5 µs at 1,000 and 1 µs at 5,000: not growing; a burst costs 3.33 changes.
     expect(line("bursts and catch-up linear")).toContain(
-      "| met: ours per member in a catch-up 5.00 (1,000) → 1.00 (5,000) µs",
+      "| met: ours per member in a catch-up 5.00 (1,000) → 1.00 (5,000) µs; a burst of 50 = 3.33 (1,000) → 3.33 (5,000) single changes |",
     );
 
     const partial = goalsTable(observerRows([sizeResult(1000, cheap, costly)]), [
@@ -221,5 +221,15 @@ describe("observer report", () => {
       sizeResult(5000, { ...cheap, catchUp: 125_000 }, costly), // 25 µs per member, 5× that at 1,000
     ]);
     expect(goalsTable(rows)).toContain("**catch-up not linear**");
+  });
+
+  it("calls a burst that costs like a pass over the call per change not linear", () => {
+    const rows = observerRows([
+      sizeResult(1000, cheap, costly),
+      sizeResult(5000, { ...cheap, burst: 50 * 300 }, costly), // 50 single changes
+    ]);
+    const table = goalsTable(rows);
+    expect(table).toContain("**burst not linear**");
+    expect(table).not.toContain("catch-up not linear");
   });
 });
