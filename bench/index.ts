@@ -100,38 +100,56 @@ function pair(s: Samples): { ours: number; theirs: number; reps: number } {
 const rows: Row[] = [];
 const raw: Record<string, unknown> = {};
 
+/** The 1-minute load average (Linux), or undefined. */
+function loadAverage(): number | undefined {
+  try {
+    return Number(readFileSync("/proc/loadavg", "utf8").split(" ")[0]);
+  } catch {
+    return undefined;
+  }
+}
+
 /** The observer section: each N in its own child process (which runs its homeserver in another). */
 async function runObserverSection(): Promise<ObserverSizeResult[]> {
   const sizes = QUICK ? [100, 1000] : [100, 1000, 5000];
   const results: ObserverSizeResult[] = [];
+  const missing: { n: number; reason: string }[] = [];
+  const loadAtStart = loadAverage();
   for (const n of sizes) {
     say(`observer: callMembers$ and js-sdk's MatrixRTCSession on a synced client, N = ${n}…`);
     try {
       results.push(await runObserverChild(n, QUICK ? 20 : 60));
     } catch (e) {
       say(`  failed: ${String(e)}`);
+      missing.push({ n, reason: e instanceof Error ? e.message.slice(0, 300) : String(e).slice(0, 300) });
     }
     say(`  done (${elapsed()})`);
   }
   console.log(`\n${observerTable(observerRows(results), false)}\n`);
-  await writeObserverOutputs(results, {
-    date: new Date().toISOString(),
-    node: process.version,
-    cpu: cpus()[0]?.model ?? "unknown",
-    nproc: availableParallelism(),
-    gitCommit: (() => {
-      try {
-        return execSync("git rev-parse --short HEAD", { encoding: "utf8" }).trim();
-      } catch {
-        return "unknown";
-      }
-    })(),
-    jsSdkVersion: (
-      JSON.parse(readFileSync("node_modules/matrix-js-sdk/package.json", "utf8")) as { version: string }
-    ).version,
-    quick: QUICK,
-  });
-  say(`wrote bench/results/observer.json and the observer block of docs/benchmark.md (${elapsed()})`);
+  await writeObserverOutputs(
+    results,
+    {
+      date: new Date().toISOString(),
+      node: process.version,
+      cpu: cpus()[0]?.model ?? "unknown",
+      nproc: availableParallelism(),
+      gitCommit: (() => {
+        try {
+          return execSync("git rev-parse --short HEAD", { encoding: "utf8" }).trim();
+        } catch {
+          return "unknown";
+        }
+      })(),
+      jsSdkVersion: (
+        JSON.parse(readFileSync("node_modules/matrix-js-sdk/package.json", "utf8")) as { version: string }
+      ).version,
+      quick: QUICK,
+      loadAtStart,
+      loadAtEnd: loadAverage(),
+    },
+    missing,
+  );
+  say(`wrote bench/results/observer.json and the observer blocks of docs/benchmark.md (${elapsed()})`);
   return results;
 }
 

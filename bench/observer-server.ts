@@ -1,14 +1,17 @@
 /**
  * The server side of the observer bench, in its own process so that its CPU is not counted with the
  * observers': a test homeserver with one room of N members, each writing its own call membership, and
- * a FaultyLink in front of it for the observing client (its latency holds the client's next sync back
- * while many memberships are written, so that they all arrive in that one sync). Driven over IPC by
+ * a FaultyLink in front of it for the observing client (cut while many memberships are written, so that
+ * they all arrive in the client's next sync, once it is restored). Driven over IPC by
  * bench/observer.ts:
  *
  *   setup {n}            -> {url, roomId, owner, userIds, stateKeys, writeMs}
  *   write {from, count, intent} -> {ms}            (memberships of users from..from+count-1 rewritten)
  *   chat                 -> {}                     (a chat message from the owner)
- *   latency {ms}         -> {}                     (the link's added round trip for new requests)
+ *   hold                 -> {}                     (the link is cut: what the client sends or would
+ *                                                   receive waits there)
+ *   held                 -> number                 (requests or answers the link holds now)
+ *   release              -> {}                     (the link is back; what it held goes through)
  *   close                -> exits
  */
 import { CALL_MEMBER_EVENT_TYPE } from "../src/membership/content.js";
@@ -16,8 +19,7 @@ import { startFaultyLink, startTestHomeserver, type UserCreds } from "../src/tes
 
 interface Command {
   id: number;
-  cmd: "setup" | "write" | "chat" | "latency" | "close";
-  ms?: number;
+  cmd: "setup" | "write" | "chat" | "hold" | "held" | "release" | "close";
   n?: number;
   from?: number;
   count?: number;
@@ -50,6 +52,8 @@ async function put(path: string, token: string, body: unknown): Promise<void> {
     method: "PUT",
     headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
     body: JSON.stringify(body),
+    // Bounded: a request that never answers fails the bench's step instead of hanging it.
+    signal: AbortSignal.timeout(30_000),
   });
   if (res.status !== 200) throw new Error(`PUT ${path}: ${res.status} ${await res.text()}`);
 }
@@ -106,8 +110,13 @@ async function handle(c: Command): Promise<unknown> {
         body: `chat ${txn}`,
       });
       return {};
-    case "latency":
-      link.setLatency(c.ms!);
+    case "hold":
+      link.cut();
+      return {};
+    case "held":
+      return link.heldNow;
+    case "release":
+      link.restore({ held: "deliver" });
       return {};
     case "close":
       await link.close();

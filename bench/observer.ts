@@ -10,20 +10,71 @@
  * - "ours": `callMembers$(client, { roomId })`;
  * - "js-sdk": `client.matrixRTC.start()` and the room's `MatrixRTCSession` (what Element Call runs);
  * - "both": ours and js-sdk's on one client, to compare their lists.
- * CPU is `process.cpuUsage()` of that process; an observer's cost is its variant's minus the baseline's.
+ * Two measures of CPU:
+ * - whole process: `process.cpuUsage()`; an observer's cost is its variant's minus the baseline's (kept
+ *   for context: a sync's own processing dwarfs the observers' work, so this is mostly noise);
+ * - the observer's own: separate rounds of each step under V8's sampling profiler, the samples whose
+ *   stack runs through the observer's code charged to it (bench/observer-profile.ts). This is the figure
+ *   the goals are judged on.
+ * Every step is bounded: one that does not finish in time fails its rows with a message, and the run
+ * goes on with the next step.
+ * OBSERVER_PROFILE_DUMP=<prefix> also writes each observer's profile and its rounds' windows to
+ * <prefix>-<N>-<variant>.json (to see what was charged).
  * Prints one JSON line (ObserverSizeResult).
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { ClientEvent, RoomEvent, type MatrixClient, type MatrixEvent, type Room } from "matrix-js-sdk";
-import { MatrixRTCSessionEvent, type MatrixRTCSession } from "matrix-js-sdk/lib/matrixrtc/index.js";
-import type { Subscription } from "rxjs";
-import { callMembers$, type CallMember } from "../src/index.js";
-import { CALL_MEMBER_EVENT_TYPE } from "../src/membership/content.js";
-import { storeCounters } from "../src/membership/store.js";
 import { bareClient, quietMatrixSdkLogs, stopClient, type UserCreds } from "../src/testing/index.js";
+import { clientProbe, jsSdkProbe, ourProbe, type Probe } from "./observer-probes.js";
+import {
+  JS_SDK_OBSERVER,
+  OUR_OBSERVER,
+  StepProfiler,
+  attributeProfile,
+  profilerClockUs,
+  typicalIntervalUs,
+  type SampledProfile,
+} from "./observer-profile.js";
 
 export type ObserverVariant = "none" | "ours" | "js-sdk";
+
+/** The steps measured under the profiler, and how many rounds of each (the medians are taken over them). */
+export const PROFILED_ROUNDS = { firstList: 9, change: 30, burst: 9, catchUp: 9, chat: 10 } as const;
+export type ProfiledStep = keyof typeof PROFILED_ROUNDS;
+
+/** One profiled round: what the sampling profiler charged to each observer's code (µs), and the window. */
+export interface ProfiledRound {
+  /** Charged to our observer's code (src/membership), and of that, garbage collection right after it. */
+  ours: number;
+  oursGc: number;
+  /** Charged to js-sdk's MatrixRTC code (lib/matrixrtc). */
+  sdk: number;
+  sdkGc: number;
+  /** The process's CPU over the profiled window (µs; profiler overhead included), and the window (µs). */
+  cpuUs: number;
+  spanUs: number;
+  /** Samples taken in the window (span / samples is the interval the profiler achieved). */
+  samples: number;
+}
+
+export interface ProfiledSteps {
+  /** The profiler's sampling interval (µs), and the one it achieved (the median time between samples). */
+  intervalUs: number;
+  typicalUs: number;
+  /** How its sampler thread ran: "normal" samples busy stretches sparsely on a loaded machine. */
+  sampler: "realtime" | "normal";
+  /** How much slower a fixed computation ran with the profiler on (both observers pay it alike). */
+  slowdown: number;
+  rounds: Record<ProfiledStep, ProfiledRound[]>;
+}
+
+/** A step that failed (did not finish within its bound, or threw): its rows say so. */
+export interface StepFailure {
+  step: string;
+  message: string;
+}
 
 export interface ObserverVariantResult {
   /** Subscribing to the first full list: wall ms and CPU ms. */
@@ -46,6 +97,10 @@ export interface ObserverVariantResult {
   chatEvaluations: number;
   /** Ours only: CPU inside the observer (bracketed), per change (µs), burst and catch-up (ms), per chat sync (µs). */
   own?: { changeUs: number[]; burstMs: number; catchUpMs: number; chatUs: number[] };
+  /** The observers only: each step again under the sampling profiler. */
+  profiled?: ProfiledSteps;
+  /** Steps that failed. */
+  failures: StepFailure[];
 }
 
 export interface ObserverSizeResult {
@@ -55,9 +110,17 @@ export interface ObserverSizeResult {
   variants: Record<ObserverVariant, ObserverVariantResult>;
   /** Ours and js-sdk's lists on one client compared after every step: how many times, how many equal. */
   agreement: { checks: number; equal: number; firstDifference?: string };
+  /** The comparison's failure, if it did not finish. */
+  agreementFailure?: string;
 }
 
 const BURST = 50;
+/**
+ * The profiler's interval (µs). At 50 µs code ran 2.4× slower under it on this kind of machine (a 2-core
+ * VM), at 100 and 200 µs 1.3–1.45×; a change of ours (~0.3 ms) still spans a few samples.
+ */
+const SAMPLING_US = 100;
+
 const progress = (line: string) => process.stderr.write(`${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const gcFn = (globalThis as { gc?: () => void }).gc;
@@ -70,7 +133,51 @@ const cpuUs = (from: NodeJS.CpuUsage) => {
   return d.user + d.system;
 };
 
-/** The homeserver process, driven over IPC. */
+/** A wait that did not finish within its step's bound. */
+export class StepTimeout extends Error {
+  override name = "StepTimeout";
+}
+
+/** `promise`, or a StepTimeout naming `what` once `deadline` (a `Date.now()` time) has passed. */
+function by<T>(promise: Promise<T>, deadline: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new StepTimeout(`${what}: not done when the step's time ran out`)),
+      Math.max(0, deadline - Date.now()),
+    );
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+/** Each step's bound (ms) at size n: generous (the machine is shared), but never endless. */
+export function stepBudgetMs(step: string, n: number): number {
+  switch (step) {
+    case "first list":
+      return 60_000 + 40 * n;
+    case "changes":
+    case "profiled changes":
+      return 90_000 + 20 * n;
+    case "burst":
+    case "profiled burst":
+      return 60_000 + 10 * n;
+    case "catch-up":
+    case "profiled catch-up":
+      // Each round writes all N memberships first (about 1–3 ms each on a shared machine).
+      return 60_000 + PROFILED_ROUNDS.catchUp * 20 * n;
+    default:
+      return 60_000 + 10 * n;
+  }
+}
+
+/** The whole child's bound: every step of the three variants and the comparison, plus set-up. */
+export function observerChildBudgetMs(n: number): number {
+  const steps = ["first list", "changes", "burst", "catch-up", "chat"];
+  const perVariant = steps.reduce((sum, s) => sum + stepBudgetMs(s, n) + stepBudgetMs(`profiled ${s}`, n), 0);
+  return 120_000 + 60 * n + 3 * perVariant + stepBudgetMs("catch-up", n) + stepBudgetMs("changes", n);
+}
+
+/** The homeserver process, driven over IPC. Every call is bounded. */
 class ServerProcess {
   private next = 0;
   private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
@@ -81,7 +188,7 @@ class ServerProcess {
     this.child = spawn(process.execPath, ["--import", "tsx", "bench/observer-server.ts"], {
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
-    this.ready = new Promise((resolve) => {
+    this.ready = new Promise((resolve, reject) => {
       this.child.on("message", (m: { ready?: boolean; id?: number; result?: unknown; error?: string }) => {
         if (m.ready) return resolve();
         const w = this.waiting.get(m.id!);
@@ -89,13 +196,32 @@ class ServerProcess {
         if (m.error) w?.reject(new Error(m.error));
         else w?.resolve(m.result);
       });
+      this.child.on("exit", (code) => {
+        const error = new Error(`the homeserver process exited (${code})`);
+        reject(error);
+        for (const w of this.waiting.values()) w.reject(error);
+        this.waiting.clear();
+      });
     });
   }
 
-  call<T>(cmd: string, args: Record<string, unknown> = {}): Promise<T> {
+  call<T>(cmd: string, args: Record<string, unknown> = {}, timeoutMs = 120_000): Promise<T> {
     const id = ++this.next;
     return new Promise<T>((resolve, reject) => {
-      this.waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        reject(new StepTimeout(`the homeserver did not answer "${cmd}" within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiting.set(id, {
+        resolve: (v) => {
+          clearTimeout(timer);
+          resolve(v as T);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
       this.child.send({ id, cmd, ...args });
     });
   }
@@ -104,158 +230,6 @@ class ServerProcess {
     this.child.send({ id: 0, cmd: "close" });
     setTimeout(() => this.child.kill("SIGKILL"), 5000).unref();
   }
-}
-
-/** What each variant exposes to the measuring loop. */
-interface Probe {
-  /** Attach to the synced client; resolves with the first full list. */
-  attach(): Promise<void>;
-  /** Resolves once the list (or, without observer, the client) shows `userId` with `intent`. */
-  shows(userId: string, intent: string): Promise<void>;
-  /** Lists emitted so far. */
-  emissions(): number;
-  /** Its evaluations so far (ours: the store's counter; js-sdk: recalculations started). */
-  evaluations(): number;
-  /** "@user|DEVICE" in order. */
-  ids(): string[];
-  /** CPU spent inside the observer itself so far (µs), where it can be bracketed (ours: yes). */
-  ownCpuUs(): number;
-  detach(): void;
-}
-
-type Waiter = { check: () => boolean; resolve: () => void };
-
-function runWaiters(waiters: Set<Waiter>): void {
-  for (const w of [...waiters])
-    if (w.check()) {
-      waiters.delete(w);
-      w.resolve();
-    }
-}
-
-function ourProbe(client: MatrixClient, roomId: string, n: number): Probe {
-  let lists: CallMember[][] = [];
-  let sub: Subscription | undefined;
-  let emitted = 0;
-  let own = 0;
-  let mark: NodeJS.CpuUsage | undefined;
-  const before = () => (mark = process.cpuUsage());
-  const after = () => {
-    if (mark) own += cpuUs(mark);
-    mark = undefined;
-  };
-  const waiters = new Set<Waiter>();
-  const index = new Map<string, number>();
-  const find = (userId: string): CallMember | undefined => {
-    const list = lists.at(-1) ?? [];
-    const i = index.get(userId);
-    if (i !== undefined && list[i]?.userId === userId) return list[i];
-    const j = list.findIndex((m) => m.userId === userId);
-    if (j >= 0) index.set(userId, j);
-    return list[j];
-  };
-  return {
-    async attach() {
-      // Our flush runs inside js-sdk's `sync` emission: listeners registered before and after ours
-      // bracket it (EventEmitter calls them in order).
-      client.on(ClientEvent.Sync, before);
-      await new Promise<void>((resolve) => {
-        sub = callMembers$(client, { roomId }).subscribe((m) => {
-          // Keep the latest two: the bench must not hold every list of a 5,000-member catch-up.
-          lists = [lists.at(-1) ?? [], m];
-          emitted++;
-          if (m.length === n) resolve();
-          runWaiters(waiters);
-        });
-      });
-      client.on(ClientEvent.Sync, after);
-    },
-    shows(userId, intent) {
-      return new Promise((resolve) => {
-        const w = { check: () => find(userId)?.callIntent === intent, resolve };
-        if (w.check()) resolve();
-        else waiters.add(w);
-      });
-    },
-    emissions: () => emitted,
-    evaluations: () => storeCounters.evaluations,
-    ids: () => (lists.at(-1) ?? []).map((m) => `${m.userId}|${m.deviceId}`),
-    ownCpuUs: () => own,
-    detach: () => {
-      sub?.unsubscribe();
-      client.off(ClientEvent.Sync, before);
-      client.off(ClientEvent.Sync, after);
-    },
-  };
-}
-
-function jsSdkProbe(client: MatrixClient, room: Room, n: number): Probe {
-  let session: MatrixRTCSession | undefined;
-  let emitted = 0;
-  let recalcs = 0;
-  const waiters = new Set<Waiter>();
-  const onChanged = () => {
-    emitted++;
-    runWaiters(waiters);
-  };
-  return {
-    async attach() {
-      const done = new Promise<void>((resolve) =>
-        waiters.add({ check: () => session?.memberships.length === n, resolve }),
-      );
-      client.matrixRTC.start();
-      session = client.matrixRTC.getRoomSession(room);
-      const original = session.ensureRecalculateSessionMembers.bind(session);
-      session.ensureRecalculateSessionMembers = () => {
-        recalcs++;
-        return original();
-      };
-      session.on(MatrixRTCSessionEvent.MembershipsChanged, onChanged);
-      runWaiters(waiters);
-      await done;
-    },
-    shows(userId, intent) {
-      return new Promise((resolve) => {
-        const w = {
-          check: () => session!.memberships.some((m) => m.userId === userId && m.callIntent === intent),
-          resolve,
-        };
-        if (w.check()) resolve();
-        else waiters.add(w);
-      });
-    },
-    emissions: () => emitted,
-    evaluations: () => recalcs,
-    ids: () => (session?.memberships ?? []).map((m) => `${m.userId}|${m.deviceId}`),
-    ownCpuUs: () => NaN,
-    detach: () => {
-      session?.off(MatrixRTCSessionEvent.MembershipsChanged, onChanged);
-      client.matrixRTC.stop();
-    },
-  };
-}
-
-/** No observer: "shows" is the client's room state holding the event at the end of a sync. */
-function clientProbe(client: MatrixClient, room: Room, stateKeys: Map<string, string>): Probe {
-  const waiters = new Set<Waiter>();
-  const onSync = () => runWaiters(waiters);
-  const intentOf = (userId: string) =>
-    room.currentState.getStateEvents(CALL_MEMBER_EVENT_TYPE, stateKeys.get(userId)!)?.getContent()[
-      "m.call.intent"
-    ];
-  return {
-    async attach() {
-      client.on(ClientEvent.Sync, onSync);
-    },
-    shows(userId, intent) {
-      return new Promise((resolve) => waiters.add({ check: () => intentOf(userId) === intent, resolve }));
-    },
-    emissions: () => 0,
-    evaluations: () => 0,
-    ids: () => [],
-    ownCpuUs: () => NaN,
-    detach: () => client.off(ClientEvent.Sync, onSync),
-  };
 }
 
 /** Start (or restart) a client; js-sdk's own MatrixRTC manager stays off (a variant starts it itself). */
@@ -272,7 +246,7 @@ async function start(client: MatrixClient): Promise<void> {
   // js-sdk 43 starts `client.matrixRTC` after the first sync, with a session per call room.
   client.off(ClientEvent.Sync, (client as unknown as { startMatrixRTC: () => void }).startMatrixRTC);
   await started;
-  await ready;
+  await by(ready, Date.now() + 300_000, "the client's first sync");
 }
 
 async function startClient(
@@ -304,24 +278,54 @@ export function percentile(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
 }
 
+/** A profiled round's window on the profiler's clock, and the process's CPU over it. */
+interface RoundWindow {
+  fromUs: number;
+  toUs: number;
+  cpuUs: number;
+}
+
+/**
+ * What a profile charged to each observer within one round's window. A sample counts until the next one,
+ * at most the session's typical interval: a thread descheduled on a busy machine runs nothing, and it is
+ * sampled only when it runs again (counting the gap would measure wall time: on this machine, with two
+ * test workers busy, a first list of ours charged 39 ms for 26 ms of CPU that way, 26 ms with the cap).
+ */
+function profiledRound(profile: SampledProfile, w: RoundWindow, capUs: number): ProfiledRound {
+  const ours = attributeProfile(profile, OUR_OBSERVER, capUs, w);
+  const sdk = attributeProfile(profile, JS_SDK_OBSERVER, capUs, w);
+  return {
+    ours: ours.us,
+    oursGc: ours.gcUs,
+    sdk: sdk.us,
+    sdkGc: sdk.gcUs,
+    cpuUs: w.cpuUs,
+    spanUs: ours.spanUs,
+    samples: ours.totalSamples,
+  };
+}
+
+type Within = <T>(promise: Promise<T>, what: string) => Promise<T>;
+
 export async function runObserverSize(n: number, changes: number): Promise<ObserverSizeResult> {
   quietMatrixSdkLogs();
   const server = new ServerProcess();
-  await server.ready;
+  await by(server.ready, Date.now() + 60_000, "the homeserver process");
   const t0 = performance.now();
-  const { url, roomId, owner, userIds, stateKeys, writeMs } = await server.call<{
+  const { url, roomId, owner, userIds, stateKeys } = await server.call<{
     url: string;
     roomId: string;
     owner: UserCreds;
     userIds: string[];
     stateKeys: string[];
-    writeMs: number;
-  }>("setup", { n });
+  }>("setup", { n }, 120_000 + 60 * n);
   const keyOf = new Map(userIds.map((u, i) => [u, stateKeys[i]]));
   const setupMs = performance.now() - t0;
   progress(`N = ${n}: room ready in ${(setupMs / 1000).toFixed(1)} s`);
   const variants: Partial<Record<ObserverVariant, ObserverVariantResult>> = {};
   const agreement = { checks: 0, equal: 0, firstDifference: undefined as string | undefined };
+  const profiler = new StepProfiler(SAMPLING_US);
+  const writeTimeoutMs = (count: number) => 60_000 + 20 * count;
 
   /** Resolves once `client` has processed the sync carrying the owner's next chat message. */
   const chatSynced = (client: MatrixClient) =>
@@ -335,26 +339,28 @@ export async function runObserverSize(n: number, changes: number): Promise<Obser
     });
 
   /**
-   * Write `count` memberships so that they all reach `client` in one sync: a chat message ends its
-   * long poll, and its next sync waits at the link (added latency) until every write is done.
+   * Write `count` memberships so that they all reach the client in one sync: the link is cut (what the
+   * client would receive waits there), a chat message ends the client's long poll (its answer waits at
+   * the link too), then the writes go in. The caller measures from `release()`: the client gets the chat,
+   * asks again, and receives every write in its next sync.
    */
-  let writeMsPerMember = writeMs / n;
-  const writeInOneSync = async (client: MatrixClient, count: number, intent: string) => {
-    // Hold the next sync three times as long as the writes should take (the machine is shared).
-    const holdMs = Math.max(1500, Math.ceil(3 * writeMsPerMember * count) + 500);
-    await server.call("latency", { ms: 2 * holdMs });
-    const synced = chatSynced(client);
-    await server.call("chat");
-    await synced;
-    const t = performance.now();
-    await server.call("write", { from: 0, count, intent });
-    // Later requests go through at once (the held one keeps its delay).
-    await server.call("latency", { ms: 0 });
-    const took = performance.now() - t;
-    writeMsPerMember = took / count;
-    // The lists emitted say whether it still came in one sync.
-    if (took > holdMs)
-      progress(`  writing ${count} took ${took.toFixed(0)} ms, longer than the ${holdMs} ms hold`);
+  const holdWrites = async (count: number, intent: string, within: Within) => {
+    await within(server.call("hold"), "cutting the link");
+    try {
+      await within(server.call("chat"), "the chat message");
+      for (let i = 0; (await within(server.call<number>("held"), "the link's count")) < 1; i++) {
+        if (i > 1000) throw new Error("the link never held the client's sync");
+        await sleep(5);
+      }
+      await within(
+        server.call("write", { from: 0, count, intent }, writeTimeoutMs(count)),
+        `writing ${count} memberships`,
+      );
+    } catch (e) {
+      await server.call("release").catch(() => undefined);
+      throw e;
+    }
+    return { release: () => within(server.call("release"), "restoring the link") };
   };
 
   const probeFor = (variant: ObserverVariant, client: MatrixClient, room: Room): Probe =>
@@ -367,157 +373,290 @@ export async function runObserverSize(n: number, changes: number): Promise<Obser
   for (const variant of ["none", "ours", "js-sdk"] as const) {
     const { client, room } = await startClient(url, owner, roomId);
     await sleep(200);
+    const failures: StepFailure[] = [];
+    /** One step, bounded: a failure is recorded and the variant goes on with its next step. */
+    const step = async <T>(name: string, run: (within: Within) => Promise<T>): Promise<T | undefined> => {
+      const deadline = Date.now() + stepBudgetMs(name, n);
+      try {
+        return await run((promise, what) => by(promise, deadline, what));
+      } catch (e) {
+        const message = e instanceof Error ? e.message : String(e);
+        failures.push({ step: name, message });
+        progress(`  ${variant}: ${name} FAILED: ${message}`);
+        return undefined;
+      }
+    };
+
     // The first full list: three attaches to warm the code up (an app pays that once; both sides need
     // a few passes before their code runs optimised), then the median of five, timed without forcing a
     // GC first. Memory: the first attach on this client (js-sdk keeps what it computed for a room's events
     // after `matrixRTC.stop()`, so a later attach would not show it).
-    const firsts: { ms: number; cpuMs: number }[] = [];
     let probe = probeFor(variant, client, room);
-    let memoryBytes = NaN;
-    const WARM_UP = 3;
-    for (let round = 0; round < WARM_UP + 5; round++) {
-      if (round > 0) {
-        probe.detach();
-        probe = probeFor(variant, client, room);
+    const first = await step("first list", async (within) => {
+      const firsts: { ms: number; cpuMs: number }[] = [];
+      let memoryBytes = NaN;
+      const WARM_UP = 3;
+      for (let round = 0; round < WARM_UP + 5; round++) {
+        if (round > 0) {
+          probe.detach();
+          probe = probeFor(variant, client, room);
+        }
+        await sleep(50);
+        // Only the memory round starts from a collected heap: a full GC right before a timed round would
+        // charge the allocations of any code with the heap's regrowth.
+        const heap0 = round === 0 ? heapAfterGc() : 0;
+        const cpu0 = process.cpuUsage();
+        const w0 = performance.now();
+        await within(probe.attach(), "the first full list");
+        if (round >= WARM_UP) firsts.push({ ms: performance.now() - w0, cpuMs: cpuUs(cpu0) / 1000 });
+        await sleep(100);
+        if (round === 0) memoryBytes = heapAfterGc() - heap0;
       }
-      await sleep(50);
-      // Only the memory round starts from a collected heap: a full GC right before a timed round would
-      // charge the allocations of any code with the heap's regrowth.
-      const heap0 = round === 0 ? heapAfterGc() : 0;
-      const cpu0 = process.cpuUsage();
-      const w0 = performance.now();
-      await probe.attach();
-      if (round >= WARM_UP) firsts.push({ ms: performance.now() - w0, cpuMs: cpuUs(cpu0) / 1000 });
-      await sleep(100);
-      if (round === 0) memoryBytes = heapAfterGc() - heap0;
-    }
-    const firstListMs = median(firsts.map((f) => f.ms));
-    const firstListCpuMs = median(firsts.map((f) => f.cpuMs));
+      progress(
+        `  ${variant}: first list CPU ${firsts.map((f) => f.cpuMs.toFixed(1)).join(", ")} ms; ${changes} single changes…`,
+      );
+      return {
+        firstListMs: median(firsts.map((f) => f.ms)),
+        firstListCpuMs: median(firsts.map((f) => f.cpuMs)),
+        memoryBytes,
+      };
+    });
 
-    progress(
-      `  ${variant}: first list ${firstListMs.toFixed(1)} ms (CPU ${firsts.map((f) => f.cpuMs.toFixed(1)).join(", ")} ms); ${changes} single changes…`,
-    );
     // Single changes, one after another.
     const changeCpuUs: number[] = [];
     const changeLatencyMs: number[] = [];
     const ownChangeUs: number[] = [];
-    for (let i = 0; i < changes; i++) {
-      const user = userIds[i % n];
-      const intent = `${variant}-change-${i}`;
-      await sleep(10);
-      const shown = probe.shows(user, intent);
-      const own0 = probe.ownCpuUs();
-      const c = process.cpuUsage();
-      const t = performance.now();
-      await server.call("write", { from: i % n, count: 1, intent });
-      await shown;
-      changeLatencyMs.push(performance.now() - t);
-      changeCpuUs.push(cpuUs(c));
-      ownChangeUs.push(probe.ownCpuUs() - own0);
-    }
+    await step("changes", async (within) => {
+      for (let i = 0; i < changes; i++) {
+        const user = userIds[i % n];
+        const intent = `${variant}-change-${i}`;
+        await sleep(10);
+        const shown = probe.shows(user, intent);
+        const own0 = probe.ownCpuUs();
+        const c = process.cpuUsage();
+        const t = performance.now();
+        await within(server.call("write", { from: i % n, count: 1, intent }), "the write");
+        await within(shown, `change ${i} in the list`);
+        changeLatencyMs.push(performance.now() - t);
+        changeCpuUs.push(cpuUs(c));
+        ownChangeUs.push(probe.ownCpuUs() - own0);
+      }
+    });
 
     // A burst, and a catch-up of everyone, each arriving in one sync.
-    const inOneSync = async (count: number, intent: string) => {
+    const inOneSync = async (count: number, intent: string, within: Within) => {
       await sleep(50);
       const e0 = probe.emissions();
-      await writeInOneSync(client, count, intent);
+      const held = await holdWrites(count, intent, within);
       const shown = probe.shows(userIds[count - 1], intent);
       const own0 = probe.ownCpuUs();
       const c = process.cpuUsage();
       const t = performance.now();
-      await shown;
+      await held.release();
+      await within(shown, `the list showing all ${count}`);
       const result = {
         cpuMs: cpuUs(c) / 1000,
         emissions: 0,
         wallMs: performance.now() - t,
         ownMs: (probe.ownCpuUs() - own0) / 1000,
       };
+      await within(probe.settled(), "the observer settling");
       await sleep(200); // js-sdk's second, coalesced recalculation
       result.emissions = probe.emissions() - e0;
       return result;
     };
     // Medians of three (CPU, and the most lists any of them emitted).
-    const repeat = async (count: number, what: string) => {
-      const runs = [];
-      for (let r = 0; r < 3; r++) runs.push(await inOneSync(count, `${variant}-${what}-${r}`));
-      return {
-        cpuMs: median(runs.map((x) => x.cpuMs)),
-        emissions: Math.max(...runs.map((x) => x.emissions)),
-        wallMs: median(runs.map((x) => x.wallMs)),
-        ownMs: median(runs.map((x) => x.ownMs)),
-      };
-    };
+    const repeat = (count: number, what: string) =>
+      step(what, async (within) => {
+        const runs = [];
+        for (let r = 0; r < 3; r++) runs.push(await inOneSync(count, `${variant}-${what}-${r}`, within));
+        return {
+          cpuMs: median(runs.map((x) => x.cpuMs)),
+          emissions: Math.max(...runs.map((x) => x.emissions)),
+          wallMs: median(runs.map((x) => x.wallMs)),
+          ownMs: median(runs.map((x) => x.ownMs)),
+        };
+      });
     progress(`  ${variant}: bursts and catch-ups…`);
     const burst = await repeat(Math.min(BURST, n), "burst");
-    const catchUp = await repeat(n, "catchup");
+    const catchUp = await repeat(n, "catch-up");
 
     // Syncs that carry only a chat message.
     const chatCpuUs: number[] = [];
     const ownChatUs: number[] = [];
     const ev0 = probe.evaluations();
-    for (let i = 0; i < 10; i++) {
-      await sleep(20);
-      const arrived = chatSynced(client);
-      const own0 = probe.ownCpuUs();
-      const c = process.cpuUsage();
-      await server.call("chat");
-      await arrived;
-      await sleep(5);
-      chatCpuUs.push(cpuUs(c));
-      ownChatUs.push(probe.ownCpuUs() - own0);
-    }
+    await step("chat", async (within) => {
+      for (let i = 0; i < 10; i++) {
+        await sleep(20);
+        const arrived = chatSynced(client);
+        const own0 = probe.ownCpuUs();
+        const c = process.cpuUsage();
+        await within(server.call("chat"), "the chat message");
+        await within(arrived, "the chat's sync");
+        await sleep(5);
+        chatCpuUs.push(cpuUs(c));
+        ownChatUs.push(probe.ownCpuUs() - own0);
+      }
+    });
     const chatEvaluations = probe.evaluations() - ev0;
+
+    // The same steps again under the sampling profiler (the observers only: the client alone runs no
+    // observer code): one profiler session for all of them, each round's window cut out of it. A round
+    // ends once the observer is idle again.
+    let profiled: ProfiledSteps | undefined;
+    if (variant !== "none") {
+      progress(`  ${variant}: profiled rounds…`);
+      const windows: Record<ProfiledStep, RoundWindow[]> = {
+        firstList: [],
+        change: [],
+        burst: [],
+        catchUp: [],
+        chat: [],
+      };
+      /** One round: its window is kept only if it finished. */
+      const round = async (stepName: ProfiledStep, run: () => Promise<void>) => {
+        const c = process.cpuUsage();
+        const fromUs = profilerClockUs();
+        await run();
+        windows[stepName].push({ fromUs, toUs: profilerClockUs(), cpuUs: cpuUs(c) });
+      };
+      const { sampler, slowdown } = await by(profiler.start(), Date.now() + 60_000, "starting the profiler");
+      try {
+        await step("profiled changes", async (within) => {
+          for (let i = 0; i < PROFILED_ROUNDS.change; i++) {
+            const from = (changes + i) % n;
+            const intent = `${variant}-profiled-change-${i}`;
+            await sleep(10);
+            const shown = probe.shows(userIds[from], intent);
+            await round("change", async () => {
+              await within(server.call("write", { from, count: 1, intent }), "the write");
+              await within(shown, `profiled change ${i} in the list`);
+              await within(probe.settled(), "the observer settling");
+            });
+          }
+        });
+        const profiledInOneSync = (count: number, what: "burst" | "catchUp", name: string) =>
+          step(name, async (within) => {
+            for (let r = 0; r < PROFILED_ROUNDS[what]; r++) {
+              await sleep(50);
+              const intent = `${variant}-profiled-${what}-${r}`;
+              const held = await holdWrites(count, intent, within);
+              const shown = probe.shows(userIds[count - 1], intent);
+              await round(what, async () => {
+                await held.release();
+                await within(shown, `the list showing all ${count}`);
+                await within(probe.settled(), "the observer settling");
+              });
+            }
+          });
+        await profiledInOneSync(Math.min(BURST, n), "burst", "profiled burst");
+        await profiledInOneSync(n, "catchUp", "profiled catch-up");
+        await step("profiled chat", async (within) => {
+          for (let i = 0; i < PROFILED_ROUNDS.chat; i++) {
+            await sleep(20);
+            const arrived = chatSynced(client);
+            await round("chat", async () => {
+              await within(server.call("chat"), "the chat message");
+              await within(arrived, "the chat's sync");
+              await within(probe.settled(), "the observer settling");
+            });
+          }
+        });
+        await step("profiled first list", async (within) => {
+          for (let r = 0; r < PROFILED_ROUNDS.firstList; r++) {
+            probe.detach();
+            probe = probeFor(variant, client, room);
+            await sleep(50);
+            await round("firstList", async () => {
+              await within(probe.attach(), "the first full list");
+              await within(probe.settled(), "the observer settling");
+            });
+          }
+        });
+      } finally {
+        const recorded = await by(profiler.stop(), Date.now() + 120_000, "stopping the profiler");
+        if (process.env.OBSERVER_PROFILE_DUMP)
+          writeFileSync(
+            `${process.env.OBSERVER_PROFILE_DUMP}-${n}-${variant}.json`,
+            JSON.stringify({ profile: recorded, windows }),
+          );
+        const rounds = {} as ProfiledSteps["rounds"];
+        const typicalUs = typicalIntervalUs(recorded);
+        for (const key of Object.keys(windows) as ProfiledStep[])
+          rounds[key] = windows[key].map((w) => profiledRound(recorded, w, typicalUs));
+        profiled = { intervalUs: SAMPLING_US, typicalUs, sampler, slowdown, rounds };
+      }
+    }
+
     probe.detach();
     stopClient(client);
     variants[variant] = {
-      firstListMs,
-      firstListCpuMs,
-      memoryBytes,
+      firstListMs: first?.firstListMs ?? NaN,
+      firstListCpuMs: first?.firstListCpuMs ?? NaN,
+      memoryBytes: first?.memoryBytes ?? NaN,
       changeCpuUs,
       changeLatencyMs,
-      burst: { cpuMs: burst.cpuMs, emissions: burst.emissions, wallMs: burst.wallMs },
-      catchUp: { cpuMs: catchUp.cpuMs, emissions: catchUp.emissions, wallMs: catchUp.wallMs },
+      burst: { cpuMs: burst?.cpuMs ?? NaN, emissions: burst?.emissions ?? NaN, wallMs: burst?.wallMs ?? NaN },
+      catchUp: {
+        cpuMs: catchUp?.cpuMs ?? NaN,
+        emissions: catchUp?.emissions ?? NaN,
+        wallMs: catchUp?.wallMs ?? NaN,
+      },
       chatCpuUs,
       chatEvaluations,
+      profiled,
+      failures,
     };
     if (variant === "ours")
       variants[variant]!.own = {
         changeUs: ownChangeUs,
-        burstMs: burst.ownMs,
-        catchUpMs: catchUp.ownMs,
+        burstMs: burst?.ownMs ?? NaN,
+        catchUpMs: catchUp?.ownMs ?? NaN,
         chatUs: ownChatUs,
       };
   }
+  profiler.close();
 
   progress(`  both on one client…`);
   // Both on one client: the same list after every step?
+  let agreementFailure: string | undefined;
   {
     const { client, room } = await startClient(url, owner, roomId);
     const ours = ourProbe(client, roomId, n);
     const theirs = jsSdkProbe(client, room, n);
-    await ours.attach();
-    await theirs.attach();
+    const deadline = Date.now() + stepBudgetMs("catch-up", n) + stepBudgetMs("changes", n);
+    const within: Within = (promise, what) => by(promise, deadline, what);
     const compare = (what: string) => {
       agreement.checks++;
       if (ours.ids().join() === theirs.ids().join()) agreement.equal++;
       else agreement.firstDifference ??= `${what}: ours ${ours.ids().length}, js-sdk ${theirs.ids().length}`;
     };
-    compare("first list");
-    for (let i = 0; i < Math.min(changes, 20); i++) {
-      const intent = `both-${i}`;
-      const shown = Promise.all([ours.shows(userIds[i % n], intent), theirs.shows(userIds[i % n], intent)]);
-      await server.call("write", { from: i % n, count: 1, intent });
-      await shown;
-      await sleep(20);
-      compare(`change ${i}`);
+    try {
+      await within(ours.attach(), "our first list");
+      await within(theirs.attach(), "js-sdk's first list");
+      compare("first list");
+      for (let i = 0; i < Math.min(changes, 20); i++) {
+        const intent = `both-${i}`;
+        const shown = Promise.all([ours.shows(userIds[i % n], intent), theirs.shows(userIds[i % n], intent)]);
+        await within(server.call("write", { from: i % n, count: 1, intent }), "the write");
+        await within(shown, `change ${i} in both lists`);
+        await sleep(20);
+        compare(`change ${i}`);
+      }
+      const held = await holdWrites(n, "both-catchup", within);
+      const shown = Promise.all([
+        ours.shows(userIds[n - 1], "both-catchup"),
+        theirs.shows(userIds[n - 1], "both-catchup"),
+      ]);
+      await held.release();
+      await within(shown, "the catch-up in both lists");
+      await within(theirs.settled(), "js-sdk settling");
+      await sleep(200);
+      compare("catch-up");
+    } catch (e) {
+      agreementFailure = e instanceof Error ? e.message : String(e);
+      progress(`  both: FAILED: ${agreementFailure}`);
     }
-    await writeInOneSync(client, n, "both-catchup");
-    await Promise.all([
-      ours.shows(userIds[n - 1], "both-catchup"),
-      theirs.shows(userIds[n - 1], "both-catchup"),
-    ]);
-    await sleep(200);
-    compare("catch-up");
     ours.detach();
     theirs.detach();
     stopClient(client);
@@ -529,6 +668,7 @@ export async function runObserverSize(n: number, changes: number): Promise<Obser
     setupMs,
     variants: variants as Record<ObserverVariant, ObserverVariantResult>,
     agreement,
+    ...(agreementFailure ? { agreementFailure } : {}),
   };
 }
 
@@ -536,7 +676,7 @@ export async function runObserverSize(n: number, changes: number): Promise<Obser
 export function runObserverChild(
   n: number,
   changes: number,
-  timeoutMs = 900_000,
+  timeoutMs = observerChildBudgetMs(n),
 ): Promise<ObserverSizeResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(
@@ -547,7 +687,11 @@ export function runObserverChild(
     let out = "";
     let err = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    child.stderr.on("data", (d: Buffer) => {
+      err += d.toString();
+      // Its progress, as it goes (the N = 5,000 child runs for many minutes).
+      process.stderr.write(d);
+    });
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
       reject(new Error(`observer bench N=${n}: no result within ${timeoutMs} ms`));
