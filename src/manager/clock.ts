@@ -14,7 +14,8 @@ import { MAX_TIMER_MS } from "../core/limits.js";
  * that it never goes back.
  */
 export class Clock {
-  private readonly pending = new Set<Subscription>();
+  /** Timers armed and not yet fired or cancelled: RxJS subscriptions (virtual time) or timer handles. */
+  private readonly pending: (Subscription | RealTimer)[] = [];
   /** Elapsed time is measured on the scheduler's own clock (virtual time), or on a real-time source. */
   private readonly virtual: boolean;
   /**
@@ -50,23 +51,47 @@ export class Clock {
 
   /** Run `fn` after `ms`; the returned function cancels it. */
   after(ms: number, fn: () => void): () => void {
-    const from = this.virtual ? 0 : monotonicNow();
-    const armedAt = this.virtual ? 0 : this.now();
+    if (this.virtual) {
+      const sub: Subscription = this.scheduler.schedule(
+        () => {
+          this.untrack(sub);
+          fn();
+        },
+        Math.max(0, ms),
+      );
+      this.pending.push(sub);
+      return () => {
+        sub.unsubscribe();
+        this.untrack(sub);
+      };
+    }
+    // Real time: the timer's own handle is what we keep and clear (two timers per heartbeat of every
+    // manager in a process: no wrapper objects around them).
+    const from = monotonicNow();
+    const armedAt = this.now();
     const armedDate = Date.now();
-    const run = () => {
-      this.pending.delete(sub);
+    const handle = realTimer(() => {
+      this.untrack(handle);
       // A timer that fires long before `performance.now()` says it may runs on mocked time: follow
       // the clock the timers follow from now on (the time kept so far is kept).
-      if (!this.virtual && this.source === monotonicNow && ms >= 100 && monotonicNow() - from < ms / 2)
+      if (this.source === monotonicNow && ms >= 100 && monotonicNow() - from < ms / 2)
         this.followWallClock(armedAt + Math.max(ms, Date.now() - armedDate));
       fn();
-    };
-    const sub = this.virtual ? this.scheduler.schedule(run, Math.max(0, ms)) : realTimer(run, ms);
-    this.pending.add(sub);
+    }, ms);
+    this.pending.push(handle);
     return () => {
-      sub.unsubscribe();
-      this.pending.delete(sub);
+      clearTimeout(handle);
+      this.untrack(handle);
     };
+  }
+
+  /** Forget a timer that fired or was cancelled (order does not matter: swap with the last). */
+  private untrack(timer: Subscription | RealTimer): void {
+    const list = this.pending;
+    const i = list.indexOf(timer);
+    if (i < 0) return;
+    list[i] = list[list.length - 1];
+    list.pop();
   }
 
   /** Switch to `Date.now()`; `elapsed` is at least what the timers' clock says has passed. */
@@ -79,12 +104,13 @@ export class Clock {
 
   /** Cancel every pending timer. */
   dispose(): void {
-    for (const sub of this.pending) sub.unsubscribe();
-    this.pending.clear();
+    for (const timer of this.pending.splice(0))
+      if (this.virtual) (timer as Subscription).unsubscribe();
+      else clearTimeout(timer as RealTimer);
   }
 
   get pendingTimers(): number {
-    return this.pending.size;
+    return this.pending.length;
   }
 }
 
@@ -98,14 +124,14 @@ export function readsWallClock(scheduler: SchedulerLike): boolean {
 }
 
 /**
- * A one-shot real-time timer as a Subscription, for the schedulers that read the wall clock. RxJS's
+ * A one-shot real-time timer, for the schedulers that read the wall clock. RxJS's
  * AsyncScheduler arms each action with `setInterval` and clears the interval once the action ran; under
  * node:test's mock timers such an interval kept firing, so a wake of ours came back tens of thousands
  * of times a (virtual) second. A plain `setTimeout` fires once.
  */
-function realTimer(fn: () => void, ms: number): Subscription {
-  const handle = setTimeout(fn, Math.min(Math.max(0, ms), MAX_TIMER_MS));
-  return { closed: false, unsubscribe: () => clearTimeout(handle) } as unknown as Subscription;
+type RealTimer = ReturnType<typeof setTimeout>;
+function realTimer(fn: () => void, ms: number): RealTimer {
+  return setTimeout(fn, Math.min(Math.max(0, ms), MAX_TIMER_MS));
 }
 
 /** Milliseconds on a clock that never steps (its zero is arbitrary: only differences mean anything). */
