@@ -61,8 +61,6 @@ console.log(
  */
 // None listed. R was, until a write whose cover went while it was on the wire (a physical limit: no client
 // can recall a request in flight) became a case of its own in the checker (test/helpers/invariants.ts).
-// D10 below is open, but rare (once in ~8,600 schedules; CI's fixed seed does not meet it): 3, 5 and E
-// still run in CI.
 const KNOWN_BROKEN = new Set<InvariantId>([]);
 
 /** Every property plays the same schedules (same seed): play each once (only the violations are kept). */
@@ -946,9 +944,11 @@ const KNOWN: {
       "cancel waited out a 429 until its give-up (2840 ms): the probable fire was said then and the membership " +
       "written back at once, 41 ms before the replaced leave really fired over it (2881 ms); joined with " +
       "probablyLeft false, and the sticky format's eyes (our event read by id) cannot see the new `{}` " +
-      "(recovery.ts onReplacedCancelDone bounds the replaced leave by the last restart that answered, not by a " +
-      "restart of unknown outcome that may still arrive)",
+      "(replacedLeaves.ts: the probable fire is still said then, but the fresh write waits for the cancel, " +
+      "retried until the replaced leave surely fired, counting every restart of unknown outcome as processed " +
+      "up to 30 s after its send: lateRestarts.ts; here the retry's 404 at 3040 lets it go)",
     invs: ["3", "5", "E"],
+    fixed: true,
     world: { delegation: true, format: "sticky" },
     cmds: [
       { k: "fault", op: "restart", fault: { kind: "slow", ms: 831 }, times: 1 },
