@@ -382,3 +382,27 @@ describe("issue 22 (a slow link): a write answered while the replacement delayed
     h.manager.dispose();
   });
 });
+
+// The state format's degraded mode (a server without delayed events): the membership's own `expires`
+// is all that protects the call, and nothing but our clock says when it ran out.
+describe("item 9, degraded mode: no heartbeat checks the expiry", () => {
+  it("a refresh still on its way when `expires` passes: membership-expired at that instant", async () => {
+    const h = harness({ degradedMembershipExpiryMs: 4000 }, (s) => (s.delayedEventsEnabled = false));
+    h.manager.join();
+    await h.time.until(() => h.manager.status === "connected", 10_000);
+    expect(h.manager.state).toEqual({ kind: "joined", delayedLeave: false });
+    const writtenAt = h.time.now();
+    // Every write from now on reaches the server 6 s late (no failure, no answer meanwhile).
+    h.server.inject("state", { kind: "slow", ms: 6000 }, 100);
+    // Others stop listing us 4 s after our last write landed; we must say so by then.
+    let expiredAt: number | undefined;
+    await h.time.until(() => {
+      if (h.manager.state.kind === "reconnecting") expiredAt ??= h.time.now();
+      return expiredAt !== undefined;
+    }, 8000);
+    expect(h.manager.state).toMatchObject({ kind: "reconnecting", reason: "membership-expired" });
+    expect(expiredAt! - writtenAt).toBeLessThanOrEqual(4000);
+    expect(h.manager.probablyLeft).toBe(true);
+    h.manager.dispose();
+  });
+});

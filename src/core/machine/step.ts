@@ -26,7 +26,7 @@ import type { MembershipFields } from "../../membership/content.js";
 import type { Support } from "../../manager/state.js";
 import type { Timing } from "../config.js";
 import { callById, log, type Ctx } from "./context.js";
-import { endCall, onPredictedLeave, rejectUpdates } from "./calls.js";
+import { checkExpiry, endCall, onPredictedLeave, rejectUpdates } from "./calls.js";
 import { laneWakeAt, onLaneWake } from "./delayedLeave.js";
 import { onRestartDone } from "./heartbeat.js";
 import { onLookupDone, onReadReplacedDone } from "./recovery.js";
@@ -262,6 +262,18 @@ function wakeCall(c: Ctx, call: CallState): void {
   }
   const checkAt = checkWakeAt(call);
   if (checkAt !== undefined && checkAt <= c.now) onCheckWake(c, call);
+  const expiryAt = expiryWakeAt(call);
+  if (expiryAt !== undefined && expiryAt <= c.now) checkExpiry(c, call);
+}
+
+/**
+ * When our membership's `expires` runs out for others, unless a refresh lands first. A heartbeat and a
+ * failed write check it too, but without a delayed leave (degraded mode) there is no heartbeat, and a
+ * refresh still on its way when the network comes back neither fails nor lands in time: others dropped
+ * us meanwhile, and we must have said so (found under load by test/integration/interop/presets.test.ts).
+ */
+function expiryWakeAt(call: CallState): number | undefined {
+  return call.expired || call.ended ? undefined : call.expiresAt;
 }
 
 /** When the machine wants its next `tick` (undefined: it waits only for answers or the app). */
@@ -279,6 +291,7 @@ export function nextWakeAt(s: MachineState): number | undefined {
     consider(call.refreshAt);
     consider(call.refreshAfterFireAt);
     consider(checkWakeAt(call));
+    consider(expiryWakeAt(call));
   }
   consider(s.sweep?.wakeAt);
   for (const d of s.orphanDeadlines ?? []) consider(d.at);

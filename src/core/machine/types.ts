@@ -502,6 +502,12 @@ export interface MachineState {
   nextId: number;
   /** The server's clock minus our elapsed-time clock, once learned from a timestamp the server gave. */
   serverOffsetMs?: number;
+  /**
+   * How far `serverOffsetMs` may be off: half the round trip it was learnt over (the server stamped the
+   * event somewhere between our send and its answer). Judgements of when others stop listing us take
+   * the earliest the server's clock allows.
+   */
+  serverOffsetSlackMs?: number;
   /** The room view (a synced client, the host's state pushes) has shown our own writes: it watches our key. */
   viewLive: boolean;
   /** false once the backend said it cannot read our key back (a widget host refused the capability). */

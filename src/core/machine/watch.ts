@@ -157,6 +157,7 @@ function learnStamp(c: Ctx, call: CallState | undefined, task: Task, outcome: Ou
   const { sentAt, answeredAt } = task.purpose;
   // The server stamped it between our send and its answer: the middle is the best estimate.
   c.s.serverOffsetMs = Math.round(ts - (sentAt + answeredAt) / 2);
+  c.s.serverOffsetSlackMs = Math.ceil((answeredAt - sentAt) / 2);
   if (call && !call.ended && call.createdTs === undefined && call.lastSent === task.purpose.content)
     call.createdTs = ts;
   checkSkew(c);

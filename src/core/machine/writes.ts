@@ -218,8 +218,12 @@ function watchExpiry(
   if (!Number.isFinite(expires)) return;
   const created = Number(content.created_ts);
   const offset = c.s.serverOffsetMs;
+  // With created_ts: the earliest the server's clock can reach it (the offset is known to within half
+  // the round trip it was learnt over; a slow answer must not make us say `connected` past it).
   const expiresAt =
-    Number.isFinite(created) && offset !== undefined ? created + expires - offset : sentAt + expires;
+    Number.isFinite(created) && offset !== undefined
+      ? created + expires - offset - (c.s.serverOffsetSlackMs ?? 0)
+      : sentAt + expires;
   call.expiresAt = expiresAt;
   if (call.expired) {
     call.expired = false;

