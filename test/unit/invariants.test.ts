@@ -980,6 +980,30 @@ const KNOWN: {
       { k: "service", mode: "refuse" },
     ],
   },
+  {
+    name:
+      "T9 (scripts/invariants-long.sh 10000, seed 2146079256, on main too): tab 2's first membership write, " +
+      "sent 10 ms after its delayed leave (2 s) was created, was held 10.5 s in the network; its page crashed " +
+      "meanwhile (the write aborted, nothing can recall it) and it landed at 10530, after that leave fired at " +
+      "2010. R exempts a write whose cover went while it was on the wire only with a request's time of spare " +
+      "when sent, judged by the slowest link of the run: 1.6 s, from a latency step that lasted 0 ms before " +
+      "any request (test/helpers/invariants.ts noteCover, oneRequest); 5 already exempts the crashed tab. " +
+      "Open: the checker, most likely",
+    invs: ["R"],
+    world: { tabs: 2 },
+    eyes: "read",
+    cmds: [
+      { k: "fault", op: "schedule", fault: { kind: "lose-response" }, times: 1 },
+      { k: "join" },
+      { k: "latency", ms: 1600, jitterMs: 0 },
+      { k: "latency", ms: 20, jitterMs: 0 },
+      { k: "tab2", act: "join" },
+      { k: "fault", op: "state", fault: { kind: "slow", ms: 10_500 }, times: 1 },
+      { k: "leave" },
+      { k: "advance", ms: 600 },
+      { k: "tab2", act: "crash" },
+    ],
+  },
 ];
 
 describe("counterexamples: regression tests once fixed, it.failing while still open", () => {
