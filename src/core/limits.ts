@@ -25,10 +25,16 @@ export const RATE_LIMIT_FLOOR_MS = 1000;
 export const CLOCK_SKEW_MARGIN_MS = 30_000;
 
 /**
- * How long after it was sent a membership write whose answer never came may still be processed (held by
- * a proxy or a slow link): a leave keeps a guard pending until then (core/machine/lateWrites.ts).
+ * How long after it was sent a request of ours whose answer never came may still be processed (held by a
+ * proxy or a slow link). A restart processed that late starts its delayed leave's delay again then
+ * (core/machine/lateRestarts.ts).
  */
-export const LATE_WRITE_HORIZON_MS = 30_000;
+export const LATE_REQUEST_HORIZON_MS = 30_000;
+
+/**
+ * The same for a membership write: a leave keeps a guard pending until then (core/machine/lateWrites.ts).
+ */
+export const LATE_WRITE_HORIZON_MS = LATE_REQUEST_HORIZON_MS;
 
 /** Matrix caps `room_id`, `sender` and `state_key` at 255 bytes (spec: "Size limits"); servers refuse longer. */
 export const MAX_ID_BYTES = 255;

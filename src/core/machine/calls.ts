@@ -9,6 +9,7 @@ import { abortIdleTasks } from "./tasks.js";
 import { dropScheduleWait } from "./schedule.js";
 import { endDelegation } from "./delegation.js";
 import { doubtHoldsWrites } from "./doubt.js";
+import { replacedHoldsWrites } from "./replacedLeaves.js";
 import type { CallState } from "./types.js";
 
 export function newCall(c: Ctx): CallState {
@@ -102,6 +103,8 @@ export function writeIsProtected(c: Ctx, call: CallState): boolean {
   if (call.delayed === "armed" && RESTART_IN_FLIGHT.has(call.lane.k)) return false;
   // A delayed leave a schedule of ours of unknown outcome made may fire over it unseen (doubt.ts).
   if (doubtHoldsWrites(c, call)) return false;
+  // ... or one we replaced and said probably fired, still being cancelled (replacedLeaves.ts).
+  if (replacedHoldsWrites(c, call)) return false;
   return mayWriteMembership({
     now: c.now,
     delayed: call.delayed,

@@ -22,19 +22,12 @@
  */
 import { classifyError, httpFacts } from "../../errors.js";
 import { MIN_TIMING_STEP_MS, type Timing } from "../config.js";
-import {
-  delayedTimeoutMs,
-  log,
-  nextId,
-  rejoinRetryCapMs,
-  setDelayId,
-  updateSupport,
-  type Ctx,
-} from "./context.js";
+import { delayedTimeoutMs, log, nextId, setDelayId, updateSupport, type Ctx } from "./context.js";
 import { refund, retimeLink, spend } from "./resources.js";
 import { beat } from "./heartbeat.js";
 import { wantWrite } from "./writes.js";
-import { askOnce, startTask } from "./tasks.js";
+import { askOnce } from "./tasks.js";
+import { cancelReplaced } from "./replacedLeaves.js";
 import { scheduleRequest } from "./format.js";
 import { noteUnknownOutcome } from "./orphans.js";
 import type { CallState, DelegationLane, DelegationTiming, OpenSchedule, Outcome, Task } from "./types.js";
@@ -176,7 +169,8 @@ export function onSwitchScheduleAnswer(
     return;
   }
   const delayId = value as string;
-  if (!current || call!.ended) return cancelNew(c, delayId, open.sentAt + open.delayMs);
+  if (!current || call!.ended)
+    return cancelNew(c, open.callId, delayId, open.sentAt + open.delayMs, open.delayMs);
   lane!.newId = delayId;
   lane!.newSentAt = open.sentAt;
   lane!.newDelayMs = open.delayMs;
@@ -271,7 +265,7 @@ function noteRefusal(c: Ctx, lane: DelegationLane, verdict: "refused" | "unsuppo
 function switchFailed(c: Ctx, call: CallState, lane: DelegationLane, why: string): void {
   log(c, "info", `switching the delayed leave's holder to "${lane.target}" failed: ${why}`);
   const target = lane.target;
-  if (lane.newId) cancelNew(c, lane.newId, lane.newSentAt! + lane.newDelayMs!);
+  if (lane.newId) cancelNew(c, call.id, lane.newId, lane.newSentAt! + lane.newDelayMs!, lane.newDelayMs!);
   lane.step = "idle";
   lane.target = lane.newId = lane.newSentAt = lane.newDelayMs = undefined;
   // (A failed fallback is tried again at the next beat: `fallBack` stays set, the long one still holds.)
@@ -282,7 +276,8 @@ function switchFailed(c: Ctx, call: CallState, lane: DelegationLane, why: string
 function swap(c: Ctx, call: CallState, lane: DelegationLane): void {
   const target = lane.target!;
   const old = call.delayId;
-  const oldFiresFrom = call.armedAt! + c.s.timing.delayMs;
+  const oldDelayMs = c.s.timing.delayMs;
+  const oldFiresFrom = call.armedAt! + oldDelayMs;
   if (target === "delegated") {
     c.s.normalTiming ??= c.s.timing;
     c.s.timing = delegatedTiming(c.s.normalTiming, c.env.delegation!);
@@ -302,26 +297,18 @@ function swap(c: Ctx, call: CallState, lane: DelegationLane): void {
   setDelayId(c, call.delayId);
   updateSupport(c, { delayedLeaveHolder: target, delayMs: c.s.timing.delayMs });
   log(c, "info", `the delayed leave is now held by "${target}" (${c.s.timing.delayMs} ms delay)`);
-  if (old) cancelOld(c, old, oldFiresFrom);
+  if (old) cancelOld(c, call.id, old, oldFiresFrom, oldDelayMs);
   // The heartbeat lane picks the new timing up at its next beat (heartbeat.ts enterBeat).
   call.lane = { k: "beat", refusals: 0, wakeAt: call.armedAt! + c.s.timing.heartbeatIntervalMs };
 }
 
-function cancelOld(c: Ctx, delayId: string, firesFrom: number): void {
-  startTask(c, {
-    purpose: { kind: "cancel-replaced", firesFrom },
-    request: { kind: "delayed", delayId, action: "cancel" },
-    op: "cancel",
-    scope: "manager",
-    retry: "not-gone",
-    capMs: rejoinRetryCapMs(c.s),
-    until: firesFrom + c.s.timing.requestTimeoutMs,
-    measures: false,
-  });
+/** Cancel a delayed leave no longer held (replacedLeaves.ts): not confirmed a request after its due time, it probably fired. */
+function cancelOld(c: Ctx, callId: number, delayId: string, firesFrom: number, delayMs: number): void {
+  cancelReplaced(c, callId, delayId, firesFrom, firesFrom + c.s.timing.requestTimeoutMs, delayMs);
 }
 
 /** A switch's new delayed leave nobody will hold: cancel it (it would fire into a later membership). */
-function cancelNew(c: Ctx, delayId: string, firesFrom: number): void {
+function cancelNew(c: Ctx, callId: number, delayId: string, firesFrom: number, delayMs: number): void {
   if (c.s.disposed) {
     askOnce(c, { kind: "cancel-after-dispose" }, { kind: "delayed", delayId, action: "cancel" }, "cancel", {
       scope: "detached",
@@ -330,7 +317,7 @@ function cancelNew(c: Ctx, delayId: string, firesFrom: number): void {
     });
     return;
   }
-  cancelOld(c, delayId, firesFrom);
+  cancelOld(c, callId, delayId, firesFrom, delayMs);
 }
 
 /**
@@ -340,7 +327,7 @@ function cancelNew(c: Ctx, delayId: string, firesFrom: number): void {
 export function onHeldLeaveGone(c: Ctx, call: CallState): void {
   const lane = call.delegation;
   if (!lane) return;
-  abandonSwitch(c, lane);
+  abandonSwitch(c, call.id, lane);
   if (lane.holder !== "delegated") return;
   lane.holder = "self";
   lane.beats = 0;
@@ -349,8 +336,8 @@ export function onHeldLeaveGone(c: Ctx, call: CallState): void {
   log(c, "info", "the delegated delayed leave is gone: back to our own heartbeat");
 }
 
-function abandonSwitch(c: Ctx, lane: DelegationLane): void {
-  if (lane.newId) cancelNew(c, lane.newId, lane.newSentAt! + lane.newDelayMs!);
+function abandonSwitch(c: Ctx, callId: number, lane: DelegationLane): void {
+  if (lane.newId) cancelNew(c, callId, lane.newId, lane.newSentAt! + lane.newDelayMs!, lane.newDelayMs!);
   lane.step = "idle";
   lane.target = lane.newId = lane.newSentAt = lane.newDelayMs = undefined;
 }
@@ -369,7 +356,7 @@ function restoreTiming(c: Ctx): void {
  */
 export function endDelegation(c: Ctx, call: CallState): void {
   if (!call.delegation) return;
-  abandonSwitch(c, call.delegation);
+  abandonSwitch(c, call.id, call.delegation);
   if (call.heartbeatStopped) resetDelegation(c, call);
 }
 
@@ -377,7 +364,7 @@ export function endDelegation(c: Ctx, call: CallState): void {
 export function resetDelegation(c: Ctx, call: CallState): void {
   const lane = call.delegation;
   if (!lane) return;
-  abandonSwitch(c, lane);
+  abandonSwitch(c, call.id, lane);
   lane.holder = "self";
   lane.fallBack = undefined;
   lane.beats = 0;

@@ -10,7 +10,6 @@ import { lostDelayedLeaveCause } from "../lostDelayedLeave.js";
 import {
   emitError,
   log,
-  rejoinRetryCapMs,
   setDelayId,
   setOwnMembership,
   setProbablyLeft,
@@ -18,14 +17,14 @@ import {
   type Ctx,
 } from "./context.js";
 import { endCall } from "./calls.js";
-import { askOnce, startTask } from "./tasks.js";
+import { askOnce } from "./tasks.js";
 import { resumeWrites, wantWrite } from "./writes.js";
-import type { CallState, Outcome, Task } from "./types.js";
+import type { CallState, Outcome } from "./types.js";
 import { startSchedule } from "./schedule.js";
 import { readRequest, removedByOthers } from "./format.js";
 import { onHeldLeaveGone } from "./delegation.js";
 import { isLeftContent } from "../../membership/content.js";
-import { probablyFiredUncancelled } from "./orphans.js";
+import { cancelReplaced } from "./replacedLeaves.js";
 
 export function recover(c: Ctx, call: CallState, cls: ErrorClass): void {
   // Where the server can say what became of it (MSC4140 as merged: the 409's lookup, or `GET` one),
@@ -183,37 +182,22 @@ export function afterRecoverPause(
   // Retried (as the stale delayed leave's cancel) until it has surely fired: one cancel lost on the way
   // let it fire `{}` over the membership we write next, while we reported joined (found by the model
   // test, test/unit/machine.model.test.ts). Only a "gone" ends it early.
-  if (!fired && replaced)
-    startTask(c, {
-      purpose: { kind: "cancel-replaced", firesFrom: call.armedAt! + c.s.timing.delayMs },
-      request: { kind: "delayed", delayId: replaced, action: "cancel" },
-      op: "cancel",
-      scope: "manager",
-      retry: "not-gone",
-      capMs: rejoinRetryCapMs(c.s),
-      until: c.now + c.s.timing.delayMs + c.s.timing.requestTimeoutMs,
-      measures: false,
-    });
+  // (Said to have probably fired a delay and a request after now: the "gone" may have been a lie about a
+  // restart the server did process.)
+  if (!fired && replaced) {
+    const { delayMs, requestTimeoutMs } = c.s.timing;
+    cancelReplaced(
+      c,
+      call.id,
+      replaced,
+      call.armedAt! + delayMs,
+      c.now + delayMs + requestTimeoutMs,
+      delayMs,
+    );
+  }
   if (call.ended) {
     call.lane = { k: "stopped" };
     return;
   }
   startSchedule(c, call, "recover");
-}
-
-/**
- * The cancel of a replaced delayed leave ended. Confirmed, or "gone" before it could fire: it never
- * fires. Otherwise (not confirmed within its window, or "gone" once it could have fired) it may have
- * fired `{}` over the membership written since: write it again (found by the model test,
- * test/unit/machine.model.test.ts: a 429 held the cancel back past the replaced one's due time), and say
- * so meanwhile, as for an orphan: others saw us leave (found by the randomized invariants with the
- * delegation service: the normal leave a delegation replaced fired over our membership while its cancel
- * waited out a 429, and the membership went back with probablyLeft never raised).
- */
-export function onReplacedCancelDone(c: Ctx, task: Task, outcome: Outcome): void {
-  if (outcome.ok || task.purpose.kind !== "cancel-replaced") return;
-  log(c, "debug", "the replaced delayed leave could not be cancelled (probably gone)", outcome.error);
-  if (outcome.aborted && !outcome.deferred) return;
-  if (!outcome.deferred && c.now < task.purpose.firesFrom) return;
-  probablyFiredUncancelled(c, "a delayed leave we replaced");
 }

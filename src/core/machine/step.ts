@@ -13,6 +13,7 @@
  * - leave.ts: the leave job (settle, fire the delayed leave or write {});
  * - orphans.ts: late delay ids, sweeps for orphaned delayed leaves, re-asserts; doubt.ts: what a
  *   schedule of unknown outcome may have fired over our membership while nothing could look;
+ *   replacedLeaves.ts: cancelling delayed leaves we replaced (lateRestarts.ts: until they surely fired);
  * - pageExit.ts: the page goes away (fire the delayed leave at once, park) and comes back (rejoin);
  * - tasks.ts: one request with its retries (budget, backoff, give-up);
  * - calls.ts: a call's start and end, the write guard, predicted leave, expiry;
@@ -28,7 +29,8 @@ import { callById, log, type Ctx } from "./context.js";
 import { checkExpiry, endCall, onPredictedLeave, rejectUpdates } from "./calls.js";
 import { laneWakeAt, onLaneWake } from "./delayedLeave.js";
 import { onRestartDone } from "./heartbeat.js";
-import { onLookupDone, onReadReplacedDone, onReplacedCancelDone } from "./recovery.js";
+import { onLookupDone, onReadReplacedDone } from "./recovery.js";
+import { onReplacedCancelDone, onReplacedWake, replacedWakeAt } from "./replacedLeaves.js";
 import { onScheduleAnswer, onStaleCancelled } from "./schedule.js";
 import { join, leave, membershipMissing, onProbeDone, onReadHoldsDone, update } from "./join.js";
 import {
@@ -235,6 +237,8 @@ function onTick(c: Ctx): void {
     if (orphanAt !== undefined && orphanAt <= c.now) onOrphanWake(c);
     const doubtAt = doubtWakeAt(c.s);
     if (doubtAt !== undefined && doubtAt <= c.now) onDoubtWake(c);
+    const replacedAt = replacedWakeAt(c.s);
+    if (replacedAt !== undefined && replacedAt <= c.now) onReplacedWake(c);
     const leaveAt = leaveWakeAt(c);
     if (leaveAt !== undefined && leaveAt <= c.now) c.s.leave!.wakeAt = undefined;
     const guardCheckAt = guardCheckWakeAt(c);
@@ -303,6 +307,7 @@ export function nextWakeAt(s: MachineState): number | undefined {
   if (s.reassertAt) for (const r of s.reassertAt) at = earlier(at, r);
   if (s.probableFiresAt) for (const r of s.probableFiresAt) at = earlier(at, r);
   at = earlier(at, doubtWakeAt(s));
+  at = earlier(at, replacedWakeAt(s));
   at = earlier(at, s.predecessorSweepAt);
   at = earlier(at, s.guardCheck?.at);
   at = earlier(at, s.leave?.wakeAt);

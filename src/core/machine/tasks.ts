@@ -10,6 +10,7 @@ import { callById, emitError, log, nextId, toError, type Ctx } from "./context.j
 import { checkExpiry, failCall, writeIsProtected } from "./calls.js";
 import { observeLink, refund, spend, taskTimeoutMs } from "./resources.js";
 import { noteUnansweredWrite } from "./lateWrites.js";
+import { noteRestartAttempt } from "./lateRestarts.js";
 import type { CallState, Outcome, Purpose, Request, RetryRule, Task, TaskScope } from "./types.js";
 
 export interface TaskSpec {
@@ -200,6 +201,8 @@ export function answerTask(
   // A membership write that got no answer may still be processed later (lateWrites.ts).
   if (task.purpose.kind === "write" && (timedOut || cls.kind === "network"))
     noteUnansweredWrite(c, sentAt, task.purpose.content);
+  // A restart that got no answer may still start its delayed leave's delay later (lateRestarts.ts).
+  noteRestartAttempt(c, task, sentAt, timedOut, cls);
   // Only our own timeouts and real answers (an HTTP status) measure the link: a connection reset after
   // a long cut is not a round trip.
   if (task.measures && (timedOut || (cls.kind !== "network" && cls.kind !== "unknown")))

@@ -122,8 +122,13 @@ export type Purpose =
   | { kind: "read-room-membership" }
   /** The server's timestamp of our fresh membership: `created_ts` for later writes, the server's clock. */
   | { kind: "stamp"; content: MembershipContent; sentAt: number; answeredAt: number }
-  /** `firesFrom`: the earliest time the replaced delayed leave could fire (its last restart + delay). */
-  | { kind: "cancel-replaced"; firesFrom: number }
+  /**
+   * A delayed leave of ours another replaced, cancelled until it surely fired (replacedLeaves.ts).
+   * `firesFrom`: the earliest it could fire (its last restart + delay); `sayAt`: not confirmed by then, it
+   * probably fired (`said`: said, and writes wait for this cancel to end); `callId`: the call whose key
+   * it writes.
+   */
+  | { kind: "cancel-replaced"; firesFrom: number; sayAt: number; callId: number; said?: boolean }
   | { kind: "list"; windowUntil: number }
   | { kind: "cancel-orphan"; delayId: string; late: boolean }
   | { kind: "cancel-after-dispose" }
@@ -288,6 +293,8 @@ export interface CallState {
   lastEventId?: string;
   /** Sticky format: a refresh waits for a restart sent at or after this time (format.ts). */
   restartBeforeWrite?: number;
+  /** The last restart of `delayId` whose outcome we never learned: it may still be processed (lateRestarts.ts). */
+  unansweredRestart?: { delayId: string; sentAt: number };
 }
 
 /**

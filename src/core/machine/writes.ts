@@ -18,6 +18,7 @@ import { failCall, writeIsProtected } from "./calls.js";
 import { wakeHeartbeat } from "./heartbeat.js";
 import { startLeaveJob } from "./leave.js";
 import { doubtHoldsWrites } from "./doubt.js";
+import { replacedHoldsWrites } from "./replacedLeaves.js";
 import { probablyFiredUncancelled } from "./orphans.js";
 import { startTask } from "./tasks.js";
 import type { CallState, Outcome, Task, WriteKind } from "./types.js";
@@ -144,10 +145,11 @@ export function onWriteDone(c: Ctx, call: CallState | undefined, task: Task, out
   scheduleCheck(c, call);
   // On its way when a schedule of ours of unknown outcome could start firing over it (doubt.ts): it may
   // be taken down any moment, unseen. Not `joined`: probably left, and a fresh write once that is over.
-  if (doubtHoldsWrites(c, call))
+  // (Likewise for a delayed leave we replaced, said probably fired while its cancel runs: replacedLeaves.ts.)
+  if (doubtHoldsWrites(c, call) || replacedHoldsWrites(c, call))
     return probablyFiredUncancelled(
       c,
-      "our membership landed while a delayed leave a schedule of ours may have made",
+      "our membership landed while a delayed leave of ours nothing found or cancelled",
       "could fire over it unseen",
     );
   if (call.delayed === "armed") {
