@@ -643,6 +643,8 @@ export async function runSchedule(
   // One request: its round trip (the slowest the link has had) and its local timeout (the tabs' options
   // are the same).
   let slowestRtt = LATENCY_MS;
+  /** The link's round trip in force now (its longest draw): what a request sent now travels on. */
+  const linkRtt = () => latency.ms + latency.jitterMs;
   /** Since when reads of our key may have failed (a fault on them, 429s, a cut): the eyes' excuse. */
   let lastBlindAt = -Infinity;
 
@@ -807,20 +809,31 @@ export async function runSchedule(
      * Membership writes of ours not processed yet, each with when (server time) the last of our pending
      * delayed leaves would fire as it left: R's in-flight case (see there).
      */
-    const writesSent: { content: string; sentAt: number; coveredUntil: number; spare: number }[] = [];
+    const writesSent: {
+      content: string;
+      sentAt: number;
+      coveredUntil: number;
+      spare: number;
+      /** The delay id the manager held (delayId$) when the write was sent: the cover it relied on. */
+      heldId: string | undefined;
+    }[] = [];
     /** Records a membership write as it leaves, with when our last pending delayed leave at `key` fires. */
     const noteCover = (key: string, content: Record<string, unknown>): void => {
       const fires = [...server.delayed.values()]
         .filter((d) => d.stateKey === key && d.origin === origin)
         .map((d) => d.sendTs);
       const coveredUntil = Math.max(-Infinity, ...fires);
-      // The cover left beyond one request's time on the link as it is now: a link that slows down while the
-      // write is on its way takes the cover in flight (found with the latency steps, seed 1993636896).
+      // The cover left beyond one request's time on the link as it is now (its round trip in force when the
+      // write is sent, not the slowest the run has had): a link that slows down while the write is on its
+      // way takes the cover in flight (found with the latency steps, seed 1993636896), and a slower link
+      // before the write (here or at any earlier time) did not carry it (T9: a 1.6 s step that lasted 0 ms,
+      // before any request, made one request 2 s, the whole delay, so that no write could ever be covered).
       writesSent.push({
         content: JSON.stringify(content),
         sentAt: t(),
         coveredUntil,
-        spare: coveredUntil - t() - oneRequest(),
+        spare: coveredUntil - t() - (linkRtt() + timing.requestTimeoutMs),
+        heldId: currentId,
       });
     };
     /**
@@ -1359,8 +1372,8 @@ export async function runSchedule(
           // leave, or before anything) must be protected by a pending delayed leave of ours: another tab's
           // may be cancelled or sent whenever that tab leaves, crashes or judges ours dead.
           const before = server.contentAt(stateKey);
-          // A write sent while a delayed leave of ours was pending, with at least a request's time before it
-          // was due, whose cover went while it was on the wire (the server lost it, or it fired because the
+          // A write sent while a delayed leave of ours was pending, with at least a request's time (on the link
+          // in force when it was sent) before it was due, whose cover went while it was on the wire (the server lost it, or it fired because the
           // heartbeats failed while this write took longer than the delay): no client can recall a request in
           // flight. Not R; the next heartbeat's 404 (or the eyes) must repair it, which invariants 3 and 5
           // judge. A write sent with its cover about to fire is still R (counterexamples D, D2).
@@ -1369,9 +1382,16 @@ export async function runSchedule(
           // while it was on its way could not recall it; found with the rules before Synapse 1.127, where
           // another writer's `{}` cancels our delayed leave).
           const sentAt = sentWrite?.sentAt ?? t();
+          const unseenSince = (at: number) => !goneDeliveredAt.some((x) => x >= at && x <= sentAt);
+          // Restated with the delegation service (as 2 is): or the delayed leave the manager held when the
+          // write was sent was removed so, although one of ours was created after that removal (a switch of
+          // holder's new one, which the service refused and we cancelled ourselves: D11); that one was never
+          // the write's cover, the held one was, and only its restart's 404 (or the eyes) can tell.
+          const heldRemoval =
+            sentWrite?.heldId === undefined ? undefined : removedExternally.get(sentWrite.heldId);
           const removedBehindOurBack =
-            lastExternalRemoval.at >= lastOwnCreated() &&
-            !goneDeliveredAt.some((x) => x >= lastExternalRemoval.at && x <= sentAt);
+            (lastExternalRemoval.at >= lastOwnCreated() && unseenSince(lastExternalRemoval.at)) ||
+            (heldRemoval !== undefined && unseenSince(heldRemoval.at));
           const coveredWhenSent = sentWrite !== undefined && sentWrite.spare >= 0;
           // Degraded mode (the manager says it has no delayed events) writes without one, by design.
           if (

@@ -963,13 +963,14 @@ const KNOWN: {
     name:
       "D11 (scripts/invariants-long.sh 10000, seed 522215346; the delegation service, on main too): the server " +
       "lost our delayed leave (syd_1) unseen; a switch of holder then scheduled syd_2, the service refused it " +
-      "and we cancelled it; our eyes read the device's `{}` (another tab's) and wrote the membership back at " +
-      "once (1070), with nothing pending until the next restart's 404. Without the delegation service the same " +
-      "schedule passes: R exempts a write whose cover the server removed behind our back, but counts any " +
-      "delayed leave of ours created after that removal as one that should cover it, here the switch's own, " +
-      "which we had cancelled (test/helpers/invariants.ts lastOwnCreated). Open: the checker, or the machine " +
-      "(restart before writing back over a removal)",
+      "and we cancelled it, keeping syd_1, the leave our last restart had confirmed; our eyes read the device's " +
+      "`{}` (another tab's) and wrote the membership back at once (1070), covered in the manager's account by " +
+      "syd_1, until the next restart's 404 (1100) and a new delayed leave (1364). Not a resurrection: the checker " +
+      "(R's removed-behind-our-back case) took the switch's refused leave for the write's cover because it was " +
+      "created after the removal; R now also exempts a write whose held delay id (delayId$ when it was sent) " +
+      "was removed by someone else with no 'gone' reaching us before the send, as invariant 2 already did",
     invs: ["R"],
+    fixed: true,
     world: { delegation: true },
     eyes: "read",
     cmds: [
@@ -983,13 +984,14 @@ const KNOWN: {
   {
     name:
       "T9 (scripts/invariants-long.sh 10000, seed 2146079256, on main too): tab 2's first membership write, " +
-      "sent 10 ms after its delayed leave (2 s) was created, was held 10.5 s in the network; its page crashed " +
-      "meanwhile (the write aborted, nothing can recall it) and it landed at 10530, after that leave fired at " +
-      "2010. R exempts a write whose cover went while it was on the wire only with a request's time of spare " +
-      "when sent, judged by the slowest link of the run: 1.6 s, from a latency step that lasted 0 ms before " +
-      "any request (test/helpers/invariants.ts noteCover, oneRequest); 5 already exempts the crashed tab. " +
-      "Open: the checker, most likely",
+      "sent on a 20 ms link 10 ms after its delayed leave (2 s) was created, was held 10.5 s in the network; its " +
+      "page crashed meanwhile (the write aborted, nothing can recall it) and it landed at 10530, after that leave " +
+      "fired at 2010 (5 exempts the crashed tab). Not a resurrection: the checker judged the write's spare " +
+      "against the run's slowest link (1.6 s, a latency step that lasted 0 ms, before any request), so one " +
+      "request (2 s) was the whole delay; R's in-flight case now judges it on the link in force when the write " +
+      "was sent",
     invs: ["R"],
+    fixed: true,
     world: { tabs: 2 },
     eyes: "read",
     cmds: [
