@@ -104,22 +104,30 @@ function noopSdkClient(userId: string, deviceId: string) {
   };
 }
 let sdkRestarts = 0;
+/** js-sdk's restart interval (its `delayedLeaveEventRestartMs` default). */
+const SDK_RESTART_MS = 5000;
 
-/** Run `advance` over 3 equal parts of `windowMs`, counting heartbeats and CPU in each. */
+/**
+ * Run `advance` over 3 parts of about `windowMs` / 3, counting heartbeats and CPU in each. The managers
+ * joined together, so they heartbeat in clusters, one per `cycleMs` (js-sdk 5 s; ours its adaptive
+ * interval, 6.75 s here): each part holds a whole number of cycles, or a part would hold one cluster or
+ * two by its phase alone (6.7 s parts over 6.75 s cycles read 15 to 60 µs per heartbeat).
+ */
 async function measureWindows(
   windowMs: number,
   advance: (ms: number) => Promise<unknown>,
   count: () => number,
+  cycleMs: number,
 ): Promise<{ heartbeats: number; cpuUsPerHeartbeat: number; cpuSamples: number[]; wallMs: number }> {
-  // Managers heartbeat in clusters every 5 s; parts must hold whole cycles to be comparable.
   const parts = windowMs >= 15_000 ? 3 : 1;
+  const partMs = Math.max(1, Math.round(windowMs / parts / cycleMs)) * cycleMs;
   const cpuSamples: number[] = [];
   let heartbeats = 0;
   const wall0 = performance.now();
   for (let i = 0; i < parts; i++) {
     const n0 = count();
     const cpu0 = process.cpuUsage();
-    await advance(windowMs / parts);
+    await advance(partMs);
     const cpu = process.cpuUsage(cpu0);
     const n = count() - n0;
     heartbeats += n;
@@ -181,6 +189,7 @@ async function runOurs(
     windowMs,
     advance,
     () => NoopBackend.restarts,
+    managers[0].effectiveTiming.heartbeatIntervalMs,
   );
   const still = managers.filter((m) => m.status === "connected").length;
   const heapAfter = heapAfterGc();
@@ -236,6 +245,7 @@ async function runSdk(
     windowMs,
     advance,
     () => sdkRestarts,
+    SDK_RESTART_MS,
   );
   const still = managers.filter((m) => m.status === SdkStatus.Connected).length;
   const heapAfter = heapAfterGc();
