@@ -60,19 +60,34 @@ export function onAnswered(link: LinkTiming, bounds: LinkBounds, rttMs: number):
     link.srttMs === undefined ? rttMs : Math.round(link.srttMs * (1 - SRTT_GAIN) + rttMs * SRTT_GAIN);
   // Room for a round trip twice the smoothed one, within the bounds.
   const timeoutMs = Math.min(bounds.maxMs, Math.max(bounds.baseMs, Math.ceil(srttMs * 2)));
-  const { silentRestarts: _silence, ...kept } = link;
-  return { ...kept, srttMs, timeoutMs, tooSlow: rttMs > bounds.maxMs };
+  // One literal of a fixed shape (no rest and spread): every answer of every manager comes here.
+  return {
+    srttMs,
+    restartSrttMs: link.restartSrttMs,
+    restartRttvarMs: link.restartRttvarMs,
+    timeoutMs,
+    tooSlow: rttMs > bounds.maxMs,
+    silentRestarts: undefined,
+  };
 }
 
 /** A heartbeat restart answered after `rttMs` (as well as `onAnswered`): the restarts' own estimate. */
 export function onRestartAnswered(link: LinkTiming, rttMs: number): LinkTiming {
   const srtt = link.restartSrttMs;
-  if (srtt === undefined) return { ...link, restartSrttMs: rttMs, restartRttvarMs: Math.round(rttMs / 2) };
   // The deviation is measured against the smoothed round trip before this sample (RFC 6298, 2.3).
-  const restartRttvarMs = Math.round(
-    (link.restartRttvarMs ?? 0) * (1 - RTTVAR_GAIN) + Math.abs(srtt - rttMs) * RTTVAR_GAIN,
-  );
-  return { ...link, restartSrttMs: Math.round(srtt * (1 - SRTT_GAIN) + rttMs * SRTT_GAIN), restartRttvarMs };
+  const restartSrttMs = srtt === undefined ? rttMs : Math.round(srtt * (1 - SRTT_GAIN) + rttMs * SRTT_GAIN);
+  const restartRttvarMs =
+    srtt === undefined
+      ? Math.round(rttMs / 2)
+      : Math.round((link.restartRttvarMs ?? 0) * (1 - RTTVAR_GAIN) + Math.abs(srtt - rttMs) * RTTVAR_GAIN);
+  return {
+    srttMs: link.srttMs,
+    restartSrttMs,
+    restartRttvarMs,
+    timeoutMs: link.timeoutMs,
+    tooSlow: link.tooSlow,
+    silentRestarts: link.silentRestarts,
+  };
 }
 
 /**
