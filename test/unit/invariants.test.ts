@@ -1006,6 +1006,28 @@ const KNOWN: {
       { k: "tab2", act: "crash" },
     ],
   },
+  {
+    name:
+      "OPEN D12 (found by npm test's fresh seed 1215883816, path 523:0:0:3:1:4:9:10:11:11; the delegation service, " +
+      "Synapse 1.127 rules, no eyes): a rejoin() while the delegation service had just sent our leave: the leave's " +
+      "send answered 404, so the leave wrote {} itself, and that write was held 10.5 s in the network; its retry " +
+      "landed and the re-join wrote the membership at 10500, then the first {} landed over it at about 10950. " +
+      "Connected with {} on the server, and nothing (blind) ever notices: a re-join after a leave must not write " +
+      "while a {} of ours of unknown outcome can still land (or must re-assert once it surely cannot)",
+    invs: ["5"],
+    world: { delegation: true, rules: "1.127", tabs: 1, tab2Eyes: "read", format: "state" },
+    eyes: "blind",
+    cmds: [
+      { k: "fault", op: "schedule", fault: { kind: "5xx", status: 500 }, times: 1 },
+      { k: "join" },
+      { k: "advance", ms: 400 },
+      { k: "rejoin" },
+      { k: "sfuDisconnect", tab: 1 },
+      { k: "fault", op: "state", fault: { kind: "slow", ms: 10500 }, times: 1 },
+      { k: "advance", ms: 50 },
+      { k: "service", mode: "confirm" },
+    ],
+  },
 ];
 
 describe("counterexamples: regression tests once fixed, it.failing while still open", () => {
