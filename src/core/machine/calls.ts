@@ -101,10 +101,7 @@ export function writeIsProtected(c: Ctx, call: CallState): boolean {
   // restart's 404 arrived landed 4 ms after it: counterexample L4 in test/unit/invariants.test.ts). The
   // write waits for that answer (resumeWrites).
   if (call.delayed === "armed" && RESTART_IN_FLIGHT.has(call.lane.k)) return false;
-  // A delayed leave a schedule of ours of unknown outcome made may fire over it unseen (doubt.ts).
-  if (doubtHoldsWrites(c, call)) return false;
-  // ... or one we replaced and said probably fired, still being cancelled (replacedLeaves.ts).
-  if (replacedHoldsWrites(c, call)) return false;
+  if (unseenLeaveMayFire(c, call)) return false;
   return mayWriteMembership({
     now: c.now,
     delayed: call.delayed,
@@ -115,6 +112,15 @@ export function writeIsProtected(c: Ctx, call: CallState): boolean {
     orphanWindowUntil: c.s.orphanWindowUntil,
     canListDelayed: c.env.canList,
   });
+}
+
+/**
+ * A delayed leave of ours that nothing tracks may still fire over a membership written now: one a
+ * schedule of unknown outcome made (doubt.ts), or one we replaced and said probably fired while its
+ * cancel runs (replacedLeaves.ts). Writes wait; one that lands meanwhile is not `joined`.
+ */
+export function unseenLeaveMayFire(c: Ctx, call: CallState): boolean {
+  return doubtHoldsWrites(c, call) || replacedHoldsWrites(c, call);
 }
 
 /** No heartbeat got through before the server was due to fire our leave. */

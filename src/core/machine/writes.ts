@@ -14,11 +14,9 @@ import {
   writesRenew,
 } from "./format.js";
 import { serverNow, setOwnMembership, setProbablyLeft, setState, toError, type Ctx } from "./context.js";
-import { failCall, writeIsProtected } from "./calls.js";
+import { failCall, unseenLeaveMayFire, writeIsProtected } from "./calls.js";
 import { wakeHeartbeat } from "./heartbeat.js";
 import { startLeaveJob } from "./leave.js";
-import { doubtHoldsWrites } from "./doubt.js";
-import { replacedHoldsWrites } from "./replacedLeaves.js";
 import { probablyFiredUncancelled } from "./orphans.js";
 import { startTask } from "./tasks.js";
 import type { CallState, Outcome, Task, WriteKind } from "./types.js";
@@ -143,10 +141,9 @@ export function onWriteDone(c: Ctx, call: CallState | undefined, task: Task, out
   if (call.createdTs === undefined && content.created_ts === undefined && wantsStamp(c))
     askStamp(c, call, content, outcome.sentAt);
   scheduleCheck(c, call);
-  // On its way when a schedule of ours of unknown outcome could start firing over it (doubt.ts): it may
-  // be taken down any moment, unseen. Not `joined`: probably left, and a fresh write once that is over.
-  // (Likewise for a delayed leave we replaced, said probably fired while its cancel runs: replacedLeaves.ts.)
-  if (doubtHoldsWrites(c, call) || replacedHoldsWrites(c, call))
+  // On its way when an untracked delayed leave of ours could start firing over it: it may be taken down
+  // any moment, unseen. Not `joined`: probably left, and a fresh write once that is over.
+  if (unseenLeaveMayFire(c, call))
     return probablyFiredUncancelled(
       c,
       "our membership landed while a delayed leave of ours nothing found or cancelled",
